@@ -1,0 +1,80 @@
+// A charging session's money, as TigerBeetle would see it: one pending hold per session
+// that each report partly posts (debits) and re-reserves, and termination posts and voids.
+// Everything here is a pure function of the hold, the command and the price.
+import { computeGrant, optimisticGrant, type Grant, type Requested } from './reservation.js';
+import { incrementalPriceOf, type Price } from './rating.js';
+import { invariant } from './errors.js';
+
+/** The state of one session's hold, as recorded on the charged account item. */
+export interface Hold {
+  seq: number;
+  /** Money currently reserved for the session. */
+  holdMinor: number;
+  /** Units of the current grant. */
+  grantedUnits: number;
+  usedUnits: number;
+  chargedMinor: number;
+}
+
+export interface Usage {
+  /** What the reported usage costs, capped at the hold: never more than was reserved. */
+  chargeMinor: number;
+  /** What the usage would have cost beyond the hold (reported over the grant); not charged. */
+  unchargedMinor: number;
+  usedUnitsTotal: number;
+  chargedMinorTotal: number;
+  /** What stays of the hold after the charge. */
+  remainderMinor: number;
+}
+
+export function rateUsage(hold: Hold, usedUnits: number, price: Price): Usage {
+  const fullCharge = incrementalPriceOf(hold.usedUnits, usedUnits, price);
+  const chargeMinor = Math.min(fullCharge, hold.holdMinor);
+  return {
+    chargeMinor,
+    unchargedMinor: fullCharge - chargeMinor,
+    usedUnitsTotal: hold.usedUnits + usedUnits,
+    chargedMinorTotal: hold.chargedMinor + chargeMinor,
+    remainderMinor: hold.holdMinor - chargeMinor,
+  };
+}
+
+/** Signed changes to an account's three money attributes. */
+export interface Movement {
+  balanceDelta: number;
+  reservedDelta: number;
+  availableDelta: number;
+}
+
+/** The account movement of charging `usage` and replacing the hold by `newHoldMinor`. */
+export function movementFor(hold: Hold, usage: Usage, newHoldMinor: number): Movement {
+  const movement = {
+    balanceDelta: -usage.chargeMinor,
+    reservedDelta: newHoldMinor - hold.holdMinor,
+    // available = balance - reserved (+ creditLimit), so it moves by both.
+    availableDelta: -usage.chargeMinor - (newHoldMinor - hold.holdMinor),
+  };
+  invariant(movement.availableDelta === movement.balanceDelta - movement.reservedDelta, 'movement adds up');
+  return movement;
+}
+
+/**
+ * The grant of an interim report: the optimistic one first; after the account refused it,
+ * the one that fits in what the account had plus what the report releases.
+ */
+export function regrant(requested: Requested | undefined, price: Price, usage: Usage, accountAvailableMinor?: number): Grant | null {
+  if (!requested) return { units: 0, amountMinor: 0 };
+  if (accountAvailableMinor === undefined) return optimisticGrant(requested, price);
+  return computeGrant(requested, price, accountAvailableMinor + usage.remainderMinor);
+}
+
+export type SessionState = 'pending_agreement' | 'active' | 'closed' | 'expired' | 'released';
+
+export function isOpen(state: SessionState): boolean {
+  return state === 'active' || state === 'pending_agreement';
+}
+
+/** What may still be refunded of a closed session. */
+export function refundable(chargedMinor: number, refundedMinor: number): number {
+  return Math.max(0, chargedMinor - refundedMinor);
+}

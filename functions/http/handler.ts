@@ -1,0 +1,100 @@
+// The thin edge every HTTP handler shares: middy with three small middlewares (errors to
+// problems, bearer token where the local server asks for one, JSON body parsing) and a
+// zod-based `parse` that turns any bad input into validation_failed.
+import middy from '@middy/core';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda';
+import { Logger } from '@aws-lambda-powertools/logger';
+import type { z } from 'zod';
+import { ChargingError, fail } from '../domain/errors.js';
+import { problemResponse } from './problem.js';
+import { apiToken } from '../config.js';
+
+export const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'charging' });
+
+export interface HttpRequest {
+  /** "POST /sessions/{sessionId}/update" */
+  routeKey: string;
+  params: Record<string, string>;
+  query: Record<string, string>;
+  body: unknown;
+}
+
+type Handler = (request: HttpRequest) => Promise<APIGatewayProxyResultV2>;
+
+function problemsOnError(): middy.MiddlewareObj<APIGatewayProxyEventV2, APIGatewayProxyResultV2> {
+  return {
+    onError: async (request) => {
+      if (!(request.error instanceof ChargingError)) logger.error('unhandled error', { error: request.error as Error });
+      request.response = problemResponse(request.error);
+    },
+  };
+}
+
+function bearerToken(): middy.MiddlewareObj<APIGatewayProxyEventV2, APIGatewayProxyResultV2> {
+  return {
+    before: async (request) => {
+      const expected = apiToken();
+      if (!expected || request.event.routeKey === 'GET /health') return;
+      const header = request.event.headers?.authorization ?? request.event.headers?.Authorization ?? '';
+      const given = Buffer.from(header.replace(/^Bearer\s+/i, ''));
+      const wanted = Buffer.from(expected);
+      if (!/^Bearer\s+/i.test(header) || given.length !== wanted.length || !timingSafeEqual(given, wanted)) {
+        fail('unauthorized', 'send Authorization: Bearer <token>');
+      }
+    },
+  };
+}
+
+function parseBody(event: APIGatewayProxyEventV2): unknown {
+  if (event.body === undefined || event.body === null || event.body === '') return undefined;
+  const text = event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return fail('validation_failed', 'the body is not valid JSON');
+  }
+}
+
+export function httpHandler(handle: Handler) {
+  return middy<APIGatewayProxyEventV2, APIGatewayProxyResultV2, Error, Context>()
+    .use(problemsOnError())
+    .use(bearerToken())
+    .handler(async (event) => handle({
+      routeKey: event.routeKey,
+      params: (event.pathParameters ?? {}) as Record<string, string>,
+      query: (event.queryStringParameters ?? {}) as Record<string, string>,
+      body: parseBody(event),
+    }));
+}
+
+export function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const errors = result.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }));
+    const first = errors[0];
+    fail('validation_failed', first ? `${first.path || 'body'}: ${first.message}` : 'invalid request', { errors });
+  }
+  return result.data as z.output<S>;
+}
+
+/** Identifies "the same body" for idempotency: canonical JSON of the route, path and body. */
+export function requestHash(request: HttpRequest, body: unknown): string {
+  const canonical = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(canonical);
+    if (value && typeof value === 'object') {
+      return Object.fromEntries(Object.keys(value).sort().map((k) => [k, canonical((value as Record<string, unknown>)[k])]));
+    }
+    return value;
+  };
+  const text = JSON.stringify(canonical({ route: request.routeKey, params: request.params, body }));
+  return createHash('sha256').update(text).digest('base64url').slice(0, 32);
+}
+
+export function pathParam(request: HttpRequest, name: string): string {
+  const value = request.params[name];
+  // Path parameters are identifiers too; API Gateway hands them URL-decoded.
+  return parse((identifierSchema), value);
+}
+
+import { identifier as identifierSchema } from './schemas.js';

@@ -1,0 +1,42 @@
+// Every HTTP route, once: the local server and the CDK stack both read this table, so the
+// API served locally is the API deployed.
+export type HandlerName =
+  | 'health' | 'services' | 'accounts' | 'reserve' | 'update' | 'debit' | 'refund'
+  | 'sessions-read' | 'direct-debit';
+
+export type ScheduledHandlerName = 'interim-sweep' | 'recharge-trigger';
+
+export interface Route {
+  method: 'GET' | 'POST' | 'PUT';
+  /** API Gateway route path, parameters in braces. */
+  path: string;
+  handler: HandlerName;
+  /** Public routes need no credentials. */
+  public?: boolean;
+}
+
+export const routes: Route[] = [
+  { method: 'GET', path: '/health', handler: 'health', public: true },
+  { method: 'PUT', path: '/services/{serviceId}', handler: 'services' },
+  { method: 'GET', path: '/services/{serviceId}', handler: 'services' },
+  { method: 'POST', path: '/accounts', handler: 'accounts' },
+  { method: 'GET', path: '/accounts/{accountId}', handler: 'accounts' },
+  { method: 'POST', path: '/accounts/{accountId}/topup', handler: 'accounts' },
+  { method: 'GET', path: '/accounts/{accountId}/ledger', handler: 'accounts' },
+  { method: 'GET', path: '/accounts/{accountId}/notifications', handler: 'accounts' },
+  { method: 'POST', path: '/sessions', handler: 'reserve' },
+  { method: 'POST', path: '/sessions/{sessionId}/update', handler: 'update' },
+  { method: 'POST', path: '/sessions/{sessionId}/debit', handler: 'debit' },
+  { method: 'POST', path: '/sessions/{sessionId}/refund', handler: 'refund' },
+  { method: 'GET', path: '/sessions/{sessionId}', handler: 'sessions-read' },
+  { method: 'GET', path: '/multi-sessions/{multiSessionId}', handler: 'sessions-read' },
+  { method: 'POST', path: '/debits', handler: 'direct-debit' },
+];
+
+export const schedules: Array<{ name: ScheduledHandlerName; everyMinutes: number }> = [
+  { name: 'interim-sweep', everyMinutes: 1 },
+  { name: 'recharge-trigger', everyMinutes: 5 },
+];
+
+/** Source file of a handler, relative to the repository root. */
+export const handlerEntry = (name: HandlerName | ScheduledHandlerName) => `functions/handlers/${name}.ts`;

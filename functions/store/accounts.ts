@@ -1,0 +1,171 @@
+// Accounts: settings and the three money attributes. `available` = balance - reserved +
+// creditLimit is kept on the item so a single conditional UpdateItem can test it.
+// `ops` records, per session (or one-shot request) applied to the account, what was done
+// last: it is what makes a retried write recognisable as already applied.
+import { GetCommand, PutCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { key } from './table.js';
+import { cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
+import { ledgerPut } from './ledger.js';
+import { plainItem } from './ops.js';
+import { fail } from '../domain/errors.js';
+
+export interface AccountInput {
+  accountId: string;
+  currency: string;
+  kind: 'prepaid' | 'postpaid';
+  creditLimit?: number;
+  mainAccountId?: string;
+  consumptionLimit?: number;
+  validUntil?: string;
+  lowBalanceThreshold?: number;
+}
+
+/** One applied operation on an account: a live hold, or a finished one kept for retries. */
+export interface OpEntry {
+  seq: number;
+  /** Money held for the session now (0 once finished). */
+  amt: number;
+  /** Units of the current grant. */
+  gu: number;
+  /** Cumulative used units and charged money of the session. */
+  u: number;
+  chg: number;
+  /** The request that made this step, and the hash of its body. */
+  rid: string;
+  h: string;
+  at: string;
+  /** validUntil of the current grant. */
+  vu?: string;
+  /** Set once the session is finished: how. */
+  done?: 'closed' | 'expired' | 'released' | 'charged';
+  /** Set when the step could not grant (insufficient credit). */
+  denied?: boolean;
+}
+
+export interface AccountItem extends AccountInput {
+  creditLimit: number;
+  status: 'active' | 'suspended';
+  balance: number;
+  reserved: number;
+  available: number;
+  consumed: number;
+  ops: Record<string, OpEntry>;
+  createdAt: string;
+}
+
+function settingsOf(input: AccountInput) {
+  return {
+    currency: input.currency,
+    kind: input.kind,
+    creditLimit: input.creditLimit ?? 0,
+    mainAccountId: input.mainAccountId,
+    consumptionLimit: input.consumptionLimit,
+    validUntil: input.validUntil,
+    lowBalanceThreshold: input.lowBalanceThreshold,
+  };
+}
+
+export async function getAccountItem(store: Store, accountId: string): Promise<AccountItem | null> {
+  const result = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.account(accountId), ConsistentRead: true }));
+  return (result.Item as AccountItem | undefined) ?? null;
+}
+
+export async function requireAccount(store: Store, accountId: string): Promise<AccountItem> {
+  return (await getAccountItem(store, accountId)) ?? fail('not_found', `account ${accountId} does not exist`);
+}
+
+/** Creates the account; creating it again with the same settings answers the existing one. */
+export async function createAccount(store: Store, input: AccountInput): Promise<{ account: AccountItem; created: boolean }> {
+  if (input.kind === 'prepaid' && input.creditLimit) fail('validation_failed', 'creditLimit is for postpaid accounts');
+  if (input.mainAccountId === input.accountId) fail('validation_failed', 'an account cannot be its own main account');
+  if (input.mainAccountId) {
+    const main = await requireAccount(store, input.mainAccountId);
+    if (main.mainAccountId) fail('conflict', `account ${input.mainAccountId} is itself attached to ${main.mainAccountId}`);
+  }
+  const creditLimit = input.creditLimit ?? 0;
+  const item: AccountItem = {
+    accountId: input.accountId,
+    ...settingsOf(input),
+    creditLimit,
+    status: 'active',
+    balance: 0,
+    reserved: 0,
+    available: creditLimit,
+    consumed: 0,
+    ops: {},
+    createdAt: store.now().toISOString(),
+  };
+  try {
+    await store.db.send(new PutCommand({
+      TableName: store.tableName,
+      Item: { ...key.account(input.accountId), ...item },
+      ConditionExpression: 'attribute_not_exists(pk)',
+    }));
+    return { account: item, created: true };
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+  }
+  const existing = await requireAccount(store, input.accountId);
+  const same = JSON.stringify(settingsOf(existing)) === JSON.stringify(settingsOf(input));
+  if (!same) fail('conflict', `account ${input.accountId} already exists with other settings`);
+  return { account: existing, created: false };
+}
+
+export function accountView(account: AccountItem, now: Date) {
+  const expired = account.validUntil !== undefined && account.validUntil <= now.toISOString();
+  return {
+    accountId: account.accountId,
+    currency: account.currency,
+    kind: account.kind,
+    balance: account.balance,
+    reserved: account.reserved,
+    available: account.available,
+    creditLimit: account.creditLimit,
+    status: account.status === 'active' && expired ? 'expired' : account.status,
+    ...(account.validUntil ? { validUntil: account.validUntil } : {}),
+    ...(account.mainAccountId ? { mainAccountId: account.mainAccountId, consumed: account.consumed } : {}),
+    ...(account.consumptionLimit !== undefined ? { consumptionLimit: account.consumptionLimit } : {}),
+    ...(account.lowBalanceThreshold !== undefined ? { lowBalanceThreshold: account.lowBalanceThreshold } : {}),
+    serviceAccounts: [] as unknown[],
+  };
+}
+
+export interface StoredAnswer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+/**
+ * Top-up: money in from outside. Rare per account, so one transaction (request record +
+ * account + ledger entry) makes it exactly-once in a single call.
+ */
+export async function topUp(store: Store, accountId: string, requestId: string, amountMinor: number, bodyHash: string): Promise<StoredAnswer> {
+  const at = store.now().toISOString();
+  const answerOf = (account: Record<string, any>) => ({ status: 200, body: accountView(account as AccountItem, store.now()) });
+  try {
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({
+      TransactItems: [
+        { Put: { TableName: store.tableName, Item: { ...key.request(requestId), requestId, h: bodyHash, kind: 'topup', accountId, at }, ConditionExpression: 'attribute_not_exists(pk)', ReturnValuesOnConditionCheckFailure: 'ALL_OLD' } },
+        { Update: {
+          TableName: store.tableName, Key: key.account(accountId),
+          UpdateExpression: 'SET balance = balance + :a, available = available + :a',
+          ConditionExpression: 'attribute_exists(pk)',
+          ExpressionAttributeValues: { ':a': amountMinor },
+        } },
+        ledgerPut(store, { accountId, entryId: `topup:${requestId}`, at, type: 'topup', amount: amountMinor, reservedDelta: 0, requestId }),
+      ],
+    })));
+  } catch (error) {
+    const reasons = cancellationReasons(error);
+    if (!reasons) throw error;
+    const previous = plainItem(reasons[0]?.Item);
+    if (previous) {
+      if (previous.h !== bodyHash || previous.kind !== 'topup') fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
+      // A repeat: answer with the account as it is now (a top-up's answer is the account).
+      return answerOf(await requireAccount(store, accountId));
+    }
+    if (reasons[1]?.Code === 'ConditionalCheckFailed') fail('not_found', `account ${accountId} does not exist`);
+    throw error;
+  }
+  return answerOf(await requireAccount(store, accountId));
+}

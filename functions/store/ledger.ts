@@ -1,0 +1,65 @@
+// Ledger entries: append-only, written in the same transaction as the (cold) session or
+// request item they belong to, with ids derived from that operation so a retry rewrites
+// nothing. `amount` is the signed change to the balance, `reservedDelta` the signed
+// change to the reservation: summing each over an account's ledger gives its balance and
+// its reserved amount.
+import { QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { key } from './table.js';
+import type { Store } from './db.js';
+import { fail } from '../domain/errors.js';
+
+export type LedgerEntryType = 'topup' | 'reserve' | 'release' | 'debit' | 'charge' | 'refund' | 'expire';
+
+export interface LedgerEntry {
+  accountId: string;
+  entryId: string;
+  at: string;
+  type: LedgerEntryType;
+  amount: number;
+  reservedDelta: number;
+  units?: number;
+  sessionId?: string;
+  requestId?: string;
+}
+
+export function ledgerPut(store: Store, entry: LedgerEntry) {
+  return {
+    Put: {
+      TableName: store.tableName,
+      Item: { ...key.ledger(entry.accountId, entry.at, entry.entryId), ...entry },
+      ConditionExpression: 'attribute_not_exists(pk)',
+    },
+  };
+}
+
+/** Entries of a session step that changed money; zero movements leave no trace. */
+export function sessionEntries(base: { accountId: string; sessionId: string; requestId: string; at: string; seq: number },
+  parts: Array<{ type: LedgerEntryType; amount: number; reservedDelta: number; units?: number }>): LedgerEntry[] {
+  return parts
+    .filter((p) => p.amount !== 0 || p.reservedDelta !== 0)
+    .map((p) => ({ ...base, entryId: `${base.sessionId}:${base.seq}:${p.type}`, ...p }));
+}
+
+const encodeCursor = (sk: string) => Buffer.from(sk, 'utf8').toString('base64url');
+const decodeCursor = (cursor: string) => {
+  const sk = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!/^\d{4}-\d\d-\d\dT[^#]+#.+$/.test(sk)) fail('validation_failed', 'next is not a cursor this server gave');
+  return sk;
+};
+
+export async function readLedger(store: Store, accountId: string, options: { limit?: number; next?: string } = {}) {
+  const pk = `LEDGER#${accountId}`;
+  const result = await store.db.send(
+    new QueryCommand({
+      TableName: store.tableName,
+      KeyConditionExpression: 'pk = :pk',
+      ExpressionAttributeValues: { ':pk': pk },
+      ScanIndexForward: false,
+      Limit: options.limit ?? 100,
+      ConsistentRead: true,
+      ...(options.next ? { ExclusiveStartKey: { pk, sk: decodeCursor(options.next) } } : {}),
+    }),
+  );
+  const entries = (result.Items ?? []).map(({ pk: _pk, sk: _sk, accountId: _a, ...entry }: Record<string, any>) => entry);
+  return { entries, ...(result.LastEvaluatedKey ? { next: encodeCursor(result.LastEvaluatedKey.sk) } : {}) };
+}

@@ -1,0 +1,518 @@
+// Charging sessions (RFC 8506 CCR-Initial / Update / Termination) on the table.
+//
+// Each step is at most: one read of the (cold) session item, one conditional UpdateItem on
+// the (hot) account item that moves the money and records the step in `ops.<sessionId>`,
+// and one transaction over cold items only (session item + ledger entries). The account
+// write is the commit point: a step whose account write landed is finished by any retry
+// from what the account recorded, so a handler dying between the two writes loses nothing
+// and a retry never charges twice.
+import { createHash } from 'node:crypto';
+import { GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DUE_SHARDS, key } from './table.js';
+import { cancellationReasons, withConflictRetry, type Store } from './db.js';
+import { applyOp, plainItem, refusalOf } from './ops.js';
+import { ledgerPut, sessionEntries } from './ledger.js';
+import { markFinalized } from './compaction.js';
+import { getService } from './services.js';
+import type { OpEntry, StoredAnswer } from './accounts.js';
+import { ChargingError, fail, invariant } from '../domain/errors.js';
+import { computeGrant, optimisticGrant, type Requested } from '../domain/reservation.js';
+import { movementFor, rateUsage, refundable, regrant, type Hold, type SessionState, type Movement } from '../domain/session.js';
+import type { Price, Unit } from '../domain/rating.js';
+
+export interface ReserveCommand {
+  requestId: string;
+  accountId: string;
+  clientId: string;
+  serviceId: string;
+  requested: Requested;
+  multiSessionId?: string;
+  notifyUri?: string;
+}
+
+export interface StepCommand {
+  requestId: string;
+  usedUnits: number;
+  requested?: Requested;
+}
+
+export interface SessionItem {
+  sessionId: string;
+  state: SessionState;
+  accountId: string;
+  chargedAccountId: string;
+  clientId: string;
+  serviceId: string;
+  unit: Unit;
+  price: Price;
+  multiSessionId: string;
+  validitySeconds: number;
+  interimIntervalSeconds: number;
+  notifyUri?: string;
+  seq: number;
+  hold: Hold;
+  validUntil: string;
+  createdAt: string;
+  lastUpdateAt: string;
+  refundedMinor: number;
+  returnedMinor: number;
+  /** Every request applied to the session: its body hash and its answer, for replays. */
+  answers: Record<string, { h: string; answer: StoredAnswer }>;
+}
+
+/** Session ids come from the reserve's requestId, so a retried reserve finds its own session. */
+export function sessionIdFor(requestId: string): string {
+  return `ses_${createHash('sha256').update(requestId).digest('base64url').slice(0, 24)}`;
+}
+
+const MAX_ATTEMPTS = 8;
+const addSeconds = (at: Date, seconds: number) => new Date(at.getTime() + seconds * 1000).toISOString();
+const shardOf = (sessionId: string) => `due#${createHash('sha256').update(sessionId).digest()[0]! % DUE_SHARDS}`;
+
+function holdOf(entry: OpEntry): Hold {
+  return { seq: entry.seq, holdMinor: entry.amt, grantedUnits: entry.gu, usedUnits: entry.u, chargedMinor: entry.chg };
+}
+
+export function sessionView(session: SessionItem) {
+  return {
+    sessionId: session.sessionId,
+    multiSessionId: session.multiSessionId,
+    state: session.state,
+    accountId: session.accountId,
+    chargedAccountId: session.chargedAccountId,
+    clientId: session.clientId,
+    serviceId: session.serviceId,
+    unit: session.unit,
+    granted: { units: session.hold.grantedUnits, amount: session.hold.holdMinor },
+    charged: { units: session.hold.usedUnits, amount: session.hold.chargedMinor },
+    refunded: { amount: session.refundedMinor },
+    validUntil: session.validUntil,
+    interimIntervalSeconds: session.interimIntervalSeconds,
+    createdAt: session.createdAt,
+    lastUpdateAt: session.lastUpdateAt,
+  };
+}
+
+export async function getSessionItem(store: Store, sessionId: string): Promise<SessionItem | null> {
+  const result = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.session(sessionId), ConsistentRead: true }));
+  return (result.Item as SessionItem | undefined) ?? null;
+}
+
+export async function requireSession(store: Store, sessionId: string): Promise<SessionItem> {
+  return (await getSessionItem(store, sessionId)) ?? fail('not_found', `session ${sessionId} does not exist`);
+}
+
+function replayOrConflict(session: SessionItem, requestId: string, bodyHash: string): StoredAnswer | null {
+  const previous = session.answers?.[requestId];
+  if (!previous) return null;
+  if (previous.h !== bodyHash) fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
+  return previous.answer;
+}
+
+// ---------------------------------------------------------------- reserve (CCR-Initial)
+
+export async function reserve(store: Store, command: ReserveCommand, bodyHash: string): Promise<StoredAnswer> {
+  const service = await getService(store, command.serviceId);
+  const sessionId = sessionIdFor(command.requestId);
+  const chargedAccountId = command.accountId;
+  let grant = optimisticGrant(command.requested, service.price) ?? fail('validation_failed', 'requested must be at least one unit');
+  let entry!: OpEntry;
+  let committed = false;
+  let heldNow = false;
+  for (let attempt = 0; attempt < MAX_ATTEMPTS && !committed; attempt++) {
+    const now = store.now();
+    entry = {
+      seq: 1, amt: grant.amountMinor, gu: grant.units, u: 0, chg: 0,
+      rid: command.requestId, h: bodyHash, at: now.toISOString(), vu: addSeconds(now, service.validitySeconds),
+    };
+    const movement: Movement = { balanceDelta: 0, reservedDelta: grant.amountMinor, availableDelta: -grant.amountMinor };
+    const result = await applyOp(store, chargedAccountId, sessionId, { kind: 'new' }, movement, entry);
+    if (result.ok) { committed = true; heldNow = true; break; }
+    const refusal = refusalOf(result.account, sessionId, now);
+    if (refusal === 'not_found') fail('not_found', `account ${chargedAccountId} does not exist`);
+    if (refusal === 'account_inactive') fail('account_inactive', `account ${chargedAccountId} is suspended or expired`);
+    if (refusal === 'exists') {
+      // This session's hold is on the account already: a retry of a reserve that landed.
+      const recorded = result.account!.ops[sessionId]!;
+      if (recorded.h !== bodyHash || recorded.rid !== command.requestId) {
+        // Either another body under this requestId, or a finished session: the session item decides.
+        const existing = await getSessionItem(store, sessionId);
+        const replay = existing && replayOrConflict(existing, command.requestId, bodyHash);
+        if (replay) return replay;
+        fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+      }
+      if (recorded.seq !== 1 || recorded.done) {
+        const existing = await requireSession(store, sessionId);
+        return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', 'requestId reused');
+      }
+      entry = recorded;
+      committed = true;
+      break;
+    }
+    const shorter = computeGrant(command.requested, service.price, result.account!.available);
+    if (!shorter) {
+      fail('insufficient_credit', `account ${chargedAccountId} cannot pay one block of ${command.serviceId}`, { finalUnitAction: 'terminate' });
+    }
+    grant = shorter!;
+  }
+  invariant(committed, 'reserve gave up after repeated contention');
+  const wantedUnits = optimisticGrant(command.requested, service.price)!.units;
+  const answer: StoredAnswer = {
+    status: 201,
+    body: {
+      sessionId,
+      multiSessionId: command.multiSessionId ?? sessionId,
+      state: 'active',
+      chargedAccountId,
+      granted: { units: entry.gu, amount: entry.amt },
+      validUntil: entry.vu,
+      interimIntervalSeconds: service.interimIntervalSeconds,
+      ...(entry.gu < wantedUnits ? { finalUnit: { action: 'terminate' } } : {}),
+    },
+  };
+  const session: SessionItem = {
+    sessionId,
+    state: 'active',
+    accountId: command.accountId,
+    chargedAccountId,
+    clientId: command.clientId,
+    serviceId: command.serviceId,
+    unit: service.unit,
+    price: service.price,
+    multiSessionId: command.multiSessionId ?? sessionId,
+    validitySeconds: service.validitySeconds,
+    interimIntervalSeconds: service.interimIntervalSeconds,
+    ...(command.notifyUri ? { notifyUri: command.notifyUri } : {}),
+    seq: 1,
+    hold: holdOf(entry),
+    validUntil: entry.vu!,
+    createdAt: entry.at,
+    lastUpdateAt: entry.at,
+    refundedMinor: 0,
+    returnedMinor: 0,
+    answers: { [command.requestId]: { h: bodyHash, answer } },
+  };
+  const entries = sessionEntries(
+    { accountId: chargedAccountId, sessionId, requestId: command.requestId, at: entry.at, seq: 1 },
+    [{ type: 'reserve', amount: 0, reservedDelta: entry.amt, units: entry.gu }],
+  );
+  try {
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({
+      TransactItems: [
+        { Put: {
+          TableName: store.tableName,
+          Item: { ...key.session(sessionId), ...session, dueShard: shardOf(sessionId), dueAt: session.validUntil },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        } },
+        ...entries.map((e) => ledgerPut(store, e)),
+        ...(command.multiSessionId ? [{ Put: {
+          TableName: store.tableName,
+          Item: { ...key.multiSessionMember(command.multiSessionId, sessionId), sessionId, at: entry.at },
+        } }] : []),
+      ],
+    })));
+  } catch (error) {
+    if (!cancellationReasons(error)) throw error;
+    // The session item is there already: a concurrent duplicate finished first, or the
+    // requestId opened another session (then the hold just taken is voided).
+    const existing = await requireSession(store, sessionId);
+    // The hold this call took is the session's own unless the session was opened before it
+    // (a replay after the session's entry left the account, or another body).
+    const holdIsOurs = existing.chargedAccountId === chargedAccountId && existing.createdAt === entry.at;
+    if (heldNow && !holdIsOurs) await voidHold(store, chargedAccountId, sessionId, entry);
+    const previous = existing.answers?.[command.requestId];
+    if (previous?.h === bodyHash) return previous.answer;
+    fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+  }
+  return answer;
+}
+
+/** Gives back a hold taken under a requestId that turned out to belong to another session. */
+async function voidHold(store: Store, accountId: string, sessionId: string, entry: OpEntry): Promise<void> {
+  await store.db.send(new UpdateCommand({
+    TableName: store.tableName, Key: key.account(accountId),
+    UpdateExpression: 'SET reserved = reserved - :a, available = available + :a REMOVE ops.#op',
+    ConditionExpression: 'ops.#op.h = :h AND ops.#op.seq = :one AND ops.#op.#at = :at',
+    ExpressionAttributeNames: { '#op': sessionId, '#at': 'at' },
+    ExpressionAttributeValues: { ':a': entry.amt, ':h': entry.h, ':one': 1, ':at': entry.at },
+  })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
+}
+
+// ---------------------------------------------------------- update and terminate (CCR-U/T)
+
+type StepKind = 'update' | 'debit' | 'release';
+
+/**
+ * One step of a live session. Reads the session, moves the money on the account (commit
+ * point), then records the step on the session item and the ledger.
+ */
+async function step(store: Store, sessionId: string, kind: StepKind, command: StepCommand, bodyHash: string): Promise<StoredAnswer> {
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const session = await requireSession(store, sessionId);
+    const replay = replayOrConflict(session, command.requestId, bodyHash);
+    if (replay) return replay;
+    if (session.state !== 'active') fail('session_closed', `session ${sessionId} is ${session.state}`, { state: session.state });
+
+    const now = store.now();
+    const used = kind === 'release' ? 0 : command.usedUnits;
+    const usage = rateUsage(session.hold, used, session.price);
+    const closing = kind !== 'update';
+    let grant = closing ? { units: 0, amountMinor: 0 } : regrant(command.requested, session.price, usage);
+    let entry: OpEntry | null = null;
+    let denied = false;
+    for (let tries = 0; tries < MAX_ATTEMPTS; tries++) {
+      const newHold = grant?.amountMinor ?? 0;
+      const candidate: OpEntry = {
+        seq: session.seq + 1, amt: newHold, gu: grant?.units ?? 0, u: usage.usedUnitsTotal, chg: usage.chargedMinorTotal,
+        rid: command.requestId, h: bodyHash, at: now.toISOString(),
+        vu: closing ? session.validUntil : addSeconds(now, session.validitySeconds),
+        ...(closing ? { done: kind === 'release' ? 'released' : 'closed' } as const : {}),
+        ...(grant ? {} : { denied: true }),
+      };
+      const result = await applyOp(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movementFor(session.hold, usage, newHold), candidate);
+      if (result.ok) { entry = candidate; denied = !grant; break; }
+      const recorded = result.account?.ops?.[sessionId];
+      if (recorded && recorded.rid === command.requestId && recorded.seq === session.seq + 1) {
+        if (recorded.h !== bodyHash) fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+        entry = recorded; // applied by an earlier try of this very request
+        denied = !!recorded.denied;
+        break;
+      }
+      if (recorded && recorded.seq === session.seq + 1) {
+        // Another request's step landed on the account but not on the session (its handler
+        // died between the two writes): finish that step first, then try ours again.
+        await rollForward(store, session, recorded);
+        break;
+      }
+      if (!recorded || recorded.seq !== session.seq || recorded.done) break; // moved on: read the session again
+      // Only the money was short: grant what fits, or nothing.
+      grant = regrant(command.requested, session.price, usage, result.account!.available);
+    }
+    if (!entry) continue;
+    return finishStep(store, session, kind, command, bodyHash, entry, denied);
+  }
+  throw new ChargingError('conflict', `session ${sessionId} changed too often to apply this request; retry it`);
+}
+
+async function finishStep(store: Store, session: SessionItem, kind: StepKind, command: StepCommand, bodyHash: string, entry: OpEntry, denied: boolean): Promise<StoredAnswer> {
+  const previous = session.hold;
+  const chargeMinor = entry.chg - previous.chargedMinor;
+  const remainder = previous.holdMinor - chargeMinor;
+  const closing = kind !== 'update';
+  const state: SessionState = kind === 'update' ? 'active' : kind === 'release' ? 'released' : 'closed';
+  const charged = { units: entry.u, amount: entry.chg };
+  let answer: StoredAnswer;
+  if (kind === 'update') {
+    answer = denied
+      ? { status: 402, body: { code: 'insufficient_credit', detail: 'no credit left for another grant; the reported usage was charged', charged, finalUnitAction: 'terminate' } }
+      : { status: 200, body: {
+        granted: { units: entry.gu, amount: entry.amt }, validUntil: entry.vu, interimIntervalSeconds: session.interimIntervalSeconds, charged,
+        ...(command.requested && 'units' in command.requested && entry.gu < command.requested.units ? { finalUnit: { action: 'terminate' } } : {}),
+      } };
+  } else if (kind === 'debit') {
+    answer = { status: 200, body: { state, charged, returned: { amount: remainder } } };
+  } else {
+    answer = { status: 200, body: { state, refunded: { amount: 0 }, returned: { amount: remainder }, charged } };
+  }
+  const hold: Hold = { seq: entry.seq, holdMinor: entry.amt, grantedUnits: entry.gu, usedUnits: entry.u, chargedMinor: entry.chg };
+  const base = { accountId: session.chargedAccountId, sessionId: session.sessionId, requestId: command.requestId, at: entry.at, seq: entry.seq };
+  const entries = sessionEntries(base, [
+    { type: 'debit', amount: -chargeMinor, reservedDelta: -chargeMinor, units: entry.u - previous.usedUnits },
+    { type: entry.amt - remainder >= 0 ? 'reserve' : 'release', amount: 0, reservedDelta: entry.amt - remainder },
+  ]);
+  const names: Record<string, string> = { '#state': 'state', '#hold': 'hold', '#rid': command.requestId };
+  const values: Record<string, unknown> = {
+    ':seq': session.seq, ':next': entry.seq, ':state': state, ':hold': hold, ':at': entry.at, ':vu': entry.vu,
+    ':answer': { h: bodyHash, answer }, ':returned': closing ? remainder : 0,
+  };
+  const sets = ['seq = :next', '#state = :state', '#hold = :hold', 'lastUpdateAt = :at', 'validUntil = :vu', 'answers.#rid = :answer', 'returnedMinor = returnedMinor + :returned'];
+  const update = closing ? `SET ${sets.join(', ')} REMOVE dueShard, dueAt` : `SET ${sets.join(', ')}, dueAt = :vu`;
+  try {
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({
+      TransactItems: [
+        { Update: {
+          TableName: store.tableName, Key: key.session(session.sessionId),
+          UpdateExpression: update, ConditionExpression: 'seq = :seq',
+          ExpressionAttributeNames: names, ExpressionAttributeValues: values,
+        } },
+        ...entries.map((e) => ledgerPut(store, e)),
+      ],
+    })));
+  } catch (error) {
+    if (!cancellationReasons(error)) throw error;
+    // Someone (a concurrent duplicate of this request) recorded the step first.
+    const now = await requireSession(store, session.sessionId);
+    return replayOrConflict(now, command.requestId, bodyHash) ?? fail('conflict', 'the session moved on; retry');
+  }
+  if (closing) markFinalized(store, session.chargedAccountId, session.sessionId, entry.seq);
+  return answer;
+}
+
+/** Records on the session item a step the account already applied (see `step`). */
+export async function rollForward(store: Store, session: SessionItem, recorded: OpEntry): Promise<void> {
+  if (recorded.done === 'expired') {
+    await recordExpiry(store, session, recorded);
+    return;
+  }
+  const kind: StepKind = recorded.done === 'closed' ? 'debit' : recorded.done === 'released' ? 'release' : 'update';
+  await finishStep(store, session, kind, { requestId: recorded.rid, usedUnits: recorded.u - session.hold.usedUnits }, recorded.h, recorded, !!recorded.denied)
+    .catch((error) => { if (!(error instanceof ChargingError)) throw error; });
+}
+
+export const updateSession = (store: Store, sessionId: string, command: StepCommand, bodyHash: string) =>
+  step(store, sessionId, 'update', command, bodyHash);
+
+export const debitSession = (store: Store, sessionId: string, command: StepCommand, bodyHash: string) =>
+  step(store, sessionId, 'debit', command, bodyHash);
+
+// ------------------------------------------------------------------------------ refund
+
+export async function refundSession(store: Store, sessionId: string, command: { requestId: string; amount?: number; reason?: string }, bodyHash: string): Promise<StoredAnswer> {
+  const session = await requireSession(store, sessionId);
+  const replay = replayOrConflict(session, command.requestId, bodyHash);
+  if (replay) return replay;
+  if (session.state === 'active') {
+    if (command.amount !== undefined) fail('conflict', 'an active session has nothing to refund yet; refund without amount releases its reservation');
+    return step(store, sessionId, 'release', { requestId: command.requestId, usedUnits: 0 }, bodyHash);
+  }
+  if (session.state === 'pending_agreement') fail('conflict', 'the session has not started');
+  const left = refundable(session.hold.chargedMinor, session.refundedMinor);
+  const amount = command.amount ?? left;
+  if (amount <= 0 || amount > left) {
+    fail('conflict', `at most ${left} of what session ${sessionId} charged can still be refunded`, { refundable: left });
+  }
+  const at = store.now().toISOString();
+  const refundedMinor = session.refundedMinor + amount;
+  const answer: StoredAnswer = { status: 200, body: { refunded: { amount }, refundedTotal: { amount: refundedMinor }, state: session.state } };
+  // Refunds are rare: one transaction keeps session, account and ledger together.
+  try {
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({
+      TransactItems: [
+        { Update: {
+          TableName: store.tableName, Key: key.session(sessionId),
+          UpdateExpression: 'SET refundedMinor = :total, answers.#rid = :answer',
+          ConditionExpression: 'refundedMinor = :before AND attribute_not_exists(answers.#rid)',
+          ExpressionAttributeNames: { '#rid': command.requestId },
+          ExpressionAttributeValues: { ':total': refundedMinor, ':before': session.refundedMinor, ':answer': { h: bodyHash, answer } },
+        } },
+        { Update: {
+          TableName: store.tableName, Key: key.account(session.chargedAccountId),
+          UpdateExpression: 'SET balance = balance + :a, available = available + :a',
+          ConditionExpression: 'attribute_exists(pk)',
+          ExpressionAttributeValues: { ':a': amount },
+        } },
+        ledgerPut(store, { accountId: session.chargedAccountId, entryId: `${sessionId}:refund:${command.requestId}`, at, type: 'refund', amount, reservedDelta: 0, sessionId, requestId: command.requestId }),
+      ],
+    })));
+  } catch (error) {
+    if (!cancellationReasons(error)) throw error;
+    return refundSession(store, sessionId, command, bodyHash); // the session moved: decide again on what it is now
+  }
+  return answer;
+}
+
+// ------------------------------------------------------------------------- expiry (sweep)
+
+/**
+ * Expires a session whose grant outlived its validUntil: returns its hold. Safe against an
+ * update racing it (the account's seq decides who wins) and against a second sweep.
+ */
+export async function expireSession(store: Store, sessionId: string): Promise<'expired' | 'not_due' | 'gone'> {
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const session = await getSessionItem(store, sessionId);
+    if (!session || session.state !== 'active') return 'gone';
+    const now = store.now();
+    if (session.validUntil > now.toISOString()) {
+      // Updated since the index said it was due: put it back in the index at its new time.
+      await store.db.send(new UpdateCommand({
+        TableName: store.tableName, Key: key.session(sessionId),
+        UpdateExpression: 'SET dueAt = :vu', ConditionExpression: 'seq = :seq',
+        ExpressionAttributeValues: { ':vu': session.validUntil, ':seq': session.seq },
+      })).catch(() => undefined);
+      return 'not_due';
+    }
+    const usage = rateUsage(session.hold, 0, session.price);
+    const entry: OpEntry = {
+      seq: session.seq + 1, amt: 0, gu: 0, u: session.hold.usedUnits, chg: session.hold.chargedMinor,
+      rid: `expire:${session.seq}`, h: 'sweep', at: now.toISOString(), vu: session.validUntil, done: 'expired',
+    };
+    const result = await applyOp(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movementFor(session.hold, usage, 0), entry);
+    let applied = entry;
+    if (!result.ok) {
+      const recorded = result.account?.ops?.[sessionId];
+      if (recorded && recorded.seq === session.seq + 1 && recorded.rid !== entry.rid) {
+        await rollForward(store, session, recorded); // an unfinished step: finish it, then look again
+        continue;
+      }
+      if (recorded?.rid !== entry.rid || recorded.seq !== entry.seq) continue; // an update won the race
+      applied = recorded; // a concurrent sweep moved the money: finish its record
+    }
+    if (!(await recordExpiry(store, session, applied))) return 'gone';
+    return 'expired';
+  }
+  return 'not_due';
+}
+
+/** Records an expiry the account already applied; false when another sweep recorded it. */
+async function recordExpiry(store: Store, session: SessionItem, applied: OpEntry): Promise<boolean> {
+  const returned = session.hold.holdMinor;
+  const entries = sessionEntries(
+    { accountId: session.chargedAccountId, sessionId: session.sessionId, requestId: applied.rid, at: applied.at, seq: applied.seq },
+    [{ type: 'expire', amount: 0, reservedDelta: -returned }],
+  );
+  try {
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({
+      TransactItems: [
+        { Update: {
+          TableName: store.tableName, Key: key.session(session.sessionId),
+          UpdateExpression: 'SET seq = :next, #state = :expired, #hold = :hold, lastUpdateAt = :at, returnedMinor = returnedMinor + :r REMOVE dueShard, dueAt',
+          ConditionExpression: 'seq = :seq',
+          ExpressionAttributeNames: { '#state': 'state', '#hold': 'hold' },
+          ExpressionAttributeValues: {
+            ':next': applied.seq, ':seq': session.seq, ':expired': 'expired', ':at': applied.at, ':r': returned,
+            ':hold': { ...session.hold, seq: applied.seq, holdMinor: 0, grantedUnits: 0 },
+          },
+        } },
+        ...entries.map((e) => ledgerPut(store, e)),
+      ],
+    })));
+  } catch (error) {
+    if (!cancellationReasons(error)) throw error;
+    return false;
+  }
+  markFinalized(store, session.chargedAccountId, session.sessionId, applied.seq);
+  return true;
+}
+
+/** Sessions whose validUntil is at or before `until`, found through the sparse due index. */
+export async function findDueSessions(store: Store, until: string, limitPerShard: number): Promise<string[]> {
+  const { DUE_INDEX } = await import('./table.js');
+  const pages = await Promise.all(Array.from({ length: DUE_SHARDS }, (_, shard) => store.db.send(new QueryCommand({
+    TableName: store.tableName,
+    IndexName: DUE_INDEX,
+    KeyConditionExpression: 'dueShard = :shard AND dueAt <= :until',
+    ExpressionAttributeValues: { ':shard': `due#${shard}`, ':until': until },
+    Limit: limitPerShard,
+  }))));
+  return pages.flatMap((page) => (page.Items ?? []).map((item: Record<string, any>) => String(item.pk).slice('SES#'.length)));
+}
+
+export async function multiSessionView(store: Store, multiSessionId: string) {
+  const members = await store.db.send(new QueryCommand({
+    TableName: store.tableName,
+    KeyConditionExpression: 'pk = :pk',
+    ExpressionAttributeValues: { ':pk': `MS#${multiSessionId}` },
+    ConsistentRead: true,
+  }));
+  const ids: string[] = (members.Items ?? []).map((m: Record<string, any>) => m.sessionId);
+  if (ids.length === 0) {
+    const solo = await getSessionItem(store, multiSessionId);
+    if (!solo) fail('not_found', `multi-session ${multiSessionId} does not exist`);
+    ids.push(solo!.sessionId);
+  }
+  const sessions = (await Promise.all(ids.map((id) => getSessionItem(store, id)))).filter((s): s is SessionItem => !!s);
+  const chargedMinor = sessions.reduce((sum, s) => sum + s.hold.chargedMinor - s.refundedMinor, 0);
+  return { multiSessionId, sessions: sessions.map(sessionView), charged: { amount: chargedMinor } };
+}
+
+export { plainItem };

@@ -1,0 +1,56 @@
+// The table layout, in one place. One table, generic keys (pk, sk), items:
+//
+//   pk                      sk                    what
+//   SVC#<serviceId>         SERVICE               rating of a service
+//   ACC#<accountId>         ACCOUNT               settings + balance, reserved, available, ops{}
+//   SES#<sessionId>         SESSION               a charging session (record of what happened)
+//   MS#<multiSessionId>     SES#<sessionId>       membership of a session in a multi-session
+//   LEDGER#<accountId>      <at>#<entryId>        append-only ledger entries, newest last
+//   REQ#<requestId>         REQUEST               answer of a one-shot request (top-up, event)
+//
+// Accounts are the only hot items: they change only by single-item conditional
+// UpdateItem, never inside a transaction on the hot path. `available` is stored (not
+// derived) because condition expressions cannot do arithmetic.
+import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
+
+export const key = {
+  service: (serviceId: string) => ({ pk: `SVC#${serviceId}`, sk: 'SERVICE' }),
+  account: (accountId: string) => ({ pk: `ACC#${accountId}`, sk: 'ACCOUNT' }),
+  session: (sessionId: string) => ({ pk: `SES#${sessionId}`, sk: 'SESSION' }),
+  multiSessionMember: (multiSessionId: string, sessionId: string) => ({ pk: `MS#${multiSessionId}`, sk: `SES#${sessionId}` }),
+  ledger: (accountId: string, at: string, entryId: string) => ({ pk: `LEDGER#${accountId}`, sk: `${at}#${entryId}` }),
+  request: (requestId: string) => ({ pk: `REQ#${requestId}`, sk: 'REQUEST' }),
+};
+
+/** Sparse index of open sessions by the time they are due for the sweep, sharded. */
+export const DUE_INDEX = 'due';
+export const DUE_SHARDS = 8;
+
+export function tableDefinition(tableName: string): CreateTableCommandInput {
+  return {
+    TableName: tableName,
+    BillingMode: 'PAY_PER_REQUEST',
+    AttributeDefinitions: [
+      { AttributeName: 'pk', AttributeType: 'S' },
+      { AttributeName: 'sk', AttributeType: 'S' },
+      { AttributeName: 'dueShard', AttributeType: 'S' },
+      { AttributeName: 'dueAt', AttributeType: 'S' },
+    ],
+    KeySchema: [
+      { AttributeName: 'pk', KeyType: 'HASH' },
+      { AttributeName: 'sk', KeyType: 'RANGE' },
+    ],
+    GlobalSecondaryIndexes: [
+      {
+        IndexName: DUE_INDEX,
+        KeySchema: [
+          { AttributeName: 'dueShard', KeyType: 'HASH' },
+          { AttributeName: 'dueAt', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'KEYS_ONLY' },
+      },
+    ],
+  };
+}
+
+export const TTL_ATTRIBUTE = 'expiresAtEpochSeconds';

@@ -1,0 +1,45 @@
+// How every Lambda is bundled, in one place: the stack hands these to NodejsFunction (which
+// runs the local esbuild) and the bundle-size test hands the same to esbuild's JS API.
+import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+import { handlerEntry, routes, schedules, type HandlerName, type ScheduledHandlerName } from '../functions/http/routes.js';
+
+export type FunctionName = HandlerName | ScheduledHandlerName;
+
+/** The repository root: handler entries in the route table are relative to it. */
+export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+
+/** Absolute path of a handler's source file. */
+export const entryOf = (name: FunctionName) => resolve(repoRoot, handlerEntry(name));
+
+/** Every function the stack deploys: each distinct HTTP handler of the route table, then each schedule. */
+export const httpFunctionNames: HandlerName[] = [...new Set(routes.map((route) => route.handler))];
+export const scheduledFunctionNames: ScheduledHandlerName[] = schedules.map((schedule) => schedule.name);
+export const functionNames: FunctionName[] = [...httpFunctionNames, ...scheduledFunctionNames];
+
+/** "sessions-read" -> "SessionsRead": the stem of the function's readable logical ids. */
+export const pascalCase = (name: string) =>
+  name.split(/[^A-Za-z0-9]+/).filter(Boolean).map((part) => part[0]!.toUpperCase() + part.slice(1)).join('');
+
+/**
+ * ESM output needs `require` for the CommonJS dependencies esbuild inlines (the AWS SDK
+ * and others call require('node:...') at run time).
+ */
+export const esmRequireBanner = "import { createRequire } from 'module';const require = createRequire(import.meta.url);";
+
+/**
+ * esbuild options shared by the stack and the bundle-size test. The AWS SDK is bundled, not
+ * taken from the runtime: the version is then the one the tests ran against, and a bundled,
+ * minified client starts faster than the runtime's copy.
+ */
+export const esbuildOptions = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node22',
+  minify: true,
+  sourcemap: false,
+  mainFields: ['module', 'main'],
+  banner: esmRequireBanner,
+  external: [] as string[],
+} as const;

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { incrementalPriceOf, priceOf, unitsAffordable } from '../../functions/domain/rating.js';
+import { computeGrant } from '../../functions/domain/reservation.js';
+
+const perMinute = { amountMinor: 2, perUnits: 60 };
+
+describe('priceOf rounds started blocks up', () => {
+  it.each([
+    [0, 0], [1, 2], [59, 2], [60, 2], [61, 4], [600, 20], [601, 22],
+  ])('%i seconds cost %i', (units, amount) => expect(priceOf(units, perMinute)).toBe(amount));
+});
+
+describe('incrementalPriceOf rates the running total, not each report', () => {
+  it.each([
+    [0, 30, 2], [30, 30, 0], [60, 1, 2], [59, 2, 2], [0, 0, 0],
+  ])('from %i units, %i more cost %i', (before, more, amount) => expect(incrementalPriceOf(before, more, perMinute)).toBe(amount));
+
+  it('ten reports of 30 s cost what one report of 300 s costs', () => {
+    let total = 0;
+    for (let i = 0; i < 10; i++) total += incrementalPriceOf(i * 30, 30, perMinute);
+    expect(total).toBe(priceOf(300, perMinute));
+  });
+});
+
+describe('unitsAffordable counts whole blocks', () => {
+  it.each([[0, 0], [1, 0], [2, 60], [3, 60], [20, 600]])('%i minor units buy %i seconds', (amount, units) =>
+    expect(unitsAffordable(amount, perMinute)).toBe(units));
+  it('a free service is never short', () => expect(unitsAffordable(0, { amountMinor: 0, perUnits: 1 })).toBe(Number.MAX_SAFE_INTEGER));
+});
+
+describe('computeGrant', () => {
+  it.each([
+    { requested: { units: 600 }, available: 1000, grant: { units: 600, amountMinor: 20 } },
+    { requested: { units: 600 }, available: 20, grant: { units: 600, amountMinor: 20 } },
+    { requested: { units: 600 }, available: 19, grant: { units: 540, amountMinor: 18 } },
+    { requested: { units: 600 }, available: 2, grant: { units: 60, amountMinor: 2 } },
+    { requested: { units: 600 }, available: 1, grant: null },
+    { requested: { units: 600 }, available: 0, grant: null },
+    { requested: { units: 30 }, available: 100, grant: { units: 30, amountMinor: 2 } },
+    { requested: { amount: 10 }, available: 100, grant: { units: 300, amountMinor: 10 } },
+    { requested: { amount: 11 }, available: 100, grant: { units: 300, amountMinor: 10 } },
+    { requested: { amount: 10 }, available: 5, grant: { units: 120, amountMinor: 4 } },
+    { requested: { amount: 1 }, available: 100, grant: null },
+  ])('$requested with $available available grants $grant', ({ requested, available, grant }) =>
+    expect(computeGrant(requested, perMinute, available)).toEqual(grant));
+});

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { movementFor, rateUsage, regrant, refundable, type Hold } from '../../functions/domain/session.js';
+
+const perMinute = { amountMinor: 2, perUnits: 60 };
+const hold = (h: Partial<Hold>): Hold => ({ seq: 1, holdMinor: 20, grantedUnits: 600, usedUnits: 0, chargedMinor: 0, ...h });
+
+describe('rateUsage', () => {
+  it.each([
+    { name: 'usage inside the grant', hold: hold({}), used: 90, charge: 4, uncharged: 0, remainder: 16 },
+    { name: 'nothing used', hold: hold({}), used: 0, charge: 0, uncharged: 0, remainder: 20 },
+    { name: 'usage over the grant is capped at the hold', hold: hold({}), used: 900, charge: 20, uncharged: 10, remainder: 0 },
+    { name: 'continuing a started block costs nothing more', hold: hold({ usedUnits: 30, chargedMinor: 2 }), used: 30, charge: 0, uncharged: 0, remainder: 20 },
+  ])('$name', ({ hold: h, used, charge, uncharged, remainder }) => {
+    const usage = rateUsage(h, used, perMinute);
+    expect(usage.chargeMinor).toBe(charge);
+    expect(usage.unchargedMinor).toBe(uncharged);
+    expect(usage.remainderMinor).toBe(remainder);
+    expect(usage.chargedMinorTotal).toBe(h.chargedMinor + charge);
+  });
+});
+
+describe('movementFor keeps available = balance - reserved', () => {
+  it.each([
+    { used: 90, newHold: 20 }, { used: 0, newHold: 0 }, { used: 600, newHold: 40 }, { used: 900, newHold: 0 },
+  ])('used $used, new hold $newHold', ({ used, newHold }) => {
+    const h = hold({});
+    const movement = movementFor(h, rateUsage(h, used, perMinute), newHold);
+    expect(movement.availableDelta).toBe(movement.balanceDelta - movement.reservedDelta);
+    expect(movement.reservedDelta).toBe(newHold - h.holdMinor);
+  });
+});
+
+describe('regrant', () => {
+  const usage = rateUsage(hold({}), 90, perMinute); // remainder 16
+  it('without a request grants nothing', () => expect(regrant(undefined, perMinute, usage)).toEqual({ units: 0, amountMinor: 0 }));
+  it('first asks for everything', () => expect(regrant({ units: 600 }, perMinute, usage)).toEqual({ units: 600, amountMinor: 20 }));
+  it('then fits in what the account had plus what the report released', () =>
+    expect(regrant({ units: 600 }, perMinute, usage, 2)).toEqual({ units: 540, amountMinor: 18 }));
+  it('or nothing when not one block fits', () => expect(regrant({ units: 600 }, perMinute, rateUsage(hold({ holdMinor: 0 }), 0, perMinute), 1)).toBeNull());
+});
+
+describe('refundable', () => {
+  it.each([[10, 0, 10], [10, 4, 6], [10, 10, 0], [0, 0, 0]])('charged %i, refunded %i: %i left', (c, r, left) => expect(refundable(c, r)).toBe(left));
+});

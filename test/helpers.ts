@@ -1,0 +1,51 @@
+// Shared test fixtures: a fresh table on the run's DynamoDB Local, and the local API.
+import { inject } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { createStore, ensureTable, type Db, type Store } from '../functions/store/db.js';
+import { putService } from '../functions/store/services.js';
+import { createAccount, topUp } from '../functions/store/accounts.js';
+import { startLocalRuntime, type LocalRuntime } from '../infra/local/runtime.js';
+
+export const dynamodbEndpoint = () => inject('dynamodbEndpoint');
+
+export const uniqueTable = (prefix = 't') => `${prefix}-${randomUUID().slice(0, 8)}`;
+
+/** A controllable clock: tests move time, never wait for it. */
+export function testClock(start = '2026-01-01T00:00:00.000Z') {
+  let nowMs = Date.parse(start);
+  return {
+    now: () => new Date(nowMs),
+    advanceSeconds: (seconds: number) => { nowMs += seconds * 1000; },
+  };
+}
+
+export async function testStore(options: { now?: () => Date; db?: (inner: Db) => Db } = {}): Promise<Store> {
+  const base = createStore({ tableName: uniqueTable(), endpoint: dynamodbEndpoint(), now: options.now, serviceCacheMs: 0 });
+  await ensureTable(base);
+  return options.db ? { ...base, db: options.db(base.db) } : base;
+}
+
+export const voice = { serviceId: 'voice', unit: 'seconds' as const, price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 30 };
+
+/** A service and a prepaid account holding `balance`. */
+export async function fundedAccount(store: Store, accountId: string, balance: number) {
+  await putService(store, voice);
+  await createAccount(store, { accountId, currency: 'EUR', kind: 'prepaid' });
+  if (balance > 0) await topUp(store, accountId, `topup-${accountId}-${randomUUID()}`, balance, randomUUID());
+}
+
+export async function testApi(options: { now?: () => Date } = {}): Promise<LocalRuntime & { call: (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<{ status: number; body: any; contentType: string }> }> {
+  const runtime = await startLocalRuntime({ endpoint: dynamodbEndpoint(), tableName: uniqueTable('api'), token: 'test-token', now: options.now });
+  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
+    const response = await fetch(`${runtime.url}${path}`, {
+      method,
+      headers: { authorization: 'Bearer test-token', 'content-type': 'application/json', ...headers },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await response.text();
+    let parsed: unknown = text;
+    try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+    return { status: response.status, body: parsed as any, contentType: response.headers.get('content-type') ?? '' };
+  };
+  return { ...runtime, call };
+}

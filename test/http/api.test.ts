@@ -1,0 +1,145 @@
+// The HTTP contract through the local server: API Gateway 2.0 events fed to the Lambda handlers.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testApi } from '../helpers.js';
+
+let api: Awaited<ReturnType<typeof testApi>>;
+beforeAll(async () => {
+  api = await testApi();
+  await api.call('PUT', '/services/voice', { unit: 'seconds', price: { amount: 2, per: 60 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+  await api.call('PUT', '/services/sms', { unit: 'events', price: { amount: 5, per: 1 } });
+  await api.call('POST', '/accounts', { accountId: 'alice', currency: 'EUR', kind: 'prepaid' });
+  await api.call('POST', '/accounts/alice/topup', { requestId: 'seed-topup', amount: 1000 });
+});
+afterAll(() => api.stop());
+
+describe('a whole session over HTTP', () => {
+  it('walks reserve → update → debit → refund and the ledger reconciles', async () => {
+    const opened = await api.call('POST', '/sessions', { requestId: 'w-r1', accountId: 'alice', clientId: 'scscf-1', serviceId: 'voice', requested: { units: 600 } });
+    expect(opened.status).toBe(201);
+    expect(opened.contentType).toContain('application/json');
+    expect(opened.body).toMatchObject({ state: 'active', granted: { units: 600, amount: 20 }, interimIntervalSeconds: 30, chargedAccountId: 'alice' });
+    expect(Date.parse(opened.body.validUntil)).toBeGreaterThan(Date.now());
+    const id = opened.body.sessionId;
+
+    const updated = await api.call('POST', `/sessions/${id}/update`, { requestId: 'w-u1', used: { units: 90 }, requested: { units: 600 } });
+    expect(updated).toMatchObject({ status: 200, body: { charged: { units: 90, amount: 4 }, granted: { amount: 20 } } });
+    const again = await api.call('POST', `/sessions/${id}/update`, { requestId: 'w-u1', used: { units: 90 }, requested: { units: 600 } });
+    expect(again).toEqual(updated);
+
+    const closed = await api.call('POST', `/sessions/${id}/debit`, { requestId: 'w-d1', used: { units: 30 } });
+    expect(closed.body).toEqual({ state: 'closed', charged: { units: 120, amount: 4 }, returned: { amount: 20 } });
+    const refunded = await api.call('POST', `/sessions/${id}/refund`, { requestId: 'w-f1', amount: 1, reason: 'dropped call' });
+    expect(refunded).toMatchObject({ status: 200, body: { refunded: { amount: 1 }, state: 'closed' } });
+
+    const session = await api.call('GET', `/sessions/${id}`);
+    expect(session.body).toMatchObject({ state: 'closed', charged: { amount: 4 }, refunded: { amount: 1 } });
+    const account = await api.call('GET', '/accounts/alice');
+    expect(account.body).toMatchObject({ balance: 997, reserved: 0, available: 997, status: 'active', serviceAccounts: [] });
+    const ledger = await api.call('GET', '/accounts/alice/ledger');
+    expect(ledger.body.entries.reduce((s: number, e: any) => s + e.amount, 0)).toBe(997);
+    expect(ledger.body.entries[0]).toMatchObject({ type: 'refund', amount: 1 });
+  });
+
+  it('charges events directly and answers 402 when credit is short', async () => {
+    const charged = await api.call('POST', '/debits', { requestId: 'w-e1', accountId: 'alice', clientId: 'smsc', serviceId: 'sms', units: 2 });
+    expect(charged).toMatchObject({ status: 201, body: { charged: { units: 2, amount: 10 }, chargedAccountId: 'alice' } });
+    const tooMuch = await api.call('POST', '/debits', { requestId: 'w-e2', accountId: 'alice', clientId: 'smsc', serviceId: 'sms', units: 100_000 });
+    expect(tooMuch.status).toBe(402);
+    expect(tooMuch.contentType).toContain('application/problem+json');
+    expect(tooMuch.body).toMatchObject({ code: 'insufficient_credit', status: 402, finalUnitAction: 'terminate' });
+  });
+
+  it('serves multi-sessions, health, and the schedules on request', async () => {
+    const a = await api.call('POST', '/sessions', { requestId: 'm-1', accountId: 'alice', clientId: 'scscf', serviceId: 'voice', requested: { units: 60 }, multiSessionId: 'call-1' });
+    const b = await api.call('POST', '/sessions', { requestId: 'm-2', accountId: 'alice', clientId: 'ggsn', serviceId: 'voice', requested: { units: 120 }, multiSessionId: 'call-1' });
+    await api.call('POST', `/sessions/${a.body.sessionId}/debit`, { requestId: 'm-1d', used: { units: 60 } });
+    await api.call('POST', `/sessions/${b.body.sessionId}/debit`, { requestId: 'm-2d', used: { units: 61 } });
+    const multi = await api.call('GET', '/multi-sessions/call-1');
+    expect(multi.body.sessions).toHaveLength(2);
+    expect(multi.body.charged).toEqual({ amount: 6 });
+    expect(await api.call('GET', '/health', undefined, { authorization: '' })).toMatchObject({ status: 200, body: { status: 'ok' } });
+    const sweep = await api.call('POST', '/local/schedules/interim-sweep/run');
+    expect(sweep.body).toMatchObject({ schedule: 'interim-sweep', summary: { expired: 0 } });
+  });
+});
+
+describe('problems', () => {
+  it('needs the token on every route but /health', async () => {
+    for (const headers of [{ authorization: '' }, { authorization: 'Bearer wrong-token' }, { authorization: 'Basic dGVzdA==' }]) {
+      const answer = await api.call('GET', '/accounts/alice', undefined, headers);
+      expect(answer).toMatchObject({ status: 401, body: { code: 'unauthorized' } });
+    }
+  });
+
+  const big = 2 ** 53;
+  const reserveOk = { requestId: 'x', accountId: 'alice', clientId: 'c', serviceId: 'voice', requested: { units: 60 } };
+  const cases: Array<[string, string, string, unknown, number, string]> = [
+    ['malformed JSON', 'POST', '/sessions', '{"requestId": ', 400, 'validation_failed'],
+    ['no body', 'POST', '/sessions', undefined, 400, 'validation_failed'],
+    ['a JSON array', 'POST', '/sessions', '[]', 400, 'validation_failed'],
+    ['a float', 'POST', '/sessions', { ...reserveOk, requested: { units: 1.5 } }, 400, 'validation_failed'],
+    ['a string number', 'POST', '/sessions', { ...reserveOk, requested: { units: '60' } }, 400, 'validation_failed'],
+    ['zero units', 'POST', '/sessions', { ...reserveOk, requested: { units: 0 } }, 400, 'validation_failed'],
+    ['negative units', 'POST', '/sessions', { ...reserveOk, requested: { units: -5 } }, 400, 'validation_failed'],
+    ['above 2^53-1', 'POST', '/sessions', { ...reserveOk, requested: { units: big } }, 400, 'validation_failed'],
+    ['units and amount', 'POST', '/sessions', { ...reserveOk, requested: { units: 1, amount: 1 } }, 400, 'validation_failed'],
+    ['a bad identifier', 'POST', '/sessions', { ...reserveOk, accountId: 'bad id!' }, 400, 'validation_failed'],
+    ['an over-long identifier', 'POST', '/sessions', { ...reserveOk, requestId: 'x'.repeat(129) }, 400, 'validation_failed'],
+    ['an unknown account', 'POST', '/sessions', { ...reserveOk, requestId: 'p-1', accountId: 'nobody' }, 404, 'not_found'],
+    ['an unknown service', 'POST', '/sessions', { ...reserveOk, requestId: 'p-2', serviceId: 'nothing' }, 404, 'not_found'],
+    ['update: unknown session', 'POST', '/sessions/ses_nothing/update', { requestId: 'p-3', used: { units: 1 } }, 404, 'not_found'],
+    ['update: no used', 'POST', '/sessions/ses_nothing/update', { requestId: 'p-4' }, 400, 'validation_failed'],
+    ['update: bad session id', 'POST', '/sessions/bad%20id/update', { requestId: 'p-5', used: { units: 1 } }, 400, 'validation_failed'],
+    ['debit: negative used', 'POST', '/sessions/ses_nothing/debit', { requestId: 'p-6', used: { units: -1 } }, 400, 'validation_failed'],
+    ['refund: float amount', 'POST', '/sessions/ses_nothing/refund', { requestId: 'p-7', amount: 0.5 }, 400, 'validation_failed'],
+    ['refund: unknown session', 'POST', '/sessions/ses_nothing/refund', { requestId: 'p-8' }, 404, 'not_found'],
+    ['debits: neither units nor amount', 'POST', '/debits', { requestId: 'p-9', accountId: 'alice', clientId: 'c', serviceId: 'sms' }, 400, 'validation_failed'],
+    ['debits: unknown account', 'POST', '/debits', { requestId: 'p-10', accountId: 'nobody', clientId: 'c', serviceId: 'sms', units: 1 }, 404, 'not_found'],
+    ['topup: zero', 'POST', '/accounts/alice/topup', { requestId: 'p-11', amount: 0 }, 400, 'validation_failed'],
+    ['topup: float', 'POST', '/accounts/alice/topup', { requestId: 'p-12', amount: 10.25 }, 400, 'validation_failed'],
+    ['topup: huge', 'POST', '/accounts/alice/topup', { requestId: 'p-13', amount: 1e300 }, 400, 'validation_failed'],
+    ['topup: unknown account', 'POST', '/accounts/nobody/topup', { requestId: 'p-14', amount: 1 }, 404, 'not_found'],
+    ['account: bad currency', 'POST', '/accounts', { accountId: 'z', currency: 'euro', kind: 'prepaid' }, 400, 'validation_failed'],
+    ['account: bad kind', 'POST', '/accounts', { accountId: 'z', currency: 'EUR', kind: 'free' }, 400, 'validation_failed'],
+    ['account: credit limit on prepaid', 'POST', '/accounts', { accountId: 'z', currency: 'EUR', kind: 'prepaid', creditLimit: 5 }, 400, 'validation_failed'],
+    ['account: unknown main account', 'POST', '/accounts', { accountId: 'z', currency: 'EUR', kind: 'prepaid', mainAccountId: 'nobody' }, 404, 'not_found'],
+    ['account: exists with other settings', 'POST', '/accounts', { accountId: 'alice', currency: 'USD', kind: 'prepaid' }, 409, 'conflict'],
+    ['account: unknown', 'GET', '/accounts/nobody', undefined, 404, 'not_found'],
+    ['ledger: unknown', 'GET', '/accounts/nobody/ledger', undefined, 404, 'not_found'],
+    ['ledger: bad cursor', 'GET', '/accounts/alice/ledger?next=garbage', undefined, 400, 'validation_failed'],
+    ['ledger: bad limit', 'GET', '/accounts/alice/ledger?limit=-1', undefined, 400, 'validation_failed'],
+    ['service: bad unit', 'PUT', '/services/x', { unit: 'parsecs', price: { amount: 1, per: 1 } }, 400, 'validation_failed'],
+    ['service: no price', 'PUT', '/services/x', { unit: 'seconds' }, 400, 'validation_failed'],
+    ['service: per zero', 'PUT', '/services/x', { unit: 'seconds', price: { amount: 1, per: 0 } }, 400, 'validation_failed'],
+    ['service: unknown', 'GET', '/services/nothing', undefined, 404, 'not_found'],
+    ['session: unknown', 'GET', '/sessions/ses_nothing', undefined, 404, 'not_found'],
+    ['multi-session: unknown', 'GET', '/multi-sessions/nothing', undefined, 404, 'not_found'],
+    ['no such route', 'GET', '/nothing', undefined, 404, 'not_found'],
+  ];
+
+  it.each(cases)('%s (%s %s): a problem, nothing written', async (_name, method, path, body, status, code) => {
+    const before = await api.call('GET', '/accounts/alice');
+    const ledgerBefore = await api.call('GET', '/accounts/alice/ledger?limit=1000');
+    const answer = await api.call(method, path, body);
+    expect(answer.status).toBe(status);
+    expect(answer.contentType).toContain('application/problem+json');
+    expect(answer.body).toMatchObject({ status, code });
+    expect(typeof answer.body.title).toBe('string');
+    expect(typeof answer.body.detail).toBe('string');
+    expect(await api.call('GET', '/accounts/alice')).toEqual(before);
+    expect((await api.call('GET', '/accounts/alice/ledger?limit=1000')).body.entries.length).toBe(ledgerBefore.body.entries.length);
+  });
+
+  it('same requestId with another body is 409 idempotency_conflict', async () => {
+    await api.call('POST', '/accounts/alice/topup', { requestId: 'idem-1', amount: 5 });
+    const conflict = await api.call('POST', '/accounts/alice/topup', { requestId: 'idem-1', amount: 6 });
+    expect(conflict).toMatchObject({ status: 409, body: { code: 'idempotency_conflict' } });
+  });
+
+  it('a closed session refuses updates with 409 session_closed', async () => {
+    const opened = await api.call('POST', '/sessions', { requestId: 'c-r1', accountId: 'alice', clientId: 'c', serviceId: 'voice', requested: { units: 60 } });
+    await api.call('POST', `/sessions/${opened.body.sessionId}/debit`, { requestId: 'c-d1', used: { units: 10 } });
+    const late = await api.call('POST', `/sessions/${opened.body.sessionId}/update`, { requestId: 'c-u1', used: { units: 10 } });
+    expect(late).toMatchObject({ status: 409, body: { code: 'session_closed' } });
+  });
+});

@@ -1,0 +1,113 @@
+// Top-ups, direct event charges and the account item staying small, on DynamoDB Local.
+import { describe, expect, it } from 'vitest';
+import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { fundedAccount, testStore, voice } from '../helpers.js';
+import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
+import { directDebit } from '../../functions/store/debits.js';
+import { reserve, debitSession } from '../../functions/store/sessions.js';
+import { readLedger } from '../../functions/store/ledger.js';
+import { putService } from '../../functions/store/services.js';
+import { ChargingError } from '../../functions/domain/errors.js';
+import type { Db, Store } from '../../functions/store/db.js';
+
+const event = (requestId: string, accountId = 'alice', units = 61) => ({ requestId, accountId, clientId: 'as', serviceId: 'voice', units });
+
+async function codeOf(promise: Promise<unknown>) {
+  try { await promise; } catch (error) { if (error instanceof ChargingError) return error.code; throw error; }
+  return 'no error';
+}
+
+async function reconciled(store: Store, accountId: string) {
+  const account = await requireAccount(store, accountId);
+  const { entries } = await readLedger(store, accountId, { limit: 1000 });
+  expect(entries.reduce((s: number, e: any) => s + e.amount, 0)).toBe(account.balance);
+  expect(entries.reduce((s: number, e: any) => s + e.reservedDelta, 0)).toBe(account.reserved);
+  return account;
+}
+
+describe('accounts', () => {
+  it('creating again with the same settings answers the account; other settings conflict', async () => {
+    const store = await testStore();
+    expect((await createAccount(store, { accountId: 'a', currency: 'EUR', kind: 'prepaid' })).created).toBe(true);
+    expect((await createAccount(store, { accountId: 'a', currency: 'EUR', kind: 'prepaid' })).created).toBe(false);
+    expect(await codeOf(createAccount(store, { accountId: 'a', currency: 'USD', kind: 'prepaid' }))).toBe('conflict');
+  });
+
+  it('a postpaid account may go down to -creditLimit and no further', async () => {
+    const store = await testStore();
+    await putService(store, voice);
+    await createAccount(store, { accountId: 'p', currency: 'EUR', kind: 'postpaid', creditLimit: 10 });
+    expect((await directDebit(store, event('e1', 'p', 240), 'h1')).body).toMatchObject({ charged: { amount: 8 } });
+    expect(await codeOf(directDebit(store, event('e2', 'p', 120), 'h2'))).toBe('insufficient_credit');
+    expect(await reconciled(store, 'p')).toMatchObject({ balance: -8, available: 2 });
+  });
+
+  it('top-ups are exactly once, also when repeated concurrently', async () => {
+    const store = await testStore();
+    await createAccount(store, { accountId: 'a', currency: 'EUR', kind: 'prepaid' });
+    await Promise.all(Array.from({ length: 8 }, () => topUp(store, 'a', 't1', 500, 'h')));
+    expect(await codeOf(topUp(store, 'a', 't1', 501, 'other'))).toBe('idempotency_conflict');
+    expect(await codeOf(topUp(store, 'nobody', 't2', 1, 'h'))).toBe('not_found');
+    expect(await reconciled(store, 'a')).toMatchObject({ balance: 500 });
+  });
+
+  it('paginates the ledger newest first', async () => {
+    const store = await testStore();
+    await createAccount(store, { accountId: 'a', currency: 'EUR', kind: 'prepaid' });
+    for (let i = 1; i <= 5; i++) await topUp(store, 'a', `t${i}`, i, `h${i}`);
+    const first = await readLedger(store, 'a', { limit: 3 });
+    expect(first.entries.map((e: any) => e.amount)).toEqual([5, 4, 3]);
+    const second = await readLedger(store, 'a', { limit: 3, next: first.next });
+    expect(second.entries.map((e: any) => e.amount)).toEqual([2, 1]);
+    expect(second.next).toBeUndefined();
+  });
+});
+
+describe('direct debits', () => {
+  it('charge once per requestId, concurrently too, and never overdraw', async () => {
+    const store = await testStore();
+    await fundedAccount(store, 'alice', 100); // 25 events of 4
+    const duplicates = await Promise.all(Array.from({ length: 5 }, () => directDebit(store, event('same'), 'h')));
+    for (const d of duplicates) expect(d).toEqual(duplicates[0]);
+    const results = await Promise.allSettled(Array.from({ length: 40 }, (_, i) => directDebit(store, event(`e${i}`), `h${i}`)));
+    const ok = results.filter((r) => r.status === 'fulfilled').length;
+    expect(ok).toBe(24);
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 0, available: 0 });
+    expect(await codeOf(directDebit(store, event('same', 'alice', 1), 'other'))).toBe('idempotency_conflict');
+  });
+
+  it('a handler dying after the account write is finished by the retry', async () => {
+    let armed = false;
+    const store = await testStore({ db: (inner: Db): Db => ({ send: (c) => (armed && c instanceof TransactWriteCommand ? ((armed = false), Promise.reject(new Error('died'))) : inner.send(c)) }) });
+    await fundedAccount(store, 'alice', 100);
+    armed = true;
+    await expect(directDebit(store, event('e1'), 'h')).rejects.toThrow('died');
+    expect((await directDebit(store, event('e1'), 'h')).body).toMatchObject({ charged: { amount: 4 } });
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 96 });
+  });
+});
+
+describe('the hot account item stays small', () => {
+  it('finished operations leave the ops map', async () => {
+    const store = await testStore();
+    await fundedAccount(store, 'alice', 100_000);
+    for (let i = 0; i < 30; i++) {
+      const { body } = await reserve(store, { requestId: `r${i}`, accountId: 'alice', clientId: 'c', serviceId: 'voice', requested: { units: 60 } }, `h${i}`);
+      await debitSession(store, body.sessionId as string, { requestId: `d${i}`, usedUnits: 60 }, `hd${i}`);
+      await directDebit(store, event(`e${i}`), `he${i}`);
+    }
+    const account = await reconciled(store, 'alice');
+    expect(Object.keys(account.ops).length).toBeLessThanOrEqual(2);
+  });
+
+  it('a reserve replayed after its entry left the account holds nothing more', async () => {
+    const store = await testStore();
+    await fundedAccount(store, 'alice', 1000);
+    const open = { requestId: 'r1', accountId: 'alice', clientId: 'c', serviceId: 'voice', requested: { units: 60 } };
+    const first = await reserve(store, open, 'h');
+    await debitSession(store, first.body.sessionId as string, { requestId: 'd1', usedUnits: 60 }, 'hd');
+    await directDebit(store, event('e1'), 'he'); // carries away the session's finished entry
+    expect(await reserve(store, open, 'h')).toEqual(first);
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 1000 - 2 - 4, reserved: 0 });
+  });
+});
