@@ -1,5 +1,6 @@
 // Reads the environment once, at the edge. Nothing below functions/handlers reads it.
 import { createStore, type Store } from './store/db.js';
+import { eventBridgeNotifier, localNotifier, type Notifier } from './notify.js';
 
 let current: Store | undefined;
 
@@ -19,3 +20,11 @@ export function useStore(store: Store): void {
 
 /** Set only where the local server guards the API; in AWS, IAM guards it before the handler runs. */
 export const apiToken = () => process.env.CHARGING_API_TOKEN;
+
+let currentNotifier: Notifier | undefined;
+
+/** EventBridge when EVENT_BUS_NAME is set (AWS), the local event log otherwise. */
+export function notifier(): Notifier {
+  currentNotifier ??= process.env.EVENT_BUS_NAME ? eventBridgeNotifier(process.env.EVENT_BUS_NAME) : localNotifier();
+  return currentNotifier;
+}

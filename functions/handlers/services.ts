@@ -15,6 +15,8 @@ export const handler = httpHandler(async (request) => {
     price: { amountMinor: body.price?.amount ?? 1, perUnits: body.price?.per ?? 1 },
     validitySeconds: body.validitySeconds,
     interimIntervalSeconds: body.interimIntervalSeconds,
+    ...(body.establishedInterimIntervalSeconds ? { establishedInterimIntervalSeconds: body.establishedInterimIntervalSeconds } : {}),
+    ...(body.combined ? { combined: body.combined } : {}),
   });
   return json(200, serviceView(service));
 });
@@ -26,6 +28,8 @@ function serviceView(service: Awaited<ReturnType<typeof getService>>) {
     price: { amount: service.price.amountMinor, per: service.price.perUnits },
     validitySeconds: service.validitySeconds,
     interimIntervalSeconds: service.interimIntervalSeconds,
+    ...(service.establishedInterimIntervalSeconds ? { establishedInterimIntervalSeconds: service.establishedInterimIntervalSeconds } : {}),
+    ...(service.combined ? { combined: service.combined } : {}),
     updatedAt: service.updatedAt,
   };
 }

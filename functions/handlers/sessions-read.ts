@@ -1,7 +1,8 @@
 // GET /sessions/{sessionId} and GET /multi-sessions/{multiSessionId}.
 import { httpHandler, pathParam } from '../http/handler.js';
 import { json } from '../http/problem.js';
-import { multiSessionView, requireSession, sessionView } from '../store/sessions.js';
+import { requireSession, sessionView } from '../store/sessions.js';
+import { multiSessionView } from '../store/multisession.js';
 import { store } from '../config.js';
 
 export const handler = httpHandler(async (request) => {

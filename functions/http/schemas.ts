@@ -13,6 +13,11 @@ export const serviceBody = z.object({
   price: z.object({ amount: count, per: positive }).optional(),
   validitySeconds: positive.max(86_400 * 30).default(300),
   interimIntervalSeconds: positive.max(86_400).default(30),
+  establishedInterimIntervalSeconds: positive.max(86_400).optional(),
+  combined: z.object({
+    discounts: z.array(z.object({ withServiceId: identifier, percent: z.number().int().min(1).max(100) })).max(20).optional(),
+    duplicates: identifier.optional(),
+  }).optional(),
 }).refine((s) => s.unit === 'money' || s.price !== undefined, { message: 'price is required unless unit is money', path: ['price'] });
 
 export const accountBody = z.object({
@@ -63,6 +68,7 @@ export const directDebitBody = z.object({
   serviceId: identifier,
   units: positive.optional(),
   amount: positive.optional(),
+  multiSessionId: identifier.optional(),
 }).refine((b) => (b.units === undefined) !== (b.amount === undefined), { message: 'give exactly one of units and amount' });
 
 export const ledgerQuery = z.object({

@@ -40,6 +40,10 @@ export interface OpEntry {
   done?: 'closed' | 'expired' | 'released' | 'charged';
   /** Set when the step could not grant (insufficient credit). */
   denied?: boolean;
+  /** Events of a multi-session only: its id, the service and the client, for the record. */
+  ms?: string;
+  svc?: string;
+  cl?: string;
 }
 
 export interface AccountItem extends AccountInput {

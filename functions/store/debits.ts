@@ -19,6 +19,8 @@ export interface DirectDebitCommand {
   serviceId: string;
   units?: number;
   amount?: number;
+  /** The AS of seed 001: an event that belongs to a call's multi-session. */
+  multiSessionId?: string;
 }
 
 async function storedAnswer(store: Store, requestId: string, bodyHash: string): Promise<StoredAnswer | null> {
@@ -37,6 +39,7 @@ export async function directDebit(store: Store, command: DirectDebitCommand, bod
   const now = store.now();
   let entry: OpEntry = {
     seq: 1, amt: 0, gu: 0, u: units!, chg: amountMinor, rid: command.requestId, h: bodyHash, at: now.toISOString(), done: 'charged',
+    ...(command.multiSessionId ? { ms: command.multiSessionId, svc: command.serviceId, cl: command.clientId } : {}),
   };
   const result = await applyOp(store, command.accountId, opId, { kind: 'new' },
     { balanceDelta: -amountMinor, reservedDelta: 0, availableDelta: -amountMinor }, entry);
@@ -93,6 +96,10 @@ export async function recordDirectDebit(store: Store, accountId: string, entry: 
           ConditionExpression: 'attribute_not_exists(pk)',
         } },
         ledgerPut(store, { accountId, entryId: `evt:${entry.rid}`, at: entry.at, type: 'charge', amount: -entry.chg, reservedDelta: 0, units: entry.u, requestId: entry.rid }),
+        ...(entry.ms ? [{ Put: {
+          TableName: store.tableName,
+          Item: { ...key.multiSessionEvent(entry.ms, entry.rid), requestId: entry.rid, serviceId: entry.svc, clientId: entry.cl, accountId, charged: { units: entry.u, amount: entry.chg }, at: entry.at },
+        } }] : []),
       ],
     })));
   } catch (error) {

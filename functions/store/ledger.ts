@@ -8,7 +8,7 @@ import { key } from './table.js';
 import type { Store } from './db.js';
 import { fail } from '../domain/errors.js';
 
-export type LedgerEntryType = 'topup' | 'reserve' | 'release' | 'debit' | 'charge' | 'refund' | 'expire';
+export type LedgerEntryType = 'topup' | 'reserve' | 'release' | 'debit' | 'charge' | 'refund' | 'adjustment' | 'expire';
 
 export interface LedgerEntry {
   accountId: string;
@@ -20,6 +20,7 @@ export interface LedgerEntry {
   units?: number;
   sessionId?: string;
   requestId?: string;
+  reason?: string;
 }
 
 export function ledgerPut(store: Store, entry: LedgerEntry) {

@@ -5,6 +5,7 @@ import { key } from './table.js';
 import type { Store } from './db.js';
 import { fail } from '../domain/errors.js';
 import { MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
+import type { CombinedRule } from '../domain/combined.js';
 
 export interface Service {
   serviceId: string;
@@ -12,6 +13,9 @@ export interface Service {
   price: Price;
   validitySeconds: number;
   interimIntervalSeconds: number;
+  /** The longer interval dictated once a session has reported (seed 001: 30 s, then 90 s). */
+  establishedInterimIntervalSeconds?: number;
+  combined?: CombinedRule;
   updatedAt: string;
 }
 

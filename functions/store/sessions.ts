@@ -19,6 +19,8 @@ import { ChargingError, fail, invariant } from '../domain/errors.js';
 import { computeGrant, optimisticGrant, type Requested } from '../domain/reservation.js';
 import { movementFor, rateUsage, refundable, regrant, type Hold, type SessionState, type Movement } from '../domain/session.js';
 import type { Price, Unit } from '../domain/rating.js';
+import { interimIntervalFor, nextDueAt } from '../domain/combined.js';
+import type { Notification, Notifier } from '../notify.js';
 
 export interface ReserveCommand {
   requestId: string;
@@ -47,7 +49,11 @@ export interface SessionItem {
   price: Price;
   multiSessionId: string;
   validitySeconds: number;
+  /** The interval dictated now (per phase: see interimIntervalFor). */
   interimIntervalSeconds: number;
+  establishedInterimIntervalSeconds?: number;
+  /** The seq for which the sweep already asked the client for an interim report. */
+  reportRequestedSeq?: number;
   notifyUri?: string;
   seq: number;
   hold: Hold;
@@ -182,6 +188,7 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
     multiSessionId: command.multiSessionId ?? sessionId,
     validitySeconds: service.validitySeconds,
     interimIntervalSeconds: service.interimIntervalSeconds,
+    ...(service.establishedInterimIntervalSeconds ? { establishedInterimIntervalSeconds: service.establishedInterimIntervalSeconds } : {}),
     ...(command.notifyUri ? { notifyUri: command.notifyUri } : {}),
     seq: 1,
     hold: holdOf(entry),
@@ -201,7 +208,7 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
       TransactItems: [
         { Put: {
           TableName: store.tableName,
-          Item: { ...key.session(sessionId), ...session, dueShard: shardOf(sessionId), dueAt: session.validUntil },
+          Item: { ...key.session(sessionId), ...session, dueShard: shardOf(sessionId), dueAt: nextDueAt(entry.at, session.interimIntervalSeconds, session.validUntil) },
           ConditionExpression: 'attribute_not_exists(pk)',
         } },
         ...entries.map((e) => ledgerPut(store, e)),
@@ -301,12 +308,13 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
   const closing = kind !== 'update';
   const state: SessionState = kind === 'update' ? 'active' : kind === 'release' ? 'released' : 'closed';
   const charged = { units: entry.u, amount: entry.chg };
+  const intervalSeconds = interimIntervalFor(session, true);
   let answer: StoredAnswer;
   if (kind === 'update') {
     answer = denied
       ? { status: 402, body: { code: 'insufficient_credit', detail: 'no credit left for another grant; the reported usage was charged', charged, finalUnitAction: 'terminate' } }
       : { status: 200, body: {
-        granted: { units: entry.gu, amount: entry.amt }, validUntil: entry.vu, interimIntervalSeconds: session.interimIntervalSeconds, charged,
+        granted: { units: entry.gu, amount: entry.amt }, validUntil: entry.vu, interimIntervalSeconds: intervalSeconds, charged,
         ...(command.requested && 'units' in command.requested && entry.gu < command.requested.units ? { finalUnit: { action: 'terminate' } } : {}),
       } };
   } else if (kind === 'debit') {
@@ -324,9 +332,10 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
   const values: Record<string, unknown> = {
     ':seq': session.seq, ':next': entry.seq, ':state': state, ':hold': hold, ':at': entry.at, ':vu': entry.vu,
     ':answer': { h: bodyHash, answer }, ':returned': closing ? remainder : 0,
+    ...(closing ? {} : { ':iv': intervalSeconds, ':due': nextDueAt(entry.at, intervalSeconds, entry.vu!) }),
   };
   const sets = ['seq = :next', '#state = :state', '#hold = :hold', 'lastUpdateAt = :at', 'validUntil = :vu', 'answers.#rid = :answer', 'returnedMinor = returnedMinor + :returned'];
-  const update = closing ? `SET ${sets.join(', ')} REMOVE dueShard, dueAt` : `SET ${sets.join(', ')}, dueAt = :vu`;
+  const update = closing ? `SET ${sets.join(', ')} REMOVE dueShard, dueAt` : `SET ${sets.join(', ')}, interimIntervalSeconds = :iv, dueAt = :due`;
   try {
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({
       TransactItems: [
@@ -344,8 +353,18 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
     const now = await requireSession(store, session.sessionId);
     return replayOrConflict(now, command.requestId, bodyHash) ?? fail('conflict', 'the session moved on; retry');
   }
-  if (closing) markFinalized(store, session.chargedAccountId, session.sessionId, entry.seq);
+  if (closing) {
+    markFinalized(store, session.chargedAccountId, session.sessionId, entry.seq);
+    await afterClose(store, session);
+  }
   return answer;
+}
+
+/** A session of a multi-session closed: when it was the last, settle the combined rating. */
+async function afterClose(store: Store, session: SessionItem): Promise<void> {
+  if (session.multiSessionId === session.sessionId) return;
+  const { settleMultiSession } = await import('./multisession.js');
+  await settleMultiSession(store, session.multiSessionId);
 }
 
 /** Records on the session item a step the account already applied (see `step`). */
@@ -367,7 +386,7 @@ export const debitSession = (store: Store, sessionId: string, command: StepComma
 
 // ------------------------------------------------------------------------------ refund
 
-export async function refundSession(store: Store, sessionId: string, command: { requestId: string; amount?: number; reason?: string }, bodyHash: string): Promise<StoredAnswer> {
+export async function refundSession(store: Store, sessionId: string, command: { requestId: string; amount?: number; reason?: string }, bodyHash: string, ledgerType: 'refund' | 'adjustment' = 'refund'): Promise<StoredAnswer> {
   const session = await requireSession(store, sessionId);
   const replay = replayOrConflict(session, command.requestId, bodyHash);
   if (replay) return replay;
@@ -401,40 +420,35 @@ export async function refundSession(store: Store, sessionId: string, command: { 
           ConditionExpression: 'attribute_exists(pk)',
           ExpressionAttributeValues: { ':a': amount },
         } },
-        ledgerPut(store, { accountId: session.chargedAccountId, entryId: `${sessionId}:refund:${command.requestId}`, at, type: 'refund', amount, reservedDelta: 0, sessionId, requestId: command.requestId }),
+        ledgerPut(store, { accountId: session.chargedAccountId, entryId: `${sessionId}:refund:${command.requestId}`, at, type: ledgerType, amount, reservedDelta: 0, sessionId, requestId: command.requestId, ...(command.reason ? { reason: command.reason } : {}) }),
       ],
     })));
   } catch (error) {
     if (!cancellationReasons(error)) throw error;
-    return refundSession(store, sessionId, command, bodyHash); // the session moved: decide again on what it is now
+    return refundSession(store, sessionId, command, bodyHash, ledgerType); // the session moved: decide again on what it is now
   }
   return answer;
 }
 
 // ------------------------------------------------------------------------- expiry (sweep)
 
+export type SweepOutcome = 'expired' | 'report_requested' | 'not_due' | 'gone';
+
 /**
- * Expires a session whose grant outlived its validUntil: returns its hold. Safe against an
- * update racing it (the account's seq decides who wins) and against a second sweep.
+ * One due session, as the sweep sees it: expired when its grant outlived validUntil (its hold
+ * goes back; safe against an update racing it, the account's seq decides, and against a
+ * second sweep), else asked for an interim report when its interval is up (once per step).
  */
-export async function expireSession(store: Store, sessionId: string): Promise<'expired' | 'not_due' | 'gone'> {
+export async function sweepSession(store: Store, sessionId: string, notifier?: Notifier): Promise<SweepOutcome> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const session = await getSessionItem(store, sessionId);
     if (!session || session.state !== 'active') return 'gone';
-    const now = store.now();
-    if (session.validUntil > now.toISOString()) {
-      // Updated since the index said it was due: put it back in the index at its new time.
-      await store.db.send(new UpdateCommand({
-        TableName: store.tableName, Key: key.session(sessionId),
-        UpdateExpression: 'SET dueAt = :vu', ConditionExpression: 'seq = :seq',
-        ExpressionAttributeValues: { ':vu': session.validUntil, ':seq': session.seq },
-      })).catch(() => undefined);
-      return 'not_due';
-    }
+    const now = store.now().toISOString();
+    if (session.validUntil > now) return askForReport(store, session, now, notifier);
     const usage = rateUsage(session.hold, 0, session.price);
     const entry: OpEntry = {
       seq: session.seq + 1, amt: 0, gu: 0, u: session.hold.usedUnits, chg: session.hold.chargedMinor,
-      rid: `expire:${session.seq}`, h: 'sweep', at: now.toISOString(), vu: session.validUntil, done: 'expired',
+      rid: `expire:${session.seq}`, h: 'sweep', at: now, vu: session.validUntil, done: 'expired',
     };
     const result = await applyOp(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movementFor(session.hold, usage, 0), entry);
     let applied = entry;
@@ -448,9 +462,43 @@ export async function expireSession(store: Store, sessionId: string): Promise<'e
       applied = recorded; // a concurrent sweep moved the money: finish its record
     }
     if (!(await recordExpiry(store, session, applied))) return 'gone';
+    await notifier?.publish([{ type: 'session_expired', at: applied.at, ...sessionRefs(session), returned: { amount: session.hold.holdMinor } }]);
+    await afterClose(store, session);
     return 'expired';
   }
   return 'not_due';
+}
+
+/** Kept for callers that only expire. */
+export const expireSession = (store: Store, sessionId: string) => sweepSession(store, sessionId);
+
+function sessionRefs(session: SessionItem) {
+  return {
+    sessionId: session.sessionId, multiSessionId: session.multiSessionId, accountId: session.chargedAccountId, clientId: session.clientId,
+    ...(session.notifyUri ? { notifyUri: session.notifyUri } : {}),
+  };
+}
+
+async function askForReport(store: Store, session: SessionItem, now: string, notifier?: Notifier): Promise<SweepOutcome> {
+  const reportDue = nextDueAt(session.lastUpdateAt, session.interimIntervalSeconds, '9999-12-31T23:59:59.999Z') <= now;
+  const ask = reportDue && session.reportRequestedSeq !== session.seq;
+  // After asking, the next thing due is the expiry; otherwise put it back where it belongs.
+  const dueAt = ask || session.reportRequestedSeq === session.seq ? session.validUntil : nextDueAt(session.lastUpdateAt, session.interimIntervalSeconds, session.validUntil);
+  try {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.session(session.sessionId),
+      UpdateExpression: ask ? 'SET dueAt = :due, reportRequestedSeq = :seq' : 'SET dueAt = :due',
+      ConditionExpression: ask ? 'seq = :seq AND (attribute_not_exists(reportRequestedSeq) OR reportRequestedSeq <> :seq)' : 'seq = :seq',
+      ExpressionAttributeValues: { ':due': dueAt, ':seq': session.seq },
+    }));
+  } catch (error) {
+    if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+    return 'gone'; // updated or asked meanwhile
+  }
+  if (!ask) return 'not_due';
+  const request: Notification = { type: 'interim_update_requested', at: now, ...sessionRefs(session), interimIntervalSeconds: session.interimIntervalSeconds, validUntil: session.validUntil };
+  await notifier?.publish([request]);
+  return 'report_requested';
 }
 
 /** Records an expiry the account already applied; false when another sweep recorded it. */
@@ -495,24 +543,6 @@ export async function findDueSessions(store: Store, until: string, limitPerShard
     Limit: limitPerShard,
   }))));
   return pages.flatMap((page) => (page.Items ?? []).map((item: Record<string, any>) => String(item.pk).slice('SES#'.length)));
-}
-
-export async function multiSessionView(store: Store, multiSessionId: string) {
-  const members = await store.db.send(new QueryCommand({
-    TableName: store.tableName,
-    KeyConditionExpression: 'pk = :pk',
-    ExpressionAttributeValues: { ':pk': `MS#${multiSessionId}` },
-    ConsistentRead: true,
-  }));
-  const ids: string[] = (members.Items ?? []).map((m: Record<string, any>) => m.sessionId);
-  if (ids.length === 0) {
-    const solo = await getSessionItem(store, multiSessionId);
-    if (!solo) fail('not_found', `multi-session ${multiSessionId} does not exist`);
-    ids.push(solo!.sessionId);
-  }
-  const sessions = (await Promise.all(ids.map((id) => getSessionItem(store, id)))).filter((s): s is SessionItem => !!s);
-  const chargedMinor = sessions.reduce((sum, s) => sum + s.hold.chargedMinor - s.refundedMinor, 0);
-  return { multiSessionId, sessions: sessions.map(sessionView), charged: { amount: chargedMinor } };
 }
 
 export { plainItem };

@@ -1,28 +1,36 @@
-// The sweep's loop: due sessions from the index, in bounded batches, each expired by a
-// conditional write on the base items (the index is only a hint: it is eventually consistent).
-import { expireSession, findDueSessions } from './sessions.js';
+// The sweep's loop: due sessions from the sparse index, in bounded batches, each handled by
+// conditional writes on the base items (the index is only a hint: it is eventually consistent).
+import { findDueSessions, sweepSession } from './sessions.js';
 import type { Store } from './db.js';
+import type { Notifier } from '../notify.js';
 
 export interface SweepSummary {
   examined: number;
   expired: number;
+  reportsRequested: number;
   notDue: number;
   gone: number;
+  /** Due sessions left for the next run (the batches ran out): the "falling behind" signal. */
+  backlog: number;
 }
 
-export async function sweep(store: Store, options: { batchSize: number; maxBatches: number }): Promise<SweepSummary> {
-  const summary: SweepSummary = { examined: 0, expired: 0, notDue: 0, gone: 0 };
+export async function sweep(store: Store, options: { batchSize: number; maxBatches: number; notifier?: Notifier }): Promise<SweepSummary> {
+  const summary: SweepSummary = { examined: 0, expired: 0, reportsRequested: 0, notDue: 0, gone: 0, backlog: 0 };
   const seen = new Set<string>();
+  const now = store.now().toISOString();
   for (let batch = 0; batch < options.maxBatches; batch++) {
-    const due = (await findDueSessions(store, store.now().toISOString(), options.batchSize)).filter((id) => !seen.has(id));
-    if (due.length === 0) break;
-    const outcomes = await Promise.all(due.map((id) => { seen.add(id); return expireSession(store, id); }));
+    const due = (await findDueSessions(store, now, options.batchSize)).filter((id) => !seen.has(id));
+    if (due.length === 0) return summary;
+    due.forEach((id) => seen.add(id));
+    const outcomes = await Promise.all(due.map((id) => sweepSession(store, id, options.notifier)));
     for (const outcome of outcomes) {
       summary.examined++;
       if (outcome === 'expired') summary.expired++;
+      else if (outcome === 'report_requested') summary.reportsRequested++;
       else if (outcome === 'not_due') summary.notDue++;
       else summary.gone++;
     }
   }
+  summary.backlog = (await findDueSessions(store, now, 1)).filter((id) => !seen.has(id)).length;
   return summary;
 }

@@ -5,6 +5,7 @@
 //   ACC#<accountId>         ACCOUNT               settings + balance, reserved, available, ops{}
 //   SES#<sessionId>         SESSION               a charging session (record of what happened)
 //   MS#<multiSessionId>     SES#<sessionId>       membership of a session in a multi-session
+//   MS#<multiSessionId>     EVT#<requestId>       an event charged within a multi-session
 //   LEDGER#<accountId>      <at>#<entryId>        append-only ledger entries, newest last
 //   REQ#<requestId>         REQUEST               answer of a one-shot request (top-up, event)
 //
@@ -18,6 +19,7 @@ export const key = {
   account: (accountId: string) => ({ pk: `ACC#${accountId}`, sk: 'ACCOUNT' }),
   session: (sessionId: string) => ({ pk: `SES#${sessionId}`, sk: 'SESSION' }),
   multiSessionMember: (multiSessionId: string, sessionId: string) => ({ pk: `MS#${multiSessionId}`, sk: `SES#${sessionId}` }),
+  multiSessionEvent: (multiSessionId: string, requestId: string) => ({ pk: `MS#${multiSessionId}`, sk: `EVT#${requestId}` }),
   ledger: (accountId: string, at: string, entryId: string) => ({ pk: `LEDGER#${accountId}`, sk: `${at}#${entryId}` }),
   request: (requestId: string) => ({ pk: `REQ#${requestId}`, sk: 'REQUEST' }),
 };

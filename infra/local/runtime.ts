@@ -6,6 +6,7 @@ import { startDynamoDbLocal, freePort, type DynamoDbLocal } from './dynamodb.js'
 import { loadHandler, startLocalApi } from './api-gateway.js';
 import { createStore, ensureTable, type Store } from '../../functions/store/db.js';
 import { useStore } from '../../functions/config.js';
+import { localEventLog } from '../../functions/notify.js';
 import { schedules, type ScheduledHandlerName } from '../../functions/http/routes.js';
 
 export interface LocalRuntime {
@@ -53,6 +54,7 @@ export async function startLocalRuntime(options: RuntimeOptions = {}): Promise<L
   const server: Server = await startLocalApi({
     port,
     extra: (method, path) => {
+      if (method === 'GET' && path === '/local/events') return async () => ({ status: 200, body: { events: [...localEventLog].reverse() } });
       const m = /^\/local\/schedules\/([a-z-]+)\/run$/.exec(path);
       if (method !== 'POST' || !m) return undefined;
       const name = m[1] as ScheduledHandlerName;

@@ -1,0 +1,81 @@
+// Multi-sessions (seed 001): every accounting client of one call opens its own session (or
+// sends an event) under one multi-session id. Members are listed under `MS#<id>`; the
+// multi-session is collated on read and, once no member is open any more, settled once
+// under the combined rating of the services that took part together.
+import { QueryCommand } from '@aws-sdk/lib-dynamodb';
+import type { Store } from './db.js';
+import { getService } from './services.js';
+import { getSessionItem, refundSession, sessionView, type SessionItem } from './sessions.js';
+import { fail, ChargingError } from '../domain/errors.js';
+import { combinedAdjustments, type CombinedRule } from '../domain/combined.js';
+
+interface EventMember { requestId: string; serviceId: string; accountId: string; clientId: string; charged: { units: number; amount: number }; at: string }
+
+async function members(store: Store, multiSessionId: string) {
+  const result = await store.db.send(new QueryCommand({
+    TableName: store.tableName,
+    KeyConditionExpression: 'pk = :pk',
+    ExpressionAttributeValues: { ':pk': `MS#${multiSessionId}` },
+    ConsistentRead: true,
+  }));
+  const items = (result.Items ?? []) as Array<Record<string, any>>;
+  const sessionIds = items.filter((m) => String(m.sk).startsWith('SES#')).map((m) => m.sessionId as string);
+  const events = items.filter((m) => String(m.sk).startsWith('EVT#')).map(({ pk: _p, sk: _s, ...e }) => e as EventMember);
+  const sessions = (await Promise.all(sessionIds.map((id) => getSessionItem(store, id)))).filter((s): s is SessionItem => !!s);
+  return { sessions, events };
+}
+
+export async function multiSessionView(store: Store, multiSessionId: string) {
+  const { sessions, events } = await members(store, multiSessionId);
+  if (sessions.length === 0 && events.length === 0) {
+    // A session opened without a multiSessionId is a multi-session of one.
+    const solo = await getSessionItem(store, multiSessionId);
+    if (!solo) fail('not_found', `multi-session ${multiSessionId} does not exist`);
+    sessions.push(solo!);
+  }
+  const net = sessions.reduce((sum, s) => sum + s.hold.chargedMinor - s.refundedMinor, 0) + events.reduce((sum, e) => sum + e.charged.amount, 0);
+  return {
+    multiSessionId,
+    state: sessions.some((s) => s.state === 'active' || s.state === 'pending_agreement') ? 'open' : 'final',
+    sessions: sessions.map(sessionView),
+    events,
+    charged: { amount: net },
+  };
+}
+
+/**
+ * Gives back what the combined rating takes off, once all members are final. Each
+ * adjustment is a refund under a requestId derived from the multi-session, so two
+ * settlements racing (two members closing together) give it back once.
+ */
+export async function settleMultiSession(store: Store, multiSessionId: string): Promise<number> {
+  const { sessions, events } = await members(store, multiSessionId);
+  if (sessions.some((s) => s.state === 'active' || s.state === 'pending_agreement')) return 0;
+  const serviceIds = new Set([...sessions.map((s) => s.serviceId), ...events.map((e) => e.serviceId)]);
+  const rules = new Map<string, CombinedRule>();
+  for (const serviceId of serviceIds) {
+    const service = await getService(store, serviceId).catch(() => null);
+    if (service?.combined) rules.set(serviceId, service.combined);
+  }
+  if (rules.size === 0) return 0;
+  const adjustments = combinedAdjustments([
+    ...sessions.map((s) => ({ sessionId: s.sessionId, serviceId: s.serviceId, netChargedMinor: s.hold.chargedMinor - s.refundedMinor })),
+    ...events.map((e) => ({ sessionId: `event:${e.requestId}`, serviceId: e.serviceId, netChargedMinor: 0 })),
+  ], rules);
+  let given = 0;
+  for (const adjustment of adjustments) {
+    const requestId = `settle:${multiSessionId}`;
+    const session = sessions.find((s) => s.sessionId === adjustment.sessionId)!;
+    if (session.answers?.[requestId]) continue; // settled already
+    try {
+      await refundSession(store, adjustment.sessionId,
+        { requestId, amount: adjustment.amountMinor, reason: adjustment.reason === 'duplicate' ? 'charged by the service it duplicates' : `combined rating: ${adjustment.percent} % off` },
+        `settle:${adjustment.amountMinor}`, 'adjustment');
+      given += adjustment.amountMinor;
+    } catch (error) {
+      // A concurrent settlement gave it first; nothing is owed twice.
+      if (!(error instanceof ChargingError)) throw error;
+    }
+  }
+  return given;
+}

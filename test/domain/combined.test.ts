@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { combinedAdjustments, interimIntervalFor, nextDueAt, type CombinedRule } from '../../functions/domain/combined.js';
+
+const rules = new Map<string, CombinedRule>([
+  ['voice', { discounts: [{ withServiceId: 'data', percent: 20 }, { withServiceId: 'video', percent: 50 }] }],
+  ['ps-data', { duplicates: 'ims-data' }],
+]);
+
+describe('combinedAdjustments', () => {
+  it.each([
+    { name: 'voice alone: nothing', members: [['s1', 'voice', 100]], expected: [] },
+    { name: 'voice with data: 20 % back', members: [['s1', 'voice', 100], ['s2', 'data', 50]], expected: [{ sessionId: 's1', amountMinor: 20, reason: 'discount', percent: 20 }] },
+    { name: 'the best discount wins', members: [['s1', 'voice', 100], ['s2', 'data', 1], ['s3', 'video', 1]], expected: [{ sessionId: 's1', amountMinor: 50, reason: 'discount', percent: 50 }] },
+    { name: 'discounts round down', members: [['s1', 'voice', 7], ['s2', 'data', 1]], expected: [{ sessionId: 's1', amountMinor: 1, reason: 'discount', percent: 20 }] },
+    { name: 'a duplicate is charged once', members: [['s1', 'ps-data', 30], ['s2', 'ims-data', 30]], expected: [{ sessionId: 's1', amountMinor: 30, reason: 'duplicate' }] },
+    { name: 'a duplicate alone is charged', members: [['s1', 'ps-data', 30]], expected: [] },
+    { name: 'nothing charged, nothing given back', members: [['s1', 'voice', 0], ['s2', 'data', 5]], expected: [] },
+  ])('$name', ({ members, expected }) => {
+    const list = members.map(([sessionId, serviceId, netChargedMinor]) => ({ sessionId: sessionId as string, serviceId: serviceId as string, netChargedMinor: netChargedMinor as number }));
+    expect(combinedAdjustments(list, rules)).toEqual(expected);
+  });
+});
+
+describe('interim intervals', () => {
+  const service = { interimIntervalSeconds: 30, establishedInterimIntervalSeconds: 90 };
+  it.each([[false, 30], [true, 90]])('reported %s → %i s', (reported, seconds) => expect(interimIntervalFor(service, reported)).toBe(seconds));
+  it('without an established interval the first one stays', () => expect(interimIntervalFor({ interimIntervalSeconds: 30 }, true)).toBe(30));
+  it.each([
+    ['2026-01-01T00:00:00.000Z', 30, '2026-01-01T00:05:00.000Z', '2026-01-01T00:00:30.000Z'],
+    ['2026-01-01T00:00:00.000Z', 600, '2026-01-01T00:05:00.000Z', '2026-01-01T00:05:00.000Z'],
+  ])('due next: last %s, every %i s, valid until %s → %s', (last, interval, valid, due) => expect(nextDueAt(last, interval, valid)).toBe(due));
+});

@@ -1,0 +1,160 @@
+// Seed 001: accounting sessions of several clients under one multi-session id, the
+// server-dictated interim interval, the sweep, and the combined rating.
+import { describe, expect, it } from 'vitest';
+import { testClock, testStore } from '../helpers.js';
+import { countingDb, type Store } from '../../functions/store/db.js';
+import { putService } from '../../functions/store/services.js';
+import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
+import { reserve, updateSession, debitSession, requireSession } from '../../functions/store/sessions.js';
+import { directDebit } from '../../functions/store/debits.js';
+import { multiSessionView } from '../../functions/store/multisession.js';
+import { sweep } from '../../functions/store/sweep.js';
+import { readLedger } from '../../functions/store/ledger.js';
+import type { Notification } from '../../functions/notify.js';
+
+function capture() {
+  const published: Notification[] = [];
+  return { published, notifier: { publish: async (n: Notification[]) => { published.push(...n); } } };
+}
+
+async function reconciled(store: Store, accountId: string) {
+  const account = await requireAccount(store, accountId);
+  const { entries } = await readLedger(store, accountId, { limit: 1000 });
+  expect(entries.reduce((s: number, e: any) => s + e.amount, 0)).toBe(account.balance);
+  expect(entries.reduce((s: number, e: any) => s + e.reservedDelta, 0)).toBe(account.reserved);
+  return account;
+}
+
+async function seedServices(store: Store) {
+  await putService(store, { serviceId: 'ims-voice', unit: 'seconds', price: { amountMinor: 10, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 30, establishedInterimIntervalSeconds: 90, combined: { discounts: [{ withServiceId: 'gprs-data', percent: 20 }] } });
+  await putService(store, { serviceId: 'as-content', unit: 'events', price: { amountMinor: 10, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+  await putService(store, { serviceId: 'gprs-data', unit: 'kilobytes', price: { amountMinor: 1, perUnits: 100 }, validitySeconds: 300, interimIntervalSeconds: 30, establishedInterimIntervalSeconds: 90 });
+  await putService(store, { serviceId: 'ps-data', unit: 'kilobytes', price: { amountMinor: 1, perUnits: 100 }, validitySeconds: 300, interimIntervalSeconds: 30, combined: { duplicates: 'gprs-data' } });
+  await createAccount(store, { accountId: 'sub', currency: 'EUR', kind: 'prepaid' });
+  await topUp(store, 'sub', 'seed', 10_000, 'h');
+}
+
+describe('the seed 001 message flow', () => {
+  it('S-CSCF START, AS EVENT, GGSN START, S-CSCF UPDATE (30 s → 90 s), STOPs', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    const { published, notifier } = capture();
+    await seedServices(store);
+    const gs = 'GS_ID-1';
+
+    // 2-3: S-CSCF START_PP → the server rates, reserves and dictates 30 s.
+    const scscf = await reserve(store, { requestId: 'scscf-1', accountId: 'sub', clientId: 'scscf', serviceId: 'ims-voice', requested: { units: 300 }, multiSessionId: gs }, 'h1');
+    expect(scscf.body).toMatchObject({ multiSessionId: gs, interimIntervalSeconds: 30, granted: { units: 300, amount: 50 } });
+    // 5-6: AS EVENT_PP under the same GS_ID.
+    expect((await directDebit(store, { requestId: 'as-1', accountId: 'sub', clientId: 'as', serviceId: 'as-content', units: 1, multiSessionId: gs }, 'h2')).body)
+      .toMatchObject({ charged: { amount: 10 } });
+    // 14-15: GGSN START_PP.
+    const ggsn = await reserve(store, { requestId: 'ggsn-1', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: gs, notifyUri: 'http://ggsn.invalid/ccr' }, 'h3');
+    expect(ggsn.body).toMatchObject({ interimIntervalSeconds: 30 });
+    // 18-19: S-CSCF UPDATE_PP → 90 s from now on; a retransmission is charged once.
+    clock.advanceSeconds(20);
+    const update = { requestId: 'scscf-2', usedUnits: 20, requested: { units: 300 } };
+    const updated = await updateSession(store, scscf.body.sessionId as string, update, 'h4');
+    expect(updated.body).toMatchObject({ interimIntervalSeconds: 90, charged: { units: 20, amount: 10 } });
+    expect(await updateSession(store, scscf.body.sessionId as string, update, 'h4')).toEqual(updated);
+
+    // The GGSN has not reported for 30 s: the sweep asks it, once; the S-CSCF is not due.
+    clock.advanceSeconds(15);
+    const first = await sweep(store, { batchSize: 50, maxBatches: 5, notifier });
+    expect(first).toMatchObject({ reportsRequested: 1, expired: 0 });
+    expect(published).toEqual([expect.objectContaining({ type: 'interim_update_requested', sessionId: ggsn.body.sessionId, clientId: 'ggsn', notifyUri: 'http://ggsn.invalid/ccr', multiSessionId: gs })]);
+    expect((await sweep(store, { batchSize: 50, maxBatches: 5, notifier })).reportsRequested).toBe(0);
+
+    // STOPs: 120 s of voice (20), 500 KB of data (5), plus the AS event (10).
+    clock.advanceSeconds(10);
+    await debitSession(store, scscf.body.sessionId as string, { requestId: 'scscf-3', usedUnits: 100 }, 'h5');
+    expect((await multiSessionView(store, gs)).state).toBe('open');
+    await debitSession(store, ggsn.body.sessionId as string, { requestId: 'ggsn-2', usedUnits: 500 }, 'h6');
+
+    // The call is final: voice used together with data gets 20 % off (4 back).
+    const multi = await multiSessionView(store, gs);
+    expect(multi).toMatchObject({ state: 'final', charged: { amount: 20 + 5 + 10 - 4 } });
+    expect(multi.sessions.map((s) => s.clientId).sort()).toEqual(['ggsn', 'scscf']);
+    expect(multi.events).toHaveLength(1);
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 31, reserved: 0 });
+    const { entries } = await readLedger(store, 'sub');
+    expect(entries.filter((e: any) => e.type === 'adjustment')).toEqual([expect.objectContaining({ amount: 4, sessionId: scscf.body.sessionId })]);
+  });
+
+  it('charges traffic reported by two domains once', async () => {
+    const store = await testStore();
+    await seedServices(store);
+    const a = await reserve(store, { requestId: 'd-1', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: 'GS-2' }, 'h');
+    const b = await reserve(store, { requestId: 'd-2', accountId: 'sub', clientId: 'pgw', serviceId: 'ps-data', requested: { units: 1000 }, multiSessionId: 'GS-2' }, 'h');
+    await Promise.all([
+      debitSession(store, a.body.sessionId as string, { requestId: 'd-1s', usedUnits: 700 }, 'h'),
+      debitSession(store, b.body.sessionId as string, { requestId: 'd-2s', usedUnits: 700 }, 'h'),
+    ]);
+    expect((await multiSessionView(store, 'GS-2')).charged).toEqual({ amount: 7 });
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 7 });
+  });
+});
+
+describe('the interim sweep', () => {
+  it('expires silent sessions and hands their reservations back; late updates are refused', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    const { published, notifier } = capture();
+    await seedServices(store);
+    const ids = await Promise.all(Array.from({ length: 12 }, (_, i) =>
+      reserve(store, { requestId: `s-${i}`, accountId: 'sub', clientId: 'c', serviceId: 'ims-voice', requested: { units: 60 } }, 'h').then((a) => a.body.sessionId as string)));
+    expect((await requireAccount(store, 'sub')).reserved).toBe(120);
+    clock.advanceSeconds(301);
+    const summary = await sweep(store, { batchSize: 5, maxBatches: 10, notifier });
+    expect(summary).toMatchObject({ expired: 12, backlog: 0 });
+    expect(published.filter((n) => n.type === 'session_expired')).toHaveLength(12);
+    expect((await requireSession(store, ids[0]!)).state).toBe('expired');
+    await expect(updateSession(store, ids[0]!, { requestId: 'late', usedUnits: 10 }, 'h')).rejects.toMatchObject({ code: 'session_closed' });
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000, reserved: 0 });
+  });
+
+  it('two sweeps at once and updates racing them return each reservation once', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await seedServices(store);
+    const ids = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+      reserve(store, { requestId: `o-${i}`, accountId: 'sub', clientId: 'c', serviceId: 'ims-voice', requested: { units: 60 } }, 'h').then((a) => a.body.sessionId as string)));
+    clock.advanceSeconds(301);
+    const [a, b] = await Promise.all([
+      sweep(store, { batchSize: 7, maxBatches: 10 }),
+      sweep(store, { batchSize: 7, maxBatches: 10 }),
+      ...ids.slice(0, 5).map((id, i) => updateSession(store, id, { requestId: `race-${i}`, usedUnits: 30, requested: { units: 60 } }, 'h').catch(() => null)),
+    ]) as [any, any];
+    expect(a.expired + b.expired).toBeLessThanOrEqual(20);
+    await sweep(store, { batchSize: 50, maxBatches: 5 });
+    clock.advanceSeconds(301);
+    await sweep(store, { batchSize: 50, maxBatches: 5 });
+    const account = await reconciled(store, 'sub');
+    expect(account.reserved).toBe(0);
+    const states = await Promise.all(ids.map(async (id) => (await requireSession(store, id)).state));
+    expect(states.every((s) => s === 'expired')).toBe(true);
+  });
+
+  it('reads only the due sessions, not the idle ones', async () => {
+    const clock = testClock();
+    const counting = { db: undefined as unknown as ReturnType<typeof countingDb> };
+    const store = await testStore({ now: clock.now, db: (inner) => (counting.db = countingDb(inner)) });
+    await seedServices(store);
+    // 5 sessions that will be due, then 60 opened later that will not be.
+    for (let i = 0; i < 5; i++) await reserve(store, { requestId: `due-${i}`, accountId: 'sub', clientId: 'c', serviceId: 'ims-voice', requested: { units: 60 } }, 'h');
+    clock.advanceSeconds(250);
+    for (let i = 0; i < 60; i++) await reserve(store, { requestId: `idle-${i}`, accountId: 'sub', clientId: 'c', serviceId: 'as-content', requested: { units: 1 } }, 'h');
+    clock.advanceSeconds(55); // the first five are past validUntil; the others were asked at 30 s? no: they are 55 s old
+    counting.db.reset();
+    const summary = await sweep(store, { batchSize: 100, maxBatches: 5 });
+    const reads = (counting.db.counts.get('Get') ?? 0);
+    // 5 expired, and the 60 younger ones are due for an interim report (interval 30 s): 65 due in all.
+    expect(summary.expired).toBe(5);
+    expect(reads).toBe(summary.examined);
+    clock.advanceSeconds(1);
+    counting.db.reset();
+    const quiet = await sweep(store, { batchSize: 100, maxBatches: 5 });
+    expect(quiet.examined).toBe(0);
+    expect(counting.db.counts.get('Get') ?? 0).toBe(0);
+  });
+});
