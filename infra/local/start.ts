@@ -1,5 +1,8 @@
 // npm start: the charging system on this machine. Ctrl-C stops DynamoDB Local cleanly.
 import { resolve } from 'node:path';
+
+// The SDK warns about Node 20 on every start; the Lambda runtime is Node 22.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { startLocalRuntime } from './runtime.js';
 
 const inMemory = process.argv.includes('--in-memory');
