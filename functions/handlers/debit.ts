@@ -9,5 +9,5 @@ export const handler = httpHandler(async (request) => {
   const sessionId = pathParam(request, 'sessionId');
   const body = parse(debitBody, request.body);
   return answerResponse(await debitSession(store(), sessionId,
-    { requestId: body.requestId, usedUnits: body.used.units }, requestHash(request, body)));
+    { requestId: body.requestId, usedUnits: body.used.units, outcome: body.outcome }, requestHash(request, body)));
 });

@@ -2,7 +2,7 @@
 // API served locally is the API deployed.
 export type HandlerName =
   | 'health' | 'services' | 'accounts' | 'reserve' | 'update' | 'debit' | 'refund'
-  | 'sessions-read' | 'direct-debit';
+  | 'sessions-read' | 'direct-debit' | 'agree';
 
 export type ScheduledHandlerName = 'interim-sweep' | 'recharge-trigger';
 
@@ -28,6 +28,7 @@ export const routes: Route[] = [
   { method: 'POST', path: '/sessions/{sessionId}/update', handler: 'update' },
   { method: 'POST', path: '/sessions/{sessionId}/debit', handler: 'debit' },
   { method: 'POST', path: '/sessions/{sessionId}/refund', handler: 'refund' },
+  { method: 'POST', path: '/sessions/{sessionId}/agree', handler: 'agree' },
   { method: 'GET', path: '/sessions/{sessionId}', handler: 'sessions-read' },
   { method: 'GET', path: '/multi-sessions/{multiSessionId}', handler: 'sessions-read' },
   { method: 'POST', path: '/debits', handler: 'direct-debit' },

@@ -43,6 +43,26 @@ export const reserveBody = z.object({
   notifyUri: z.string().url().max(2048).optional(),
 });
 
+const principle = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('loser-pays') }),
+  z.object({ type: z.literal('split') }),
+  z.object({ type: z.literal('initiator-pays') }),
+  z.object({ type: z.literal('shares'), shares: z.record(identifier, z.number().int().min(0).max(100)) }),
+]);
+
+/** A multi-party proposal: `parties` and a `principle` instead of `accountId`. */
+export const proposeBody = z.object({
+  requestId: identifier,
+  parties: z.array(z.object({ accountId: identifier })).min(2).max(20),
+  principle,
+  clientId: identifier,
+  serviceId: identifier,
+  requested: z.strictObject({ units: positive }),
+  multiSessionId: identifier.optional(),
+});
+
+export const agreeBody = z.object({ requestId: identifier, accountId: identifier });
+
 export const updateBody = z.object({
   requestId: identifier,
   used: z.strictObject({ units: count }),
@@ -52,7 +72,7 @@ export const updateBody = z.object({
 export const debitBody = z.object({
   requestId: identifier,
   used: z.strictObject({ units: count }),
-  outcome: z.record(z.string(), z.unknown()).optional(),
+  outcome: z.object({ loser: identifier.optional() }).optional(),
 });
 
 export const refundBody = z.object({

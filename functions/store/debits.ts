@@ -62,16 +62,13 @@ export async function directDebit(store: Store, command: DirectDebitCommand, bod
     await recordDirectDebit(store, command.accountId, entry, true);
   } catch (error) {
     if (!cancellationReasons(error)) throw error;
-    const replay = await storedAnswer(store, command.requestId, bodyHash).catch(async (conflict) => {
-      // The requestId belongs to another request: give back what this one took.
-      await store.db.send(new UpdateCommand({
-        TableName: store.tableName, Key: key.account(command.accountId),
-        UpdateExpression: 'SET balance = balance + :a, available = available + :a REMOVE ops.#op',
-        ConditionExpression: 'ops.#op.h = :h',
-        ExpressionAttributeNames: { '#op': opId }, ExpressionAttributeValues: { ':a': entry.chg, ':h': bodyHash },
-      })).catch(() => undefined);
-      throw conflict;
-    });
+    // The request record exists. Unless it records this very debit (a concurrent duplicate
+    // that recorded it first), the debit just taken is a second one: give it back. That is
+    // the case of a replay after the first debit's entry left the account, and of a
+    // requestId that belongs to another request.
+    const record = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.request(command.requestId), ConsistentRead: true }));
+    if (record.Item?.at !== entry.at) await giveBack(store, command.accountId, entry);
+    const replay = await storedAnswer(store, command.requestId, bodyHash);
     if (replay) return replay;
     throw error;
   }
@@ -86,6 +83,17 @@ const answerOf = (accountId: string, entry: OpEntry): StoredAnswer =>
  * `strict`: fail when the record exists (the caller tells a replay from a conflict);
  * otherwise an existing record means there is nothing left to do.
  */
+/** Undoes a debit recorded only on the account (its entry still there, unchanged). */
+async function giveBack(store: Store, accountId: string, entry: OpEntry): Promise<void> {
+  const opId = `evt:${entry.rid}`;
+  await store.db.send(new UpdateCommand({
+    TableName: store.tableName, Key: key.account(accountId),
+    UpdateExpression: 'SET balance = balance + :a, available = available + :a REMOVE ops.#op',
+    ConditionExpression: 'ops.#op.h = :h AND ops.#op.#at = :at',
+    ExpressionAttributeNames: { '#op': opId, '#at': 'at' }, ExpressionAttributeValues: { ':a': entry.chg, ':h': entry.h, ':at': entry.at },
+  })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
+}
+
 export async function recordDirectDebit(store: Store, accountId: string, entry: OpEntry, strict = false): Promise<void> {
   try {
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({
@@ -104,6 +112,9 @@ export async function recordDirectDebit(store: Store, accountId: string, entry: 
     })));
   } catch (error) {
     if (strict || !cancellationReasons(error)) throw error;
+    // Recorded before: by this debit, or by an earlier one this entry duplicates.
+    const record = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.request(entry.rid), ConsistentRead: true }));
+    if (record.Item?.at !== entry.at) return giveBack(store, accountId, entry);
   }
   markFinalized(store, accountId, `evt:${entry.rid}`, entry.seq);
 }

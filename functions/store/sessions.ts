@@ -36,6 +36,8 @@ export interface StepCommand {
   requestId: string;
   usedUnits: number;
   requested?: Requested;
+  /** Multi-party sessions: what decides who pays (e.g. the loser). */
+  outcome?: import('../domain/parties.js').Outcome;
 }
 
 export interface SessionItem {
@@ -64,6 +66,10 @@ export interface SessionItem {
   returnedMinor: number;
   /** Every request applied to the session: its body hash and its answer, for replays. */
   answers: Record<string, { h: string; answer: StoredAnswer }>;
+  /** Multi-party sessions only (seed 000): the parties, the principle, what was asked for. */
+  parties?: import('./parties.js').PartyState[];
+  principle?: import('../domain/parties.js').Principle;
+  requested?: Requested;
 }
 
 /** Session ids come from the reserve's requestId, so a retried reserve finds its own session. */
@@ -96,6 +102,13 @@ export function sessionView(session: SessionItem) {
     interimIntervalSeconds: session.interimIntervalSeconds,
     createdAt: session.createdAt,
     lastUpdateAt: session.lastUpdateAt,
+    ...(session.parties ? {
+      principle: session.principle,
+      parties: session.parties.map((p) => ({
+        accountId: p.accountId, agreed: !!p.agreedAt, ...(p.agreedAt ? { agreedAt: p.agreedAt } : {}),
+        reserved: { amount: p.holdMinor }, charged: { amount: p.chargedMinor },
+      })),
+    } : {}),
   };
 }
 
@@ -256,6 +269,7 @@ type StepKind = 'update' | 'debit' | 'release';
 async function step(store: Store, sessionId: string, kind: StepKind, command: StepCommand, bodyHash: string): Promise<StoredAnswer> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const session = await requireSession(store, sessionId);
+    if (session.parties) return (await import('./parties.js')).partyStep(store, session, kind, command, bodyHash);
     const replay = replayOrConflict(session, command.requestId, bodyHash);
     if (replay) return replay;
     if (session.state !== 'active') fail('session_closed', `session ${sessionId} is ${session.state}`, { state: session.state });
@@ -390,6 +404,10 @@ export async function refundSession(store: Store, sessionId: string, command: { 
   const session = await requireSession(store, sessionId);
   const replay = replayOrConflict(session, command.requestId, bodyHash);
   if (replay) return replay;
+  if (session.parties && (session.state === 'active' || session.state === 'pending_agreement') && command.amount === undefined) {
+    return step(store, sessionId, 'release', { requestId: command.requestId, usedUnits: 0 }, bodyHash);
+  }
+  if (session.parties) fail('conflict', 'refunds of a multi-party session\'s charges are not supported yet; release it while active');
   if (session.state === 'active') {
     if (command.amount !== undefined) fail('conflict', 'an active session has nothing to refund yet; refund without amount releases its reservation');
     return step(store, sessionId, 'release', { requestId: command.requestId, usedUnits: 0 }, bodyHash);
@@ -442,8 +460,16 @@ export type SweepOutcome = 'expired' | 'report_requested' | 'not_due' | 'gone';
 export async function sweepSession(store: Store, sessionId: string, notifier?: Notifier): Promise<SweepOutcome> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const session = await getSessionItem(store, sessionId);
-    if (!session || session.state !== 'active') return 'gone';
+    if (!session || (session.state !== 'active' && session.state !== 'pending_agreement')) return 'gone';
     const now = store.now().toISOString();
+    if (session.parties) {
+      // Every step of a party session is one transaction: expiring it is one too.
+      if (session.validUntil > now) return session.state === 'active' ? askForReport(store, session, now, notifier) : 'not_due';
+      const { expirePartySession } = await import('./parties.js');
+      if (!(await expirePartySession(store, session))) continue;
+      await notifier?.publish([{ type: 'session_expired', at: now, ...sessionRefs(session), returned: { amount: session.hold.holdMinor } }]);
+      return 'expired';
+    }
     if (session.validUntil > now) return askForReport(store, session, now, notifier);
     const usage = rateUsage(session.hold, 0, session.price);
     const entry: OpEntry = {

@@ -63,6 +63,31 @@ describe('a whole session over HTTP', () => {
   });
 });
 
+describe('multi-party over HTTP', () => {
+  it('proposes, agrees, plays, and the loser pays', async () => {
+    await api.call('PUT', '/services/game', { unit: 'seconds', price: { amount: 1, per: 1 }, validitySeconds: 600 });
+    for (const id of ['p1', 'p2']) {
+      await api.call('POST', '/accounts', { accountId: id, currency: 'EUR', kind: 'prepaid' });
+      await api.call('POST', `/accounts/${id}/topup`, { requestId: `tp-${id}`, amount: 500 });
+    }
+    const proposed = await api.call('POST', '/sessions', { requestId: 'mp-1', parties: [{ accountId: 'p1' }, { accountId: 'p2' }], principle: { type: 'loser-pays' }, clientId: 'game-server', serviceId: 'game', requested: { units: 120 } });
+    expect(proposed).toMatchObject({ status: 201, body: { state: 'pending_agreement', parties: [{ accountId: 'p1', agreed: false }, { accountId: 'p2', agreed: false }] } });
+    const id = proposed.body.sessionId;
+    expect((await api.call('POST', `/sessions/${id}/agree`, { requestId: 'mp-a1', accountId: 'p1' })).body.state).toBe('pending_agreement');
+    const started = await api.call('POST', `/sessions/${id}/agree`, { requestId: 'mp-a2', accountId: 'p2' });
+    expect(started.body).toMatchObject({ state: 'active', parties: [{ reserved: { amount: 120 } }, { reserved: { amount: 120 } }] });
+    const stranger = await api.call('POST', `/sessions/${id}/debit`, { requestId: 'mp-d0', used: { units: 90 }, outcome: { loser: 'nobody' } });
+    expect(stranger).toMatchObject({ status: 400, body: { code: 'validation_failed' } });
+    const ended = await api.call('POST', `/sessions/${id}/debit`, { requestId: 'mp-d1', used: { units: 90 }, outcome: { loser: 'p2' } });
+    expect(ended.body).toMatchObject({ state: 'closed', charged: { amount: 90 }, returned: { amount: 150 } });
+    expect((await api.call('GET', '/accounts/p2')).body).toMatchObject({ balance: 410, reserved: 0 });
+    expect((await api.call('GET', `/sessions/${id}`)).body.parties).toEqual([
+      expect.objectContaining({ accountId: 'p1', agreed: true, charged: { amount: 0 } }),
+      expect.objectContaining({ accountId: 'p2', agreed: true, charged: { amount: 90 } }),
+    ]);
+  });
+});
+
 describe('problems', () => {
   it('needs the token on every route but /health', async () => {
     for (const headers of [{ authorization: '' }, { authorization: 'Bearer wrong-token' }, { authorization: 'Basic dGVzdA==' }]) {
@@ -115,6 +140,12 @@ describe('problems', () => {
     ['session: unknown', 'GET', '/sessions/ses_nothing', undefined, 404, 'not_found'],
     ['multi-session: unknown', 'GET', '/multi-sessions/nothing', undefined, 404, 'not_found'],
     ['no such route', 'GET', '/nothing', undefined, 404, 'not_found'],
+    ['propose: one party', 'POST', '/sessions', { requestId: 'p-20', parties: [{ accountId: 'alice' }], principle: { type: 'split' }, clientId: 'g', serviceId: 'voice', requested: { units: 1 } }, 400, 'validation_failed'],
+    ['propose: shares not 100', 'POST', '/sessions', { requestId: 'p-21', parties: [{ accountId: 'alice' }, { accountId: 'bob' }], principle: { type: 'shares', shares: { alice: 50, bob: 40 } }, clientId: 'g', serviceId: 'voice', requested: { units: 1 } }, 400, 'validation_failed'],
+    ['propose: unknown principle', 'POST', '/sessions', { requestId: 'p-22', parties: [{ accountId: 'alice' }, { accountId: 'bob' }], principle: { type: 'winner-takes-all' }, clientId: 'g', serviceId: 'voice', requested: { units: 1 } }, 400, 'validation_failed'],
+    ['propose: unknown party', 'POST', '/sessions', { requestId: 'p-23', parties: [{ accountId: 'alice' }, { accountId: 'nobody' }], principle: { type: 'split' }, clientId: 'g', serviceId: 'voice', requested: { units: 1 } }, 404, 'not_found'],
+    ['agree: unknown session', 'POST', '/sessions/ses_nothing/agree', { requestId: 'p-24', accountId: 'alice' }, 404, 'not_found'],
+    ['agree: no accountId', 'POST', '/sessions/ses_nothing/agree', { requestId: 'p-25' }, 400, 'validation_failed'],
   ];
 
   it.each(cases)('%s (%s %s): a problem, nothing written', async (_name, method, path, body, status, code) => {

@@ -111,3 +111,16 @@ describe('the hot account item stays small', () => {
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 1000 - 2 - 4, reserved: 0 });
   });
 });
+
+describe('replays after compaction (regression: found by the events replay test)', () => {
+  it('a direct debit retried after its entry left the account is not charged again', async () => {
+    const store = await testStore();
+    await fundedAccount(store, 'alice', 1000);
+    const first = await directDebit(store, event('A', 'alice', 60), 'hA');
+    await directDebit(store, event('B', 'alice', 60), 'hB'); // carries away A's finished entry
+    expect(await directDebit(store, event('A', 'alice', 60), 'hA')).toEqual(first);
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 996, available: 996 });
+    expect(await codeOf(directDebit(store, event('A', 'alice', 61), 'other'))).toBe('idempotency_conflict');
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 996, available: 996 });
+  });
+});

@@ -1,0 +1,85 @@
+// Multi-party sessions (seed 000): two or more parties use one service; before it starts they
+// agree on a principle that decides who pays, and each is verified able to pay the most it
+// could owe under it. Pure rules; amounts in minor units.
+import { fail, invariant } from './errors.js';
+
+export type Principle =
+  | { type: 'loser-pays' }
+  | { type: 'split' }
+  | { type: 'initiator-pays' }
+  | { type: 'shares'; shares: Record<string, number> };
+
+export interface Outcome {
+  loser?: string;
+}
+
+/** Checks a principle against its parties; a bad one is the caller's mistake. */
+export function validatePrinciple(principle: Principle, parties: string[]): void {
+  if (parties.length < 2) fail('validation_failed', 'a multi-party session needs two or more parties');
+  if (new Set(parties).size !== parties.length) fail('validation_failed', 'a party is listed twice');
+  if (principle.type === 'shares') {
+    const named = Object.keys(principle.shares);
+    if (named.length !== parties.length || named.some((p) => !parties.includes(p))) {
+      fail('validation_failed', 'shares must name every party, and only them');
+    }
+    if (Object.values(principle.shares).reduce((a, b) => a + b, 0) !== 100) fail('validation_failed', 'shares must add up to 100');
+  }
+}
+
+/**
+ * Splits `amount` by integer weights with the largest-remainder method: every part is the
+ * floor of its exact share, and the cents left over go one each to the largest remainders,
+ * ties to the party listed first. The parts always add up to `amount` exactly.
+ */
+export function apportion(amount: number, weights: number[]): number[] {
+  const total = weights.reduce((a, b) => a + b, 0);
+  // Integer arithmetic only: floats would round 2.9999… up and create a cent.
+  const products = weights.map((w) => amount * w);
+  invariant(products.every(Number.isSafeInteger) && total > 0, 'apportion within safe integers');
+  const parts = products.map((p) => (p - (p % total)) / total);
+  let left = amount - parts.reduce((a, b) => a + b, 0);
+  const order = products.map((p, i) => ({ i, r: p % total })).sort((a, b) => b.r - a.r || a.i - b.i);
+  for (const { i } of order) {
+    if (left === 0) break;
+    parts[i]! += 1;
+    left -= 1;
+  }
+  invariant(left === 0, 'apportioned parts add up');
+  return parts;
+}
+
+/** What each party pays of `amount` under the principle and the outcome. */
+export function charges(principle: Principle, parties: string[], amount: number, outcome: Outcome = {}): number[] {
+  switch (principle.type) {
+    case 'loser-pays': {
+      const loser = outcome.loser ?? fail('validation_failed', 'loser-pays needs outcome.loser');
+      if (!parties.includes(loser)) fail('validation_failed', `outcome.loser ${loser} is not a party`);
+      return parties.map((p) => (p === loser ? amount : 0));
+    }
+    case 'initiator-pays':
+      return parties.map((_, i) => (i === 0 ? amount : 0));
+    case 'split':
+      return apportion(amount, parties.map(() => 1));
+    case 'shares':
+      return apportion(amount, parties.map((p) => principle.shares[p]!));
+  }
+}
+
+/**
+ * The most each party could owe when the service costs at most `maxAmount`: what is
+ * reserved from it. Whatever the outcome and the final cost (≤ maxAmount), a party's charge
+ * never exceeds this.
+ */
+export function mostPossibleShares(principle: Principle, parties: string[], maxAmount: number): number[] {
+  switch (principle.type) {
+    case 'loser-pays':
+      return parties.map(() => maxAmount);
+    case 'initiator-pays':
+      return parties.map((_, i) => (i === 0 ? maxAmount : 0));
+    case 'split':
+      return parties.map(() => Math.ceil(maxAmount / parties.length));
+    case 'shares':
+      // The largest-remainder part of any amount ≤ max is at most ceil(max · share / 100).
+      return parties.map((p) => Math.ceil((maxAmount * principle.shares[p]!) / 100));
+  }
+}

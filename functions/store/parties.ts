@@ -1,0 +1,333 @@
+// Multi-party sessions (seed 000) on the table. Proposed → each party agrees → on the last
+// agreement every party's most possible share is reserved, all or nothing, in ONE
+// transaction over the party accounts, the session and the ledger: a party that cannot pay
+// leaves nothing reserved from anyone. Every later step (update, final debit by outcome,
+// release, expiry) is one such transaction too, so there is no partial state to recover.
+// Transactions are right here: a game touches each account once per step, not a stream of
+// charges, and DynamoDB retries (or we do) the rare conflict.
+import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { createHash } from 'node:crypto';
+import { DUE_SHARDS, key } from './table.js';
+import { cancellationReasons, withConflictRetry, type Store } from './db.js';
+import { plainItem } from './ops.js';
+import { ledgerPut, type LedgerEntry } from './ledger.js';
+import { markFinalized } from './compaction.js';
+import { getService } from './services.js';
+import { requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
+import type { AccountItem, OpEntry, StoredAnswer } from './accounts.js';
+import { ChargingError, fail } from '../domain/errors.js';
+import { optimisticGrant, type Requested } from '../domain/reservation.js';
+import { charges, mostPossibleShares, validatePrinciple, type Outcome, type Principle } from '../domain/parties.js';
+import { priceOf } from '../domain/rating.js';
+
+export interface PartyState {
+  accountId: string;
+  agreedAt?: string;
+  holdMinor: number;
+  chargedMinor: number;
+}
+
+export interface ProposeCommand {
+  requestId: string;
+  parties: string[];
+  principle: Principle;
+  clientId: string;
+  serviceId: string;
+  requested: Requested;
+  multiSessionId?: string;
+}
+
+const addSeconds = (at: string, seconds: number) => new Date(Date.parse(at) + seconds * 1000).toISOString();
+const shardOf = (sessionId: string) => `due#${createHash('sha256').update(sessionId).digest()[0]! % DUE_SHARDS}`;
+
+function replay(session: SessionItem, requestId: string, bodyHash: string): StoredAnswer | null {
+  const previous = session.answers?.[requestId];
+  if (!previous) return null;
+  if (previous.h !== bodyHash) fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
+  return previous.answer;
+}
+
+// ------------------------------------------------------------------------------ propose
+
+export async function proposePartySession(store: Store, command: ProposeCommand, bodyHash: string): Promise<StoredAnswer> {
+  validatePrinciple(command.principle, command.parties);
+  const service = await getService(store, command.serviceId);
+  if (!optimisticGrant(command.requested, service.price)) fail('validation_failed', 'requested must be at least one unit');
+  for (const accountId of command.parties) {
+    const found = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.account(accountId), ProjectionExpression: 'pk' }));
+    if (!found.Item) fail('not_found', `account ${accountId} does not exist`);
+  }
+  const sessionId = sessionIdFor(command.requestId);
+  const at = store.now().toISOString();
+  const validUntil = addSeconds(at, service.validitySeconds); // the parties have this long to agree
+  const session: SessionItem = {
+    sessionId, state: 'pending_agreement', accountId: command.parties[0]!, chargedAccountId: command.parties[0]!,
+    clientId: command.clientId, serviceId: command.serviceId, unit: service.unit, price: service.price,
+    multiSessionId: command.multiSessionId ?? sessionId, validitySeconds: service.validitySeconds,
+    interimIntervalSeconds: service.interimIntervalSeconds,
+    ...(service.establishedInterimIntervalSeconds ? { establishedInterimIntervalSeconds: service.establishedInterimIntervalSeconds } : {}),
+    seq: 0, hold: { seq: 0, holdMinor: 0, grantedUnits: 0, usedUnits: 0, chargedMinor: 0 },
+    validUntil, createdAt: at, lastUpdateAt: at, refundedMinor: 0, returnedMinor: 0, answers: {},
+    parties: command.parties.map((accountId) => ({ accountId, holdMinor: 0, chargedMinor: 0 })),
+    principle: command.principle, requested: command.requested,
+  };
+  const answer: StoredAnswer = { status: 201, body: sessionView(session) };
+  session.answers[command.requestId] = { h: bodyHash, answer };
+  try {
+    await store.db.send(new PutCommand({
+      TableName: store.tableName,
+      Item: { ...key.session(sessionId), ...session, dueShard: shardOf(sessionId), dueAt: validUntil },
+      ConditionExpression: 'attribute_not_exists(pk)',
+    }));
+  } catch (error) {
+    if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+    return replay(await requireSession(store, sessionId), command.requestId, bodyHash) ?? fail('idempotency_conflict', 'requestId reused');
+  }
+  return answer;
+}
+
+// -------------------------------------------------------------------------------- agree
+
+export async function agree(store: Store, sessionId: string, command: { requestId: string; accountId: string }, bodyHash: string): Promise<StoredAnswer> {
+  let session = await requireSession(store, sessionId);
+  const previous = replay(session, command.requestId, bodyHash);
+  if (previous) return previous;
+  if (!session.parties) fail('conflict', `session ${sessionId} is not a multi-party session`);
+  const index = session.parties!.findIndex((p) => p.accountId === command.accountId);
+  if (index < 0) fail('validation_failed', `${command.accountId} is not a party of session ${sessionId}`);
+  if (session.state !== 'pending_agreement') {
+    if (session.state === 'active') return { status: 200, body: sessionView(session) };
+    fail('session_closed', `session ${sessionId} is ${session.state}`, { state: session.state });
+  }
+  const at = store.now().toISOString();
+  if (!session.parties![index]!.agreedAt) {
+    try {
+      const result = await store.db.send(new UpdateCommand({
+        TableName: store.tableName, Key: key.session(sessionId),
+        UpdateExpression: `SET parties[${index}].agreedAt = :at`,
+        ConditionExpression: `#state = :pending AND attribute_not_exists(parties[${index}].agreedAt)`,
+        ExpressionAttributeNames: { '#state': 'state' },
+        ExpressionAttributeValues: { ':at': at, ':pending': 'pending_agreement' },
+        ReturnValues: 'ALL_NEW',
+      }));
+      session = result.Attributes as SessionItem;
+    } catch (error) {
+      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+      session = await requireSession(store, sessionId); // agreed meanwhile (a duplicate) or activated
+      if (session.state !== 'pending_agreement') return agree(store, sessionId, command, bodyHash);
+    }
+  }
+  if (!session.parties!.every((p) => p.agreedAt)) {
+    const answer: StoredAnswer = { status: 200, body: sessionView(session) };
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.session(sessionId),
+      UpdateExpression: 'SET answers.#rid = :answer', ConditionExpression: 'attribute_not_exists(answers.#rid)',
+      ExpressionAttributeNames: { '#rid': command.requestId }, ExpressionAttributeValues: { ':answer': { h: bodyHash, answer } },
+    })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
+    return answer;
+  }
+  return activate(store, session, command.requestId, bodyHash);
+}
+
+/** The last agreement: reserve every party's most possible share, all or nothing. */
+async function activate(store: Store, session: SessionItem, requestId: string, bodyHash: string): Promise<StoredAnswer> {
+  const parties = session.parties!;
+  const grant = optimisticGrant(session.requested!, session.price)!;
+  const shares = mostPossibleShares(session.principle!, parties.map((p) => p.accountId), grant.amountMinor);
+  const at = store.now().toISOString();
+  const validUntil = addSeconds(at, session.validitySeconds);
+  const nextParties: PartyState[] = parties.map((p, i) => ({ ...p, holdMinor: shares[i]! }));
+  const hold = { seq: 1, holdMinor: shares.reduce((a, b) => a + b, 0), grantedUnits: grant.units, usedUnits: 0, chargedMinor: 0 };
+  const next: SessionItem = { ...session, state: 'active', seq: 1, parties: nextParties, hold, validUntil, lastUpdateAt: at };
+  const answer: StoredAnswer = { status: 200, body: sessionView(next) };
+  const result = await partyTransaction(store, session, {
+    kind: 'activate', requestId, bodyHash, at, next, answer,
+    moves: parties.map((p, i) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: shares[i]!, grantedUnits: grant.units })),
+  });
+  if (result.ok) return answer;
+  if (result.refusedParty === undefined) {
+    const now = await requireSession(store, session.sessionId);
+    return replay(now, requestId, bodyHash) ?? { status: 200, body: sessionView(now) };
+  }
+  // Nothing was reserved from anyone. The refusal is the answer to this request; the session
+  // stays proposed, so the parties may top up and agree again (a new requestId) before validUntil.
+  const refused = result.refusedParty;
+  const problem = refused.reason === 'not_found'
+    ? { status: 404, body: { code: 'not_found', detail: `account ${refused.accountId} does not exist`, accountId: refused.accountId } }
+    : refused.reason === 'inactive'
+      ? { status: 403, body: { code: 'account_inactive', detail: `party ${refused.accountId} is suspended or expired`, accountId: refused.accountId } }
+      : { status: 402, body: { code: 'insufficient_credit', detail: `party ${refused.accountId} cannot pay its most possible share of ${refused.needMinor}`, accountId: refused.accountId, finalUnitAction: 'terminate' } };
+  await store.db.send(new UpdateCommand({
+    TableName: store.tableName, Key: key.session(session.sessionId),
+    UpdateExpression: 'SET answers.#rid = :answer', ConditionExpression: 'attribute_not_exists(answers.#rid)',
+    ExpressionAttributeNames: { '#rid': requestId }, ExpressionAttributeValues: { ':answer': { h: bodyHash, answer: problem } },
+  })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
+  return problem;
+}
+
+// ---------------------------------------------------------------- the one transaction
+
+interface Move { accountId: string; chargeMinor: number; newHoldMinor: number; grantedUnits: number }
+
+interface PartyStep {
+  kind: 'activate' | 'update' | 'debit' | 'release' | 'expire';
+  requestId: string;
+  bodyHash: string;
+  at: string;
+  next: SessionItem;
+  answer: StoredAnswer | null;
+  moves: Move[];
+}
+
+type StepResult = { ok: true } | { ok: false; refusedParty?: { accountId: string; reason: 'not_found' | 'inactive' | 'insufficient'; needMinor: number } };
+
+async function partyTransaction(store: Store, session: SessionItem, step: PartyStep): Promise<StepResult> {
+  const parties = session.parties!;
+  const done = step.kind === 'debit' ? 'closed' : step.kind === 'release' ? 'released' : step.kind === 'expire' ? 'expired' : undefined;
+  const ledger: LedgerEntry[] = [];
+  const accountUpdates = step.moves.map((move, i) => {
+    const old = parties[i]!;
+    const reservedDelta = move.newHoldMinor - old.holdMinor;
+    const availableDelta = -move.chargeMinor - reservedDelta;
+    const entry: OpEntry = {
+      seq: step.next.seq, amt: move.newHoldMinor, gu: move.grantedUnits, u: step.next.hold.usedUnits, chg: old.chargedMinor + move.chargeMinor,
+      rid: step.requestId, h: step.bodyHash, at: step.at, vu: step.next.validUntil, ...(done ? { done } : {}),
+    } as OpEntry;
+    const base = { accountId: move.accountId, sessionId: session.sessionId, requestId: step.requestId, at: step.at };
+    if (move.chargeMinor) ledger.push({ ...base, entryId: `${session.sessionId}:${step.next.seq}:debit`, type: 'debit', amount: -move.chargeMinor, reservedDelta: -move.chargeMinor });
+    const holdChange = reservedDelta + move.chargeMinor;
+    if (holdChange) ledger.push({ ...base, entryId: `${session.sessionId}:${step.next.seq}:${step.kind === 'expire' ? 'expire' : holdChange > 0 ? 'reserve' : 'release'}`, type: step.kind === 'expire' ? 'expire' : holdChange > 0 ? 'reserve' : 'release', amount: 0, reservedDelta: holdChange });
+    const need = -availableDelta;
+    const conditions = ['attribute_exists(pk)'];
+    const values: Record<string, unknown> = { ':db': -move.chargeMinor, ':dr': reservedDelta, ':da': availableDelta, ':entry': entry };
+    const names: Record<string, string> = { '#op': session.sessionId };
+    if (need > 0) { conditions.push('available >= :need'); values[':need'] = need; }
+    if (step.kind === 'activate') {
+      conditions.push('attribute_not_exists(ops.#op)', '#status = :active', '(attribute_not_exists(validUntil) OR validUntil > :now)');
+      names['#status'] = 'status';
+      values[':active'] = 'active';
+      values[':now'] = step.at;
+    } else {
+      conditions.push('ops.#op.seq = :seq');
+      values[':seq'] = session.seq;
+    }
+    return { Update: {
+      TableName: store.tableName, Key: key.account(move.accountId),
+      UpdateExpression: 'SET balance = balance + :db, reserved = reserved + :dr, available = available + :da, ops.#op = :entry',
+      ConditionExpression: conditions.join(' AND '), ExpressionAttributeNames: names, ExpressionAttributeValues: values,
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
+    }, need };
+  });
+  const closing = !!done;
+  const sessionUpdate = { Update: {
+    TableName: store.tableName, Key: key.session(session.sessionId),
+    UpdateExpression: `SET #state = :state, seq = :next, parties = :parties, #hold = :hold, validUntil = :vu, lastUpdateAt = :at, returnedMinor = :returned${step.answer ? ', answers.#rid = :answer' : ''}${closing ? ' REMOVE dueShard, dueAt' : ', dueShard = :shard, dueAt = :vu'}`,
+    ConditionExpression: '#state = :was AND seq = :seq',
+    ExpressionAttributeNames: { '#state': 'state', '#hold': 'hold', ...(step.answer ? { '#rid': step.requestId } : {}) },
+    ExpressionAttributeValues: {
+      ':state': step.next.state, ':next': step.next.seq, ':parties': step.next.parties, ':hold': step.next.hold, ':vu': step.next.validUntil,
+      ':at': step.at, ':returned': step.next.returnedMinor, ':was': session.state, ':seq': session.seq,
+      ...(step.answer ? { ':answer': { h: step.bodyHash, answer: step.answer } } : {}), ...(closing ? {} : { ':shard': shardOf(session.sessionId) }),
+    },
+  } };
+  try {
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({
+      TransactItems: [...accountUpdates.map(({ Update }) => ({ Update })), sessionUpdate, ...ledger.map((e) => ledgerPut(store, e))],
+    })));
+  } catch (error) {
+    const reasons = cancellationReasons(error);
+    if (!reasons) throw error;
+    const refusedAt = reasons.findIndex((r, i) => i < accountUpdates.length && r.Code === 'ConditionalCheckFailed');
+    if (reasons[accountUpdates.length]?.Code === 'ConditionalCheckFailed' || refusedAt < 0) return { ok: false };
+    const account = plainItem(reasons[refusedAt]!.Item) as AccountItem | undefined;
+    const accountId = step.moves[refusedAt]!.accountId;
+    const reason = !account ? 'not_found'
+      : account.status !== 'active' || (account.validUntil !== undefined && account.validUntil <= step.at) ? 'inactive' : 'insufficient';
+    if (step.kind !== 'activate' && account?.ops?.[session.sessionId]?.seq !== session.seq) return { ok: false }; // moved on
+    return { ok: false, refusedParty: { accountId, reason, needMinor: accountUpdates[refusedAt]!.need } };
+  }
+  if (closing) step.moves.forEach((m) => markFinalized(store, m.accountId, session.sessionId, step.next.seq));
+  return { ok: true };
+}
+
+// ------------------------------------------------------------- steps of an active session
+
+export async function partyStep(store: Store, session: SessionItem, kind: 'update' | 'debit' | 'release',
+  command: { requestId: string; usedUnits: number; requested?: Requested; outcome?: Outcome }, bodyHash: string): Promise<StoredAnswer> {
+  const previous = replay(session, command.requestId, bodyHash);
+  if (previous) return previous;
+  if (session.state === 'pending_agreement') {
+    if (kind !== 'release') fail('conflict', `session ${session.sessionId} waits for every party to agree`);
+    return closePending(store, session, 'released', command.requestId, bodyHash);
+  }
+  if (session.state !== 'active') fail('session_closed', `session ${session.sessionId} is ${session.state}`, { state: session.state });
+  const parties = session.parties!;
+  const ids = parties.map((p) => p.accountId);
+  const usedUnits = session.hold.usedUnits + (kind === 'release' ? 0 : command.usedUnits);
+  const at = store.now().toISOString();
+  const reservedCost = priceOf(session.hold.grantedUnits, session.price);
+  // Usage beyond what was granted is never charged beyond what was reserved.
+  const cost = Math.min(priceOf(usedUnits, session.price), reservedCost);
+  let moves: Move[];
+  let next: SessionItem;
+  let answer: StoredAnswer;
+  if (kind === 'update') {
+    const wanted = command.requested && 'units' in command.requested ? command.requested.units : 0;
+    const grantedUnits = Math.max(session.hold.grantedUnits, usedUnits + wanted);
+    const shares = mostPossibleShares(session.principle!, ids, priceOf(grantedUnits, session.price));
+    // Money moves only at the end (who pays depends on the outcome): an update grows the holds.
+    moves = parties.map((p, i) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: Math.max(p.holdMinor, shares[i]!), grantedUnits }));
+    next = { ...session, seq: session.seq + 1, lastUpdateAt: at, validUntil: addSeconds(at, session.validitySeconds),
+      parties: parties.map((p, i) => ({ ...p, holdMinor: moves[i]!.newHoldMinor })),
+      hold: { ...session.hold, seq: session.seq + 1, grantedUnits, usedUnits, holdMinor: moves.reduce((a, m) => a + m.newHoldMinor, 0) } };
+    answer = { status: 200, body: { granted: { units: grantedUnits - usedUnits, amount: priceOf(grantedUnits, session.price) - cost }, validUntil: next.validUntil, interimIntervalSeconds: session.interimIntervalSeconds, charged: { units: usedUnits, amount: 0 }, parties: sessionView(next).parties } };
+  } else {
+    const split = kind === 'release' ? ids.map(() => 0) : charges(session.principle!, ids, cost, command.outcome);
+    moves = parties.map((p, i) => ({ accountId: p.accountId, chargeMinor: split[i]!, newHoldMinor: 0, grantedUnits: 0 }));
+    const state = kind === 'release' ? 'released' : 'closed';
+    const returned = parties.reduce((sum, p, i) => sum + p.holdMinor - split[i]!, 0);
+    next = { ...session, state, seq: session.seq + 1, lastUpdateAt: at, returnedMinor: returned,
+      parties: parties.map((p, i) => ({ ...p, holdMinor: 0, chargedMinor: p.chargedMinor + split[i]! })),
+      hold: { ...session.hold, seq: session.seq + 1, usedUnits, holdMinor: 0, grantedUnits: 0, chargedMinor: split.reduce((a, b) => a + b, 0) } };
+    answer = { status: 200, body: { state, charged: { units: usedUnits, amount: next.hold.chargedMinor }, returned: { amount: returned }, ...(kind === 'release' ? { refunded: { amount: 0 } } : {}), parties: sessionView(next).parties } };
+  }
+  const result = await partyTransaction(store, session, { kind, requestId: command.requestId, bodyHash, at, next, answer, moves });
+  if (result.ok) return answer;
+  if (result.refusedParty && kind === 'update') {
+    return { status: 402, body: { code: 'insufficient_credit', detail: `party ${result.refusedParty.accountId} cannot pay a larger share`, accountId: result.refusedParty.accountId, charged: { units: session.hold.usedUnits, amount: 0 } } };
+  }
+  // The session moved (a duplicate, the sweep): decide again on what it is now.
+  return partyStep(store, await requireSession(store, session.sessionId), kind, command, bodyHash);
+}
+
+/** The sweep: expire an active party session (every hold back), or a proposal never agreed. */
+export async function expirePartySession(store: Store, session: SessionItem): Promise<boolean> {
+  if (session.state === 'pending_agreement') return (await closePending(store, session, 'expired', `expire:${session.seq}`, 'sweep')).status === 200;
+  const at = store.now().toISOString();
+  const moves = session.parties!.map((p) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: 0, grantedUnits: 0 }));
+  const returned = session.parties!.reduce((sum, p) => sum + p.holdMinor, 0);
+  const next: SessionItem = { ...session, state: 'expired', seq: session.seq + 1, lastUpdateAt: at, returnedMinor: returned,
+    parties: session.parties!.map((p) => ({ ...p, holdMinor: 0 })), hold: { ...session.hold, seq: session.seq + 1, holdMinor: 0, grantedUnits: 0 } };
+  return (await partyTransaction(store, session, { kind: 'expire', requestId: `expire:${session.seq}`, bodyHash: 'sweep', at, next, answer: null, moves })).ok;
+}
+
+/** A proposal that never started holds nothing: closing it is one conditional write. */
+async function closePending(store: Store, session: SessionItem, state: 'expired' | 'released', requestId: string, bodyHash: string): Promise<StoredAnswer> {
+  const answer: StoredAnswer = { status: 200, body: { state, refunded: { amount: 0 }, returned: { amount: 0 } } };
+  try {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.session(session.sessionId),
+      UpdateExpression: 'SET #state = :state, lastUpdateAt = :at, answers.#rid = :answer REMOVE dueShard, dueAt',
+      ConditionExpression: '#state = :pending',
+      ExpressionAttributeNames: { '#state': 'state', '#rid': requestId },
+      ExpressionAttributeValues: { ':state': state, ':at': store.now().toISOString(), ':pending': 'pending_agreement', ':answer': { h: bodyHash, answer } },
+    }));
+  } catch (error) {
+    if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+    const now = await requireSession(store, session.sessionId);
+    return replay(now, requestId, bodyHash) ?? fail('conflict', `session ${session.sessionId} is ${now.state}`);
+  }
+  return answer;
+}
+
+export { ChargingError };

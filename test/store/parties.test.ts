@@ -1,0 +1,157 @@
+// Seed 000: multi-party sessions where the parties agree who pays, on DynamoDB Local.
+import { describe, expect, it } from 'vitest';
+import { testClock, testStore } from '../helpers.js';
+import type { Store } from '../../functions/store/db.js';
+import { putService } from '../../functions/store/services.js';
+import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
+import { agree, proposePartySession } from '../../functions/store/parties.js';
+import { debitSession, refundSession, requireSession, updateSession } from '../../functions/store/sessions.js';
+import { sweep } from '../../functions/store/sweep.js';
+import { readLedger } from '../../functions/store/ledger.js';
+import { ChargingError } from '../../functions/domain/errors.js';
+import type { Principle } from '../../functions/domain/parties.js';
+
+// A game: 1 minor unit per started second, so costs are easy to make odd.
+const game = { serviceId: 'game', unit: 'seconds' as const, price: { amountMinor: 1, perUnits: 1 }, validitySeconds: 600, interimIntervalSeconds: 60 };
+
+async function players(store: Store, balances: Record<string, number>) {
+  await putService(store, game);
+  for (const [accountId, balance] of Object.entries(balances)) {
+    await createAccount(store, { accountId, currency: 'EUR', kind: 'prepaid' });
+    if (balance) await topUp(store, accountId, `t-${accountId}`, balance, 'h');
+  }
+}
+
+async function reconciled(store: Store, accountId: string) {
+  const account = await requireAccount(store, accountId);
+  const { entries } = await readLedger(store, accountId, { limit: 1000 });
+  expect(entries.reduce((s: number, e: any) => s + e.amount, 0)).toBe(account.balance);
+  expect(entries.reduce((s: number, e: any) => s + e.reservedDelta, 0)).toBe(account.reserved);
+  return account;
+}
+
+async function started(store: Store, requestId: string, parties: string[], principle: Principle, units = 101) {
+  const proposed = await proposePartySession(store, { requestId, parties, principle, clientId: 'game-server', serviceId: 'game', requested: { units } }, `h-${requestId}`);
+  expect(proposed.status).toBe(201);
+  expect(proposed.body.state).toBe('pending_agreement');
+  const sessionId = proposed.body.sessionId as string;
+  let last;
+  for (const accountId of parties) last = await agree(store, sessionId, { requestId: `${requestId}-agree-${accountId}`, accountId }, 'h');
+  return { sessionId, last: last! };
+}
+
+async function codeOf(promise: Promise<unknown>) {
+  try { await promise; } catch (error) { if (error instanceof ChargingError) return error.code; throw error; }
+  return 'no error';
+}
+
+describe('every principle, odd amounts', () => {
+  it.each<[string, Principle, Record<string, string> | undefined, Record<string, number>, Record<string, number>]>([
+    // 101 units requested, 77 used: reserved per party, then charged per party.
+    ['loser pays', { type: 'loser-pays' }, { loser: 'ben' }, { ann: 101, ben: 101, cid: 101 }, { ann: 0, ben: 77, cid: 0 }],
+    ['split: odd cents to the first listed', { type: 'split' }, undefined, { ann: 34, ben: 34, cid: 34 }, { ann: 26, ben: 26, cid: 25 }],
+    ['initiator pays', { type: 'initiator-pays' }, undefined, { ann: 101, ben: 0, cid: 0 }, { ann: 77, ben: 0, cid: 0 }],
+    ['shares 50/30/20', { type: 'shares', shares: { ann: 50, ben: 30, cid: 20 } }, undefined, { ann: 51, ben: 31, cid: 21 }, { ann: 39, ben: 23, cid: 15 }],
+  ])('%s', async (_name, principle, outcome, reservedEach, chargedEach) => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 1000, cid: 1000 });
+    const { sessionId, last } = await started(store, 'g1', ['ann', 'ben', 'cid'], principle);
+    expect(last.body.state).toBe('active');
+    for (const [accountId, amount] of Object.entries(reservedEach)) expect((await requireAccount(store, accountId)).reserved).toBe(amount);
+    await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 40 }, 'h');
+    const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 37, outcome }, 'h');
+    expect(closed.body).toMatchObject({ state: 'closed', charged: { units: 77, amount: 77 } });
+    let paid = 0;
+    for (const [accountId, amount] of Object.entries(chargedEach)) {
+      const account = await reconciled(store, accountId);
+      expect(account).toMatchObject({ balance: 1000 - amount, reserved: 0 });
+      paid += amount;
+    }
+    expect(paid).toBe(77);
+    const session = await requireSession(store, sessionId);
+    expect(session.parties!.map((p) => p.chargedMinor)).toEqual(Object.values(chargedEach));
+  });
+});
+
+describe('verification before the start', () => {
+  it('a party that cannot pay: 402 naming it, nothing reserved from anyone', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 50 });
+    const { sessionId, last } = await started(store, 'g1', ['ann', 'ben'], { type: 'loser-pays' });
+    expect(last).toMatchObject({ status: 402, body: { code: 'insufficient_credit', accountId: 'ben' } });
+    expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 0, balance: 1000 });
+    expect(await reconciled(store, 'ben')).toMatchObject({ reserved: 0, balance: 50 });
+    expect((await requireSession(store, sessionId)).state).toBe('pending_agreement');
+    // Ben tops up and agrees again: now it starts.
+    await topUp(store, 'ben', 't2', 100, 'h');
+    expect((await agree(store, sessionId, { requestId: 'again', accountId: 'ben' }, 'h')).body.state).toBe('active');
+  });
+
+  it('refuses an outcome naming a non-party, and agreements from strangers', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 1000 });
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'loser-pays' });
+    expect(await codeOf(debitSession(store, sessionId, { requestId: 'd1', usedUnits: 10, outcome: { loser: 'eve' } }, 'h'))).toBe('validation_failed');
+    expect(await codeOf(agree(store, sessionId, { requestId: 'x', accountId: 'eve' }, 'h'))).toBe('validation_failed');
+    expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 101, balance: 1000 });
+  });
+
+  it('two sessions sharing a party who can cover only one: exactly one activates', async () => {
+    const store = await testStore();
+    await players(store, { ann: 150, ben: 1000, cid: 1000 });
+    const a = await proposePartySession(store, { requestId: 'ga', parties: ['ann', 'ben'], principle: { type: 'loser-pays' }, clientId: 'g', serviceId: 'game', requested: { units: 101 } }, 'h');
+    const b = await proposePartySession(store, { requestId: 'gb', parties: ['ann', 'cid'], principle: { type: 'loser-pays' }, clientId: 'g', serviceId: 'game', requested: { units: 101 } }, 'h');
+    await agree(store, a.body.sessionId as string, { requestId: 'a1', accountId: 'ann' }, 'h');
+    await agree(store, b.body.sessionId as string, { requestId: 'b1', accountId: 'ann' }, 'h');
+    const [ra, rb] = await Promise.all([
+      agree(store, a.body.sessionId as string, { requestId: 'a2', accountId: 'ben' }, 'h'),
+      agree(store, b.body.sessionId as string, { requestId: 'b2', accountId: 'cid' }, 'h'),
+    ]);
+    expect([ra.status, rb.status].sort()).toEqual([200, 402]);
+    expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 101 });
+  });
+
+  it('duplicate agree and debit requests change nothing more', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 1000 });
+    const proposed = await proposePartySession(store, { requestId: 'g1', parties: ['ann', 'ben'], principle: { type: 'split' }, clientId: 'g', serviceId: 'game', requested: { units: 11 } }, 'h');
+    const id = proposed.body.sessionId as string;
+    const first = await agree(store, id, { requestId: 'ag-ann', accountId: 'ann' }, 'h');
+    expect(await agree(store, id, { requestId: 'ag-ann', accountId: 'ann' }, 'h')).toEqual(first);
+    const both = await Promise.all([1, 2, 3].map(() => agree(store, id, { requestId: 'ag-ben', accountId: 'ben' }, 'h')));
+    for (const answer of both) expect(answer).toEqual(both[0]);
+    expect(both[0]!.body.state).toBe('active');
+    const debits = await Promise.all([1, 2, 3].map(() => debitSession(store, id, { requestId: 'end', usedUnits: 11 }, 'h')));
+    for (const answer of debits) expect(answer).toEqual(debits[0]);
+    expect(await reconciled(store, 'ann')).toMatchObject({ balance: 994, reserved: 0 });
+    expect(await reconciled(store, 'ben')).toMatchObject({ balance: 995, reserved: 0 });
+  });
+});
+
+describe('cleanup', () => {
+  it('a proposal nobody finishes agreeing, and a silent game, are cleaned up by the sweep', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await players(store, { ann: 1000, ben: 1000 });
+    const never = await proposePartySession(store, { requestId: 'g0', parties: ['ann', 'ben'], principle: { type: 'split' }, clientId: 'g', serviceId: 'game', requested: { units: 100 } }, 'h');
+    await agree(store, never.body.sessionId as string, { requestId: 'only-ann', accountId: 'ann' }, 'h');
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'loser-pays' });
+    expect((await requireAccount(store, 'ann')).reserved).toBe(101);
+    clock.advanceSeconds(601);
+    const summary = await sweep(store, { batchSize: 10, maxBatches: 5 });
+    expect(summary.expired).toBe(2);
+    expect((await requireSession(store, never.body.sessionId as string)).state).toBe('expired');
+    expect((await requireSession(store, sessionId)).state).toBe('expired');
+    expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 0, balance: 1000 });
+    expect(await reconciled(store, 'ben')).toMatchObject({ reserved: 0, balance: 1000 });
+  });
+
+  it('a refund without amount releases every reservation', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 1000 });
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' });
+    const released = await refundSession(store, sessionId, { requestId: 'r' }, 'h');
+    expect(released.body).toMatchObject({ state: 'released', returned: { amount: 102 } });
+    expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 0, balance: 1000 });
+  });
+});
