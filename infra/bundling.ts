@@ -1,7 +1,9 @@
 // How every Lambda is bundled, in one place: the stack hands these to NodejsFunction (which
-// runs the local esbuild) and the bundle-size test hands the same to esbuild's JS API.
+// runs the local esbuild), and the bundle-size test and `npm run bench:bundles` hand the same
+// to esbuild's JS API (esbuildBuildOptions).
 import { fileURLToPath } from 'node:url';
 import { resolve } from 'node:path';
+import type { BuildOptions } from 'esbuild';
 import { handlerEntry, routes, schedules, type HandlerName, type ScheduledHandlerName } from '../functions/http/routes.js';
 
 export type FunctionName = HandlerName | ScheduledHandlerName;
@@ -43,3 +45,23 @@ export const esbuildOptions = {
   banner: esmRequireBanner,
   external: [] as string[],
 } as const;
+
+/**
+ * The same build as esbuild's JS API options (what NodejsFunction passes on its command
+ * line for these settings): for the bundle-size test and bench/bundles.ts.
+ */
+export function esbuildBuildOptions(entry: string): BuildOptions & { entryPoints: string[] } {
+  return {
+    entryPoints: [entry],
+    bundle: esbuildOptions.bundle,
+    platform: esbuildOptions.platform,
+    format: esbuildOptions.format,
+    target: esbuildOptions.target,
+    minify: esbuildOptions.minify,
+    sourcemap: esbuildOptions.sourcemap,
+    mainFields: [...esbuildOptions.mainFields],
+    banner: { js: esbuildOptions.banner },
+    external: [...esbuildOptions.external],
+    outfile: 'index.mjs',
+  };
+}

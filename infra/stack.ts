@@ -47,7 +47,9 @@ export const tableActions: Record<FunctionName, string[]> = {
   // putService (PutItem), getService (GetItem).
   services: ['GetItem', 'PutItem'],
   // createAccount (conditional PutItem, GetItem on a repeat), requireAccount (GetItem),
-  // topUp (transaction: Put request + Update account + Put ledger), readLedger (Query LEDGER#).
+  // topUp (transaction: Put request + Update account + Put ledger), readLedger (Query LEDGER#),
+  // PATCH: applyConsumptionLimit (UpdateItem; giving back an allotment: transaction Update
+  // main + Update member + Put ledger entries, store/allotments.ts).
   accounts: ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
   // getService, applyOp (UpdateItem on the account), getSessionItem, transaction Put
   // session + ledger entries + multi-session member; the duplicate-hold give-back (UpdateItem).
@@ -59,7 +61,10 @@ export const tableActions: Record<FunctionName, string[]> = {
   // As debit, plus the refund transaction (Update session + Update account + Put ledger).
   refund: ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
   // Multi-party: requireSession, the agreement (UpdateItem session), activation (one
-  // transaction: Update each party account + Update session + Put ledger entries).
+  // transaction: Update each party account + Update session + Put ledger entries), the stored
+  // answer (UpdateItem session); a party attached to a main account that is short takes an
+  // allotment and tries again (GetItem account, transaction Update + Update + Put ledger). No
+  // Query: agree never closes a session, so it never settles a multi-session.
   agree: ['GetItem', 'PutItem', 'UpdateItem'],
   // requireSession (GetItem), multiSessionView (Query MS#, GetItem per member). Read only.
   'sessions-read': ['GetItem', 'Query'],
@@ -97,12 +102,25 @@ export interface ChargingStackProps extends StackProps {
   tableName?: string;
   /** Name of the custom event bus. Default "ChargingEvents". */
   eventBusName?: string;
+  /**
+   * Declare AWS_ENDPOINT_URL_DYNAMODB (and, on the functions that publish, _EVENTBRIDGE) as
+   * empty variables on every function, so `sam local invoke --env-vars` can point them at
+   * DynamoDB Local: SAM only overrides variables the template declares. Empty means the
+   * regional endpoint (the SDK ignores an empty value). For local templates; default false.
+   */
+  localEndpoints?: boolean;
+  /**
+   * The HTTP API (API Gateway v2). Default true; false leaves it out, e.g. for LocalStack's
+   * free edition, which has no API Gateway v2: the functions are then invoked directly.
+   */
+  httpApi?: boolean;
 }
 
 export class ChargingStack extends Stack {
   readonly table: dynamodb.Table;
   readonly functions: Record<FunctionName, nodejs.NodejsFunction>;
-  readonly api: apigw.HttpApi;
+  /** Undefined when the stack is built with `httpApi: false`. */
+  readonly api: apigw.HttpApi | undefined;
   readonly eventBus: events.EventBus;
   readonly deadLetterQueue: sqs.Queue;
 
@@ -150,6 +168,8 @@ export class ChargingStack extends Stack {
           POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
           // No CHARGING_API_TOKEN: in AWS, IAM guards the API before a handler runs.
           ...(eventPublishers.includes(name) ? { EVENT_BUS_NAME: this.eventBus.eventBusName } : {}),
+          ...(props.localEndpoints ? { AWS_ENDPOINT_URL_DYNAMODB: '' } : {}),
+          ...(props.localEndpoints && eventPublishers.includes(name) ? { AWS_ENDPOINT_URL_EVENTBRIDGE: '' } : {}),
         },
         bundling: {
           format: nodejs.OutputFormat.ESM,
@@ -172,27 +192,7 @@ export class ChargingStack extends Stack {
     this.functions = functions;
 
     // ---------------------------------------------------------------------- HTTP API
-    this.api = new apigw.HttpApi(this, 'HttpApi', {
-      apiName: `${this.stackName}-api`,
-      description: 'Online charging API (see API.md); every route but GET /health is IAM (SigV4) authorized',
-    });
-    const iamAuthorizer = new HttpIamAuthorizer();
-    const noAuthorizer = new apigw.HttpNoneAuthorizer();
-    const integrations = new Map<FunctionName, HttpLambdaIntegration>();
-    for (const route of routes) {
-      let integration = integrations.get(route.handler);
-      if (!integration) {
-        integration = new HttpLambdaIntegration(`${pascalCase(route.handler)}Integration`, functions[route.handler]);
-        integrations.set(route.handler, integration);
-      }
-      this.api.addRoutes({
-        path: route.path,
-        methods: [apigw.HttpMethod[route.method]],
-        integration,
-        authorizer: route.public ? noAuthorizer : iamAuthorizer,
-      });
-    }
-    new CfnOutput(this, 'ApiUrl', { value: this.api.apiEndpoint, description: 'Base URL of the charging API' });
+    this.api = (props.httpApi ?? true) ? this.httpApiFor(functions) : undefined;
     new CfnOutput(this, 'TableName', { value: this.table.tableName });
     new CfnOutput(this, 'EventBusName', { value: this.eventBus.eventBusName });
 
@@ -271,6 +271,32 @@ export class ChargingStack extends Stack {
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
+  }
+
+  /** The HTTP API: every route of functions/http/routes.ts on its function, IAM-authorized but GET /health. */
+  private httpApiFor(functions: Record<FunctionName, nodejs.NodejsFunction>): apigw.HttpApi {
+    const api = new apigw.HttpApi(this, 'HttpApi', {
+      apiName: `${this.stackName}-api`,
+      description: 'Online charging API (see API.md); every route but GET /health is IAM (SigV4) authorized',
+    });
+    const iamAuthorizer = new HttpIamAuthorizer();
+    const noAuthorizer = new apigw.HttpNoneAuthorizer();
+    const integrations = new Map<FunctionName, HttpLambdaIntegration>();
+    for (const route of routes) {
+      let integration = integrations.get(route.handler);
+      if (!integration) {
+        integration = new HttpLambdaIntegration(`${pascalCase(route.handler)}Integration`, functions[route.handler]);
+        integrations.set(route.handler, integration);
+      }
+      api.addRoutes({
+        path: route.path,
+        methods: [apigw.HttpMethod[route.method]],
+        integration,
+        authorizer: route.public ? noAuthorizer : iamAuthorizer,
+      });
+    }
+    new CfnOutput(this, 'ApiUrl', { value: api.apiEndpoint, description: 'Base URL of the charging API' });
+    return api;
   }
 }
 

@@ -5,6 +5,21 @@ import { accountBody, ledgerQuery, topUpBody } from '../http/schemas.js';
 import { accountView, createAccount, requireAccount, topUp } from '../store/accounts.js';
 import { readLedger } from '../store/ledger.js';
 import { store } from '../config.js';
+import { applyConsumptionLimit } from '../store/allotments.js';
+import { fail } from '../domain/errors.js';
+
+/** PATCH body: `{ "consumptionLimit": int | null }` (null removes the limit). */
+function consumptionLimitOf(body: unknown): number | null {
+  const value = (body as Record<string, unknown> | undefined)?.consumptionLimit;
+  if (typeof body !== 'object' || body === null || Array.isArray(body) || !('consumptionLimit' in body)) {
+    return fail('validation_failed', 'consumptionLimit: give an integer, or null to remove it');
+  }
+  if (value === null) return null;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    return fail('validation_failed', 'consumptionLimit: must be a non-negative integer of minor units, or null');
+  }
+  return value;
+}
 
 export const handler = httpHandler(async (request) => {
   const s = store();
@@ -16,6 +31,14 @@ export const handler = httpHandler(async (request) => {
     }
     case 'GET /accounts/{accountId}':
       return json(200, accountView(await requireAccount(s, pathParam(request, 'accountId')), s.now()));
+    case 'PATCH /accounts/{accountId}': {
+      const accountId = pathParam(request, 'accountId');
+      const limit = consumptionLimitOf(request.body);
+      const account = await requireAccount(s, accountId);
+      if (!account.mainAccountId) fail('conflict', `account ${accountId} is not attached to a main account: it has no consumption limit`);
+      await applyConsumptionLimit(s, accountId, limit);
+      return json(200, accountView(await requireAccount(s, accountId), s.now()));
+    }
     case 'POST /accounts/{accountId}/topup': {
       const accountId = pathParam(request, 'accountId');
       const body = parse(topUpBody, request.body);

@@ -5,7 +5,7 @@ import middy from '@middy/core';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda';
 import { Logger } from '@aws-lambda-powertools/logger';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { ChargingError, fail } from '../domain/errors.js';
 import { problemResponse } from './problem.js';
 import { apiToken } from '../config.js';
@@ -68,7 +68,7 @@ export function httpHandler(handle: Handler) {
     }));
 }
 
-export function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+export function parse<S extends z.ZodMiniType>(schema: S, value: unknown): z.output<S> {
   const result = schema.safeParse(value);
   if (!result.success) {
     const errors = result.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }));

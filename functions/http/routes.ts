@@ -7,7 +7,7 @@ export type HandlerName =
 export type ScheduledHandlerName = 'interim-sweep' | 'recharge-trigger';
 
 export interface Route {
-  method: 'GET' | 'POST' | 'PUT';
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH';
   /** API Gateway route path, parameters in braces. */
   path: string;
   handler: HandlerName;
@@ -21,6 +21,7 @@ export const routes: Route[] = [
   { method: 'GET', path: '/services/{serviceId}', handler: 'services' },
   { method: 'POST', path: '/accounts', handler: 'accounts' },
   { method: 'GET', path: '/accounts/{accountId}', handler: 'accounts' },
+  { method: 'PATCH', path: '/accounts/{accountId}', handler: 'accounts' },
   { method: 'POST', path: '/accounts/{accountId}/topup', handler: 'accounts' },
   { method: 'GET', path: '/accounts/{accountId}/ledger', handler: 'accounts' },
   { method: 'GET', path: '/accounts/{accountId}/notifications', handler: 'accounts' },

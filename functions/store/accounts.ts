@@ -55,6 +55,12 @@ export interface AccountItem extends AccountInput {
   consumed: number;
   ops: Record<string, OpEntry>;
   createdAt: string;
+  /** Attached accounts: what was taken from the main account and not given back. */
+  takenMinor?: number;
+  /** Attached accounts: allotments moved so far (the concurrency guard of transfers). */
+  allotSeq?: number;
+  /** Main accounts: allotments moved to attached accounts and not given back. */
+  allottedOut?: number;
 }
 
 function settingsOf(input: AccountInput) {
@@ -110,7 +116,10 @@ export async function createAccount(store: Store, input: AccountInput): Promise<
     if (!isConditionFailure(error)) throw error;
   }
   const existing = await requireAccount(store, input.accountId);
-  const same = JSON.stringify(settingsOf(existing)) === JSON.stringify(settingsOf(input));
+  // consumptionLimit is the owner's to change (PATCH) at any time, so it is not part of what makes
+  // a repeated create the same account.
+  const identity = (settings: ReturnType<typeof settingsOf>) => JSON.stringify({ ...settings, consumptionLimit: undefined });
+  const same = identity(settingsOf(existing)) === identity(settingsOf(input));
   if (!same) fail('conflict', `account ${input.accountId} already exists with other settings`);
   return { account: existing, created: false };
 }
@@ -127,7 +136,8 @@ export function accountView(account: AccountItem, now: Date) {
     creditLimit: account.creditLimit,
     status: account.status === 'active' && expired ? 'expired' : account.status,
     ...(account.validUntil ? { validUntil: account.validUntil } : {}),
-    ...(account.mainAccountId ? { mainAccountId: account.mainAccountId, consumed: account.consumed } : {}),
+    ...(account.mainAccountId ? { mainAccountId: account.mainAccountId, consumed: account.takenMinor ?? 0 } : {}),
+    ...(account.allottedOut ? { allottedToMembers: account.allottedOut } : {}),
     ...(account.consumptionLimit !== undefined ? { consumptionLimit: account.consumptionLimit } : {}),
     ...(account.lowBalanceThreshold !== undefined ? { lowBalanceThreshold: account.lowBalanceThreshold } : {}),
     serviceAccounts: [] as unknown[],

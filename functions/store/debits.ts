@@ -54,6 +54,7 @@ export async function directDebit(store: Store, command: DirectDebitCommand, bod
       if (replay) return replay;
       if (refusal === 'not_found') fail('not_found', `account ${command.accountId} does not exist`);
       if (refusal === 'account_inactive') fail('account_inactive', `account ${command.accountId} is suspended or expired`);
+      if (result.main === 'inactive') fail('account_inactive', `the main account of ${command.accountId} fails authorization`);
       fail('insufficient_credit', `account ${command.accountId} cannot pay ${amountMinor}`, { finalUnitAction: 'terminate' });
     }
   }

@@ -8,7 +8,7 @@ import { key } from './table.js';
 import type { Store } from './db.js';
 import { fail } from '../domain/errors.js';
 
-export type LedgerEntryType = 'topup' | 'reserve' | 'release' | 'debit' | 'charge' | 'refund' | 'adjustment' | 'expire';
+export type LedgerEntryType = 'topup' | 'reserve' | 'release' | 'debit' | 'charge' | 'refund' | 'adjustment' | 'expire' | 'allotment';
 
 export interface LedgerEntry {
   accountId: string;
@@ -21,6 +21,8 @@ export interface LedgerEntry {
   sessionId?: string;
   requestId?: string;
   reason?: string;
+  /** Allotments: the other account of the transfer. */
+  counterparty?: string;
 }
 
 export function ledgerPut(store: Store, entry: LedgerEntry) {

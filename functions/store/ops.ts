@@ -18,7 +18,8 @@ export type OpCondition =
 
 export type OpResult =
   | { ok: true; account: AccountItem }
-  | { ok: false; account: AccountItem | null };
+  /** `main`: why the main account of an attached account could not cover the shortfall. */
+  | { ok: false; account: AccountItem | null; main?: 'insufficient' | 'limit' | 'inactive' };
 
 /** DynamoDB returns the old item of a failed condition as raw attribute values. */
 export function plainItem(item: Record<string, any> | undefined): Record<string, any> | undefined {
@@ -27,7 +28,7 @@ export function plainItem(item: Record<string, any> | undefined): Record<string,
   return looksRaw ? unmarshall(item as any) : item;
 }
 
-export async function applyOp(store: Store, accountId: string, opId: string, condition: OpCondition, movement: Movement, entry: OpEntry): Promise<OpResult> {
+export async function applyOp(store: Store, accountId: string, opId: string, condition: OpCondition, movement: Movement, entry: OpEntry, depth = 0): Promise<OpResult> {
   const need = -movement.availableDelta;
   const names: Record<string, string> = { '#op': opId };
   const values: Record<string, unknown> = {
@@ -71,8 +72,24 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     return { ok: true, account };
   } catch (error) {
     if (!isConditionFailure(error)) throw error;
-    return { ok: false, account: (plainItem(error.Item) as AccountItem | undefined) ?? null };
+    const account = (plainItem(error.Item) as AccountItem | undefined) ?? null;
+    // An attached account short of money takes an allotment from its main account, once.
+    if (account?.mainAccountId && depth === 0 && onlyMoneyShort(account, opId, condition, need, store.now())) {
+      const { takeAllotment } = await import('./allotments.js');
+      const taken = await takeAllotment(store, account, need - account.available);
+      if (taken === 'given' || taken === 'moved') return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
+      return { ok: false, account, main: taken };
+    }
+    return { ok: false, account };
   }
+}
+
+/** The write failed only because `available` was below `need`. */
+function onlyMoneyShort(account: AccountItem, opId: string, condition: OpCondition, need: number, now: Date): boolean {
+  if (account.available >= need) return false;
+  const recorded = account.ops?.[opId];
+  if (condition.kind === 'new') return !recorded && refusalOf(account, opId, now) === 'insufficient';
+  return recorded?.seq === condition.seq && !recorded.done;
 }
 
 /** Why a new operation was refused, in the order a caller should hear it. */

@@ -130,7 +130,7 @@ export async function agree(store: Store, sessionId: string, command: { requestI
 }
 
 /** The last agreement: reserve every party's most possible share, all or nothing. */
-async function activate(store: Store, session: SessionItem, requestId: string, bodyHash: string): Promise<StoredAnswer> {
+async function activate(store: Store, session: SessionItem, requestId: string, bodyHash: string, allotmentsTaken = 0): Promise<StoredAnswer> {
   const parties = session.parties!;
   const grant = optimisticGrant(session.requested!, session.price)!;
   const shares = mostPossibleShares(session.principle!, parties.map((p) => p.accountId), grant.amountMinor);
@@ -152,6 +152,13 @@ async function activate(store: Store, session: SessionItem, requestId: string, b
   // Nothing was reserved from anyone. The refusal is the answer to this request; the session
   // stays proposed, so the parties may top up and agree again (a new requestId) before validUntil.
   const refused = result.refusedParty;
+  // A party attached to a main account pays through it: take an allotment, then try again.
+  if (refused.reason === 'insufficient' && refused.account?.mainAccountId && allotmentsTaken < parties.length) {
+    const { takeAllotment } = await import('./allotments.js');
+    const taken = await takeAllotment(store, refused.account, refused.needMinor - refused.account.available);
+    if (taken === 'given' || taken === 'moved') return activate(store, session, requestId, bodyHash, allotmentsTaken + 1);
+    if (taken === 'inactive') refused.reason = 'inactive';
+  }
   const problem = refused.reason === 'not_found'
     ? { status: 404, body: { code: 'not_found', detail: `account ${refused.accountId} does not exist`, accountId: refused.accountId } }
     : refused.reason === 'inactive'
@@ -179,7 +186,7 @@ interface PartyStep {
   moves: Move[];
 }
 
-type StepResult = { ok: true } | { ok: false; refusedParty?: { accountId: string; reason: 'not_found' | 'inactive' | 'insufficient'; needMinor: number } };
+type StepResult = { ok: true } | { ok: false; refusedParty?: { accountId: string; reason: 'not_found' | 'inactive' | 'insufficient'; needMinor: number; account?: AccountItem } };
 
 async function partyTransaction(store: Store, session: SessionItem, step: PartyStep): Promise<StepResult> {
   const parties = session.parties!;
@@ -244,7 +251,7 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     const reason = !account ? 'not_found'
       : account.status !== 'active' || (account.validUntil !== undefined && account.validUntil <= step.at) ? 'inactive' : 'insufficient';
     if (step.kind !== 'activate' && account?.ops?.[session.sessionId]?.seq !== session.seq) return { ok: false }; // moved on
-    return { ok: false, refusedParty: { accountId, reason, needMinor: accountUpdates[refusedAt]!.need } };
+    return { ok: false, refusedParty: { accountId, reason, needMinor: accountUpdates[refusedAt]!.need, account } };
   }
   if (closing) step.moves.forEach((m) => markFinalized(store, m.accountId, session.sessionId, step.next.seq));
   return { ok: true };

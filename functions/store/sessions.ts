@@ -150,6 +150,7 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
     const refusal = refusalOf(result.account, sessionId, now);
     if (refusal === 'not_found') fail('not_found', `account ${chargedAccountId} does not exist`);
     if (refusal === 'account_inactive') fail('account_inactive', `account ${chargedAccountId} is suspended or expired`);
+    if (result.main === 'inactive') fail('account_inactive', `the main account of ${chargedAccountId} fails authorization`);
     if (refusal === 'exists') {
       // This session's hold is on the account already: a retry of a reserve that landed.
       const recorded = result.account!.ops[sessionId]!;
@@ -170,7 +171,8 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
     }
     const shorter = computeGrant(command.requested, service.price, result.account!.available);
     if (!shorter) {
-      fail('insufficient_credit', `account ${chargedAccountId} cannot pay one block of ${command.serviceId}`, { finalUnitAction: 'terminate' });
+      const why = result.main === 'limit' ? ': its consumption limit is reached' : result.account!.mainAccountId ? ' (nor can its main account)' : '';
+      fail('insufficient_credit', `account ${chargedAccountId} cannot pay one block of ${command.serviceId}${why}`, { finalUnitAction: 'terminate' });
     }
     grant = shorter!;
   }
@@ -568,7 +570,11 @@ export async function findDueSessions(store: Store, until: string, limitPerShard
     ExpressionAttributeValues: { ':shard': `due#${shard}`, ':until': until },
     Limit: limitPerShard,
   }))));
-  return pages.flatMap((page) => (page.Items ?? []).map((item: Record<string, any>) => String(item.pk).slice('SES#'.length)));
+  // Sessions come back as their ids; accounts (idle allotments) keep their ACC# key.
+  return pages.flatMap((page) => (page.Items ?? []).map((item: Record<string, any>) => {
+    const pk = String(item.pk);
+    return pk.startsWith('SES#') ? pk.slice('SES#'.length) : pk;
+  }));
 }
 
 export { plainItem };

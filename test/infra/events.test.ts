@@ -15,7 +15,7 @@ const eventsDir = join(repoRoot, 'events');
 
 /** The replay order of events/README.md. */
 const replayOrder = [
-  'health', 'put-service', 'get-service', 'create-account', 'create-account-bob', 'get-account', 'topup', 'reserve',
+  'health', 'put-service', 'get-service', 'create-account', 'create-account-bob', 'patch-account', 'get-account', 'topup', 'reserve',
   'propose', 'agree', 'get-session', 'get-multi-session', 'update', 'debit', 'refund', 'direct-debit', 'ledger',
   'notifications', 'interim-sweep', 'recharge-trigger',
 ];

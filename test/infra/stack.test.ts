@@ -122,6 +122,41 @@ describe('functions', () => {
   });
 });
 
+describe('local variants (docs/deploy.md)', () => {
+  // Bundling skipped: only the template matters here.
+  const synth = (props: ConstructorParameters<typeof ChargingStack>[2]) => {
+    const app = new App({ context: { ...cdkContext, 'aws:cdk:bundling-stacks': [] } });
+    return Template.fromStack(new ChargingStack(app, 'Variant', props)).toJSON().Resources as Record<string, Resource>;
+  };
+
+  it('the default template declares no endpoint variables', () => {
+    for (const name of functionNames) {
+      const variables = resources[functionId(name)]!.Properties.Environment.Variables;
+      expect(Object.keys(variables).filter((v) => v.startsWith('AWS_ENDPOINT_URL'))).toEqual([]);
+    }
+  });
+
+  it('localEndpoints: every function declares AWS_ENDPOINT_URL_DYNAMODB empty (SAM --env-vars can set it), publishers _EVENTBRIDGE too', () => {
+    const variant = synth({ localEndpoints: true });
+    for (const name of functionNames) {
+      const variables = variant[functionId(name)]!.Properties.Environment.Variables;
+      expect(variables.AWS_ENDPOINT_URL_DYNAMODB).toBe('');
+      expect('AWS_ENDPOINT_URL_EVENTBRIDGE' in variables).toBe((scheduledFunctionNames as string[]).includes(name));
+      expect(variables.TABLE_NAME).toEqual({ Ref: 'ChargingTable' });
+    }
+  });
+
+  it('httpApi false: no API Gateway resources, the same functions, table and schedules', () => {
+    const variant = synth({ httpApi: false });
+    const types = new Set(Object.values(variant).map((r) => r.Type));
+    expect([...types].filter((t) => t.startsWith('AWS::ApiGatewayV2::'))).toEqual([]);
+    const functionIds = (all: Record<string, Resource>) => Object.entries(all).filter(([, r]) => r.Type === 'AWS::Lambda::Function').map(([id]) => id).sort();
+    expect(functionIds(variant)).toEqual(functionIds(resources));
+    expect(variant.ChargingTable?.Type).toBe('AWS::DynamoDB::Table');
+    expect(Object.values(variant).filter((r) => r.Type === 'AWS::Events::Rule')).toHaveLength(schedules.length);
+  });
+});
+
 describe('HTTP API', () => {
   const routeResources = () => ofType('AWS::ApiGatewayV2::Route').map(([, r]) => r.Properties);
 
@@ -138,6 +173,14 @@ describe('HTTP API', () => {
       PayloadFormatVersion: '2.0',
       IntegrationUri: { 'Fn::GetAtt': [functionId(route.handler), 'Arn'] },
     });
+  });
+
+  it('every handler of the route table has its function, agree included', () => {
+    const handlers = [...new Set(routes.map((r) => r.handler))].sort();
+    expect(handlers).toContain('agree');
+    for (const handler of handlers) expect(resources[functionId(handler)]?.Type, handler).toBe('AWS::Lambda::Function');
+    const agree = routeResources().find((r) => r.RouteKey === 'POST /sessions/{sessionId}/agree');
+    expect(agree?.AuthorizationType).toBe('AWS_IAM');
   });
 
   it('only GET /health is public', () => {

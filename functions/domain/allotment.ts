@@ -1,0 +1,40 @@
+// Quota sharing (seed 003): an account attached to a main account charges its own item and,
+// when short, takes an allotment (a chunk) from the main account. The main account's item
+// then sees one write per chunk instead of one per charge, and the family can never
+// overspend: an allotment is money moved out of the main account's available credit.
+
+/** Chunks are this many times what was missing, so the main account is asked rarely. */
+export const ALLOTMENT_FACTOR = 10;
+
+export interface AllotmentInput {
+  /** What the member is missing for the operation at hand. */
+  neededMinor: number;
+  /** What the main account can give now; unknown on the first, optimistic try. */
+  mainAvailableMinor?: number;
+  consumptionLimitMinor?: number;
+  takenMinor: number;
+}
+
+export type AllotmentDecision =
+  | { give: number }
+  | { refuse: 'insufficient' | 'limit' };
+
+/** How much to move from the main account to the member. */
+export function allotmentFor(input: AllotmentInput): AllotmentDecision {
+  const room = input.consumptionLimitMinor === undefined ? Number.MAX_SAFE_INTEGER : input.consumptionLimitMinor - input.takenMinor;
+  const mainAvailable = input.mainAvailableMinor ?? Number.MAX_SAFE_INTEGER;
+  // When the main account runs low, no member takes more than half of what is left (but
+  // always its need), so one member's chunk does not starve the others.
+  const fairShare = input.mainAvailableMinor === undefined ? Number.MAX_SAFE_INTEGER : Math.max(input.neededMinor, Math.floor(mainAvailable / 2));
+  const wanted = Math.min(input.neededMinor * ALLOTMENT_FACTOR, room, mainAvailable, fairShare);
+  if (wanted >= input.neededMinor) return { give: wanted };
+  // Not enough for the whole need: give what there is, so a partial grant can still be made.
+  const partial = Math.min(room, mainAvailable);
+  if (partial > 0) return { give: partial };
+  return { refuse: room <= 0 ? 'limit' : 'insufficient' };
+}
+
+/** What a lowered consumption limit takes back at once: the unspent allotment beyond it. */
+export function excessOverLimit(takenMinor: number, limitMinor: number, memberAvailableMinor: number): number {
+  return Math.max(0, Math.min(takenMinor - limitMinor, memberAvailableMinor));
+}

@@ -1,0 +1,21 @@
+import { describe, expect, it } from 'vitest';
+import { allotmentFor, excessOverLimit } from '../../functions/domain/allotment.js';
+
+describe('allotmentFor', () => {
+  it.each([
+    { name: 'ten times the need', input: { neededMinor: 20, mainAvailableMinor: 10_000, takenMinor: 0 }, out: { give: 200 } },
+    { name: 'capped at half of what the main account has left', input: { neededMinor: 20, mainAvailableMinor: 100, takenMinor: 0 }, out: { give: 50 } },
+    { name: 'but always the need', input: { neededMinor: 20, mainAvailableMinor: 30, takenMinor: 0 }, out: { give: 20 } },
+    { name: 'optimistic first try', input: { neededMinor: 20, takenMinor: 0 }, out: { give: 200 } },
+    { name: 'capped by the consumption limit', input: { neededMinor: 20, mainAvailableMinor: 10_000, consumptionLimitMinor: 100, takenMinor: 30 }, out: { give: 70 } },
+    { name: 'partial when the main account is short', input: { neededMinor: 20, mainAvailableMinor: 7, takenMinor: 0 }, out: { give: 7 } },
+    { name: 'partial up to the limit', input: { neededMinor: 20, mainAvailableMinor: 100, consumptionLimitMinor: 35, takenMinor: 30 }, out: { give: 5 } },
+    { name: 'refused at the limit', input: { neededMinor: 20, mainAvailableMinor: 100, consumptionLimitMinor: 30, takenMinor: 30 }, out: { refuse: 'limit' } },
+    { name: 'refused when the main account is empty', input: { neededMinor: 20, mainAvailableMinor: 0, takenMinor: 0 }, out: { refuse: 'insufficient' } },
+  ])('$name', ({ input, out }) => expect(allotmentFor(input)).toEqual(out));
+});
+
+describe('excessOverLimit', () => {
+  it.each([[100, 60, 50, 40], [100, 60, 10, 10], [50, 60, 50, 0]])('taken %i, limit %i, unspent %i: %i back', (taken, limit, unspent, back) =>
+    expect(excessOverLimit(taken, limit, unspent)).toBe(back));
+});

@@ -1,0 +1,551 @@
+// Property tests of every route in functions/http/routes.ts with malformed and hostile input,
+// through `dispatch` (the API Gateway 2.0 event fed to the real Lambda handler) against
+// DynamoDB Local. Properties:
+//   1. never a 5xx; every non-2xx answer is application/problem+json with a string `code`
+//      and a numeric `status` equal to the HTTP status; every answer body is JSON;
+//   2. requests invalid by construction write nothing: the table's item count and a probe
+//      account's balance, reserved, ops and ledger length are unchanged by a batch of them;
+//   3. Object.prototype is never polluted.
+// The seed is fixed and printed; FUZZ_SEED=<n> runs another one, FUZZ_RUNS=<n> changes the
+// number of runs per route, FUZZ_INCLUDE_KNOWN=1 keeps known bugs' inputs. Inputs that trigger the bugs listed in KNOWN (with regression
+// tests at the end of this file) are left out of property 1 and counted.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { GetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { dispatch } from '../../infra/local/api-gateway.js';
+import { routes, type Route } from '../../functions/http/routes.js';
+import { useStore, apiToken } from '../../functions/config.js';
+import { logger } from '../../functions/http/handler.js';
+import type { Store } from '../../functions/store/db.js';
+import { testStore } from '../helpers.js';
+
+const SEED = Number(process.env.FUZZ_SEED ?? 20_260_101);
+const RUNS = Number(process.env.FUZZ_RUNS ?? 150);
+/** FUZZ_INCLUDE_KNOWN=1 keeps the inputs of known bugs in property 1 (to check a fix). */
+const INCLUDE_KNOWN = process.env.FUZZ_INCLUDE_KNOWN === '1';
+const INVALID_BATCHES = Number(process.env.FUZZ_INVALID_BATCHES ?? 60);
+
+/** Bugs found by this file; inputs that trigger them are kept out of property 1. */
+const KNOWN = {
+  hugeNumbers: 'money or unit counts that are valid (<= 2^53-1) but overflow in rating or in the balance answer 500; a huge top-up is written first and leaves the account unreadable',
+  prototypeRequestIds: 'requestIds that are Object.prototype property names (__proto__, constructor, toString, ...) are refused with 409 idempotency_conflict, or 500 on reserve',
+} as const;
+const knownHits = new Map<string, number>();
+const statusTally = new Map<string, Map<number, number>>();
+const HUGE = 1e12;
+
+let store: Store;
+let headers: Record<string, string>;
+let sessions: { fuzz: string; party: string; probe: string; probeClosed: string };
+
+interface Request {
+  method: string;
+  path: string;
+  body: string;
+}
+
+interface Answer {
+  status: number;
+  contentType: string;
+  text: string;
+  json: any;
+}
+
+async function send(request: Request): Promise<Answer> {
+  const result = await dispatch(request.method, new URL(`http://fuzz.local${request.path}`), headers, request.body);
+  const text = result.body ?? '';
+  let json: unknown;
+  try { json = text === '' ? undefined : JSON.parse(text); } catch { json = Symbol('not json'); }
+  return { status: result.statusCode ?? 200, contentType: String((result.headers as Record<string, unknown> | undefined)?.['content-type'] ?? ''), text, json };
+}
+
+function checkAnswer(request: Request, answer: Answer) {
+  const where = `${request.method} ${request.path} ${request.body.slice(0, 300)} → ${answer.status} ${answer.text.slice(0, 300)}`;
+  expect(answer.status, where).toBeLessThan(500);
+  expect(typeof answer.json, `body is not JSON: ${where}`).not.toBe('symbol');
+  if (answer.status >= 300) {
+    expect(answer.contentType, where).toContain('application/problem+json');
+    expect(typeof answer.json?.code, where).toBe('string');
+    expect(answer.json?.status, where).toBe(answer.status);
+  }
+}
+
+// ------------------------------------------------------------------------- generators
+
+const NAMES_OF_THE_PROTOTYPE = Object.getOwnPropertyNames(Object.prototype);
+
+const hostileString = fc.oneof(
+  fc.string({ maxLength: 40 }),
+  fc.string({ unit: 'grapheme', maxLength: 40 }),
+  fc.string({ unit: 'binary', maxLength: 40 }),
+  fc.constantFrom('', ' ', '__proto__', 'constructor', 'prototype', 'toString', 'valueOf', '60', '1e3', '-1', '0x10', 'NaN', 'Infinity', 'null', 'true',
+    '\u0000', '\ud800', 'e\u0301', '😀'.repeat(40), '%00', '%', '../../etc/passwd', '${jndi:ldap://x}', "'; DROP TABLE x;--", '<script>alert(1)</script>',
+    'ses_AAAAAAAAAAAAAAAAAAAAAAAA', 'a'.repeat(128), 'a'.repeat(129)),
+  fc.string({ minLength: 129, maxLength: 400 }),
+  fc.constant('x'.repeat(100_000)),
+);
+const hostileNumber = fc.oneof(
+  fc.integer(),
+  fc.double({ noNaN: false }),
+  fc.constantFrom(0, -0, -1, 0.5, 1.5, 59.999, 2 ** 31, 2 ** 53 - 1, 2 ** 53, 2 ** 53 + 2, -(2 ** 53), 1e21, 1e300, Number.MAX_VALUE, Number.MIN_VALUE, Number.EPSILON),
+);
+const hostileKey = fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('__proto__', 'constructor', 'prototype', 'requestId', 'amount', 'units', 'used', 'requested', 'accountId'));
+const { value: hostileValue } = fc.letrec((tie) => ({
+  value: fc.oneof({ depthSize: 'small', withCrossShrink: true },
+    hostileString, hostileNumber, fc.boolean(), fc.constant(null),
+    fc.array(tie('value'), { maxLength: 4 }),
+    fc.dictionary(hostileKey, tie('value'), { maxKeys: 4 })),
+}));
+
+/** A deeply nested JSON text, built by hand (JSON.stringify would recurse as deep). */
+const deepJson = fc.record({ depth: fc.integer({ min: 50, max: 5000 }), key: fc.constantFrom('units', 'a', 'requested', '__proto__') })
+  .map(({ depth, key }) => `${`{"${key}":`.repeat(depth)}1${'}'.repeat(depth)}`);
+
+const validId = fc.stringMatching(/^[A-Za-z0-9._:-]{1,24}$/);
+/** Identifiers the API must refuse (never '.' or '..': URL normalisation would change the route). */
+const badId = fc.oneof(
+  fc.constantFrom('a b', 'a/b', 'ñ', '😀', '<x>', 'a\u0000b', 'a'.repeat(129), 'x'.repeat(5000), 'a%2Fb', '%', '..%2F..', 'a#b', 'a?b', '\\', 'ses_😀'),
+  fc.string({ minLength: 1, maxLength: 40 }).filter((s) => !/^[A-Za-z0-9._:-]{1,128}$/.test(s)),
+).filter((s) => s !== '.' && s !== '..');
+const anyId = fc.oneof(validId, badId, hostileString.filter((s) => s.length > 0 && s !== '.' && s !== '..'));
+
+// A valid body per route: the starting point for mutations.
+type Kind = 'id' | 'positive' | 'count' | 'requested' | 'used' | 'unit' | 'kind' | 'currency' | 'timestamp' | 'price' | 'url' | 'reason' | 'record' | 'limit';
+interface Spec {
+  params: Record<string, fc.Arbitrary<string>>;
+  validParams: () => Record<string, string>;
+  body?: (rid: string) => Record<string, unknown>;
+  fields?: Record<string, { kind: Kind; required: boolean }>;
+  query?: boolean;
+}
+
+const requiredId = { kind: 'id' as const, required: true };
+const specs: Record<string, Spec> = {
+  'GET /health': { params: {}, validParams: () => ({}) },
+  'PUT /services/{serviceId}': {
+    params: { serviceId: fc.oneof(fc.constant('fz-svc'), anyId) },
+    validParams: () => ({ serviceId: 'fz-svc' }),
+    body: () => ({ unit: 'seconds', price: { amount: 2, per: 60 }, validitySeconds: 300, interimIntervalSeconds: 30 }),
+    fields: { unit: { kind: 'unit', required: true }, price: { kind: 'price', required: false }, validitySeconds: { kind: 'positive', required: false }, interimIntervalSeconds: { kind: 'positive', required: false } },
+  },
+  'GET /services/{serviceId}': { params: { serviceId: fc.oneof(fc.constantFrom('voice', 'sms'), anyId) }, validParams: () => ({ serviceId: 'voice' }) },
+  'POST /accounts': {
+    params: {},
+    validParams: () => ({}),
+    body: (rid) => ({ accountId: `fz-new-${rid}`, currency: 'EUR', kind: 'postpaid', creditLimit: 100, validUntil: '2030-01-01T00:00:00Z', lowBalanceThreshold: 5 }),
+    fields: { accountId: requiredId, currency: { kind: 'currency', required: true }, kind: { kind: 'kind', required: true }, creditLimit: { kind: 'count', required: false }, mainAccountId: { kind: 'id', required: false }, consumptionLimit: { kind: 'count', required: false }, validUntil: { kind: 'timestamp', required: false }, lowBalanceThreshold: { kind: 'count', required: false } },
+  },
+  'GET /accounts/{accountId}': { params: { accountId: fc.oneof(fc.constantFrom('fz-acc', 'probe'), anyId) }, validParams: () => ({ accountId: 'probe' }) },
+  'PATCH /accounts/{accountId}': {
+    params: { accountId: fc.oneof(fc.constantFrom('fz-acc', 'fz-child'), anyId) },
+    validParams: () => ({ accountId: 'probe' }),
+    body: () => ({ consumptionLimit: 100 }),
+    fields: { consumptionLimit: { kind: 'limit', required: true } },
+  },
+  'POST /accounts/{accountId}/topup': {
+    params: { accountId: fc.oneof(fc.constant('fz-acc'), anyId) },
+    validParams: () => ({ accountId: 'probe' }),
+    body: (rid) => ({ requestId: rid, amount: 10 }),
+    fields: { requestId: requiredId, amount: { kind: 'positive', required: true } },
+  },
+  'GET /accounts/{accountId}/ledger': { params: { accountId: fc.oneof(fc.constantFrom('fz-acc', 'probe'), anyId) }, validParams: () => ({ accountId: 'probe' }), query: true },
+  'GET /accounts/{accountId}/notifications': { params: { accountId: fc.oneof(fc.constantFrom('fz-acc', 'probe'), anyId) }, validParams: () => ({ accountId: 'probe' }) },
+  'POST /sessions': {
+    params: {},
+    validParams: () => ({}),
+    body: (rid) => ({ requestId: rid, accountId: 'fz-acc', clientId: 'fuzz', serviceId: 'voice', requested: { units: 60 }, multiSessionId: 'fz-multi', notifyUri: 'https://client.example/notify' }),
+    fields: { requestId: requiredId, accountId: requiredId, clientId: requiredId, serviceId: requiredId, requested: { kind: 'requested', required: true }, multiSessionId: { kind: 'id', required: false }, notifyUri: { kind: 'url', required: false } },
+  },
+  'POST /sessions/{sessionId}/update': {
+    params: { sessionId: fc.oneof(fc.constant('@fuzz-session'), anyId) },
+    validParams: () => ({ sessionId: '@probe-session' }),
+    body: (rid) => ({ requestId: rid, used: { units: 10 }, requested: { units: 60 } }),
+    fields: { requestId: requiredId, used: { kind: 'used', required: true }, requested: { kind: 'requested', required: false } },
+  },
+  'POST /sessions/{sessionId}/debit': {
+    params: { sessionId: fc.oneof(fc.constant('@fuzz-session'), anyId) },
+    validParams: () => ({ sessionId: '@probe-session' }),
+    body: (rid) => ({ requestId: rid, used: { units: 10 }, outcome: { reason: 'normal' } }),
+    fields: { requestId: requiredId, used: { kind: 'used', required: true }, outcome: { kind: 'record', required: false } },
+  },
+  'POST /sessions/{sessionId}/refund': {
+    params: { sessionId: fc.oneof(fc.constant('@fuzz-session'), anyId) },
+    validParams: () => ({ sessionId: '@probe-closed' }),
+    body: (rid) => ({ requestId: rid, amount: 1, reason: 'goodwill' }),
+    fields: { requestId: requiredId, amount: { kind: 'positive', required: false }, reason: { kind: 'reason', required: false } },
+  },
+  'POST /sessions/{sessionId}/agree': {
+    params: { sessionId: fc.oneof(fc.constantFrom('@fuzz-session', '@fuzz-party'), anyId) },
+    validParams: () => ({ sessionId: '@probe-session' }),
+    body: (rid) => ({ requestId: rid, accountId: 'fz-acc' }),
+    fields: { requestId: requiredId, accountId: requiredId },
+  },
+  'GET /sessions/{sessionId}': { params: { sessionId: fc.oneof(fc.constant('@fuzz-session'), anyId) }, validParams: () => ({ sessionId: '@probe-session' }) },
+  'GET /multi-sessions/{multiSessionId}': { params: { multiSessionId: fc.oneof(fc.constantFrom('fz-multi', '@fuzz-session'), anyId) }, validParams: () => ({ multiSessionId: '@probe-session' }) },
+  'POST /debits': {
+    params: {},
+    validParams: () => ({}),
+    body: (rid) => ({ requestId: rid, accountId: 'fz-acc', clientId: 'smsc', serviceId: 'sms', units: 1 }),
+    fields: { requestId: requiredId, accountId: requiredId, clientId: requiredId, serviceId: requiredId, units: { kind: 'positive', required: false }, amount: { kind: 'positive', required: false } },
+  },
+};
+
+const routeKey = (route: Route) => `${route.method} ${route.path}`;
+
+/** A route added after this file was written is still fuzzed, with no knowledge of its body. */
+function specOf(route: Route): Spec {
+  const known = specs[routeKey(route)];
+  if (known) return known;
+  const names = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
+  return {
+    params: Object.fromEntries(names.map((n) => [n, fc.oneof(fc.constantFrom('fz-acc', '@fuzz-session'), anyId)])),
+    validParams: () => Object.fromEntries(names.map((n) => [n, 'probe'])),
+  };
+}
+
+function buildPath(route: Route, params: Record<string, string>, query?: Record<string, string>): string {
+  const path = route.path.replace(/\{(\w+)\}/g, (_, name: string) => {
+    let value = params[name]!;
+    if (value === '@fuzz-session') value = sessions.fuzz;
+    if (value === '@fuzz-party') value = sessions.party;
+    if (value === '@probe-session') value = sessions.probe;
+    if (value === '@probe-closed') value = sessions.probeClosed;
+    // A lone surrogate cannot travel in a URL: the client would have replaced it.
+    return encodeURIComponent((value as string & { toWellFormed(): string }).toWellFormed());
+  });
+  const search = query && Object.keys(query).length ? `?${new URLSearchParams(query).toString()}` : '';
+  return `${path}${search}`;
+}
+
+/** Values the schema of `kind` must refuse. */
+function invalidFor(kind: Kind): fc.Arbitrary<unknown> {
+  const notString = fc.oneof(hostileNumber, fc.boolean(), fc.constant(null), fc.constant([]), fc.constant({}));
+  const notInteger = fc.oneof(
+    fc.constantFrom(0.5, 1.5, 59.999, 2 ** 53, 2 ** 53 + 2, 1e21, 1e300, -1.5, Number.MAX_VALUE, Number.MIN_VALUE),
+    fc.double({ noNaN: true, noDefaultInfinity: true }).filter((x) => !Number.isInteger(x)),
+    fc.constantFrom('60', '1', '', 'ten', '1e3'), fc.boolean(), fc.constant(null), fc.constant([1]), fc.constant({ value: 1 }),
+  );
+  switch (kind) {
+    case 'id': return fc.oneof(badId, notString);
+    case 'positive': return fc.oneof(notInteger, fc.integer({ max: 0 }), fc.constant(-0));
+    case 'count': return fc.oneof(notInteger, fc.integer({ max: -1 }));
+    case 'requested': return fc.oneof(
+      invalidFor('positive').map((units) => ({ units })),
+      invalidFor('positive').map((amount) => ({ amount })),
+      fc.constant({ units: 1, amount: 1 }), fc.constant({}), fc.constant({ unit: 60 }), fc.constant({ units: 60, extra: 1 }),
+      fc.constant({ __proto__: null, units: 60, constructor: 1 }),
+      notString, hostileString);
+    case 'used': return fc.oneof(
+      invalidFor('count').map((units) => ({ units })),
+      fc.constant({}), fc.constant({ units: 1, amount: 1 }), fc.constant([{ units: 1 }]), notString, hostileString);
+    case 'unit': return fc.oneof(fc.constantFrom('parsecs', 'SECONDS', 'second', '', 'money '), notString);
+    case 'kind': return fc.oneof(fc.constantFrom('free', 'Prepaid', 'pre-paid', ''), notString);
+    case 'currency': return fc.oneof(fc.constantFrom('euro', 'eur', 'EU', 'EURO', '€', '', '123'), notString);
+    case 'timestamp': return fc.oneof(fc.constantFrom('yesterday', '2026-13-01T00:00:00Z', '2026-01-01', '2026-01-01T00:00:00+01:00', '', '1767225600'), hostileNumber, fc.constant(null));
+    case 'price': return fc.oneof(
+      invalidFor('count').map((amount) => ({ amount, per: 60 })),
+      invalidFor('positive').map((per) => ({ amount: 2, per })),
+      fc.constant({ amount: 2 }), notString, hostileString);
+    case 'url': return fc.oneof(fc.constantFrom('not a url', 'http//x', '', `https://x/${'a'.repeat(2100)}`), notString);
+    case 'reason': return fc.oneof(fc.string({ minLength: 513, maxLength: 800 }), hostileNumber, fc.boolean(), fc.constant({}), fc.constant([]));
+    case 'record': return fc.oneof(hostileNumber, fc.string(), fc.boolean());
+    // null is valid here (it removes the limit).
+    case 'limit': return fc.oneof(fc.constantFrom(0.5, 1.5, 2 ** 53, 1e21, -1.5, '60', '', 'ten', true, [1], { value: 1 }), fc.integer({ max: -1 }), fc.constant(undefined));
+  }
+}
+
+const requestIds = (() => { let n = 0; return () => `fz-${SEED}-${++n}`; })();
+
+/** Valid but extreme values of a field's kind: the edges of what the schema accepts. */
+function boundaryFor(kind: Kind): fc.Arbitrary<unknown> | null {
+  switch (kind) {
+    case 'id': return fc.constantFrom('__proto__', 'constructor', 'toString', 'hasOwnProperty', 'a'.repeat(128), '0', ':', '-', '.x', '..x');
+    case 'positive': return fc.constantFrom(1, 2, 2 ** 31 - 1, 2 ** 32, 1e12, 1e15, 2 ** 53 - 2, 2 ** 53 - 1);
+    case 'count':
+    case 'limit': return fc.constantFrom(0, 1, 2 ** 31 - 1, 1e15, 2 ** 53 - 1);
+    case 'requested': return fc.constantFrom(1, 2 ** 31 - 1, 1e15, 2 ** 53 - 1).chain((n) => fc.constantFrom({ units: n }, { amount: n }));
+    case 'used': return fc.constantFrom(0, 1, 2 ** 31 - 1, 1e15, 2 ** 53 - 1).map((units) => ({ units }));
+    case 'price': return fc.constantFrom({ amount: 0, per: 1 }, { amount: 2 ** 53 - 1, per: 1 }, { amount: 1, per: 2 ** 53 - 1 });
+    default: return null;
+  }
+}
+
+/** Property 1: anything at all. */
+/** '.' and '..' are dot segments: URL normalisation would turn the path into another route. */
+const noDotSegments = (params: Record<string, string>) => Object.values(params).every((v) => v !== '.' && v !== '..');
+
+function anyRequest(route: Route): fc.Arbitrary<Request> {
+  const spec = specOf(route);
+  const params = fc.record(spec.params).filter(noDotSegments);
+  const query = spec.query
+    ? fc.oneof(
+      fc.record({ limit: fc.oneof(fc.integer({ min: -5, max: 2000 }).map(String), hostileString) }, { requiredKeys: [] }),
+      fc.record({ next: fc.oneof(fc.base64String({ maxLength: 200 }), hostileString, fc.constant(Buffer.from('2026-01-01T00:00:00.000Z#x', 'utf8').toString('base64url'))) }, { requiredKeys: [] }),
+      fc.dictionary(hostileKey, hostileString, { maxKeys: 3 }))
+    : fc.oneof(fc.constant(undefined), fc.dictionary(hostileKey, hostileString, { maxKeys: 2 }));
+  const valid = spec.body;
+  const bodies: Array<fc.Arbitrary<string>> = [
+    fc.constant(''),
+    hostileValue.map((v) => JSON.stringify(v) ?? 'null'),
+    fc.string({ maxLength: 60 }),
+    deepJson,
+  ];
+  if (valid) {
+    const fields = Object.keys(spec.fields ?? {});
+    bodies.push(
+      fc.constant(null).map(() => JSON.stringify(valid(requestIds()))),
+      fc.record({ field: fc.constantFrom(...fields), value: hostileValue }).map(({ field, value }) => JSON.stringify({ ...valid(requestIds()), [field]: value })),
+      fc.record({ field: fc.constantFrom(...fields) }).map(({ field }) => { const b = valid(requestIds()); delete b[field]; return JSON.stringify(b); }),
+      // Valid, at the edges: huge amounts, identifiers that are JavaScript property names.
+      ...Object.entries(spec.fields ?? {}).flatMap(([field, { kind }]) => {
+        const edge = boundaryFor(kind);
+        return edge ? [edge.map((value) => JSON.stringify({ ...valid(requestIds()), [field]: value }))] : [];
+      }),
+      fc.dictionary(hostileKey, hostileValue, { maxKeys: 3 }).map((extra) => JSON.stringify({ ...extra, ...valid(requestIds()) })),
+      // Prototype pollution attempts, as raw JSON text so the keys are really there.
+      fc.constantFrom('{"__proto__":{"polluted":"yes"}}', '{"constructor":{"prototype":{"polluted":"yes"}}}')
+        .map((prefix) => `${prefix.slice(0, -1)},${JSON.stringify(valid(requestIds())).slice(1)}`),
+    );
+  }
+  return fc.record({ params, query, body: fc.oneof(...bodies) }).map(({ params: p, query: q, body }) => ({
+    method: route.method,
+    path: buildPath(route, p as Record<string, string>, q as Record<string, string> | undefined),
+    body: route.method === 'GET' ? (body.length < 200 ? body : '') : body,
+  }));
+}
+
+/** Property 2: requests the API must refuse, aimed at the probe account and its sessions. */
+function invalidRequest(route: Route): fc.Arbitrary<Request> | null {
+  const spec = specs[routeKey(route)];
+  if (!spec) return null;
+  const options: Array<fc.Arbitrary<Request>> = [];
+  const base = () => ({ method: route.method, validParams: spec.validParams() });
+  const probeBody = (rid: string) => {
+    const body = spec.body!(rid);
+    if ('accountId' in body && routeKey(route) !== 'POST /accounts') body.accountId = 'probe';
+    return body;
+  };
+  // A bad identifier in the path.
+  for (const name of Object.keys(spec.params)) {
+    options.push(badId.map((bad) => {
+      const { method, validParams } = base();
+      return { method, path: buildPath(route, { ...validParams, [name]: bad }), body: spec.body ? JSON.stringify(probeBody(requestIds())) : '' };
+    }));
+  }
+  if (spec.body) {
+    const fields = Object.entries(spec.fields!);
+    // One field made invalid.
+    options.push(fc.constantFrom(...fields).chain(([field, { kind }]) => invalidFor(kind).map((value) => {
+      const body = probeBody(requestIds());
+      body[field] = value;
+      return { method: route.method, path: buildPath(route, spec.validParams()), body: JSON.stringify(body) };
+    })));
+    // A required field missing.
+    const required = fields.filter(([, f]) => f.required).map(([k]) => k);
+    if (required.length) {
+      options.push(fc.constantFrom(...required).map((field) => {
+        const body = probeBody(requestIds());
+        delete body[field];
+        return { method: route.method, path: buildPath(route, spec.validParams()), body: JSON.stringify(body) };
+      }));
+    }
+    // Not JSON, or JSON that is not an object.
+    options.push(fc.oneof(
+      fc.constantFrom('{', '{"requestId": ', 'nul', '[1,2', "{'a':1}", '\u0000', '{"a":1}}', 'undefined'),
+      fc.oneof(hostileNumber, hostileString, fc.constant(null), fc.array(hostileValue, { maxLength: 3 })).map((v) => JSON.stringify(v) ?? 'null'),
+    ).map((body) => ({ method: route.method, path: buildPath(route, spec.validParams()), body })));
+    // Deeply nested where an object is expected.
+    options.push(deepJson.map((body) => ({ method: route.method, path: buildPath(route, spec.validParams()), body })));
+  }
+  if (spec.query) {
+    options.push(fc.oneof(
+      fc.constantFrom('0', '-1', '1001', '1.5', 'ten', '', '1e9').map((limit) => ({ limit })),
+      fc.oneof(fc.constantFrom('garbage', '!!!', 'x'.repeat(1025)), fc.string({ minLength: 1, maxLength: 50 }).filter((s) => !/^\d{4}-\d\d-\d\dT[^#]+#.+$/.test(Buffer.from(s, 'base64url').toString('utf8'))))
+        .map((next) => ({ next })),
+    ).map((query) => ({ method: route.method, path: buildPath(route, spec.validParams(), query as Record<string, string>), body: '' })));
+  }
+  return options.length ? fc.oneof(...options) : null;
+}
+
+/** Inputs that trigger a known bug (see KNOWN): left out of property 1, and counted. */
+function knownBug(request: Request): keyof typeof KNOWN | null {
+  let body: any;
+  try { body = JSON.parse(request.body); } catch { return null; }
+  if (body && typeof body === 'object' && typeof body.requestId === 'string' && NAMES_OF_THE_PROTOTYPE.includes(body.requestId)) return 'prototypeRequestIds';
+  let huge = false;
+  const visit = (value: unknown, depth: number) => {
+    if (depth > 20) return;
+    if (typeof value === 'number' && Number.isSafeInteger(value) && Math.abs(value) > HUGE) huge = true;
+    else if (value && typeof value === 'object') for (const v of Object.values(value)) visit(v, depth + 1);
+  };
+  visit(body, 0);
+  return huge ? 'hugeNumbers' : null;
+}
+
+// ------------------------------------------------------------------------------- setup
+
+async function snapshot() {
+  let count = 0;
+  let start: Record<string, any> | undefined;
+  do {
+    const page = await store.db.send(new ScanCommand({ TableName: store.tableName, Select: 'COUNT', ExclusiveStartKey: start }));
+    count += page.Count ?? 0;
+    start = page.LastEvaluatedKey;
+  } while (start);
+  const { Item: probe } = await store.db.send(new GetCommand({ TableName: store.tableName, Key: { pk: 'ACC#probe', sk: 'ACCOUNT' }, ConsistentRead: true }));
+  const ledger = await store.db.send(new QueryCommand({ TableName: store.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': 'LEDGER#probe' }, Select: 'COUNT', ConsistentRead: true }));
+  const session = async (id: string) => {
+    const { Item } = await store.db.send(new GetCommand({ TableName: store.tableName, Key: { pk: `SES#${id}`, sk: 'SESSION' }, ConsistentRead: true }));
+    return { state: Item?.state, seq: Item?.seq, refunded: Item?.refundedMinor, answers: Object.keys(Item?.answers ?? {}).length };
+  };
+  return {
+    items: count,
+    probe: { balance: probe?.balance, reserved: probe?.reserved, available: probe?.available, ops: JSON.stringify(probe?.ops) },
+    ledgerEntries: ledger.Count,
+    sessions: [await session(sessions.probe), await session(sessions.probeClosed)],
+  };
+}
+
+beforeAll(async () => {
+  console.log(`fuzz seed ${SEED}, ${RUNS} runs per route, ${INVALID_BATCHES} batches of invalid requests (FUZZ_SEED / FUZZ_RUNS / FUZZ_INVALID_BATCHES to change)`);
+  logger.setLogLevel('SILENT');
+  store = await testStore();
+  useStore(store);
+  headers = { 'content-type': 'application/json' };
+  const token = apiToken();
+  if (token) headers.authorization = `Bearer ${token}`;
+  const setup = async (method: string, path: string, body: unknown, status: number) => {
+    const answer = await send({ method, path, body: JSON.stringify(body) });
+    expect(answer.status, `${method} ${path}: ${answer.text}`).toBe(status);
+    return answer.json;
+  };
+  await setup('PUT', '/services/voice', { unit: 'seconds', price: { amount: 2, per: 60 }, validitySeconds: 300 }, 200);
+  await setup('PUT', '/services/sms', { unit: 'events', price: { amount: 5, per: 1 }, validitySeconds: 300 }, 200);
+  await setup('POST', '/accounts', { accountId: 'fz-acc', currency: 'EUR', kind: 'prepaid' }, 201);
+  await setup('POST', '/accounts/fz-acc/topup', { requestId: 'fz-seed', amount: 100_000_000_000 }, 200);
+  await setup('POST', '/accounts', { accountId: 'fz-acc2', currency: 'EUR', kind: 'postpaid', creditLimit: 100_000 }, 201);
+  await setup('POST', '/accounts', { accountId: 'fz-child', currency: 'EUR', kind: 'prepaid', mainAccountId: 'fz-acc', consumptionLimit: 5000 }, 201);
+  const party = await setup('POST', '/sessions', { requestId: 'fz-propose', parties: [{ accountId: 'fz-acc' }, { accountId: 'fz-acc2' }], principle: { type: 'split' }, clientId: 'fuzz', serviceId: 'voice', requested: { units: 600 } }, 201);
+  await setup('POST', '/accounts', { accountId: 'probe', currency: 'EUR', kind: 'prepaid' }, 201);
+  await setup('POST', '/accounts/probe/topup', { requestId: 'probe-seed', amount: 1000 }, 200);
+  const fuzz = await setup('POST', '/sessions', { requestId: 'fz-open', accountId: 'fz-acc', clientId: 'fuzz', serviceId: 'voice', requested: { units: 600 }, multiSessionId: 'fz-multi' }, 201);
+  const probe = await setup('POST', '/sessions', { requestId: 'probe-open', accountId: 'probe', clientId: 'probe', serviceId: 'voice', requested: { units: 600 } }, 201);
+  const closed = await setup('POST', '/sessions', { requestId: 'probe-open-2', accountId: 'probe', clientId: 'probe', serviceId: 'voice', requested: { units: 600 } }, 201);
+  await setup('POST', `/sessions/${closed.sessionId}/debit`, { requestId: 'probe-close-2', used: { units: 300 } }, 200);
+  sessions = { fuzz: fuzz.sessionId, party: party.sessionId, probe: probe.sessionId, probeClosed: closed.sessionId };
+});
+
+afterAll(() => {
+  const lines = [...statusTally].map(([route, tally]) => `  ${route}: ${[...tally].sort((a, b) => a[0] - b[0]).map(([st, n]) => `${st}×${n}`).join(' ')}`);
+  if (lines.length) console.log(`statuses answered (property 1):\n${lines.join('\n')}`);
+  if (knownHits.size) console.log(`inputs left out as known bugs: ${JSON.stringify(Object.fromEntries(knownHits))}`);
+});
+
+// --------------------------------------------------------------------------- properties
+
+describe('every route in functions/http/routes.ts', () => {
+  it('is fuzzed (routes without a dedicated spec get generic input)', () => {
+    const generic = routes.filter((route) => !specs[routeKey(route)]).map(routeKey);
+    if (generic.length) console.log(`routes fuzzed with generic input only (add a spec in ${import.meta.url.split('/').slice(-2).join('/')}): ${generic.join(', ')}`);
+    expect(routes.length).toBeGreaterThan(0);
+  });
+});
+
+describe.each(routes.map((route, i) => [routeKey(route), route, i] as const))('%s', (_name, route, index) => {
+  it('never answers 5xx; every problem is well-formed JSON with code and status', { timeout: 120_000 }, async () => {
+    await fc.assert(
+      fc.asyncProperty(anyRequest(route), async (request) => {
+        const bug = INCLUDE_KNOWN ? null : knownBug(request);
+        if (bug) { knownHits.set(bug, (knownHits.get(bug) ?? 0) + 1); return; }
+        const answer = await send(request);
+        const tally = statusTally.get(routeKey(route)) ?? new Map<number, number>();
+        tally.set(answer.status, (tally.get(answer.status) ?? 0) + 1);
+        statusTally.set(routeKey(route), tally);
+        checkAnswer(request, answer);
+      }),
+      { seed: SEED + index, numRuns: RUNS, endOnFailure: true },
+    );
+  });
+});
+
+describe('invalid requests', () => {
+  it('are refused with a problem and write nothing (table item count, probe account, its ledger and sessions)', { timeout: 120_000 }, async () => {
+    const generators = routes.map(invalidRequest).filter((g): g is fc.Arbitrary<Request> => g !== null);
+    expect(generators.length).toBeGreaterThan(0);
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.oneof(...generators), { minLength: 1, maxLength: 8 }), async (batch) => {
+        const before = await snapshot();
+        for (const request of batch) {
+          const answer = await send(request);
+          checkAnswer(request, answer);
+          expect(answer.status, `${request.method} ${request.path} ${request.body.slice(0, 200)} was accepted: ${answer.text.slice(0, 200)}`).toBeGreaterThanOrEqual(400);
+        }
+        expect(await snapshot()).toEqual(before);
+      }),
+      { seed: SEED + 1000, numRuns: INVALID_BATCHES, endOnFailure: true },
+    );
+  });
+
+  it('never pollute Object.prototype', () => {
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(NAMES_OF_THE_PROTOTYPE.slice().sort());
+  });
+});
+
+// --------------------------------------------------------------------- known bugs (it.fails)
+
+describe('fuzz findings (bugs in functions/, expected to fail until fixed)', () => {
+  // Each on its own funded account, so nothing the properties above did can change the outcome.
+  const funded = async (accountId: string) => {
+    const created = await send({ method: 'POST', path: '/accounts', body: JSON.stringify({ accountId, currency: 'EUR', kind: 'prepaid' }) });
+    const topUp = await send({ method: 'POST', path: `/accounts/${accountId}/topup`, body: JSON.stringify({ requestId: `${accountId}-seed`, amount: 1_000_000 }) });
+    if (created.status !== 201 || topUp.status !== 200) throw new Error(`setup of ${accountId} failed: ${created.text} ${topUp.text}`);
+    return accountId;
+  };
+
+  it.fails('hugeNumbers: a direct debit of 2^53-1 events is refused with a 4xx, not 500', async () => {
+    const accountId = await funded('kb-1');
+    const answer = await send({ method: 'POST', path: '/debits', body: JSON.stringify({ requestId: 'big-1', accountId, clientId: 'c', serviceId: 'sms', units: 2 ** 53 - 1 }) });
+    expect(answer.status, answer.text).toBeLessThan(500);
+  });
+
+  it.fails('hugeNumbers: a reserve of { amount: 2^53-1 } is answered 201 or 402, not 500', async () => {
+    const accountId = await funded('kb-2');
+    const answer = await send({ method: 'POST', path: '/sessions', body: JSON.stringify({ requestId: 'big-2', accountId, clientId: 'c', serviceId: 'voice', requested: { amount: 2 ** 53 - 1 } }) });
+    expect(answer.status, answer.text).toBeLessThan(500);
+  });
+
+  it.fails('hugeNumbers: an update reporting 2^53-1 used units after some usage is answered with a 4xx, not 500', async () => {
+    const accountId = await funded('kb-5');
+    const opened = await send({ method: 'POST', path: '/sessions', body: JSON.stringify({ requestId: 'big-5', accountId, clientId: 'c', serviceId: 'voice', requested: { units: 60 } }) });
+    if (opened.status !== 201) throw new Error(`setup: ${opened.text}`);
+    const first = await send({ method: 'POST', path: `/sessions/${opened.json.sessionId}/update`, body: JSON.stringify({ requestId: 'big-5b', used: { units: 10 }, requested: { units: 60 } }) });
+    if (first.status !== 200) throw new Error(`setup: ${first.text}`);
+    // The running total 10 + (2^53 - 1) is past 2^53 - 1.
+    const answer = await send({ method: 'POST', path: `/sessions/${opened.json.sessionId}/update`, body: JSON.stringify({ requestId: 'big-6', used: { units: 2 ** 53 - 1 } }) });
+    expect(answer.status, answer.text).toBeLessThan(500);
+  });
+
+  it.fails('hugeNumbers: a top-up that would carry the balance past 2^53-1 is refused and leaves the account readable', async () => {
+    await send({ method: 'POST', path: '/accounts', body: JSON.stringify({ accountId: 'fz-big', currency: 'EUR', kind: 'prepaid' }) });
+    await send({ method: 'POST', path: '/accounts/fz-big/topup', body: JSON.stringify({ requestId: 'big-3', amount: 1000 }) });
+    const topUp = await send({ method: 'POST', path: '/accounts/fz-big/topup', body: JSON.stringify({ requestId: 'big-4', amount: 2 ** 53 - 1 }) });
+    const read = await send({ method: 'GET', path: '/accounts/fz-big', body: '' });
+    expect(topUp.status, topUp.text).toBeLessThan(500);
+    expect(read.status, read.text).toBe(200);
+  });
+
+  it.fails('prototypeRequestIds: an update whose requestId is "constructor" is applied, not refused as idempotency_conflict', async () => {
+    const accountId = await funded('kb-6');
+    const opened = await send({ method: 'POST', path: '/sessions', body: JSON.stringify({ requestId: 'proto-open', accountId, clientId: 'c', serviceId: 'voice', requested: { units: 60 } }) });
+    if (opened.status !== 201) throw new Error(`setup: ${opened.text}`);
+    const answer = await send({ method: 'POST', path: `/sessions/${opened.json.sessionId}/update`, body: JSON.stringify({ requestId: 'constructor', used: { units: 1 }, requested: { units: 60 } }) });
+    expect(answer.status, answer.text).toBe(200);
+  });
+
+  it.fails('prototypeRequestIds: a reserve whose requestId is "__proto__" is answered 201, not 500', async () => {
+    const accountId = await funded('kb-7');
+    const answer = await send({ method: 'POST', path: '/sessions', body: JSON.stringify({ requestId: '__proto__', accountId, clientId: 'c', serviceId: 'voice', requested: { units: 60 } }) });
+    expect(answer.status, answer.text).toBe(201);
+  });
+});

@@ -1,0 +1,160 @@
+// Seeds 002 and 003: accounts attached to a main account that pays for them, with
+// allotments so a busy family does not write the main account's item on every charge.
+import { describe, expect, it } from 'vitest';
+import { testClock, testStore, voice } from '../helpers.js';
+import { countingDb, type Db, type Store } from '../../functions/store/db.js';
+import { putService } from '../../functions/store/services.js';
+import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
+import { reserve, updateSession, debitSession } from '../../functions/store/sessions.js';
+import { directDebit } from '../../functions/store/debits.js';
+import { applyConsumptionLimit } from '../../functions/store/allotments.js';
+import { sweep } from '../../functions/store/sweep.js';
+import { readLedger } from '../../functions/store/ledger.js';
+import { agree, proposePartySession } from '../../functions/store/parties.js';
+import { ChargingError } from '../../functions/domain/errors.js';
+
+async function reconciled(store: Store, accountId: string) {
+  const account = await requireAccount(store, accountId);
+  const { entries } = await readLedger(store, accountId, { limit: 1000 });
+  expect(entries.reduce((s: number, e: any) => s + e.amount, 0)).toBe(account.balance);
+  expect(entries.reduce((s: number, e: any) => s + e.reservedDelta, 0)).toBe(account.reserved);
+  expect(account.available).toBe(account.balance - account.reserved + account.creditLimit);
+  return account;
+}
+
+async function family(store: Store, mainBalance: number, members: string[], options: { kind?: 'prepaid' | 'postpaid'; creditLimit?: number; consumptionLimit?: number } = {}) {
+  await putService(store, voice);
+  await createAccount(store, { accountId: 'home', currency: 'EUR', kind: options.kind ?? 'prepaid', ...(options.creditLimit ? { creditLimit: options.creditLimit } : {}) });
+  if (mainBalance) await topUp(store, 'home', 'home-topup', mainBalance, 'h');
+  for (const m of members) await createAccount(store, { accountId: m, currency: 'EUR', kind: 'prepaid', mainAccountId: 'home', ...(options.consumptionLimit !== undefined ? { consumptionLimit: options.consumptionLimit } : {}) });
+}
+
+const call = (requestId: string, accountId: string, units = 600) => ({ requestId, accountId, clientId: 'msc', serviceId: 'voice', requested: { units } });
+
+async function codeOf(promise: Promise<unknown>) {
+  try { await promise; } catch (error) { if (error instanceof ChargingError) return error.code; throw error; }
+  return 'no error';
+}
+
+describe('attached accounts', () => {
+  it('a family across networks charges the main account, and never more than it has', async () => {
+    const store = await testStore();
+    await family(store, 100, ['gsm-kid', 'cdma-mum', 'card-dad']);
+    const a = await reserve(store, call('a', 'gsm-kid'), 'h');
+    expect(a.body).toMatchObject({ chargedAccountId: 'gsm-kid', granted: { amount: 20 } });
+    const b = await reserve(store, call('b', 'cdma-mum'), 'h');
+    const c = await reserve(store, call('c', 'card-dad'), 'h');
+    // The main account's 100 is spread over the members; the last one gets what is left.
+    const granted = [a, b, c].map((x) => x.body.granted as { amount: number }).reduce((s, g) => s + g.amount, 0);
+    expect(granted).toBeLessThanOrEqual(100);
+    await debitSession(store, a.body.sessionId as string, { requestId: 'a-end', usedUnits: 120 }, 'h');
+    const main = await reconciled(store, 'home');
+    const members = await Promise.all(['gsm-kid', 'cdma-mum', 'card-dad'].map((m) => reconciled(store, m)));
+    // Money is conserved across the family: what the main account gave is what the members hold or spent.
+    expect(main.balance + members.reduce((s, m) => s + m.balance, 0)).toBe(100 - 4);
+    expect(members.every((m) => m.balance >= 0 && m.available >= 0)).toBe(true);
+    expect(main.available).toBeGreaterThanOrEqual(0);
+  });
+
+  it('an inactive main account fails authorization', async () => {
+    const store = await testStore();
+    await putService(store, voice);
+    await createAccount(store, { accountId: 'home', currency: 'EUR', kind: 'postpaid', creditLimit: 100, validUntil: '2000-01-01T00:00:00.000Z' });
+    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
+    expect(await codeOf(reserve(store, call('r', 'kid'), 'h'))).toBe('account_inactive');
+    expect(await codeOf(directDebit(store, { requestId: 'e', accountId: 'kid', clientId: 'c', serviceId: 'voice', units: 60 }, 'h'))).toBe('account_inactive');
+  });
+
+  it('a postpaid main account pays down to its credit limit and no further', async () => {
+    const store = await testStore();
+    await family(store, 0, ['kid'], { kind: 'postpaid', creditLimit: 30 });
+    const first = await reserve(store, call('r1', 'kid'), 'h');
+    expect(first.body).toMatchObject({ granted: { amount: 20 } });
+    const second = await reserve(store, call('r2', 'kid'), 'h');
+    expect(second.body).toMatchObject({ granted: { amount: 10 } });
+    expect(await codeOf(reserve(store, call('r3', 'kid'), 'h'))).toBe('insufficient_credit');
+    const main = await reconciled(store, 'home');
+    expect(main).toMatchObject({ balance: -30, available: 0 });
+  });
+
+  it('a consumption limit caps what a member takes; changed mid-session, it binds the next grant', async () => {
+    const store = await testStore();
+    await family(store, 10_000, ['kid'], { consumptionLimit: 50 });
+    const opened = await reserve(store, call('r1', 'kid'), 'h');
+    expect(opened.body).toMatchObject({ granted: { amount: 20 } });
+    expect((await requireAccount(store, 'kid')).takenMinor).toBe(50);
+    // The owner lowers the limit to 30 mid-session: the unspent 20 beyond it goes back at once.
+    await applyConsumptionLimit(store, 'kid', 30);
+    expect(await reconciled(store, 'kid')).toMatchObject({ takenMinor: 30, reserved: 20, available: 10 });
+    const next = await updateSession(store, opened.body.sessionId as string, { requestId: 'u1', usedUnits: 600, requested: { units: 600 } }, 'h');
+    expect(next.body).toMatchObject({ granted: { amount: 10 }, charged: { amount: 20 } });
+    expect(await codeOf(reserve(store, call('r2', 'kid'), 'h'))).toBe('insufficient_credit');
+    expect((await reconciled(store, 'home')).balance + (await reconciled(store, 'kid')).balance).toBe(10_000 - 20);
+  });
+
+  it('an unused allotment goes back to the main account when the member is idle', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await family(store, 1000, ['kid']);
+    const opened = await reserve(store, call('r1', 'kid'), 'h');
+    await debitSession(store, opened.body.sessionId as string, { requestId: 'd1', usedUnits: 60 }, 'h');
+    expect((await requireAccount(store, 'kid')).balance).toBe(200 - 2);
+    clock.advanceSeconds(601);
+    const summary = await sweep(store, { batchSize: 10, maxBatches: 3 });
+    expect(summary.allotmentsReturned).toBe(1);
+    expect(await reconciled(store, 'kid')).toMatchObject({ balance: 0, takenMinor: 2 });
+    expect(await reconciled(store, 'home')).toMatchObject({ balance: 998, allottedOut: 2 });
+  });
+
+  it('a party attached to a main account pays its share through it', async () => {
+    const store = await testStore();
+    await family(store, 1000, ['kid']);
+    await createAccount(store, { accountId: 'friend', currency: 'EUR', kind: 'prepaid' });
+    await topUp(store, 'friend', 't', 1000, 'h');
+    const proposed = await proposePartySession(store, { requestId: 'g', parties: ['kid', 'friend'], principle: { type: 'split' }, clientId: 'game', serviceId: 'voice', requested: { units: 600 } }, 'h');
+    const id = proposed.body.sessionId as string;
+    await agree(store, id, { requestId: 'a1', accountId: 'kid' }, 'h');
+    expect((await agree(store, id, { requestId: 'a2', accountId: 'friend' }, 'h')).body.state).toBe('active');
+    await debitSession(store, id, { requestId: 'end', usedUnits: 300 }, 'h');
+    const kid = await reconciled(store, 'kid');
+    const home = await reconciled(store, 'home');
+    expect(kid.balance + home.balance).toBe(1000 - 5);
+    expect((await reconciled(store, 'friend')).balance).toBe(1000 - 5);
+  });
+});
+
+describe('the hot shared account', () => {
+  it('50 members charging at once: bounded main-account writes, no overspend, ledgers reconcile', async () => {
+    let mainWrites = 0;
+    const counting = (inner: Db): Db => ({
+      send: (command) => {
+        const input = command.input ?? {};
+        const touches = (k: any) => k?.pk === 'ACC#home';
+        const isWrite = !/^(Get|Query|BatchGet)Command$/.test(command.constructor.name);
+        if (isWrite && touches(input.Key) || (input.TransactItems ?? []).some((t: any) => touches(Object.values(t)[0] && (Object.values(t)[0] as any).Key))) mainWrites++;
+        return inner.send(command);
+      },
+    });
+    const store = await testStore({ db: counting });
+    const members = Array.from({ length: 50 }, (_, i) => `m${i}`);
+    await family(store, 1_000_000, members);
+    mainWrites = 0;
+    let operations = 0;
+    await Promise.all(members.map(async (m) => {
+      for (let s = 0; s < 2; s++) {
+        const opened = await reserve(store, call(`${m}-${s}`, m, 120), 'h');
+        const id = opened.body.sessionId as string;
+        await updateSession(store, id, { requestId: `${m}-${s}-u`, usedUnits: 120, requested: { units: 120 } }, 'h');
+        await debitSession(store, id, { requestId: `${m}-${s}-d`, usedUnits: 60 }, 'h');
+        operations += 3;
+      }
+    }));
+    const perHundred = (mainWrites / operations) * 100;
+    console.log(`main-account item writes per 100 member operations: ${perHundred.toFixed(1)} (${mainWrites} writes, ${operations} operations)`);
+    expect(perHundred).toBeLessThanOrEqual(20);
+    const home = await reconciled(store, 'home');
+    const all = await Promise.all(members.map((m) => reconciled(store, m)));
+    // 50 members × 2 sessions × (120 s + 60 s = 3 minutes = 6): what left the family is what was charged.
+    expect(home.balance + all.reduce((s, a) => s + a.balance, 0)).toBe(1_000_000 - 50 * 2 * 6);
+  });
+});
