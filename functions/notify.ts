@@ -5,7 +5,9 @@
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 
 export interface Notification {
-  type: 'interim_update_requested' | 'session_expired' | 'multi_session_settled';
+  type: 'interim_update_requested' | 'session_expired' | 'multi_session_settled'
+    // Account notifications (seed 004), relayed from the table's outbox.
+    | 'low_balance' | 'recharge_done' | 'recharge_failed' | 'service_denied' | 'sponsor_transfer';
   at: string;
   sessionId?: string;
   multiSessionId?: string;

@@ -50,7 +50,13 @@ export const tableActions: Record<FunctionName, string[]> = {
   // topUp (transaction: Put request + Update account + Put ledger), readLedger (Query LEDGER#),
   // PATCH: applyConsumptionLimit (UpdateItem; giving back an allotment: transaction Update
   // main + Update member + Put ledger entries, store/allotments.ts).
-  accounts: ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
+  // GET lists the service accounts (BatchGetItem); PATCH sets sponsors (GetItem, UpdateItem).
+  accounts: ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
+  // putServiceAccount (conditional PutItem or UpdateItem, UpdateItem on the owner, the
+  // schedule marker: GetItem, PutItem, UpdateItem), manualRecharge (transaction: Put
+  // request + Update owner + Update service account + Put ledger entries + Put notification),
+  // the ledger of units (Query LEDGER#).
+  'service-accounts': ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
   // getService, applyOp (UpdateItem on the account), getSessionItem, transaction Put
   // session + ledger entries + multi-session member; the duplicate-hold give-back (UpdateItem).
   reserve: ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
@@ -75,8 +81,11 @@ export const tableActions: Record<FunctionName, string[]> = {
   // and account), recordExpiry / rollForward (transaction: Update session + Put ledger),
   // settling the multi-session of an expired session (Query MS#).
   'interim-sweep': ['GetItem', 'PutItem', 'UpdateItem', 'Query', `Query@${DUE_INDEX}`],
-  // Service accounts are not built yet: the trigger reads and writes nothing.
-  'recharge-trigger': [],
+  // Due recharge markers and pending notifications (Query on the due index, BatchGetItem),
+  // each recharge a transaction (Update marker + Update owner + Update service account + Put
+  // ledger entries + Put notification), a failure notice (PutItem), consuming a stale marker
+  // or clearing a relayed notification's outbox entry (UpdateItem).
+  'recharge-trigger': ['GetItem', 'PutItem', 'UpdateItem', 'BatchGetItem', `Query@${DUE_INDEX}`],
 };
 
 /**

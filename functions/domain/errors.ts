@@ -9,7 +9,9 @@ export type ErrorCode =
   | 'idempotency_conflict'
   | 'session_closed'
   | 'conflict'
-  | 'request_in_progress';
+  | 'request_in_progress'
+  /** Contention that outlasted the retries (e.g. DynamoDB transaction conflicts): the same request may be sent again. */
+  | 'temporarily_unavailable';
 
 export class ChargingError extends Error {
   readonly code: ErrorCode;

@@ -33,10 +33,15 @@ export function validatePrinciple(principle: Principle, parties: string[]): void
  */
 export function apportion(amount: number, weights: number[]): number[] {
   const total = weights.reduce((a, b) => a + b, 0);
-  // Integer arithmetic only: floats would round 2.9999… up and create a cent.
-  const products = weights.map((w) => amount * w);
-  invariant(products.every(Number.isSafeInteger) && total > 0, 'apportion within safe integers');
-  const parts = products.map((p) => (p - (p % total)) / total);
+  invariant(Number.isSafeInteger(amount) && amount >= 0 && total > 0 && weights.every(Number.isSafeInteger), 'apportion of a safe integer by integer weights');
+  // amount = whole · total + rest: each party's exact share is whole · w + rest · w / total,
+  // so only `rest` (< total) needs splitting, and every product stays a small integer (amount
+  // · w itself could pass 2^53-1). The remainders, and so the tie-breaks, are those of amount · w.
+  const rest = amount % total;
+  const whole = (amount - rest) / total;
+  const products = weights.map((w) => rest * w);
+  invariant(products.every(Number.isSafeInteger), 'apportion within safe integers');
+  const parts = products.map((p, i) => whole * weights[i]! + (p - (p % total)) / total);
   let left = amount - parts.reduce((a, b) => a + b, 0);
   const order = products.map((p, i) => ({ i, r: p % total })).sort((a, b) => b.r - a.r || a.i - b.i);
   for (const { i } of order) {
@@ -79,7 +84,12 @@ export function mostPossibleShares(principle: Principle, parties: string[], maxA
     case 'split':
       return parties.map(() => Math.ceil(maxAmount / parties.length));
     case 'shares':
-      // The largest-remainder part of any amount ≤ max is at most ceil(max · share / 100).
-      return parties.map((p) => Math.ceil((maxAmount * principle.shares[p]!) / 100));
+      // The largest-remainder part of any amount ≤ max is at most ceil(max · share / 100),
+      // computed on max = hundreds · 100 + rest so that max · share never passes 2^53-1.
+      return parties.map((p) => {
+        const share = principle.shares[p]!;
+        const rest = maxAmount % 100;
+        return ((maxAmount - rest) / 100) * share + Math.ceil((rest * share) / 100);
+      });
   }
 }

@@ -1,6 +1,6 @@
 // Rating: turning units into money. All integers; blocks are rounded up so a started
 // block is paid in full (the way telecom tariffs bill a started minute).
-import { invariant } from './errors.js';
+import { fail, invariant } from './errors.js';
 
 export type Unit = 'seconds' | 'kilobytes' | 'events' | 'money';
 
@@ -13,16 +13,29 @@ export interface Price {
 
 export const MONEY_PRICE: Price = { amountMinor: 1, perUnits: 1 };
 
+/**
+ * The most an account may hold, and the most credit it may be given. Requests may carry any
+ * integer up to 2^53-1 (API.md), but sums of balances, reservations and credit limits must
+ * stay exact in a JavaScript number (and readable back from DynamoDB): with balance and
+ * credit limit each at most 10^15 (ten trillion in major units), `available` and every sum
+ * the store makes of two such figures stay far below 2^53-1.
+ */
+export const MAX_BALANCE_MINOR = 1e15;
+
 export function blocksFor(units: number, price: Price): number {
   invariant(Number.isSafeInteger(units) && units >= 0, `units ${units}`);
   return Math.ceil(units / price.perUnits);
 }
 
-/** What `units` cost, blocks rounded up. */
-export function priceOf(units: number, price: Price): number {
+/** What `units` cost, blocks rounded up; null when that is beyond 2^53-1 (no account can pay it). */
+export function priceOrNull(units: number, price: Price): number | null {
   const amount = blocksFor(units, price) * price.amountMinor;
-  invariant(Number.isSafeInteger(amount), `price overflow for ${units} units`);
-  return amount;
+  return Number.isSafeInteger(amount) ? amount : null;
+}
+
+/** What `units` cost, blocks rounded up. A price beyond 2^53-1 comes from the request's size: refused. */
+export function priceOf(units: number, price: Price): number {
+  return priceOrNull(units, price) ?? fail('validation_failed', `${units} units cost more than 2^53-1 minor units`);
 }
 
 /**
@@ -34,9 +47,11 @@ export function incrementalPriceOf(previousUnits: number, units: number, price: 
   return priceOf(previousUnits + units, price) - priceOf(previousUnits, price);
 }
 
-/** The most units `amountMinor` pays for, in whole blocks. */
+/** The most units `amountMinor` pays for, in whole blocks (never beyond 2^53-1 units). */
 export function unitsAffordable(amountMinor: number, price: Price): number {
   invariant(Number.isSafeInteger(amountMinor) && amountMinor >= 0, `amount ${amountMinor}`);
-  if (price.amountMinor === 0) return Number.MAX_SAFE_INTEGER;
-  return Math.floor(amountMinor / price.amountMinor) * price.perUnits;
+  const mostBlocks = Math.floor(Number.MAX_SAFE_INTEGER / price.perUnits);
+  if (price.amountMinor === 0) return mostBlocks * price.perUnits;
+  // Blocks first, then units: `amount / price * per` could pass 2^53-1 on the way.
+  return Math.min(Math.floor(amountMinor / price.amountMinor), mostBlocks) * price.perUnits;
 }

@@ -2,8 +2,8 @@
 // that each report partly posts (debits) and re-reserves, and termination posts and voids.
 // Everything here is a pure function of the hold, the command and the price.
 import { computeGrant, optimisticGrant, type Grant, type Requested } from './reservation.js';
-import { incrementalPriceOf, type Price } from './rating.js';
-import { invariant } from './errors.js';
+import { priceOrNull, type Price } from './rating.js';
+import { fail, invariant } from './errors.js';
 
 /** The state of one session's hold, as recorded on the charged account item. */
 export interface Hold {
@@ -28,12 +28,18 @@ export interface Usage {
 }
 
 export function rateUsage(hold: Hold, usedUnits: number, price: Price): Usage {
-  const fullCharge = incrementalPriceOf(hold.usedUnits, usedUnits, price);
+  const usedUnitsTotal = hold.usedUnits + usedUnits;
+  // The running total is stored and rated: past 2^53-1 it would no longer be exact.
+  if (!Number.isSafeInteger(usedUnitsTotal)) fail('validation_failed', `used.units brings the session's usage past 2^53-1 units`);
+  // Usage priced beyond 2^53-1 is simply more than the hold: the hold is what is charged.
+  const totalPrice = priceOrNull(usedUnitsTotal, price);
+  const previousPrice = priceOrNull(hold.usedUnits, price);
+  const fullCharge = totalPrice === null || previousPrice === null ? Number.MAX_SAFE_INTEGER : totalPrice - previousPrice;
   const chargeMinor = Math.min(fullCharge, hold.holdMinor);
   return {
     chargeMinor,
     unchargedMinor: fullCharge - chargeMinor,
-    usedUnitsTotal: hold.usedUnits + usedUnits,
+    usedUnitsTotal,
     chargedMinorTotal: hold.chargedMinor + chargeMinor,
     remainderMinor: hold.holdMinor - chargeMinor,
   };

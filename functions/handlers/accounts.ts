@@ -7,18 +7,18 @@ import { readLedger } from '../store/ledger.js';
 import { store } from '../config.js';
 import { applyConsumptionLimit } from '../store/allotments.js';
 import { fail } from '../domain/errors.js';
+import { accountPatchBody } from '../http/account-schemas.js';
+import { listServiceAccounts, serviceAccountView } from '../store/serviceAccounts.js';
+import { setSponsors, type SponsoredAccount } from '../store/sponsors.js';
+import { listNotifications } from '../store/notifications.js';
+import type { AccountItem } from '../store/accounts.js';
+import type { Store } from '../store/db.js';
 
-/** PATCH body: `{ "consumptionLimit": int | null }` (null removes the limit). */
-function consumptionLimitOf(body: unknown): number | null {
-  const value = (body as Record<string, unknown> | undefined)?.consumptionLimit;
-  if (typeof body !== 'object' || body === null || Array.isArray(body) || !('consumptionLimit' in body)) {
-    return fail('validation_failed', 'consumptionLimit: give an integer, or null to remove it');
-  }
-  if (value === null) return null;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    return fail('validation_failed', 'consumptionLimit: must be a non-negative integer of minor units, or null');
-  }
-  return value;
+/** The account as API.md shows it, with its service accounts and sponsors. */
+async function fullView(s: Store, account: AccountItem) {
+  const serviceAccounts = await listServiceAccounts(s, account);
+  const sponsors = (account as SponsoredAccount).sponsors;
+  return { ...accountView(account, s.now()), serviceAccounts: serviceAccounts.map(serviceAccountView), ...(sponsors?.length ? { sponsors } : {}) };
 }
 
 export const handler = httpHandler(async (request) => {
@@ -30,14 +30,17 @@ export const handler = httpHandler(async (request) => {
       return json(created ? 201 : 200, accountView(account, s.now()));
     }
     case 'GET /accounts/{accountId}':
-      return json(200, accountView(await requireAccount(s, pathParam(request, 'accountId')), s.now()));
+      return json(200, await fullView(s, await requireAccount(s, pathParam(request, 'accountId'))));
     case 'PATCH /accounts/{accountId}': {
       const accountId = pathParam(request, 'accountId');
-      const limit = consumptionLimitOf(request.body);
+      const body = parse(accountPatchBody, request.body);
       const account = await requireAccount(s, accountId);
-      if (!account.mainAccountId) fail('conflict', `account ${accountId} is not attached to a main account: it has no consumption limit`);
-      await applyConsumptionLimit(s, accountId, limit);
-      return json(200, accountView(await requireAccount(s, accountId), s.now()));
+      if (body.consumptionLimit !== undefined && !account.mainAccountId) {
+        fail('conflict', `account ${accountId} is not attached to a main account: it has no consumption limit`);
+      }
+      if (body.sponsors) await setSponsors(s, accountId, body.sponsors);
+      if (body.consumptionLimit !== undefined) await applyConsumptionLimit(s, accountId, body.consumptionLimit);
+      return json(200, await fullView(s, await requireAccount(s, accountId)));
     }
     case 'POST /accounts/{accountId}/topup': {
       const accountId = pathParam(request, 'accountId');
@@ -53,7 +56,7 @@ export const handler = httpHandler(async (request) => {
     case 'GET /accounts/{accountId}/notifications': {
       const accountId = pathParam(request, 'accountId');
       await requireAccount(s, accountId);
-      return json(200, { notifications: [] });
+      return json(200, await listNotifications(s, accountId));
     }
     default:
       return json(404, { code: 'not_found' });

@@ -1,10 +1,17 @@
-// The recharge trigger, on an EventBridge schedule: scheduled and threshold recharges of
-// service accounts. Service accounts are not built yet (see the README): it reports no work.
+// The recharge trigger, on an EventBridge schedule (every minute): runs the threshold
+// recharges that charges asked for and the scheduled ones that are due, in priority order
+// per main account, then relays pending account notifications to the event bus.
 import type { ScheduledEvent } from 'aws-lambda';
+import { notifier, store } from '../config.js';
+import { runDueRecharges } from '../store/serviceAccounts.js';
+import { relayNotifications } from '../store/notifications.js';
 import { logger } from '../http/handler.js';
 
 export async function handler(_event?: Partial<ScheduledEvent>) {
-  const summary = { recharged: 0, failed: 0, examined: 0 };
+  const s = store();
+  const recharges = await runDueRecharges(s);
+  const notificationsRelayed = await relayNotifications(s, notifier());
+  const summary = { ...recharges, notificationsRelayed };
   logger.info('recharge trigger', summary);
   return summary;
 }

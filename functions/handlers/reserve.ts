@@ -6,6 +6,7 @@ import { proposeBody, reserveBody } from '../http/schemas.js';
 import { reserve } from '../store/sessions.js';
 import { proposePartySession } from '../store/parties.js';
 import { store } from '../config.js';
+import { noteDenial } from '../store/notifications.js';
 
 export const handler = httpHandler(async (request) => {
   const isProposal = typeof request.body === 'object' && request.body !== null && 'parties' in request.body;
@@ -14,5 +15,11 @@ export const handler = httpHandler(async (request) => {
     return answerResponse(await proposePartySession(store(), { ...body, parties: body.parties.map((p) => p.accountId) }, requestHash(request, body)));
   }
   const body = parse(reserveBody, request.body);
-  return answerResponse(await reserve(store(), body, requestHash(request, body)));
+  const s = store();
+  try {
+    return answerResponse(await reserve(s, body, requestHash(request, body)));
+  } catch (error) {
+    await noteDenial(s, error, body);
+    throw error;
+  }
 });

@@ -12,6 +12,8 @@ const statusOf: Record<ErrorCode, { status: number; title: string }> = {
   session_closed: { status: 409, title: 'The session is closed' },
   conflict: { status: 409, title: 'Conflict with the current state' },
   request_in_progress: { status: 409, title: 'The same request is being processed' },
+  // A 5xx, so clients retry: whatever moved already is finished by the retry (same requestId).
+  temporarily_unavailable: { status: 503, title: 'Temporarily unavailable; retry with the same requestId' },
 };
 
 export function problemBody(code: ErrorCode, detail: string, extra: Record<string, unknown> = {}) {

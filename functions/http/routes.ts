@@ -2,7 +2,7 @@
 // API served locally is the API deployed.
 export type HandlerName =
   | 'health' | 'services' | 'accounts' | 'reserve' | 'update' | 'debit' | 'refund'
-  | 'sessions-read' | 'direct-debit' | 'agree';
+  | 'sessions-read' | 'direct-debit' | 'agree' | 'service-accounts';
 
 export type ScheduledHandlerName = 'interim-sweep' | 'recharge-trigger';
 
@@ -25,6 +25,10 @@ export const routes: Route[] = [
   { method: 'POST', path: '/accounts/{accountId}/topup', handler: 'accounts' },
   { method: 'GET', path: '/accounts/{accountId}/ledger', handler: 'accounts' },
   { method: 'GET', path: '/accounts/{accountId}/notifications', handler: 'accounts' },
+  { method: 'PUT', path: '/accounts/{accountId}/service-accounts/{classification}', handler: 'service-accounts' },
+  { method: 'GET', path: '/accounts/{accountId}/service-accounts/{classification}', handler: 'service-accounts' },
+  { method: 'GET', path: '/accounts/{accountId}/service-accounts/{classification}/ledger', handler: 'service-accounts' },
+  { method: 'POST', path: '/accounts/{accountId}/service-accounts/{classification}/recharge', handler: 'service-accounts' },
   { method: 'POST', path: '/sessions', handler: 'reserve' },
   { method: 'POST', path: '/sessions/{sessionId}/update', handler: 'update' },
   { method: 'POST', path: '/sessions/{sessionId}/debit', handler: 'debit' },
@@ -37,7 +41,8 @@ export const routes: Route[] = [
 
 export const schedules: Array<{ name: ScheduledHandlerName; everyMinutes: number }> = [
   { name: 'interim-sweep', everyMinutes: 1 },
-  { name: 'recharge-trigger', everyMinutes: 5 },
+  // Every minute: threshold recharges wait at most this long, and notifications reach the bus.
+  { name: 'recharge-trigger', everyMinutes: 1 },
 ];
 
 /** Source file of a handler, relative to the repository root. */

@@ -7,6 +7,7 @@
 // the same inputs are accepted and rejected, with the same issues (path and message).
 import * as z from 'zod/mini';
 import { en } from 'zod/locales';
+import { MAX_BALANCE_MINOR } from '../domain/rating.js';
 
 /**
  * Every schema is built through `schema(() => ...)`: built when the module loads, as before,
@@ -26,6 +27,11 @@ if (!z.config().localeError) z.config(en());
 export const identifier = schema(() => z.string().check(z.regex(/^[A-Za-z0-9._:-]{1,128}$/, 'must match ^[A-Za-z0-9._:-]{1,128}$')));
 const count = schema(() => z.number().check(z.int(), z.gte(0), z.lte(Number.MAX_SAFE_INTEGER)));
 const positive = schema(() => z.number().check(z.int(), z.gte(1), z.lte(Number.MAX_SAFE_INTEGER)));
+/**
+ * Money an account is given to hold or owe (a credit limit): at most MAX_BALANCE_MINOR, so
+ * that `available` (balance + credit limit) and its sums stay exact integers (see rating.ts).
+ */
+const accountMoney = schema(() => z.number().check(z.int(), z.gte(0), z.lte(MAX_BALANCE_MINOR)));
 const timestamp = schema(() => z.pipe(
   z.string().check(z.iso.datetime({ offset: false })),
   z.transform((s: string) => new Date(s).toISOString()),
@@ -49,7 +55,7 @@ export const accountBody = schema(() => z.object({
   accountId: identifier,
   currency: z.string().check(z.regex(/^[A-Z]{3}$/, 'an ISO 4217 code such as EUR')),
   kind: z.enum(['prepaid', 'postpaid']),
-  creditLimit: z.optional(count),
+  creditLimit: z.optional(accountMoney),
   mainAccountId: z.optional(identifier),
   consumptionLimit: z.optional(count),
   validUntil: z.optional(timestamp),

@@ -2,12 +2,13 @@
 // creditLimit is kept on the item so a single conditional UpdateItem can test it.
 // `ops` records, per session (or one-shot request) applied to the account, what was done
 // last: it is what makes a retried write recognisable as already applied.
-import { GetCommand, PutCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
 import { cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { ledgerPut } from './ledger.js';
-import { plainItem } from './ops.js';
+import { plainItem } from './db.js';
 import { fail } from '../domain/errors.js';
+import { MAX_BALANCE_MINOR } from '../domain/rating.js';
 
 export interface AccountInput {
   accountId: string;
@@ -33,6 +34,11 @@ export interface OpEntry {
   /** The request that made this step, and the hash of its body. */
   rid: string;
   h: string;
+  /**
+   * A random tag of this very entry (see newNonce). Removals, give-backs and "is this hold the
+   * session's own?" go by it: `at` cannot tell two attempts within one millisecond apart.
+   */
+  n: string;
   at: string;
   /** validUntil of the current grant. */
   vu?: string;
@@ -40,6 +46,11 @@ export interface OpEntry {
   done?: 'closed' | 'expired' | 'released' | 'charged';
   /** Set when the step could not grant (insufficient credit). */
   denied?: boolean;
+  /**
+   * A released orphan only (done 'expired', seq 2): the hold its reserve took before dying
+   * ahead of its session write, so a late retry of that reserve can still record it.
+   */
+  o?: { amt: number; gu: number; at: string; n: string; rid: string; h: string };
   /** Events of a multi-session only: its id, the service and the client, for the record. */
   ms?: string;
   svc?: string;
@@ -61,6 +72,8 @@ export interface AccountItem extends AccountInput {
   allotSeq?: number;
   /** Main accounts: allotments moved to attached accounts and not given back. */
   allottedOut?: number;
+  /** Owners (seed 004): the service accounts by classification, which sessions of that service charge. */
+  serviceAccounts?: Record<string, { unit: string; priority: number }>;
 }
 
 function settingsOf(input: AccountInput) {
@@ -151,11 +164,12 @@ export interface StoredAnswer {
 
 /**
  * Top-up: money in from outside. Rare per account, so one transaction (request record +
- * account + ledger entry) makes it exactly-once in a single call.
+ * account + ledger entry) makes it exactly-once in a single call. Its answer is the account
+ * as read after it, kept on the request record so a repeat answers the same (API.md: the
+ * original answer), not the account as it is by then.
  */
 export async function topUp(store: Store, accountId: string, requestId: string, amountMinor: number, bodyHash: string): Promise<StoredAnswer> {
   const at = store.now().toISOString();
-  const answerOf = (account: Record<string, any>) => ({ status: 200, body: accountView(account as AccountItem, store.now()) });
   try {
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({
       TransactItems: [
@@ -163,8 +177,10 @@ export async function topUp(store: Store, accountId: string, requestId: string, 
         { Update: {
           TableName: store.tableName, Key: key.account(accountId),
           UpdateExpression: 'SET balance = balance + :a, available = available + :a',
-          ConditionExpression: 'attribute_exists(pk)',
-          ExpressionAttributeValues: { ':a': amountMinor },
+          // No balance past MAX_BALANCE_MINOR: sums of balances must stay exact (see rating.ts).
+          ConditionExpression: 'attribute_exists(pk) AND balance <= :most',
+          ExpressionAttributeValues: { ':a': amountMinor, ':most': MAX_BALANCE_MINOR - amountMinor },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         } },
         ledgerPut(store, { accountId, entryId: `topup:${requestId}`, at, type: 'topup', amount: amountMinor, reservedDelta: 0, requestId }),
       ],
@@ -175,11 +191,34 @@ export async function topUp(store: Store, accountId: string, requestId: string, 
     const previous = plainItem(reasons[0]?.Item);
     if (previous) {
       if (previous.h !== bodyHash || previous.kind !== 'topup') fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
-      // A repeat: answer with the account as it is now (a top-up's answer is the account).
-      return answerOf(await requireAccount(store, accountId));
+      return previous.answer ?? keepAnswer(store, accountId, requestId);
     }
-    if (reasons[1]?.Code === 'ConditionalCheckFailed') fail('not_found', `account ${accountId} does not exist`);
+    if (reasons[1]?.Code === 'ConditionalCheckFailed') {
+      if (!reasons[1].Item) fail('not_found', `account ${accountId} does not exist`);
+      fail('validation_failed', `amount: the balance would pass ${MAX_BALANCE_MINOR} minor units`, { maxBalance: MAX_BALANCE_MINOR });
+    }
     throw error;
   }
-  return answerOf(await requireAccount(store, accountId));
+  return keepAnswer(store, accountId, requestId);
+}
+
+/**
+ * Reads the account, the answer of a top-up, and keeps it on the request record; the first
+ * answer kept is the one every repeat gets (a repeat that finds none, after the first handler
+ * died before keeping it, keeps its own).
+ */
+async function keepAnswer(store: Store, accountId: string, requestId: string): Promise<StoredAnswer> {
+  const answer: StoredAnswer = { status: 200, body: accountView(await requireAccount(store, accountId), store.now()) };
+  try {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.request(requestId),
+      UpdateExpression: 'SET answer = :answer', ConditionExpression: 'attribute_not_exists(answer)',
+      ExpressionAttributeValues: { ':answer': answer },
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+    }));
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    return (plainItem(error.Item)?.answer as StoredAnswer | undefined) ?? answer;
+  }
+  return answer;
 }

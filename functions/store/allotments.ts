@@ -9,7 +9,7 @@ import { DUE_SHARDS, key } from './table.js';
 import { cancellationReasons, withConflictRetry, type Store } from './db.js';
 import { ledgerPut } from './ledger.js';
 import { getAccountItem, type AccountItem } from './accounts.js';
-import { plainItem } from './ops.js';
+import { plainItem } from './db.js';
 import { allotmentFor, excessOverLimit } from '../domain/allotment.js';
 
 export type TakeResult = 'given' | 'moved' | 'insufficient' | 'limit' | 'inactive';

@@ -1,80 +1,191 @@
-// Keeping the hot account item small. Every finished operation stays in `ops` until its
-// record (session item or request item, plus ledger) is known to be written, because a
-// retry needs it to tell "applied" from "new". After that it is garbage:
+// Keeping the hot account item small, and finishing what handlers left half done on it.
+// Every finished operation stays in `ops` until its record (session item or request item,
+// plus ledger) is known to be written, because a retry needs it to tell "applied" from "new".
+// After that it is garbage:
 //   1. finalized entries are queued in this process and removed by the next write this
 //      process makes to the same account (no extra call on the charging path);
-//   2. a backstop: when an account write comes back carrying many finished entries (their
-//      process died before it could remove them), each is verified (and its record finished
-//      if it never was) and removed.
+//   2. the sweep visits accounts the due index holds (a new operation puts its account there,
+//      see applyOp) and finishes or removes what is old on them: finished entries nobody
+//      removed, debits whose record was never written, holds whose session never was
+//      (their reserve died after the account write and was not retried);
+//   3. a backstop: when an account write comes back carrying many finished entries, they
+//      are verified (their record finished if it never was) and removed at once.
+//
+// Every removal is conditional on the entry's nonce (`n`): an entry removed once and created
+// again under the same id (a late duplicate of a debit or a reserve) is another entry, and a
+// removal queued for the first one must never take the second (its money would be stranded).
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
-import type { Store } from './db.js';
-import type { AccountItem, OpEntry } from './accounts.js';
+import { isConditionFailure, type Store } from './db.js';
+import { getAccountItem, type AccountItem, type OpEntry } from './accounts.js';
+import { ensureDirectDebitRecorded } from './debits.js';
+import { getSessionItem, releaseOrphanHold, rollForward, voidHold } from './sessions.js';
 
-const queue = new Map<string, Map<string, number>>();
+/** Per account, the finalized entries this process may remove: opId → nonce. */
+const queue = new Map<string, Map<string, string>>();
 const queueKey = (store: Store, accountId: string) => `${store.tableName}/${accountId}`;
 
-/** The record of `opId` is written: its entry on the account may go. */
-export function markFinalized(store: Store, accountId: string, opId: string, seq: number): void {
+export interface Removal { opId: string; n: string }
+
+/** The record of `opId` is written: its entry on the account (this very one, by nonce) may go. */
+export function markFinalized(store: Store, accountId: string, opId: string, entry: Pick<OpEntry, 'n'>): void {
   const k = queueKey(store, accountId);
-  const entries = queue.get(k) ?? new Map<string, number>();
-  entries.set(opId, seq);
+  const entries = queue.get(k) ?? new Map<string, string>();
+  entries.set(opId, entry.n);
   queue.set(k, entries);
 }
 
-/** Up to `max` finalized entries to remove with the next write, never `except`. */
-export function pendingRemovals(store: Store, accountId: string, except: string, max = 16): string[] {
-  const entries = queue.get(queueKey(store, accountId));
-  if (!entries) return [];
-  return [...entries.keys()].filter((opId) => opId !== except).slice(0, max);
-}
-
-export function removed(store: Store, accountId: string, opIds: string[]): void {
+/**
+ * Takes up to `max` queued removals (never `except`) for the next write to carry. They leave
+ * the queue while that write is in flight, so a concurrent write in this process (the local
+ * server runs requests concurrently) never carries them too; `settleRemovals` says what
+ * became of them.
+ */
+export function claimRemovals(store: Store, accountId: string, except: string, max = 16): Removal[] {
   const k = queueKey(store, accountId);
   const entries = queue.get(k);
-  if (!entries) return;
-  for (const opId of opIds) entries.delete(opId);
+  if (!entries) return [];
+  const claimed = [...entries].filter(([opId]) => opId !== except).slice(0, max).map(([opId, n]) => ({ opId, n }));
+  for (const { opId } of claimed) entries.delete(opId);
   if (entries.size === 0) queue.delete(k);
+  return claimed;
+}
+
+/**
+ * `applied`: the write landed, they are gone. `refused`: it did not land, they wait for the
+ * next one (unless something newer was queued meanwhile). `unknown` (a timeout, a dead
+ * connection): they may be gone already, and carrying them again could only fail; they are
+ * dropped, and the sweep removes whatever is left.
+ */
+export function settleRemovals(store: Store, accountId: string, removals: Removal[], outcome: 'applied' | 'refused' | 'unknown'): void {
+  if (outcome !== 'refused' || removals.length === 0) return;
+  const k = queueKey(store, accountId);
+  const entries = queue.get(k) ?? new Map<string, string>();
+  for (const { opId, n } of removals) if (!entries.has(opId)) entries.set(opId, n);
+  queue.set(k, entries);
+}
+
+/** The entry went by other means (the sweep, the backstop): nothing to carry any more. */
+function unqueue(store: Store, accountId: string, opId: string): void {
+  const k = queueKey(store, accountId);
+  queue.get(k)?.delete(opId);
+  if (queue.get(k)?.size === 0) queue.delete(k);
 }
 
 export const BACKSTOP_THRESHOLD = 64;
-const BACKSTOP_AGE_MS = 5 * 60_000;
+/** Finished entries younger than this are left to the queue of the process that finished them. */
+export const FINISHED_AGE_MS = 5 * 60_000;
+/** A hold still live this long after its validUntil, with no session item, is an orphan. */
+export const ORPHAN_GRACE_MS = 60_000;
+/**
+ * A released orphan stays (as a finished entry carrying the hold, `o`) longer than any
+ * handler can run, so a reserve that found the hold live and is still writing its session
+ * finds the release and records it as the session's expiry.
+ */
+export const RELEASED_AGE_MS = 15 * 60_000;
+/** The sweep looks at an account with entries left on it again within these bounds. */
+const REVISIT_MIN_MS = 60_000;
+const REVISIT_MAX_MS = 5 * 60_000;
 
 /**
  * The backstop: verifies and removes finished entries older than a few minutes. Runs only
  * when an account carries more than BACKSTOP_THRESHOLD of them.
  */
 export async function compactAccount(store: Store, account: AccountItem): Promise<number> {
-  const cutoff = new Date(store.now().getTime() - BACKSTOP_AGE_MS).toISOString();
-  const stale = Object.entries(account.ops ?? {}).filter(([, e]) => e.done && e.at < cutoff);
+  const cutoff = new Date(store.now().getTime() - FINISHED_AGE_MS).toISOString();
+  const stale = Object.entries(account.ops ?? {}).filter(([, e]) => e.done && !e.o && e.at < cutoff);
   let count = 0;
   for (const [opId, entry] of stale) {
-    if (!(await ensureRecorded(store, account.accountId, opId, entry))) continue;
-    await store.db.send(new UpdateCommand({
-      TableName: store.tableName, Key: key.account(account.accountId),
-      UpdateExpression: 'REMOVE ops.#op', ConditionExpression: 'ops.#op.seq = :seq',
-      ExpressionAttributeNames: { '#op': opId }, ExpressionAttributeValues: { ':seq': entry.seq },
-    })).then(() => { count++; }, (error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
+    if ((await ensureRecorded(store, account.accountId, opId, entry)) !== 'recorded') continue;
+    if (await removeEntry(store, account.accountId, opId, entry)) count++;
   }
   return count;
 }
 
-/** Makes sure the record of a finished operation exists, finishing it from the entry if not. */
-async function ensureRecorded(store: Store, accountId: string, opId: string, entry: OpEntry): Promise<boolean> {
-  if (opId.startsWith('evt:')) {
-    const { recordDirectDebit } = await import('./debits.js');
-    await recordDirectDebit(store, accountId, entry);
-    return true;
+export interface AccountSweep {
+  /** Holds whose reserve never wrote its session, given back. */
+  released: number;
+  /** Finished entries removed (their records written first where they never were). */
+  removed: number;
+  /** Duplicate holds or debits given back. */
+  voided: number;
+  /** When the account needs looking at again (null: nothing left on it). */
+  next: string | null;
+  account: AccountItem | null;
+}
+
+/**
+ * The sweep's visit of an account the due index holds: everything old on its `ops` is
+ * finished (recorded, or given back) and removed. Off the charging path; every write is
+ * conditional on the entry's nonce, so a request racing it decides nothing twice.
+ */
+export async function sweepAccount(store: Store, accountId: string): Promise<AccountSweep> {
+  const account = await getAccountItem(store, accountId);
+  const result: AccountSweep = { released: 0, removed: 0, voided: 0, next: null, account };
+  if (!account) return result;
+  const nowMs = store.now().getTime();
+  let next = Infinity;
+  const later = (atMs: number) => { next = Math.min(next, Math.max(nowMs + REVISIT_MIN_MS, Math.min(atMs, nowMs + REVISIT_MAX_MS))); };
+  for (const [opId, entry] of Object.entries(account.ops ?? {})) {
+    if (entry.done) {
+      const dueMs = Date.parse(entry.at) + (entry.o ? RELEASED_AGE_MS : FINISHED_AGE_MS);
+      if (dueMs > nowMs) { later(dueMs); continue; }
+      const state = await ensureRecorded(store, accountId, opId, entry);
+      if (state === 'recorded' && (await removeEntry(store, accountId, opId, entry))) result.removed++;
+      else if (state === 'given_back') result.voided++;
+      else if (state === 'unknown') later(nowMs + REVISIT_MAX_MS);
+      continue;
+    }
+    // A live hold. Only a reserve's (seq 1) can lack its session: every later step reads it first.
+    const dueMs = Date.parse(entry.vu ?? entry.at) + ORPHAN_GRACE_MS;
+    if (opId.startsWith('evt:') || entry.seq !== 1 || dueMs > nowMs) { later(dueMs); continue; }
+    const session = await getSessionItem(store, opId);
+    if (session?.parties) { later(nowMs + REVISIT_MAX_MS); continue; } // written with its session, never an orphan
+    if (!session) {
+      if (await releaseOrphanHold(store, accountId, opId, entry)) result.released++;
+      later(nowMs + RELEASED_AGE_MS);
+    } else if (session.nonce !== entry.n) {
+      // A late duplicate of a finished session's reserve took this hold and died before it
+      // found the session: the session never knew it.
+      if (await voidHold(store, accountId, opId, entry)) result.voided++;
+    } else {
+      later(nowMs + REVISIT_MAX_MS); // the session's own hold: its expiry is the session's sweep
+    }
   }
-  const { getSessionItem, rollForward } = await import('./sessions.js');
+  result.next = Number.isFinite(next) ? new Date(next).toISOString() : null;
+  return result;
+}
+
+/** Removes a finished entry, this very one (by nonce). */
+async function removeEntry(store: Store, accountId: string, opId: string, entry: OpEntry): Promise<boolean> {
+  unqueue(store, accountId, opId);
+  try {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.account(accountId),
+      UpdateExpression: 'REMOVE ops.#op', ConditionExpression: 'ops.#op.n = :n',
+      ExpressionAttributeNames: { '#op': opId }, ExpressionAttributeValues: { ':n': entry.n },
+    }));
+    return true;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    return false; // removed meanwhile (by a queued removal), or replaced
+  }
+}
+
+/**
+ * Makes sure the record of a finished operation exists, finishing it from the entry if not.
+ * `given_back`: the entry was a duplicate debit and went back (it is gone already).
+ */
+async function ensureRecorded(store: Store, accountId: string, opId: string, entry: OpEntry): Promise<'recorded' | 'given_back' | 'unknown'> {
+  if (opId.startsWith('evt:')) return ensureDirectDebitRecorded(store, accountId, entry);
   const session = await getSessionItem(store, opId);
-  if (!session) return false; // a hold whose session was never written: left for an operator (see README)
-  if (session.seq >= entry.seq) return true;
-  if (session.seq === entry.seq - 1) {
-    await rollForward(store, session, entry);
-    return true;
-  }
-  return false;
+  // A released orphan with no session: nothing was ever recorded, and nothing is owed.
+  if (!session) return entry.o ? 'recorded' : 'unknown';
+  if (session.seq >= entry.seq) return 'recorded';
+  if (session.seq !== entry.seq - 1) return 'unknown';
+  await rollForward(store, session, entry);
+  const after = await getSessionItem(store, opId);
+  return after && after.seq >= entry.seq ? 'recorded' : 'unknown';
 }
 
 export function finishedCount(account: AccountItem): number {

@@ -3,7 +3,9 @@
 // simulator can inject faults and the benchmark can count calls at one place.
 import { DynamoDBClient, CreateTableCommand, DescribeTableCommand, UpdateTimeToLiveCommand, ResourceNotFoundException } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { tableDefinition, TTL_ATTRIBUTE } from './table.js';
+import { ChargingError } from '../domain/errors.js';
 
 export interface Db {
   // The document client's send, narrowed to what the store uses.
@@ -84,7 +86,12 @@ export function cancellationReasons(error: unknown): Array<{ Code?: string; Item
   return ((error as any).CancellationReasons ?? []) as Array<{ Code?: string; Item?: Record<string, any> }>;
 }
 
-function isTransientConflict(error: unknown): boolean {
+/** Whether action `index` of a cancelled transaction failed its condition (not a conflict, not a validation error). */
+export function conditionFailedAt(error: unknown, index: number): boolean {
+  return cancellationReasons(error)?.[index]?.Code === 'ConditionalCheckFailed';
+}
+
+export function isTransientConflict(error: unknown): boolean {
   const name = (error as Error)?.name;
   if (name === 'TransactionConflictException') return true;
   const reasons = cancellationReasons(error);
@@ -93,15 +100,26 @@ function isTransientConflict(error: unknown): boolean {
 
 /**
  * Retries a write that met another transaction in flight on the same item. The write is
- * conditional, so running it again can never apply it twice.
+ * conditional, so running it again can never apply it twice. When the conflicts outlast the
+ * attempts the write did not happen, and nothing about the items can be concluded from it:
+ * it ends as `temporarily_unavailable` (a 503 the client retries), never as the cancelled
+ * transaction a caller would read as "a condition failed, so the item exists".
  */
 export async function withConflictRetry<T>(attempt: () => Promise<T>, attempts = 6): Promise<T> {
   for (let i = 1; ; i++) {
     try {
       return await attempt();
     } catch (error) {
-      if (i >= attempts || !isTransientConflict(error)) throw error;
+      if (!isTransientConflict(error)) throw error;
+      if (i >= attempts) throw new ChargingError('temporarily_unavailable', 'the write met concurrent transactions too often; retry the request with the same requestId');
       await new Promise((r) => setTimeout(r, Math.random() * 10 * 2 ** i));
     }
   }
+}
+
+/** DynamoDB returns the old item of a failed condition as raw attribute values. */
+export function plainItem(item: Record<string, any> | undefined): Record<string, any> | undefined {
+  if (!item) return undefined;
+  const looksRaw = Object.values(item).every((v) => v && typeof v === 'object' && Object.keys(v).length === 1 && /^(S|N|M|L|BOOL|NULL|SS|NS|B|BS)$/.test(Object.keys(v)[0]!));
+  return looksRaw ? unmarshall(item as any) : item;
 }

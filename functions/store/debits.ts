@@ -1,16 +1,19 @@
 // One-shot event charges (CCR-Event): debit directly, no reservation. Same commit point as
 // a session step: the account write records `ops.evt:<requestId>`, so a retry that finds
-// it finishes the request record instead of charging again.
+// it finishes the request record instead of charging again. A debit whose handler died
+// between the two writes and that nobody retries is recorded by the sweep (compaction.ts).
 import { GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
-import { cancellationReasons, withConflictRetry, type Store } from './db.js';
-import { applyOp, refusalOf } from './ops.js';
+import { conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
+import { applyOp, newNonce, refusalOf } from './ops.js';
 import { ledgerPut } from './ledger.js';
-import { markFinalized } from './compaction.js';
+import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
 import { getService } from './services.js';
 import type { OpEntry, StoredAnswer } from './accounts.js';
 import { fail } from '../domain/errors.js';
-import { priceOf } from '../domain/rating.js';
+import { priceOrNull } from '../domain/rating.js';
+import { finalUnitActionOf } from '../domain/serviceAccount.js';
+import { isServiceAccountId, publicAccountId, type ServiceAccountItem } from './serviceAccounts.js';
 
 export interface DirectDebitCommand {
   requestId: string;
@@ -23,26 +26,43 @@ export interface DirectDebitCommand {
   multiSessionId?: string;
 }
 
-async function storedAnswer(store: Store, requestId: string, bodyHash: string): Promise<StoredAnswer | null> {
+async function requestRecord(store: Store, requestId: string): Promise<Record<string, any> | null> {
   const result = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.request(requestId), ConsistentRead: true }));
-  if (!result.Item) return null;
-  if (result.Item.h !== bodyHash) fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
-  return result.Item.answer as StoredAnswer;
+  return result.Item ?? null;
+}
+
+async function storedAnswer(store: Store, requestId: string, bodyHash: string): Promise<StoredAnswer | null> {
+  const record = await requestRecord(store, requestId);
+  if (!record) return null;
+  if (record.h !== bodyHash) fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
+  return record.answer as StoredAnswer;
 }
 
 export async function directDebit(store: Store, command: DirectDebitCommand, bodyHash: string): Promise<StoredAnswer> {
   const service = await getService(store, command.serviceId);
   const units = command.units ?? (service.unit === 'money' ? command.amount! : undefined);
   if (units === undefined) fail('validation_failed', `service ${command.serviceId} is rated in ${service.unit}: give units`);
-  const amountMinor = priceOf(units!, service.price);
+  // A price past 2^53-1 minor units is more than any account can hold (MAX_BALANCE_MINOR).
+  const amountMinor = priceOrNull(units!, service.price)
+    ?? fail('insufficient_credit', `${units} ${service.unit} of ${command.serviceId} cost more than any account can pay`, { finalUnitAction: 'terminate' });
   const opId = `evt:${command.requestId}`;
   const now = store.now();
+  const dueAt = new Date(now.getTime() + FINISHED_AGE_MS).toISOString();
+  let accountId = command.accountId;
   let entry: OpEntry = {
-    seq: 1, amt: 0, gu: 0, u: units!, chg: amountMinor, rid: command.requestId, h: bodyHash, at: now.toISOString(), done: 'charged',
+    seq: 1, amt: 0, gu: 0, u: units!, chg: amountMinor, rid: command.requestId, h: bodyHash, n: newNonce(), at: now.toISOString(), done: 'charged',
     ...(command.multiSessionId ? { ms: command.multiSessionId, svc: command.serviceId, cl: command.clientId } : {}),
   };
-  const result = await applyOp(store, command.accountId, opId, { kind: 'new' },
+  let result = await applyOp(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId },
     { balanceDelta: -amountMinor, reservedDelta: 0, availableDelta: -amountMinor }, entry);
+  if (!result.ok && result.route) {
+    // The owner keeps a service account for this service (seed 004): it pays in units.
+    const ref = result.account!.serviceAccounts![command.serviceId]!;
+    if (ref.unit !== service.unit) fail('conflict', `service ${command.serviceId} is rated in ${service.unit} but the service account of ${command.accountId} holds ${ref.unit}`);
+    accountId = result.route;
+    entry = { ...entry, chg: units! };
+    result = await applyOp(store, accountId, opId, { kind: 'new', dueAt }, { balanceDelta: -units!, reservedDelta: 0, availableDelta: -units! }, entry);
+  }
   if (!result.ok) {
     const refusal = refusalOf(result.account, opId, now);
     if (refusal === 'exists') {
@@ -52,70 +72,94 @@ export async function directDebit(store: Store, command: DirectDebitCommand, bod
     } else {
       const replay = await storedAnswer(store, command.requestId, bodyHash);
       if (replay) return replay;
-      if (refusal === 'not_found') fail('not_found', `account ${command.accountId} does not exist`);
-      if (refusal === 'account_inactive') fail('account_inactive', `account ${command.accountId} is suspended or expired`);
+      const routed = isServiceAccountId(accountId);
+      const shown = routed ? `the ${command.serviceId} account of ${command.accountId}` : `account ${command.accountId}`;
+      if (refusal === 'not_found') fail('not_found', `${shown} does not exist`);
+      if (refusal === 'account_inactive') fail('account_inactive', `${shown} is suspended or expired`);
       if (result.main === 'inactive') fail('account_inactive', `the main account of ${command.accountId} fails authorization`);
-      fail('insufficient_credit', `account ${command.accountId} cannot pay ${amountMinor}`, { finalUnitAction: 'terminate' });
+      const { action, redirectUrl } = finalUnitActionOf(routed ? result.account as ServiceAccountItem : undefined);
+      fail('insufficient_credit', `${shown} cannot pay ${entry.chg}${routed ? ` ${service.unit}` : ''}`, { finalUnitAction: action, ...(redirectUrl ? { redirectUrl } : {}) });
     }
   }
-  const answer = answerOf(command.accountId, entry);
+  const answer = answerOf(accountId, entry);
   try {
-    await recordDirectDebit(store, command.accountId, entry, true);
+    await writeRecord(store, accountId, entry);
   } catch (error) {
-    if (!cancellationReasons(error)) throw error;
+    if (!conditionFailedAt(error, 0)) throw error;
     // The request record exists. Unless it records this very debit (a concurrent duplicate
     // that recorded it first), the debit just taken is a second one: give it back. That is
     // the case of a replay after the first debit's entry left the account, and of a
     // requestId that belongs to another request.
-    const record = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.request(command.requestId), ConsistentRead: true }));
-    if (record.Item?.at !== entry.at) await giveBack(store, command.accountId, entry);
+    const record = await requestRecord(store, command.requestId);
+    if (record?.n !== entry.n) await giveBack(store, accountId, entry);
+    else markFinalized(store, accountId, opId, entry);
     const replay = await storedAnswer(store, command.requestId, bodyHash);
     if (replay) return replay;
     throw error;
   }
+  markFinalized(store, accountId, opId, entry);
   return answer;
 }
 
-const answerOf = (accountId: string, entry: OpEntry): StoredAnswer =>
-  ({ status: 201, body: { charged: { units: entry.u, amount: entry.chg }, chargedAccountId: accountId } });
+/** The answer names the account the client knows (the owner of a service account) and the service account charged. */
+const answerOf = (accountId: string, entry: OpEntry): StoredAnswer => ({
+  status: 201,
+  body: {
+    charged: { units: entry.u, amount: entry.chg }, chargedAccountId: publicAccountId(accountId),
+    ...(isServiceAccountId(accountId) ? { serviceAccount: accountId.slice(accountId.indexOf('~') + 1) } : {}),
+  },
+});
 
-/**
- * Writes the request record and ledger entry of a debit the account already applied.
- * `strict`: fail when the record exists (the caller tells a replay from a conflict);
- * otherwise an existing record means there is nothing left to do.
- */
-/** Undoes a debit recorded only on the account (its entry still there, unchanged). */
-async function giveBack(store: Store, accountId: string, entry: OpEntry): Promise<void> {
-  const opId = `evt:${entry.rid}`;
-  await store.db.send(new UpdateCommand({
-    TableName: store.tableName, Key: key.account(accountId),
-    UpdateExpression: 'SET balance = balance + :a, available = available + :a REMOVE ops.#op',
-    ConditionExpression: 'ops.#op.h = :h AND ops.#op.#at = :at',
-    ExpressionAttributeNames: { '#op': opId, '#at': 'at' }, ExpressionAttributeValues: { ':a': entry.chg, ':h': entry.h, ':at': entry.at },
-  })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
+/** Undoes a debit recorded only on the account (this very entry, by nonce). */
+async function giveBack(store: Store, accountId: string, entry: OpEntry): Promise<boolean> {
+  try {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.account(accountId),
+      UpdateExpression: 'SET balance = balance + :a, available = available + :a REMOVE ops.#op',
+      ConditionExpression: 'ops.#op.n = :n',
+      ExpressionAttributeNames: { '#op': `evt:${entry.rid}` }, ExpressionAttributeValues: { ':a': entry.chg, ':n': entry.n },
+    }));
+    return true;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    return false;
+  }
 }
 
-export async function recordDirectDebit(store: Store, accountId: string, entry: OpEntry, strict = false): Promise<void> {
-  try {
-    await withConflictRetry(() => store.db.send(new TransactWriteCommand({
-      TransactItems: [
-        { Put: {
-          TableName: store.tableName,
-          Item: { ...key.request(entry.rid), requestId: entry.rid, h: entry.h, kind: 'debit', accountId, at: entry.at, answer: answerOf(accountId, entry) },
-          ConditionExpression: 'attribute_not_exists(pk)',
-        } },
-        ledgerPut(store, { accountId, entryId: `evt:${entry.rid}`, at: entry.at, type: 'charge', amount: -entry.chg, reservedDelta: 0, units: entry.u, requestId: entry.rid }),
-        ...(entry.ms ? [{ Put: {
-          TableName: store.tableName,
-          Item: { ...key.multiSessionEvent(entry.ms, entry.rid), requestId: entry.rid, serviceId: entry.svc, clientId: entry.cl, accountId, charged: { units: entry.u, amount: entry.chg }, at: entry.at },
-        } }] : []),
-      ],
-    })));
-  } catch (error) {
-    if (strict || !cancellationReasons(error)) throw error;
-    // Recorded before: by this debit, or by an earlier one this entry duplicates.
-    const record = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.request(entry.rid), ConsistentRead: true }));
-    if (record.Item?.at !== entry.at) return giveBack(store, accountId, entry);
+/** The request record and ledger entry of a debit the account already applied, in one transaction. */
+async function writeRecord(store: Store, accountId: string, entry: OpEntry): Promise<void> {
+  await withConflictRetry(() => store.db.send(new TransactWriteCommand({
+    TransactItems: [
+      { Put: {
+        TableName: store.tableName,
+        Item: { ...key.request(entry.rid), requestId: entry.rid, h: entry.h, n: entry.n, kind: 'debit', accountId, at: entry.at, answer: answerOf(accountId, entry) },
+        ConditionExpression: 'attribute_not_exists(pk)',
+      } },
+      ledgerPut(store, { accountId, entryId: `evt:${entry.rid}`, at: entry.at, type: 'charge', amount: -entry.chg, reservedDelta: 0, units: entry.u, requestId: entry.rid }),
+      ...(entry.ms ? [{ Put: {
+        TableName: store.tableName,
+        Item: { ...key.multiSessionEvent(entry.ms, entry.rid), requestId: entry.rid, serviceId: entry.svc, clientId: entry.cl, accountId, charged: { units: entry.u, amount: entry.chg }, at: entry.at },
+      } }] : []),
+    ],
+  })));
+}
+
+/**
+ * For the sweep and the backstop: a debit the account applied is recorded (its record
+ * written now if it never was), or, when the request record belongs to another debit or
+ * request, given back.
+ */
+export async function ensureDirectDebitRecorded(store: Store, accountId: string, entry: OpEntry): Promise<'recorded' | 'given_back' | 'unknown'> {
+  let record = await requestRecord(store, entry.rid);
+  if (!record) {
+    try {
+      await writeRecord(store, accountId, entry);
+      return 'recorded';
+    } catch (error) {
+      if (!conditionFailedAt(error, 0)) throw error;
+      record = await requestRecord(store, entry.rid); // recorded meanwhile, by a retry of the debit
+    }
   }
-  markFinalized(store, accountId, `evt:${entry.rid}`, entry.seq);
+  if (record?.n === entry.n) return 'recorded';
+  return (await giveBack(store, accountId, entry)) ? 'given_back' : 'unknown';
 }

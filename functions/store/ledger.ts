@@ -8,7 +8,7 @@ import { key } from './table.js';
 import type { Store } from './db.js';
 import { fail } from '../domain/errors.js';
 
-export type LedgerEntryType = 'topup' | 'reserve' | 'release' | 'debit' | 'charge' | 'refund' | 'adjustment' | 'expire' | 'allotment';
+export type LedgerEntryType = 'topup' | 'reserve' | 'release' | 'debit' | 'charge' | 'refund' | 'adjustment' | 'expire' | 'allotment' | 'recharge' | 'sponsor_transfer';
 
 export interface LedgerEntry {
   accountId: string;

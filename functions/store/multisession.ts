@@ -5,7 +5,7 @@
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import type { Store } from './db.js';
 import { getService } from './services.js';
-import { getSessionItem, refundSession, sessionView, type SessionItem } from './sessions.js';
+import { answerIn, getSessionItem, refundSession, sessionView, type SessionItem } from './sessions.js';
 import { fail, ChargingError } from '../domain/errors.js';
 import { combinedAdjustments, type CombinedRule } from '../domain/combined.js';
 
@@ -66,7 +66,7 @@ export async function settleMultiSession(store: Store, multiSessionId: string): 
   for (const adjustment of adjustments) {
     const requestId = `settle:${multiSessionId}`;
     const session = sessions.find((s) => s.sessionId === adjustment.sessionId)!;
-    if (session.answers?.[requestId]) continue; // settled already
+    if (answerIn(session, requestId)) continue; // settled already
     try {
       await refundSession(store, adjustment.sessionId,
         { requestId, amount: adjustment.amountMinor, reason: adjustment.reason === 'duplicate' ? 'charged by the service it duplicates' : `combined rating: ${adjustment.percent} % off` },

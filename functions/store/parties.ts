@@ -6,14 +6,14 @@
 // Transactions are right here: a game touches each account once per step, not a stream of
 // charges, and DynamoDB retries (or we do) the rare conflict.
 import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { createHash } from 'node:crypto';
-import { DUE_SHARDS, key } from './table.js';
+import { dueShardOf, key } from './table.js';
 import { cancellationReasons, withConflictRetry, type Store } from './db.js';
-import { plainItem } from './ops.js';
+import { newNonce, plainItem } from './ops.js';
 import { ledgerPut, type LedgerEntry } from './ledger.js';
 import { markFinalized } from './compaction.js';
 import { getService } from './services.js';
-import { requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
+import { takeAllotment } from './allotments.js';
+import { answerIn, answerKey, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import type { AccountItem, OpEntry, StoredAnswer } from './accounts.js';
 import { ChargingError, fail } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
@@ -38,10 +38,9 @@ export interface ProposeCommand {
 }
 
 const addSeconds = (at: string, seconds: number) => new Date(Date.parse(at) + seconds * 1000).toISOString();
-const shardOf = (sessionId: string) => `due#${createHash('sha256').update(sessionId).digest()[0]! % DUE_SHARDS}`;
 
 function replay(session: SessionItem, requestId: string, bodyHash: string): StoredAnswer | null {
-  const previous = session.answers?.[requestId];
+  const previous = answerIn(session, requestId);
   if (!previous) return null;
   if (previous.h !== bodyHash) fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
   return previous.answer;
@@ -72,11 +71,11 @@ export async function proposePartySession(store: Store, command: ProposeCommand,
     principle: command.principle, requested: command.requested,
   };
   const answer: StoredAnswer = { status: 201, body: sessionView(session) };
-  session.answers[command.requestId] = { h: bodyHash, answer };
+  session.answers[answerKey(command.requestId)] = { h: bodyHash, answer };
   try {
     await store.db.send(new PutCommand({
       TableName: store.tableName,
-      Item: { ...key.session(sessionId), ...session, dueShard: shardOf(sessionId), dueAt: validUntil },
+      Item: { ...key.session(sessionId), ...session, dueShard: dueShardOf(sessionId), dueAt: validUntil },
       ConditionExpression: 'attribute_not_exists(pk)',
     }));
   } catch (error) {
@@ -122,7 +121,7 @@ export async function agree(store: Store, sessionId: string, command: { requestI
     await store.db.send(new UpdateCommand({
       TableName: store.tableName, Key: key.session(sessionId),
       UpdateExpression: 'SET answers.#rid = :answer', ConditionExpression: 'attribute_not_exists(answers.#rid)',
-      ExpressionAttributeNames: { '#rid': command.requestId }, ExpressionAttributeValues: { ':answer': { h: bodyHash, answer } },
+      ExpressionAttributeNames: { '#rid': answerKey(command.requestId) }, ExpressionAttributeValues: { ':answer': { h: bodyHash, answer } },
     })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
     return answer;
   }
@@ -154,7 +153,6 @@ async function activate(store: Store, session: SessionItem, requestId: string, b
   const refused = result.refusedParty;
   // A party attached to a main account pays through it: take an allotment, then try again.
   if (refused.reason === 'insufficient' && refused.account?.mainAccountId && allotmentsTaken < parties.length) {
-    const { takeAllotment } = await import('./allotments.js');
     const taken = await takeAllotment(store, refused.account, refused.needMinor - refused.account.available);
     if (taken === 'given' || taken === 'moved') return activate(store, session, requestId, bodyHash, allotmentsTaken + 1);
     if (taken === 'inactive') refused.reason = 'inactive';
@@ -167,7 +165,7 @@ async function activate(store: Store, session: SessionItem, requestId: string, b
   await store.db.send(new UpdateCommand({
     TableName: store.tableName, Key: key.session(session.sessionId),
     UpdateExpression: 'SET answers.#rid = :answer', ConditionExpression: 'attribute_not_exists(answers.#rid)',
-    ExpressionAttributeNames: { '#rid': requestId }, ExpressionAttributeValues: { ':answer': { h: bodyHash, answer: problem } },
+    ExpressionAttributeNames: { '#rid': answerKey(requestId) }, ExpressionAttributeValues: { ':answer': { h: bodyHash, answer: problem } },
   })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
   return problem;
 }
@@ -192,13 +190,14 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
   const parties = session.parties!;
   const done = step.kind === 'debit' ? 'closed' : step.kind === 'release' ? 'released' : step.kind === 'expire' ? 'expired' : undefined;
   const ledger: LedgerEntry[] = [];
+  const nonce = newNonce(); // one per step: each account's entry of it is that account's own
   const accountUpdates = step.moves.map((move, i) => {
     const old = parties[i]!;
     const reservedDelta = move.newHoldMinor - old.holdMinor;
     const availableDelta = -move.chargeMinor - reservedDelta;
     const entry: OpEntry = {
       seq: step.next.seq, amt: move.newHoldMinor, gu: move.grantedUnits, u: step.next.hold.usedUnits, chg: old.chargedMinor + move.chargeMinor,
-      rid: step.requestId, h: step.bodyHash, at: step.at, vu: step.next.validUntil, ...(done ? { done } : {}),
+      rid: step.requestId, h: step.bodyHash, n: nonce, at: step.at, vu: step.next.validUntil, ...(done ? { done } : {}),
     } as OpEntry;
     const base = { accountId: move.accountId, sessionId: session.sessionId, requestId: step.requestId, at: step.at };
     if (move.chargeMinor) ledger.push({ ...base, entryId: `${session.sessionId}:${step.next.seq}:debit`, type: 'debit', amount: -move.chargeMinor, reservedDelta: -move.chargeMinor });
@@ -230,11 +229,11 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     TableName: store.tableName, Key: key.session(session.sessionId),
     UpdateExpression: `SET #state = :state, seq = :next, parties = :parties, #hold = :hold, validUntil = :vu, lastUpdateAt = :at, returnedMinor = :returned${step.answer ? ', answers.#rid = :answer' : ''}${closing ? ' REMOVE dueShard, dueAt' : ', dueShard = :shard, dueAt = :vu'}`,
     ConditionExpression: '#state = :was AND seq = :seq',
-    ExpressionAttributeNames: { '#state': 'state', '#hold': 'hold', ...(step.answer ? { '#rid': step.requestId } : {}) },
+    ExpressionAttributeNames: { '#state': 'state', '#hold': 'hold', ...(step.answer ? { '#rid': answerKey(step.requestId) } : {}) },
     ExpressionAttributeValues: {
       ':state': step.next.state, ':next': step.next.seq, ':parties': step.next.parties, ':hold': step.next.hold, ':vu': step.next.validUntil,
       ':at': step.at, ':returned': step.next.returnedMinor, ':was': session.state, ':seq': session.seq,
-      ...(step.answer ? { ':answer': { h: step.bodyHash, answer: step.answer } } : {}), ...(closing ? {} : { ':shard': shardOf(session.sessionId) }),
+      ...(step.answer ? { ':answer': { h: step.bodyHash, answer: step.answer } } : {}), ...(closing ? {} : { ':shard': dueShardOf(session.sessionId) }),
     },
   } };
   try {
@@ -253,7 +252,7 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     if (step.kind !== 'activate' && account?.ops?.[session.sessionId]?.seq !== session.seq) return { ok: false }; // moved on
     return { ok: false, refusedParty: { accountId, reason, needMinor: accountUpdates[refusedAt]!.need, account } };
   }
-  if (closing) step.moves.forEach((m) => markFinalized(store, m.accountId, session.sessionId, step.next.seq));
+  if (closing) step.moves.forEach((m) => markFinalized(store, m.accountId, session.sessionId, { n: nonce }));
   return { ok: true };
 }
 
@@ -271,6 +270,7 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   const parties = session.parties!;
   const ids = parties.map((p) => p.accountId);
   const usedUnits = session.hold.usedUnits + (kind === 'release' ? 0 : command.usedUnits);
+  if (!Number.isSafeInteger(usedUnits)) fail('validation_failed', `used.units brings the session's usage past 2^53-1 units`);
   const at = store.now().toISOString();
   const reservedCost = priceOf(session.hold.grantedUnits, session.price);
   // Usage beyond what was granted is never charged beyond what was reserved.
@@ -281,6 +281,7 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   if (kind === 'update') {
     const wanted = command.requested && 'units' in command.requested ? command.requested.units : 0;
     const grantedUnits = Math.max(session.hold.grantedUnits, usedUnits + wanted);
+    if (!Number.isSafeInteger(grantedUnits)) fail('validation_failed', `requested.units brings the session's grant past 2^53-1 units`);
     const shares = mostPossibleShares(session.principle!, ids, priceOf(grantedUnits, session.price));
     // Money moves only at the end (who pays depends on the outcome): an update grows the holds.
     moves = parties.map((p, i) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: Math.max(p.holdMinor, shares[i]!), grantedUnits }));
@@ -326,7 +327,7 @@ async function closePending(store: Store, session: SessionItem, state: 'expired'
       TableName: store.tableName, Key: key.session(session.sessionId),
       UpdateExpression: 'SET #state = :state, lastUpdateAt = :at, answers.#rid = :answer REMOVE dueShard, dueAt',
       ConditionExpression: '#state = :pending',
-      ExpressionAttributeNames: { '#state': 'state', '#rid': requestId },
+      ExpressionAttributeNames: { '#state': 'state', '#rid': answerKey(requestId) },
       ExpressionAttributeValues: { ':state': state, ':at': store.now().toISOString(), ':pending': 'pending_agreement', ':answer': { h: bodyHash, answer } },
     }));
   } catch (error) {

@@ -8,17 +8,22 @@
 // and a retry never charges twice.
 import { createHash } from 'node:crypto';
 import { GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { DUE_SHARDS, key } from './table.js';
-import { cancellationReasons, withConflictRetry, type Store } from './db.js';
-import { applyOp, plainItem, refusalOf } from './ops.js';
+import { DUE_INDEX, DUE_SHARDS, dueShardOf, key } from './table.js';
+import { conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
+import { applyOp, newNonce, plainItem, refusalOf } from './ops.js';
 import { ledgerPut, sessionEntries } from './ledger.js';
-import { markFinalized } from './compaction.js';
+import { markFinalized, ORPHAN_GRACE_MS } from './compaction.js';
 import { getService } from './services.js';
+import { isServiceAccountId, publicAccountId, type ServiceAccountItem } from './serviceAccounts.js';
+import { finalUnitActionOf } from '../domain/serviceAccount.js';
+import { expirePartySession, partyStep, type PartyState } from './parties.js';
+import { settleMultiSession } from './multisession.js';
 import type { OpEntry, StoredAnswer } from './accounts.js';
-import { ChargingError, fail, invariant } from '../domain/errors.js';
+import { ChargingError, fail } from '../domain/errors.js';
 import { computeGrant, optimisticGrant, type Requested } from '../domain/reservation.js';
-import { movementFor, rateUsage, refundable, regrant, type Hold, type SessionState, type Movement } from '../domain/session.js';
-import type { Price, Unit } from '../domain/rating.js';
+import { movementFor, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement } from '../domain/session.js';
+import type { Outcome, Principle } from '../domain/parties.js';
+import { MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
 import { interimIntervalFor, nextDueAt } from '../domain/combined.js';
 import type { Notification, Notifier } from '../notify.js';
 
@@ -37,7 +42,7 @@ export interface StepCommand {
   usedUnits: number;
   requested?: Requested;
   /** Multi-party sessions: what decides who pays (e.g. the loser). */
-  outcome?: import('../domain/parties.js').Outcome;
+  outcome?: Outcome;
 }
 
 export interface SessionItem {
@@ -49,6 +54,8 @@ export interface SessionItem {
   serviceId: string;
   unit: Unit;
   price: Price;
+  /** Sessions on a service account: what the client is told when its units run out (its onEmpty). */
+  finalUnit?: FinalUnit;
   multiSessionId: string;
   validitySeconds: number;
   /** The interval dictated now (per phase: see interimIntervalFor). */
@@ -64,12 +71,28 @@ export interface SessionItem {
   lastUpdateAt: string;
   refundedMinor: number;
   returnedMinor: number;
-  /** Every request applied to the session: its body hash and its answer, for replays. */
+  /**
+   * Every request applied to the session: its body hash and its answer, for replays. Keyed by
+   * answerKey(requestId), never by the bare requestId: a requestId may be any identifier,
+   * `__proto__` and `constructor` included, and those must not meet Object.prototype.
+   */
   answers: Record<string, { h: string; answer: StoredAnswer }>;
+  /** The nonce of the hold that opened the session (reserve): a hold under its id with another nonce is not its own. */
+  nonce?: string;
   /** Multi-party sessions only (seed 000): the parties, the principle, what was asked for. */
-  parties?: import('./parties.js').PartyState[];
-  principle?: import('../domain/parties.js').Principle;
+  parties?: PartyState[];
+  principle?: Principle;
   requested?: Requested;
+}
+
+/** The key of a request's answer in a session's `answers` map. */
+export const answerKey = (requestId: string) => `r:${requestId}`;
+
+/** The answer a session recorded for `requestId`, if any (own properties only). */
+export function answerIn(session: SessionItem, requestId: string): { h: string; answer: StoredAnswer } | undefined {
+  const answers = session.answers ?? {};
+  const k = answerKey(requestId);
+  return Object.hasOwn(answers, k) ? answers[k] : undefined;
 }
 
 /** Session ids come from the reserve's requestId, so a retried reserve finds its own session. */
@@ -78,8 +101,12 @@ export function sessionIdFor(requestId: string): string {
 }
 
 const MAX_ATTEMPTS = 8;
+
+type FinalUnit = ReturnType<typeof finalUnitActionOf>;
+/** The RFC 8506 Final-Unit-Action fields of a 402 problem. */
+const finalUnitExtras = (finalUnit: FinalUnit = { action: 'terminate' }) =>
+  ({ finalUnitAction: finalUnit.action, ...(finalUnit.redirectUrl ? { redirectUrl: finalUnit.redirectUrl } : {}) });
 const addSeconds = (at: Date, seconds: number) => new Date(at.getTime() + seconds * 1000).toISOString();
-const shardOf = (sessionId: string) => `due#${createHash('sha256').update(sessionId).digest()[0]! % DUE_SHARDS}`;
 
 function holdOf(entry: OpEntry): Hold {
   return { seq: entry.seq, holdMinor: entry.amt, grantedUnits: entry.gu, usedUnits: entry.u, chargedMinor: entry.chg };
@@ -91,7 +118,8 @@ export function sessionView(session: SessionItem) {
     multiSessionId: session.multiSessionId,
     state: session.state,
     accountId: session.accountId,
-    chargedAccountId: session.chargedAccountId,
+    chargedAccountId: publicAccountId(session.chargedAccountId),
+    ...(isServiceAccountId(session.chargedAccountId) ? { serviceAccount: session.serviceId } : {}),
     clientId: session.clientId,
     serviceId: session.serviceId,
     unit: session.unit,
@@ -122,7 +150,7 @@ export async function requireSession(store: Store, sessionId: string): Promise<S
 }
 
 function replayOrConflict(session: SessionItem, requestId: string, bodyHash: string): StoredAnswer | null {
-  const previous = session.answers?.[requestId];
+  const previous = answerIn(session, requestId);
   if (!previous) return null;
   if (previous.h !== bodyHash) fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
   return previous.answer;
@@ -133,62 +161,90 @@ function replayOrConflict(session: SessionItem, requestId: string, bodyHash: str
 export async function reserve(store: Store, command: ReserveCommand, bodyHash: string): Promise<StoredAnswer> {
   const service = await getService(store, command.serviceId);
   const sessionId = sessionIdFor(command.requestId);
-  const chargedAccountId = command.accountId;
-  let grant = optimisticGrant(command.requested, service.price) ?? fail('validation_failed', 'requested must be at least one unit');
+  let chargedAccountId = command.accountId;
+  /** Set once the owner's item routes this service to a service account (seed 004), which holds units. */
+  let serviceAccount: { classification: string; finalUnit: FinalUnit } | undefined;
+  let price = service.price;
+  let grant = optimisticGrant(command.requested, price) ?? fail('validation_failed', 'requested must be at least one unit');
   let entry!: OpEntry;
+  /** A hold of this request that the sweep released (its reserve died before the session write): record it expired. */
+  let released: OpEntry | undefined;
   let committed = false;
-  let heldNow = false;
+  let sessionChecked = false;
   for (let attempt = 0; attempt < MAX_ATTEMPTS && !committed; attempt++) {
     const now = store.now();
-    entry = {
+    const candidate: OpEntry = {
       seq: 1, amt: grant.amountMinor, gu: grant.units, u: 0, chg: 0,
-      rid: command.requestId, h: bodyHash, at: now.toISOString(), vu: addSeconds(now, service.validitySeconds),
+      rid: command.requestId, h: bodyHash, n: newNonce(), at: now.toISOString(), vu: addSeconds(now, service.validitySeconds),
     };
     const movement: Movement = { balanceDelta: 0, reservedDelta: grant.amountMinor, availableDelta: -grant.amountMinor };
-    const result = await applyOp(store, chargedAccountId, sessionId, { kind: 'new' }, movement, entry);
-    if (result.ok) { committed = true; heldNow = true; break; }
-    const refusal = refusalOf(result.account, sessionId, now);
-    if (refusal === 'not_found') fail('not_found', `account ${chargedAccountId} does not exist`);
-    if (refusal === 'account_inactive') fail('account_inactive', `account ${chargedAccountId} is suspended or expired`);
-    if (result.main === 'inactive') fail('account_inactive', `the main account of ${chargedAccountId} fails authorization`);
-    if (refusal === 'exists') {
-      // This session's hold is on the account already: a retry of a reserve that landed.
-      const recorded = result.account!.ops[sessionId]!;
-      if (recorded.h !== bodyHash || recorded.rid !== command.requestId) {
-        // Either another body under this requestId, or a finished session: the session item decides.
-        const existing = await getSessionItem(store, sessionId);
-        const replay = existing && replayOrConflict(existing, command.requestId, bodyHash);
-        if (replay) return replay;
-        fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
-      }
-      if (recorded.seq !== 1 || recorded.done) {
-        const existing = await requireSession(store, sessionId);
-        return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', 'requestId reused');
-      }
-      entry = recorded;
-      committed = true;
-      break;
+    // Should this handler die before the session write and no retry come, the sweep finds
+    // the hold through the account's due mark, once its validity (and a grace) is over.
+    const dueAt = new Date(Date.parse(candidate.vu!) + ORPHAN_GRACE_MS).toISOString();
+    const result = await applyOp(store, chargedAccountId, sessionId, { kind: 'new', dueAt, ...(serviceAccount ? {} : { serviceId: command.serviceId }) }, movement, candidate);
+    if (serviceAccount && result.account) serviceAccount.finalUnit = finalUnitActionOf(result.account as ServiceAccountItem);
+    if (result.ok) { entry = candidate; committed = true; break; }
+    if (result.route) {
+      const ref = result.account!.serviceAccounts![command.serviceId]!;
+      if (ref.unit !== service.unit) fail('conflict', `service ${command.serviceId} is rated in ${service.unit} but the service account of ${command.accountId} holds ${ref.unit}`);
+      chargedAccountId = result.route;
+      serviceAccount = { classification: command.serviceId, finalUnit: { action: 'terminate' } };
+      // A service account holds the service's own units: one unit pays for one unit.
+      price = MONEY_PRICE;
+      grant = optimisticGrant(command.requested, price)!;
+      attempt--; // routing is not a failed attempt
+      continue;
     }
-    const shorter = computeGrant(command.requested, service.price, result.account!.available);
+    const refusal = refusalOf(result.account, sessionId, now);
+    if (refusal === 'exists') {
+      const recorded = result.account!.ops[sessionId]!;
+      // The hold this very request took (an earlier attempt that died, or a concurrent
+      // duplicate): finish it. Whether it is the session's own is decided at the session write.
+      const own = !recorded.done && recorded.seq === 1 ? recorded : recorded.done === 'expired' ? heldBefore(recorded) : null;
+      if (own && own.rid === command.requestId && own.h === bodyHash) {
+        entry = own;
+        if (own !== recorded) released = recorded;
+        committed = true;
+        break;
+      }
+      // A session that moved on (replay), or another body under this requestId (conflict).
+      const existing = await getSessionItem(store, sessionId);
+      return (existing && replayOrConflict(existing, command.requestId, bodyHash))
+        ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+    }
+    // Refused. A session under this requestId may exist already (its hold long gone from the
+    // account): then this is a retransmission, answered as before whatever the account says
+    // now, or another body. Read only on refusal: the hot path stays at two calls.
+    if (!sessionChecked) {
+      sessionChecked = true;
+      const existing = await getSessionItem(store, sessionId);
+      if (existing) return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+    }
+    const shown = serviceAccount ? `the ${serviceAccount.classification} account of ${command.accountId}` : `account ${chargedAccountId}`;
+    if (refusal === 'not_found') fail('not_found', `${shown} does not exist`);
+    if (refusal === 'account_inactive') fail('account_inactive', `${shown} is suspended or expired`);
+    if (result.main === 'inactive') fail('account_inactive', `the main account of ${chargedAccountId} fails authorization`);
+    const shorter = computeGrant(command.requested, price, result.account!.available);
     if (!shorter) {
       const why = result.main === 'limit' ? ': its consumption limit is reached' : result.account!.mainAccountId ? ' (nor can its main account)' : '';
-      fail('insufficient_credit', `account ${chargedAccountId} cannot pay one block of ${command.serviceId}${why}`, { finalUnitAction: 'terminate' });
+      fail('insufficient_credit', `${shown} cannot pay one block of ${command.serviceId}${why}`, finalUnitExtras(serviceAccount?.finalUnit));
     }
     grant = shorter!;
   }
-  invariant(committed, 'reserve gave up after repeated contention');
-  const wantedUnits = optimisticGrant(command.requested, service.price)!.units;
+  if (!committed) throw new ChargingError('temporarily_unavailable', `the account ${chargedAccountId} changed too often to reserve; retry with the same requestId`);
+  const wantedUnits = optimisticGrant(command.requested, price)!.units;
   const answer: StoredAnswer = {
     status: 201,
     body: {
       sessionId,
       multiSessionId: command.multiSessionId ?? sessionId,
       state: 'active',
-      chargedAccountId,
+      chargedAccountId: command.accountId,
+      ...(serviceAccount ? { serviceAccount: serviceAccount.classification, unit: service.unit } : {}),
       granted: { units: entry.gu, amount: entry.amt },
       validUntil: entry.vu,
       interimIntervalSeconds: service.interimIntervalSeconds,
-      ...(entry.gu < wantedUnits ? { finalUnit: { action: 'terminate' } } : {}),
+      ...(entry.gu < wantedUnits ? { finalUnit: serviceAccount?.finalUnit ?? { action: 'terminate' } } : {}),
     },
   };
   const session: SessionItem = {
@@ -199,7 +255,8 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
     clientId: command.clientId,
     serviceId: command.serviceId,
     unit: service.unit,
-    price: service.price,
+    price,
+    ...(serviceAccount ? { finalUnit: serviceAccount.finalUnit } : {}),
     multiSessionId: command.multiSessionId ?? sessionId,
     validitySeconds: service.validitySeconds,
     interimIntervalSeconds: service.interimIntervalSeconds,
@@ -212,18 +269,23 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
     lastUpdateAt: entry.at,
     refundedMinor: 0,
     returnedMinor: 0,
-    answers: { [command.requestId]: { h: bodyHash, answer } },
+    answers: { [answerKey(command.requestId)]: { h: bodyHash, answer } },
+    nonce: entry.n,
   };
+  // The ledger is read newest first, by time: entries recorded long after their hold (a hold
+  // the sweep released meanwhile) go in at the time they are written, not behind readers.
+  const recordedAt = released ? store.now().toISOString() : entry.at;
   const entries = sessionEntries(
-    { accountId: chargedAccountId, sessionId, requestId: command.requestId, at: entry.at, seq: 1 },
+    { accountId: chargedAccountId, sessionId, requestId: command.requestId, at: recordedAt, seq: 1 },
     [{ type: 'reserve', amount: 0, reservedDelta: entry.amt, units: entry.gu }],
   );
+  let result = answer;
   try {
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({
       TransactItems: [
         { Put: {
           TableName: store.tableName,
-          Item: { ...key.session(sessionId), ...session, dueShard: shardOf(sessionId), dueAt: nextDueAt(entry.at, session.interimIntervalSeconds, session.validUntil) },
+          Item: { ...key.session(sessionId), ...session, dueShard: dueShardOf(sessionId), dueAt: nextDueAt(entry.at, session.interimIntervalSeconds, session.validUntil) },
           ConditionExpression: 'attribute_not_exists(pk)',
         } },
         ...entries.map((e) => ledgerPut(store, e)),
@@ -234,30 +296,78 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
       ],
     })));
   } catch (error) {
-    if (!cancellationReasons(error)) throw error;
-    // The session item is there already: a concurrent duplicate finished first, or the
-    // requestId opened another session (then the hold just taken is voided).
+    // Anything but "the session item exists" (a transient conflict is temporarily_unavailable
+    // by now) leaves the hold recorded on the account: a retry finishes it, or the sweep.
+    if (!conditionFailedAt(error, 0)) throw error;
     const existing = await requireSession(store, sessionId);
-    // The hold this call took is the session's own unless the session was opened before it
-    // (a replay after the session's entry left the account, or another body).
-    const holdIsOurs = existing.chargedAccountId === chargedAccountId && existing.createdAt === entry.at;
-    if (heldNow && !holdIsOurs) await voidHold(store, chargedAccountId, sessionId, entry);
-    const previous = existing.answers?.[command.requestId];
-    if (previous?.h === bodyHash) return previous.answer;
-    fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+    // The hold is the session's own only if the session was opened by it (same nonce): else it
+    // is a second hold, taken by a retransmission after the session's entry left the account
+    // (by this attempt or by an earlier one that died), or under another body: it goes back.
+    if (existing.nonce !== entry.n) await voidHold(store, chargedAccountId, sessionId, entry);
+    const previous = answerIn(existing, command.requestId);
+    if (previous?.h !== bodyHash) fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+    result = previous!.answer;
+    if (existing.nonce !== entry.n) return result;
   }
-  return answer;
+  // The sweep gave this hold back before the session existed: record that as its expiry.
+  if (released) await rollForward(store, await requireSession(store, sessionId), { ...released, at: recordedAt });
+  return result;
 }
 
-/** Gives back a hold taken under a requestId that turned out to belong to another session. */
-async function voidHold(store: Store, accountId: string, sessionId: string, entry: OpEntry): Promise<void> {
-  await store.db.send(new UpdateCommand({
-    TableName: store.tableName, Key: key.account(accountId),
-    UpdateExpression: 'SET reserved = reserved - :a, available = available + :a REMOVE ops.#op',
-    ConditionExpression: 'ops.#op.h = :h AND ops.#op.seq = :one AND ops.#op.#at = :at',
-    ExpressionAttributeNames: { '#op': sessionId, '#at': 'at' },
-    ExpressionAttributeValues: { ':a': entry.amt, ':h': entry.h, ':one': 1, ':at': entry.at },
-  })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
+/** The hold a released orphan carried (see releaseOrphanHold), as its reserve took it. */
+function heldBefore(released: OpEntry): OpEntry | null {
+  const o = released.o;
+  if (!o) return null;
+  return { seq: 1, amt: o.amt, gu: o.gu, u: 0, chg: 0, rid: o.rid, h: o.h, n: o.n, at: o.at, vu: released.vu };
+}
+
+/**
+ * Gives back a hold its session never knew: taken under a requestId whose session was opened
+ * by another hold (a retransmission after the session's entry left the account, or another
+ * body). Only that very hold (nonce), only while it is still a live seq-1 hold.
+ */
+export async function voidHold(store: Store, accountId: string, sessionId: string, entry: OpEntry): Promise<boolean> {
+  try {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.account(accountId),
+      UpdateExpression: 'SET reserved = reserved - :a, available = available + :a REMOVE ops.#op',
+      ConditionExpression: 'ops.#op.n = :n AND ops.#op.seq = :one AND attribute_not_exists(ops.#op.done)',
+      ExpressionAttributeNames: { '#op': sessionId },
+      ExpressionAttributeValues: { ':a': entry.amt, ':n': entry.n, ':one': 1 },
+    }));
+    return true;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    return false;
+  }
+}
+
+/**
+ * The sweep: a hold whose reserve died before writing its session, and was not retried
+ * while its grant was valid, goes back. The entry stays a while as a finished expiry (seq 2,
+ * as the sweep would expire the session) that keeps the hold (`o`): a reserve still writing
+ * the session then has it expired by roll-forward, and a late retry of that reserve records
+ * the session as opened and expired, answering what it would have answered.
+ */
+export async function releaseOrphanHold(store: Store, accountId: string, sessionId: string, hold: OpEntry): Promise<boolean> {
+  const at = store.now().toISOString();
+  const release: OpEntry = {
+    seq: 2, amt: 0, gu: 0, u: 0, chg: 0, rid: 'expire:1', h: 'sweep', n: newNonce(), at, vu: hold.vu, done: 'expired',
+    o: { amt: hold.amt, gu: hold.gu, at: hold.at, n: hold.n, rid: hold.rid, h: hold.h },
+  };
+  try {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.account(accountId),
+      UpdateExpression: 'SET reserved = reserved - :a, available = available + :a, ops.#op = :release',
+      ConditionExpression: 'ops.#op.n = :n AND ops.#op.seq = :one AND attribute_not_exists(ops.#op.done)',
+      ExpressionAttributeNames: { '#op': sessionId },
+      ExpressionAttributeValues: { ':a': hold.amt, ':n': hold.n, ':one': 1, ':release': release },
+    }));
+    return true;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    return false; // finished meanwhile by a retry, or already released
+  }
 }
 
 // ---------------------------------------------------------- update and terminate (CCR-U/T)
@@ -271,7 +381,7 @@ type StepKind = 'update' | 'debit' | 'release';
 async function step(store: Store, sessionId: string, kind: StepKind, command: StepCommand, bodyHash: string): Promise<StoredAnswer> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const session = await requireSession(store, sessionId);
-    if (session.parties) return (await import('./parties.js')).partyStep(store, session, kind, command, bodyHash);
+    if (session.parties) return partyStep(store, session, kind, command, bodyHash);
     const replay = replayOrConflict(session, command.requestId, bodyHash);
     if (replay) return replay;
     if (session.state !== 'active') fail('session_closed', `session ${sessionId} is ${session.state}`, { state: session.state });
@@ -287,7 +397,7 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
       const newHold = grant?.amountMinor ?? 0;
       const candidate: OpEntry = {
         seq: session.seq + 1, amt: newHold, gu: grant?.units ?? 0, u: usage.usedUnitsTotal, chg: usage.chargedMinorTotal,
-        rid: command.requestId, h: bodyHash, at: now.toISOString(),
+        rid: command.requestId, h: bodyHash, n: newNonce(), at: now.toISOString(),
         vu: closing ? session.validUntil : addSeconds(now, session.validitySeconds),
         ...(closing ? { done: kind === 'release' ? 'released' : 'closed' } as const : {}),
         ...(grant ? {} : { denied: true }),
@@ -314,7 +424,8 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
     if (!entry) continue;
     return finishStep(store, session, kind, command, bodyHash, entry, denied);
   }
-  throw new ChargingError('conflict', `session ${sessionId} changed too often to apply this request; retry it`);
+  // Nothing of this request was applied (each try that found its step applied returned).
+  throw new ChargingError('temporarily_unavailable', `session ${sessionId} changed too often to apply this request; retry it with the same requestId`);
 }
 
 async function finishStep(store: Store, session: SessionItem, kind: StepKind, command: StepCommand, bodyHash: string, entry: OpEntry, denied: boolean): Promise<StoredAnswer> {
@@ -328,10 +439,10 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
   let answer: StoredAnswer;
   if (kind === 'update') {
     answer = denied
-      ? { status: 402, body: { code: 'insufficient_credit', detail: 'no credit left for another grant; the reported usage was charged', charged, finalUnitAction: 'terminate' } }
+      ? { status: 402, body: { code: 'insufficient_credit', detail: 'no credit left for another grant; the reported usage was charged', charged, ...finalUnitExtras(session.finalUnit) } }
       : { status: 200, body: {
         granted: { units: entry.gu, amount: entry.amt }, validUntil: entry.vu, interimIntervalSeconds: intervalSeconds, charged,
-        ...(command.requested && 'units' in command.requested && entry.gu < command.requested.units ? { finalUnit: { action: 'terminate' } } : {}),
+        ...(command.requested && 'units' in command.requested && entry.gu < command.requested.units ? { finalUnit: session.finalUnit ?? { action: 'terminate' } } : {}),
       } };
   } else if (kind === 'debit') {
     answer = { status: 200, body: { state, charged, returned: { amount: remainder } } };
@@ -344,7 +455,7 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
     { type: 'debit', amount: -chargeMinor, reservedDelta: -chargeMinor, units: entry.u - previous.usedUnits },
     { type: entry.amt - remainder >= 0 ? 'reserve' : 'release', amount: 0, reservedDelta: entry.amt - remainder },
   ]);
-  const names: Record<string, string> = { '#state': 'state', '#hold': 'hold', '#rid': command.requestId };
+  const names: Record<string, string> = { '#state': 'state', '#hold': 'hold', '#rid': answerKey(command.requestId) };
   const values: Record<string, unknown> = {
     ':seq': session.seq, ':next': entry.seq, ':state': state, ':hold': hold, ':at': entry.at, ':vu': entry.vu,
     ':answer': { h: bodyHash, answer }, ':returned': closing ? remainder : 0,
@@ -364,13 +475,16 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
       ],
     })));
   } catch (error) {
-    if (!cancellationReasons(error)) throw error;
-    // Someone (a concurrent duplicate of this request) recorded the step first.
+    // Anything but "the session moved" (a transient conflict is temporarily_unavailable by
+    // now) leaves the step recorded on the account only: the retry, or any other request on
+    // the session, or the sweep, rolls it forward.
+    if (!conditionFailedAt(error, 0)) throw error;
+    // Someone (a concurrent duplicate of this request, a roll-forward) recorded the step first.
     const now = await requireSession(store, session.sessionId);
     return replayOrConflict(now, command.requestId, bodyHash) ?? fail('conflict', 'the session moved on; retry');
   }
   if (closing) {
-    markFinalized(store, session.chargedAccountId, session.sessionId, entry.seq);
+    markFinalized(store, session.chargedAccountId, session.sessionId, entry);
     await afterClose(store, session);
   }
   return answer;
@@ -379,7 +493,6 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
 /** A session of a multi-session closed: when it was the last, settle the combined rating. */
 async function afterClose(store: Store, session: SessionItem): Promise<void> {
   if (session.multiSessionId === session.sessionId) return;
-  const { settleMultiSession } = await import('./multisession.js');
   await settleMultiSession(store, session.multiSessionId);
 }
 
@@ -390,8 +503,10 @@ export async function rollForward(store: Store, session: SessionItem, recorded: 
     return;
   }
   const kind: StepKind = recorded.done === 'closed' ? 'debit' : recorded.done === 'released' ? 'release' : 'update';
+  // A refusal (the session moved: someone else recorded it) is fine; contention is not: the
+  // step would stay unrecorded while its caller went on as if it were.
   await finishStep(store, session, kind, { requestId: recorded.rid, usedUnits: recorded.u - session.hold.usedUnits }, recorded.h, recorded, !!recorded.denied)
-    .catch((error) => { if (!(error instanceof ChargingError)) throw error; });
+    .catch((error) => { if (!(error instanceof ChargingError) || error.code === 'temporarily_unavailable') throw error; });
 }
 
 export const updateSession = (store: Store, sessionId: string, command: StepCommand, bodyHash: string) =>
@@ -431,7 +546,7 @@ export async function refundSession(store: Store, sessionId: string, command: { 
           TableName: store.tableName, Key: key.session(sessionId),
           UpdateExpression: 'SET refundedMinor = :total, answers.#rid = :answer',
           ConditionExpression: 'refundedMinor = :before AND attribute_not_exists(answers.#rid)',
-          ExpressionAttributeNames: { '#rid': command.requestId },
+          ExpressionAttributeNames: { '#rid': answerKey(command.requestId) },
           ExpressionAttributeValues: { ':total': refundedMinor, ':before': session.refundedMinor, ':answer': { h: bodyHash, answer } },
         } },
         { Update: {
@@ -444,7 +559,7 @@ export async function refundSession(store: Store, sessionId: string, command: { 
       ],
     })));
   } catch (error) {
-    if (!cancellationReasons(error)) throw error;
+    if (!conditionFailedAt(error, 0)) throw error;
     return refundSession(store, sessionId, command, bodyHash, ledgerType); // the session moved: decide again on what it is now
   }
   return answer;
@@ -467,7 +582,6 @@ export async function sweepSession(store: Store, sessionId: string, notifier?: N
     if (session.parties) {
       // Every step of a party session is one transaction: expiring it is one too.
       if (session.validUntil > now) return session.state === 'active' ? askForReport(store, session, now, notifier) : 'not_due';
-      const { expirePartySession } = await import('./parties.js');
       if (!(await expirePartySession(store, session))) continue;
       await notifier?.publish([{ type: 'session_expired', at: now, ...sessionRefs(session), returned: { amount: session.hold.holdMinor } }]);
       return 'expired';
@@ -476,7 +590,7 @@ export async function sweepSession(store: Store, sessionId: string, notifier?: N
     const usage = rateUsage(session.hold, 0, session.price);
     const entry: OpEntry = {
       seq: session.seq + 1, amt: 0, gu: 0, u: session.hold.usedUnits, chg: session.hold.chargedMinor,
-      rid: `expire:${session.seq}`, h: 'sweep', at: now, vu: session.validUntil, done: 'expired',
+      rid: `expire:${session.seq}`, h: 'sweep', n: newNonce(), at: now, vu: session.validUntil, done: 'expired',
     };
     const result = await applyOp(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movementFor(session.hold, usage, 0), entry);
     let applied = entry;
@@ -487,7 +601,9 @@ export async function sweepSession(store: Store, sessionId: string, notifier?: N
         continue;
       }
       if (recorded?.rid !== entry.rid || recorded.seq !== entry.seq) continue; // an update won the race
-      applied = recorded; // a concurrent sweep moved the money: finish its record
+      // A concurrent sweep moved the money (or released the hold before the session was
+      // written, see releaseOrphanHold): finish its record.
+      applied = recorded;
     }
     if (!(await recordExpiry(store, session, applied))) return 'gone';
     await notifier?.publish([{ type: 'session_expired', at: applied.at, ...sessionRefs(session), returned: { amount: session.hold.holdMinor } }]);
@@ -502,7 +618,7 @@ export const expireSession = (store: Store, sessionId: string) => sweepSession(s
 
 function sessionRefs(session: SessionItem) {
   return {
-    sessionId: session.sessionId, multiSessionId: session.multiSessionId, accountId: session.chargedAccountId, clientId: session.clientId,
+    sessionId: session.sessionId, multiSessionId: session.multiSessionId, accountId: publicAccountId(session.chargedAccountId), clientId: session.clientId,
     ...(session.notifyUri ? { notifyUri: session.notifyUri } : {}),
   };
 }
@@ -553,16 +669,15 @@ async function recordExpiry(store: Store, session: SessionItem, applied: OpEntry
       ],
     })));
   } catch (error) {
-    if (!cancellationReasons(error)) throw error;
+    if (!conditionFailedAt(error, 0)) throw error;
     return false;
   }
-  markFinalized(store, session.chargedAccountId, session.sessionId, applied.seq);
+  markFinalized(store, session.chargedAccountId, session.sessionId, applied);
   return true;
 }
 
 /** Sessions whose validUntil is at or before `until`, found through the sparse due index. */
 export async function findDueSessions(store: Store, until: string, limitPerShard: number): Promise<string[]> {
-  const { DUE_INDEX } = await import('./table.js');
   const pages = await Promise.all(Array.from({ length: DUE_SHARDS }, (_, shard) => store.db.send(new QueryCommand({
     TableName: store.tableName,
     IndexName: DUE_INDEX,

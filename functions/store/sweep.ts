@@ -1,8 +1,12 @@
-// The sweep's loop: due sessions from the sparse index, in bounded batches, each handled by
-// conditional writes on the base items (the index is only a hint: it is eventually consistent).
+// The sweep's loop: due sessions and accounts from the sparse index, in bounded batches, each
+// handled by conditional writes on the base items (the index is only a hint: it is
+// eventually consistent).
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { findDueSessions, sweepSession, type SweepOutcome } from './sessions.js';
 import { returnIdleAllotment } from './allotments.js';
-import type { Store } from './db.js';
+import { sweepAccount } from './compaction.js';
+import { dueShardOf, key } from './table.js';
+import { isConditionFailure, type Store } from './db.js';
 import type { Notifier } from '../notify.js';
 
 export interface SweepSummary {
@@ -11,32 +15,95 @@ export interface SweepSummary {
   reportsRequested: number;
   /** Idle allotments given back to their main accounts. */
   allotmentsReturned: number;
+  /** Holds whose reserve died before writing its session, given back (see compaction.ts). */
+  orphansReleased: number;
   notDue: number;
   gone: number;
   /** Due sessions left for the next run (the batches ran out): the "falling behind" signal. */
   backlog: number;
 }
 
+type Outcome = SweepOutcome | 'returned' | 'released';
+
 export async function sweep(store: Store, options: { batchSize: number; maxBatches: number; notifier?: Notifier }): Promise<SweepSummary> {
-  const summary: SweepSummary = { examined: 0, expired: 0, reportsRequested: 0, allotmentsReturned: 0, notDue: 0, gone: 0, backlog: 0 };
+  const summary: SweepSummary = { examined: 0, expired: 0, reportsRequested: 0, allotmentsReturned: 0, orphansReleased: 0, notDue: 0, gone: 0, backlog: 0 };
   const seen = new Set<string>();
   const now = store.now().toISOString();
-  for (let batch = 0; batch < options.maxBatches; batch++) {
+  // One item failing (throttled, contended) does not keep the run from the others; the run
+  // still fails at its end, so the failure is seen (the item stays due for the next run).
+  let failure: { error: unknown } | undefined;
+  const settle = (run: () => Promise<Outcome>) => run().catch((error): null => { failure ??= { error }; return null; });
+  let drained = false;
+  for (let batch = 0; batch < options.maxBatches && !drained; batch++) {
     const due = (await findDueSessions(store, now, options.batchSize)).filter((id) => !seen.has(id));
-    if (due.length === 0) return summary;
+    if (due.length === 0) { drained = true; break; }
     due.forEach((id) => seen.add(id));
-    const outcomes = await Promise.all(due.map((id): Promise<SweepOutcome | 'returned'> => id.startsWith('ACC#')
-      ? returnIdleAllotment(store, id.slice('ACC#'.length)).then((r) => (r === 'returned' ? 'returned' : r === 'busy' ? 'not_due' : 'gone'))
-      : sweepSession(store, id, options.notifier)));
+    const outcomes = await Promise.all(due.map((id) => settle(() => (id.startsWith('ACC#')
+      ? sweepAccountItem(store, id.slice('ACC#'.length))
+      : sweepSession(store, id, options.notifier)))));
     for (const outcome of outcomes) {
       summary.examined++;
       if (outcome === 'expired') summary.expired++;
       else if (outcome === 'report_requested') summary.reportsRequested++;
       else if (outcome === 'returned') summary.allotmentsReturned++;
+      else if (outcome === 'released') summary.orphansReleased++;
       else if (outcome === 'not_due') summary.notDue++;
-      else summary.gone++;
+      else if (outcome !== null) summary.gone++;
     }
   }
-  summary.backlog = (await findDueSessions(store, now, 1)).filter((id) => !seen.has(id)).length;
+  if (failure) throw failure.error;
+  if (!drained) summary.backlog = (await findDueSessions(store, now, 1)).filter((id) => !seen.has(id)).length;
   return summary;
+}
+
+/**
+ * An account in the due index: what its operations left unfinished is finished (see
+ * sweepAccount), an attached account's idle allotment goes back, and the account's place in
+ * the index moves to when it next needs a look, or it leaves the index when nothing is left.
+ */
+async function sweepAccountItem(store: Store, accountId: string): Promise<Outcome> {
+  const visit = await sweepAccount(store, accountId);
+  if (!visit.account) return 'gone';
+  let outcome: Outcome = visit.released > 0 ? 'released' : 'not_due';
+  if (visit.account.mainAccountId) {
+    // The allotment's idle return decides the mark of an attached account (it keeps it while
+    // anything is reserved); when it took the mark away and entries are left, they put it back.
+    const returned = await returnIdleAllotment(store, accountId);
+    if (returned === 'returned' && outcome === 'not_due') outcome = 'returned';
+    if (visit.next) await markDue(store, accountId, visit.next, 'if_absent');
+    return outcome;
+  }
+  if (visit.next) await markDue(store, accountId, visit.next, 'always');
+  else await unmarkIfEmpty(store, accountId);
+  return outcome;
+}
+
+async function markDue(store: Store, accountId: string, dueAt: string, when: 'always' | 'if_absent'): Promise<void> {
+  try {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.account(accountId),
+      UpdateExpression: 'SET dueShard = :shard, dueAt = :due',
+      ConditionExpression: when === 'always' ? 'attribute_exists(pk)' : 'attribute_exists(pk) AND attribute_not_exists(dueAt)',
+      ExpressionAttributeValues: { ':shard': dueShardOf(accountId), ':due': dueAt },
+    }));
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+  }
+}
+
+/**
+ * Out of the index only while `ops` is empty, checked in the same write: an operation that
+ * lands meanwhile did not mark the account (it was marked), so the mark must stay for it.
+ */
+async function unmarkIfEmpty(store: Store, accountId: string): Promise<void> {
+  try {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.account(accountId),
+      UpdateExpression: 'REMOVE dueShard, dueAt',
+      ConditionExpression: 'size(ops) = :zero',
+      ExpressionAttributeValues: { ':zero': 0 },
+    }));
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error; // entries came: the mark stays (due now: the next run looks)
+  }
 }

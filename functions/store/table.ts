@@ -9,9 +9,16 @@
 //   LEDGER#<accountId>      <at>#<entryId>        append-only ledger entries, newest last
 //   REQ#<requestId>         REQUEST               answer of a one-shot request (top-up, event)
 //
+// The sparse `due` index holds open sessions (at their next report or expiry) and accounts
+// with `ops` entries the sweep may have to finish: a hold whose reserve died before its
+// session was written, a debit whose record was never written, a finished entry nobody
+// removed (see compaction.ts). An account write puts the account there only if it is not
+// there already (`if_not_exists`), so the hot path adds no index writes.
+//
 // Accounts are the only hot items: they change only by single-item conditional
 // UpdateItem, never inside a transaction on the hot path. `available` is stored (not
 // derived) because condition expressions cannot do arithmetic.
+import { createHash } from 'node:crypto';
 import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 
 export const key = {
@@ -27,6 +34,9 @@ export const key = {
 /** Sparse index of open sessions by the time they are due for the sweep, sharded. */
 export const DUE_INDEX = 'due';
 export const DUE_SHARDS = 8;
+
+/** The shard of the due index an item (a session, an account) goes to. */
+export const dueShardOf = (id: string) => `due#${createHash('sha256').update(id).digest()[0]! % DUE_SHARDS}`;
 
 export function tableDefinition(tableName: string): CreateTableCommandInput {
   return {

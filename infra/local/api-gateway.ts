@@ -102,6 +102,9 @@ export function startLocalApi(options: LocalApiOptions): Promise<Server> {
       if (body === null) return problem(res, 413, 'validation_failed', 'body over 1 MiB');
       const local = options.extra?.(method, url.pathname);
       if (local) {
+        // The local operator routes need the same token as the API (API.md: every route but /health).
+        const token = process.env.CHARGING_API_TOKEN;
+        if (token && req.headers.authorization !== `Bearer ${token}`) return problem(res, 401, 'unauthorized', 'missing or wrong bearer token');
         const { status, body: answer } = await local();
         res.writeHead(status, { 'content-type': 'application/json' });
         return res.end(JSON.stringify(answer));

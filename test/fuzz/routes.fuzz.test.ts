@@ -8,7 +8,7 @@
 //   3. Object.prototype is never polluted.
 // The seed is fixed and printed; FUZZ_SEED=<n> runs another one, FUZZ_RUNS=<n> changes the
 // number of runs per route, FUZZ_INCLUDE_KNOWN=1 keeps known bugs' inputs. Inputs that trigger the bugs listed in KNOWN (with regression
-// tests at the end of this file) are left out of property 1 and counted.
+// tests at the end of this file) are left out of property 1 and counted; none is open now.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { GetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
@@ -25,11 +25,15 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? 150);
 const INCLUDE_KNOWN = process.env.FUZZ_INCLUDE_KNOWN === '1';
 const INVALID_BATCHES = Number(process.env.FUZZ_INVALID_BATCHES ?? 60);
 
-/** Bugs found by this file; inputs that trigger them are kept out of property 1. */
-const KNOWN = {
-  hugeNumbers: 'money or unit counts that are valid (<= 2^53-1) but overflow in rating or in the balance answer 500; a huge top-up is written first and leaves the account unreadable',
-  prototypeRequestIds: 'requestIds that are Object.prototype property names (__proto__, constructor, toString, ...) are refused with 409 idempotency_conflict, or 500 on reserve',
-} as const;
+/**
+ * Open bugs found by this file; inputs that trigger them are kept out of property 1. None is
+ * open now. Fixed, with their regression tests at the end of this file (and their inputs back
+ * in property 1): hugeNumbers (money or unit counts valid up to 2^53-1 that overflowed in
+ * rating or in the balance and answered 500; a huge top-up was written and left the account
+ * unreadable), prototypeRequestIds (requestIds that are Object.prototype property names,
+ * __proto__, constructor, toString, ..., refused with 409 idempotency_conflict, or 500 on reserve).
+ */
+const KNOWN: Partial<Record<'hugeNumbers' | 'prototypeRequestIds', string>> = {};
 const knownHits = new Map<string, number>();
 const statusTally = new Map<string, Map<number, number>>();
 const HUGE = 1e12;
@@ -369,6 +373,12 @@ function invalidRequest(route: Route): fc.Arbitrary<Request> | null {
 
 /** Inputs that trigger a known bug (see KNOWN): left out of property 1, and counted. */
 function knownBug(request: Request): keyof typeof KNOWN | null {
+  const bug = detectBug(request);
+  return bug && bug in KNOWN ? bug : null;
+}
+
+/** The detectors of the bugs once listed in KNOWN, kept for the next one. */
+function detectBug(request: Request): 'hugeNumbers' | 'prototypeRequestIds' | null {
   let body: any;
   try { body = JSON.parse(request.body); } catch { return null; }
   if (body && typeof body === 'object' && typeof body.requestId === 'string' && NAMES_OF_THE_PROTOTYPE.includes(body.requestId)) return 'prototypeRequestIds';
@@ -492,9 +502,17 @@ describe('invalid requests', () => {
   });
 });
 
-// --------------------------------------------------------------------- known bugs (it.fails)
+// ------------------------------------------------------------- fixed bugs (regression guards)
 
-describe('fuzz findings (bugs in functions/, expected to fail until fixed)', () => {
+describe('fuzz findings (bugs in functions/, fixed: kept as guards)', () => {
+  // On a table of their own: the properties above may have used these very requestIds (a
+  // session id derives from its requestId), and a requestId reused with another body is
+  // rightly 409.
+  beforeAll(async () => {
+    useStore(await testStore());
+    await send({ method: 'PUT', path: '/services/voice', body: JSON.stringify({ unit: 'seconds', price: { amount: 2, per: 60 }, validitySeconds: 300 }) });
+    await send({ method: 'PUT', path: '/services/sms', body: JSON.stringify({ unit: 'events', price: { amount: 5, per: 1 }, validitySeconds: 300 }) });
+  });
   // Each on its own funded account, so nothing the properties above did can change the outcome.
   const funded = async (accountId: string) => {
     const created = await send({ method: 'POST', path: '/accounts', body: JSON.stringify({ accountId, currency: 'EUR', kind: 'prepaid' }) });
@@ -503,19 +521,19 @@ describe('fuzz findings (bugs in functions/, expected to fail until fixed)', () 
     return accountId;
   };
 
-  it.fails('hugeNumbers: a direct debit of 2^53-1 events is refused with a 4xx, not 500', async () => {
+  it('hugeNumbers: a direct debit of 2^53-1 events is refused with a 4xx, not 500', async () => {
     const accountId = await funded('kb-1');
     const answer = await send({ method: 'POST', path: '/debits', body: JSON.stringify({ requestId: 'big-1', accountId, clientId: 'c', serviceId: 'sms', units: 2 ** 53 - 1 }) });
     expect(answer.status, answer.text).toBeLessThan(500);
   });
 
-  it.fails('hugeNumbers: a reserve of { amount: 2^53-1 } is answered 201 or 402, not 500', async () => {
+  it('hugeNumbers: a reserve of { amount: 2^53-1 } is answered 201 or 402, not 500', async () => {
     const accountId = await funded('kb-2');
     const answer = await send({ method: 'POST', path: '/sessions', body: JSON.stringify({ requestId: 'big-2', accountId, clientId: 'c', serviceId: 'voice', requested: { amount: 2 ** 53 - 1 } }) });
     expect(answer.status, answer.text).toBeLessThan(500);
   });
 
-  it.fails('hugeNumbers: an update reporting 2^53-1 used units after some usage is answered with a 4xx, not 500', async () => {
+  it('hugeNumbers: an update reporting 2^53-1 used units after some usage is answered with a 4xx, not 500', async () => {
     const accountId = await funded('kb-5');
     const opened = await send({ method: 'POST', path: '/sessions', body: JSON.stringify({ requestId: 'big-5', accountId, clientId: 'c', serviceId: 'voice', requested: { units: 60 } }) });
     if (opened.status !== 201) throw new Error(`setup: ${opened.text}`);
@@ -526,7 +544,7 @@ describe('fuzz findings (bugs in functions/, expected to fail until fixed)', () 
     expect(answer.status, answer.text).toBeLessThan(500);
   });
 
-  it.fails('hugeNumbers: a top-up that would carry the balance past 2^53-1 is refused and leaves the account readable', async () => {
+  it('hugeNumbers: a top-up that would carry the balance past 2^53-1 is refused and leaves the account readable', async () => {
     await send({ method: 'POST', path: '/accounts', body: JSON.stringify({ accountId: 'fz-big', currency: 'EUR', kind: 'prepaid' }) });
     await send({ method: 'POST', path: '/accounts/fz-big/topup', body: JSON.stringify({ requestId: 'big-3', amount: 1000 }) });
     const topUp = await send({ method: 'POST', path: '/accounts/fz-big/topup', body: JSON.stringify({ requestId: 'big-4', amount: 2 ** 53 - 1 }) });
@@ -535,7 +553,7 @@ describe('fuzz findings (bugs in functions/, expected to fail until fixed)', () 
     expect(read.status, read.text).toBe(200);
   });
 
-  it.fails('prototypeRequestIds: an update whose requestId is "constructor" is applied, not refused as idempotency_conflict', async () => {
+  it('prototypeRequestIds: an update whose requestId is "constructor" is applied, not refused as idempotency_conflict', async () => {
     const accountId = await funded('kb-6');
     const opened = await send({ method: 'POST', path: '/sessions', body: JSON.stringify({ requestId: 'proto-open', accountId, clientId: 'c', serviceId: 'voice', requested: { units: 60 } }) });
     if (opened.status !== 201) throw new Error(`setup: ${opened.text}`);
@@ -543,7 +561,7 @@ describe('fuzz findings (bugs in functions/, expected to fail until fixed)', () 
     expect(answer.status, answer.text).toBe(200);
   });
 
-  it.fails('prototypeRequestIds: a reserve whose requestId is "__proto__" is answered 201, not 500', async () => {
+  it('prototypeRequestIds: a reserve whose requestId is "__proto__" is answered 201, not 500', async () => {
     const accountId = await funded('kb-7');
     const answer = await send({ method: 'POST', path: '/sessions', body: JSON.stringify({ requestId: '__proto__', accountId, clientId: 'c', serviceId: 'voice', requested: { units: 60 } }) });
     expect(answer.status, answer.text).toBe(201);

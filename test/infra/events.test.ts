@@ -15,11 +15,12 @@ const eventsDir = join(repoRoot, 'events');
 
 /** The replay order of events/README.md. */
 const replayOrder = [
-  'health', 'put-service', 'get-service', 'create-account', 'create-account-bob', 'patch-account', 'get-account', 'topup', 'reserve',
+  'health', 'put-service', 'get-service', 'create-account', 'create-account-bob', 'patch-account', 'get-account', 'topup',
+  'put-service-account', 'recharge-service-account', 'get-service-account', 'service-account-ledger', 'reserve',
   'propose', 'agree', 'get-session', 'get-multi-session', 'update', 'debit', 'refund', 'direct-debit', 'ledger',
   'notifications', 'interim-sweep', 'recharge-trigger',
 ];
-const created = new Set(['reserve', 'create-account', 'create-account-bob', 'propose', 'direct-debit']);
+const created = new Set(['put-service-account', 'reserve', 'create-account', 'create-account-bob', 'propose', 'direct-debit']);
 
 const readEvent = (file: string) => JSON.parse(readFileSync(join(eventsDir, `${file}.json`), 'utf8'));
 
@@ -44,6 +45,7 @@ function actionsFor(command: any): string[] {
     case 'Put': return ['PutItem'];
     case 'Update': return ['UpdateItem'];
     case 'Delete': return ['DeleteItem'];
+    case 'BatchGet': return ['BatchGetItem'];
     case 'Query': return [input.IndexName ? `Query@${input.IndexName}` : 'Query'];
     case 'Scan': return [input.IndexName ? `Scan@${input.IndexName}` : 'Scan'];
     case 'TransactWrite':
@@ -165,17 +167,21 @@ describe('events/', () => {
     expect(byFile.debit.state).toBe('closed');
     expect(byFile['interim-sweep']).toMatchObject({ examined: expect.any(Number), expired: 0 });
     expect(byFile['recharge-trigger']).toMatchObject({ recharged: 0, failed: 0 });
-    // 1000 topped up; 180 s charged (6), 2 refunded, one 60 s event (2): 1000 - 6 + 2 - 2.
+    // 100 cents of alice's money bought 1024 KB for her data service account.
+    expect(byFile['get-service-account']).toMatchObject({ classification: 'data', unit: 'kilobytes', balance: 1024 });
+    expect(byFile['service-account-ledger'].entries).toEqual([expect.objectContaining({ type: 'recharge', amount: 1024 })]);
+    // 1000 topped up; 100 into the data account; 180 s charged (6), 2 refunded, one 60 s event (2).
     expect(byFile.ledger.entries.length).toBeGreaterThan(0);
     firstAccount = await readAccount();
-    expect(firstAccount).toMatchObject({ accountId: 'alice', balance: 994, reserved: 0, available: 994 });
+    expect(firstAccount).toMatchObject({ accountId: 'alice', balance: 894, reserved: 0, available: 894 });
+    expect(firstAccount.serviceAccounts).toEqual([expect.objectContaining({ classification: 'data', balance: 1024 })]);
   });
 
   it('replayed again, answers the same and moves no money', async () => {
     const results = await replay();
     for (const { file, status } of results) {
       if (status === undefined) continue;
-      expect({ file, status }).toEqual({ file, status: created.has(file) && !file.startsWith('create-account') ? 201 : 200 });
+      expect({ file, status }).toEqual({ file, status: created.has(file) && !file.startsWith('create-account') && file !== 'put-service-account' ? 201 : 200 });
     }
     // Every request is a repeat: none may change alice's money (named per event when one does).
     const moved: Array<{ file: string; balance: number; reserved: number; available: number }> = [];

@@ -237,11 +237,12 @@ describe('least privilege', () => {
     }
   });
 
-  it('health touches no table; sessions-read only reads; only the sweep queries the due index', () => {
+  it('health touches no table; sessions-read only reads; only the sweep and the recharge trigger query the due index', () => {
     expect(statementsOf('health').flatMap(actionsOf).filter((a) => a.startsWith('dynamodb:'))).toEqual([]);
     expect(dynamoGrants('sessions-read')).toEqual(['GetItem', 'Query']);
     expect(dynamoGrants('interim-sweep')).toContain('Query@due');
-    for (const name of functionNames.filter((n) => n !== 'interim-sweep')) {
+    expect(dynamoGrants('recharge-trigger')).toContain('Query@due');
+    for (const name of functionNames.filter((n) => n !== 'interim-sweep' && n !== 'recharge-trigger')) {
       expect(dynamoGrants(name).some((g) => g.endsWith('@due'))).toBe(false);
     }
   });

@@ -1,8 +1,8 @@
 // Bugs the simulator found in functions/, each as a small deterministic scenario through the
-// real handlers (dispatch) against DynamoDB Local. They are `it.fails`: each asserts what
-// the contract promises, fails on the current code, and so passes. When a bug is fixed its
-// test starts failing: turn it into a plain `it`, and drop the bug from KNOWN_BUGS in
-// test/sim/simulator.ts so the simulator exercises that workload again.
+// real handlers (dispatch) against DynamoDB Local, asserting what the contract promises. A
+// bug found and not yet fixed is recorded as `it.fails` (it fails on the current code, and
+// so passes); once fixed it is a plain `it`, kept as a guard, and the bug leaves KNOWN_BUGS
+// in test/sim/simulator.ts so the simulator exercises that workload again. All are fixed now.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { dispatch, loadHandler } from '../../infra/local/api-gateway.js';
@@ -105,7 +105,7 @@ async function harness(balance = 100) {
   return { store, clock, call, callUntilFinal, money, dieBetweenWrites, timeoutAfterNextAccountWrite, timeoutAfterNextTransaction, failWith, heal, after, sweep };
 }
 
-describe('simulator findings (bugs in functions/, expected to fail until fixed)', () => {
+describe('simulator findings (bugs in functions/, fixed: kept as guards)', () => {
   // Found by the simulator (seed 5, --ops 3000) and fixed meanwhile in 1799f84: kept as a guard.
   it('lateDirectDebitDuplicate (fixed): a direct debit delivered again after its ops entry was compacted is not charged twice', async () => {
     const h = await harness(100);
@@ -120,7 +120,7 @@ describe('simulator findings (bugs in functions/, expected to fail until fixed)'
     expect(await h.money()).toEqual({ balance: 90, reserved: 0, ledgerBalance: 90, ledgerReserved: 0 });
   });
 
-  it.fails('sameMillisecondIdentity: a direct debit delivered again within the same clock millisecond, after compaction, is not charged twice', async () => {
+  it('sameMillisecondIdentity: a direct debit delivered again within the same clock millisecond, after compaction, is not charged twice', async () => {
     const h = await harness(100);
     const event = { requestId: 'e1', accountId: 'a', clientId: 'smsc', serviceId: 'sms', units: 1 };
     const first = await h.call('POST', '/debits', event);
@@ -131,7 +131,7 @@ describe('simulator findings (bugs in functions/, expected to fail until fixed)'
     expect(await h.money()).toEqual({ balance: 90, reserved: 0, ledgerBalance: 90, ledgerReserved: 0 });
   });
 
-  it.fails('reserveRetryAfterCrashLeaksHold: a late reserve duplicate whose first attempt died after the account write leaves no hold behind', async () => {
+  it('reserveRetryAfterCrashLeaksHold: a late reserve duplicate whose first attempt died after the account write leaves no hold behind', async () => {
     const h = await harness(100);
     const open = { requestId: 'r1', accountId: 'a', clientId: 'c', serviceId: 'voice', requested: { units: 60 } };
     const first = await h.call('POST', '/sessions', open);
@@ -145,7 +145,7 @@ describe('simulator findings (bugs in functions/, expected to fail until fixed)'
     expect(await h.money()).toEqual({ balance: 93, reserved: 0, ledgerBalance: 93, ledgerReserved: 0 }); // ...and nothing held
   });
 
-  it.fails('sameMillisecondIdentity: a reserve requestId reused with another body in the same clock millisecond leaves no hold behind (sim seed 13)', async () => {
+  it('sameMillisecondIdentity: a reserve requestId reused with another body in the same clock millisecond leaves no hold behind (sim seed 13)', async () => {
     const h = await harness(100);
     const open = { requestId: 'r1', accountId: 'a', clientId: 'c', serviceId: 'wallet', requested: { units: 30 } };
     const first = await h.call('POST', '/sessions', open);
@@ -172,7 +172,7 @@ describe('simulator findings (bugs in functions/, expected to fail until fixed)'
     expect(await h.money()).toEqual({ balance: 100, reserved: 0, ledgerBalance: 100, ledgerReserved: 0 });
   });
 
-  it.fails('staleCompactionRemoval: a compaction whose write landed unseen (timeout) does not later remove a new hold under the same id (sim seed 24)', async () => {
+  it('staleCompactionRemoval: a compaction whose write landed unseen (timeout) does not later remove a new hold under the same id (sim seed 24)', async () => {
     const h = await harness(100);
     const open = { requestId: 'r1', accountId: 'a', clientId: 'c', serviceId: 'voice', requested: { units: 60 } };
     const first = await h.call('POST', '/sessions', open);
@@ -202,7 +202,7 @@ describe('simulator findings (bugs in functions/, expected to fail until fixed)'
     expect(await h.money()).toEqual({ balance: 88, reserved: 0, ledgerBalance: 88, ledgerReserved: 0 });
   });
 
-  it.fails('givenUpReserveLeaksHold: a reserve that died after the account write and is never retried is released by the sweep (sim seed 1 --known-bugs on)', async () => {
+  it('givenUpReserveLeaksHold: a reserve that died after the account write and is never retried is released by the sweep (sim seed 1 --known-bugs on)', async () => {
     const h = await harness(100);
     h.dieBetweenWrites();
     expect((await h.call('POST', '/sessions', { requestId: 'r1', accountId: 'a', clientId: 'c', serviceId: 'voice', requested: { units: 600 } })).status).toBe(500);
@@ -212,7 +212,7 @@ describe('simulator findings (bugs in functions/, expected to fail until fixed)'
     expect(await h.money()).toEqual({ balance: 100, reserved: 0, ledgerBalance: 100, ledgerReserved: 0 });
   });
 
-  it.fails('givenUpDirectDebitUnrecorded: a direct debit that died after the account write and is never retried reaches the ledger', async () => {
+  it('givenUpDirectDebitUnrecorded: a direct debit that died after the account write and is never retried reaches the ledger', async () => {
     const h = await harness(100);
     h.dieBetweenWrites();
     expect((await h.call('POST', '/debits', { requestId: 'e1', accountId: 'a', clientId: 'smsc', serviceId: 'sms', units: 2 })).status).toBe(500);
@@ -222,14 +222,14 @@ describe('simulator findings (bugs in functions/, expected to fail until fixed)'
     expect(money.ledgerBalance).toBe(money.balance); // "the entries reconcile with the balance"
   });
 
-  it.fails('topUpReplayBody: a repeated top-up answers its original answer (API.md: "returns the original answer (status and body)")', async () => {
+  it('topUpReplayBody: a repeated top-up answers its original answer (API.md: "returns the original answer (status and body)")', async () => {
     const h = await harness(100);
     const first = await h.call('POST', '/accounts/a/topup', { requestId: 't1', amount: 10 });
     await h.call('POST', '/debits', { requestId: 'e1', accountId: 'a', clientId: 'smsc', serviceId: 'sms', units: 1 });
     expect(await h.call('POST', '/accounts/a/topup', { requestId: 't1', amount: 10 })).toEqual(first);
   });
 
-  it.fails('concurrentCompactionRemoval: in one process (the local server), a removal riding on two concurrent writes does not remove a new entry created in between', async () => {
+  it('concurrentCompactionRemoval: in one process (the local server), a removal riding on two concurrent writes does not remove a new entry created in between', async () => {
     const h = await harness(1000);
     const e1 = { requestId: 'e1', accountId: 'a', clientId: 'app', serviceId: 'wallet', amount: 50 };
     await h.call('POST', '/debits', e1); // finished: evt:e1 is queued for removal
@@ -259,7 +259,7 @@ describe('simulator findings (bugs in functions/, expected to fail until fixed)'
     expect(await h.money()).toEqual({ balance: 948, reserved: 0, ledgerBalance: 948, ledgerReserved: 0 });
   });
 
-  it.fails('exhaustedTransactionConflict: a reserve whose session write keeps meeting TransactionConflict is not answered 404 (hold leaked) (sim seed 1)', async () => {
+  it('exhaustedTransactionConflict: a reserve whose session write keeps meeting TransactionConflict is not answered 404 (hold leaked) (sim seed 1)', async () => {
     const h = await harness(100);
     h.failWith((command) => (command.constructor.name === 'TransactWriteCommand'
       ? named('TransactionCanceledException', { CancellationReasons: [{ Code: 'TransactionConflict' }, { Code: 'None' }] })
@@ -269,9 +269,13 @@ describe('simulator findings (bugs in functions/, expected to fail until fixed)'
     // A transient conflict is a retryable 5xx (or a success), never "not found": the client
     // does not retry a 404, and the hold taken stays on the account.
     expect(answer.status === 201 || (answer.status ?? 0) >= 500, `answered ${answer.status} ${JSON.stringify(answer.body)}`).toBe(true);
+    // The client's retry finishes the reserve from the hold the account recorded: one hold.
+    const retried = await h.call('POST', '/sessions', { requestId: 'r1', accountId: 'a', clientId: 'c', serviceId: 'voice', requested: { units: 60 } });
+    expect(retried).toMatchObject({ status: 201, body: { granted: { amount: 2 } } });
+    expect(await h.money()).toEqual({ balance: 100, reserved: 2, ledgerBalance: 100, ledgerReserved: 2 });
   });
 
-  it.fails('exhaustedTransactionConflict (step): an update whose record write keeps meeting TransactionConflict is not answered a final 409 conflict after its money moved', async () => {
+  it('exhaustedTransactionConflict (step): an update whose record write keeps meeting TransactionConflict is not answered a final 409 conflict after its money moved', async () => {
     const h = await harness(100);
     const opened = await h.call('POST', '/sessions', { requestId: 'r1', accountId: 'a', clientId: 'c', serviceId: 'voice', requested: { units: 60 } });
     h.failWith((command) => (command.constructor.name === 'TransactWriteCommand'
@@ -280,9 +284,13 @@ describe('simulator findings (bugs in functions/, expected to fail until fixed)'
     const answer = await h.call('POST', `/sessions/${opened.body.sessionId}/update`, { requestId: 'u1', used: { units: 60 }, requested: { units: 60 } });
     h.heal();
     expect(answer.status === 200 || (answer.status ?? 0) >= 500, `answered ${answer.status} ${JSON.stringify(answer.body)}`).toBe(true);
+    // The retry records the step the account applied, once.
+    const retried = await h.call('POST', `/sessions/${opened.body.sessionId}/update`, { requestId: 'u1', used: { units: 60 }, requested: { units: 60 } });
+    expect(retried).toMatchObject({ status: 200, body: { charged: { amount: 2 }, granted: { amount: 2 } } });
+    expect(await h.money()).toEqual({ balance: 98, reserved: 2, ledgerBalance: 98, ledgerReserved: 2 });
   });
 
-  it.fails('lateReserveDuplicateRefused: a reserve retransmitted after its session finished answers its original 201 even when credit is now short (sim seed 3)', async () => {
+  it('lateReserveDuplicateRefused: a reserve retransmitted after its session finished answers its original 201 even when credit is now short (sim seed 3)', async () => {
     const h = await harness(40);
     const open = { requestId: 'r1', accountId: 'a', clientId: 'c', serviceId: 'wallet', requested: { units: 20 } };
     const first = await h.call('POST', '/sessions', open);
@@ -292,7 +300,7 @@ describe('simulator findings (bugs in functions/, expected to fail until fixed)'
     expect(await h.call('POST', '/sessions', open)).toEqual(first);
   });
 
-  it.fails('lateReserveDuplicateRefused (another body): a reserve requestId reused with another body is 409 idempotency_conflict even when credit is short', async () => {
+  it('lateReserveDuplicateRefused (another body): a reserve requestId reused with another body is 409 idempotency_conflict even when credit is short', async () => {
     const h = await harness(40);
     const open = { requestId: 'r1', accountId: 'a', clientId: 'c', serviceId: 'wallet', requested: { units: 20 } };
     const first = await h.call('POST', '/sessions', open);

@@ -51,7 +51,7 @@ function summary(result: SimulationResult) {
   const ops = Object.fromEntries(Object.entries(result.counts).filter(([k]) => k.startsWith('op: ')).map(([k, v]) => [k.slice(4), v]));
   const other = Object.fromEntries(Object.entries(result.counts).filter(([k]) => !k.startsWith('op: ')));
   return [
-    `ops done: ${result.opsDone}/${result.ops} in ${(result.elapsedMs / 1000).toFixed(1)} s = ${result.opsPerSecond.toFixed(1)} ops/s (${result.clients} clients, runtime ${result.runtime}${result.runtime === 'lambda' ? `, ${result.containers} containers started` : ''})`,
+    `ops done: ${result.opsDone}/${result.ops} in ${(result.elapsedMs / 1000).toFixed(1)} s = ${result.opsPerSecond.toFixed(1)} ops/s (${result.clients} clients, runtime ${result.runtime}${result.runtime === 'lambda' ? `, ${result.containers} containers started` : ''}, ${result.client} db client)`,
     table('operations', ops),
     table('faults injected', result.faults),
     table('other events', other),
@@ -89,6 +89,7 @@ async function main() {
       runtime: (args.get('runtime') ?? 'lambda') as 'lambda' | 'process',
       ...(args.has('containers') ? { maxContainers: intArg(args, 'containers', 20) } : {}),
       ...(args.has('clock') ? { clock: args.get('clock') as 'realistic' | 'frozen' } : {}),
+      client: (args.get('client') ?? 'direct') as 'sdk' | 'direct',
       log: (line: string) => console.log(line),
     };
     const { result, shrunk } = shrink

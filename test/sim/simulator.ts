@@ -28,7 +28,7 @@ import { apiToken } from '../../functions/config.js';
 import { sessionIdFor } from '../../functions/store/sessions.js';
 import { Rng, splitmix32 } from './prng.js';
 import { drawPlan, type FaultPlan } from './faults.js';
-import { LambdaRuntime, ProcessRuntime, type Runtime, type RuntimeStats } from './runtime.js';
+import { DirectDb, LambdaRuntime, ProcessRuntime, type DbClient, type Runtime, type RuntimeStats } from './runtime.js';
 
 // ------------------------------------------------------------------------------ options
 
@@ -82,6 +82,12 @@ export interface SimulateOptions {
   historyTail?: number;
   /** Milliseconds between progress lines; 0 for none (default 10 s when `log` is given). */
   progressMs?: number;
+  /**
+   * How db calls reach DynamoDB Local (runtime.ts): 'sdk' (default) the deployed document
+   * client; 'direct' the same commands and marshalling without the SDK's middleware, for
+   * long runs where the client's CPU would otherwise starve DynamoDB Local.
+   */
+  client?: DbClient;
 }
 
 /**
@@ -222,6 +228,7 @@ export interface SimulationResult {
   auditCalls: number;
   maxOpsEntries: { count: number; finished: number; bytes: number };
   runtime: 'lambda' | 'process';
+  client: DbClient;
   /** Lambda containers started (cold starts). */
   containers: number;
   totals: { toppedUp: number; charged: number; refunded: number; balances: number; sessions: number; ledgerEntries: number };
@@ -373,6 +380,7 @@ class Simulation {
   private readonly realisticClock: boolean;
   private readonly runtimeKind: 'lambda' | 'process';
   private readonly maxContainers: number;
+  private readonly client: DbClient;
   private runtime!: Runtime;
   private runtimeStats: RuntimeStats = { calls: {}, injected: {}, containers: 0 };
   private readonly injected = new Map<string, number>();
@@ -412,7 +420,8 @@ class Simulation {
     this.historyFile = options.historyFile;
     this.progressMs = options.progressMs ?? (options.log ? 10_000 : 0);
     this.tableName = `sim-${this.seed.toString(16)}-${Date.now().toString(36)}-${(splitmix32(this.seed ^ Date.now()) & 0xffff).toString(16)}`;
-    const auditClient = documentClient({ endpoint: options.endpoint });
+    this.client = options.client ?? 'sdk';
+    const auditClient = this.client === 'direct' ? new DirectDb(options.endpoint) : documentClient({ endpoint: options.endpoint });
     this.audit = { send: (command: any) => { this.auditCalls++; return auditClient.send(command); } } as ReturnType<typeof documentClient>;
     this.endpoint = options.endpoint;
     Atomics.store(this.clock, 0, BigInt(START));
@@ -911,7 +920,7 @@ class Simulation {
     const rng = new Rng(this.seed ^ 0x5eed);
     await ensureTable(createStore({ tableName: this.tableName, endpoint: this.endpoint }));
     process.env.TABLE_NAME = this.tableName;
-    const runtimeOptions = { endpoint: this.endpoint, tableName: this.tableName, clock: this.clockBuffer, realisticClock: this.realisticClock, serviceCacheMs: 60_000 };
+    const runtimeOptions = { endpoint: this.endpoint, tableName: this.tableName, clock: this.clockBuffer, realisticClock: this.realisticClock, serviceCacheMs: 60_000, client: this.client };
     this.runtime = this.runtimeKind === 'lambda' ? new LambdaRuntime({ ...runtimeOptions, maxContainers: this.maxContainers }) : new ProcessRuntime(runtimeOptions);
     const trace: string[] = [];
     const must = async (method: 'PUT' | 'POST', path: string, body: unknown, status: number[]) => {
@@ -1006,6 +1015,7 @@ class Simulation {
       dbCalls: Object.fromEntries(Object.entries(this.runtimeStats.calls).sort()),
       containers: this.runtimeStats.containers,
       runtime: this.runtimeKind,
+      client: this.client,
       auditCalls: this.auditCalls,
       maxOpsEntries: this.maxOpsEntries,
       totals: {

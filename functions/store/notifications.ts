@@ -1,0 +1,103 @@
+// Account notifications (seed 004: low balance, recharge done or failed, service denied).
+// Each is an item under its account, read by GET /accounts/{id}/notifications, and an outbox
+// entry in the sparse `due` index (shards `out#k`): the recharge trigger relays pending ones
+// to the event bus (EventBridge in AWS, the local event log locally) and clears the entry.
+// Writing the item is the commit; publishing is at least once, never lost with a failed call.
+import { createHash, randomUUID } from 'node:crypto';
+import { BatchGetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DUE_INDEX, DUE_SHARDS, TTL_ATTRIBUTE } from './table.js';
+import type { Store } from './db.js';
+import type { Notification, Notifier } from '../notify.js';
+
+export type AccountNotificationType = 'low_balance' | 'recharge_done' | 'recharge_failed' | 'service_denied' | 'sponsor_transfer';
+
+export interface AccountNotification {
+  type: AccountNotificationType;
+  at: string;
+  accountId: string;
+  [detail: string]: unknown;
+}
+
+/** Notifications are kept this long (DynamoDB TTL removes them). */
+export const NOTIFICATION_RETENTION_DAYS = 90;
+
+export const notificationKey = (accountId: string, at: string, id: string) => ({ pk: `NOTE#${accountId}`, sk: `${at}#${id}` });
+const outboxShard = (id: string) => `out#${createHash('sha256').update(id).digest()[0]! % DUE_SHARDS}`;
+
+/**
+ * The item of a notification, for a Put on its own or inside a transaction. `id` makes a
+ * retried write land on the same item (pass one derived from the operation).
+ */
+export function notificationItem(store: Store, n: AccountNotification, id: string = randomUUID()) {
+  return {
+    ...notificationKey(n.accountId, n.at, id),
+    ...n,
+    notificationId: id,
+    dueShard: outboxShard(id),
+    dueAt: n.at,
+    [TTL_ATTRIBUTE]: Math.floor(Date.parse(n.at) / 1000) + NOTIFICATION_RETENTION_DAYS * 86_400,
+  };
+}
+
+export async function recordNotification(store: Store, n: AccountNotification, id?: string): Promise<void> {
+  await store.db.send(new PutCommand({ TableName: store.tableName, Item: notificationItem(store, n, id) }));
+}
+
+const INTERNAL = new Set(['pk', 'sk', 'dueShard', 'dueAt', TTL_ATTRIBUTE]);
+const publicView = (item: Record<string, unknown>) => Object.fromEntries(Object.entries(item).filter(([k]) => !INTERNAL.has(k)));
+
+export async function listNotifications(store: Store, accountId: string, limit = 50): Promise<{ notifications: Array<Record<string, unknown>> }> {
+  const page = await store.db.send(new QueryCommand({
+    TableName: store.tableName,
+    KeyConditionExpression: 'pk = :pk',
+    ExpressionAttributeValues: { ':pk': `NOTE#${accountId}` },
+    ScanIndexForward: false,
+    Limit: limit,
+  }));
+  return { notifications: (page.Items ?? []).map(publicView) };
+}
+
+/** Keys of due-index entries in shards `<prefix>#0..7` due by `until`. */
+export async function findDueKeys(store: Store, prefix: string, until: string, limitPerShard: number): Promise<Array<{ pk: string; sk: string }>> {
+  const pages = await Promise.all(Array.from({ length: DUE_SHARDS }, (_, shard) => store.db.send(new QueryCommand({
+    TableName: store.tableName,
+    IndexName: DUE_INDEX,
+    KeyConditionExpression: 'dueShard = :shard AND dueAt <= :until',
+    ExpressionAttributeValues: { ':shard': `${prefix}#${shard}`, ':until': until },
+    Limit: limitPerShard,
+  }))));
+  return pages.flatMap((page) => (page.Items ?? []).map((item: Record<string, any>) => ({ pk: String(item.pk), sk: String(item.sk) })));
+}
+
+/** Publishes pending notifications and clears their outbox entries; returns how many went out. */
+export async function relayNotifications(store: Store, notifier: Notifier, limitPerShard = 100): Promise<number> {
+  const keys = await findDueKeys(store, 'out', store.now().toISOString(), limitPerShard);
+  let relayed = 0;
+  for (let i = 0; i < keys.length; i += 100) {
+    const batch = keys.slice(i, i + 100);
+    const got = await store.db.send(new BatchGetCommand({ RequestItems: { [store.tableName]: { Keys: batch } } }));
+    const items = (got.Responses?.[store.tableName] ?? []) as Array<Record<string, any>>;
+    const pending = items.filter((item) => item.dueShard);
+    if (pending.length === 0) continue;
+    await notifier.publish(pending.map((item) => publicView(item) as unknown as Notification));
+    await Promise.all(pending.map((item) => store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: { pk: item.pk, sk: item.sk },
+      UpdateExpression: 'REMOVE dueShard, dueAt', ConditionExpression: 'attribute_exists(pk)',
+    })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; })));
+    relayed += pending.length;
+  }
+  return relayed;
+}
+
+/**
+ * A charge refused for want of credit or an inactive account is worth telling the owner
+ * (seed 004's "service denied"). Best effort: the refusal is the answer either way.
+ */
+export async function noteDenial(store: Store, error: unknown, what: { accountId?: string; serviceId?: string; requestId?: string }): Promise<void> {
+  const code = (error as { code?: string })?.code;
+  if (!what.accountId || (code !== 'insufficient_credit' && code !== 'account_inactive')) return;
+  await recordNotification(store, {
+    type: 'service_denied', at: store.now().toISOString(), accountId: what.accountId, reason: code,
+    ...(what.serviceId ? { serviceId: what.serviceId } : {}), ...(what.requestId ? { requestId: what.requestId } : {}),
+  }, `denied:${what.requestId ?? randomUUID()}`).catch(() => undefined);
+}

@@ -1,0 +1,412 @@
+// Service accounts (seed 004) on the table. A service account is an account item of its
+// own, `ACC#<owner>~<classification>` (`~` cannot occur in an identifier), holding units, so
+// sessions charge it through the very same conditional write as any account (ops.ts). The
+// owner's item lists its classifications (`serviceAccounts.<classification>`): a new session
+// on the owner is refused by that write's condition when the service has an account of its
+// own, so routing costs nothing for accounts without service accounts.
+//
+// A recharge is one transaction: owner -money, service account +units, a ledger entry on
+// each, a notification, and the guard that makes it exactly once (the request record of a
+// manual recharge, the threshold marker it consumes, the schedule marker whose due time it
+// moves). Markers are never deleted (no function may delete items): consumed, they leave the index. Threshold and schedule markers sit in the sparse `due` index (shards `rch#k`),
+// where the recharge trigger finds them: off the charging path, and nothing is scanned.
+import { createHash, randomUUID } from 'node:crypto';
+import { BatchGetCommand, GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DUE_SHARDS, key } from './table.js';
+import { cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
+import { ledgerPut, type LedgerEntryType } from './ledger.js';
+import { getAccountItem, requireAccount, type AccountItem, type StoredAnswer } from './accounts.js';
+import { plainItem } from './db.js';
+import { findDueKeys, notificationItem, type AccountNotification } from './notifications.js';
+import { fail } from '../domain/errors.js';
+import {
+  crossedBelow, finalUnitActionOf, nextScheduledAt, smallestRechargeMinor, unitsBought,
+  type ServiceAccountSettings,
+} from '../domain/serviceAccount.js';
+import type { Movement } from '../domain/session.js';
+
+/** The item id of the service account of `accountId` for `classification`. */
+export const serviceAccountId = (accountId: string, classification: string) => `${accountId}~${classification}`;
+export const isServiceAccountId = (id: string) => id.includes('~');
+/** The account a client knows: the owner of a service account, or the account itself. */
+export const publicAccountId = (id: string) => id.split('~')[0]!;
+
+export interface ServiceAccountItem extends AccountItem, ServiceAccountSettings {
+  ownerAccountId: string;
+  classification: string;
+  rechargeSeq?: number;
+}
+
+/** What the owner's item keeps of each of its service accounts (for routing and listing). */
+export interface ServiceAccountRef {
+  unit: string;
+  priority: number;
+}
+
+type MarkerKind = 'THRESHOLD' | 'SCHEDULE';
+const markerKey = (saId: string, kind: MarkerKind) => ({ pk: `RCH#${saId}`, sk: kind });
+const rechargeShard = (saId: string) => `rch#${createHash('sha256').update(saId).digest()[0]! % DUE_SHARDS}`;
+
+export function serviceAccountView(sa: ServiceAccountItem) {
+  return {
+    classification: sa.classification,
+    unit: sa.unit,
+    balance: sa.balance,
+    reserved: sa.reserved,
+    available: sa.available,
+    priority: sa.priority,
+    rate: { amount: sa.rate.amountMinor, units: sa.rate.units },
+    ...(sa.minimumLevel !== undefined ? { minimumLevel: sa.minimumLevel } : {}),
+    ...(sa.rechargeAmountMinor !== undefined ? { rechargeAmount: sa.rechargeAmountMinor } : {}),
+    ...(sa.schedule ? { schedule: sa.schedule } : {}),
+    onEmpty: sa.onEmpty,
+    ...(sa.redirectUrl ? { redirectUrl: sa.redirectUrl } : {}),
+  };
+}
+
+export async function getServiceAccount(store: Store, accountId: string, classification: string): Promise<ServiceAccountItem | null> {
+  return (await getAccountItem(store, serviceAccountId(accountId, classification))) as ServiceAccountItem | null;
+}
+
+/** The service accounts of an owner, in priority order (one BatchGet). */
+export async function listServiceAccounts(store: Store, owner: AccountItem & { serviceAccounts?: Record<string, ServiceAccountRef> }): Promise<ServiceAccountItem[]> {
+  const classifications = Object.keys(owner.serviceAccounts ?? {});
+  if (classifications.length === 0) return [];
+  const result = await store.db.send(new BatchGetCommand({
+    RequestItems: { [store.tableName]: { Keys: classifications.map((c) => key.account(serviceAccountId(owner.accountId, c))), ConsistentRead: true } },
+  }));
+  const items = (result.Responses?.[store.tableName] ?? []) as ServiceAccountItem[];
+  return items.sort((a, b) => a.priority - b.priority || (a.classification < b.classification ? -1 : 1));
+}
+
+/** PUT: creates the service account, or changes its settings (never its units). */
+export async function putServiceAccount(store: Store, accountId: string, classification: string, settings: ServiceAccountSettings):
+  Promise<{ serviceAccount: ServiceAccountItem; created: boolean }> {
+  const owner = await requireAccount(store, accountId);
+  if (isServiceAccountId(accountId)) fail('validation_failed', 'a service account cannot own service accounts');
+  const saId = serviceAccountId(accountId, classification);
+  const now = store.now();
+  const clean = { ...settings };
+  for (const k of Object.keys(clean) as Array<keyof ServiceAccountSettings>) if (clean[k] === undefined) delete clean[k];
+  let created = false;
+  try {
+    const item: ServiceAccountItem = {
+      accountId: saId, ownerAccountId: accountId, classification, currency: owner.currency, kind: 'prepaid', creditLimit: 0,
+      status: 'active', balance: 0, reserved: 0, available: 0, consumed: 0, ops: {}, createdAt: now.toISOString(), ...clean,
+    };
+    await store.db.send(new PutCommand({ TableName: store.tableName, Item: { ...key.account(saId), ...item }, ConditionExpression: 'attribute_not_exists(pk)' }));
+    created = true;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    const names: Record<string, string> = {};
+    const values: Record<string, unknown> = { ':unit': settings.unit };
+    const sets: string[] = [];
+    const removes: string[] = [];
+    for (const field of ['rate', 'priority', 'minimumLevel', 'rechargeAmountMinor', 'schedule', 'onEmpty', 'redirectUrl'] as const) {
+      names[`#${field}`] = field;
+      if (settings[field] === undefined) removes.push(`#${field}`);
+      else { sets.push(`#${field} = :${field}`); values[`:${field}`] = settings[field]; }
+    }
+    try {
+      await store.db.send(new UpdateCommand({
+        TableName: store.tableName, Key: key.account(saId),
+        UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
+        // The unit of units already held cannot change under them.
+        ConditionExpression: 'attribute_exists(pk) AND #unit = :unit',
+        ExpressionAttributeNames: { ...names, '#unit': 'unit' }, ExpressionAttributeValues: values,
+      }));
+    } catch (updateError) {
+      if (isConditionFailure(updateError)) fail('conflict', `service account ${classification} of ${accountId} holds another unit`);
+      throw updateError;
+    }
+  }
+  await registerOnOwner(store, accountId, classification, { unit: settings.unit, priority: settings.priority });
+  await placeScheduleMarker(store, saId, settings, now);
+  return { serviceAccount: (await getAccountItem(store, saId)) as ServiceAccountItem, created };
+}
+
+async function registerOnOwner(store: Store, accountId: string, classification: string, ref: ServiceAccountRef): Promise<void> {
+  // The map may not exist on older items; DynamoDB cannot SET a path under a missing map.
+  try {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.account(accountId),
+      UpdateExpression: 'SET serviceAccounts.#c = :ref', ConditionExpression: 'attribute_exists(serviceAccounts)',
+      ExpressionAttributeNames: { '#c': classification }, ExpressionAttributeValues: { ':ref': ref },
+    }));
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.account(accountId),
+      UpdateExpression: 'SET serviceAccounts = if_not_exists(serviceAccounts, :empty)', ExpressionAttributeValues: { ':empty': {} },
+    }));
+    return registerOnOwner(store, accountId, classification, ref);
+  }
+}
+
+async function placeScheduleMarker(store: Store, saId: string, settings: ServiceAccountSettings, now: Date): Promise<void> {
+  if (!settings.schedule) {
+    await store.db.send(new UpdateCommand({ TableName: store.tableName, Key: markerKey(saId, 'SCHEDULE'), UpdateExpression: 'REMOVE dueShard, dueAt' }));
+    return;
+  }
+  const existing = (await store.db.send(new GetCommand({ TableName: store.tableName, Key: markerKey(saId, 'SCHEDULE'), ConsistentRead: true }))).Item;
+  if (existing?.dueAt && JSON.stringify(existing.schedule) === JSON.stringify(settings.schedule)) return;
+  await store.db.send(new PutCommand({
+    TableName: store.tableName,
+    Item: { ...markerKey(saId, 'SCHEDULE'), saId, kind: 'SCHEDULE', schedule: settings.schedule, dueShard: rechargeShard(saId), dueAt: nextScheduledAt(settings.schedule, now).toISOString() },
+  }));
+}
+
+// ------------------------------------------------------------------ levels (charging path)
+
+/**
+ * After a charge on `account` (its item as written): if this write took the level below a
+ * minimum, leave a threshold-recharge marker for the trigger (service accounts) and a
+ * low-balance notification. Concurrent charges are serialized by the item, so exactly one
+ * of them crosses; the marker's condition makes a second marker impossible anyway.
+ */
+export async function afterCharge(store: Store, account: AccountItem & Partial<ServiceAccountItem>, movement: Movement): Promise<void> {
+  if (movement.availableDelta >= 0) return;
+  const after = account.available;
+  const before = after - movement.availableDelta;
+  const level = account.classification ? account.minimumLevel : account.lowBalanceThreshold;
+  if (!crossedBelow(before, after, level)) return;
+  const at = store.now().toISOString();
+  const owner = account.ownerAccountId ?? account.accountId;
+  const note: AccountNotification = {
+    type: 'low_balance', at, accountId: owner, available: after, level: level!,
+    ...(account.classification ? { classification: account.classification, unit: account.unit } : {}),
+  };
+  if (!account.classification || !account.rechargeAmountMinor) {
+    await store.db.send(new PutCommand({ TableName: store.tableName, Item: notificationItem(store, note) }));
+    return;
+  }
+  try {
+    await store.db.send(new TransactWriteCommand({
+      TransactItems: [
+        { Put: {
+          TableName: store.tableName,
+          Item: { ...markerKey(account.accountId, 'THRESHOLD'), saId: account.accountId, kind: 'THRESHOLD', markerId: randomUUID(), dueShard: rechargeShard(account.accountId), dueAt: at },
+          // A consumed marker stays as an item without due attributes (functions never delete).
+          ConditionExpression: 'attribute_not_exists(dueAt)',
+        } },
+        { Put: { TableName: store.tableName, Item: notificationItem(store, note) } },
+      ],
+    }));
+  } catch (error) {
+    // A threshold recharge is pending already: one is enough.
+    if (!cancellationReasons(error)) throw error;
+  }
+}
+
+// ------------------------------------------------------------------ recharges
+
+type Guard =
+  | { kind: 'manual'; requestId: string; bodyHash: string }
+  | { kind: 'threshold'; markerId: string }
+  | { kind: 'schedule'; dueAt: string; nextDueAt: string };
+
+export type RechargeOutcome =
+  | { ok: true; amountMinor: number; units: number; serviceAccount: ServiceAccountItem }
+  | { ok: false; reason: 'insufficient' | 'inactive' | 'already' | 'gone' };
+
+const rechargeIdOf = (saId: string, guard: Guard) =>
+  guard.kind === 'manual' ? `req:${guard.requestId}` : guard.kind === 'threshold' ? `thr:${guard.markerId}` : `sch:${saId}:${guard.dueAt}`;
+
+function guardItem(store: Store, saId: string, guard: Guard, answerOf?: StoredAnswer) {
+  if (guard.kind === 'manual') {
+    return { Put: {
+      TableName: store.tableName,
+      Item: { ...key.request(guard.requestId), requestId: guard.requestId, h: guard.bodyHash, kind: 'recharge', saId, ...(answerOf ? { answer: answerOf } : {}) },
+      ConditionExpression: 'attribute_not_exists(pk)', ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
+    } };
+  }
+  if (guard.kind === 'threshold') {
+    return { Update: {
+      TableName: store.tableName, Key: markerKey(saId, 'THRESHOLD'), UpdateExpression: 'REMOVE dueShard, dueAt',
+      ConditionExpression: 'markerId = :m AND attribute_exists(dueAt)', ExpressionAttributeValues: { ':m': guard.markerId },
+    } };
+  }
+  return { Update: {
+    TableName: store.tableName, Key: markerKey(saId, 'SCHEDULE'),
+    UpdateExpression: 'SET dueAt = :next', ConditionExpression: 'dueAt = :due',
+    ExpressionAttributeValues: { ':next': guard.nextDueAt, ':due': guard.dueAt },
+  } };
+}
+
+/** Moves `amountMinor` of the owner's money into `sa` as units, exactly once per guard. */
+async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: number, guard: Guard, answerOf?: (units: number) => StoredAnswer): Promise<RechargeOutcome> {
+  const units = unitsBought(amountMinor, sa.rate);
+  const at = store.now().toISOString();
+  const rechargeId = rechargeIdOf(sa.accountId, guard);
+  const owner = sa.ownerAccountId;
+  const ledger = (accountId: string, amount: number, counterparty: string) => ledgerPut(store, {
+    accountId, entryId: `recharge:${rechargeId}`, at, type: 'recharge', amount, reservedDelta: 0, units, counterparty,
+    ...(guard.kind === 'manual' ? { requestId: guard.requestId } : {}),
+  });
+  try {
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({
+      TransactItems: [
+        guardItem(store, sa.accountId, guard, answerOf?.(units)),
+        { Update: {
+          TableName: store.tableName, Key: key.account(owner),
+          UpdateExpression: 'SET balance = balance - :m, available = available - :m',
+          ConditionExpression: 'attribute_exists(pk) AND #status = :active AND (attribute_not_exists(validUntil) OR validUntil > :at) AND available >= :m',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: { ':m': amountMinor, ':active': 'active', ':at': at },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        } },
+        { Update: {
+          TableName: store.tableName, Key: key.account(sa.accountId),
+          UpdateExpression: 'SET balance = balance + :u, available = available + :u, rechargeSeq = if_not_exists(rechargeSeq, :zero) + :one',
+          ConditionExpression: 'attribute_exists(pk)',
+          ExpressionAttributeValues: { ':u': units, ':zero': 0, ':one': 1 },
+        } },
+        ledger(owner, -amountMinor, sa.accountId),
+        ledger(sa.accountId, units, owner),
+        { Put: { TableName: store.tableName, Item: notificationItem(store, {
+          type: 'recharge_done', at, accountId: owner, classification: sa.classification, amount: amountMinor, units, trigger: guard.kind,
+        }, `recharge:${rechargeId}`) } },
+      ],
+    })));
+  } catch (error) {
+    const reasons = cancellationReasons(error);
+    if (!reasons) throw error;
+    if (reasons[0]?.Code === 'ConditionalCheckFailed') return { ok: false, reason: 'already' };
+    if (reasons[2]?.Code === 'ConditionalCheckFailed') return { ok: false, reason: 'gone' };
+    if (reasons[1]?.Code === 'ConditionalCheckFailed') {
+      const ownerItem = plainItem(reasons[1].Item) as AccountItem | undefined;
+      if (!ownerItem) return { ok: false, reason: 'gone' };
+      const usable = ownerItem.status === 'active' && (ownerItem.validUntil === undefined || ownerItem.validUntil > at);
+      return { ok: false, reason: usable ? 'insufficient' : 'inactive' };
+    }
+    throw error;
+  }
+  const after = (await getAccountItem(store, sa.accountId)) as ServiceAccountItem;
+  return { ok: true, amountMinor, units, serviceAccount: after };
+}
+
+/** POST …/recharge: on request, idempotent by requestId. */
+export async function manualRecharge(store: Store, accountId: string, classification: string, command: { requestId: string; amountMinor?: number }, bodyHash: string): Promise<StoredAnswer> {
+  const replay = async (): Promise<StoredAnswer | null> => {
+    const previous = (await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.request(command.requestId), ConsistentRead: true }))).Item;
+    if (!previous) return null;
+    if (previous.h !== bodyHash || previous.kind !== 'recharge') fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+    return previous.answer as StoredAnswer;
+  };
+  const sa = await getServiceAccount(store, accountId, classification);
+  if (!sa) return (await replay()) ?? fail('not_found', `account ${accountId} has no service account ${classification}`);
+  const amountMinor = command.amountMinor ?? sa.rechargeAmountMinor
+    ?? fail('validation_failed', `service account ${classification} has no rechargeAmount: give an amount`);
+  if (amountMinor < smallestRechargeMinor(sa.rate)) fail('validation_failed', `${amountMinor} buys no ${sa.unit} at this rate`);
+  const answerOf = (units: number): StoredAnswer => ({
+    status: 200,
+    body: { accountId, classification, recharged: { amount: amountMinor, units }, serviceAccount: { ...serviceAccountView(sa), balance: sa.balance + units, available: sa.available + units } },
+  });
+  const outcome = await rechargeOnce(store, sa, amountMinor, { kind: 'manual', requestId: command.requestId, bodyHash }, answerOf);
+  if (outcome.ok) {
+    // The stored answer is what a replay gets; the first caller sees the item as it is now.
+    return { status: 200, body: { accountId, classification, recharged: { amount: amountMinor, units: outcome.units }, serviceAccount: serviceAccountView(outcome.serviceAccount) } };
+  }
+  if (outcome.reason === 'already') return (await replay())!;
+  if (outcome.reason === 'insufficient') {
+    await recordFailure(store, sa, amountMinor, 'manual');
+    fail('insufficient_credit', `account ${accountId} cannot fund ${amountMinor} for ${classification}`, finalUnitActionExtra(sa));
+  }
+  if (outcome.reason === 'inactive') fail('account_inactive', `account ${accountId} is suspended or expired`);
+  return fail('not_found', `account ${accountId} has no service account ${classification}`);
+}
+
+const finalUnitActionExtra = (sa: ServiceAccountItem) => {
+  const action = finalUnitActionOf(sa);
+  return { finalUnitAction: action.action, ...(action.redirectUrl ? { redirectUrl: action.redirectUrl } : {}) };
+};
+
+async function recordFailure(store: Store, sa: ServiceAccountItem, amountMinor: number, trigger: string): Promise<void> {
+  await store.db.send(new PutCommand({ TableName: store.tableName, Item: notificationItem(store, {
+    type: 'recharge_failed', at: store.now().toISOString(), accountId: sa.ownerAccountId, classification: sa.classification,
+    amount: amountMinor, trigger, reason: 'insufficient_credit',
+  }) }));
+}
+
+// ------------------------------------------------------------------ the trigger
+
+export interface RechargeSummary {
+  examined: number;
+  recharged: number;
+  failed: number;
+}
+
+interface DueMarker { saId: string; kind: MarkerKind; markerId?: string; dueAt: string; schedule?: ServiceAccountSettings['schedule'] }
+
+/**
+ * Runs every due threshold and scheduled recharge. Markers come from the due index; per
+ * owner, recharges run one after another in priority order (lower number first), each a
+ * conditional transaction on the owner's `available`, so when the owner cannot fund them all
+ * the first ones in priority get the money and the others fail (and are notified).
+ */
+export async function runDueRecharges(store: Store, limitPerShard = 100): Promise<RechargeSummary> {
+  const summary: RechargeSummary = { examined: 0, recharged: 0, failed: 0 };
+  const now = store.now();
+  const keys = await findDueKeys(store, 'rch', now.toISOString(), limitPerShard);
+  if (keys.length === 0) return summary;
+  const markers: DueMarker[] = [];
+  for (let i = 0; i < keys.length; i += 100) {
+    const got = await store.db.send(new BatchGetCommand({ RequestItems: { [store.tableName]: { Keys: keys.slice(i, i + 100), ConsistentRead: true } } }));
+    markers.push(...((got.Responses?.[store.tableName] ?? []) as DueMarker[]).filter((m) => m.dueAt <= now.toISOString()));
+  }
+  const accounts = new Map<string, ServiceAccountItem>();
+  const saIds = [...new Set(markers.map((m) => m.saId))];
+  for (let i = 0; i < saIds.length; i += 100) {
+    const got = await store.db.send(new BatchGetCommand({ RequestItems: { [store.tableName]: { Keys: saIds.slice(i, i + 100).map((id) => key.account(id)), ConsistentRead: true } } }));
+    for (const item of (got.Responses?.[store.tableName] ?? []) as ServiceAccountItem[]) accounts.set(item.accountId, item);
+  }
+  const byOwner = new Map<string, Array<{ marker: DueMarker; sa: ServiceAccountItem }>>();
+  for (const marker of markers) {
+    summary.examined++;
+    const sa = accounts.get(marker.saId);
+    if (!sa) { await dropMarker(store, marker); continue; }
+    const list = byOwner.get(sa.ownerAccountId) ?? [];
+    list.push({ marker, sa });
+    byOwner.set(sa.ownerAccountId, list);
+  }
+  await Promise.all([...byOwner.values()].map(async (list) => {
+    list.sort((a, b) => a.sa.priority - b.sa.priority || (a.sa.accountId < b.sa.accountId ? -1 : 1) || (a.marker.kind < b.marker.kind ? -1 : 1));
+    for (const { marker, sa } of list) {
+      const outcome = await runMarker(store, marker, sa, now);
+      if (outcome === 'recharged') summary.recharged++;
+      else if (outcome === 'failed') summary.failed++;
+    }
+  }));
+  return summary;
+}
+
+async function runMarker(store: Store, marker: DueMarker, sa: ServiceAccountItem, now: Date): Promise<'recharged' | 'failed' | 'skipped'> {
+  const amountMinor = sa.rechargeAmountMinor;
+  const nextDueAt = sa.schedule ? nextScheduledAt(sa.schedule, now).toISOString() : undefined;
+  const guard: Guard | null = marker.kind === 'THRESHOLD'
+    ? { kind: 'threshold', markerId: marker.markerId! }
+    : nextDueAt ? { kind: 'schedule', dueAt: marker.dueAt, nextDueAt } : null;
+  if (!guard || !amountMinor || amountMinor < smallestRechargeMinor(sa.rate)) { await dropMarker(store, marker); return 'skipped'; }
+  // A threshold recharge that is no longer needed (a manual or scheduled one came first).
+  if (guard.kind === 'threshold' && sa.minimumLevel !== undefined && sa.available >= sa.minimumLevel) { await dropMarker(store, marker); return 'skipped'; }
+  const outcome = await rechargeOnce(store, sa, amountMinor, guard);
+  if (outcome.ok) return 'recharged';
+  if (outcome.reason === 'already' || outcome.reason === 'gone') return 'skipped';
+  // Cannot be funded now: told to the owner; the threshold waits for the next crossing, the
+  // schedule for its next date (no retry storm against an empty account).
+  await recordFailure(store, sa, amountMinor, guard.kind);
+  if (guard.kind === 'schedule') {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: markerKey(sa.accountId, 'SCHEDULE'), UpdateExpression: 'SET dueAt = :next', ConditionExpression: 'dueAt = :due',
+      ExpressionAttributeValues: { ':next': guard.nextDueAt, ':due': guard.dueAt },
+    })).catch((error) => { if (!isConditionFailure(error)) throw error; });
+  } else await dropMarker(store, marker);
+  return 'failed';
+}
+
+async function dropMarker(store: Store, marker: DueMarker): Promise<void> {
+  await store.db.send(new UpdateCommand({
+    TableName: store.tableName, Key: markerKey(marker.saId, marker.kind), UpdateExpression: 'REMOVE dueShard, dueAt',
+    ConditionExpression: 'dueAt = :due', ExpressionAttributeValues: { ':due': marker.dueAt },
+  })).catch((error) => { if (!isConditionFailure(error)) throw error; });
+}

@@ -1,0 +1,247 @@
+// Seed 004: service accounts in their own units, recharged from the main account on request,
+// on a schedule, below a minimum level, in priority order when money is short; seed 003:
+// low-balance transfers from sponsors. Against DynamoDB Local.
+import { describe, expect, it } from 'vitest';
+import { testClock, testStore } from '../helpers.js';
+import type { Store } from '../../functions/store/db.js';
+import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
+import { readLedger } from '../../functions/store/ledger.js';
+import {
+  getServiceAccount, listServiceAccounts, manualRecharge, putServiceAccount, runDueRecharges, serviceAccountId,
+} from '../../functions/store/serviceAccounts.js';
+import { listNotifications, relayNotifications } from '../../functions/store/notifications.js';
+import { takeFromSponsors, setSponsors } from '../../functions/store/sponsors.js';
+import { ChargingError } from '../../functions/domain/errors.js';
+import type { ServiceAccountSettings } from '../../functions/domain/serviceAccount.js';
+import type { Notification } from '../../functions/notify.js';
+import { putService } from '../../functions/store/services.js';
+import { debitSession, reserve } from '../../functions/store/sessions.js';
+import { directDebit } from '../../functions/store/debits.js';
+
+/** 100 cents buy 1024 kilobytes. */
+const data: ServiceAccountSettings = { unit: 'kilobytes', rate: { amountMinor: 100, units: 1024 }, priority: 1, onEmpty: 'deny', rechargeAmountMinor: 500 };
+
+async function owner(store: Store, balance: number, accountId = 'alice') {
+  await createAccount(store, { accountId, currency: 'EUR', kind: 'prepaid' });
+  if (balance) await topUp(store, accountId, `topup-${accountId}`, balance, 'h');
+}
+
+async function codeOf(promise: Promise<unknown>) {
+  try { await promise; } catch (error) { if (error instanceof ChargingError) return error.code; throw error; }
+  return 'no error';
+}
+
+/** The ledger of every account reconciles with its balance. */
+async function reconciled(store: Store, accountId: string) {
+  const account = await requireAccount(store, accountId);
+  const { entries } = await readLedger(store, accountId, { limit: 1000 });
+  expect(entries.reduce((s: number, e: any) => s + e.amount, 0), `${accountId} ledger`).toBe(account.balance);
+  expect(account.available).toBe(account.balance - account.reserved + account.creditLimit);
+  return account;
+}
+
+describe('service accounts', () => {
+  it('PUT creates one in its own unit, a second PUT changes settings and never units; the owner lists it', async () => {
+    const store = await testStore();
+    await owner(store, 1000);
+    const first = await putServiceAccount(store, 'alice', 'data', data);
+    expect(first.created).toBe(true);
+    expect(first.serviceAccount).toMatchObject({ unit: 'kilobytes', balance: 0, priority: 1 });
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r1' }, 'h');
+    const second = await putServiceAccount(store, 'alice', 'data', { ...data, priority: 3, minimumLevel: 100 });
+    expect(second.created).toBe(false);
+    expect(second.serviceAccount).toMatchObject({ balance: 5120, priority: 3, minimumLevel: 100 });
+    expect(await codeOf(putServiceAccount(store, 'alice', 'data', { ...data, unit: 'seconds' }))).toBe('conflict');
+    expect(await codeOf(putServiceAccount(store, 'nobody', 'data', data))).toBe('not_found');
+    const listed = await listServiceAccounts(store, await requireAccount(store, 'alice'));
+    expect(listed.map((sa) => sa.classification)).toEqual(['data']);
+  });
+
+  it('a manual recharge moves money out and units in, both ledgers show it, a repeat answers the same', async () => {
+    const store = await testStore();
+    await owner(store, 1000);
+    await putServiceAccount(store, 'alice', 'data', data);
+    const answer = await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 250 }, 'h1');
+    expect(answer.body).toMatchObject({ recharged: { amount: 250, units: 2560 }, serviceAccount: { balance: 2560 } });
+    const again = await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 250 }, 'h1');
+    expect(again.body).toMatchObject({ recharged: { amount: 250, units: 2560 }, serviceAccount: { balance: 2560 } });
+    expect(await codeOf(manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 300 }, 'h2'))).toBe('idempotency_conflict');
+    expect((await reconciled(store, 'alice')).balance).toBe(750);
+    expect((await reconciled(store, serviceAccountId('alice', 'data'))).balance).toBe(2560);
+    const { notifications } = await listNotifications(store, 'alice');
+    expect(notifications).toEqual([expect.objectContaining({ type: 'recharge_done', classification: 'data', amount: 250, units: 2560 })]);
+  });
+
+  it('concurrent duplicates of one recharge move money once', async () => {
+    const store = await testStore();
+    await owner(store, 1000);
+    await putServiceAccount(store, 'alice', 'data', data);
+    const answers = await Promise.all(Array.from({ length: 8 }, () => manualRecharge(store, 'alice', 'data', { requestId: 'same' }, 'h')));
+    expect(new Set(answers.map((a) => a.status))).toEqual(new Set([200]));
+    expect((await reconciled(store, 'alice')).balance).toBe(500);
+    expect((await getServiceAccount(store, 'alice', 'data'))!.balance).toBe(5120);
+  });
+
+  it('a recharge the main account cannot fund is 402 with the onEmpty action, and a recharge_failed notification', async () => {
+    const store = await testStore();
+    await owner(store, 100);
+    await putServiceAccount(store, 'alice', 'portal', { ...data, onEmpty: 'redirect', redirectUrl: 'https://top-up.example/' });
+    let error: ChargingError | undefined;
+    try { await manualRecharge(store, 'alice', 'portal', { requestId: 'r' }, 'h'); } catch (e) { error = e as ChargingError; }
+    expect(error?.code).toBe('insufficient_credit');
+    expect(error?.extra).toMatchObject({ finalUnitAction: 'redirect', redirectUrl: 'https://top-up.example/' });
+    expect((await reconciled(store, 'alice')).balance).toBe(100);
+    expect((await listNotifications(store, 'alice')).notifications[0]).toMatchObject({ type: 'recharge_failed', classification: 'portal' });
+  });
+
+  it('scheduled recharges run once per period, by the trigger, and a second trigger at once does nothing more', async () => {
+    const clock = testClock('2026-01-15T10:00:00.000Z');
+    const store = await testStore({ now: clock.now });
+    await owner(store, 2000);
+    await putServiceAccount(store, 'alice', 'portal', { ...data, schedule: { every: 'month', at: 1 } });
+    expect(await runDueRecharges(store)).toMatchObject({ recharged: 0 });
+    clock.advanceSeconds(17 * 86_400); // 2026-02-01T10:00
+    const [a, b] = await Promise.all([runDueRecharges(store), runDueRecharges(store)]);
+    expect(a.recharged + b.recharged).toBe(1);
+    expect(await runDueRecharges(store)).toMatchObject({ recharged: 0 });
+    clock.advanceSeconds(28 * 86_400); // 2026-03-01T10:00
+    expect(await runDueRecharges(store)).toMatchObject({ recharged: 1 });
+    expect((await reconciled(store, 'alice')).balance).toBe(1000);
+    expect((await getServiceAccount(store, 'alice', 'portal'))!.balance).toBe(10_240);
+  });
+
+  it('when the main account cannot fund every due recharge, lower priority numbers go first', async () => {
+    const clock = testClock('2026-01-31T12:00:00.000Z');
+    const store = await testStore({ now: clock.now });
+    await owner(store, 700);
+    await putServiceAccount(store, 'alice', 'content', { ...data, priority: 1, schedule: { every: 'month' } });
+    await putServiceAccount(store, 'alice', 'data', { ...data, priority: 2, schedule: { every: 'month' } });
+    await putServiceAccount(store, 'alice', 'games', { ...data, priority: 3, rechargeAmountMinor: 200, schedule: { every: 'month' } });
+    clock.advanceSeconds(86_400);
+    expect(await runDueRecharges(store)).toMatchObject({ examined: 3, recharged: 2, failed: 1 });
+    const balances = Object.fromEntries((await listServiceAccounts(store, await requireAccount(store, 'alice'))).map((sa) => [sa.classification, sa.balance]));
+    // content (500) first; data (500) does not fit in the 200 left; games (200) does.
+    expect(balances).toEqual({ content: 5120, data: 0, games: 2048 });
+    expect((await reconciled(store, 'alice')).balance).toBe(0);
+    const failed = (await listNotifications(store, 'alice')).notifications.filter((n) => n.type === 'recharge_failed');
+    expect(failed).toEqual([expect.objectContaining({ classification: 'data', trigger: 'schedule' })]);
+  });
+
+  it('pending notifications are relayed to the bus once', async () => {
+    const store = await testStore();
+    await owner(store, 1000);
+    await putServiceAccount(store, 'alice', 'data', data);
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r1' }, 'h');
+    const published: Notification[] = [];
+    const notifier = { publish: async (n: Notification[]) => { published.push(...n); } };
+    expect(await relayNotifications(store, notifier)).toBe(1);
+    expect(await relayNotifications(store, notifier)).toBe(0);
+    expect(published).toEqual([expect.objectContaining({ type: 'recharge_done', accountId: 'alice' })]);
+  });
+});
+
+describe('sponsors (low-balance transfer)', () => {
+  it('the first sponsor by priority that can cover the shortfall pays it, and both ledgers show it', async () => {
+    const store = await testStore();
+    await owner(store, 10, 'kid');
+    await owner(store, 5, 'granny');
+    await owner(store, 1000, 'mum');
+    await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 2 }, { accountId: 'granny', priority: 1 }]);
+    const kid = await requireAccount(store, 'kid');
+    // granny (priority 1) cannot cover 40; mum (priority 2) can.
+    expect(await takeFromSponsors(store, kid, 40)).toBe('given');
+    expect((await reconciled(store, 'kid')).balance).toBe(50);
+    expect((await reconciled(store, 'mum')).balance).toBe(960);
+    expect((await reconciled(store, 'granny')).balance).toBe(5);
+    expect((await listNotifications(store, 'mum')).notifications[0]).toMatchObject({ type: 'sponsor_transfer', to: 'kid', amount: 40 });
+  });
+
+  it('concurrent shortfalls of one account fetch once; no sponsor goes below zero', async () => {
+    const store = await testStore();
+    await owner(store, 0, 'kid');
+    await owner(store, 100, 'mum');
+    await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
+    const kid = await requireAccount(store, 'kid');
+    const results = await Promise.all(Array.from({ length: 6 }, () => takeFromSponsors(store, kid, 30)));
+    expect(results.filter((r) => r === 'given')).toHaveLength(1);
+    expect((await reconciled(store, 'kid')).balance + (await reconciled(store, 'mum')).balance).toBe(100);
+  });
+
+  it('sponsors must exist, hold the same currency and not be the account itself', async () => {
+    const store = await testStore();
+    await owner(store, 0, 'kid');
+    await createAccount(store, { accountId: 'uncle', currency: 'USD', kind: 'prepaid' });
+    expect(await codeOf(setSponsors(store, 'kid', [{ accountId: 'kid', priority: 1 }]))).toBe('validation_failed');
+    expect(await codeOf(setSponsors(store, 'kid', [{ accountId: 'ghost', priority: 1 }]))).toBe('not_found');
+    expect(await codeOf(setSponsors(store, 'kid', [{ accountId: 'uncle', priority: 1 }]))).toBe('conflict');
+  });
+});
+
+describe('charging a service account (sessions and events of its service draw units)', () => {
+  const dataService = { serviceId: 'data', unit: 'kilobytes' as const, price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 300, interimIntervalSeconds: 60 };
+
+  it('concurrent sessions and events never overdraw its units, its ledger reconciles, and the level is crossed by one write', async () => {
+    const store = await testStore();
+    await putService(store, dataService);
+    await owner(store, 1000);
+    await putServiceAccount(store, 'alice', 'data', { ...data, minimumLevel: 2048 });
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 500 }, 'h'); // 5120 KB
+    const outcomes = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2
+      ? directDebit(store, { requestId: `e${i}`, accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 300 }, `h${i}`)
+      : reserve(store, { requestId: `s${i}`, accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 300 } }, `h${i}`)
+    ).then((answer) => answer, (error) => error)));
+    const granted = outcomes.filter((o) => !(o instanceof Error));
+    const refused = outcomes.filter((o) => o instanceof ChargingError);
+    expect(granted.length + refused.length).toBe(40);
+    expect(refused.every((e) => e.code === 'insufficient_credit')).toBe(true);
+    const drawn = granted.reduce((s, a: any) => s + (a.body.granted?.units ?? a.body.charged.units), 0);
+    expect(drawn).toBeLessThanOrEqual(5120);
+    expect(granted.every((a: any) => a.body.chargedAccountId === 'alice' && a.body.serviceAccount === 'data')).toBe(true);
+    // Close every session with full usage: the units leave, the money stays where it was.
+    for (const answer of granted as any[]) {
+      if (answer.body.sessionId) await debitSession(store, answer.body.sessionId, { requestId: `${answer.body.sessionId}-end`, usedUnits: answer.body.granted.units }, 'x');
+    }
+    const sa = await reconciled(store, serviceAccountId('alice', 'data'));
+    expect(sa).toMatchObject({ balance: 5120 - drawn, reserved: 0 });
+    expect((await reconciled(store, 'alice')).balance).toBe(500);
+    // One low_balance notice: exactly one write took the level from >= 2048 to below it.
+    const notes = (await listNotifications(store, 'alice')).notifications.filter((n) => n.type === 'low_balance');
+    expect(notes).toHaveLength(1);
+  });
+
+  it('routes only the service it is for, and refuses a service rated in another unit', async () => {
+    const store = await testStore();
+    await putService(store, dataService);
+    await putService(store, { ...dataService, serviceId: 'voice', unit: 'seconds', price: { amountMinor: 2, perUnits: 60 } });
+    await owner(store, 1000);
+    await putServiceAccount(store, 'alice', 'data', data);
+    const call = await reserve(store, { requestId: 'v1', accountId: 'alice', clientId: 'msc', serviceId: 'voice', requested: { units: 60 } }, 'h');
+    expect(call.body).toMatchObject({ chargedAccountId: 'alice', granted: { units: 60, amount: 2 } });
+    expect((call.body as any).serviceAccount).toBeUndefined();
+    // The data service re-rated in seconds no longer matches the kilobytes the account holds.
+    await putService(store, { ...dataService, unit: 'seconds' });
+    expect(await codeOf(directDebit(store, { requestId: 'e1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 10 }, 'h'))).toBe('conflict');
+    expect((await reconciled(store, 'alice')).balance).toBe(1000);
+  });
+});
+
+describe('sponsors, through the charging path', () => {
+  it('concurrent reserves of a sponsored account: no overdraft anywhere, and money is only moved, never made', async () => {
+    const store = await testStore();
+    await putService(store, { serviceId: 'voice', unit: 'seconds', price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 60 });
+    await owner(store, 10, 'kid');
+    await owner(store, 100, 'mum');
+    await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
+    const outcomes = await Promise.all(Array.from({ length: 30 }, (_, i) =>
+      reserve(store, { requestId: `k${i}`, accountId: 'kid', clientId: 'msc', serviceId: 'voice', requested: { units: 300 } }, `h${i}`)
+        .then((answer) => answer, (error) => error)));
+    const granted = outcomes.filter((o) => !(o instanceof Error)) as any[];
+    expect(outcomes.filter((o) => o instanceof Error).every((e) => e instanceof ChargingError && e.code === 'insufficient_credit')).toBe(true);
+    const kid = await reconciled(store, 'kid');
+    const mum = await reconciled(store, 'mum');
+    expect(kid.balance + mum.balance).toBe(110);
+    expect(mum.balance).toBeGreaterThanOrEqual(0);
+    expect(kid.reserved).toBe(granted.reduce((s, a) => s + a.body.granted.amount, 0));
+    expect(kid.available).toBeGreaterThanOrEqual(0);
+  });
+});
