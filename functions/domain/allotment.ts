@@ -5,6 +5,14 @@
 
 /** Chunks are this many times what was missing, so the main account is asked rarely. */
 export const ALLOTMENT_FACTOR = 10;
+/**
+ * A member that keeps coming back (allotments taken with none given back in between) gets
+ * chunks twice as large each time, up to 2^3 = 8 times: a busy member asks the main account
+ * ever more rarely, an occasional one never holds more than it needs. What a large chunk
+ * strands is bounded by the half-of-what-is-left rule below, and the sweep gives an idle
+ * chunk back.
+ */
+export const MAX_DOUBLINGS = 3;
 
 export interface AllotmentInput {
   /** What the member is missing for the operation at hand. */
@@ -13,6 +21,8 @@ export interface AllotmentInput {
   mainAvailableMinor?: number;
   consumptionLimitMinor?: number;
   takenMinor: number;
+  /** Allotments taken since the last one given back (see MAX_DOUBLINGS); 0 when unknown. */
+  streak?: number;
 }
 
 export type AllotmentDecision =
@@ -26,7 +36,8 @@ export function allotmentFor(input: AllotmentInput): AllotmentDecision {
   // When the main account runs low, no member takes more than half of what is left (but
   // always its need), so one member's chunk does not starve the others.
   const fairShare = input.mainAvailableMinor === undefined ? Number.MAX_SAFE_INTEGER : Math.max(input.neededMinor, Math.floor(mainAvailable / 2));
-  const wanted = Math.min(input.neededMinor * ALLOTMENT_FACTOR, room, mainAvailable, fairShare);
+  const factor = ALLOTMENT_FACTOR * 2 ** Math.min(Math.max(0, input.streak ?? 0), MAX_DOUBLINGS);
+  const wanted = Math.min(input.neededMinor * factor, room, mainAvailable, fairShare, Number.MAX_SAFE_INTEGER);
   if (wanted >= input.neededMinor) return { give: wanted };
   // Not enough for the whole need: give what there is, so a partial grant can still be made.
   const partial = Math.min(room, mainAvailable);

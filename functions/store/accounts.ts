@@ -70,6 +70,8 @@ export interface AccountItem extends AccountInput {
   takenMinor?: number;
   /** Attached accounts: allotments moved so far (the concurrency guard of transfers). */
   allotSeq?: number;
+  /** Attached accounts: allotments taken since the last given back (sizes the next, see domain/allotment.ts). */
+  allotStreak?: number;
   /** Main accounts: allotments moved to attached accounts and not given back. */
   allottedOut?: number;
   /** Owners (seed 004): the service accounts by classification, which sessions of that service charge. */

@@ -33,6 +33,7 @@ export async function takeAllotment(store: Store, member: AccountItem, neededMin
     if (main !== undefined && !mainIsUsable(main, at)) return 'inactive';
     const decision = allotmentFor({
       neededMinor, mainAvailableMinor: main?.available, consumptionLimitMinor: member.consumptionLimit, takenMinor: member.takenMinor ?? 0,
+      streak: member.allotStreak ?? 0,
     });
     if ('refuse' in decision) return decision.refuse;
     const result = await transfer(store, { to: member.accountId, member, amountMinor: decision.give, at, direction: 'take' });
@@ -72,10 +73,12 @@ async function transfer(store: Store, t: { to: string; member: AccountItem; amou
         } },
         { Update: {
           TableName: store.tableName, Key: key.account(t.member.accountId),
-          UpdateExpression: `SET balance = balance + :dx, available = available + :dx, takenMinor = if_not_exists(takenMinor, :zero) + :dx, allotSeq = :next${t.direction === 'take' ? ', dueShard = :shard, dueAt = :idle' : ''}`,
+          // allotSeq guards the member (so `allotStreak` is read and written under the same guard).
+          UpdateExpression: `SET balance = balance + :dx, available = available + :dx, takenMinor = if_not_exists(takenMinor, :zero) + :dx, allotSeq = :next, allotStreak = :streak${t.direction === 'take' ? ', dueShard = :shard, dueAt = :idle' : ''}`,
           ConditionExpression: `${seq === 0 ? 'attribute_not_exists(allotSeq)' : 'allotSeq = :seq'}${t.direction === 'return' ? ' AND available >= :x' : ''}`,
           ExpressionAttributeValues: {
             ':dx': sign * x, ':zero': 0, ':next': seq + 1, ...(seq === 0 ? {} : { ':seq': seq }),
+            ':streak': t.direction === 'take' ? (t.member.allotStreak ?? 0) + 1 : 0,
             ...(t.direction === 'take' ? { ':shard': shardOf(t.member.accountId), ':idle': idleAt } : { ':x': x }),
           },
         } },

@@ -5,6 +5,7 @@
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import type { Store } from './db.js';
 import { getService } from './services.js';
+import { isServiceAccountId, publicAccountId } from './serviceAccounts.js';
 import { answerIn, getSessionItem, refundSession, sessionView, type SessionItem } from './sessions.js';
 import { fail, ChargingError } from '../domain/errors.js';
 import { combinedAdjustments, type CombinedRule } from '../domain/combined.js';
@@ -33,13 +34,22 @@ export async function multiSessionView(store: Store, multiSessionId: string) {
     if (!solo) fail('not_found', `multi-session ${multiSessionId} does not exist`);
     sessions.push(solo!);
   }
-  const net = sessions.reduce((sum, s) => sum + s.hold.chargedMinor - s.refundedMinor, 0) + events.reduce((sum, e) => sum + e.charged.amount, 0);
+  // Money and the units of service accounts (seed 004) are collated apart: never summed together.
+  let net = 0;
+  const units: Record<string, number> = {};
+  const add = (chargedAccountId: string, amount: number) => {
+    if (!isServiceAccountId(chargedAccountId)) { net += amount; return; }
+    const classification = chargedAccountId.slice(chargedAccountId.indexOf('~') + 1);
+    units[classification] = (units[classification] ?? 0) + amount;
+  };
+  for (const s of sessions) add(s.chargedAccountId, s.hold.chargedMinor - s.refundedMinor);
+  for (const e of events) add(e.accountId, e.charged.amount);
   return {
     multiSessionId,
     state: sessions.some((s) => s.state === 'active' || s.state === 'pending_agreement') ? 'open' : 'final',
     sessions: sessions.map(sessionView),
-    events,
-    charged: { amount: net },
+    events: events.map((e) => ({ ...e, accountId: publicAccountId(e.accountId), ...(isServiceAccountId(e.accountId) ? { serviceAccount: e.serviceId } : {}) })),
+    charged: { amount: net, ...(Object.keys(units).length ? { serviceAccountUnits: units } : {}) },
   };
 }
 
