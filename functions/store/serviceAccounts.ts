@@ -18,7 +18,8 @@ import { ledgerPut, type LedgerEntryType } from './ledger.js';
 import { getAccountItem, requireAccount, type AccountItem, type StoredAnswer } from './accounts.js';
 import { plainItem } from './db.js';
 import { findDueKeys, notificationItem, type AccountNotification } from './notifications.js';
-import { fail } from '../domain/errors.js';
+import { ChargingError, fail } from '../domain/errors.js';
+import { getService } from './services.js';
 import {
   crossedBelow, finalUnitActionOf, nextScheduledAt, smallestRechargeMinor, unitsBought,
   type ServiceAccountSettings,
@@ -84,6 +85,13 @@ export async function putServiceAccount(store: Store, accountId: string, classif
   Promise<{ serviceAccount: ServiceAccountItem; created: boolean }> {
   const owner = await requireAccount(store, accountId);
   if (isServiceAccountId(accountId)) fail('validation_failed', 'a service account cannot own service accounts');
+  // Sessions of the service draw units one for one: a service rated in another unit cannot
+  // use it. (The service may also come later; charging checks again.)
+  const service = await getService(store, classification).catch((error) => {
+    if (error instanceof ChargingError && error.code === 'not_found') return null;
+    throw error;
+  });
+  if (service && service.unit !== settings.unit) fail('conflict', `service ${classification} is rated in ${service.unit}, not ${settings.unit}`);
   const saId = serviceAccountId(accountId, classification);
   const now = store.now();
   const clean = { ...settings };
@@ -145,7 +153,10 @@ async function registerOnOwner(store: Store, accountId: string, classification: 
 
 async function placeScheduleMarker(store: Store, saId: string, settings: ServiceAccountSettings, now: Date): Promise<void> {
   if (!settings.schedule) {
-    await store.db.send(new UpdateCommand({ TableName: store.tableName, Key: markerKey(saId, 'SCHEDULE'), UpdateExpression: 'REMOVE dueShard, dueAt' }));
+    // Only an existing marker leaves the index (an UpdateItem would otherwise create one).
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: markerKey(saId, 'SCHEDULE'), UpdateExpression: 'REMOVE dueShard, dueAt', ConditionExpression: 'attribute_exists(pk)',
+    })).catch((error) => { if (!isConditionFailure(error)) throw error; });
     return;
   }
   const existing = (await store.db.send(new GetCommand({ TableName: store.tableName, Key: markerKey(saId, 'SCHEDULE'), ConsistentRead: true }))).Item;

@@ -93,6 +93,7 @@ describe('a data bundle in kilobytes bought from the main balance', () => {
       ['PUT', '/accounts/alice/service-accounts/video', { ...dataAccount, unit: 'money' }, 400],
       ['PUT', '/accounts/alice/service-accounts/video', { ...dataAccount, schedule: { every: 'week', at: 0 } }, 400],
       ['PUT', '/accounts/nobody/service-accounts/video', dataAccount, 404],
+      ['PUT', '/accounts/alice/service-accounts/voice', dataAccount, 409], // voice is rated in seconds, not kilobytes
       ['PUT', '/accounts/alice/service-accounts/bad~id', dataAccount, 400],
       ['POST', '/accounts/alice/service-accounts/video/recharge', { requestId: 'x1' }, 404],
       ['POST', '/accounts/alice/service-accounts/data/recharge', { requestId: 'x2', amount: -5 }, 400],
