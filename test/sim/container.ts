@@ -18,6 +18,9 @@ parentPort!.on('message', async (message: Record<string, any>) => {
     case 'sweep':
       reply = await runSweep(store, message.plan);
       break;
+    case 'trigger':
+      reply = await runSweep(store, message.plan, 'recharge-trigger');
+      break;
     case 'idle':
       await db.idle();
       reply = true;

@@ -43,6 +43,8 @@ export interface RuntimeStats {
 export interface Runtime {
   http(method: string, path: string, headers: Record<string, string>, body: string, plan: FaultPlan | null, label: string): Promise<HttpReply>;
   sweep(plan: FaultPlan | null): Promise<SweepReply>;
+  /** One run of the recharge trigger (threshold and scheduled recharges, notification relay). */
+  trigger(plan: FaultPlan | null): Promise<SweepReply>;
   /** Resolves when no db call is in flight anywhere (orphaned work included). */
   idle(): Promise<void>;
   stats(): Promise<RuntimeStats>;
@@ -205,9 +207,18 @@ export function quietLogs(): () => void {
     const detail = rest.map((r: any) => (r?.error ? `${r.error.name}: ${r.error.message}` : '')).join(' ');
     if (ctx) ctx.errors.push(`${String(message)} ${detail}`.trim());
   };
+  // Handlers that log with console.error (a best-effort write that failed) report to the
+  // attempt too; outside an attempt it prints as usual.
+  const originalConsoleError = console.error;
+  console.error = (...args: unknown[]) => {
+    const ctx = attemptStore.getStore();
+    if (ctx) ctx.errors.push(args.map(String).join(' ').slice(0, 300));
+    else originalConsoleError(...args);
+  };
   return () => {
     (logger as any).error = originalError;
     logger.setLogLevel(originalLevel);
+    console.error = originalConsoleError;
   };
 }
 
@@ -229,10 +240,10 @@ export async function runHttp(store: Store, method: string, path: string, header
   }
 }
 
-export async function runSweep(store: Store, plan: FaultPlan | null): Promise<SweepReply> {
+export async function runSweep(store: Store, plan: FaultPlan | null, name: 'interim-sweep' | 'recharge-trigger' = 'interim-sweep'): Promise<SweepReply> {
   useStore(store);
-  const handler = await loadHandler<(event: unknown) => Promise<Record<string, number>>>('interim-sweep');
-  const ctx = newAttempt('sweep', plan);
+  const handler = await loadHandler<(event: unknown) => Promise<Record<string, number>>>(name);
+  const ctx = newAttempt(name === 'interim-sweep' ? 'sweep' : 'trigger', plan);
   try {
     const summary = await attemptStore.run(ctx, () => handler({ source: 'aws.events', time: store.now().toISOString() }));
     return { summary, injected: ctx.injected };
@@ -259,6 +270,10 @@ export class ProcessRuntime implements Runtime {
 
   sweep(plan: FaultPlan | null) {
     return runSweep(this.store, plan);
+  }
+
+  trigger(plan: FaultPlan | null) {
+    return runSweep(this.store, plan, 'recharge-trigger');
   }
 
   idle() {
@@ -374,6 +389,10 @@ export class LambdaRuntime implements Runtime {
 
   sweep(plan: FaultPlan | null) {
     return this.onContainer<SweepReply>({ type: 'sweep', plan });
+  }
+
+  trigger(plan: FaultPlan | null) {
+    return this.onContainer<SweepReply>({ type: 'trigger', plan });
   }
 
   async idle() {

@@ -74,8 +74,9 @@ async function main() {
   const auditEvery = args.has('audit-every') ? intArg(args, 'audit-every', 1000) : undefined;
   const shrink = !args.has('no-shrink');
   const shrinkSeconds = intArg(args, 'shrink-seconds', 180);
-  console.log(`ops ${ops}, clients ${clients}, faults ${faults ? 'on' : 'off'}, known bugs ${knownBugs ? 'triggered' : 'avoided'}`);
-  if (!knownBugs) {
+  const listed = Object.keys(KNOWN_BUGS).length;
+  console.log(`ops ${ops}, clients ${clients}, faults ${faults ? 'on' : 'off'}, ${listed === 0 ? 'no known bugs listed (nothing avoided)' : `known bugs ${knownBugs ? 'triggered' : 'avoided'}`}`);
+  if (!knownBugs && listed > 0) {
     console.log('avoiding the workload that triggers known bugs (--known-bugs on to include it):');
     for (const [name, text] of Object.entries(KNOWN_BUGS)) console.log(`  - ${name}: ${text}`);
   }

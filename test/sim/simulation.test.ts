@@ -1,8 +1,9 @@
 // A short simulation as part of `npm test`: a few seeds, a few hundred operations each,
-// faults on, through the real handlers against the run's DynamoDB Local. The workload
-// that triggers the known bugs (KNOWN_BUGS in simulator.ts, each with a regression test
-// in regressions.test.ts) is left out, so this passes on the current code; the long
-// runs are `npm run simulate`.
+// faults on, through the real handlers against the run's DynamoDB Local, with the whole
+// workload. `avoidKnownBugs` leaves out (or tolerates) only what KNOWN_BUGS in simulator.ts
+// lists: bugs found and not fixed yet, each with an `it.fails` in regressions.test.ts (now
+// only manualRechargeReplayBody, whose symptom is tolerated: the run still does every
+// recharge). The long runs are `npm run simulate`.
 //
 // SIM_SEEDS=1,2,3 and SIM_OPS=300 choose other runs.
 import { describe, expect, it } from 'vitest';
@@ -12,7 +13,7 @@ import { formatFailure, simulate } from './simulator.js';
 const seeds = (process.env.SIM_SEEDS ?? '101,202,303').split(',').map((s) => Number(s.trim()));
 const ops = Number(process.env.SIM_OPS ?? 300);
 
-describe('simulation (faults on, known bugs avoided)', () => {
+describe('simulation (faults on, the whole workload; open KNOWN_BUGS tolerated)', () => {
   it.each(seeds)('seed %i passes every check', { timeout: 180_000 }, async (seed) => {
     const result = await simulate({ seed, ops, clients: 8, maxContainers: 4, endpoint: dynamodbEndpoint(), faults: true, avoidKnownBugs: true, auditEvery: 100 });
     console.log(`simulation seed=${seed} ops=${result.opsDone}/${ops} ${result.pass ? 'PASS' : 'FAIL'} in ${(result.elapsedMs / 1000).toFixed(1)} s; faults ${JSON.stringify(result.faults)}`);
