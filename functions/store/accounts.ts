@@ -204,13 +204,18 @@ export async function topUp(store: Store, accountId: string, requestId: string, 
   return keepAnswer(store, accountId, requestId);
 }
 
-/**
- * Reads the account, the answer of a top-up, and keeps it on the request record; the first
- * answer kept is the one every repeat gets (a repeat that finds none, after the first handler
- * died before keeping it, keeps its own).
- */
+/** The answer of a top-up: the account as it is after it. */
 async function keepAnswer(store: Store, accountId: string, requestId: string): Promise<StoredAnswer> {
-  const answer: StoredAnswer = { status: 200, body: accountView(await requireAccount(store, accountId), store.now()) };
+  return keepRequestAnswer(store, requestId, { status: 200, body: accountView(await requireAccount(store, accountId), store.now()) });
+}
+
+/**
+ * Keeps `answer` on the request record of a one-shot request (top-up, manual recharge) written
+ * by its transaction, and answers what is kept: the first answer kept is the one every repeat
+ * gets. A repeat that finds none (the first handler died after the transaction, before
+ * keeping it, so nobody saw an answer) keeps its own.
+ */
+export async function keepRequestAnswer(store: Store, requestId: string, answer: StoredAnswer): Promise<StoredAnswer> {
   try {
     await store.db.send(new UpdateCommand({
       TableName: store.tableName, Key: key.request(requestId),

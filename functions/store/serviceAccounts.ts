@@ -15,7 +15,7 @@ import { BatchGetCommand, GetCommand, PutCommand, TransactWriteCommand, UpdateCo
 import { DUE_SHARDS, key } from './table.js';
 import { cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { ledgerPut, type LedgerEntryType } from './ledger.js';
-import { getAccountItem, requireAccount, type AccountItem, type StoredAnswer } from './accounts.js';
+import { getAccountItem, keepRequestAnswer, requireAccount, type AccountItem, type StoredAnswer } from './accounts.js';
 import { plainItem } from './db.js';
 import { findDueKeys, notificationItem, type AccountNotification } from './notifications.js';
 import { ChargingError, fail } from '../domain/errors.js';
@@ -223,11 +223,13 @@ export type RechargeOutcome =
 const rechargeIdOf = (saId: string, guard: Guard) =>
   guard.kind === 'manual' ? `req:${guard.requestId}` : guard.kind === 'threshold' ? `thr:${guard.markerId}` : `sch:${saId}:${guard.dueAt}`;
 
-function guardItem(store: Store, saId: string, guard: Guard, answerOf?: StoredAnswer) {
+function guardItem(store: Store, saId: string, guard: Guard, amountMinor: number, units: number) {
   if (guard.kind === 'manual') {
+    // What was recharged, so a repeat can answer when the first handler died before keeping
+    // its answer (keepRequestAnswer).
     return { Put: {
       TableName: store.tableName,
-      Item: { ...key.request(guard.requestId), requestId: guard.requestId, h: guard.bodyHash, kind: 'recharge', saId, ...(answerOf ? { answer: answerOf } : {}) },
+      Item: { ...key.request(guard.requestId), requestId: guard.requestId, h: guard.bodyHash, kind: 'recharge', saId, amount: amountMinor, units },
       ConditionExpression: 'attribute_not_exists(pk)', ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
     } };
   }
@@ -245,7 +247,7 @@ function guardItem(store: Store, saId: string, guard: Guard, answerOf?: StoredAn
 }
 
 /** Moves `amountMinor` of the owner's money into `sa` as units, exactly once per guard. */
-async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: number, guard: Guard, answerOf?: (units: number) => StoredAnswer): Promise<RechargeOutcome> {
+async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: number, guard: Guard): Promise<RechargeOutcome> {
   const units = unitsBought(amountMinor, sa.rate);
   const at = store.now().toISOString();
   const rechargeId = rechargeIdOf(sa.accountId, guard);
@@ -257,7 +259,7 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: n
   try {
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({
       TransactItems: [
-        guardItem(store, sa.accountId, guard, answerOf?.(units)),
+        guardItem(store, sa.accountId, guard, amountMinor, units),
         { Update: {
           TableName: store.tableName, Key: key.account(owner),
           UpdateExpression: 'SET balance = balance - :m, available = available - :m',
@@ -296,28 +298,30 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: n
   return { ok: true, amountMinor, units, serviceAccount: after };
 }
 
-/** POST …/recharge: on request, idempotent by requestId. */
+/**
+ * POST …/recharge: on request, idempotent by requestId. The answer shows the service account
+ * after the recharge; it is kept on the request record after the transaction (as a top-up's
+ * is), so every repeat gets exactly what the first caller got.
+ */
 export async function manualRecharge(store: Store, accountId: string, classification: string, command: { requestId: string; amountMinor?: number }, bodyHash: string): Promise<StoredAnswer> {
+  const answerOf = (recharged: { amount: number; units: number }, after: ServiceAccountItem): StoredAnswer => ({
+    status: 200, body: { accountId, classification, recharged, serviceAccount: serviceAccountView(after) },
+  });
   const replay = async (): Promise<StoredAnswer | null> => {
     const previous = (await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.request(command.requestId), ConsistentRead: true }))).Item;
     if (!previous) return null;
     if (previous.h !== bodyHash || previous.kind !== 'recharge') fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
-    return previous.answer as StoredAnswer;
+    if (previous.answer) return previous.answer as StoredAnswer;
+    const after = (await getServiceAccount(store, accountId, classification)) ?? fail('not_found', `account ${accountId} has no service account ${classification}`);
+    return keepRequestAnswer(store, command.requestId, answerOf({ amount: previous.amount, units: previous.units }, after));
   };
   const sa = await getServiceAccount(store, accountId, classification);
   if (!sa) return (await replay()) ?? fail('not_found', `account ${accountId} has no service account ${classification}`);
   const amountMinor = command.amountMinor ?? sa.rechargeAmountMinor
     ?? fail('validation_failed', `service account ${classification} has no rechargeAmount: give an amount`);
   if (amountMinor < smallestRechargeMinor(sa.rate)) fail('validation_failed', `${amountMinor} buys no ${sa.unit} at this rate`);
-  const answerOf = (units: number): StoredAnswer => ({
-    status: 200,
-    body: { accountId, classification, recharged: { amount: amountMinor, units }, serviceAccount: { ...serviceAccountView(sa), balance: sa.balance + units, available: sa.available + units } },
-  });
-  const outcome = await rechargeOnce(store, sa, amountMinor, { kind: 'manual', requestId: command.requestId, bodyHash }, answerOf);
-  if (outcome.ok) {
-    // The stored answer is what a replay gets; the first caller sees the item as it is now.
-    return { status: 200, body: { accountId, classification, recharged: { amount: amountMinor, units: outcome.units }, serviceAccount: serviceAccountView(outcome.serviceAccount) } };
-  }
+  const outcome = await rechargeOnce(store, sa, amountMinor, { kind: 'manual', requestId: command.requestId, bodyHash });
+  if (outcome.ok) return keepRequestAnswer(store, command.requestId, answerOf({ amount: amountMinor, units: outcome.units }, outcome.serviceAccount));
   if (outcome.reason === 'already') return (await replay())!;
   if (outcome.reason === 'insufficient') {
     await recordFailure(store, sa, amountMinor, 'manual');

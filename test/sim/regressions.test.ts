@@ -2,8 +2,7 @@
 // real handlers (dispatch) against DynamoDB Local, asserting what the contract promises. A
 // bug found and not yet fixed is recorded as `it.fails` (it fails on the current code, and
 // so passes); once fixed it is a plain `it`, kept as a guard, and the bug leaves KNOWN_BUGS
-// in test/sim/simulator.ts so the simulator exercises that workload again. Open now: the
-// last describe block (manualRechargeReplayBody).
+// in test/sim/simulator.ts so the simulator exercises that workload again. All are fixed now.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { dispatch, loadHandler } from '../../infra/local/api-gateway.js';
@@ -311,17 +310,16 @@ describe('simulator findings (bugs in functions/, fixed: kept as guards)', () =>
     expect(reused.status).toBe(409);
     expect(reused.body.code).toBe('idempotency_conflict');
   });
-});
 
-describe('simulator findings (bugs in functions/, open: it.fails until fixed)', () => {
   // Found by the simulator (seed 1 --ops 600, after service accounts joined the workload):
   // "d: replay differs" on POST …/service-accounts/data/recharge. manualRecharge
   // (functions/store/serviceAccounts.ts, `if (outcome.ok)`) answers the first caller with the
   // service account re-read after the transaction, but stores for replays an answer built from
   // the item read BEFORE it (`answerOf`: its settings, balance + units). Any charge, recharge or
   // PUT on the service account in between makes the two differ (README: "Every answer of a
-  // state-changing request can be repeated ... and comes back identical").
-  it.fails('manualRechargeReplayBody: a repeated manual recharge answers its original answer, whatever happened to the service account meanwhile', async () => {
+  // state-changing request can be repeated ... and comes back identical"). Fixed: the answer
+  // is kept on the request record after the transaction (keepRequestAnswer), as a top-up's.
+  it('manualRechargeReplayBody: a repeated manual recharge answers its original answer, whatever happened to the service account meanwhile', async () => {
     const h = await harness(1000);
     await h.call('PUT', '/services/data', { unit: 'kilobytes', price: { amount: 100, per: 1024 }, validitySeconds: 300 });
     expect((await h.call('PUT', '/accounts/a/service-accounts/data', { unit: 'kilobytes', rate: { amount: 100, units: 1024 }, priority: 1, onEmpty: 'deny' })).status).toBe(201);

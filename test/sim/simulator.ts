@@ -99,12 +99,10 @@ export interface SimulateOptions {
  * counts a symptom instead of failing, so the rest can still be checked. Once a bug is fixed
  * it leaves this list, and its avoidance and tolerance leave the simulator.
  *
- * Every bug listed before service accounts joined the workload is fixed (regressions.test.ts
- * keeps each as a plain `it`); listed now is what the grown workload found.
+ * Every bug found so far is fixed (regressions.test.ts keeps each as a plain `it`), so the
+ * list is empty and `avoidKnownBugs` changes nothing.
  */
-export const KNOWN_BUGS: Readonly<Record<string, string>> = {
-  manualRechargeReplayBody: 'a repeated manual recharge (POST …/service-accounts/{c}/recharge) answers a stored answer built from the service account read before the recharge, while the first answer shows it re-read after: a charge, recharge or PUT in between makes the replay differ',
-};
+export const KNOWN_BUGS: Readonly<Record<string, string>> = {};
 
 const FAULTY_ATTEMPTS = 3;
 // In the future: notifications carry a TTL (90 days after they are written, in simulated
@@ -596,14 +594,8 @@ class Simulation {
     return (answer.status >= 200 && answer.status < 300) || (kind === 'update' && answer.status === 402);
   }
 
-  private sameAnswer(req: Req, a: Answer, b: Answer): boolean {
-    const same = a.status === b.status && isDeepStrictEqual(a.body, b.body);
-    if (!same && req.kind === 'recharge' && this.avoid) {
-      // KNOWN_BUGS.manualRechargeReplayBody: only what was recharged repeats, not the service account's view.
-      const pick = (x: Answer) => ({ status: x.status, accountId: x.body?.accountId, classification: x.body?.classification, recharged: x.body?.recharged });
-      return isDeepStrictEqual(pick(a), pick(b)) && this.tolerated('manualRechargeReplayBody');
-    }
-    return same;
+  private sameAnswer(a: Answer, b: Answer): boolean {
+    return a.status === b.status && isDeepStrictEqual(a.body, b.body);
   }
 
   /** Checks one final answer to `req` and applies its effect to the model on the first success. */
@@ -618,7 +610,7 @@ class Simulation {
     }
     if (this.isSuccess(req.kind, answer)) {
       if (req.first) {
-        if (!this.sameAnswer(req, req.first, answer)) {
+        if (!this.sameAnswer(req.first, answer)) {
           this.fail('d: replay differs', `${what}: first answer ${req.first.status} ${JSON.stringify(req.first.body)}, now ${answer.status} ${JSON.stringify(answer.body)}`);
         }
         return;

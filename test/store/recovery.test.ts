@@ -2,13 +2,14 @@
 // written, debits never recorded, finished entries nobody removed, transactions that kept
 // meeting conflicts; and the costs of the no-fault path, which all of this must not raise.
 import { describe, expect, it } from 'vitest';
-import { GetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { fundedAccount, testClock, testStore, voice } from '../helpers.js';
 import { reserve, updateSession, debitSession, refundSession, requireSession, getSessionItem, answerIn, sessionIdFor } from '../../functions/store/sessions.js';
 import { directDebit } from '../../functions/store/debits.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import { readLedger } from '../../functions/store/ledger.js';
 import { putService } from '../../functions/store/services.js';
+import { manualRecharge, putServiceAccount } from '../../functions/store/serviceAccounts.js';
 import { sweep } from '../../functions/store/sweep.js';
 import { key } from '../../functions/store/table.js';
 import { ChargingError } from '../../functions/domain/errors.js';
@@ -260,6 +261,22 @@ describe('top-ups', () => {
     expect(first.body).toMatchObject({ balance: 110 });
     await directDebit(store, event('e1'), 'he');
     expect(await topUp(store, 'alice', 't1', 10, 'h')).toEqual(first);
+  });
+
+  it('a manual recharge whose handler died before keeping its answer: the repeat answers, and nothing moves twice', async () => {
+    const f = faultyStore();
+    const store = await f.store;
+    await fundedAccount(store, 'alice', 1000);
+    await putServiceAccount(store, 'alice', 'data', { unit: 'kilobytes', rate: { amountMinor: 100, units: 1024 }, priority: 1, onEmpty: 'deny' });
+    // The transaction lands; the write that keeps the answer on the request record does not.
+    f.failWith((c) => (c instanceof UpdateCommand && String(c.input.Key?.pk).startsWith('REQ#') ? new Error('handler died') : null));
+    await expect(manualRecharge(store, 'alice', 'data', { requestId: 'g1', amountMinor: 200 }, 'h')).rejects.toThrow('handler died');
+    f.heal();
+    const repeat = await manualRecharge(store, 'alice', 'data', { requestId: 'g1', amountMinor: 200 }, 'h');
+    expect(repeat.body).toMatchObject({ recharged: { amount: 200, units: 2048 }, serviceAccount: { balance: 2048 } });
+    expect(await manualRecharge(store, 'alice', 'data', { requestId: 'g1', amountMinor: 200 }, 'h')).toEqual(repeat);
+    expect(await codeOf(manualRecharge(store, 'alice', 'data', { requestId: 'g1', amountMinor: 300 }, 'h2'))).toBe('idempotency_conflict');
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 800 });
   });
 
   it('past the most an account may hold are refused, and write nothing', async () => {
