@@ -316,10 +316,18 @@ export async function manualRecharge(store: Store, accountId: string, classifica
     return keepRequestAnswer(store, command.requestId, answerOf({ amount: previous.amount, units: previous.units }, after));
   };
   const sa = await getServiceAccount(store, accountId, classification);
-  if (!sa) return (await replay()) ?? fail('not_found', `account ${accountId} has no service account ${classification}`);
-  const amountMinor = command.amountMinor ?? sa.rechargeAmountMinor
-    ?? fail('validation_failed', `service account ${classification} has no rechargeAmount: give an amount`);
-  if (amountMinor < smallestRechargeMinor(sa.rate)) fail('validation_failed', `${amountMinor} buys no ${sa.unit} at this rate`);
+  const amountMinor = command.amountMinor ?? sa?.rechargeAmountMinor;
+  if (!sa || amountMinor === undefined || amountMinor < smallestRechargeMinor(sa.rate)) {
+    // Refused against the service account as it is now (gone, no rechargeAmount, an amount
+    // that buys nothing at today's rate): it may be a repeat of a request that was fine when
+    // it came first, or a requestId reused with another body, so the request record answers
+    // first. Only refusals pay this read.
+    const previous = await replay();
+    if (previous) return previous;
+    if (!sa) return fail('not_found', `account ${accountId} has no service account ${classification}`);
+    if (amountMinor === undefined) return fail('validation_failed', `service account ${classification} has no rechargeAmount: give an amount`);
+    return fail('validation_failed', `${amountMinor} buys no ${sa.unit} at this rate`);
+  }
   const outcome = await rechargeOnce(store, sa, amountMinor, { kind: 'manual', requestId: command.requestId, bodyHash });
   if (outcome.ok) return keepRequestAnswer(store, command.requestId, answerOf({ amount: amountMinor, units: outcome.units }, outcome.serviceAccount));
   if (outcome.reason === 'already') return (await replay())!;

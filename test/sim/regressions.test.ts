@@ -338,4 +338,30 @@ describe('simulator findings (bugs in functions/, fixed: kept as guards)', () =>
     expect(first.status).toBe(200);
     expect(await h.call('POST', '/accounts/a/service-accounts/data/recharge', recharge)).toEqual(first);
   });
+  // Found by the simulator (seed 7, default ops, op 4986): "d: idempotency_conflict". A manual
+  // recharge's requestId reused with another body whose amount buys nothing at the rate was
+  // answered 400 validation_failed: manualRecharge checked the amount against the service
+  // account as it is now before looking at the request record. Its twin: a true repeat after a
+  // PUT changed the rate so the same amount buys nothing now was refused instead of answered.
+  it('rechargeRefusalBeforeReplay: a reused recharge requestId is 409 idempotency_conflict, and a repeat is answered after the rate changed', async () => {
+    const h = await harness(1000);
+    await h.call('PUT', '/services/sms', { unit: 'events', price: { amount: 5, per: 1 }, validitySeconds: 300 });
+    const sa = { unit: 'events', rate: { amount: 5, units: 1 }, priority: 1, onEmpty: 'deny', rechargeAmount: 50 };
+    expect((await h.call('PUT', '/accounts/a/service-accounts/sms', sa)).status).toBe(201);
+    const first = await h.call('POST', '/accounts/a/service-accounts/sms/recharge', { requestId: 'g1' });
+    expect(first.status).toBe(200);
+    const reused = await h.call('POST', '/accounts/a/service-accounts/sms/recharge', { requestId: 'g1', amount: 1 });
+    expect([reused.status, reused.body.code]).toEqual([409, 'idempotency_conflict']);
+    // 100 now buy one event, and there is no rechargeAmount: the repeat still answers.
+    expect((await h.call('PUT', '/accounts/a/service-accounts/sms', { ...sa, rate: { amount: 100, units: 1 }, rechargeAmount: undefined })).status).toBe(200);
+    expect(await h.call('POST', '/accounts/a/service-accounts/sms/recharge', { requestId: 'g1' })).toEqual(first);
+    const sent = { requestId: 'g2', amount: 100 };
+    const second = await h.call('POST', '/accounts/a/service-accounts/sms/recharge', sent);
+    expect(second.status).toBe(200);
+    expect((await h.call('PUT', '/accounts/a/service-accounts/sms', { ...sa, rate: { amount: 200, units: 1 } })).status).toBe(200);
+    expect(await h.call('POST', '/accounts/a/service-accounts/sms/recharge', sent)).toEqual(second);
+    // Not a repeat: refused as before.
+    const refused = await h.call('POST', '/accounts/a/service-accounts/sms/recharge', { requestId: 'g3', amount: 100 });
+    expect([refused.status, refused.body.code]).toEqual([400, 'validation_failed']);
+  });
 });
