@@ -40,17 +40,24 @@ async function storedAnswer(store: Store, requestId: string, bodyHash: string): 
 
 export async function directDebit(store: Store, command: DirectDebitCommand, bodyHash: string): Promise<StoredAnswer> {
   const service = await getService(store, command.serviceId);
-  const units = command.units ?? (service.unit === 'money' ? command.amount! : undefined);
-  if (units === undefined) fail('validation_failed', `service ${command.serviceId} is rated in ${service.unit}: give units`);
+  /**
+   * A refusal against today's rating or routing (a PUT may have changed either since) first
+   * looks for the request record: a repeat is answered as before, another body is
+   * idempotency_conflict. Only refusals pay the read.
+   */
+  const refuse = async (code: 'validation_failed' | 'insufficient_credit' | 'conflict', detail: string, extra?: Record<string, unknown>) =>
+    (await storedAnswer(store, command.requestId, bodyHash)) ?? fail(code, detail, extra);
+  const units = command.units ?? (service.unit === 'money' ? command.amount : undefined);
+  if (units === undefined) return refuse('validation_failed', `service ${command.serviceId} is rated in ${service.unit}: give units`);
   // A price past 2^53-1 minor units is more than any account can hold (MAX_BALANCE_MINOR).
-  const amountMinor = priceOrNull(units!, service.price)
-    ?? fail('insufficient_credit', `${units} ${service.unit} of ${command.serviceId} cost more than any account can pay`, { finalUnitAction: 'terminate' });
+  const amountMinor = priceOrNull(units, service.price);
+  if (amountMinor === null) return refuse('insufficient_credit', `${units} ${service.unit} of ${command.serviceId} cost more than any account can pay`, { finalUnitAction: 'terminate' });
   const opId = `evt:${command.requestId}`;
   const now = store.now();
   const dueAt = new Date(now.getTime() + FINISHED_AGE_MS).toISOString();
   let accountId = command.accountId;
   let entry: OpEntry = {
-    seq: 1, amt: 0, gu: 0, u: units!, chg: amountMinor, rid: command.requestId, h: bodyHash, n: newNonce(), at: now.toISOString(), done: 'charged',
+    seq: 1, amt: 0, gu: 0, u: units, chg: amountMinor, rid: command.requestId, h: bodyHash, n: newNonce(), at: now.toISOString(), done: 'charged',
     ...(command.multiSessionId ? { ms: command.multiSessionId, svc: command.serviceId, cl: command.clientId } : {}),
   };
   let result = await applyOp(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId },
@@ -58,10 +65,10 @@ export async function directDebit(store: Store, command: DirectDebitCommand, bod
   if (!result.ok && result.route) {
     // The owner keeps a service account for this service (seed 004): it pays in units.
     const ref = result.account!.serviceAccounts![command.serviceId]!;
-    if (ref.unit !== service.unit) fail('conflict', `service ${command.serviceId} is rated in ${service.unit} but the service account of ${command.accountId} holds ${ref.unit}`);
+    if (ref.unit !== service.unit) return refuse('conflict', `service ${command.serviceId} is rated in ${service.unit} but the service account of ${command.accountId} holds ${ref.unit}`);
     accountId = result.route;
-    entry = { ...entry, chg: units! };
-    result = await applyOp(store, accountId, opId, { kind: 'new', dueAt }, { balanceDelta: -units!, reservedDelta: 0, availableDelta: -units! }, entry);
+    entry = { ...entry, chg: units };
+    result = await applyOp(store, accountId, opId, { kind: 'new', dueAt }, { balanceDelta: -units, reservedDelta: 0, availableDelta: -units }, entry);
   }
   if (!result.ok) {
     const refusal = refusalOf(result.account, opId, now);

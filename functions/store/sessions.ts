@@ -165,7 +165,18 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
   /** Set once the owner's item routes this service to a service account (seed 004), which holds units. */
   let serviceAccount: { classification: string; finalUnit: FinalUnit } | undefined;
   let price = service.price;
-  let grant = optimisticGrant(command.requested, price) ?? fail('validation_failed', 'requested must be at least one unit');
+  /**
+   * A refusal against today's rating or routing (a PUT may have changed either since) first
+   * looks for a session under this requestId: a repeat is answered as before, another body is
+   * idempotency_conflict. Only refusals pay the read.
+   */
+  const refuse = async (code: 'validation_failed' | 'conflict', detail: string): Promise<StoredAnswer> => {
+    const existing = await getSessionItem(store, sessionId);
+    return (existing && replayOrConflict(existing, command.requestId, bodyHash)) ?? fail(code, detail);
+  };
+  const firstGrant = optimisticGrant(command.requested, price);
+  if (!firstGrant) return refuse('validation_failed', 'requested must be at least one unit');
+  let grant = firstGrant;
   let entry!: OpEntry;
   /** A hold of this request that the sweep released (its reserve died before the session write): record it expired. */
   let released: OpEntry | undefined;
@@ -186,7 +197,7 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
     if (result.ok) { entry = candidate; committed = true; break; }
     if (result.route) {
       const ref = result.account!.serviceAccounts![command.serviceId]!;
-      if (ref.unit !== service.unit) fail('conflict', `service ${command.serviceId} is rated in ${service.unit} but the service account of ${command.accountId} holds ${ref.unit}`);
+      if (ref.unit !== service.unit) return refuse('conflict', `service ${command.serviceId} is rated in ${service.unit} but the service account of ${command.accountId} holds ${ref.unit}`);
       chargedAccountId = result.route;
       serviceAccount = { classification: command.serviceId, finalUnit: { action: 'terminate' } };
       // A service account holds the service's own units: one unit pays for one unit.

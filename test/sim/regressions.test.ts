@@ -364,4 +364,28 @@ describe('simulator findings (bugs in functions/, fixed: kept as guards)', () =>
     const refused = await h.call('POST', '/accounts/a/service-accounts/sms/recharge', { requestId: 'g3', amount: 100 });
     expect([refused.status, refused.body.code]).toEqual([400, 'validation_failed']);
   });
+  // The same class as rechargeRefusalBeforeReplay, found by reading reserve and direct debit
+  // after it: a refusal against today's rating (an amount below one block's price, amount
+  // given for a service rated in units, a price past 2^53-1) came before the idempotency check.
+  it('rechargeRefusalBeforeReplay (reserve, direct debit): refusals against today\'s rating answer a repeat, and a reuse is 409', async () => {
+    const h = await harness(1000);
+    const open = { requestId: 'r1', accountId: 'a', clientId: 'scscf', serviceId: 'voice', requested: { amount: 4 } };
+    const reserved = await h.call('POST', '/sessions', open);
+    expect(reserved.status).toBe(201);
+    const reused = await h.call('POST', '/sessions', { ...open, requested: { amount: 1 } });
+    expect([reused.status, reused.body.code]).toEqual([409, 'idempotency_conflict']);
+    const event = { requestId: 'e1', accountId: 'a', clientId: 'smsc', serviceId: 'sms', units: 2 };
+    const charged = await h.call('POST', '/debits', event);
+    expect(charged.status).toBe(201);
+    const reusedEvent = await h.call('POST', '/debits', { requestId: 'e1', accountId: 'a', clientId: 'smsc', serviceId: 'sms', amount: 10 });
+    expect([reusedEvent.status, reusedEvent.body.code]).toEqual([409, 'idempotency_conflict']);
+    // Prices change: 4 cents buy no block of voice now, and two SMS cost more than 2^53-1.
+    await h.call('PUT', '/services/voice', { unit: 'seconds', price: { amount: 10, per: 60 }, validitySeconds: 300 });
+    await h.call('PUT', '/services/sms', { unit: 'events', price: { amount: 2 ** 52, per: 1 }, validitySeconds: 300 });
+    expect(await h.call('POST', '/sessions', open)).toEqual(reserved);
+    expect(await h.call('POST', '/debits', event)).toEqual(charged);
+    // Not repeats: refused as before.
+    expect((await h.call('POST', '/sessions', { ...open, requestId: 'r2' })).body.code).toBe('validation_failed');
+    expect((await h.call('POST', '/debits', { ...event, requestId: 'e2' })).body.code).toBe('insufficient_credit');
+  });
 });

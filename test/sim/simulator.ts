@@ -1892,12 +1892,16 @@ class Client {
           delete body.amount;
         } else body.amount = (body.amount as number) + 1;
         break;
+      // Some reuses carry a body that would be refused if it were new (an amount for a service
+      // rated in units, an amount below one block's price): idempotency_conflict must win.
       case 'dd':
         if (this.rng.chance(0.3)) { path = `/accounts/${ownerOf(original.accountId)}/topup`; for (const k of Object.keys(body)) if (k !== 'requestId') delete body[k]; body.amount = 7; }
+        else if ('units' in body && this.rng.chance(0.3)) { delete body.units; body.amount = 1; }
         else if ('units' in body) body.units = (body.units as number) + 1;
         else body.amount = (body.amount as number) + 1;
         break;
       case 'reserve': {
+        if (this.rng.chance(0.3) && !isDeepStrictEqual(body.requested, { amount: 1 })) { body.requested = { amount: 1 }; break; }
         const requested = body.requested as Record<string, number>;
         const k = Object.keys(requested)[0]!;
         requested[k] = requested[k]! + 1;
