@@ -583,6 +583,27 @@ class Simulation {
     }
   }
 
+  /** One run of a scheduled function (the interim sweep, the recharge trigger) for a client, with faults drawn as for a request. */
+  private async runScheduled(name: 'sweep' | 'trigger', client: Client, trace: string[]) {
+    const plan = this.faultsOn ? drawPlan(client.rng, this.faultRate * 2, { avoidKnownBugs: this.avoid }) : null;
+    const reply = await (name === 'sweep' ? this.runtime.sweep(plan) : this.runtime.trigger(plan));
+    this.noteInjected(reply.injected);
+    const faults = reply.injected.length ? `[${reply.injected.join(',')}]` : '';
+    if (reply.summary) {
+      if (name === 'sweep') this.count('sweep: expired', reply.summary.expired ?? 0);
+      else {
+        this.count('trigger: recharged', reply.summary.recharged ?? 0);
+        this.count('trigger: failed recharges', reply.summary.failed ?? 0);
+      }
+      trace.push(`${JSON.stringify(reply.summary)}${faults}`);
+    } else {
+      this.count(`${name}: failed run`);
+      trace.push(`failed: ${reply.error?.split(':')[0]}${faults}`);
+      const what = name === 'sweep' ? 'the interim sweep' : 'the recharge trigger';
+      if (reply.injected.length === 0) this.fail(`e: ${name} failed`, `${what} failed with no fault injected: ${reply.error}`);
+    }
+  }
+
   /** In avoid mode, a known bug's symptom is counted instead of failing the run. */
   private tolerated(bug: keyof typeof KNOWN_BUGS): boolean {
     if (!this.avoid) return false;
@@ -1409,33 +1430,8 @@ class Simulation {
     noteSettings: (sa: AccountModel, body: Record<string, unknown>) => this.noteSettings(sa, body),
     noteSponsors: (account: AccountModel, sponsors: Array<{ accountId: string; priority: number }>) => this.noteSponsors(account, sponsors),
     account: (id: string) => this.accounts.get(id),
-    trigger: async (client: Client, trace: string[]) => {
-      const reply = await this.runtime.trigger(this.faultsOn ? drawPlan(client.rng, this.faultRate * 2, { avoidKnownBugs: this.avoid }) : null);
-      this.noteInjected(reply.injected);
-      const faults = reply.injected.length ? `[${reply.injected.join(',')}]` : '';
-      if (reply.summary) {
-        this.count('trigger: recharged', reply.summary.recharged ?? 0);
-        this.count('trigger: failed recharges', reply.summary.failed ?? 0);
-        trace.push(`${JSON.stringify(reply.summary)}${faults}`);
-      } else {
-        this.count('trigger: failed run');
-        trace.push(`failed: ${reply.error?.split(':')[0]}${faults}`);
-        if (reply.injected.length === 0) this.fail('e: trigger failed', `the recharge trigger failed with no fault injected: ${reply.error}`);
-      }
-    },
-    sweep: async (client: Client, trace: string[]) => {
-      const reply = await this.runtime.sweep(this.faultsOn ? drawPlan(client.rng, this.faultRate * 2, { avoidKnownBugs: this.avoid }) : null);
-      this.noteInjected(reply.injected);
-      const faults = reply.injected.length ? `[${reply.injected.join(',')}]` : '';
-      if (reply.summary) {
-        this.count('sweep: expired', reply.summary.expired ?? 0);
-        trace.push(`${JSON.stringify(reply.summary)}${faults}`);
-      } else {
-        this.count('sweep: failed run');
-        trace.push(`failed: ${reply.error?.split(':')[0]}${faults}`);
-        if (reply.injected.length === 0) this.fail('e: sweep failed', `the interim sweep failed with no fault injected: ${reply.error}`);
-      }
-    },
+    trigger: (client: Client, trace: string[]) => this.runScheduled('trigger', client, trace),
+    sweep: (client: Client, trace: string[]) => this.runScheduled('sweep', client, trace),
   };
 }
 
