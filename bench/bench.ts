@@ -1,12 +1,40 @@
-// Benchmark of the charging hot path (reserve → update → debit) against DynamoDB Local,
-// next to a raw baseline of one conditional UpdateItem per step on the same server.
+// `npm run bench`: figures of the whole charging API against DynamoDB Local (in-memory,
+// started here), in one run. Store functions are called directly, as the handlers call them,
+// each through a counting db wrapper (calls per operation, by command). In order:
 //
-//   npm run bench
+//  1. The charging hot path (reserve → update → debit) at c=1 and c=32 (32 accounts, and one
+//     hot account), next to a raw baseline of one conditional UpdateItem per step on the
+//     same server: ops/s, latencies, calls per operation, throughput ratio ours/raw.
+//  2. Every other operation at c=32 (bench/operations.ts): refunds (of a closed session with
+//     an amount; of an active one without, which releases it), event charges, top-ups, manual
+//     service-account recharges, a session on a service account, a multi-party session
+//     (propose → agree → agree → debit), a session of an attached account.
+//  3. The hot shared account (bench/hot-account.ts): 50 members of one main account charging
+//     at once; main-account item writes per 100 member operations, from cold and sustained.
+//  4. The interim sweep (bench/sweep.ts): 10,000 due sessions among more idle ones; wall
+//     time, sessions expired per second, items read and calls per swept session, and a check
+//     that no idle session was read.
+//  Then one Targets table with every target, PASS/MISS.
 //
-// Knobs (environment): BENCH_C1_CYCLES, BENCH_C32_CYCLES, BENCH_HOT_CYCLES,
-// BENCH_RAW_C1_CYCLES, BENCH_RAW_C32_CYCLES, BENCH_OURS_HALF_SECONDS, BENCH_RAW_HALF_SECONDS,
-// BENCH_WARMUP_ROUNDS (time caps: see below).
-// Progress goes to stderr; the results table goes to stdout.
+//   npm run bench                     (about 7 minutes on 2 cores)
+//   BENCH_SWEEP_SESSIONS=500 BENCH_OPS_SECONDS=2 … npm run bench     (a quick look)
+//
+// Knobs (environment; counts, and time caps in seconds — a phase stops at whichever comes first):
+//  1. BENCH_C1_CYCLES (1500), BENCH_C32_CYCLES (6000), BENCH_HOT_CYCLES (6000),
+//     BENCH_RAW_C1_CYCLES (1500), BENCH_RAW_C32_CYCLES (6000), BENCH_OURS_HALF_SECONDS (7),
+//     BENCH_RAW_HALF_SECONDS (4), BENCH_WARMUP_ROUNDS (3), BENCH_WARMUP_OURS_SECONDS (3),
+//     BENCH_WARMUP_RAW_SECONDS (1.5) (see below).
+//  2. BENCH_OPS_CYCLES (1000 cycles per operation; a cycle is one operation, or one session
+//     of 3–4), BENCH_OPS_SECONDS (6, cap of each measured phase), BENCH_OPS_PREPARE_SECONDS
+//     (8, cap of making the sessions the refunds need), BENCH_OPS_ACCOUNTS (32 per operation).
+//  3. BENCH_MEMBERS (50), BENCH_MEMBER_COLD_SESSIONS (2), BENCH_MEMBER_SUSTAINED_SESSIONS (8),
+//     BENCH_MEMBER_EVENTS (event charges per member session, 1; 'none' for none). Not time-capped.
+//  4. BENCH_SWEEP_SESSIONS (10000 due), BENCH_SWEEP_IDLE_SESSIONS (12000 idle),
+//     BENCH_SWEEP_ACCOUNTS (400), BENCH_SWEEP_CREATE_DUE_SECONDS (90),
+//     BENCH_SWEEP_CREATE_IDLE_SECONDS (90), BENCH_SWEEP_SECONDS (150, cap of the sweep runs);
+//     SWEEP_BATCH_SIZE (100) and SWEEP_MAX_BATCHES (50) as the interim-sweep handler reads them.
+//  BENCH_SKIP=operations,hot,sweep (any of them) leaves phases out.
+// Progress goes to stderr; the report goes to stdout.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
 import { randomUUID } from 'node:crypto';
@@ -14,21 +42,22 @@ import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { startDynamoDbLocal, type DynamoDbLocal } from '../infra/local/dynamodb.js';
-import { countingDb, createStore, ensureTable, type Db, type Store } from '../functions/store/db.js';
+import { createStore, ensureTable, type Db, type Store } from '../functions/store/db.js';
 import { putService } from '../functions/store/services.js';
-import { createAccount, getAccountItem, topUp } from '../functions/store/accounts.js';
+import { getAccountItem } from '../functions/store/accounts.js';
 import { key } from '../functions/store/table.js';
 import { reserve, updateSession, debitSession } from '../functions/store/sessions.js';
-import { createProgress } from './progress.js';
 import { summarize, type Sample } from './stats.js';
+import {
+  CONCURRENCY, commonBreakdown, envInt, envNum, errorsText, expectStatus, fmt, makeAccounts, merge, passMiss, runPhase,
+  sumCounts, table, timed, voice, type PhaseResult, type TargetRow,
+} from './common.js';
+import { operationsReport, runOperations, type OperationResult } from './operations.js';
+import { hotAccountReport, hotAccountTargets, runHotAccount, type HotAccountResult } from './hot-account.js';
+import { runSweep, sweepReport, sweepTargets, type SweepResult } from './sweep.js';
 
-const envNum = (name: string, fallback: number) => {
-  const value = Number(process.env[name]);
-  return process.env[name] && Number.isFinite(value) && value > 0 ? value : fallback;
-};
-const envInt = (name: string, fallback: number) => Math.floor(envNum(name, fallback));
+const SKIP = new Set((process.env.BENCH_SKIP ?? '').split(',').map((x) => x.trim()).filter(Boolean));
 
-const CONCURRENCY = 32;
 const C1_CYCLES = envInt('BENCH_C1_CYCLES', 1_500);
 const C32_CYCLES = envInt('BENCH_C32_CYCLES', 6_000);
 const HOT_CYCLES = envInt('BENCH_HOT_CYCLES', 6_000);
@@ -44,132 +73,13 @@ const RAW_HALF_SECONDS = envNum('BENCH_RAW_HALF_SECONDS', 4);
 const WARMUP_ROUNDS = envInt('BENCH_WARMUP_ROUNDS', 3);
 const WARMUP_OURS_SECONDS = envNum('BENCH_WARMUP_OURS_SECONDS', 3);
 const WARMUP_RAW_SECONDS = envNum('BENCH_WARMUP_RAW_SECONDS', 1.5);
-const TOPUP_MINOR = 1_000_000_000;
-
-const voice = { serviceId: 'voice', unit: 'seconds' as const, price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 30 };
+/** The throughput of our charging path over the raw conditional-write baseline. */
+const RATIO_TARGET = 0.8;
 
 type OpName = 'reserve' | 'update' | 'debit';
 type RawName = 'step1' | 'step2' | 'step3';
 
-interface PhaseResult<N extends string> {
-  label: string;
-  concurrency: number;
-  accounts: number;
-  cycles: number;
-  wallMs: number;
-  stoppedByTime: boolean;
-  samples: Record<N, Sample[]>;
-  errors: Map<string, number>;
-}
-
-// ------------------------------------------------------------------------------- runner
-
-/**
- * Runs `cycle` from `concurrency` workers until `cycles` cycles have started or the time
- * cap passes. Each worker w gets its own index sequence; a cycle that throws is counted
- * as an error by name and the worker goes on.
- */
-async function runPhase<N extends string>(options: {
-  label: string;
-  concurrency: number;
-  accounts: number;
-  cycles: number;
-  seconds: number;
-  names: readonly N[];
-  cycle: (worker: number, index: number, record: (name: N, sample: Sample) => void) => Promise<void>;
-}): Promise<PhaseResult<N>> {
-  const samples = Object.fromEntries(options.names.map((n) => [n, [] as Sample[]])) as Record<N, Sample[]>;
-  const errors = new Map<string, number>();
-  const deadline = performance.now() + options.seconds * 1000;
-  let started = 0;
-  let done = 0;
-  let stoppedByTime = false;
-  const progress = createProgress(options.label, options.cycles, options.seconds);
-  const record = (name: N, sample: Sample) => samples[name].push(sample);
-  const begin = performance.now();
-  const worker = async (w: number) => {
-    for (;;) {
-      if (started >= options.cycles) return;
-      if (performance.now() >= deadline) { stoppedByTime = true; return; }
-      const index = started++;
-      try {
-        await options.cycle(w, index, record);
-      } catch (error) {
-        const name = (error as any)?.code ?? (error as Error)?.name ?? 'Error';
-        errors.set(name, (errors.get(name) ?? 0) + 1);
-        if (errors.size === 1 && errors.get(name) === 1) {
-          process.stderr.write(`\n[${options.label}] first error: ${(error as Error)?.message ?? String(error)}\n`);
-        }
-      }
-      done++;
-      progress.update(done);
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: options.concurrency }, (_, w) => worker(w)));
-  } finally {
-    progress.finish(done);
-  }
-  return {
-    label: options.label,
-    concurrency: options.concurrency,
-    accounts: options.accounts,
-    cycles: done,
-    wallMs: performance.now() - begin,
-    stoppedByTime,
-    samples,
-    errors,
-  };
-}
-
-/** The two halves of an ABBA-ordered phase as one result. */
-function merge<N extends string>(a: PhaseResult<N>, b: PhaseResult<N>): PhaseResult<N> {
-  const samples = Object.fromEntries(Object.keys(a.samples).map((n) => [n, [...a.samples[n as N], ...b.samples[n as N]]])) as Record<N, Sample[]>;
-  const errors = new Map(a.errors);
-  for (const [name, n] of b.errors) errors.set(name, (errors.get(name) ?? 0) + n);
-  return {
-    label: a.label,
-    concurrency: a.concurrency,
-    accounts: a.accounts,
-    cycles: a.cycles + b.cycles,
-    wallMs: a.wallMs + b.wallMs,
-    stoppedByTime: a.stoppedByTime || b.stoppedByTime,
-    samples,
-    errors,
-  };
-}
-
-/** Times one call and counts its DynamoDB calls through a counting wrapper of its own. */
-async function timed<T>(shared: Db, base: Store, run: (store: Store) => Promise<T>): Promise<{ value: T; sample: Sample }> {
-  const db = countingDb(shared);
-  const store: Store = { ...base, db };
-  const t0 = performance.now();
-  const value = await run(store);
-  const ms = performance.now() - t0;
-  return { value, sample: { ms, calls: db.total(), byCommand: Object.fromEntries(db.counts) } };
-}
-
-class OpFailed extends Error {
-  constructor(public code: string, message: string) { super(message); }
-}
-
-function expectStatus(op: string, answer: { status: number; body: Record<string, unknown> }, status: number) {
-  if (answer.status !== status) throw new OpFailed(`${op}:${answer.status}`, `${op} answered ${answer.status}: ${JSON.stringify(answer.body)}`);
-}
-
-// --------------------------------------------------------------------------------- setup
-
-async function makeAccounts(store: Store, prefix: string, count: number): Promise<string[]> {
-  const ids = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
-  // A few at a time: setup is not what is measured.
-  for (let i = 0; i < ids.length; i += 8) {
-    await Promise.all(ids.slice(i, i + 8).map(async (accountId) => {
-      await createAccount(store, { accountId, currency: 'EUR', kind: 'prepaid' });
-      await topUp(store, accountId, `topup-${accountId}-${randomUUID()}`, TOPUP_MINOR, randomUUID());
-    }));
-  }
-  return ids;
-}
+// ------------------------------------------------------------------------------- phases
 
 function oursPhase(shared: Db, base: Store, label: string, concurrency: number, cycles: number, seconds: number, accounts: string[]) {
   const run = randomUUID().slice(0, 6);
@@ -219,35 +129,6 @@ function rawPhase(shared: Db, tableName: string, label: string, concurrency: num
 
 // ------------------------------------------------------------------------------- report
 
-const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
-const pad = (s: string, width: number) => (s.length >= width ? s : ' '.repeat(width - s.length) + s);
-const padEnd = (s: string, width: number) => (s.length >= width ? s : s + ' '.repeat(width - s.length));
-
-function table(headers: string[], rows: string[][], leftColumns = 1): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < leftColumns ? padEnd(c, widths[i]!) : pad(c, widths[i]!))).join('  ');
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
-
-function errorsText(errors: Map<string, number>): string {
-  return errors.size === 0 ? '0' : [...errors].map(([name, n]) => `${n} ${name}`).join(', ');
-}
-
-/** The most frequent mix of commands of an operation type, and how often it occurred. */
-function commonBreakdown(samples: Sample[]): string {
-  const tally = new Map<string, number>();
-  for (const s of samples) {
-    const text = Object.entries(s.byCommand).sort(([a], [b]) => a.localeCompare(b)).map(([c, n]) => `${c}×${n}`).join('+');
-    tally.set(text, (tally.get(text) ?? 0) + 1);
-  }
-  const [text, n] = [...tally].sort((a, b) => b[1] - a[1])[0] ?? ['-', 0];
-  return `${text} (${samples.length ? Math.round((100 * n) / samples.length) : 0}%)`;
-}
-
-function sumCounts(p: PhaseResult<string>): number {
-  return Object.values(p.samples).reduce((sum, list) => sum + (list as Sample[]).length, 0);
-}
-
 interface AccountSize {
   bytes: number;
   opsEntries: number;
@@ -261,7 +142,7 @@ interface Pair {
   oursAccount: AccountSize;
 }
 
-function report(pairs: Pair[], setup: string): string {
+function chargingReport(pairs: Pair[], setup: string): string {
   const out: string[] = [];
   out.push('');
   out.push(`Charging benchmark: reserve → update → debit vs raw conditional UpdateItem, ${setup}`);
@@ -292,7 +173,10 @@ function report(pairs: Pair[], setup: string): string {
   out.push('Per phase');
   out.push(table(['scenario', 'impl', 'conc', 'accounts', 'cycles', 'wall s', 'cycles/s', 'ops/s', 'stopped by', 'errors', 'largest account item after (JSON size, ops entries)'], phaseRows, 2));
   out.push('');
+  return out.join('\n');
+}
 
+function chargingTargets(pairs: Pair[]): TargetRow[] {
   const ratios = pairs.map(({ scenario, ours, raw }) => {
     const oursOps = sumCounts(ours) / (ours.wallMs / 1000);
     const rawOps = sumCounts(raw) / (raw.wallMs / 1000);
@@ -300,23 +184,23 @@ function report(pairs: Pair[], setup: string): string {
   });
 
   const allCalls = pairs.flatMap((p) => (['reserve', 'update', 'debit'] as const).flatMap((n) => p.ours.samples[n].map((x) => x.calls)));
-  const targetRows: string[][] = [];
+  const targetRows: TargetRow[] = [];
   const callsRow = (label: string, values: number[]) => {
     const s = summarize(values.map((calls) => ({ ms: 0, calls, byCommand: {} })));
-    targetRows.push([label, fmt(s.callsMedian, 0), `mean ${fmt(s.callsMean, 2)}`, s.count ? (s.callsMedian <= 2 ? 'PASS' : 'MISS') : '-']);
+    targetRows.push([label, fmt(s.callsMedian, 0), `mean ${fmt(s.callsMean, 2)}`, passMiss(s.count ? s.callsMedian <= 2 : undefined)]);
   };
   callsRow('median DynamoDB calls per charging operation (target ≤ 2)', allCalls);
   for (const name of ['reserve', 'update', 'debit'] as const) {
     callsRow(`  … per ${name}`, pairs.flatMap((p) => p.ours.samples[name].map((x) => x.calls)));
   }
   for (const r of ratios) {
-    targetRows.push([`throughput ratio ours/raw (target ≥ 0.5), ${r.scenario}`, fmt(r.ratio, 3), `${fmt(r.oursOps)} / ${fmt(r.rawOps)} ops/s`, r.ratio >= 0.5 ? 'PASS' : 'MISS']);
+    targetRows.push([`throughput ratio ours/raw (target ≥ ${RATIO_TARGET}), ${r.scenario}`, fmt(r.ratio, 3), `${fmt(r.oursOps)} / ${fmt(r.rawOps)} ops/s`, passMiss(Number.isFinite(r.ratio) ? r.ratio >= RATIO_TARGET : undefined)]);
   }
-  out.push('Targets');
-  out.push(table(['target', 'value', 'detail', 'result'], targetRows, 1));
+  return targetRows;
+}
 
-  out.push('');
-  return out.join('\n');
+function targetsReport(rows: TargetRow[]): string {
+  return ['Targets', table(['target', 'value', 'detail', 'result'], rows, 1), ''].join('\n');
 }
 
 // --------------------------------------------------------------------------------- main
@@ -384,8 +268,29 @@ async function main() {
     await scenario(`c=32, ${CONCURRENCY} accounts`, 'c=32', CONCURRENCY, C32_CYCLES, RAW_C32_CYCLES, accounts.multiOurs, accounts.multiRaw);
     await scenario('c=32, 1 hot account', 'c=32 hot', CONCURRENCY, HOT_CYCLES, RAW_C32_CYCLES, accounts.hotOurs, accounts.hotRaw);
 
-    const setup = `DynamoDB Local in-memory at ${dynamodb.endpoint}, table ${tableName}; whole run ${fmt((performance.now() - began) / 1000, 0)} s`;
-    process.stdout.write(report(pairs, setup) + '\n');
+    const charging = chargingReport(pairs, `DynamoDB Local in-memory at ${dynamodb.endpoint}, table ${tableName}; these phases ${fmt((performance.now() - began) / 1000, 0)} s`);
+
+    let operations: OperationResult[] | undefined;
+    if (!SKIP.has('operations')) {
+      process.stderr.write('every other operation at c=32…\n');
+      operations = await runOperations(shared, base);
+    }
+    let hot: HotAccountResult | undefined;
+    if (!SKIP.has('hot')) hot = await runHotAccount(shared, base);
+    let swept: SweepResult | undefined;
+    if (!SKIP.has('sweep')) swept = await runSweep(shared, tableName);
+
+    const sections = [charging];
+    if (operations) sections.push(operationsReport(operations));
+    if (hot) sections.push(hotAccountReport(hot));
+    if (swept) sections.push(sweepReport(swept));
+    sections.push(targetsReport([
+      ...chargingTargets(pairs),
+      ...(hot ? hotAccountTargets(hot) : []),
+      ...(swept ? sweepTargets(swept) : []),
+    ]));
+    sections.push(`whole run ${fmt((performance.now() - began) / 1000, 0)} s${SKIP.size ? ` (skipped: ${[...SKIP].join(', ')})` : ''}\n`);
+    process.stdout.write(sections.join('\n') + '\n');
   } finally {
     process.stderr.write('stopping DynamoDB Local…\n');
     await cleanup();
