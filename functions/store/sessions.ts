@@ -389,9 +389,10 @@ type StepKind = 'update' | 'debit' | 'release';
  * One step of a live session. Reads the session, moves the money on the account (commit
  * point), then records the step on the session item and the ledger.
  */
-async function step(store: Store, sessionId: string, kind: StepKind, command: StepCommand, bodyHash: string): Promise<StoredAnswer> {
+/** `readJustNow`: the session as the caller has just read it, used for the first attempt (saves a read). */
+async function step(store: Store, sessionId: string, kind: StepKind, command: StepCommand, bodyHash: string, readJustNow?: SessionItem): Promise<StoredAnswer> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const session = await requireSession(store, sessionId);
+    const session = attempt === 0 && readJustNow ? readJustNow : await requireSession(store, sessionId);
     if (session.parties) return partyStep(store, session, kind, command, bodyHash);
     const replay = replayOrConflict(session, command.requestId, bodyHash);
     if (replay) return replay;
@@ -533,12 +534,12 @@ export async function refundSession(store: Store, sessionId: string, command: { 
   const replay = replayOrConflict(session, command.requestId, bodyHash);
   if (replay) return replay;
   if (session.parties && (session.state === 'active' || session.state === 'pending_agreement') && command.amount === undefined) {
-    return step(store, sessionId, 'release', { requestId: command.requestId, usedUnits: 0 }, bodyHash);
+    return step(store, sessionId, 'release', { requestId: command.requestId, usedUnits: 0 }, bodyHash, session);
   }
   if (session.parties) fail('conflict', 'refunds of a multi-party session\'s charges are not supported yet; release it while active');
   if (session.state === 'active') {
     if (command.amount !== undefined) fail('conflict', 'an active session has nothing to refund yet; refund without amount releases its reservation');
-    return step(store, sessionId, 'release', { requestId: command.requestId, usedUnits: 0 }, bodyHash);
+    return step(store, sessionId, 'release', { requestId: command.requestId, usedUnits: 0 }, bodyHash, session);
   }
   if (session.state === 'pending_agreement') fail('conflict', 'the session has not started');
   const left = refundable(session.hold.chargedMinor, session.refundedMinor);

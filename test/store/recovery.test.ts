@@ -66,7 +66,7 @@ const conflict = () => Object.assign(new Error('TransactionCanceledException'), 
 });
 
 describe('the no-fault path costs what it did', () => {
-  it('reserve 2 calls, update 3, debit 3, direct debit 2', async () => {
+  it('reserve 2 calls, update 3, debit 3, release 3, direct debit 2', async () => {
     const f = faultyStore();
     const store = await f.store;
     await fundedAccount(store, 'alice', 1000);
@@ -82,6 +82,9 @@ describe('the no-fault path costs what it did', () => {
     expect(await calls(() => updateSession(store, sessionId, { requestId: 'u1', usedUnits: 60, requested: { units: 600 } }, 'hu'), 0)).toBe(3);
     expect(await calls(() => debitSession(store, sessionId, { requestId: 'd1', usedUnits: 60 }, 'hd'), 0)).toBe(3);
     expect(await calls(() => directDebit(store, event('e1'), 'he'), 1)).toBe(2);
+    // A refund without amount of an active session releases it: one read of the session, not two.
+    const second = (await reserve(store, open('r3'), 'h')).body.sessionId as string;
+    expect(await calls(() => refundSession(store, second, { requestId: 'f1' }, 'hf'), 0)).toBe(3);
   });
 });
 
