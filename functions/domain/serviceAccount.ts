@@ -4,7 +4,7 @@
 // minimum, and on a schedule; when the owner cannot fund every due recharge, lower
 // priority numbers go first. Plain functions of state and clock.
 import { invariant } from './errors.js';
-import type { Unit } from './rating.js';
+import { MAX_BALANCE_MINOR, type Unit } from './rating.js';
 
 /** `amountMinor` of the owner's money buys `units`. */
 export interface UnitRate {
@@ -33,12 +33,16 @@ export interface ServiceAccountSettings {
   redirectUrl?: string;
 }
 
-/** Units that `amountMinor` buys at `rate`, rounded down: a recharge never creates units nobody paid for. */
-export function unitsBought(amountMinor: number, rate: UnitRate): number {
+/**
+ * Units that `amountMinor` buys at `rate`, rounded down: a recharge never creates units nobody
+ * paid for. Null when that is more than an account may hold (MAX_BALANCE_MINOR, units or
+ * money alike): amount (≤ 10^12) × rate.units (≤ 10^6) can pass 2^53-1, so the product is
+ * taken exactly, in BigInt.
+ */
+export function unitsBought(amountMinor: number, rate: UnitRate): number | null {
   invariant(Number.isSafeInteger(amountMinor) && amountMinor >= 0, `amount ${amountMinor}`);
-  const units = Math.floor((amountMinor * rate.units) / rate.amountMinor);
-  invariant(Number.isSafeInteger(units), `units overflow for ${amountMinor}`);
-  return units;
+  const units = (BigInt(amountMinor) * BigInt(rate.units)) / BigInt(rate.amountMinor);
+  return units <= BigInt(MAX_BALANCE_MINOR) ? Number(units) : null;
 }
 
 /** The smallest amount that buys at least one unit: a recharge below it buys nothing and is refused. */

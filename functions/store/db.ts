@@ -2,7 +2,7 @@
 // module shares. Everything that touches DynamoDB goes through `Store.db.send`, so the
 // simulator can inject faults and the benchmark can count calls at one place.
 import { DynamoDBClient, CreateTableCommand, DescribeTableCommand, UpdateTimeToLiveCommand, ResourceNotFoundException } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { tableDefinition, TTL_ATTRIBUTE } from './table.js';
 import { ChargingError } from '../domain/errors.js';
@@ -115,6 +115,26 @@ export async function withConflictRetry<T>(attempt: () => Promise<T>, attempts =
       await new Promise((r) => setTimeout(r, Math.random() * 10 * 2 ** i));
     }
   }
+}
+
+/**
+ * Every item of `keys`, however many: BatchGetItem takes at most 100 keys a call, and may hand
+ * some back unprocessed (throttling) instead of failing; those are asked for again, with a
+ * backoff. When they keep coming back the run ends as `temporarily_unavailable`.
+ */
+export async function batchGetAll(store: Store, keys: Array<Record<string, unknown>>, consistentRead: boolean, attempts = 6): Promise<Array<Record<string, any>>> {
+  const items: Array<Record<string, any>> = [];
+  for (let i = 0; i < keys.length; i += 100) {
+    let pending = keys.slice(i, i + 100);
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      if (attempt > attempts) throw new ChargingError('temporarily_unavailable', 'reads came back unprocessed too often; retry later');
+      if (attempt > 1) await new Promise((r) => setTimeout(r, Math.random() * 10 * 2 ** attempt));
+      const got = await store.db.send(new BatchGetCommand({ RequestItems: { [store.tableName]: { Keys: pending, ConsistentRead: consistentRead } } }));
+      items.push(...(got.Responses?.[store.tableName] ?? []));
+      pending = got.UnprocessedKeys?.[store.tableName]?.Keys ?? [];
+    }
+  }
+  return items;
 }
 
 /** DynamoDB returns the old item of a failed condition as raw attribute values. */

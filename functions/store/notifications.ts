@@ -4,9 +4,9 @@
 // to the event bus (EventBridge in AWS, the local event log locally) and clears the entry.
 // Writing the item is the commit; publishing is at least once, never lost with a failed call.
 import { createHash, randomUUID } from 'node:crypto';
-import { BatchGetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_INDEX, DUE_SHARDS, TTL_ATTRIBUTE } from './table.js';
-import type { Store } from './db.js';
+import { batchGetAll, type Store } from './db.js';
 import type { Notification, Notifier } from '../notify.js';
 
 export type AccountNotificationType = 'low_balance' | 'recharge_done' | 'recharge_failed' | 'service_denied' | 'sponsor_transfer';
@@ -73,10 +73,9 @@ export async function findDueKeys(store: Store, prefix: string, until: string, l
 export async function relayNotifications(store: Store, notifier: Notifier, limitPerShard = 100): Promise<number> {
   const keys = await findDueKeys(store, 'out', store.now().toISOString(), limitPerShard);
   let relayed = 0;
+  // A hundred at a time: each batch is published before the next is read.
   for (let i = 0; i < keys.length; i += 100) {
-    const batch = keys.slice(i, i + 100);
-    const got = await store.db.send(new BatchGetCommand({ RequestItems: { [store.tableName]: { Keys: batch } } }));
-    const items = (got.Responses?.[store.tableName] ?? []) as Array<Record<string, any>>;
+    const items = await batchGetAll(store, keys.slice(i, i + 100), false);
     const pending = items.filter((item) => item.dueShard);
     if (pending.length === 0) continue;
     await notifier.publish(pending.map((item) => publicView(item) as unknown as Notification));

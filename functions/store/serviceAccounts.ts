@@ -11,9 +11,9 @@
 // moves). Markers are never deleted (no function may delete items): consumed, they leave the index. Threshold and schedule markers sit in the sparse `due` index (shards `rch#k`),
 // where the recharge trigger finds them: off the charging path, and nothing is scanned.
 import { createHash, randomUUID } from 'node:crypto';
-import { BatchGetCommand, GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_SHARDS, key } from './table.js';
-import { cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
+import { batchGetAll, cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { ledgerPut, type LedgerEntryType } from './ledger.js';
 import { getAccountItem, keepRequestAnswer, requireAccount, type AccountItem, type StoredAnswer } from './accounts.js';
 import { plainItem } from './db.js';
@@ -25,6 +25,7 @@ import {
   type ServiceAccountSettings,
 } from '../domain/serviceAccount.js';
 import type { Movement } from '../domain/session.js';
+import { MAX_BALANCE_MINOR } from '../domain/rating.js';
 
 /** The item id of the service account of `accountId` for `classification`. */
 export const serviceAccountId = (accountId: string, classification: string) => `${accountId}~${classification}`;
@@ -73,16 +74,20 @@ export async function getServiceAccount(store: Store, accountId: string, classif
 export async function listServiceAccounts(store: Store, owner: AccountItem & { serviceAccounts?: Record<string, ServiceAccountRef> }): Promise<ServiceAccountItem[]> {
   const classifications = Object.keys(owner.serviceAccounts ?? {});
   if (classifications.length === 0) return [];
-  const result = await store.db.send(new BatchGetCommand({
-    RequestItems: { [store.tableName]: { Keys: classifications.map((c) => key.account(serviceAccountId(owner.accountId, c))), ConsistentRead: true } },
-  }));
-  const items = (result.Responses?.[store.tableName] ?? []) as ServiceAccountItem[];
+  const items = (await batchGetAll(store, classifications.map((c) => key.account(serviceAccountId(owner.accountId, c))), true)) as ServiceAccountItem[];
   return items.sort((a, b) => a.priority - b.priority || (a.classification < b.classification ? -1 : 1));
 }
 
 /** PUT: creates the service account, or changes its settings (never its units). */
 export async function putServiceAccount(store: Store, accountId: string, classification: string, settings: ServiceAccountSettings):
   Promise<{ serviceAccount: ServiceAccountItem; created: boolean }> {
+  // The owner's `serviceAccounts` map is keyed by classification, and a map key `__proto__`
+  // does not survive a read (unmarshall makes it the map's prototype, so the service account
+  // would be neither listed nor charged): the one name refused.
+  if (classification === '__proto__') fail('validation_failed', 'classification: __proto__ cannot name a service account');
+  if (settings.rechargeAmountMinor !== undefined && unitsBought(settings.rechargeAmountMinor, settings.rate) === null) {
+    fail('validation_failed', `rechargeAmount: buys more than an account may hold (${MAX_BALANCE_MINOR} ${settings.unit}) at this rate`, { maxBalance: MAX_BALANCE_MINOR });
+  }
   const owner = await requireAccount(store, accountId);
   if (isServiceAccountId(accountId)) fail('validation_failed', 'a service account cannot own service accounts');
   // Sessions of the service draw units one for one: a service rated in another unit cannot
@@ -218,7 +223,7 @@ type Guard =
 
 export type RechargeOutcome =
   | { ok: true; amountMinor: number; units: number; serviceAccount: ServiceAccountItem }
-  | { ok: false; reason: 'insufficient' | 'inactive' | 'already' | 'gone' };
+  | { ok: false; reason: 'insufficient' | 'inactive' | 'already' | 'gone' | 'full' };
 
 const rechargeIdOf = (saId: string, guard: Guard) =>
   guard.kind === 'manual' ? `req:${guard.requestId}` : guard.kind === 'threshold' ? `thr:${guard.markerId}` : `sch:${saId}:${guard.dueAt}`;
@@ -249,6 +254,7 @@ function guardItem(store: Store, saId: string, guard: Guard, amountMinor: number
 /** Moves `amountMinor` of the owner's money into `sa` as units, exactly once per guard. */
 async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: number, guard: Guard): Promise<RechargeOutcome> {
   const units = unitsBought(amountMinor, sa.rate);
+  if (units === null) return { ok: false, reason: 'full' };
   const at = store.now().toISOString();
   const rechargeId = rechargeIdOf(sa.accountId, guard);
   const owner = sa.ownerAccountId;
@@ -271,8 +277,10 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: n
         { Update: {
           TableName: store.tableName, Key: key.account(sa.accountId),
           UpdateExpression: 'SET balance = balance + :u, available = available + :u, rechargeSeq = if_not_exists(rechargeSeq, :zero) + :one',
-          ConditionExpression: 'attribute_exists(pk)',
-          ExpressionAttributeValues: { ':u': units, ':zero': 0, ':one': 1 },
+          // No balance past MAX_BALANCE_MINOR, as for a top-up: sums must stay exact and readable.
+          ConditionExpression: 'attribute_exists(pk) AND balance <= :most',
+          ExpressionAttributeValues: { ':u': units, ':zero': 0, ':one': 1, ':most': MAX_BALANCE_MINOR - units },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         } },
         ledger(owner, -amountMinor, sa.accountId),
         ledger(sa.accountId, units, owner),
@@ -285,7 +293,7 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: n
     const reasons = cancellationReasons(error);
     if (!reasons) throw error;
     if (reasons[0]?.Code === 'ConditionalCheckFailed') return { ok: false, reason: 'already' };
-    if (reasons[2]?.Code === 'ConditionalCheckFailed') return { ok: false, reason: 'gone' };
+    if (reasons[2]?.Code === 'ConditionalCheckFailed') return { ok: false, reason: reasons[2].Item ? 'full' : 'gone' };
     if (reasons[1]?.Code === 'ConditionalCheckFailed') {
       const ownerItem = plainItem(reasons[1].Item) as AccountItem | undefined;
       if (!ownerItem) return { ok: false, reason: 'gone' };
@@ -317,37 +325,42 @@ export async function manualRecharge(store: Store, accountId: string, classifica
   };
   const sa = await getServiceAccount(store, accountId, classification);
   const amountMinor = command.amountMinor ?? sa?.rechargeAmountMinor;
-  if (!sa || amountMinor === undefined || amountMinor < smallestRechargeMinor(sa.rate)) {
+  if (!sa || amountMinor === undefined || amountMinor < smallestRechargeMinor(sa.rate) || unitsBought(amountMinor, sa.rate) === null) {
     // Refused against the service account as it is now (gone, no rechargeAmount, an amount
-    // that buys nothing at today's rate): it may be a repeat of a request that was fine when
-    // it came first, or a requestId reused with another body, so the request record answers
-    // first. Only refusals pay this read.
+    // that buys nothing, or more than an account may hold, at today's rate): it may be a
+    // repeat of a request that was fine when it came first, or a requestId reused with
+    // another body, so the request record answers first. Only refusals pay this read.
     const previous = await replay();
     if (previous) return previous;
     if (!sa) return fail('not_found', `account ${accountId} has no service account ${classification}`);
     if (amountMinor === undefined) return fail('validation_failed', `service account ${classification} has no rechargeAmount: give an amount`);
-    return fail('validation_failed', `${amountMinor} buys no ${sa.unit} at this rate`);
+    if (amountMinor < smallestRechargeMinor(sa.rate)) return fail('validation_failed', `${amountMinor} buys no ${sa.unit} at this rate`);
+    return tooManyUnits(sa);
   }
   const outcome = await rechargeOnce(store, sa, amountMinor, { kind: 'manual', requestId: command.requestId, bodyHash });
   if (outcome.ok) return keepRequestAnswer(store, command.requestId, answerOf({ amount: amountMinor, units: outcome.units }, outcome.serviceAccount));
   if (outcome.reason === 'already') return (await replay())!;
+  if (outcome.reason === 'full') return tooManyUnits(sa);
   if (outcome.reason === 'insufficient') {
-    await recordFailure(store, sa, amountMinor, 'manual');
+    await recordFailure(store, sa, amountMinor, 'manual', 'insufficient_credit');
     fail('insufficient_credit', `account ${accountId} cannot fund ${amountMinor} for ${classification}`, finalUnitActionExtra(sa));
   }
   if (outcome.reason === 'inactive') fail('account_inactive', `account ${accountId} is suspended or expired`);
   return fail('not_found', `account ${accountId} has no service account ${classification}`);
 }
 
+const tooManyUnits = (sa: ServiceAccountItem): never =>
+  fail('validation_failed', `amount: the service account would hold more than ${MAX_BALANCE_MINOR} ${sa.unit}`, { maxBalance: MAX_BALANCE_MINOR });
+
 const finalUnitActionExtra = (sa: ServiceAccountItem) => {
   const action = finalUnitActionOf(sa);
   return { finalUnitAction: action.action, ...(action.redirectUrl ? { redirectUrl: action.redirectUrl } : {}) };
 };
 
-async function recordFailure(store: Store, sa: ServiceAccountItem, amountMinor: number, trigger: string): Promise<void> {
+async function recordFailure(store: Store, sa: ServiceAccountItem, amountMinor: number, trigger: string, reason: 'insufficient_credit' | 'service_account_full'): Promise<void> {
   await store.db.send(new PutCommand({ TableName: store.tableName, Item: notificationItem(store, {
     type: 'recharge_failed', at: store.now().toISOString(), accountId: sa.ownerAccountId, classification: sa.classification,
-    amount: amountMinor, trigger, reason: 'insufficient_credit',
+    amount: amountMinor, trigger, reason,
   }) }));
 }
 
@@ -372,17 +385,10 @@ export async function runDueRecharges(store: Store, limitPerShard = 100): Promis
   const now = store.now();
   const keys = await findDueKeys(store, 'rch', now.toISOString(), limitPerShard);
   if (keys.length === 0) return summary;
-  const markers: DueMarker[] = [];
-  for (let i = 0; i < keys.length; i += 100) {
-    const got = await store.db.send(new BatchGetCommand({ RequestItems: { [store.tableName]: { Keys: keys.slice(i, i + 100), ConsistentRead: true } } }));
-    markers.push(...((got.Responses?.[store.tableName] ?? []) as DueMarker[]).filter((m) => m.dueAt <= now.toISOString()));
-  }
+  const markers = ((await batchGetAll(store, keys, true)) as DueMarker[]).filter((m) => m.dueAt <= now.toISOString());
   const accounts = new Map<string, ServiceAccountItem>();
   const saIds = [...new Set(markers.map((m) => m.saId))];
-  for (let i = 0; i < saIds.length; i += 100) {
-    const got = await store.db.send(new BatchGetCommand({ RequestItems: { [store.tableName]: { Keys: saIds.slice(i, i + 100).map((id) => key.account(id)), ConsistentRead: true } } }));
-    for (const item of (got.Responses?.[store.tableName] ?? []) as ServiceAccountItem[]) accounts.set(item.accountId, item);
-  }
+  for (const item of (await batchGetAll(store, saIds.map((id) => key.account(id)), true)) as ServiceAccountItem[]) accounts.set(item.accountId, item);
   const byOwner = new Map<string, Array<{ marker: DueMarker; sa: ServiceAccountItem }>>();
   for (const marker of markers) {
     summary.examined++;
@@ -415,9 +421,9 @@ async function runMarker(store: Store, marker: DueMarker, sa: ServiceAccountItem
   const outcome = await rechargeOnce(store, sa, amountMinor, guard);
   if (outcome.ok) return 'recharged';
   if (outcome.reason === 'already' || outcome.reason === 'gone') return 'skipped';
-  // Cannot be funded now: told to the owner; the threshold waits for the next crossing, the
+  // Cannot be funded now (or would fill the service account past what it may hold): told to the owner; the threshold waits for the next crossing, the
   // schedule for its next date (no retry storm against an empty account).
-  await recordFailure(store, sa, amountMinor, guard.kind);
+  await recordFailure(store, sa, amountMinor, guard.kind, outcome.reason === 'full' ? 'service_account_full' : 'insufficient_credit');
   if (guard.kind === 'schedule') {
     await store.db.send(new UpdateCommand({
       TableName: store.tableName, Key: markerKey(sa.accountId, 'SCHEDULE'), UpdateExpression: 'SET dueAt = :next', ConditionExpression: 'dueAt = :due',

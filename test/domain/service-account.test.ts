@@ -9,6 +9,10 @@ describe('unitsBought', () => {
     { amount: 150, rate: { amountMinor: 100, units: 1024 }, units: 1536 },
     { name: 'rounded down: no unit nobody paid for', amount: 7, rate: { amountMinor: 3, units: 1 }, units: 2 },
     { amount: 0, rate: { amountMinor: 3, units: 1 }, units: 0 },
+    { name: 'exact past 2^53 in the product', amount: 999_999_999_999, rate: { amountMinor: 999_999, units: 1_000_000 }, units: 1_000_001_000_000 },
+    { name: 'the most an account may hold', amount: 1e9, rate: { amountMinor: 1, units: 1e6 }, units: 1e15 },
+    { name: 'more than an account may hold: null', amount: 1e9 + 1, rate: { amountMinor: 1, units: 1e6 }, units: null },
+    { name: 'far more: null, not an overflow', amount: 1e12, rate: { amountMinor: 1, units: 1e6 }, units: null },
   ])('$amount at $rate.amountMinor per $rate.units → $units', ({ amount, rate, units }) => expect(unitsBought(amount, rate)).toBe(units));
   it('the smallest recharge buys one unit', () => {
     expect(smallestRechargeMinor({ amountMinor: 3, units: 1 })).toBe(3);

@@ -12,9 +12,8 @@
 // one is still fuzzed by property 1 with generic input (specOf) and said so in the output.
 // The seed is fixed and printed; FUZZ_SEED=<n> runs another one, FUZZ_RUNS=<n> changes the
 // number of runs per route, FUZZ_INCLUDE_KNOWN=1 keeps known bugs' inputs. Inputs that trigger
-// the bugs listed in KNOWN are left out of property 1 and counted; two are open now
-// (serviceAccountUnits, prototypeClassifications), with it.fails regression tests at the end
-// of this file, after the guards of the fixed ones.
+// the bugs listed in KNOWN are left out of property 1 and counted; none is open now (the
+// guards of the fixed ones are at the end of this file).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { GetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
@@ -32,30 +31,22 @@ const INCLUDE_KNOWN = process.env.FUZZ_INCLUDE_KNOWN === '1';
 const INVALID_BATCHES = Number(process.env.FUZZ_INVALID_BATCHES ?? 60);
 
 /**
- * Open bugs found by this file; inputs that trigger them are kept out of property 1 (counted,
- * and printed after the run), each with `it.fails` regression tests at the end of this file:
- *   serviceAccountUnits: a recharge whose units (amount × rate.units / rate.amount) pass
- *     2^53-1, alone or added to what the service account holds, answers 500. Alone: the
- *     invariant of unitsBought throws before anything is written (e.g. 10^10 at the valid rate
- *     { amount: 1, units: 10^6 }). Added: the transaction is committed (the owner pays), the
- *     answer is 500, and from then on the service account cannot be read: GET of it, GET
- *     /accounts/{owner}, PUT, every recharge and the repeat of the request answer 500.
- *   prototypeClassifications: a service account whose classification is `__proto__` is
- *     created (201) but missing from GET /accounts/{owner}, and every event charge or session
- *     of the service `__proto__` on that owner answers 500. Found at the fuzzer's edges (the
- *     prototype names it sends as identifiers), not by property 1: its charges never aim at an
- *     owner of service accounts, so no input of property 1 is left out for it.
+ * Open bugs found by this file: inputs that trigger them are kept out of property 1 (counted,
+ * and printed after the run), each with `it.fails` regression tests at the end of this file.
+ * None is open now.
  * Fixed, with their regression tests at the end of this file (and their inputs back in
  * property 1): hugeNumbers (money or unit counts valid up to 2^53-1 that overflowed in
  * rating or in the balance and answered 500; a huge top-up was written and left the account
  * unreadable), prototypeRequestIds (requestIds that are Object.prototype property names,
- * __proto__, constructor, toString, ..., refused with 409 idempotency_conflict, or 500 on reserve).
+ * __proto__, constructor, toString, ..., refused with 409 idempotency_conflict, or 500 on reserve),
+ * serviceAccountUnits (a recharge whose units passed 2^53-1, alone or added to the units held,
+ * answered 500; added, it was written first and left the service account and its owner
+ * unreadable: now refused with 400 before anything moves, as a top-up past MAX_BALANCE_MINOR),
+ * prototypeClassifications (a service account named __proto__ was created but never listed,
+ * and charges of the service __proto__ on its owner answered 500: the name is refused at PUT).
  */
 type BugName = 'hugeNumbers' | 'prototypeRequestIds' | 'serviceAccountUnits' | 'prototypeClassifications';
-const KNOWN: Partial<Record<BugName, string>> = {
-  serviceAccountUnits: 'a recharge whose units pass 2^53-1 (alone or added to the units held) answers 500; added, it is written first and leaves the service account unreadable',
-  prototypeClassifications: 'a service account named __proto__ is not listed, and charges of the service __proto__ on its owner answer 500',
-};
+const KNOWN: Partial<Record<BugName, string>> = {};
 const knownHits = new Map<string, number>();
 const statusTally = new Map<string, Map<number, number>>();
 const HUGE = 1e12;
@@ -713,9 +704,9 @@ describe('fuzz findings (bugs in functions/, fixed: kept as guards)', () => {
   });
 });
 
-// ------------------------------------------------------------- open bugs (it.fails until fixed)
+// ------------------------------------------------------------- findings of the service-account specs (fixed; kept as guards)
 
-describe('fuzz findings (bugs in functions/, open: listed in KNOWN)', () => {
+describe('fuzz findings (bugs in functions/, fixed: kept as guards)', () => {
   // On a table of their own, as the guards above.
   beforeAll(async () => {
     useStore(await testStore());
@@ -732,38 +723,44 @@ describe('fuzz findings (bugs in functions/, open: listed in KNOWN)', () => {
   };
   const bulk = { unit: 'kilobytes', rate: { amount: 1, units: 1e6 }, priority: 0, onEmpty: 'deny' };
 
-  // Now: 500 (the invariant of unitsBought throws: 10^10 × 10^6 = 10^16 units), nothing written.
+  // Was: 500 (the invariant of unitsBought threw: 10^10 × 10^6 = 10^16 units), nothing written.
   // Should: a 4xx (400 validation_failed or 409 conflict: the amount buys more units than an
   // account can hold), since amount (≤ 10^12) and rate (≤ 10^6 units) are each valid.
-  it.fails('serviceAccountUnits: a recharge of 10^10 at { amount: 1, units: 10^6 } (10^16 kilobytes) is refused with a 4xx, not 500', async () => {
+  it('serviceAccountUnits: a recharge of 10^10 at { amount: 1, units: 10^6 } (10^16 kilobytes) is refused with a 4xx, not 500', async () => {
     await owner('ko-1', 100_000_000_000, 'bulk', bulk);
     const answer = await call('POST', '/accounts/ko-1/service-accounts/bulk/recharge', { requestId: 'ko-1-r1', amount: 1e10 });
     expect(answer.status, answer.text).toBeGreaterThanOrEqual(400);
     expect(answer.status, answer.text).toBeLessThan(500);
   });
 
-  // Now: the second recharge (9·10^15 + 9·10^15 units) is committed (the owner pays 9·10^9)
-  // but answered 500, as is its repeat; from then on GET of the service account, GET
-  // /accounts/ko-2, PUT of the service account and every recharge of it answer 500 (an item
-  // holding a number past 2^53-1 cannot be read). Should: refused with a 4xx before anything
-  // moves (as a top-up past MAX_BALANCE_MINOR is), and both accounts stay readable.
-  it.fails('serviceAccountUnits: a recharge that would carry the units held past 2^53-1 is refused, moves nothing, and leaves the service account and its owner readable', async () => {
+  // Was: the second of two recharges of 9·10^15 units was committed (the owner paid) but
+  // answered 500, as was its repeat; from then on GET of the service account, GET of the
+  // owner, PUT of the service account and every recharge of it answered 500 (an item holding
+  // a number past 2^53-1 cannot be read). Now a service account holds at most
+  // MAX_BALANCE_MINOR (10^15) units, as any account: a recharge of 9·10^15 units is refused up
+  // front, and two of 9·10^14 are refused at the second by the transaction's condition, before
+  // anything moves; both accounts stay readable, and the repeat answers the same.
+  it('serviceAccountUnits: a recharge that would carry the units held past what an account may hold is refused, moves nothing, and leaves the service account and its owner readable', async () => {
     await owner('ko-2', 100_000_000_000, 'bulk', bulk);
-    const first = await call('POST', '/accounts/ko-2/service-accounts/bulk/recharge', { requestId: 'ko-2-r1', amount: 9e9 });
-    if (first.status !== 200) throw new Error(`setup: ${first.text}`);
-    const second = await call('POST', '/accounts/ko-2/service-accounts/bulk/recharge', { requestId: 'ko-2-r2', amount: 9e9 });
-    expect(second.status, second.text).toBeLessThan(500);
+    const tooMany = await call('POST', '/accounts/ko-2/service-accounts/bulk/recharge', { requestId: 'ko-2-r0', amount: 9e9 });
+    expect([tooMany.status, tooMany.json?.code]).toEqual([400, 'validation_failed']);
+    const first = await call('POST', '/accounts/ko-2/service-accounts/bulk/recharge', { requestId: 'ko-2-r1', amount: 9e8 });
+    expect(first.status, first.text).toBe(200);
+    const second = await call('POST', '/accounts/ko-2/service-accounts/bulk/recharge', { requestId: 'ko-2-r2', amount: 9e8 });
+    expect([second.status, second.json?.code, second.json?.maxBalance]).toEqual([400, 'validation_failed', 1e15]);
+    expect(await call('POST', '/accounts/ko-2/service-accounts/bulk/recharge', { requestId: 'ko-2-r2', amount: 9e8 })).toEqual(second);
     const read = await call('GET', '/accounts/ko-2/service-accounts/bulk');
     const ownerRead = await call('GET', '/accounts/ko-2');
     expect(read.status, read.text).toBe(200);
+    expect(read.json.balance).toBe(9e14);
     expect(ownerRead.status, ownerRead.text).toBe(200);
-    if (second.status >= 400) expect(ownerRead.json.balance).toBe(100_000_000_000 - 9e9);
+    expect(ownerRead.json.balance).toBe(100_000_000_000 - 9e8);
   });
 
-  // Now: PUT answers 201, but the owner's map `serviceAccounts.__proto__` is read back by
+  // Was: PUT answered 201, but the owner's map `serviceAccounts.__proto__` is read back by
   // unmarshall as the prototype of the map, not as an own key: GET /accounts/ko-3 lists no
   // service account. Should: listed (or the classification refused at PUT with a 400).
-  it.fails('prototypeClassifications: a service account named "__proto__" is listed by GET /accounts/{owner}, or refused at PUT', async () => {
+  it('prototypeClassifications: a service account named "__proto__" is listed by GET /accounts/{owner}, or refused at PUT', async () => {
     const put = await owner('ko-3', 1000, '__proto__', { unit: 'events', rate: { amount: 1, units: 1 }, priority: 0, onEmpty: 'deny' });
     if (put.status >= 400 && put.status < 500) return;
     expect(put.status, put.text).toBe(201);
@@ -771,13 +768,13 @@ describe('fuzz findings (bugs in functions/, open: listed in KNOWN)', () => {
     expect(read.json?.serviceAccounts?.map((sa: { classification: string }) => sa.classification), read.text).toEqual(['__proto__']);
   });
 
-  // Now: both answer 500: the owner's write is refused by its condition
+  // Was: both answered 500: the owner's write is refused by its condition
   // (attribute_not_exists(serviceAccounts.#svc)) as it should be, but
   // Object.hasOwn(account.serviceAccounts, '__proto__') is false on the unmarshalled item, so
   // the refusal is not taken for routing (functions/store/ops.ts) and the handler fails.
   // Should: 201, drawn from the service account (as for any other classification,
   // "constructor" included).
-  it.fails('prototypeClassifications: an event charge and a session of the service "__proto__" draw from the service account "__proto__", not 500', async () => {
+  it('prototypeClassifications: an event charge and a session of the service "__proto__" draw from the service account "__proto__", not 500', async () => {
     const put = await owner('ko-4', 1000, '__proto__', { unit: 'events', rate: { amount: 1, units: 1 }, priority: 0, onEmpty: 'deny' });
     if (put.status >= 400 && put.status < 500) return;
     const recharge = await call('POST', '/accounts/ko-4/service-accounts/__proto__/recharge', { requestId: 'ko-4-r1', amount: 100 });

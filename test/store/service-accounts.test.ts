@@ -94,6 +94,57 @@ describe('service accounts', () => {
     expect((await listNotifications(store, 'alice')).notifications[0]).toMatchObject({ type: 'recharge_failed', classification: 'portal' });
   });
 
+  it('an owner with more than a hundred lists them all, also when reads come back unprocessed', async () => {
+    // BatchGetItem takes 100 keys a call and may hand some back unprocessed (throttling):
+    // the first batch here answers only half of its keys.
+    let cut = false;
+    const store = await testStore({
+      db: (inner) => ({
+        send: async (command: any) => {
+          if (cut || command.constructor.name !== 'BatchGetCommand') return inner.send(command);
+          cut = true;
+          const request = command.input.RequestItems;
+          const table = Object.keys(request)[0]!;
+          const keys = request[table].Keys as unknown[];
+          const half = keys.slice(0, Math.ceil(keys.length / 2));
+          command.input.RequestItems = { [table]: { ...request[table], Keys: half } };
+          const answer = await inner.send(command);
+          return { ...answer, UnprocessedKeys: { [table]: { Keys: keys.slice(half.length) } } };
+        },
+      }),
+    });
+    await owner(store, 1000);
+    const names = Array.from({ length: 120 }, (_, i) => `svc${String(i).padStart(3, '0')}`);
+    for (let i = 0; i < names.length; i += 10) await Promise.all(names.slice(i, i + 10).map((name) => putServiceAccount(store, 'alice', name, data)));
+    const listed = await listServiceAccounts(store, await requireAccount(store, 'alice'));
+    expect(listed.map((sa) => sa.classification)).toEqual(names);
+    expect(cut).toBe(true);
+  });
+
+  it('a recharge that would fill a service account past what an account may hold is refused; the trigger records why', async () => {
+    const clock = testClock('2026-01-15T10:00:00.000Z');
+    const store = await testStore({ now: clock.now });
+    await owner(store, 10_000);
+    const bulk: ServiceAccountSettings = { unit: 'kilobytes', rate: { amountMinor: 1, units: 1_000_000 }, priority: 1, onEmpty: 'deny', minimumLevel: 10, rechargeAmountMinor: 1000 };
+    // 1000 buy 10^9 KB; 10^9 + 1 minor units would buy more than 10^15.
+    expect(await codeOf(putServiceAccount(store, 'alice', 'bulk', { ...bulk, rechargeAmountMinor: 1e9 + 1 }))).toBe('validation_failed');
+    await putServiceAccount(store, 'alice', 'bulk', bulk);
+    expect(await codeOf(manualRecharge(store, 'alice', 'bulk', { requestId: 'r1', amountMinor: 1e9 + 1 }, 'h1'))).toBe('validation_failed');
+    expect(await codeOf(manualRecharge(store, 'alice', 'bulk', { requestId: 'r2', amountMinor: 999_999_999 }, 'h2'))).toBe('insufficient_credit');
+    expect((await reconciled(store, 'alice')).balance).toBe(10_000);
+    expect((await getServiceAccount(store, 'alice', 'bulk'))!.balance).toBe(0);
+    // Full to the most (10^15 KB for 10^9), then its monthly recharge comes due: refused by the
+    // transaction's condition, nothing moves, and the owner is told why.
+    await topUp(store, 'alice', 'big', 2e9, 'hb');
+    await putServiceAccount(store, 'alice', 'bulk', { ...bulk, rechargeAmountMinor: 1e9, schedule: { every: 'month', at: 1 } });
+    expect((await manualRecharge(store, 'alice', 'bulk', { requestId: 'r3' }, 'h3')).status).toBe(200);
+    clock.advanceSeconds(17 * 86_400); // 2026-02-01T10:00
+    expect(await runDueRecharges(store)).toMatchObject({ recharged: 0, failed: 1 });
+    expect((await reconciled(store, 'alice')).balance).toBe(10_000 + 2e9 - 1e9);
+    expect((await getServiceAccount(store, 'alice', 'bulk'))!.balance).toBe(1e15);
+    expect((await listNotifications(store, 'alice')).notifications[0]).toMatchObject({ type: 'recharge_failed', classification: 'bulk', reason: 'service_account_full' });
+  });
+
   it('scheduled recharges run once per period, by the trigger, and a second trigger at once does nothing more', async () => {
     const clock = testClock('2026-01-15T10:00:00.000Z');
     const store = await testStore({ now: clock.now });
