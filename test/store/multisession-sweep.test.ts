@@ -10,7 +10,7 @@ import { directDebit } from '../../functions/store/debits.js';
 import { multiSessionView } from '../../functions/store/multisession.js';
 import { sweep } from '../../functions/store/sweep.js';
 import { readLedger } from '../../functions/store/ledger.js';
-import type { Notification } from '../../functions/notify.js';
+import { localEventLog, localNotifier, type Notification } from '../../functions/notify.js';
 
 function capture() {
   const published: Notification[] = [];
@@ -111,6 +111,21 @@ describe('the interim sweep', () => {
     expect((await requireSession(store, ids[0]!)).state).toBe('expired');
     await expect(updateSession(store, ids[0]!, { requestId: 'late', usedUnits: 10 }, 'h')).rejects.toMatchObject({ code: 'session_closed' });
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000, reserved: 0 });
+  });
+
+  it('locally, a request for a report is POSTed to the session\'s notifyUri and kept in the event log', async () => {
+    const posted: Array<{ url: string; body: unknown }> = [];
+    const post = (async (url: string, init: RequestInit) => {
+      posted.push({ url, body: JSON.parse(String(init.body)) });
+      if (url.includes('silent')) throw new Error('no answer'); // a client that does not answer changes nothing
+      return new Response(null, { status: 204 });
+    }) as typeof fetch;
+    const asked = { type: 'interim_update_requested', at: '2026-01-01T00:00:30.000Z', sessionId: 'ses_a', clientId: 'ggsn', notifyUri: 'http://ggsn.invalid/ccr' };
+    const silent = { ...asked, sessionId: 'ses_b', notifyUri: 'http://silent.invalid/ccr' };
+    const noUri = { ...asked, sessionId: 'ses_c', notifyUri: undefined };
+    await localNotifier(post).publish([asked, silent, noUri] as unknown as Notification[]);
+    expect(posted).toEqual([{ url: asked.notifyUri, body: asked }, { url: silent.notifyUri, body: silent }]);
+    expect(localEventLog.slice(-3).map((n) => n.sessionId)).toEqual(['ses_a', 'ses_b', 'ses_c']);
   });
 
   it('two sweeps at once and updates racing them return each reservation once', async () => {
