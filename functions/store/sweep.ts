@@ -25,6 +25,26 @@ export interface SweepSummary {
 
 type Outcome = SweepOutcome | 'returned' | 'released';
 
+/**
+ * Items swept at once. A batch holds up to 8 shards × batchSize ids; starting them all at once
+ * would queue on the SDK's 50 sockets (and warn) and hit the table in one burst.
+ */
+const SWEEP_IN_FLIGHT = 32;
+
+/** `run` over `items`, at most `limit` at a time; results in the order of `items`. */
+async function mapInFlight<T, R>(items: T[], limit: number, run: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await run(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
 export async function sweep(store: Store, options: { batchSize: number; maxBatches: number; notifier?: Notifier }): Promise<SweepSummary> {
   const summary: SweepSummary = { examined: 0, expired: 0, reportsRequested: 0, allotmentsReturned: 0, orphansReleased: 0, notDue: 0, gone: 0, backlog: 0 };
   const seen = new Set<string>();
@@ -38,9 +58,9 @@ export async function sweep(store: Store, options: { batchSize: number; maxBatch
     const due = (await findDueSessions(store, now, options.batchSize)).filter((id) => !seen.has(id));
     if (due.length === 0) { drained = true; break; }
     due.forEach((id) => seen.add(id));
-    const outcomes = await Promise.all(due.map((id) => settle(() => (id.startsWith('ACC#')
+    const outcomes = await mapInFlight(due, SWEEP_IN_FLIGHT, (id) => settle(() => (id.startsWith('ACC#')
       ? sweepAccountItem(store, id.slice('ACC#'.length))
-      : sweepSession(store, id, options.notifier)))));
+      : sweepSession(store, id, options.notifier))));
     for (const outcome of outcomes) {
       summary.examined++;
       if (outcome === 'expired') summary.expired++;
