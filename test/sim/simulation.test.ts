@@ -1,8 +1,8 @@
 // A short simulation as part of `npm test`: a few seeds, a few hundred operations each,
 // faults on, through the real handlers against the run's DynamoDB Local, with the whole
 // workload. `avoidKnownBugs` leaves out (or tolerates) only what KNOWN_BUGS in simulator.ts
-// lists: bugs found and not fixed yet, each with an `it.fails` in regressions.test.ts (none
-// now). The long runs are `npm run simulate`.
+// lists: bugs found and not fixed yet, each with an `it.fails` in regressions.test.ts. The
+// long runs are `npm run simulate`.
 //
 // SIM_SEEDS=1,2,3 and SIM_OPS=300 choose other runs.
 import { describe, expect, it } from 'vitest';

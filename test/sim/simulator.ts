@@ -27,9 +27,13 @@ import { createStore, documentClient, ensureTable } from '../../functions/store/
 import { apiToken } from '../../functions/config.js';
 import { sessionIdFor } from '../../functions/store/sessions.js';
 import { DUE_INDEX, DUE_SHARDS } from '../../functions/store/table.js';
+import { IDLE_RETURN_SECONDS } from '../../functions/store/allotments.js';
 import { Rng, splitmix32 } from './prng.js';
 import { drawPlan, type FaultPlan } from './faults.js';
 import { DirectDb, LambdaRuntime, ProcessRuntime, type DbClient, type Runtime, type RuntimeStats } from './runtime.js';
+// The payment principles of multi-party sessions are pure rules: the model applies the very
+// same ones to the totals the answers report, and checks each party's part against them.
+import { charges as partyCharges, mostPossibleShares, type Principle } from '../../functions/domain/parties.js';
 
 // ------------------------------------------------------------------------------ options
 
@@ -99,10 +103,20 @@ export interface SimulateOptions {
  * counts a symptom instead of failing, so the rest can still be checked. Once a bug is fixed
  * it leaves this list, and its avoidance and tolerance leave the simulator.
  *
- * Every bug found so far is fixed (regressions.test.ts keeps each as a plain `it`), so the
- * list is empty and `avoidKnownBugs` changes nothing.
+ * Every bug found before multi-party sessions joined the workload is fixed
+ * (regressions.test.ts keeps each as a plain `it`).
  */
-export const KNOWN_BUGS: Readonly<Record<string, string>> = {};
+export const KNOWN_BUGS: Readonly<Record<string, string>> = {
+  proposeRefusalBeforeReplay:
+    'POST /sessions with parties: a requestId reused with a body that would be refused on its own (shares not adding up to 100) answers 400 validation_failed, '
+    + 'not 409 idempotency_conflict: proposePartySession validates before it looks for the session (avoided: Client.reuse sends no such body)',
+  memberOrphanMarkOverwritten:
+    'an orphan hold (reserve died after the account write, never retried) on an attached account is not released once its validity and grace are over: '
+    + 'allotments and busy idle-return visits SET the account\'s due mark 10 minutes on, past the orphan\'s (tolerated: the end phase moves the clock past the idle return and sweeps again)',
+  partyExpiryRace:
+    'the sweep expiring a proposal past its validUntil while its last party agrees (agree ignores validUntil) finds it active in closePending, '
+    + 'which throws conflict: the whole sweep run fails (tolerated: such a failed run is counted in runScheduled)',
+};
 
 const FAULTY_ATTEMPTS = 3;
 // In the future: notifications carry a TTL (90 days after they are written, in simulated
@@ -113,7 +127,7 @@ const VALIDITY_SECONDS = 300;
 
 // -------------------------------------------------------------------------------- model
 
-type Kind = 'topup' | 'reserve' | 'update' | 'debit' | 'release' | 'refund' | 'dd' | 'recharge';
+type Kind = 'topup' | 'reserve' | 'update' | 'debit' | 'release' | 'refund' | 'dd' | 'recharge' | 'propose' | 'agree';
 
 interface Answer {
   status: number;
@@ -154,7 +168,27 @@ interface Req {
  * (409 session_closed, or a release answered as a refund); 'abandoned' = its client walked
  * away after giving up a request (the session may well still be active).
  */
-type SessionState = 'active' | 'closed' | 'released' | 'expired' | 'finished' | 'abandoned' | 'unknown';
+type SessionState = 'pending' | 'active' | 'closed' | 'released' | 'expired' | 'finished' | 'abandoned' | 'unknown';
+
+/**
+ * A multi-party session (seed 000) as its answers describe it. The model follows the
+ * session's arithmetic exactly (usage, grant, each party's hold) for as long as every step
+ * was answered; a client that gives up a step walks away from the session (its answers may
+ * come late, at the end).
+ */
+interface PartyModel {
+  ids: string[];
+  principle: Principle;
+  /** Parties whose agreement was answered. */
+  agreed: Set<string>;
+  /** Units used and granted in total (the session's hold.usedUnits / grantedUnits). */
+  usedUnits: number;
+  grantedUnits: number;
+  /** Each party's hold, as the last answer showed it. */
+  holds: number[];
+  /** Each party's charge, from the final debit's answer (checked against the principle). */
+  charged?: number[];
+}
 
 interface SessionModel {
   sid: string;
@@ -173,6 +207,8 @@ interface SessionModel {
   inDoubt: Set<string>;
   updates: string[];
   reserveRid: string;
+  /** Multi-party sessions: the parties and what the model knows of their money. */
+  party?: PartyModel;
 }
 
 interface AccountModel {
@@ -215,6 +251,20 @@ interface AccountModel {
   confirmedDd: Req[];
   verifiedTopups: number;
   verifiedDd: number;
+  /** Attached accounts (seed 002): the main account that pays for it. */
+  mainAccountId?: string;
+  /**
+   * Attached accounts with a consumption limit: every limit it was ever given (a PATCH binds
+   * the next grant; one in flight may already bind), the last sent, PATCHes in flight.
+   */
+  limitsEver: number[];
+  limit?: number;
+  limitPatchesInFlight: number;
+  limitPatchGen: number;
+  /** Two limit PATCHes overlapped since one ran alone: which one landed last is unknown. */
+  limitRaced?: boolean;
+  /** Main accounts: their attached accounts. */
+  members: string[];
 }
 
 type Currency = 'EUR' | 'USD';
@@ -332,6 +382,14 @@ class AccountLedger {
   twice: LedgerRow[] = [];
   /** Sums of those entries: recharges (money out of an owner, units into a service account), sponsor transfers in and out. */
   recharged = 0;
+  /**
+   * Allotments (seed 002): money moved between a main account and an attached one, each by
+   * one transaction with an entry on both sides (`allot:<member>:<seq>:main|member`). Kept
+   * apart from `transfers` (they notify nobody); also pushed on `unpaired` for checkTransfers.
+   * `allotted` is their sum here: negative on a main account, what a member holds net.
+   */
+  allotments = new Map<string, LedgerRow>();
+  allotted = 0;
   sponsorsReceived = 0;
   sponsorIn = 0;
   sponsorOut = 0;
@@ -354,7 +412,12 @@ class AccountLedger {
     if (row.type === 'topup') this.topups.set(row.requestId ?? row.entryId, row.amount);
     else if (row.type === 'charge') this.charges.set(row.requestId ?? row.entryId, -row.amount);
     else if (row.type === 'refund') this.refunds.set(row.requestId ?? row.entryId, { sid: row.sessionId ?? '', amount: row.amount });
-    if (row.type === 'recharge' || row.type === 'sponsor_transfer') {
+    if (row.type === 'allotment') {
+      if (this.allotments.has(row.entryId)) this.twice.push(row);
+      this.allotments.set(row.entryId, row);
+      this.unpaired.push(row);
+      this.allotted += row.amount;
+    } else if (row.type === 'recharge' || row.type === 'sponsor_transfer') {
       if (this.transfers.has(row.entryId)) this.twice.push(row);
       this.transfers.set(row.entryId, row);
       this.unpaired.push(row);
@@ -600,6 +663,7 @@ class Simulation {
       this.count(`${name}: failed run`);
       trace.push(`failed: ${reply.error?.split(':')[0]}${faults}`);
       const what = name === 'sweep' ? 'the interim sweep' : 'the recharge trigger';
+      if (reply.injected.length === 0 && name === 'sweep' && /closePending/.test(reply.error ?? '') && this.tolerated('partyExpiryRace')) return;
       if (reply.injected.length === 0) this.fail(`e: ${name} failed`, `${what} failed with no fault injected: ${reply.error}`);
     }
   }
@@ -612,7 +676,8 @@ class Simulation {
   }
 
   private isSuccess(kind: Kind, answer: Answer) {
-    return (answer.status >= 200 && answer.status < 300) || (kind === 'update' && answer.status === 402);
+    // An update's 402 and the last agreement's 402 are recorded on the session: repeats answer them.
+    return (answer.status >= 200 && answer.status < 300) || ((kind === 'update' || kind === 'agree') && answer.status === 402);
   }
 
   private sameAnswer(a: Answer, b: Answer): boolean {
@@ -653,6 +718,9 @@ class Simulation {
       refund: [[409, 'conflict']],
       dd: [[402, 'insufficient_credit']],
       recharge: [[402, 'insufficient_credit'], [400, 'validation_failed']],
+      propose: [],
+      // The sweep expires a proposal nobody finished agreeing to.
+      agree: [[409, 'session_closed']],
     };
     if (!allowed[req.kind].some(([s, c]) => s === answer.status && c === code)) {
       this.fail('unexpected answer', `${what}: ${answer.status} ${JSON.stringify(answer.body)}`);
@@ -733,11 +801,30 @@ class Simulation {
         s.grantedUnits = g.units;
         return;
       }
+      case 'propose': {
+        const sid = sessionIdFor(req.rid);
+        const ids = (req.body.parties as Array<{ accountId: string }>).map((p) => p.accountId);
+        if (answer.status !== 201 || body.sessionId !== sid || body.state !== 'pending_agreement' || !isDeepStrictEqual(body.principle, req.body.principle)
+          || !isDeepStrictEqual(body.parties?.map((p: any) => p.accountId), ids) || body.parties.some((p: any) => p.agreed || p.reserved?.amount !== 0)) {
+          this.fail('party', `${what}: proposal answered ${answer.status} ${JSON.stringify(body)}`);
+        }
+        const s = this.partySessionFor(sid, req);
+        if (s.state === 'unknown') s.state = 'pending';
+        return;
+      }
+      case 'agree': {
+        this.applyAgreement(req, answer, what);
+        return;
+      }
       case 'update':
       case 'debit':
       case 'release':
       case 'refund': {
         const s = this.sessions.get(req.sid!)!;
+        if (s.party && req.kind !== 'refund') {
+          this.applyPartyStep(s, s.party, req, answer, what);
+          return;
+        }
         const service = s.serviceId;
         if (body.charged && (!int(body.charged.amount) || !int(body.charged.units) || body.charged.amount > costOf(service, body.charged.units, s.routed))) {
           this.fail('rating', `${what}: charged ${JSON.stringify(body.charged)} is more than ${body.charged.units} units cost`);
@@ -781,6 +868,118 @@ class Simulation {
     }
   }
 
+  /** The model of a multi-party session proposed by `req` (every party's account lists it). */
+  private partySessionFor(sid: string, req: Req): SessionModel {
+    const s = this.sessionFor(sid, req, req.body.serviceId as ServiceId);
+    if (!s.party) {
+      const ids = (req.body.parties as Array<{ accountId: string }>).map((p) => p.accountId);
+      s.party = { ids, principle: req.body.principle as Principle, agreed: new Set(), usedUnits: 0, grantedUnits: 0, holds: ids.map(() => 0) };
+      for (const id of ids) this.accounts.get(id)!.sessions.add(sid);
+    }
+    return s;
+  }
+
+  /**
+   * An agreement's answer: the session as it is (still waiting), or, from the last party, the
+   * session active with every party's most possible share reserved, or a 402 naming the party
+   * that cannot pay (nothing reserved from anyone: the audit sees it in the ledgers).
+   */
+  private applyAgreement(req: Req, answer: Answer, what: string) {
+    const s = this.sessions.get(req.sid!)!;
+    const party = s.party!;
+    const body = answer.body ?? {};
+    const agreeing = req.body.accountId as string;
+    if (answer.status === 402) {
+      if (body.code !== 'insufficient_credit' || !party.ids.includes(body.accountId)) this.fail('party', `${what}: 402 that names no party: ${JSON.stringify(body)}`);
+      party.agreed.add(agreeing);
+      return;
+    }
+    const shown = body.parties?.map((p: any) => p.accountId);
+    if (answer.status !== 200 || body.sessionId !== s.sid || !isDeepStrictEqual(shown, party.ids)
+      || !['pending_agreement', 'active'].includes(body.state) || !body.parties[party.ids.indexOf(agreeing)]?.agreed) {
+      this.fail('party', `${what}: agreement answered ${answer.status} ${JSON.stringify(body)}`);
+    }
+    party.agreed.add(agreeing);
+    if (body.state !== 'active' || (s.state !== 'pending' && s.state !== 'unknown')) return;
+    // Activation: each party holds the most its share can come to for the whole grant.
+    const granted = body.granted?.units;
+    const shares = mostPossibleShares(party.principle, party.ids, priceOf(s.serviceId, granted));
+    const reserved = body.parties.map((p: any) => p.reserved?.amount);
+    if (!Number.isSafeInteger(granted) || granted < 1 || !isDeepStrictEqual(reserved, shares) || body.granted.amount !== shares.reduce((a, b) => a + b, 0)) {
+      this.fail('party', `${what}: activated with ${JSON.stringify(body.granted)}, parties reserving ${JSON.stringify(reserved)}; the principle reserves ${JSON.stringify(shares)}`);
+    }
+    party.grantedUnits = granted;
+    party.holds = shares;
+    s.grantedUnits = granted;
+    s.state = 'active';
+  }
+
+  /**
+   * A step of an active multi-party session. Money moves only at the end: an update grows
+   * each party's hold to its most possible share of the new grant; the final debit charges
+   * the session's total (usage, never beyond what was reserved) by the principle; a release
+   * charges nothing. While the model is in step with the session (its client gave up
+   * nothing) every number is checked exactly.
+   */
+  private applyPartyStep(s: SessionModel, party: PartyModel, req: Req, answer: Answer, what: string) {
+    const body = answer.body ?? {};
+    const inStep = s.state === 'active';
+    const used = (req.body.used as { units: number } | undefined)?.units ?? 0;
+    const price = (units: number) => priceOf(s.serviceId, units);
+    const partsShown = (): number[] => body.parties?.map((p: any) => p.charged?.amount);
+    if (req.kind === 'update') {
+      if (answer.status === 402) {
+        if (body.code !== 'insufficient_credit' || !party.ids.includes(body.accountId) || (inStep && body.charged?.units !== party.usedUnits)) {
+          this.fail('party', `${what}: 402 ${JSON.stringify(body)} (model used ${party.usedUnits})`);
+        }
+        s.grantedUnits = 0;
+        return;
+      }
+      const usedUnits = party.usedUnits + used;
+      const wanted = (req.body.requested as { units?: number } | undefined)?.units ?? 0;
+      const grantedUnits = Math.max(party.grantedUnits, usedUnits + wanted);
+      const cost = Math.min(price(usedUnits), price(party.grantedUnits));
+      const shares = mostPossibleShares(party.principle, party.ids, price(grantedUnits));
+      const holds = party.holds.map((h, i) => Math.max(h, shares[i]!));
+      const reserved = body.parties?.map((p: any) => p.reserved?.amount);
+      if (!Number.isSafeInteger(body.granted?.units) || body.charged?.amount !== 0
+        || (inStep && (body.granted.units !== grantedUnits - usedUnits || body.granted.amount !== price(grantedUnits) - cost
+          || body.charged.units !== usedUnits || !isDeepStrictEqual(reserved, holds)))) {
+        this.fail('party', `${what}: update answered ${JSON.stringify(body)}; the model expects ${grantedUnits - usedUnits} units granted (${price(grantedUnits) - cost}), ${usedUnits} used, holds ${JSON.stringify(holds)}`);
+      }
+      Object.assign(party, { usedUnits, grantedUnits, holds });
+      s.grantedUnits = body.granted.units;
+      return;
+    }
+    if (req.kind === 'release') {
+      if (answer.status !== 200 || body.state !== 'released' || body.refunded?.amount !== 0 || (body.charged && body.charged.amount !== 0)
+        || (inStep && body.returned?.amount !== party.holds.reduce((a, b) => a + b, 0))) {
+        this.fail('party', `${what}: release answered ${answer.status} ${JSON.stringify(body)} (holds ${JSON.stringify(party.holds)})`);
+      }
+      party.charged = party.ids.map(() => 0);
+      party.holds = party.ids.map(() => 0);
+      s.state = 'released';
+      return;
+    }
+    // The final debit: the total by the principle, the parts adding up to it exactly.
+    const total = body.charged?.amount;
+    const usedUnits = party.usedUnits + used;
+    const expectedParts = Number.isSafeInteger(total) ? partyCharges(party.principle, party.ids, total, req.body.outcome as { loser?: string } | undefined) : [];
+    const parts = partsShown();
+    if (answer.status !== 200 || body.state !== 'closed' || !Number.isSafeInteger(total) || total > price(body.charged.units)
+      || !isDeepStrictEqual(parts, expectedParts) || expectedParts.reduce((a, b) => a + b, 0) !== total) {
+      this.fail('party', `${what}: debit answered ${answer.status} ${JSON.stringify(body)}; the principle splits ${total} as ${JSON.stringify(expectedParts)}`);
+    }
+    if (inStep && (body.charged.units !== usedUnits || total !== Math.min(price(usedUnits), price(party.grantedUnits))
+      || body.returned?.amount !== party.holds.reduce((a, b) => a + b, 0) - total)) {
+      this.fail('party', `${what}: debit answered ${JSON.stringify(body)}; the model has ${usedUnits} units used of ${party.grantedUnits} granted, holds ${JSON.stringify(party.holds)}`);
+    }
+    party.charged = expectedParts;
+    party.holds = party.ids.map(() => 0);
+    s.charged = total;
+    s.state = 'closed';
+  }
+
   private sessionFor(sid: string, req: Req, serviceId: ServiceId): SessionModel {
     let s = this.sessions.get(sid);
     if (!s) {
@@ -801,6 +1000,7 @@ class Simulation {
       const s = this.sessionFor(sessionIdFor(req.rid), req, req.body.serviceId as ServiceId);
       s.inDoubt.add(req.rid);
     }
+    if (req.kind === 'propose') this.partySessionFor(sessionIdFor(req.rid), req).inDoubt.add(req.rid);
   }
 
   /** The cheap per-step check: the touched account's own invariants (one consistent read). */
@@ -969,8 +1169,11 @@ class Simulation {
         const charged = sysCharged.get(sid) ?? sl.charged;
         const steps = [...s!.inDoubt].filter((rid) => this.reqs.get(rid)?.kind !== 'refund');
         const refunds = [...s!.inDoubt].filter((rid) => this.reqs.get(rid)?.kind === 'refund' || this.reqs.get(rid)?.kind === 'release');
-        if (steps.length === 0 ? charged !== s!.charged : charged < s!.charged) {
-          this.fail('a: session charged', `${what}: session ${sid} charged ${charged} on the account/ledger, the answers say ${s!.charged} (${steps.length} steps in doubt)`);
+        // A party of a multi-party session pays its part of the total, by the principle.
+        const answered = s!.party ? this.partyPart(s!, account.id) : s!.charged;
+        if (s!.party && !s!.party.ids.includes(account.id)) this.fail('party', `${what}: session ${sid} has entries on ${account.id}, not one of its parties ${s!.party.ids.join(', ')}`);
+        if (steps.length === 0 ? charged !== answered : charged < answered) {
+          this.fail(s!.party ? 'party: part charged' : 'a: session charged', `${what}: session ${sid} charged ${charged} on the account/ledger, the answers say ${answered}${s!.party ? ` (its part of ${s!.charged} under ${JSON.stringify(s!.party.principle)})` : ''} (${steps.length} steps in doubt)`);
         }
         expected -= charged;
         for (const rid of refunds) expected += ledger.refunds.get(rid)?.amount ?? 0;
@@ -985,9 +1188,10 @@ class Simulation {
         if (item.balance !== expected) {
           this.fail('a: units', `${what}: ${item.balance} ${account.unit} (available ${item.available} + reserved ${item.reserved}), but bought ${ledger.recharged} - direct debits ${account.dd} - session charges + refunds ${account.refunds} (with in-doubt requests resolved from the ledger) = ${expected}`);
         }
-      } else if (item.balance !== expected + sponsored) {
-        this.fail('a: conservation', `${what}: balance ${item.balance}, but top-ups ${account.topups} - direct debits ${account.dd} - session charges + refunds ${account.refunds} + recharges ${ledger.recharged} (with in-doubt requests resolved from the ledger) + sponsor transfers in ${ledger.sponsorIn} - out ${ledger.sponsorOut} = ${expected + sponsored}`);
+      } else if (item.balance !== expected + sponsored + ledger.allotted) {
+        this.fail('a: conservation', `${what}: balance ${item.balance}, but top-ups ${account.topups} - direct debits ${account.dd} - session charges + refunds ${account.refunds} + recharges ${ledger.recharged} (with in-doubt requests resolved from the ledger) + sponsor transfers in ${ledger.sponsorIn} - out ${ledger.sponsorOut} + allotments ${ledger.allotted} = ${expected + sponsored + ledger.allotted}`);
       }
+      this.checkAllotments(account, item, ledger, what);
       // Each sponsor transfer to this account moved its sponsorSeq by one.
       if ((item.sponsorSeq ?? 0) !== ledger.sponsorsReceived) {
         this.fail('c: sponsor transfer once', `${what}: sponsorSeq ${item.sponsorSeq ?? 0} but ${ledger.sponsorsReceived} sponsor transfers in the ledger`);
@@ -1004,6 +1208,45 @@ class Simulation {
     }
   }
 
+  /** What a party of a multi-party session was charged, by the answers (nothing until its final debit). */
+  private partyPart(s: SessionModel, accountId: string): number {
+    return s.party!.charged?.[s.party!.ids.indexOf(accountId)] ?? 0;
+  }
+
+  /**
+   * Attached accounts and their main accounts (seed 002). Allotments only move money inside
+   * the family (checkTransfers matched both sides; the per-currency total checks they cancel
+   * out). Here: each side's item agrees with its ledger (`takenMinor` on the member,
+   * `allottedOut` on the main account), and no member ever held more than its consumption
+   * limit allowed: replaying its allotments in order (`allotSeq` orders them), what it had
+   * taken never passed the largest limit it was ever given (a lowered limit takes back only
+   * what is not reserved, so the largest is the bound that always holds).
+   */
+  private checkAllotments(account: AccountModel, item: Record<string, any>, ledger: AccountLedger, what: string) {
+    if (account.members.length) {
+      if ((item.allottedOut ?? 0) !== -ledger.allotted) this.fail('a: allotments', `${what}: allottedOut ${item.allottedOut ?? 0} but its ledger gave ${-ledger.allotted} net to members`);
+      return;
+    }
+    if (!account.mainAccountId) {
+      if (ledger.allotments.size) this.fail('a: allotments', `${what}: allotment entries on an account that is neither main nor attached`);
+      return;
+    }
+    if ((item.takenMinor ?? 0) !== ledger.allotted) this.fail('a: allotments', `${what}: takenMinor ${item.takenMinor ?? 0} but its ledger took ${ledger.allotted} net from ${account.mainAccountId}`);
+    if (!account.limitsEver.length) return;
+    const limit = Math.max(...account.limitsEver);
+    const bySeq = [...ledger.allotments.values()].map((row) => ({ row, seq: Number(/:(\d+):member$/.exec(row.entryId)?.[1]) })).sort((a, b) => a.seq - b.seq);
+    let taken = 0;
+    for (const { row, seq } of bySeq) {
+      taken += row.amount;
+      if (row.amount > 0 && taken > limit) {
+        this.fail('consumption limit', `${what}: allotment ${seq} (${row.amount}) took it to ${taken} from ${account.mainAccountId}, past its consumption limit (the largest it had: ${limit}; limits ${account.limitsEver.join(', ')})`);
+      }
+    }
+    if (account.limitPatchesInFlight === 0 && !account.limitRaced && account.limit !== undefined && item.consumptionLimit !== account.limit) {
+      this.fail('consumption limit', `${what}: consumptionLimit ${item.consumptionLimit}, last set ${account.limit}`);
+    }
+  }
+
   /**
    * Recharges and sponsor transfers: each written by one transaction with its other side, so
    * at an audit both sides exist, once, for matching amounts; a recharge buys the units its
@@ -1016,6 +1259,20 @@ class Simulation {
       for (const row of ledger.unpaired.splice(0)) {
         const what = `${final ? 'final ' : ''}audit of ${accountId}: ${row.type} ${row.entryId} of ${row.amount}`;
         const other = this.ledgers.get(row.counterparty ?? '');
+        if (row.type === 'allotment') {
+          // allot:<member>:<seq>:main on the main account, :member on the member, opposite amounts.
+          const m = /^allot:(.+):(\d+):(main|member)$/.exec(row.entryId);
+          const onMember = m?.[3] === 'member';
+          const memberId = onMember ? accountId : row.counterparty!;
+          const mainId = onMember ? row.counterparty! : accountId;
+          const pair = other?.allotments.get(`allot:${m?.[1]}:${m?.[2]}:${onMember ? 'main' : 'member'}`);
+          if (!m || m[1] !== memberId || this.accounts.get(memberId)?.mainAccountId !== mainId || row.amount === 0
+            || !pair || pair.amount !== -row.amount || pair.counterparty !== accountId) {
+            this.fail('a: allotment', `${what}: no matching entry on ${row.counterparty} (${pair ? JSON.stringify(pair) : 'none'}), or not between an attached account and its main account`);
+          }
+          if (onMember) this.count(row.amount > 0 ? 'ledger: allotments taken' : 'ledger: allotments given back');
+          continue;
+        }
         if (row.type === 'recharge') {
           const moneySide = row.amount <= 0;
           const ownerId = moneySide ? accountId : row.counterparty!;
@@ -1104,6 +1361,10 @@ class Simulation {
         if (item.hold?.chargedMinor !== s.charged) this.fail('c: session charged', `${what}: item charged ${item.hold?.chargedMinor}, answers ${s.charged}`);
         if (item.refundedMinor !== s.refunded) this.fail('c: session refunded', `${what}: item refunded ${item.refundedMinor}, answers ${s.refunded}`);
         if (item.hold?.holdMinor !== 0) this.fail('c: session hold', `${what}: item still holds ${item.hold?.holdMinor}`);
+        if (s.party) {
+          this.finalPartyChecks(s, s.party, item, what);
+          continue;
+        }
         const ledger = this.ledgers.get(s.accountId)!.session(sid);
         if (ledger.charged !== s.charged || ledger.refunded !== s.refunded || ledger.held !== 0) {
           this.fail('c: session ledger', `${what}: ledger ${JSON.stringify(ledger)}, answers charged ${s.charged} refunded ${s.refunded}`);
@@ -1115,6 +1376,28 @@ class Simulation {
         if (s.state === 'released' && item.state !== 'released') this.fail('c: session state', `${what}: answered released, item says ${item.state}`);
       }
     }
+  }
+
+  /**
+   * A finished multi-party session: each party's reservation resolved exactly once (its hold
+   * back to zero in its ledger, at most one expiry), each party charged its part by the
+   * principle, in the item, the ledger and the answers alike, the parts adding up to the total.
+   */
+  private finalPartyChecks(s: SessionModel, party: PartyModel, item: Record<string, any>, what: string) {
+    const parts = party.ids.map((id) => this.partyPart(s, id));
+    const inItem = (item.parties ?? []).map((p: any) => p.chargedMinor);
+    if (!isDeepStrictEqual(inItem, parts) || parts.reduce((a, b) => a + b, 0) !== s.charged || (item.parties ?? []).some((p: any) => p.holdMinor !== 0)) {
+      this.fail('party', `${what}: item parts ${JSON.stringify(item.parties)}, the answers' parts ${JSON.stringify(parts)} of ${s.charged}`);
+    }
+    party.ids.forEach((id, i) => {
+      const sl = this.ledgers.get(id)!.session(s.sid);
+      if (sl.charged !== parts[i] || sl.held !== 0 || sl.expires > 1 || sl.refunded !== 0) {
+        this.fail('party', `${what}: party ${id}'s ledger ${JSON.stringify(sl)}, its part ${parts[i]}`);
+      }
+      if (item.state !== 'expired' && sl.expires > 0) this.fail('c: session ledger', `${what}: state ${item.state} but ${id} has ${sl.expires} expire entries`);
+    });
+    if (s.state === 'closed' && item.state !== 'closed') this.fail('c: session state', `${what}: answered closed, item says ${item.state}`);
+    if (s.state === 'released' && item.state !== 'released') this.fail('c: session state', `${what}: answered released, item says ${item.state}`);
   }
 
   // --------------------------------------------------------------------------- setup
@@ -1182,13 +1465,45 @@ class Simulation {
       this.noteSponsors(account, sponsors);
       if (!isDeepStrictEqual(answer.body?.sponsors, sponsors)) this.fail('setup', `PATCH sponsors of ${account.id}: ${JSON.stringify(answer.body)}`);
     }
+    await this.setupFamilies(rng, must);
   }
 
-  private newAccount(a: Pick<AccountModel, 'id' | 'kind' | 'creditLimit' | 'poor' | 'currency' | 'unit' | 'owner' | 'classification' | 'rate'>): AccountModel {
+  /**
+   * Families (seed 002): two main accounts (one prepaid, one postpaid in the other currency),
+   * each paying for attached accounts, some of which have a consumption limit. Members are
+   * charged like any account (sessions, events, multi-party sessions) and take allotments
+   * from their main account; top-ups and sponsors are for the main accounts.
+   */
+  private async setupFamilies(rng: Rng, must: (method: 'PUT' | 'POST' | 'PATCH', path: string, body: unknown, status: number[]) => Promise<Answer>) {
+    const families = [
+      { id: 'home-0', kind: 'prepaid' as const, currency: 'EUR' as const, creditLimit: 0, topup: rng.range(3000, 8000), limits: [undefined, rng.range(2, 8) * 100, undefined] },
+      { id: 'home-1', kind: 'postpaid' as const, currency: 'USD' as const, creditLimit: rng.range(1000, 3000), topup: 0, limits: [rng.range(3, 10) * 100, undefined] },
+    ];
+    for (const f of families) {
+      await must('POST', '/accounts', { accountId: f.id, currency: f.currency, kind: f.kind, ...(f.creditLimit ? { creditLimit: f.creditLimit } : {}) }, [201]);
+      const main = this.newAccount({ id: f.id, kind: f.kind, creditLimit: f.creditLimit, poor: false, currency: f.currency, unit: 'money' });
+      if (f.topup) {
+        const req = this.newReq('topup', f.id, `setup-topup-${f.id}`, `/accounts/${f.id}/topup`, { requestId: `setup-topup-${f.id}`, amount: f.topup });
+        req.amount = f.topup;
+        this.onAnswer(req, await must('POST', req.path, req.body, [200]));
+      }
+      for (const [i, limit] of f.limits.entries()) {
+        const id = `m-${f.id.slice(5)}-${i}`;
+        const answer = await must('POST', '/accounts', { accountId: id, currency: f.currency, kind: 'prepaid', mainAccountId: f.id, ...(limit !== undefined ? { consumptionLimit: limit } : {}) }, [201]);
+        if (answer.body?.mainAccountId !== f.id || answer.body?.consumed !== 0 || answer.body?.consumptionLimit !== limit) this.fail('setup', `POST /accounts ${id}: ${JSON.stringify(answer.body)}`);
+        const member = this.newAccount({ id, kind: 'prepaid', creditLimit: 0, poor: false, currency: f.currency, unit: 'money', mainAccountId: f.id });
+        if (limit !== undefined) { member.limitsEver.push(limit); member.limit = limit; }
+        main.members.push(id);
+      }
+    }
+  }
+
+  private newAccount(a: Pick<AccountModel, 'id' | 'kind' | 'creditLimit' | 'poor' | 'currency' | 'unit' | 'owner' | 'classification' | 'rate' | 'mainAccountId'>): AccountModel {
     const account: AccountModel = {
       ...a, topups: 0, dd: 0, refunds: 0, inDoubt: new Set(), sessions: new Set(),
       confirmedTopups: [], confirmedDd: [], verifiedTopups: 0, verifiedDd: 0, confirmedRecharges: [], verifiedRecharges: 0,
       rechargeAmounts: new Set(), onEmpty: new Set(), putsInFlight: 0, putGen: 0, routes: new Map(), sponsorsEver: new Set(), sponsors: [], patchesInFlight: 0, patchGen: 0,
+      limitsEver: [], limitPatchesInFlight: 0, limitPatchGen: 0, members: [],
     };
     this.accounts.set(a.id, account);
     return account;
@@ -1294,7 +1609,7 @@ class Simulation {
 
   private relatedHistory(message: string): HistoryEntry[] {
     const tokens = new Set<string>();
-    for (const m of message.matchAll(/\b(ses_[A-Za-z0-9_-]{24}|(?:pre|post)-\d+|[trudlfeg]-c\d+-\d+)\b/g)) tokens.add(m[1]!);
+    for (const m of message.matchAll(/\b(ses_[A-Za-z0-9_-]{24}|(?:pre|post|home)-\d+|m-\d+-\d+|[trudlfegpa]-c\d+-\d+)\b/g)) tokens.add(m[1]!);
     for (const token of [...tokens]) {
       const s = this.sessions.get(token);
       if (s) tokens.add(s.reserveRid);
@@ -1327,15 +1642,12 @@ class Simulation {
     for (const req of [...this.reqs.values()]) if (req.inDoubt && (req.kind === 'topup' || req.kind === 'refund' || req.kind === 'recharge')) { this.count('end: retried in doubt'); await retry(req); }
     // Past every validity, then sweep until nothing more expires.
     this.advanceMs((VALIDITY_SECONDS + 60) * 1000);
-    let runs = 0;
-    for (;;) {
-      const reply = await this.runtime.sweep(null);
-      if (!reply.summary) this.fail('e: sweep failed', `the end-phase sweep failed with no fault injected: ${reply.error}`);
-      const summary = reply.summary!;
-      this.record(-1, `end: sweep ${JSON.stringify(summary)}`);
-      this.count('end: sweep runs');
-      if (summary.expired === 0) break;
-      if (++runs > 40) this.fail('c: sweep', 'the sweep kept expiring sessions after 40 runs');
+    await this.sweepUntilQuiet();
+    // KNOWN_BUGS memberOrphanMarkOverwritten: an orphan hold on an attached account is found
+    // only once its allotment's idle return is due (up to IDLE_RETURN_SECONDS later).
+    if (this.avoid && [...this.accounts.values()].some((a) => a.mainAccountId) && this.tolerated('memberOrphanMarkOverwritten')) {
+      this.advanceMs((IDLE_RETURN_SECONDS + 60) * 1000);
+      await this.sweepUntilQuiet();
     }
     await this.runtime.idle();
     // Session steps given up: the sweep rolled them forward; retrying them now must answer
@@ -1360,6 +1672,19 @@ class Simulation {
     await this.fullAudit(true);
     await this.finalSessionChecks();
     await this.finalRechargeChecks();
+  }
+
+  /** Runs the interim sweep (no faults) until a run expires nothing more. */
+  private async sweepUntilQuiet() {
+    for (let runs = 0; ; runs++) {
+      const reply = await this.runtime.sweep(null);
+      if (!reply.summary) this.fail('e: sweep failed', `the end-phase sweep failed with no fault injected: ${reply.error}`);
+      const summary = reply.summary!;
+      this.record(-1, `end: sweep ${JSON.stringify(summary)}`);
+      this.count('end: sweep runs');
+      if (summary.expired === 0) return;
+      if (runs >= 40) this.fail('c: sweep', 'the sweep kept expiring sessions after 40 runs');
+    }
   }
 
   /**
@@ -1444,6 +1769,8 @@ class Client {
   /** Sessions this client believes active, and finished ones it may refund. */
   private active: SessionModel[] = [];
   private finished: SessionModel[] = [];
+  /** Multi-party sessions this client proposed that wait for agreements. */
+  private proposals: SessionModel[] = [];
   /** Recent requests of this client, for duplicates and requestId reuse. */
   private recent: Req[] = [];
   private multi: string | null = null;
@@ -1459,9 +1786,13 @@ class Client {
     return `${prefix}-c${this.index}-${++this.n}`;
   }
 
-  /** A money account (never a service account: clients name owners). */
-  private pickAccount(): AccountModel {
-    const all = this.api.accounts().filter((a) => !a.owner);
+  /**
+   * A money account (never a service account: clients name owners). `members: false` leaves
+   * out attached accounts: money comes to them from their main account only (top-ups and
+   * sponsors are for the others).
+   */
+  private pickAccount({ members = true } = {}): AccountModel {
+    const all = this.api.accounts().filter((a) => !a.owner && (members || !a.mainAccountId));
     const rich = all.filter((a) => !a.poor);
     return this.rng.chance(0.8) && rich.length ? this.rng.pick(rich) : this.rng.pick(all);
   }
@@ -1472,6 +1803,14 @@ class Client {
   }
 
   private refreshLists() {
+    // A proposal that all parties agreed to is a session like the others; one released,
+    // expired or walked away from is dropped (nothing of it can be refunded).
+    const waiting: SessionModel[] = [];
+    for (const s of this.proposals) {
+      if (s.state === 'pending') waiting.push(s);
+      else if (s.state === 'active') this.active.push(s);
+    }
+    this.proposals = waiting;
     const stillActive: SessionModel[] = [];
     for (const s of this.active) {
       if (s.state === 'active' || s.state === 'unknown') stillActive.push(s);
@@ -1489,6 +1828,7 @@ class Client {
       topup: 6, reserve: this.active.length >= 4 ? 2 : 14, update: 24, debit: 10, release: 3, refund: 4, dd: 8,
       sweep: 1, read: 6, duplicate: 5, concurrent: 3, outOfOrder: 3, reuse: 3, clock: 1.5,
       recharge: 3, saPut: 0.7, sponsors: 0.7, trigger: 1,
+      propose: this.proposals.length >= 3 ? 0.5 : 2, agree: this.proposals.length ? 5 : 0, limit: 0.7,
     };
     let kind = this.rng.weighted(weights);
     if ((kind === 'update' || kind === 'debit' || kind === 'release') && this.active.length === 0) kind = 'reserve';
@@ -1509,6 +1849,9 @@ class Client {
         case 'recharge': text = await this.recharge(trace); break;
         case 'saPut': text = await this.saPut(trace); break;
         case 'sponsors': text = await this.sponsors(trace); break;
+        case 'propose': text = await this.propose(trace); break;
+        case 'agree': text = await this.agree(trace); break;
+        case 'limit': text = await this.limit(trace); break;
         case 'read': text = await this.read(trace); break;
         case 'duplicate': text = await this.duplicate(trace); break;
         case 'concurrent': text = await this.concurrent(trace); break;
@@ -1552,7 +1895,7 @@ class Client {
   // ------------------------------------------------------------------ operations
 
   private async topup(trace: string[]) {
-    const a = this.pickAccount();
+    const a = this.pickAccount({ members: false });
     const rid = this.rid('t');
     const amount = a.poor ? this.rng.range(5, 60) : this.rng.range(100, 3000);
     const req = this.api.newReq('topup', a.id, rid, `/accounts/${a.id}/topup`, { requestId: rid, amount });
@@ -1615,7 +1958,9 @@ class Client {
     if (kind === 'release') body = { requestId: rid, ...(this.rng.chance(0.5) ? { reason: 'call dropped' } : {}) };
     else {
       body = { requestId: rid, used: { units: this.usedFor(s) } };
-      if (kind === 'update' && this.rng.chance(0.85)) body.requested = this.requestedFor(s.serviceId);
+      // A multi-party session grows its grant by units; loser-pays ends with the loser named.
+      if (kind === 'update' && this.rng.chance(0.85)) body.requested = s.party ? this.partyRequested(s.serviceId) : this.requestedFor(s.serviceId);
+      if (kind === 'debit' && s.party?.principle.type === 'loser-pays') body.outcome = { loser: this.rng.pick(s.party.ids) };
     }
     const path = `/sessions/${s.sid}/${kind === 'release' ? 'refund' : kind}`;
     const req = this.api.newReq(kind, s.accountId, rid, path, body, s.sid);
@@ -1628,11 +1973,11 @@ class Client {
     const req = this.stepReq(kind, s);
     const answer = await this.exchange(req, trace);
     if (!answer && kind !== 'update') s.state = 'abandoned'; // a client that gave up the last word drops the session
-    if (!answer && kind === 'update' && this.rng.chance(0.5)) s.state = 'abandoned'; // ...or sometimes just walks away
+    if (!answer && kind === 'update' && (s.party || this.rng.chance(0.5))) s.state = 'abandoned'; // ...or sometimes just walks away (always from a multi-party one: the model follows its arithmetic step by step)
     if (answer?.status === 402 && kind === 'update') {
       // No credit left: terminate (reporting nothing more).
       const final = this.stepReq('debit', s);
-      final.body = { requestId: final.rid, used: { units: 0 } };
+      final.body = { requestId: final.rid, used: { units: 0 }, ...(final.body.outcome ? { outcome: final.body.outcome } : {}) };
       final.text = JSON.stringify(final.body);
       trace.push('→ terminate:');
       await this.exchange(final, trace);
@@ -1647,7 +1992,8 @@ class Client {
   private release(trace: string[]) { return this.sessionStep('release', trace); }
 
   private async refund(trace: string[]) {
-    const candidates = this.finished.filter((s) => s.charged - s.refunded > 0 && ['closed', 'released', 'expired', 'finished'].includes(s.state));
+    // Refunds of a multi-party session's charges are not supported (409 conflict): not asked.
+    const candidates = this.finished.filter((s) => !s.party && s.charged - s.refunded > 0 && ['closed', 'released', 'expired', 'finished'].includes(s.state));
     if (candidates.length === 0) return this.directDebit(trace);
     const s = this.rng.pick(candidates);
     const left = s.charged - s.refunded;
@@ -1709,7 +2055,8 @@ class Client {
     } else if (path.includes('/service-accounts/') && !path.includes('ledger')) {
       if (!saArithmetic(b) || b.classification !== sa!.classification || b.unit !== sa!.unit || !isDeepStrictEqual(b.rate, sa!.rate)) this.api.fail('b: account arithmetic', `GET ${path}: ${JSON.stringify(b)}`);
     } else if (path.startsWith('/accounts/') && !path.includes('ledger')) {
-      if (b.available !== b.balance - b.reserved + b.creditLimit || b.available < 0 || b.currency !== a.currency) this.api.fail('b: account arithmetic', `GET ${path}: ${JSON.stringify(b)}`);
+      if (b.available !== b.balance - b.reserved + b.creditLimit || b.available < 0 || b.currency !== a.currency || b.mainAccountId !== a.mainAccountId
+        || (a.mainAccountId && !Number.isSafeInteger(b.consumed))) this.api.fail('b: account arithmetic', `GET ${path}: ${JSON.stringify(b)}`);
       const listed = Array.isArray(b.serviceAccounts) ? b.serviceAccounts.map((v: any) => v.classification).sort() : null;
       if (!isDeepStrictEqual(listed, [...a.routes.keys()].sort()) || b.serviceAccounts.some((v: any) => !saArithmetic(v))) {
         this.api.fail('b: account arithmetic', `GET ${path}: service accounts ${JSON.stringify(b.serviceAccounts)}, the model has ${[...a.routes.keys()].join(', ') || 'none'}`);
@@ -1720,7 +2067,7 @@ class Client {
     } else if (path.includes('ledger')) {
       if (!Array.isArray(b.entries) || b.entries.some((e: any) => !Number.isSafeInteger(e.amount))) this.api.fail('unexpected answer', `GET ${path}: ${JSON.stringify(b).slice(0, 300)}`);
     } else if (path.startsWith('/sessions/')) {
-      if (!['active', 'closed', 'expired', 'released'].includes(b.state) || b.charged.amount < s!.charged) this.api.fail('unexpected answer', `GET ${path}: ${JSON.stringify(b)} (answers said charged ${s!.charged})`);
+      if (!['active', 'closed', 'expired', 'released', 'pending_agreement'].includes(b.state) || b.charged.amount < s!.charged) this.api.fail('unexpected answer', `GET ${path}: ${JSON.stringify(b)} (answers said charged ${s!.charged})`);
     } else if (path.startsWith('/multi-sessions/')) {
       if (!Array.isArray(b.sessions) || b.sessions.length < 1 || !Number.isSafeInteger(b.charged?.amount)) this.api.fail('unexpected answer', `GET ${path}: ${JSON.stringify(b).slice(0, 300)}`);
     }
@@ -1792,8 +2139,8 @@ class Client {
 
   /** PATCH the sponsors of an account: none, or one or two accounts (rarely one of another currency: 409, nothing changes). */
   private async sponsors(trace: string[]) {
-    const a = this.pickAccount();
-    const all = this.api.accounts().filter((x) => !x.owner && x !== a);
+    const a = this.pickAccount({ members: false });
+    const all = this.api.accounts().filter((x) => !x.owner && !x.mainAccountId && x !== a);
     const same = all.filter((x) => x.currency === a.currency);
     const other = all.filter((x) => x.currency !== a.currency);
     const mixed = other.length > 0 && this.rng.chance(0.1);
@@ -1825,6 +2172,106 @@ class Client {
     return `PATCH ${path} ${text}`;
   }
 
+  private partyRequested(serviceId: ServiceId): { units: number } {
+    return { units: serviceId === 'voice' ? this.rng.range(30, 900) : this.rng.range(5, 300) };
+  }
+
+  /** The principle of a new multi-party session; shares are whole percents adding up to 100. */
+  private principleFor(ids: string[]): Principle {
+    const type = this.rng.weighted({ 'loser-pays': 3, split: 3, 'initiator-pays': 2, shares: 2 });
+    if (type !== 'shares') return { type } as Principle;
+    const shares: Record<string, number> = {};
+    let left = 100;
+    ids.forEach((id, i) => {
+      const share = i === ids.length - 1 ? left : this.rng.range(1, left - (ids.length - 1 - i));
+      shares[id] = share;
+      left -= share;
+    });
+    return { type, shares };
+  }
+
+  /**
+   * Proposes a multi-party session (seed 000): two or three accounts of one currency
+   * (attached accounts too: they pay through their main account), a principle, a game on
+   * voice or wallet. It waits in `proposals` for its parties to agree.
+   */
+  private async propose(trace: string[]) {
+    const first = this.pickAccount();
+    const others = this.api.accounts().filter((x) => !x.owner && x.currency === first.currency && x !== first);
+    if (others.length === 0) return this.reserve(trace);
+    const ids = [first.id, ...new Set(Array.from({ length: this.rng.chance(0.7) ? 1 : 2 }, () => this.rng.pick(others).id))];
+    const serviceId: ServiceId = this.rng.chance(0.6) ? 'voice' : 'wallet';
+    const rid = this.rid('p');
+    const body = { requestId: rid, parties: ids.map((accountId) => ({ accountId })), principle: this.principleFor(ids), clientId: `game-${this.index}`, serviceId, requested: this.partyRequested(serviceId) };
+    const req = this.api.newReq('propose', first.id, rid, '/sessions', body);
+    await this.exchange(req, trace);
+    if (req.first?.status === 201) {
+      const s = this.api.sessions.get(sessionIdFor(rid))!;
+      if (s.client === -1) { s.client = this.index; this.proposals.push(s); }
+    }
+    this.remember(req);
+    return this.describe(req);
+  }
+
+  /**
+   * One party of a waiting proposal agrees; the last one activates it (or is refused with a
+   * 402 naming the party that cannot pay: then one of them agrees again later, perhaps after
+   * a top-up). Sometimes the proposal is withdrawn instead (a release while it waits).
+   */
+  private async agree(trace: string[]) {
+    const s = this.rng.pick(this.proposals);
+    const party = s.party!;
+    if (this.rng.chance(0.05)) {
+      const req = this.stepReq('release', s);
+      const answer = await this.exchange(req, trace);
+      if (!answer) s.state = 'abandoned';
+      this.remember(req);
+      return this.describe(req);
+    }
+    const notYet = party.ids.filter((id) => !party.agreed.has(id));
+    const accountId = notYet.length ? notYet[0]! : this.rng.pick(party.ids);
+    const rid = this.rid('a');
+    const req = this.api.newReq('agree', accountId, rid, `/sessions/${s.sid}/agree`, { requestId: rid, accountId }, s.sid);
+    const answer = await this.exchange(req, trace);
+    // The last agreement given up: the session may be active or not; the client walks away.
+    if (!answer && notYet.length <= 1) s.state = 'abandoned';
+    this.remember(req);
+    return this.describe(req);
+  }
+
+  /** PATCH the consumption limit of an attached account that has one: it binds the next grant. */
+  private async limit(trace: string[]) {
+    const members = this.api.accounts().filter((x) => x.mainAccountId && x.limitsEver.length);
+    if (members.length === 0) return this.topup(trace);
+    const a = this.rng.pick(members);
+    const limit = this.rng.range(1, 10) * 100;
+    const path = `/accounts/${a.id}`;
+    const text = JSON.stringify({ consumptionLimit: limit });
+    this.doing = `PATCH ${path} ${text}`;
+    // Noted before it is sent: a concurrent grant may already be bound by it.
+    a.limitsEver.push(limit);
+    a.limit = limit;
+    const alone = a.limitPatchesInFlight === 0;
+    if (!alone) a.limitRaced = true;
+    const gen = ++a.limitPatchGen;
+    a.limitPatchesInFlight++;
+    let answer: Answer | null;
+    try {
+      answer = await this.api.send(this, 'PATCH', path, text, { faults: true, giveUp: false, label: `PATCH ${path}`, trace });
+    } finally {
+      a.limitPatchesInFlight--;
+    }
+    const last = alone && a.limitPatchGen === gen;
+    if (last) a.limitRaced = false;
+    this.api.checkProblemShape(answer!, `PATCH ${path}`);
+    const b = answer!.body;
+    if (answer!.status !== 200 || b.accountId !== a.id || b.mainAccountId !== a.mainAccountId || !Number.isSafeInteger(b.consumed)
+      || b.available !== b.balance - b.reserved + b.creditLimit || (last && b.consumptionLimit !== limit)) {
+      this.api.fail('unexpected answer', `PATCH ${path} ${text}: ${answer!.status} ${JSON.stringify(b)}`);
+    }
+    return `PATCH ${path} ${text}`;
+  }
+
   /** Resends a past request (same requestId and body): it must answer as it first did. */
   private async duplicate(trace: string[]) {
     const candidates = this.recent;
@@ -1845,7 +2292,7 @@ class Client {
     else if (which === 0 && this.active.length) req = this.stepReq(this.rng.chance(0.7) ? 'update' : 'debit', this.rng.pick(this.active));
     else if (which === 1) req = this.ddReq();
     else if (which === 2) {
-      const a = this.pickAccount();
+      const a = this.pickAccount({ members: false });
       const rid = this.rid('t');
       req = this.api.newReq('topup', a.id, rid, `/accounts/${a.id}/topup`, { requestId: rid, amount: this.rng.range(10, 500) });
       req.amount = req.body.amount as number;
@@ -1896,6 +2343,20 @@ class Client {
         else if ('units' in body) body.units = (body.units as number) + 1;
         else body.amount = (body.amount as number) + 1;
         break;
+      case 'agree': {
+        // Another party agreeing under this requestId.
+        const parties = this.api.sessions.get(original.sid!)!.party!.ids.filter((id) => id !== body.accountId);
+        body.accountId = this.rng.pick(parties);
+        break;
+      }
+      case 'propose': {
+        // Shares that do not add up to 100 would be refused if the body were new (KNOWN_BUGS
+        // proposeRefusalBeforeReplay: refused before the requestId is looked up).
+        const ids = (body.parties as Array<{ accountId: string }>).map((p) => p.accountId);
+        if (!this.api.avoid() && this.rng.chance(0.3)) body.principle = { type: 'shares', shares: Object.fromEntries(ids.map((id) => [id, 1])) };
+        else (body.requested as { units: number }).units += 1;
+        break;
+      }
       case 'reserve': {
         if (this.rng.chance(0.3) && !isDeepStrictEqual(body.requested, { amount: 1 })) { body.requested = { amount: 1 }; break; }
         const requested = body.requested as Record<string, number>;
