@@ -3,8 +3,8 @@
 // bug found and not yet fixed is recorded as `it.fails` (it fails on the current code, and
 // so passes); once fixed it is a plain `it`, kept as a guard, and the bug leaves KNOWN_BUGS
 // in test/sim/simulator.ts so the simulator exercises that workload again. Open now:
-// proposeRefusalBeforeReplay (multi-party proposals), memberOrphanMarkOverwritten (attached accounts),
-// partyExpiryRace (multi-party proposals and the sweep).
+// proposeRefusalBeforeReplay (multi-party proposals), memberOrphanMarkOverwritten (attached
+// accounts). Fixed since: partyExpiryRace (the sweep now counts such a proposal as not expired).
 import { beforeAll, describe, expect, it } from 'vitest';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { dispatch, loadHandler } from '../../infra/local/api-gateway.js';
@@ -435,8 +435,9 @@ describe('simulator findings (bugs in functions/, open: it.fails until fixed, li
   // failed with no fault injected: session … is active"). The sweep reads a proposal past its
   // validUntil, the last party agrees meanwhile (agree does not look at validUntil) and the
   // session becomes active; the sweep's closePending then finds it active, answers itself
-  // `conflict` and throws: the whole sweep run fails.
-  it.fails('partyExpiryRace: a proposal activated while the sweep expires it does not fail the sweep run', async () => {
+  // `conflict` and throws: the whole sweep run fails. Fixed: expirePartySession counts such a
+  // proposal as not expired (it is active, with its own validity; the next sweep sees it).
+  it('partyExpiryRace: a proposal activated while the sweep expires it does not fail the sweep run', async () => {
     const h = await harness(1000);
     await h.call('POST', '/accounts', { accountId: 'b', currency: 'EUR', kind: 'prepaid' });
     await h.call('POST', '/accounts/b/topup', { requestId: 'tb', amount: 1000 });

@@ -113,9 +113,6 @@ export const KNOWN_BUGS: Readonly<Record<string, string>> = {
   memberOrphanMarkOverwritten:
     'an orphan hold (reserve died after the account write, never retried) on an attached account is not released once its validity and grace are over: '
     + 'allotments and busy idle-return visits SET the account\'s due mark 10 minutes on, past the orphan\'s (tolerated: the end phase moves the clock past the idle return and sweeps again)',
-  partyExpiryRace:
-    'the sweep expiring a proposal past its validUntil while its last party agrees (agree ignores validUntil) finds it active in closePending, '
-    + 'which throws conflict: the whole sweep run fails (tolerated: such a failed run is counted in runScheduled)',
 };
 
 const FAULTY_ATTEMPTS = 3;
@@ -663,7 +660,6 @@ class Simulation {
       this.count(`${name}: failed run`);
       trace.push(`failed: ${reply.error?.split(':')[0]}${faults}`);
       const what = name === 'sweep' ? 'the interim sweep' : 'the recharge trigger';
-      if (reply.injected.length === 0 && name === 'sweep' && /closePending/.test(reply.error ?? '') && this.tolerated('partyExpiryRace')) return;
       if (reply.injected.length === 0) this.fail(`e: ${name} failed`, `${what} failed with no fault injected: ${reply.error}`);
     }
   }
