@@ -13,7 +13,7 @@ import { ledgerPut, type LedgerEntry } from './ledger.js';
 import { markFinalized } from './compaction.js';
 import { getService } from './services.js';
 import { takeAllotment } from './allotments.js';
-import { answerIn, answerKey, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
+import { answerIn, answerKey, getSessionItem, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import type { AccountItem, OpEntry, StoredAnswer } from './accounts.js';
 import { ChargingError, fail } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
@@ -49,14 +49,24 @@ function replay(session: SessionItem, requestId: string, bodyHash: string): Stor
 // ------------------------------------------------------------------------------ propose
 
 export async function proposePartySession(store: Store, command: ProposeCommand, bodyHash: string): Promise<StoredAnswer> {
-  validatePrinciple(command.principle, command.parties);
-  const service = await getService(store, command.serviceId);
-  if (!optimisticGrant(command.requested, service.price)) fail('validation_failed', 'requested must be at least one unit');
-  for (const accountId of command.parties) {
-    const found = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.account(accountId), ProjectionExpression: 'pk' }));
-    if (!found.Item) fail('not_found', `account ${accountId} does not exist`);
-  }
   const sessionId = sessionIdFor(command.requestId);
+  const service = await getService(store, command.serviceId);
+  try {
+    validatePrinciple(command.principle, command.parties);
+    if (!optimisticGrant(command.requested, service.price)) fail('validation_failed', 'requested must be at least one unit');
+    for (const accountId of command.parties) {
+      const found = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.account(accountId), ProjectionExpression: 'pk' }));
+      if (!found.Item) fail('not_found', `account ${accountId} does not exist`);
+    }
+  } catch (error) {
+    // A refusal may meet a session already proposed under this requestId: a repeat is answered
+    // as before (the price may have changed since), another body is idempotency_conflict. Only
+    // refusals pay this read.
+    if (!(error instanceof ChargingError)) throw error;
+    const existing = await getSessionItem(store, sessionId);
+    if (!existing) throw error;
+    return replay(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+  }
   const at = store.now().toISOString();
   const validUntil = addSeconds(at, service.validitySeconds); // the parties have this long to agree
   const session: SessionItem = {

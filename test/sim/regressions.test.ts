@@ -3,8 +3,8 @@
 // bug found and not yet fixed is recorded as `it.fails` (it fails on the current code, and
 // so passes); once fixed it is a plain `it`, kept as a guard, and the bug leaves KNOWN_BUGS
 // in test/sim/simulator.ts so the simulator exercises that workload again. Open now:
-// proposeRefusalBeforeReplay (multi-party proposals), memberOrphanMarkOverwritten (attached
-// accounts). Fixed since: partyExpiryRace (the sweep now counts such a proposal as not expired).
+// memberOrphanMarkOverwritten (attached accounts). Fixed since: partyExpiryRace,
+// proposeRefusalBeforeReplay.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { dispatch, loadHandler } from '../../infra/local/api-gateway.js';
@@ -398,7 +398,7 @@ describe('simulator findings (bugs in functions/, open: it.fails until fixed, li
   // before it looks for a session under the requestId, so a reuse whose body would be
   // refused on its own answers that refusal instead of 409 idempotency_conflict; reserve,
   // direct debits and recharges answer 409 (rechargeRefusalBeforeReplay above).
-  it.fails('proposeRefusalBeforeReplay: a proposal requestId reused with a principle that would be refused is 409 idempotency_conflict', async () => {
+  it('proposeRefusalBeforeReplay: a proposal requestId reused with a principle that would be refused is 409 idempotency_conflict', async () => {
     const h = await harness(1000);
     await h.call('POST', '/accounts', { accountId: 'b', currency: 'EUR', kind: 'prepaid' });
     const proposal = { requestId: 'g1', parties: [{ accountId: 'a' }, { accountId: 'b' }], principle: { type: 'split' }, clientId: 'game', serviceId: 'voice', requested: { units: 60 } };

@@ -107,9 +107,6 @@ export interface SimulateOptions {
  * (regressions.test.ts keeps each as a plain `it`).
  */
 export const KNOWN_BUGS: Readonly<Record<string, string>> = {
-  proposeRefusalBeforeReplay:
-    'POST /sessions with parties: a requestId reused with a body that would be refused on its own (shares not adding up to 100) answers 400 validation_failed, '
-    + 'not 409 idempotency_conflict: proposePartySession validates before it looks for the session (avoided: Client.reuse sends no such body)',
   memberOrphanMarkOverwritten:
     'an orphan hold (reserve died after the account write, never retried) on an attached account is not released once its validity and grace are over: '
     + 'allotments and busy idle-return visits SET the account\'s due mark 10 minutes on, past the orphan\'s (tolerated: the end phase moves the clock past the idle return and sweeps again)',
@@ -2346,10 +2343,9 @@ class Client {
         break;
       }
       case 'propose': {
-        // Shares that do not add up to 100 would be refused if the body were new (KNOWN_BUGS
-        // proposeRefusalBeforeReplay: refused before the requestId is looked up).
+        // Shares that do not add up to 100 would be refused if the body were new.
         const ids = (body.parties as Array<{ accountId: string }>).map((p) => p.accountId);
-        if (!this.api.avoid() && this.rng.chance(0.3)) body.principle = { type: 'shares', shares: Object.fromEntries(ids.map((id) => [id, 1])) };
+        if (this.rng.chance(0.3)) body.principle = { type: 'shares', shares: Object.fromEntries(ids.map((id) => [id, 1])) };
         else (body.requested as { units: number }).units += 1;
         break;
       }
