@@ -13,7 +13,7 @@ import { ledgerPut, type LedgerEntry } from './ledger.js';
 import { markFinalized } from './compaction.js';
 import { getService } from './services.js';
 import { takeAllotment } from './allotments.js';
-import { answerIn, answerKey, getSessionItem, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
+import { answerKey, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import type { AccountItem, OpEntry, StoredAnswer } from './accounts.js';
 import { ChargingError, fail } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
@@ -39,13 +39,6 @@ export interface ProposeCommand {
 
 const addSeconds = (at: string, seconds: number) => new Date(Date.parse(at) + seconds * 1000).toISOString();
 
-function replay(session: SessionItem, requestId: string, bodyHash: string): StoredAnswer | null {
-  const previous = answerIn(session, requestId);
-  if (!previous) return null;
-  if (previous.h !== bodyHash) fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
-  return previous.answer;
-}
-
 // ------------------------------------------------------------------------------ propose
 
 export async function proposePartySession(store: Store, command: ProposeCommand, bodyHash: string): Promise<StoredAnswer> {
@@ -65,7 +58,7 @@ export async function proposePartySession(store: Store, command: ProposeCommand,
     if (!(error instanceof ChargingError)) throw error;
     const existing = await getSessionItem(store, sessionId);
     if (!existing) throw error;
-    return replay(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+    return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
   }
   const at = store.now().toISOString();
   const validUntil = addSeconds(at, service.validitySeconds); // the parties have this long to agree
@@ -90,7 +83,7 @@ export async function proposePartySession(store: Store, command: ProposeCommand,
     }));
   } catch (error) {
     if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
-    return replay(await requireSession(store, sessionId), command.requestId, bodyHash) ?? fail('idempotency_conflict', 'requestId reused');
+    return replayOrConflict(await requireSession(store, sessionId), command.requestId, bodyHash) ?? fail('idempotency_conflict', 'requestId reused');
   }
   return answer;
 }
@@ -99,7 +92,7 @@ export async function proposePartySession(store: Store, command: ProposeCommand,
 
 export async function agree(store: Store, sessionId: string, command: { requestId: string; accountId: string }, bodyHash: string): Promise<StoredAnswer> {
   let session = await requireSession(store, sessionId);
-  const previous = replay(session, command.requestId, bodyHash);
+  const previous = replayOrConflict(session, command.requestId, bodyHash);
   if (previous) return previous;
   if (!session.parties) fail('conflict', `session ${sessionId} is not a multi-party session`);
   const index = session.parties!.findIndex((p) => p.accountId === command.accountId);
@@ -156,7 +149,7 @@ async function activate(store: Store, session: SessionItem, requestId: string, b
   if (result.ok) return answer;
   if (result.refusedParty === undefined) {
     const now = await requireSession(store, session.sessionId);
-    return replay(now, requestId, bodyHash) ?? { status: 200, body: sessionView(now) };
+    return replayOrConflict(now, requestId, bodyHash) ?? { status: 200, body: sessionView(now) };
   }
   // Nothing was reserved from anyone. The refusal is the answer to this request; the session
   // stays proposed, so the parties may top up and agree again (a new requestId) before validUntil.
@@ -270,7 +263,7 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
 
 export async function partyStep(store: Store, session: SessionItem, kind: 'update' | 'debit' | 'release',
   command: { requestId: string; usedUnits: number; requested?: Requested; outcome?: Outcome }, bodyHash: string): Promise<StoredAnswer> {
-  const previous = replay(session, command.requestId, bodyHash);
+  const previous = replayOrConflict(session, command.requestId, bodyHash);
   if (previous) return previous;
   if (session.state === 'pending_agreement') {
     if (kind !== 'release') fail('conflict', `session ${session.sessionId} waits for every party to agree`);
@@ -349,7 +342,7 @@ async function closePending(store: Store, session: SessionItem, state: 'expired'
   } catch (error) {
     if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
     const now = await requireSession(store, session.sessionId);
-    return replay(now, requestId, bodyHash) ?? fail('conflict', `session ${session.sessionId} is ${now.state}`);
+    return replayOrConflict(now, requestId, bodyHash) ?? fail('conflict', `session ${session.sessionId} is ${now.state}`);
   }
   return answer;
 }

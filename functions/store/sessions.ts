@@ -149,7 +149,7 @@ export async function requireSession(store: Store, sessionId: string): Promise<S
   return (await getSessionItem(store, sessionId)) ?? fail('not_found', `session ${sessionId} does not exist`);
 }
 
-function replayOrConflict(session: SessionItem, requestId: string, bodyHash: string): StoredAnswer | null {
+export function replayOrConflict(session: SessionItem, requestId: string, bodyHash: string): StoredAnswer | null {
   const previous = answerIn(session, requestId);
   if (!previous) return null;
   if (previous.h !== bodyHash) fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
