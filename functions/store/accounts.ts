@@ -72,6 +72,8 @@ export interface AccountItem extends AccountInput {
   allotSeq?: number;
   /** Attached accounts: allotments taken since the last given back (sizes the next, see domain/allotment.ts). */
   allotStreak?: number;
+  /** Attached accounts: when the last allotment was taken (its idle return is due IDLE_RETURN_SECONDS later). */
+  allottedAt?: string;
   /** Main accounts: allotments moved to attached accounts and not given back. */
   allottedOut?: number;
   /** Owners (seed 004): the service accounts by classification, which sessions of that service charge. */

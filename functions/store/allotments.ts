@@ -4,20 +4,18 @@
 // `allotSeq` makes concurrent takes by one member fetch once; the main account's
 // `available >= :x` condition means members together can never take more than it has.
 import { TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { createHash } from 'node:crypto';
-import { DUE_SHARDS, key } from './table.js';
+import { dueShardOf, key } from './table.js';
 import { cancellationReasons, withConflictRetry, type Store } from './db.js';
 import { ledgerPut } from './ledger.js';
 import { getAccountItem, type AccountItem } from './accounts.js';
 import { plainItem } from './db.js';
+import { ORPHAN_GRACE_MS } from './compaction.js';
 import { allotmentFor, excessOverLimit } from '../domain/allotment.js';
 
 export type TakeResult = 'given' | 'moved' | 'insufficient' | 'limit' | 'inactive';
 
 /** An allotment left unused this long goes back to the main account (by the sweep). */
 export const IDLE_RETURN_SECONDS = 600;
-
-const shardOf = (accountId: string) => `due#${createHash('sha256').update(accountId).digest()[0]! % DUE_SHARDS}`;
 
 function mainIsUsable(main: AccountItem | null, at: string): main is AccountItem {
   return !!main && main.status === 'active' && (main.validUntil === undefined || main.validUntil > at);
@@ -57,7 +55,12 @@ async function transfer(store: Store, t: { to: string; member: AccountItem; amou
   const x = t.amountMinor;
   const sign = t.direction === 'take' ? 1 : -1; // seen from the member
   const mainId = t.member.mainAccountId!;
-  const idleAt = new Date(Date.parse(t.at) + IDLE_RETURN_SECONDS * 1000).toISOString();
+  // The due mark is shared with the account's open operations, which only set it when it is
+  // absent: an orphan hold is due at its validity plus ORPHAN_GRACE_MS. So a take marks the
+  // account no later than any hold taken after it can be due (it is at least a grace away),
+  // and keeps a mark already there; the sweep's visit then moves the mark to the earliest of
+  // the idle return (from `allottedAt`) and what the open operations need.
+  const firstLookAt = new Date(Date.parse(t.at) + ORPHAN_GRACE_MS).toISOString();
   try {
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({
       TransactItems: [
@@ -74,12 +77,12 @@ async function transfer(store: Store, t: { to: string; member: AccountItem; amou
         { Update: {
           TableName: store.tableName, Key: key.account(t.member.accountId),
           // allotSeq guards the member (so `allotStreak` is read and written under the same guard).
-          UpdateExpression: `SET balance = balance + :dx, available = available + :dx, takenMinor = if_not_exists(takenMinor, :zero) + :dx, allotSeq = :next, allotStreak = :streak${t.direction === 'take' ? ', dueShard = :shard, dueAt = :idle' : ''}`,
+          UpdateExpression: `SET balance = balance + :dx, available = available + :dx, takenMinor = if_not_exists(takenMinor, :zero) + :dx, allotSeq = :next, allotStreak = :streak${t.direction === 'take' ? ', allottedAt = :at, dueShard = :shard, dueAt = if_not_exists(dueAt, :look)' : ''}`,
           ConditionExpression: `${seq === 0 ? 'attribute_not_exists(allotSeq)' : 'allotSeq = :seq'}${t.direction === 'return' ? ' AND available >= :x' : ''}`,
           ExpressionAttributeValues: {
             ':dx': sign * x, ':zero': 0, ':next': seq + 1, ...(seq === 0 ? {} : { ':seq': seq }),
             ':streak': t.direction === 'take' ? (t.member.allotStreak ?? 0) + 1 : 0,
-            ...(t.direction === 'take' ? { ':shard': shardOf(t.member.accountId), ':idle': idleAt } : { ':x': x }),
+            ...(t.direction === 'take' ? { ':at': t.at, ':shard': dueShardOf(t.member.accountId), ':look': firstLookAt } : { ':x': x }),
           },
         } },
         ledgerPut(store, { accountId: mainId, entryId: `${transferId}:main`, at: t.at, type: 'allotment', amount: -sign * x, reservedDelta: 0, counterparty: t.member.accountId }),
@@ -112,25 +115,30 @@ export async function applyConsumptionLimit(store: Store, accountId: string, lim
   }
 }
 
-/** The sweep: an allotment unused for a while goes back to the main account for others. */
-export async function returnIdleAllotment(store: Store, accountId: string): Promise<'returned' | 'busy' | 'gone'> {
+export interface IdleReturn {
+  outcome: 'returned' | 'busy' | 'gone';
+  /** When the allotment needs a look again (null: nothing taken is left to give back). */
+  next: string | null;
+  /** The member's allotSeq after this visit: the sweep unmarks the account only if it is unchanged. */
+  allotSeq: number;
+}
+
+/**
+ * The sweep: an allotment unused for IDLE_RETURN_SECONDS goes back to the main account for
+ * others. It writes no due mark itself: the sweep sets the account's mark to the earliest of
+ * this and what the account's open operations need (an orphan hold must not wait for it).
+ */
+export async function returnIdleAllotment(store: Store, accountId: string): Promise<IdleReturn> {
   const member = await getAccountItem(store, accountId);
-  if (!member?.mainAccountId) return 'gone';
-  const clear = () => store.db.send(new UpdateCommand({
-    TableName: store.tableName, Key: key.account(accountId),
-    UpdateExpression: 'REMOVE dueShard, dueAt', ConditionExpression: 'allotSeq = :seq',
-    ExpressionAttributeValues: { ':seq': member.allotSeq ?? 0 },
-  })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
-  if (member.reserved > 0) {
-    // Sessions are running on it: look again later.
-    await store.db.send(new UpdateCommand({
-      TableName: store.tableName, Key: key.account(accountId), UpdateExpression: 'SET dueAt = :idle',
-      ExpressionAttributeValues: { ':idle': new Date(store.now().getTime() + IDLE_RETURN_SECONDS * 1000).toISOString() },
-    }));
-    return 'busy';
-  }
+  if (!member?.mainAccountId) return { outcome: 'gone', next: null, allotSeq: member?.allotSeq ?? 0 };
+  const nowMs = store.now().getTime();
+  const allotSeq = member.allotSeq ?? 0;
+  const busyUntil = (ms: number): IdleReturn => ({ outcome: 'busy', next: new Date(ms).toISOString(), allotSeq });
+  const idleFromMs = member.allottedAt ? Date.parse(member.allottedAt) + IDLE_RETURN_SECONDS * 1000 : nowMs;
+  if (idleFromMs > nowMs) return busyUntil(idleFromMs); // taken lately (the mark was set sooner, by an operation)
+  if (member.reserved > 0) return busyUntil(nowMs + IDLE_RETURN_SECONDS * 1000); // sessions are running on it
   const back = Math.min(member.available, member.takenMinor ?? 0);
-  if (back > 0 && (await returnAllotment(store, member, back)) !== 'given') return 'busy';
-  await clear();
-  return back > 0 ? 'returned' : 'gone';
+  if (back <= 0) return { outcome: 'gone', next: null, allotSeq };
+  if ((await returnAllotment(store, member, back)) !== 'given') return busyUntil(nowMs); // it changed meanwhile: the next run looks
+  return { outcome: 'returned', next: null, allotSeq: allotSeq + 1 };
 }

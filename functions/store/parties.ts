@@ -7,7 +7,7 @@
 // charges, and DynamoDB retries (or we do) the rare conflict.
 import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { dueShardOf, key } from './table.js';
-import { cancellationReasons, withConflictRetry, type Store } from './db.js';
+import { cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { newNonce, plainItem } from './ops.js';
 import { ledgerPut, type LedgerEntry } from './ledger.js';
 import { markFinalized } from './compaction.js';
@@ -90,7 +90,9 @@ export async function proposePartySession(store: Store, command: ProposeCommand,
 
 // -------------------------------------------------------------------------------- agree
 
-export async function agree(store: Store, sessionId: string, command: { requestId: string; accountId: string }, bodyHash: string): Promise<StoredAnswer> {
+export async function agree(store: Store, sessionId: string, command: { requestId: string; accountId: string }, bodyHash: string, attempt = 0): Promise<StoredAnswer> {
+  // Each new attempt follows a change of the session (agreed, activated, lapsed): a few suffice.
+  if (attempt >= 8) throw new ChargingError('temporarily_unavailable', `session ${sessionId} changed too often to agree; retry with the same requestId`);
   let session = await requireSession(store, sessionId);
   const previous = replayOrConflict(session, command.requestId, bodyHash);
   if (previous) return previous;
@@ -98,10 +100,17 @@ export async function agree(store: Store, sessionId: string, command: { requestI
   const index = session.parties!.findIndex((p) => p.accountId === command.accountId);
   if (index < 0) fail('validation_failed', `${command.accountId} is not a party of session ${sessionId}`);
   if (session.state !== 'pending_agreement') {
-    if (session.state === 'active') return { status: 200, body: sessionView(session) };
+    // Kept, so a repeat of this agreement is answered alike once the session has moved on.
+    if (session.state === 'active') return keepAnswer(store, sessionId, command.requestId, bodyHash, { status: 200, body: sessionView(session) });
     fail('session_closed', `session ${sessionId} is ${session.state}`, { state: session.state });
   }
   const at = store.now().toISOString();
+  if (session.validUntil <= at) {
+    // The proposal lapsed and the sweep has not closed it yet: close it as the sweep would
+    // (or find it activated just before), then answer for what it is now.
+    await expirePartySession(store, session);
+    return agree(store, sessionId, command, bodyHash, attempt + 1);
+  }
   if (!session.parties![index]!.agreedAt) {
     try {
       const result = await store.db.send(new UpdateCommand({
@@ -116,23 +125,35 @@ export async function agree(store: Store, sessionId: string, command: { requestI
     } catch (error) {
       if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
       session = await requireSession(store, sessionId); // agreed meanwhile (a duplicate) or activated
-      if (session.state !== 'pending_agreement') return agree(store, sessionId, command, bodyHash);
+      if (session.state !== 'pending_agreement') return agree(store, sessionId, command, bodyHash, attempt + 1);
     }
   }
-  if (!session.parties!.every((p) => p.agreedAt)) {
-    const answer: StoredAnswer = { status: 200, body: sessionView(session) };
+  if (!session.parties!.every((p) => p.agreedAt)) return keepAnswer(store, sessionId, command.requestId, bodyHash, { status: 200, body: sessionView(session) });
+  return activate(store, session, command, bodyHash, attempt);
+}
+
+/**
+ * Keeps `answer` as the answer to `requestId` on the session, for repeats, where no step
+ * records it (agreements, refusals). The first kept wins: a concurrent duplicate is answered
+ * what was kept.
+ */
+async function keepAnswer(store: Store, sessionId: string, requestId: string, bodyHash: string, answer: StoredAnswer): Promise<StoredAnswer> {
+  try {
     await store.db.send(new UpdateCommand({
       TableName: store.tableName, Key: key.session(sessionId),
-      UpdateExpression: 'SET answers.#rid = :answer', ConditionExpression: 'attribute_not_exists(answers.#rid)',
-      ExpressionAttributeNames: { '#rid': answerKey(command.requestId) }, ExpressionAttributeValues: { ':answer': { h: bodyHash, answer } },
-    })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
+      UpdateExpression: 'SET answers.#rid = :answer', ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(answers.#rid)',
+      ExpressionAttributeNames: { '#rid': answerKey(requestId) }, ExpressionAttributeValues: { ':answer': { h: bodyHash, answer } },
+    }));
     return answer;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    return replayOrConflict(await requireSession(store, sessionId), requestId, bodyHash) ?? answer;
   }
-  return activate(store, session, command.requestId, bodyHash);
 }
 
 /** The last agreement: reserve every party's most possible share, all or nothing. */
-async function activate(store: Store, session: SessionItem, requestId: string, bodyHash: string, allotmentsTaken = 0): Promise<StoredAnswer> {
+async function activate(store: Store, session: SessionItem, command: { requestId: string; accountId: string }, bodyHash: string, attempt: number, allotmentsTaken = 0): Promise<StoredAnswer> {
+  const requestId = command.requestId;
   const parties = session.parties!;
   const grant = optimisticGrant(session.requested!, session.price)!;
   const shares = mostPossibleShares(session.principle!, parties.map((p) => p.accountId), grant.amountMinor);
@@ -147,17 +168,15 @@ async function activate(store: Store, session: SessionItem, requestId: string, b
     moves: parties.map((p, i) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: shares[i]!, grantedUnits: grant.units })),
   });
   if (result.ok) return answer;
-  if (result.refusedParty === undefined) {
-    const now = await requireSession(store, session.sessionId);
-    return replayOrConflict(now, requestId, bodyHash) ?? { status: 200, body: sessionView(now) };
-  }
+  // The session changed (a concurrent agreement activated it) or lapsed: answer for what it is now.
+  if (result.refusedParty === undefined) return agree(store, session.sessionId, command, bodyHash, attempt + 1);
   // Nothing was reserved from anyone. The refusal is the answer to this request; the session
   // stays proposed, so the parties may top up and agree again (a new requestId) before validUntil.
   const refused = result.refusedParty;
   // A party attached to a main account pays through it: take an allotment, then try again.
   if (refused.reason === 'insufficient' && refused.account?.mainAccountId && allotmentsTaken < parties.length) {
     const taken = await takeAllotment(store, refused.account, refused.needMinor - refused.account.available);
-    if (taken === 'given' || taken === 'moved') return activate(store, session, requestId, bodyHash, allotmentsTaken + 1);
+    if (taken === 'given' || taken === 'moved') return activate(store, session, command, bodyHash, attempt, allotmentsTaken + 1);
     if (taken === 'inactive') refused.reason = 'inactive';
   }
   const problem = refused.reason === 'not_found'
@@ -165,12 +184,7 @@ async function activate(store: Store, session: SessionItem, requestId: string, b
     : refused.reason === 'inactive'
       ? { status: 403, body: { code: 'account_inactive', detail: `party ${refused.accountId} is suspended or expired`, accountId: refused.accountId } }
       : { status: 402, body: { code: 'insufficient_credit', detail: `party ${refused.accountId} cannot pay its most possible share of ${refused.needMinor}`, accountId: refused.accountId, finalUnitAction: 'terminate' } };
-  await store.db.send(new UpdateCommand({
-    TableName: store.tableName, Key: key.session(session.sessionId),
-    UpdateExpression: 'SET answers.#rid = :answer', ConditionExpression: 'attribute_not_exists(answers.#rid)',
-    ExpressionAttributeNames: { '#rid': answerKey(requestId) }, ExpressionAttributeValues: { ':answer': { h: bodyHash, answer: problem } },
-  })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
-  return problem;
+  return keepAnswer(store, session.sessionId, requestId, bodyHash, problem);
 }
 
 // ---------------------------------------------------------------- the one transaction
@@ -231,7 +245,8 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
   const sessionUpdate = { Update: {
     TableName: store.tableName, Key: key.session(session.sessionId),
     UpdateExpression: `SET #state = :state, seq = :next, parties = :parties, #hold = :hold, validUntil = :vu, lastUpdateAt = :at, returnedMinor = :returned${step.answer ? ', answers.#rid = :answer' : ''}${closing ? ' REMOVE dueShard, dueAt' : ', dueShard = :shard, dueAt = :vu'}`,
-    ConditionExpression: '#state = :was AND seq = :seq',
+    // A proposal is agreed to only within its validUntil (the sweep expires it after).
+    ConditionExpression: `#state = :was AND seq = :seq${step.kind === 'activate' ? ' AND validUntil > :at' : ''}`,
     ExpressionAttributeNames: { '#state': 'state', '#hold': 'hold', ...(step.answer ? { '#rid': answerKey(step.requestId) } : {}) },
     ExpressionAttributeValues: {
       ':state': step.next.state, ':next': step.next.seq, ':parties': step.next.parties, ':hold': step.next.hold, ':vu': step.next.validUntil,
@@ -305,7 +320,9 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   const result = await partyTransaction(store, session, { kind, requestId: command.requestId, bodyHash, at, next, answer, moves });
   if (result.ok) return answer;
   if (result.refusedParty && kind === 'update') {
-    return { status: 402, body: { code: 'insufficient_credit', detail: `party ${result.refusedParty.accountId} cannot pay a larger share`, accountId: result.refusedParty.accountId, charged: { units: session.hold.usedUnits, amount: 0 } } };
+    // Nothing moved; the refusal is kept, so a repeat is refused alike even after a top-up.
+    return keepAnswer(store, session.sessionId, command.requestId, bodyHash,
+      { status: 402, body: { code: 'insufficient_credit', detail: `party ${result.refusedParty.accountId} cannot pay a larger share`, accountId: result.refusedParty.accountId, charged: { units: session.hold.usedUnits, amount: 0 } } });
   }
   // The session moved (a duplicate, the sweep): decide again on what it is now.
   return partyStep(store, await requireSession(store, session.sessionId), kind, command, bodyHash);

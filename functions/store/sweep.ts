@@ -86,24 +86,24 @@ async function sweepAccountItem(store: Store, accountId: string): Promise<Outcom
   if (!visit.account) return 'gone';
   let outcome: Outcome = visit.released > 0 ? 'released' : 'not_due';
   if (visit.account.mainAccountId) {
-    // The allotment's idle return decides the mark of an attached account (it keeps it while
-    // anything is reserved); when it took the mark away and entries are left, they put it back.
-    const returned = await returnIdleAllotment(store, accountId);
-    if (returned === 'returned' && outcome === 'not_due') outcome = 'returned';
-    if (visit.next) await markDue(store, accountId, visit.next, 'if_absent');
+    const idle = await returnIdleAllotment(store, accountId);
+    if (idle.outcome === 'returned' && outcome === 'not_due') outcome = 'returned';
+    const next = [visit.next, idle.next].filter((at): at is string => at !== null).sort()[0];
+    if (next) await markDue(store, accountId, next);
+    else await unmarkIfEmpty(store, accountId, idle.allotSeq);
     return outcome;
   }
-  if (visit.next) await markDue(store, accountId, visit.next, 'always');
+  if (visit.next) await markDue(store, accountId, visit.next);
   else await unmarkIfEmpty(store, accountId);
   return outcome;
 }
 
-async function markDue(store: Store, accountId: string, dueAt: string, when: 'always' | 'if_absent'): Promise<void> {
+async function markDue(store: Store, accountId: string, dueAt: string): Promise<void> {
   try {
     await store.db.send(new UpdateCommand({
       TableName: store.tableName, Key: key.account(accountId),
       UpdateExpression: 'SET dueShard = :shard, dueAt = :due',
-      ConditionExpression: when === 'always' ? 'attribute_exists(pk)' : 'attribute_exists(pk) AND attribute_not_exists(dueAt)',
+      ConditionExpression: 'attribute_exists(pk)',
       ExpressionAttributeValues: { ':shard': dueShardOf(accountId), ':due': dueAt },
     }));
   } catch (error) {
@@ -113,15 +113,17 @@ async function markDue(store: Store, accountId: string, dueAt: string, when: 'al
 
 /**
  * Out of the index only while `ops` is empty, checked in the same write: an operation that
- * lands meanwhile did not mark the account (it was marked), so the mark must stay for it.
+ * lands meanwhile did not mark the account (it was marked), so the mark must stay for it. An
+ * attached account also only while no allotment was taken since the visit (`allotSeq`).
  */
-async function unmarkIfEmpty(store: Store, accountId: string): Promise<void> {
+async function unmarkIfEmpty(store: Store, accountId: string, allotSeq?: number): Promise<void> {
+  const allotGuard = allotSeq === undefined ? '' : allotSeq === 0 ? ' AND attribute_not_exists(allotSeq)' : ' AND allotSeq = :seq';
   try {
     await store.db.send(new UpdateCommand({
       TableName: store.tableName, Key: key.account(accountId),
       UpdateExpression: 'REMOVE dueShard, dueAt',
-      ConditionExpression: 'size(ops) = :zero',
-      ExpressionAttributeValues: { ':zero': 0 },
+      ConditionExpression: `size(ops) = :zero${allotGuard}`,
+      ExpressionAttributeValues: { ':zero': 0, ...(allotSeq ? { ':seq': allotSeq } : {}) },
     }));
   } catch (error) {
     if (!isConditionFailure(error)) throw error; // entries came: the mark stays (due now: the next run looks)

@@ -2,9 +2,7 @@
 // real handlers (dispatch) against DynamoDB Local, asserting what the contract promises. A
 // bug found and not yet fixed is recorded as `it.fails` (it fails on the current code, and
 // so passes); once fixed it is a plain `it`, kept as a guard, and the bug leaves KNOWN_BUGS
-// in test/sim/simulator.ts so the simulator exercises that workload again. Open now:
-// memberOrphanMarkOverwritten (attached accounts). Fixed since: partyExpiryRace,
-// proposeRefusalBeforeReplay.
+// in test/sim/simulator.ts so the simulator exercises that workload again. None is open.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { dispatch, loadHandler } from '../../infra/local/api-gateway.js';
@@ -416,8 +414,10 @@ describe('simulator findings (bugs in functions/, open: it.fails until fixed, li
   // plus a grace. On an attached account an allotment SETs that mark to its idle-return time
   // (10 minutes on) and applyOp only sets it if absent, and a busy idle-return visit pushes
   // it 10 minutes on again: the orphan's money stays reserved long past its validity, for
-  // as long as the member keeps taking allotments.
-  it.fails('memberOrphanMarkOverwritten: an orphan hold on an attached account goes back once its validity (plus a grace) is over', async () => {
+  // as long as the member keeps taking allotments. Fixed: a take keeps a mark already there,
+  // and the sweep's visit sets the mark to the earliest of the idle return (from the member's
+  // `allottedAt`) and what its open operations need.
+  it('memberOrphanMarkOverwritten: an orphan hold on an attached account goes back once its validity (plus a grace) is over', async () => {
     const h = await harness(1000);
     await h.call('POST', '/accounts', { accountId: 'kid', currency: 'EUR', kind: 'prepaid', mainAccountId: 'a' });
     h.dieBetweenWrites(); // the allotment lands, the hold lands, the session write never goes out

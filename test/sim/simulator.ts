@@ -27,7 +27,6 @@ import { createStore, documentClient, ensureTable } from '../../functions/store/
 import { apiToken } from '../../functions/config.js';
 import { sessionIdFor } from '../../functions/store/sessions.js';
 import { DUE_INDEX, DUE_SHARDS } from '../../functions/store/table.js';
-import { IDLE_RETURN_SECONDS } from '../../functions/store/allotments.js';
 import { Rng, splitmix32 } from './prng.js';
 import { drawPlan, type FaultPlan } from './faults.js';
 import { DirectDb, LambdaRuntime, ProcessRuntime, type DbClient, type Runtime, type RuntimeStats } from './runtime.js';
@@ -103,14 +102,9 @@ export interface SimulateOptions {
  * counts a symptom instead of failing, so the rest can still be checked. Once a bug is fixed
  * it leaves this list, and its avoidance and tolerance leave the simulator.
  *
- * Every bug found before multi-party sessions joined the workload is fixed
- * (regressions.test.ts keeps each as a plain `it`).
+ * Every bug found so far is fixed (regressions.test.ts keeps each as a plain `it`).
  */
-export const KNOWN_BUGS: Readonly<Record<string, string>> = {
-  memberOrphanMarkOverwritten:
-    'an orphan hold (reserve died after the account write, never retried) on an attached account is not released once its validity and grace are over: '
-    + 'allotments and busy idle-return visits SET the account\'s due mark 10 minutes on, past the orphan\'s (tolerated: the end phase moves the clock past the idle return and sweeps again)',
-};
+export const KNOWN_BUGS: Readonly<Record<string, string>> = {};
 
 const FAULTY_ATTEMPTS = 3;
 // In the future: notifications carry a TTL (90 days after they are written, in simulated
@@ -1636,12 +1630,6 @@ class Simulation {
     // Past every validity, then sweep until nothing more expires.
     this.advanceMs((VALIDITY_SECONDS + 60) * 1000);
     await this.sweepUntilQuiet();
-    // KNOWN_BUGS memberOrphanMarkOverwritten: an orphan hold on an attached account is found
-    // only once its allotment's idle return is due (up to IDLE_RETURN_SECONDS later).
-    if (this.avoid && [...this.accounts.values()].some((a) => a.mainAccountId) && this.tolerated('memberOrphanMarkOverwritten')) {
-      this.advanceMs((IDLE_RETURN_SECONDS + 60) * 1000);
-      await this.sweepUntilQuiet();
-    }
     await this.runtime.idle();
     // Session steps given up: the sweep rolled them forward; retrying them now must answer
     // what was recorded (or that the session is finished).

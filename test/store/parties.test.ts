@@ -155,3 +155,45 @@ describe('cleanup', () => {
     expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 0, balance: 1000 });
   });
 });
+
+describe('answers kept for repeats, and the proposal window', () => {
+  it('an agreement arriving after the session started is answered alike when repeated later', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 1000 });
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' }, 11);
+    const late = await agree(store, sessionId, { requestId: 'late-ann', accountId: 'ann' }, 'h');
+    expect(late.body).toMatchObject({ state: 'active', charged: { amount: 0 } });
+    await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 5 }, 'h');
+    await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 6 }, 'h');
+    expect(await agree(store, sessionId, { requestId: 'late-ann', accountId: 'ann' }, 'h')).toEqual(late);
+    expect(await codeOf(agree(store, sessionId, { requestId: 'late-ann', accountId: 'ann' }, 'other body'))).toBe('idempotency_conflict');
+  });
+
+  it('an update refused for a party short of credit is refused alike when repeated after a top-up', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 20 });
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' }, 10);
+    const refused = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 4, requested: { units: 500 } }, 'h');
+    expect([refused.status, refused.body.code, refused.body.accountId]).toEqual([402, 'insufficient_credit', 'ben']);
+    await topUp(store, 'ben', 't-ben-2', 1000, 'h');
+    expect(await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 4, requested: { units: 500 } }, 'h')).toEqual(refused);
+    const next = await updateSession(store, sessionId, { requestId: 'u2', usedUnits: 4, requested: { units: 500 } }, 'h');
+    expect(next.status).toBe(200);
+    expect(await reconciled(store, 'ben')).toMatchObject({ balance: 1020 });
+  });
+
+  it('a proposal is agreed to only before its validUntil: later it is expired, nothing reserved', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await players(store, { ann: 1000, ben: 1000 });
+    const proposed = await proposePartySession(store, { requestId: 'g1', parties: ['ann', 'ben'], principle: { type: 'split' }, clientId: 'g', serviceId: 'game', requested: { units: 100 } }, 'h');
+    const id = proposed.body.sessionId as string;
+    await agree(store, id, { requestId: 'ag-ann', accountId: 'ann' }, 'h');
+    clock.advanceSeconds(601); // past the proposal's validUntil, before any sweep
+    expect(await codeOf(agree(store, id, { requestId: 'ag-ben', accountId: 'ben' }, 'h'))).toBe('session_closed');
+    expect((await requireSession(store, id)).state).toBe('expired');
+    expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 0, balance: 1000 });
+    expect(await reconciled(store, 'ben')).toMatchObject({ reserved: 0, balance: 1000 });
+    expect((await sweep(store, { batchSize: 10, maxBatches: 5 })).expired).toBe(0);
+  });
+});
