@@ -1,5 +1,6 @@
 // Bundle size and module load time of every Lambda, built exactly as the stack builds them
-// (infra/bundling.ts), next to a baseline bundle that holds only the DynamoDB client.
+// (infra/bundling.ts), next to a baseline bundle that holds only the DynamoDB client (built
+// the same way), and the same client as the SDK bundles without our stand-ins.
 //
 //   npm run bench:bundles
 //
@@ -26,6 +27,8 @@ const LOADS = Math.max(1, Math.floor(Number(process.env.BENCH_BUNDLE_LOADS) || 1
 const SIZE_TARGET_KB = 250;
 const LOAD_TARGET_RATIO = 1.2;
 const BASELINE = 'baseline: DynamoDB client only';
+/** The same client without the stand-ins of infra/bundle-aliases/: what the SDK bundles to as published. */
+const STOCK_BASELINE = 'DynamoDB client, stock SDK';
 
 /** What every function needs at least: the document client, created at module scope as the handlers' store does. */
 const baselineSource = `
@@ -164,10 +167,11 @@ function loadOnce(loader: string, file: string): Promise<number> {
 
 // --------------------------------------------------------------------------------- build
 
-async function buildBundle(dir: string, name: string, source: { entry: string } | { contents: string }): Promise<Bundle> {
+async function buildBundle(dir: string, name: string, source: { entry: string } | { contents: string }, stock = false): Promise<Bundle> {
   const { entryPoints, ...options } = esbuildBuildOptions('entry' in source ? source.entry : '');
   const result = await build({
     ...options,
+    ...(stock ? { alias: {} } : {}),
     ...('entry' in source
       ? { entryPoints }
       : { stdin: { contents: source.contents, resolveDir: repoRoot, sourcefile: 'baseline.ts', loader: 'ts' as const } }),
@@ -190,9 +194,10 @@ async function main() {
   try {
     process.stderr.write(`building ${functionNames.length} functions and the baseline into ${dir} ...\n`);
     const baseline = await buildBundle(dir, BASELINE, { contents: baselineSource });
+    const stock = await buildBundle(dir, STOCK_BASELINE, { contents: baselineSource }, true);
     const bundles: Bundle[] = [];
     for (const name of functionNames) bundles.push(await buildBundle(dir, name, { entry: entryOf(name) }));
-    const all = [baseline, ...bundles];
+    const all = [baseline, stock, ...bundles];
     const loader = join(dir, 'load.mjs');
     writeFileSync(loader, loaderSource);
 
@@ -207,12 +212,13 @@ async function main() {
     process.stderr.write('\n\n');
 
     const baseMs = median(baseline.loads);
+    const stockMs = median(stock.loads);
     const row = (bundle: Bundle, isBaseline = false) => {
       const ms = median(bundle.loads);
       const ratio = ms / baseMs;
       return [
         bundle.name, kb(bundle.bytes), kb(bundle.gzipBytes), ms.toFixed(1),
-        `${percentile(bundle.loads, 25).toFixed(1)}-${percentile(bundle.loads, 75).toFixed(1)}`, `${ratio.toFixed(2)}x`,
+        `${percentile(bundle.loads, 25).toFixed(1)}-${percentile(bundle.loads, 75).toFixed(1)}`, `${ratio.toFixed(2)}x`, `${(ms / stockMs).toFixed(2)}x`,
         isBaseline ? '-' : bundle.bytes <= SIZE_TARGET_KB * 1024 ? 'PASS' : 'MISS',
         isBaseline ? '-' : ratio <= LOAD_TARGET_RATIO ? 'PASS' : 'MISS',
       ];
@@ -220,14 +226,15 @@ async function main() {
     console.log(`Lambda bundles: minified ESM as the stack builds them (infra/bundling.ts), AWS SDK bundled.`);
     console.log(`Load = median of ${LOADS} cold loads, each a fresh \`node\` (${process.version}, ${cpus()[0]?.model ?? 'cpu'}) timing \`await import(bundle)\`.\n`);
     console.log(table(
-      ['function', 'minified KB', 'gzip KB', 'load ms', 'load p25-p75', 'x baseline', `size <= ${SIZE_TARGET_KB} KB`, `load <= ${LOAD_TARGET_RATIO}x`],
-      [row(baseline, true), ...bundles.map((bundle) => row(bundle))],
+      ['function', 'minified KB', 'gzip KB', 'load ms', 'load p25-p75', 'x baseline', 'x stock client', `size <= ${SIZE_TARGET_KB} KB`, `load <= ${LOAD_TARGET_RATIO}x`],
+      [row(baseline, true), row(stock, true), ...bundles.map((bundle) => row(bundle))],
     ));
     const passSize = bundles.filter((b) => b.bytes <= SIZE_TARGET_KB * 1024).length;
     const passLoad = bundles.filter((b) => median(b.loads) / baseMs <= LOAD_TARGET_RATIO).length;
     console.log(`\ntargets: size <= ${SIZE_TARGET_KB} KB: ${passSize}/${bundles.length} PASS; load <= ${LOAD_TARGET_RATIO}x baseline: ${passLoad}/${bundles.length} PASS.`);
-    console.log(`note: the DynamoDB client alone (the baseline) is ${kb(baseline.bytes)} KB minified, so the ${SIZE_TARGET_KB} KB size target cannot be met`
-      + ` by any function that talks to DynamoDB while the SDK is bundled; the load-time target is the one that can.`);
+    console.log(`note: the DynamoDB client alone (the baseline, with the stand-ins of infra/bundle-aliases/) is ${kb(baseline.bytes)} KB minified,`
+      + ` leaving ${(SIZE_TARGET_KB - baseline.bytes / 1024).toFixed(0)} KB for our code, zod and Powertools; the baseline shrank with the stand-ins too, so "x baseline" compares like with like.`
+      + ` "x stock client": against the DynamoDB client as the SDK bundles without them (${kb(stock.bytes)} KB), the baseline before the stand-ins.`);
 
     console.log('\nWhat is in each bundle (KB in the minified output, largest first):\n');
     console.log(table(['function', 'largest packages'], all.map((bundle) => [

@@ -188,6 +188,7 @@ export class ChargingStack extends Stack {
           mainFields: [...esbuildOptions.mainFields],
           banner: esbuildOptions.banner,
           externalModules: [...esbuildOptions.external],
+          esbuildArgs: Object.fromEntries(Object.entries(esbuildOptions.alias).map(([from, to]) => [`--alias:${from}`, to])),
           forceDockerBundling: false,
         },
       });

@@ -4,9 +4,16 @@
 // load times and the targets are `npm run bench:bundles`, not a test.
 import { describe, expect, it } from 'vitest';
 import { build, type Metafile } from 'esbuild';
-import { entryOf, esbuildBuildOptions, functionNames } from '../../infra/bundling.js';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { entryOf, esbuildBuildOptions, functionNames, repoRoot } from '../../infra/bundling.js';
+import { createStore, ensureTable } from '../../functions/store/db.js';
+import { dynamodbEndpoint, uniqueTable } from '../helpers.js';
 
-/** Every function is ~360-490 KB today, of which the DynamoDB client alone is ~330 KB. */
+/** Every function is ~230-300 KB today (bench:bundles), of which the DynamoDB client is ~200 KB. */
 const LIMIT_BYTES = 768 * 1024;
 /** zod/mini with the schemas a handler uses is ~10-30 KB; the full zod would be ~450 KB. */
 const ZOD_LIMIT_BYTES = 96 * 1024;
@@ -42,4 +49,53 @@ describe('bundle sizes', () => {
       expect({ function: row.function, zodTooLarge: row.zod >= ZOD_LIMIT_BYTES }).toEqual({ function: row.function, zodTooLarge: false });
     }
   }, 120_000);
+});
+
+describe('a bundle as Lambda runs it', () => {
+  // The bundles swap the SDK's default credential chain and its event streams for stand-ins
+  // (infra/bundle-aliases/): the bundled function, alone in a fresh Node process with only
+  // what Lambda gives it (credentials in the environment, no ~/.aws), must still sign and
+  // send its calls. Here against DynamoDB Local, which accepts any credentials.
+  it('the services function, bundled, writes and reads a service with credentials from the environment', async () => {
+    const tableName = uniqueTable('bundle');
+    await ensureTable(createStore({ tableName, endpoint: dynamodbEndpoint() }));
+    const dir = mkdtempSync(join(tmpdir(), 'bundle-'));
+    try {
+      await build({ ...esbuildBuildOptions(entryOf('services')), outfile: join(dir, 'index.mjs'), logLevel: 'silent' });
+      const events = ['put-service', 'get-service'].map((file) => JSON.parse(readFileSync(join(repoRoot, 'events', `${file}.json`), 'utf8')));
+      writeFileSync(join(dir, 'run.mjs'), `import { handler } from './index.mjs';
+const answers = [];
+for (const event of ${JSON.stringify(events)}) answers.push(await handler(event, { awsRequestId: 'bundle-test', functionName: 'services', getRemainingTimeInMillis: () => 3000 }));
+console.log(JSON.stringify(answers));`);
+      const { stdout } = await promisify(execFile)(process.execPath, [join(dir, 'run.mjs')], {
+        cwd: dir,
+        env: {
+          PATH: process.env.PATH, HOME: dir, TABLE_NAME: tableName, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_DYNAMODB: dynamodbEndpoint(),
+          AWS_ACCESS_KEY_ID: 'AKIDBUNDLETEST', AWS_SECRET_ACCESS_KEY: 'bundle-test-secret', AWS_SESSION_TOKEN: 'bundle-test-token',
+          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', POWERTOOLS_LOG_LEVEL: 'ERROR',
+        },
+      });
+      const answers = JSON.parse(stdout.trim().split('\n').pop()!) as Array<{ statusCode: number; body: string }>;
+      expect(answers.map((a) => a.statusCode)).toEqual([200, 200]);
+      expect(JSON.parse(answers[1]!.body)).toMatchObject({ serviceId: 'voice' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+describe('the LRU stand-in of the bundles (infra/bundle-aliases/lru-cache.ts)', () => {
+  it('evicts the least recently used entry, and peek does not refresh', async () => {
+    const { default: LRUCache } = await import('../../infra/bundle-aliases/lru-cache.js');
+    const cache = new LRUCache<string, number>(2);
+    cache.set('a', 1).set('b', 2);
+    expect(cache.get('a')).toBe(1); // a is now the most recent
+    cache.set('c', 3); // evicts b
+    expect([cache.has('a'), cache.has('b'), cache.has('c')]).toEqual([true, false, true]);
+    expect(cache.peek('a')).toBe(1);
+    cache.set('d', 4); // evicts a: peek did not make it recent, c was set after it was read
+    expect([cache.has('a'), cache.has('c'), cache.has('d')]).toEqual([false, true, true]);
+    cache.clear();
+    expect(cache.has('a')).toBe(false);
+  });
 });
