@@ -201,15 +201,20 @@ async function main() {
           const table = consumed.reduce((sum, c) => sum + (c.Table?.CapacityUnits ?? 0), 0);
           const index = consumed.reduce((sum, c) => sum + Object.values(c.GlobalSecondaryIndexes ?? {}).reduce((t, i) => t + (i.CapacityUnits ?? 0), 0), 0);
           const isRead = /^(Get|Query|Scan|BatchGet|TransactGet)$/.test(name);
-          const touch = (kind: string, body: any, transact: boolean): Touch => ({
-            kind, transact, prefix: prefixOf(body.Key?.pk ?? body.Item?.pk), sk: body.Key?.sk ?? body.Item?.sk,
-            consistent: body.ConsistentRead === true, item: body.Item ? marshall(body.Item, { removeUndefinedValues: true }) : undefined,
-          });
+          const touch = (kind: string, body: any, transact: boolean): Touch => {
+            const sk = body.Key?.sk ?? body.Item?.sk;
+            // A session's answer items share its partition: ANS, apart from the session item (SES).
+            const prefix = typeof sk === 'string' && sk.startsWith('ANS#') ? 'ANS' : prefixOf(body.Key?.pk ?? body.Item?.pk);
+            return { kind, transact, prefix, sk, consistent: body.ConsistentRead === true, item: body.Item ? marshall(body.Item, { removeUndefinedValues: true }) : undefined };
+          };
+          const batchGet = name === 'BatchGet' ? Object.values(command.input.RequestItems ?? {})[0] as { Keys: any[]; ConsistentRead?: boolean } : undefined;
           const touches = name === 'TransactWrite'
             ? (command.input.TransactItems ?? []).map((item: Record<string, any>) => { const [kind, body] = Object.entries(item)[0]!; return touch(kind, body, true); })
-            : [touch(name, command.input ?? {}, false)];
-          // A transaction is named by its items: "TransactWrite[Update SES, Put LEDGER]".
-          const label = name === 'TransactWrite' ? `TransactWrite[${touches.map((t: Touch) => `${t.kind} ${t.prefix}`).join(', ')}]` : `${name} ${touches[0]!.prefix}`;
+            : batchGet ? batchGet.Keys.map((k) => touch('Get', { Key: k, ConsistentRead: batchGet.ConsistentRead }, false))
+              : [touch(name, command.input ?? {}, false)];
+          // A transaction is named by its items: "TransactWrite[Update SES, Put LEDGER]"; a batch by its keys.
+          const label = name === 'TransactWrite' ? `TransactWrite[${touches.map((t: Touch) => `${t.kind} ${t.prefix}`).join(', ')}]`
+            : batchGet ? `BatchGet[${touches.map((t: Touch) => t.prefix).join(', ')}]` : `${name} ${touches[0]!.prefix}`;
           calls?.push({ command: label, touches, localRead: isRead ? table : 0, localWrite: isRead ? 0 : table, localIndex: index });
           return result;
         },
@@ -305,7 +310,7 @@ RRU/WRU/index writes = by the documented rules from those sizes (1 WRU per start
 x2 for each item of a transaction, 1 RRU per started 4 KB strongly consistent, 1 WRU per 'due' index write).
 DynamoDB Local's own report is shown last: it bills a transaction by its summed size, not per item (two 0.3 KB
 ledger Puts cost it 2 WRU, not 4), and doubles index writes made in a transaction; the rules are used below.
-The session item keeps the answer of every request (for replays), so it grows ~220 B per update.`);
+Each request's answer (for replays) is an item of its own (ANS, in the session's partition): the session item keeps its size.`);
 
     // ------------------------------------------------------------- units per operation
     const ops: Op[] = ['reserve', 'update', 'debit'];

@@ -7,13 +7,13 @@
 // charges, and DynamoDB retries (or we do) the rare conflict.
 import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { dueShardOf, key } from './table.js';
-import { cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
+import { cancellationReasons, conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { newNonce, plainItem } from './ops.js';
 import { ledgerPut, type LedgerEntry } from './ledger.js';
 import { markFinalized } from './compaction.js';
 import { getService } from './services.js';
 import { takeAllotment } from './allotments.js';
-import { answerKey, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
+import { answerKey, answerPut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import type { AccountItem, OpEntry, StoredAnswer } from './accounts.js';
 import { ChargingError, fail } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
@@ -93,7 +93,7 @@ export async function proposePartySession(store: Store, command: ProposeCommand,
 export async function agree(store: Store, sessionId: string, command: { requestId: string; accountId: string }, bodyHash: string, attempt = 0): Promise<StoredAnswer> {
   // Each new attempt follows a change of the session (agreed, activated, lapsed): a few suffice.
   if (attempt >= 8) throw new ChargingError('temporarily_unavailable', `session ${sessionId} changed too often to agree; retry with the same requestId`);
-  let session = await requireSession(store, sessionId);
+  let session = await requireSession(store, sessionId, command.requestId);
   const previous = replayOrConflict(session, command.requestId, bodyHash);
   if (previous) return previous;
   if (!session.parties) fail('conflict', `session ${sessionId} is not a multi-party session`);
@@ -124,7 +124,7 @@ export async function agree(store: Store, sessionId: string, command: { requestI
       session = result.Attributes as SessionItem;
     } catch (error) {
       if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
-      session = await requireSession(store, sessionId); // agreed meanwhile (a duplicate) or activated
+      session = await requireSession(store, sessionId, command.requestId); // agreed meanwhile (a duplicate) or activated
       if (session.state !== 'pending_agreement') return agree(store, sessionId, command, bodyHash, attempt + 1);
     }
   }
@@ -139,15 +139,11 @@ export async function agree(store: Store, sessionId: string, command: { requestI
  */
 async function keepAnswer(store: Store, sessionId: string, requestId: string, bodyHash: string, answer: StoredAnswer): Promise<StoredAnswer> {
   try {
-    await store.db.send(new UpdateCommand({
-      TableName: store.tableName, Key: key.session(sessionId),
-      UpdateExpression: 'SET answers.#rid = :answer', ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(answers.#rid)',
-      ExpressionAttributeNames: { '#rid': answerKey(requestId) }, ExpressionAttributeValues: { ':answer': { h: bodyHash, answer } },
-    }));
+    await store.db.send(new PutCommand(answerPut(store, sessionId, requestId, bodyHash, answer, true).Put));
     return answer;
   } catch (error) {
     if (!isConditionFailure(error)) throw error;
-    return replayOrConflict(await requireSession(store, sessionId), requestId, bodyHash) ?? answer;
+    return replayOrConflict(await requireSession(store, sessionId, requestId), requestId, bodyHash) ?? answer;
   }
 }
 
@@ -244,19 +240,23 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
   const closing = !!done;
   const sessionUpdate = { Update: {
     TableName: store.tableName, Key: key.session(session.sessionId),
-    UpdateExpression: `SET #state = :state, seq = :next, parties = :parties, #hold = :hold, validUntil = :vu, lastUpdateAt = :at, returnedMinor = :returned${step.answer ? ', answers.#rid = :answer' : ''}${closing ? ' REMOVE dueShard, dueAt' : ', dueShard = :shard, dueAt = :vu'}`,
+    UpdateExpression: `SET #state = :state, seq = :next, parties = :parties, #hold = :hold, validUntil = :vu, lastUpdateAt = :at, returnedMinor = :returned${closing ? ' REMOVE dueShard, dueAt' : ', dueShard = :shard, dueAt = :vu'}`,
     // A proposal is agreed to only within its validUntil (the sweep expires it after).
     ConditionExpression: `#state = :was AND seq = :seq${step.kind === 'activate' ? ' AND validUntil > :at' : ''}`,
-    ExpressionAttributeNames: { '#state': 'state', '#hold': 'hold', ...(step.answer ? { '#rid': answerKey(step.requestId) } : {}) },
+    ExpressionAttributeNames: { '#state': 'state', '#hold': 'hold' },
     ExpressionAttributeValues: {
       ':state': step.next.state, ':next': step.next.seq, ':parties': step.next.parties, ':hold': step.next.hold, ':vu': step.next.validUntil,
       ':at': step.at, ':returned': step.next.returnedMinor, ':was': session.state, ':seq': session.seq,
-      ...(step.answer ? { ':answer': { h: step.bodyHash, answer: step.answer } } : {}), ...(closing ? {} : { ':shard': dueShardOf(session.sessionId) }),
+      ...(closing ? {} : { ':shard': dueShardOf(session.sessionId) }),
     },
   } };
   try {
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({
-      TransactItems: [...accountUpdates.map(({ Update }) => ({ Update })), sessionUpdate, ...ledger.map((e) => ledgerPut(store, e))],
+      TransactItems: [
+        ...accountUpdates.map(({ Update }) => ({ Update })), sessionUpdate, ...ledger.map((e) => ledgerPut(store, e)),
+        // Last, unconditional: the session's seq condition makes the step, and its answer, once.
+        ...(step.answer ? [answerPut(store, session.sessionId, step.requestId, step.bodyHash, step.answer)] : []),
+      ],
     })));
   } catch (error) {
     const reasons = cancellationReasons(error);
@@ -325,7 +325,7 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
       { status: 402, body: { code: 'insufficient_credit', detail: `party ${result.refusedParty.accountId} cannot pay a larger share`, accountId: result.refusedParty.accountId, charged: { units: session.hold.usedUnits, amount: 0 } } });
   }
   // The session moved (a duplicate, the sweep): decide again on what it is now.
-  return partyStep(store, await requireSession(store, session.sessionId), kind, command, bodyHash);
+  return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash);
 }
 
 /** The sweep: expire an active party session (every hold back), or a proposal never agreed. */
@@ -349,16 +349,21 @@ export async function expirePartySession(store: Store, session: SessionItem): Pr
 async function closePending(store: Store, session: SessionItem, state: 'expired' | 'released', requestId: string, bodyHash: string): Promise<StoredAnswer> {
   const answer: StoredAnswer = { status: 200, body: { state, refunded: { amount: 0 }, returned: { amount: 0 } } };
   try {
-    await store.db.send(new UpdateCommand({
-      TableName: store.tableName, Key: key.session(session.sessionId),
-      UpdateExpression: 'SET #state = :state, lastUpdateAt = :at, answers.#rid = :answer REMOVE dueShard, dueAt',
-      ConditionExpression: '#state = :pending',
-      ExpressionAttributeNames: { '#state': 'state', '#rid': answerKey(requestId) },
-      ExpressionAttributeValues: { ':state': state, ':at': store.now().toISOString(), ':pending': 'pending_agreement', ':answer': { h: bodyHash, answer } },
+    await store.db.send(new TransactWriteCommand({
+      TransactItems: [
+        { Update: {
+          TableName: store.tableName, Key: key.session(session.sessionId),
+          UpdateExpression: 'SET #state = :state, lastUpdateAt = :at REMOVE dueShard, dueAt',
+          ConditionExpression: '#state = :pending',
+          ExpressionAttributeNames: { '#state': 'state' },
+          ExpressionAttributeValues: { ':state': state, ':at': store.now().toISOString(), ':pending': 'pending_agreement' },
+        } },
+        answerPut(store, session.sessionId, requestId, bodyHash, answer),
+      ],
     }));
   } catch (error) {
-    if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
-    const now = await requireSession(store, session.sessionId);
+    if (!conditionFailedAt(error, 0)) throw error;
+    const now = await requireSession(store, session.sessionId, requestId);
     return replayOrConflict(now, requestId, bodyHash) ?? fail('conflict', `session ${session.sessionId} is ${now.state}`);
   }
   return answer;

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_INDEX, DUE_SHARDS, dueShardOf, key } from './table.js';
-import { conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
+import { batchGetAll, conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { applyOp, newNonce, plainItem, refusalOf } from './ops.js';
 import { ledgerPut, sessionEntries } from './ledger.js';
 import { markFinalized, ORPHAN_GRACE_MS } from './compaction.js';
@@ -72,9 +72,14 @@ export interface SessionItem {
   refundedMinor: number;
   returnedMinor: number;
   /**
-   * Every request applied to the session: its body hash and its answer, for replays. Keyed by
-   * answerKey(requestId), never by the bare requestId: a requestId may be any identifier,
-   * `__proto__` and `constructor` included, and those must not meet Object.prototype.
+   * Answers for replays: body hash and answer, keyed by answerKey(requestId), never by the
+   * bare requestId (a requestId may be `__proto__` or `constructor`, which must not meet
+   * Object.prototype). The item keeps only the answer of the request that opened the session;
+   * every later request's answer is an item of its own in the session's partition
+   * (key.sessionAnswer), so the session item does not grow with every update (a session
+   * reporting every minute for days would pass DynamoDB's 400 KB item limit, and every step
+   * writes the whole item). A read for a request (getSessionItem with its requestId) fetches
+   * that request's answer item with the session, in one call, and shows it here.
    */
   answers: Record<string, { h: string; answer: StoredAnswer }>;
   /** The nonce of the hold that opened the session (reserve): a hold under its id with another nonce is not its own. */
@@ -140,13 +145,34 @@ export function sessionView(session: SessionItem) {
   };
 }
 
-export async function getSessionItem(store: Store, sessionId: string): Promise<SessionItem | null> {
-  const result = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.session(sessionId), ConsistentRead: true }));
-  return (result.Item as SessionItem | undefined) ?? null;
+/**
+ * The session, strongly consistent. With `requestId`: also that request's answer, if one was
+ * kept (one BatchGetItem of the two items: what a request needs to know whether it is a repeat).
+ */
+export async function getSessionItem(store: Store, sessionId: string, requestId?: string): Promise<SessionItem | null> {
+  if (requestId === undefined) {
+    const result = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.session(sessionId), ConsistentRead: true }));
+    return (result.Item as SessionItem | undefined) ?? null;
+  }
+  const items = await batchGetAll(store, [key.session(sessionId), key.sessionAnswer(sessionId, requestId)], true);
+  const session = items.find((item) => item.sk === 'SESSION') as SessionItem | undefined;
+  if (!session) return null;
+  const kept = items.find((item) => item.sk !== 'SESSION');
+  if (kept) session.answers = { ...session.answers, [answerKey(requestId)]: { h: kept.h, answer: kept.answer } };
+  return session;
 }
 
-export async function requireSession(store: Store, sessionId: string): Promise<SessionItem> {
-  return (await getSessionItem(store, sessionId)) ?? fail('not_found', `session ${sessionId} does not exist`);
+export async function requireSession(store: Store, sessionId: string, requestId?: string): Promise<SessionItem> {
+  return (await getSessionItem(store, sessionId, requestId)) ?? fail('not_found', `session ${sessionId} does not exist`);
+}
+
+/** The item keeping a request's answer (see SessionItem.answers): Put in the transaction that records the request. */
+export function answerPut(store: Store, sessionId: string, requestId: string, bodyHash: string, answer: StoredAnswer, onlyIfNew = false) {
+  return { Put: {
+    TableName: store.tableName,
+    Item: { ...key.sessionAnswer(sessionId, requestId), h: bodyHash, answer },
+    ...(onlyIfNew ? { ConditionExpression: 'attribute_not_exists(pk)' } : {}),
+  } };
 }
 
 export function replayOrConflict(session: SessionItem, requestId: string, bodyHash: string): StoredAnswer | null {
@@ -392,7 +418,7 @@ type StepKind = 'update' | 'debit' | 'release';
 /** `readJustNow`: the session as the caller has just read it, used for the first attempt (saves a read). */
 async function step(store: Store, sessionId: string, kind: StepKind, command: StepCommand, bodyHash: string, readJustNow?: SessionItem): Promise<StoredAnswer> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const session = attempt === 0 && readJustNow ? readJustNow : await requireSession(store, sessionId);
+    const session = attempt === 0 && readJustNow ? readJustNow : await requireSession(store, sessionId, command.requestId);
     if (session.parties) return partyStep(store, session, kind, command, bodyHash);
     const replay = replayOrConflict(session, command.requestId, bodyHash);
     if (replay) return replay;
@@ -467,13 +493,13 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
     { type: 'debit', amount: -chargeMinor, reservedDelta: -chargeMinor, units: entry.u - previous.usedUnits },
     { type: entry.amt - remainder >= 0 ? 'reserve' : 'release', amount: 0, reservedDelta: entry.amt - remainder },
   ]);
-  const names: Record<string, string> = { '#state': 'state', '#hold': 'hold', '#rid': answerKey(command.requestId) };
+  const names: Record<string, string> = { '#state': 'state', '#hold': 'hold' };
   const values: Record<string, unknown> = {
     ':seq': session.seq, ':next': entry.seq, ':state': state, ':hold': hold, ':at': entry.at, ':vu': entry.vu,
-    ':answer': { h: bodyHash, answer }, ':returned': closing ? remainder : 0,
+    ':returned': closing ? remainder : 0,
     ...(closing ? {} : { ':iv': intervalSeconds, ':due': nextDueAt(entry.at, intervalSeconds, entry.vu!) }),
   };
-  const sets = ['seq = :next', '#state = :state', '#hold = :hold', 'lastUpdateAt = :at', 'validUntil = :vu', 'answers.#rid = :answer', 'returnedMinor = returnedMinor + :returned'];
+  const sets = ['seq = :next', '#state = :state', '#hold = :hold', 'lastUpdateAt = :at', 'validUntil = :vu', 'returnedMinor = returnedMinor + :returned'];
   const update = closing ? `SET ${sets.join(', ')} REMOVE dueShard, dueAt` : `SET ${sets.join(', ')}, interimIntervalSeconds = :iv, dueAt = :due`;
   try {
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({
@@ -484,6 +510,8 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
           ExpressionAttributeNames: names, ExpressionAttributeValues: values,
         } },
         ...entries.map((e) => ledgerPut(store, e)),
+        // Unconditional: the session's seq condition makes the step, and so its answer, once.
+        answerPut(store, session.sessionId, command.requestId, bodyHash, answer),
       ],
     })));
   } catch (error) {
@@ -492,7 +520,7 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
     // the session, or the sweep, rolls it forward.
     if (!conditionFailedAt(error, 0)) throw error;
     // Someone (a concurrent duplicate of this request, a roll-forward) recorded the step first.
-    const now = await requireSession(store, session.sessionId);
+    const now = await requireSession(store, session.sessionId, command.requestId);
     return replayOrConflict(now, command.requestId, bodyHash) ?? fail('conflict', 'the session moved on; retry');
   }
   if (closing) {
@@ -530,7 +558,7 @@ export const debitSession = (store: Store, sessionId: string, command: StepComma
 // ------------------------------------------------------------------------------ refund
 
 export async function refundSession(store: Store, sessionId: string, command: { requestId: string; amount?: number; reason?: string }, bodyHash: string, ledgerType: 'refund' | 'adjustment' = 'refund'): Promise<StoredAnswer> {
-  const session = await requireSession(store, sessionId);
+  const session = await requireSession(store, sessionId, command.requestId);
   const replay = replayOrConflict(session, command.requestId, bodyHash);
   if (replay) return replay;
   if (session.parties && (session.state === 'active' || session.state === 'pending_agreement') && command.amount === undefined) {
@@ -556,10 +584,9 @@ export async function refundSession(store: Store, sessionId: string, command: { 
       TransactItems: [
         { Update: {
           TableName: store.tableName, Key: key.session(sessionId),
-          UpdateExpression: 'SET refundedMinor = :total, answers.#rid = :answer',
-          ConditionExpression: 'refundedMinor = :before AND attribute_not_exists(answers.#rid)',
-          ExpressionAttributeNames: { '#rid': answerKey(command.requestId) },
-          ExpressionAttributeValues: { ':total': refundedMinor, ':before': session.refundedMinor, ':answer': { h: bodyHash, answer } },
+          UpdateExpression: 'SET refundedMinor = :total',
+          ConditionExpression: 'refundedMinor = :before',
+          ExpressionAttributeValues: { ':total': refundedMinor, ':before': session.refundedMinor },
         } },
         { Update: {
           TableName: store.tableName, Key: key.account(session.chargedAccountId),
@@ -568,10 +595,12 @@ export async function refundSession(store: Store, sessionId: string, command: { 
           ExpressionAttributeValues: { ':a': amount },
         } },
         ledgerPut(store, { accountId: session.chargedAccountId, entryId: `${sessionId}:refund:${command.requestId}`, at, type: ledgerType, amount, reservedDelta: 0, sessionId, requestId: command.requestId, ...(command.reason ? { reason: command.reason } : {}) }),
+        answerPut(store, sessionId, command.requestId, bodyHash, answer, true),
       ],
     })));
   } catch (error) {
-    if (!conditionFailedAt(error, 0)) throw error;
+    // The session moved (another refund), or this requestId got its answer meanwhile (a duplicate).
+    if (!conditionFailedAt(error, 0) && !conditionFailedAt(error, 3)) throw error;
     return refundSession(store, sessionId, command, bodyHash, ledgerType); // the session moved: decide again on what it is now
   }
   return answer;

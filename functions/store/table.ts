@@ -4,6 +4,7 @@
 //   SVC#<serviceId>         SERVICE               rating of a service
 //   ACC#<accountId>         ACCOUNT               settings + balance, reserved, available, ops{}
 //   SES#<sessionId>         SESSION               a charging session (record of what happened)
+//   SES#<sessionId>         ANS#<requestId>       the answer to one request on the session (for repeats)
 //   MS#<multiSessionId>     SES#<sessionId>       membership of a session in a multi-session
 //   MS#<multiSessionId>     EVT#<requestId>       an event charged within a multi-session
 //   LEDGER#<accountId>      <at>#<entryId>        append-only ledger entries, newest last
@@ -25,6 +26,7 @@ export const key = {
   service: (serviceId: string) => ({ pk: `SVC#${serviceId}`, sk: 'SERVICE' }),
   account: (accountId: string) => ({ pk: `ACC#${accountId}`, sk: 'ACCOUNT' }),
   session: (sessionId: string) => ({ pk: `SES#${sessionId}`, sk: 'SESSION' }),
+  sessionAnswer: (sessionId: string, requestId: string) => ({ pk: `SES#${sessionId}`, sk: `ANS#${requestId}` }),
   multiSessionMember: (multiSessionId: string, sessionId: string) => ({ pk: `MS#${multiSessionId}`, sk: `SES#${sessionId}` }),
   multiSessionEvent: (multiSessionId: string, requestId: string) => ({ pk: `MS#${multiSessionId}`, sk: `EVT#${requestId}` }),
   ledger: (accountId: string, at: string, entryId: string) => ({ pk: `LEDGER#${accountId}`, sk: `${at}#${entryId}` }),

@@ -1,7 +1,7 @@
 // Sessions against real DynamoDB Local: the money moves, the answers, and the
 // crash/retry/concurrency paths that must never charge twice.
 import { describe, expect, it } from 'vitest';
-import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { fundedAccount, testClock, testStore } from '../helpers.js';
 import { answerIn, reserve, updateSession, debitSession, refundSession, expireSession, requireSession, sessionIdFor } from '../../functions/store/sessions.js';
 import { requireAccount } from '../../functions/store/accounts.js';
@@ -194,7 +194,7 @@ describe('a handler dying between the two writes', () => {
     // The client gave up on u1 and terminates: u1's step is recorded first, then the debit.
     const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 30 }, 'hd');
     expect(closed.body).toMatchObject({ charged: { units: 120, amount: 4 } });
-    expect(answerIn(await requireSession(store, sessionId), 'u1')).toBeDefined();
+    expect(answerIn(await requireSession(store, sessionId, 'u1'), 'u1')).toBeDefined();
     expect(await expectReconciled(store, 'alice')).toMatchObject({ balance: 996, reserved: 0 });
   });
 });
@@ -265,5 +265,24 @@ describe('expiry', () => {
     const account = await expectReconciled(store, 'alice');
     expect(account.reserved + (account.balance === 998 ? 0 : 0)).toBeGreaterThanOrEqual(0);
     expect([1000, 998]).toContain(account.balance);
+  });
+});
+
+describe('a long session', () => {
+  // Every request's answer is kept for repeats, but as an item of its own: the session item
+  // is written whole by every step, and would otherwise grow by each answer (~220 B) until a
+  // session reporting every minute passed DynamoDB's 400 KB item limit after about 30 hours.
+  it('keeps the session item the same size however many updates it takes, and still answers the first update on repeat', async () => {
+    const store = await testStore();
+    await fundedAccount(store, 'alice', 1_000_000);
+    const sessionId = (await reserve(store, open('r1'), 'h1')).body.sessionId as string;
+    const size = async () => JSON.stringify((await store.db.send(new GetCommand({ TableName: store.tableName, Key: { pk: `SES#${sessionId}`, sk: 'SESSION' }, ConsistentRead: true }))).Item).length;
+    const first = await updateSession(store, sessionId, { requestId: 'u0', usedUnits: 60, requested: { units: 600 } }, 'h');
+    const early = await size();
+    for (let i = 1; i <= 40; i++) await updateSession(store, sessionId, { requestId: `u${i}`, usedUnits: 60, requested: { units: 600 } }, 'h');
+    expect(await size() - early).toBeLessThan(64); // only numbers with more digits
+    expect(await updateSession(store, sessionId, { requestId: 'u0', usedUnits: 60, requested: { units: 600 } }, 'h')).toEqual(first);
+    await expect(updateSession(store, sessionId, { requestId: 'u0', usedUnits: 61 }, 'other')).rejects.toMatchObject({ code: 'idempotency_conflict' });
+    expect((await requireSession(store, sessionId)).hold.usedUnits).toBe(41 * 60);
   });
 });
