@@ -1,9 +1,11 @@
 // Shared test fixtures: a fresh table on the run's DynamoDB Local, and the local API.
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { createStore, ensureTable, type Db, type Store } from '../functions/store/db.js';
 import { putService } from '../functions/store/services.js';
-import { createAccount, topUp } from '../functions/store/accounts.js';
+import { createAccount, requireAccount, topUp } from '../functions/store/accounts.js';
+import { readLedger } from '../functions/store/ledger.js';
+import { ChargingError } from '../functions/domain/errors.js';
 import { startLocalRuntime, type LocalRuntime } from '../infra/local/runtime.js';
 
 export const dynamodbEndpoint = () => inject('dynamodbEndpoint');
@@ -32,6 +34,29 @@ export async function fundedAccount(store: Store, accountId: string, balance: nu
   await putService(store, voice);
   await createAccount(store, { accountId, currency: 'EUR', kind: 'prepaid' });
   if (balance > 0) await topUp(store, accountId, `topup-${accountId}-${randomUUID()}`, balance, randomUUID());
+}
+
+/** A reserve command for the 'voice' service from the S-CSCF. */
+export const reserveCommand = (requestId: string, accountId = 'alice', units = 600) =>
+  ({ requestId, accountId, clientId: 'scscf', serviceId: 'voice', requested: { units } });
+
+/** The ChargingError code a promise rejects with, or 'no error'; any other error is rethrown. */
+export async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try { await promise; } catch (error) { if (error instanceof ChargingError) return error.code; throw error; }
+  return 'no error';
+}
+
+/**
+ * The ledger reconciles: its entries sum to the balance and to the reservation, and
+ * available = balance - reserved + creditLimit. Answers the account.
+ */
+export async function reconciled(store: Store, accountId: string) {
+  const account = await requireAccount(store, accountId);
+  const { entries } = await readLedger(store, accountId, { limit: 1000 });
+  expect(entries.reduce((s: number, e: any) => s + e.amount, 0), `${accountId} ledger amounts`).toBe(account.balance);
+  expect(entries.reduce((s: number, e: any) => s + e.reservedDelta, 0), `${accountId} ledger reservedDelta`).toBe(account.reserved);
+  expect(account.available, `${accountId} available`).toBe(account.balance - account.reserved + account.creditLimit);
+  return account;
 }
 
 export async function testApi(options: { now?: () => Date } = {}): Promise<LocalRuntime & { call: (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<{ status: number; body: any; contentType: string }> }> {

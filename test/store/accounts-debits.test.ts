@@ -1,29 +1,15 @@
 // Top-ups, direct event charges and the account item staying small, on DynamoDB Local.
 import { describe, expect, it } from 'vitest';
 import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
-import { fundedAccount, testStore, voice } from '../helpers.js';
-import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
+import { codeOf, fundedAccount, reconciled, testStore, voice } from '../helpers.js';
+import { createAccount, topUp } from '../../functions/store/accounts.js';
 import { directDebit } from '../../functions/store/debits.js';
 import { reserve, debitSession } from '../../functions/store/sessions.js';
 import { readLedger } from '../../functions/store/ledger.js';
 import { putService } from '../../functions/store/services.js';
-import { ChargingError } from '../../functions/domain/errors.js';
-import type { Db, Store } from '../../functions/store/db.js';
+import type { Db } from '../../functions/store/db.js';
 
 const event = (requestId: string, accountId = 'alice', units = 61) => ({ requestId, accountId, clientId: 'as', serviceId: 'voice', units });
-
-async function codeOf(promise: Promise<unknown>) {
-  try { await promise; } catch (error) { if (error instanceof ChargingError) return error.code; throw error; }
-  return 'no error';
-}
-
-async function reconciled(store: Store, accountId: string) {
-  const account = await requireAccount(store, accountId);
-  const { entries } = await readLedger(store, accountId, { limit: 1000 });
-  expect(entries.reduce((s: number, e: any) => s + e.amount, 0)).toBe(account.balance);
-  expect(entries.reduce((s: number, e: any) => s + e.reservedDelta, 0)).toBe(account.reserved);
-  return account;
-}
 
 describe('accounts', () => {
   it('creating again with the same settings answers the account; other settings conflict', async () => {

@@ -1,7 +1,7 @@
 // Seeds 002 and 003: accounts attached to a main account that pays for them, with
 // allotments so a busy family does not write the main account's item on every charge.
 import { describe, expect, it } from 'vitest';
-import { testClock, testStore, voice } from '../helpers.js';
+import { codeOf, reconciled, testClock, testStore, voice } from '../helpers.js';
 import { countingDb, type Db, type Store } from '../../functions/store/db.js';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
@@ -9,18 +9,7 @@ import { reserve, updateSession, debitSession } from '../../functions/store/sess
 import { directDebit } from '../../functions/store/debits.js';
 import { applyConsumptionLimit } from '../../functions/store/allotments.js';
 import { sweep } from '../../functions/store/sweep.js';
-import { readLedger } from '../../functions/store/ledger.js';
 import { agree, proposePartySession } from '../../functions/store/parties.js';
-import { ChargingError } from '../../functions/domain/errors.js';
-
-async function reconciled(store: Store, accountId: string) {
-  const account = await requireAccount(store, accountId);
-  const { entries } = await readLedger(store, accountId, { limit: 1000 });
-  expect(entries.reduce((s: number, e: any) => s + e.amount, 0)).toBe(account.balance);
-  expect(entries.reduce((s: number, e: any) => s + e.reservedDelta, 0)).toBe(account.reserved);
-  expect(account.available).toBe(account.balance - account.reserved + account.creditLimit);
-  return account;
-}
 
 async function family(store: Store, mainBalance: number, members: string[], options: { kind?: 'prepaid' | 'postpaid'; creditLimit?: number; consumptionLimit?: number } = {}) {
   await putService(store, voice);
@@ -30,11 +19,6 @@ async function family(store: Store, mainBalance: number, members: string[], opti
 }
 
 const call = (requestId: string, accountId: string, units = 600) => ({ requestId, accountId, clientId: 'msc', serviceId: 'voice', requested: { units } });
-
-async function codeOf(promise: Promise<unknown>) {
-  try { await promise; } catch (error) { if (error instanceof ChargingError) return error.code; throw error; }
-  return 'no error';
-}
 
 describe('attached accounts', () => {
   it('a family across networks charges the main account, and never more than it has', async () => {

@@ -1,7 +1,7 @@
 // Seed 001: accounting sessions of several clients under one multi-session id, the
 // server-dictated interim interval, the sweep, and the combined rating.
 import { describe, expect, it } from 'vitest';
-import { testClock, testStore } from '../helpers.js';
+import { reconciled, testClock, testStore } from '../helpers.js';
 import { countingDb, type Store } from '../../functions/store/db.js';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
@@ -15,14 +15,6 @@ import { localEventLog, localNotifier, type Notification } from '../../functions
 function capture() {
   const published: Notification[] = [];
   return { published, notifier: { publish: async (n: Notification[]) => { published.push(...n); } } };
-}
-
-async function reconciled(store: Store, accountId: string) {
-  const account = await requireAccount(store, accountId);
-  const { entries } = await readLedger(store, accountId, { limit: 1000 });
-  expect(entries.reduce((s: number, e: any) => s + e.amount, 0)).toBe(account.balance);
-  expect(entries.reduce((s: number, e: any) => s + e.reservedDelta, 0)).toBe(account.reserved);
-  return account;
 }
 
 async function seedServices(store: Store) {

@@ -1,14 +1,12 @@
 // Seed 000: multi-party sessions where the parties agree who pays, on DynamoDB Local.
 import { describe, expect, it } from 'vitest';
-import { testClock, testStore } from '../helpers.js';
+import { codeOf, reconciled, testClock, testStore } from '../helpers.js';
 import type { Store } from '../../functions/store/db.js';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import { agree, proposePartySession } from '../../functions/store/parties.js';
 import { debitSession, refundSession, requireSession, updateSession } from '../../functions/store/sessions.js';
 import { sweep } from '../../functions/store/sweep.js';
-import { readLedger } from '../../functions/store/ledger.js';
-import { ChargingError } from '../../functions/domain/errors.js';
 import type { Principle } from '../../functions/domain/parties.js';
 
 // A game: 1 minor unit per started second, so costs are easy to make odd.
@@ -22,14 +20,6 @@ async function players(store: Store, balances: Record<string, number>) {
   }
 }
 
-async function reconciled(store: Store, accountId: string) {
-  const account = await requireAccount(store, accountId);
-  const { entries } = await readLedger(store, accountId, { limit: 1000 });
-  expect(entries.reduce((s: number, e: any) => s + e.amount, 0)).toBe(account.balance);
-  expect(entries.reduce((s: number, e: any) => s + e.reservedDelta, 0)).toBe(account.reserved);
-  return account;
-}
-
 async function started(store: Store, requestId: string, parties: string[], principle: Principle, units = 101) {
   const proposed = await proposePartySession(store, { requestId, parties, principle, clientId: 'game-server', serviceId: 'game', requested: { units } }, `h-${requestId}`);
   expect(proposed.status).toBe(201);
@@ -38,11 +28,6 @@ async function started(store: Store, requestId: string, parties: string[], princ
   let last;
   for (const accountId of parties) last = await agree(store, sessionId, { requestId: `${requestId}-agree-${accountId}`, accountId }, 'h');
   return { sessionId, last: last! };
-}
-
-async function codeOf(promise: Promise<unknown>) {
-  try { await promise; } catch (error) { if (error instanceof ChargingError) return error.code; throw error; }
-  return 'no error';
 }
 
 describe('every principle, odd amounts', () => {

@@ -3,11 +3,10 @@
 // meeting conflicts; and the costs of the no-fault path, which all of this must not raise.
 import { describe, expect, it } from 'vitest';
 import { GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { fundedAccount, testClock, testStore, voice } from '../helpers.js';
+import { codeOf, fundedAccount, reconciled, reserveCommand, testClock, testStore, voice } from '../helpers.js';
 import { reserve, updateSession, debitSession, refundSession, requireSession, getSessionItem, answerIn, sessionIdFor } from '../../functions/store/sessions.js';
 import { directDebit } from '../../functions/store/debits.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
-import { readLedger } from '../../functions/store/ledger.js';
 import { putService } from '../../functions/store/services.js';
 import { manualRecharge, putServiceAccount } from '../../functions/store/serviceAccounts.js';
 import { sweep } from '../../functions/store/sweep.js';
@@ -16,25 +15,8 @@ import { ChargingError } from '../../functions/domain/errors.js';
 import { MAX_BALANCE_MINOR } from '../../functions/domain/rating.js';
 import { countingDb, type Db, type Store } from '../../functions/store/db.js';
 
-const open = (requestId: string, accountId = 'alice', units = 600) =>
-  ({ requestId, accountId, clientId: 'scscf', serviceId: 'voice', requested: { units } });
 const event = (requestId: string, accountId = 'alice', units = 60) => ({ requestId, accountId, clientId: 'as', serviceId: 'voice', units });
 const runSweep = (store: Store) => sweep(store, { batchSize: 50, maxBatches: 5 });
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try { await promise; } catch (error) { if (error instanceof ChargingError) return error.code; throw error; }
-  return 'no error';
-}
-
-/** The ledger reconciles: entries sum to the balance and to the reservation. */
-async function reconciled(store: Store, accountId: string) {
-  const account = await requireAccount(store, accountId);
-  const { entries } = await readLedger(store, accountId, { limit: 1000 });
-  expect(entries.reduce((s: number, e: any) => s + e.amount, 0)).toBe(account.balance);
-  expect(entries.reduce((s: number, e: any) => s + e.reservedDelta, 0)).toBe(account.reserved);
-  expect(account.available).toBe(account.balance - account.reserved + account.creditLimit);
-  return account;
-}
 
 /** A db whose calls a test can fail: `hook` runs before each and may throw instead. */
 function faultyStore(clock = testClock()) {
@@ -76,14 +58,14 @@ describe('the no-fault path costs what it did', () => {
       await run();
       return f.counts().total() - serviceReads;
     };
-    const opened = await reserve(store, open('r1'), 'h');
+    const opened = await reserve(store, reserveCommand('r1'), 'h');
     const sessionId = opened.body.sessionId as string;
-    expect(await calls(() => reserve(store, open('r2'), 'h'), 1)).toBe(2);
+    expect(await calls(() => reserve(store, reserveCommand('r2'), 'h'), 1)).toBe(2);
     expect(await calls(() => updateSession(store, sessionId, { requestId: 'u1', usedUnits: 60, requested: { units: 600 } }, 'hu'), 0)).toBe(3);
     expect(await calls(() => debitSession(store, sessionId, { requestId: 'd1', usedUnits: 60 }, 'hd'), 0)).toBe(3);
     expect(await calls(() => directDebit(store, event('e1'), 'he'), 1)).toBe(2);
     // A refund without amount of an active session releases it: one read of the session, not two.
-    const second = (await reserve(store, open('r3'), 'h')).body.sessionId as string;
+    const second = (await reserve(store, reserveCommand('r3'), 'h')).body.sessionId as string;
     expect(await calls(() => refundSession(store, second, { requestId: 'f1' }, 'hf'), 0)).toBe(3);
   });
 });
@@ -94,20 +76,20 @@ describe('a transaction that keeps meeting conflicts', () => {
     const store = await f.store;
     await fundedAccount(store, 'alice', 100);
     f.failWith((c) => (c instanceof TransactWriteCommand ? conflict() : null));
-    expect(await codeOf(reserve(store, open('r1'), 'h'))).toBe('temporarily_unavailable');
+    expect(await codeOf(reserve(store, reserveCommand('r1'), 'h'))).toBe('temporarily_unavailable');
     f.heal();
     expect(await requireAccount(store, 'alice')).toMatchObject({ reserved: 20 }); // the hold is recorded on the account
-    const opened = await reserve(store, open('r1'), 'h');
+    const opened = await reserve(store, reserveCommand('r1'), 'h');
     expect(opened).toMatchObject({ status: 201, body: { granted: { amount: 20 } } });
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 100, reserved: 20 });
-    expect(await reserve(store, open('r1'), 'h')).toEqual(opened);
+    expect(await reserve(store, reserveCommand('r1'), 'h')).toEqual(opened);
   });
 
   it('answers temporarily_unavailable on a step; the retry records the step once', async () => {
     const f = faultyStore();
     const store = await f.store;
     await fundedAccount(store, 'alice', 100);
-    const sessionId = (await reserve(store, open('r1'), 'h')).body.sessionId as string;
+    const sessionId = (await reserve(store, reserveCommand('r1'), 'h')).body.sessionId as string;
     f.failWith((c) => (c instanceof TransactWriteCommand ? conflict() : null));
     expect(await codeOf(updateSession(store, sessionId, { requestId: 'u1', usedUnits: 60, requested: { units: 60 } }, 'hu'))).toBe('temporarily_unavailable');
     f.heal();
@@ -123,7 +105,7 @@ describe('a reserve that died after its account write', () => {
     const store = await f.store;
     await fundedAccount(store, 'alice', 100);
     f.dieAtNextTransaction();
-    await expect(reserve(store, open('r1'), 'h')).rejects.toThrow('handler died');
+    await expect(reserve(store, reserveCommand('r1'), 'h')).rejects.toThrow('handler died');
     expect(await requireAccount(store, 'alice')).toMatchObject({ reserved: 20 });
     // Not before the grant's validity (300 s) and a grace are over: the reserve may still finish.
     f.clock.advanceSeconds(300);
@@ -133,13 +115,13 @@ describe('a reserve that died after its account write', () => {
     expect(await runSweep(store)).toMatchObject({ orphansReleased: 1 });
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 100, reserved: 0 });
     // The client retries at last: the session it was granted, opened then and expired since.
-    const late = await reserve(store, open('r1'), 'h');
+    const late = await reserve(store, reserveCommand('r1'), 'h');
     expect(late).toMatchObject({ status: 201, body: { state: 'active', granted: { units: 600, amount: 20 }, validUntil: '2026-01-01T00:05:00.000Z' } });
-    expect(await reserve(store, open('r1'), 'h')).toEqual(late);
+    expect(await reserve(store, reserveCommand('r1'), 'h')).toEqual(late);
     expect(await requireSession(store, sessionIdFor('r1'))).toMatchObject({ state: 'expired', seq: 2 });
     expect(await codeOf(updateSession(store, sessionIdFor('r1'), { requestId: 'u1', usedUnits: 1 }, 'hu'))).toBe('session_closed');
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 100, reserved: 0 });
-    expect(await codeOf(reserve(store, open('r1', 'alice', 60), 'other'))).toBe('idempotency_conflict');
+    expect(await codeOf(reserve(store, reserveCommand('r1', 'alice', 60), 'other'))).toBe('idempotency_conflict');
   });
 
   it('released while its handler is still writing the session: the session is recorded expired', async () => {
@@ -156,7 +138,7 @@ describe('a reserve that died after its account write', () => {
       expect(await runSweep(store)).toMatchObject({ orphansReleased: 1 });
       return null;
     });
-    expect(await reserve(store, open('r1'), 'h')).toMatchObject({ status: 201 });
+    expect(await reserve(store, reserveCommand('r1'), 'h')).toMatchObject({ status: 201 });
     expect(await requireAccount(store, 'alice')).toMatchObject({ reserved: 0 });
     expect(await requireSession(store, sessionIdFor('r1'))).toMatchObject({ state: 'active' });
     // The session's own sweep finds the release and records it as the expiry.
@@ -169,16 +151,16 @@ describe('a reserve that died after its account write', () => {
     const f = faultyStore();
     const store = await f.store;
     await fundedAccount(store, 'alice', 100);
-    const first = await reserve(store, open('r1'), 'h');
+    const first = await reserve(store, reserveCommand('r1'), 'h');
     await debitSession(store, first.body.sessionId as string, { requestId: 'd1', usedUnits: 60 }, 'hd');
     await directDebit(store, event('e1'), 'he'); // carries away the session's finished entry
     f.dieAtNextTransaction();
-    await expect(reserve(store, open('r1'), 'h')).rejects.toThrow('handler died');
+    await expect(reserve(store, reserveCommand('r1'), 'h')).rejects.toThrow('handler died');
     expect(await requireAccount(store, 'alice')).toMatchObject({ reserved: 20 });
     f.clock.advanceSeconds(3600);
     await runSweep(store);
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 96, reserved: 0 });
-    expect(await reserve(store, open('r1'), 'h')).toEqual(first);
+    expect(await reserve(store, reserveCommand('r1'), 'h')).toEqual(first);
   });
 });
 
@@ -219,7 +201,7 @@ describe('accounts in the due index', () => {
     const store = await testStore({ now: clock.now });
     await fundedAccount(store, 'alice', 100);
     const dueOf = async () => (await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.account('alice'), ConsistentRead: true }))).Item?.dueAt;
-    const { body } = await reserve(store, open('r1'), 'h');
+    const { body } = await reserve(store, reserveCommand('r1'), 'h');
     expect(await dueOf()).toBe('2026-01-01T00:06:00.000Z'); // validity + grace
     await debitSession(store, body.sessionId as string, { requestId: 'd1', usedUnits: 60 }, 'hd');
     await directDebit(store, event('e1'), 'he'); // the same mark: the index is not written again
@@ -238,7 +220,7 @@ describe('removals of finished entries', () => {
   it('never take a newer entry under the same id (a late duplicate that died holding)', async () => {
     const store = await testStore();
     await fundedAccount(store, 'alice', 100);
-    const first = await reserve(store, open('r1'), 'h');
+    const first = await reserve(store, reserveCommand('r1'), 'h');
     await debitSession(store, first.body.sessionId as string, { requestId: 'd1', usedUnits: 60 }, 'hd'); // queued for removal
     // Another process removes it (the sweep, say); a late duplicate then takes a new hold.
     const sessionId = first.body.sessionId as string;
@@ -247,11 +229,11 @@ describe('removals of finished entries', () => {
     }));
     let died = false;
     const dying: Store = { ...store, db: { send: (c: any) => (!died && c instanceof TransactWriteCommand ? ((died = true), Promise.reject(new Error('died'))) : store.db.send(c)) } };
-    await expect(reserve(dying, open('r1'), 'h')).rejects.toThrow('died');
+    await expect(reserve(dying, reserveCommand('r1'), 'h')).rejects.toThrow('died');
     // The queued removal is stale: this write drops it and goes through, the new hold stays.
     await directDebit(store, event('e1'), 'he');
     expect((await requireAccount(store, 'alice')).ops[sessionId]).toMatchObject({ seq: 1, amt: 20 });
-    expect(await reserve(store, open('r1'), 'h')).toEqual(first); // ...and is voided by the retry
+    expect(await reserve(store, reserveCommand('r1'), 'h')).toEqual(first); // ...and is voided by the retry
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 96, reserved: 0 });
   });
 });
@@ -305,16 +287,16 @@ describe('huge numbers', () => {
       await topUp(store, accountId, `t-${accountId}`, 1_000_000, 'h');
     }
     // Asking for 2^53-1 minor units' worth: granted what the account has.
-    const big = await reserve(store, { ...open('r1', 'a'), requested: { amount: Number.MAX_SAFE_INTEGER } }, 'h');
+    const big = await reserve(store, { ...reserveCommand('r1', 'a'), requested: { amount: Number.MAX_SAFE_INTEGER } }, 'h');
     expect(big.body).toMatchObject({ granted: { amount: 1_000_000 }, finalUnit: { action: 'terminate' } });
     await updateSession(store, big.body.sessionId as string, { requestId: 'u1', usedUnits: 10 }, 'hu');
     // A running total past 2^53-1 units is the client's mistake.
     expect(await codeOf(updateSession(store, big.body.sessionId as string, { requestId: 'u2', usedUnits: Number.MAX_SAFE_INTEGER }, 'hu2'))).toBe('validation_failed');
     // An event priced past 2^53-1: no account can pay it.
     expect(await codeOf(directDebit(store, { ...event('e1', 'b'), serviceId: 'dear', units: 2 }, 'he'))).toBe('insufficient_credit');
-    expect(await codeOf(reserve(store, { ...open('r2', 'b'), serviceId: 'dear', requested: { units: 5 } }, 'h'))).toBe('insufficient_credit');
+    expect(await codeOf(reserve(store, { ...reserveCommand('r2', 'b'), serviceId: 'dear', requested: { units: 5 } }, 'h'))).toBe('insufficient_credit');
     // Usage priced past 2^53-1 is charged the hold, no more.
-    const pricey = await reserve(store, { ...open('r3', 'b'), serviceId: 'pricey', requested: { units: 10 } }, 'h');
+    const pricey = await reserve(store, { ...reserveCommand('r3', 'b'), serviceId: 'pricey', requested: { units: 10 } }, 'h');
     expect(pricey.body).toMatchObject({ granted: { units: 10, amount: 10_000 } });
     const closed = await debitSession(store, pricey.body.sessionId as string, { requestId: 'd3', usedUnits: Number.MAX_SAFE_INTEGER - 100 }, 'hd');
     expect(closed.body).toMatchObject({ charged: { amount: 10_000 }, returned: { amount: 0 } });
@@ -327,9 +309,9 @@ describe('requestIds that are names of Object.prototype', () => {
   it('are requests like any other', async () => {
     const store = await testStore();
     await fundedAccount(store, 'alice', 1000);
-    const opened = await reserve(store, open('__proto__'), 'h');
+    const opened = await reserve(store, reserveCommand('__proto__'), 'h');
     expect(opened.status).toBe(201);
-    expect(await reserve(store, open('__proto__'), 'h')).toEqual(opened);
+    expect(await reserve(store, reserveCommand('__proto__'), 'h')).toEqual(opened);
     const sessionId = opened.body.sessionId as string;
     const updated = await updateSession(store, sessionId, { requestId: 'constructor', usedUnits: 60, requested: { units: 60 } }, 'hc');
     expect(updated.status).toBe(200);

@@ -2,10 +2,9 @@
 // on a schedule, below a minimum level, in priority order when money is short; seed 003:
 // low-balance transfers from sponsors. Against DynamoDB Local.
 import { describe, expect, it } from 'vitest';
-import { testClock, testStore } from '../helpers.js';
+import { codeOf, reconciled, testClock, testStore } from '../helpers.js';
 import type { Store } from '../../functions/store/db.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
-import { readLedger } from '../../functions/store/ledger.js';
 import {
   getServiceAccount, listServiceAccounts, manualRecharge, putServiceAccount, runDueRecharges, serviceAccountId,
 } from '../../functions/store/serviceAccounts.js';
@@ -24,20 +23,6 @@ const data: ServiceAccountSettings = { unit: 'kilobytes', rate: { amountMinor: 1
 async function owner(store: Store, balance: number, accountId = 'alice') {
   await createAccount(store, { accountId, currency: 'EUR', kind: 'prepaid' });
   if (balance) await topUp(store, accountId, `topup-${accountId}`, balance, 'h');
-}
-
-async function codeOf(promise: Promise<unknown>) {
-  try { await promise; } catch (error) { if (error instanceof ChargingError) return error.code; throw error; }
-  return 'no error';
-}
-
-/** The ledger of every account reconciles with its balance. */
-async function reconciled(store: Store, accountId: string) {
-  const account = await requireAccount(store, accountId);
-  const { entries } = await readLedger(store, accountId, { limit: 1000 });
-  expect(entries.reduce((s: number, e: any) => s + e.amount, 0), `${accountId} ledger`).toBe(account.balance);
-  expect(account.available).toBe(account.balance - account.reserved + account.creditLimit);
-  return account;
 }
 
 describe('service accounts', () => {

@@ -2,36 +2,17 @@
 // crash/retry/concurrency paths that must never charge twice.
 import { describe, expect, it } from 'vitest';
 import { GetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
-import { fundedAccount, testClock, testStore } from '../helpers.js';
+import { codeOf, fundedAccount, reconciled, reserveCommand, testClock, testStore } from '../helpers.js';
 import { answerIn, reserve, updateSession, debitSession, refundSession, expireSession, requireSession, sessionIdFor } from '../../functions/store/sessions.js';
 import { requireAccount } from '../../functions/store/accounts.js';
-import { readLedger } from '../../functions/store/ledger.js';
 import { ChargingError } from '../../functions/domain/errors.js';
-import type { Db, Store } from '../../functions/store/db.js';
-
-const open = (requestId: string, accountId = 'alice', units = 600) =>
-  ({ requestId, accountId, clientId: 'scscf', serviceId: 'voice', requested: { units } });
-
-async function errorCode(promise: Promise<unknown>): Promise<string> {
-  try { await promise; } catch (error) { if (error instanceof ChargingError) return error.code; throw error; }
-  return 'no error';
-}
-
-/** The ledger reconciles: entries sum to the balance and to the reservation. */
-async function expectReconciled(store: Store, accountId: string) {
-  const account = await requireAccount(store, accountId);
-  const { entries } = await readLedger(store, accountId, { limit: 1000 });
-  expect(entries.reduce((s: number, e: any) => s + e.amount, 0)).toBe(account.balance);
-  expect(entries.reduce((s: number, e: any) => s + e.reservedDelta, 0)).toBe(account.reserved);
-  expect(account.available).toBe(account.balance - account.reserved + account.creditLimit);
-  return account;
-}
+import type { Db } from '../../functions/store/db.js';
 
 describe('a whole session', () => {
   it('reserves, debits usage and re-reserves, terminates and returns the rest', async () => {
     const store = await testStore();
     await fundedAccount(store, 'alice', 1000);
-    const opened = await reserve(store, open('r1'), 'h1');
+    const opened = await reserve(store, reserveCommand('r1'), 'h1');
     expect(opened.status).toBe(201);
     expect(opened.body).toMatchObject({ state: 'active', chargedAccountId: 'alice', granted: { units: 600, amount: 20 }, interimIntervalSeconds: 30 });
     const sessionId = opened.body.sessionId as string;
@@ -44,59 +25,59 @@ describe('a whole session', () => {
     const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 30 }, 'hd1');
     // 120 s in all = 2 blocks = 4; the last 30 s finished a started block, so cost nothing more.
     expect(closed).toEqual({ status: 200, body: { state: 'closed', charged: { units: 120, amount: 4 }, returned: { amount: 20 } } });
-    const account = await expectReconciled(store, 'alice');
+    const account = await reconciled(store, 'alice');
     expect(account).toMatchObject({ balance: 996, reserved: 0, available: 996 });
-    expect(await errorCode(updateSession(store, sessionId, { requestId: 'u2', usedUnits: 1 }, 'hu2'))).toBe('session_closed');
+    expect(await codeOf(updateSession(store, sessionId, { requestId: 'u2', usedUnits: 1 }, 'hu2'))).toBe('session_closed');
   });
 
   it('grants less when credit is short and refuses only when one block cannot be paid', async () => {
     const store = await testStore();
     await fundedAccount(store, 'bob', 7);
-    const opened = await reserve(store, open('r1', 'bob'), 'h');
+    const opened = await reserve(store, reserveCommand('r1', 'bob'), 'h');
     expect(opened.body).toMatchObject({ granted: { units: 180, amount: 6 }, finalUnit: { action: 'terminate' } });
-    expect(await errorCode(reserve(store, open('r2', 'bob'), 'h2'))).toBe('insufficient_credit');
+    expect(await codeOf(reserve(store, reserveCommand('r2', 'bob'), 'h2'))).toBe('insufficient_credit');
     expect(await requireAccount(store, 'bob')).toMatchObject({ balance: 7, reserved: 6, available: 1 });
   });
 
   it('answers 402 on an update with no credit left, and still charges the usage', async () => {
     const store = await testStore();
     await fundedAccount(store, 'carol', 2);
-    const { body } = await reserve(store, open('r1', 'carol', 60), 'h');
+    const { body } = await reserve(store, reserveCommand('r1', 'carol', 60), 'h');
     const answer = await updateSession(store, body.sessionId as string, { requestId: 'u1', usedUnits: 60, requested: { units: 60 } }, 'hu');
     expect(answer.status).toBe(402);
     expect(answer.body).toMatchObject({ code: 'insufficient_credit', charged: { amount: 2 } });
-    expect(await expectReconciled(store, 'carol')).toMatchObject({ balance: 0, reserved: 0 });
+    expect(await reconciled(store, 'carol')).toMatchObject({ balance: 0, reserved: 0 });
   });
 
   it('refunds part of a closed session, never more than it charged', async () => {
     const store = await testStore();
     await fundedAccount(store, 'dave', 100);
-    const { body } = await reserve(store, open('r1', 'dave'), 'h');
+    const { body } = await reserve(store, reserveCommand('r1', 'dave'), 'h');
     const sessionId = body.sessionId as string;
     await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 300 }, 'hd');
     expect((await refundSession(store, sessionId, { requestId: 'f1', amount: 4 }, 'hf1')).body).toMatchObject({ refunded: { amount: 4 } });
-    expect(await errorCode(refundSession(store, sessionId, { requestId: 'f2', amount: 7 }, 'hf2'))).toBe('conflict');
+    expect(await codeOf(refundSession(store, sessionId, { requestId: 'f2', amount: 7 }, 'hf2'))).toBe('conflict');
     expect((await refundSession(store, sessionId, { requestId: 'f3' }, 'hf3')).body).toMatchObject({ refunded: { amount: 6 } });
-    expect(await expectReconciled(store, 'dave')).toMatchObject({ balance: 100, reserved: 0 });
+    expect(await reconciled(store, 'dave')).toMatchObject({ balance: 100, reserved: 0 });
   });
 
   it('releases an active session uncharged on refund without amount', async () => {
     const store = await testStore();
     await fundedAccount(store, 'erin', 100);
-    const { body } = await reserve(store, open('r1', 'erin'), 'h');
+    const { body } = await reserve(store, reserveCommand('r1', 'erin'), 'h');
     const answer = await refundSession(store, body.sessionId as string, { requestId: 'f1' }, 'hf');
     expect(answer.body).toMatchObject({ state: 'released', refunded: { amount: 0 }, returned: { amount: 20 } });
-    expect(await expectReconciled(store, 'erin')).toMatchObject({ balance: 100, reserved: 0 });
+    expect(await reconciled(store, 'erin')).toMatchObject({ balance: 100, reserved: 0 });
   });
 
   it('refuses unknown accounts and services, and inactive accounts', async () => {
     const store = await testStore();
     await fundedAccount(store, 'frank', 100);
-    expect(await errorCode(reserve(store, open('r1', 'nobody'), 'h'))).toBe('not_found');
-    expect(await errorCode(reserve(store, { ...open('r2', 'frank'), serviceId: 'nothing' }, 'h'))).toBe('not_found');
+    expect(await codeOf(reserve(store, reserveCommand('r1', 'nobody'), 'h'))).toBe('not_found');
+    expect(await codeOf(reserve(store, { ...reserveCommand('r2', 'frank'), serviceId: 'nothing' }, 'h'))).toBe('not_found');
     const { createAccount } = await import('../../functions/store/accounts.js');
     await createAccount(store, { accountId: 'old', currency: 'EUR', kind: 'postpaid', creditLimit: 100, validUntil: '2000-01-01T00:00:00.000Z' });
-    expect(await errorCode(reserve(store, open('r3', 'old'), 'h'))).toBe('account_inactive');
+    expect(await codeOf(reserve(store, reserveCommand('r3', 'old'), 'h'))).toBe('account_inactive');
   });
 });
 
@@ -104,8 +85,8 @@ describe('idempotency', () => {
   it('answers a repeated request with the original answer and changes nothing', async () => {
     const store = await testStore();
     await fundedAccount(store, 'alice', 1000);
-    const first = await reserve(store, open('r1'), 'h1');
-    expect(await reserve(store, open('r1'), 'h1')).toEqual(first);
+    const first = await reserve(store, reserveCommand('r1'), 'h1');
+    expect(await reserve(store, reserveCommand('r1'), 'h1')).toEqual(first);
     const sessionId = first.body.sessionId as string;
     const u = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 90, requested: { units: 600 } }, 'hu1');
     expect(await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 90, requested: { units: 600 } }, 'hu1')).toEqual(u);
@@ -113,27 +94,27 @@ describe('idempotency', () => {
     expect(await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 30 }, 'hd1')).toEqual(d);
     // An old update retransmitted after the session closed is answered as it was, not charged.
     expect(await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 90, requested: { units: 600 } }, 'hu1')).toEqual(u);
-    expect(await reserve(store, open('r1'), 'h1')).toEqual(first);
-    expect(await expectReconciled(store, 'alice')).toMatchObject({ balance: 996, reserved: 0 });
+    expect(await reserve(store, reserveCommand('r1'), 'h1')).toEqual(first);
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 996, reserved: 0 });
   });
 
   it('refuses the same requestId with another body', async () => {
     const store = await testStore();
     await fundedAccount(store, 'alice', 1000);
     await fundedAccount(store, 'bob', 1000);
-    const { body } = await reserve(store, open('r1'), 'h1');
-    expect(await errorCode(reserve(store, open('r1', 'alice', 60), 'other'))).toBe('idempotency_conflict');
-    expect(await errorCode(reserve(store, open('r1', 'bob'), 'other'))).toBe('idempotency_conflict');
+    const { body } = await reserve(store, reserveCommand('r1'), 'h1');
+    expect(await codeOf(reserve(store, reserveCommand('r1', 'alice', 60), 'other'))).toBe('idempotency_conflict');
+    expect(await codeOf(reserve(store, reserveCommand('r1', 'bob'), 'other'))).toBe('idempotency_conflict');
     await updateSession(store, body.sessionId as string, { requestId: 'u1', usedUnits: 60 }, 'hu1');
-    expect(await errorCode(updateSession(store, body.sessionId as string, { requestId: 'u1', usedUnits: 61 }, 'other'))).toBe('idempotency_conflict');
+    expect(await codeOf(updateSession(store, body.sessionId as string, { requestId: 'u1', usedUnits: 61 }, 'other'))).toBe('idempotency_conflict');
     // The refused attempt on bob left nothing behind.
-    expect(await expectReconciled(store, 'bob')).toMatchObject({ balance: 1000, reserved: 0 });
+    expect(await reconciled(store, 'bob')).toMatchObject({ balance: 1000, reserved: 0 });
   });
 
   it('concurrent duplicates reserve once and all get the same answer', async () => {
     const store = await testStore();
     await fundedAccount(store, 'alice', 1000);
-    const answers = await Promise.all(Array.from({ length: 10 }, () => reserve(store, open('r1'), 'h1')));
+    const answers = await Promise.all(Array.from({ length: 10 }, () => reserve(store, reserveCommand('r1'), 'h1')));
     for (const answer of answers) expect(answer).toEqual(answers[0]);
     const sessionId = answers[0]!.body.sessionId as string;
     const updates = await Promise.all(Array.from({ length: 10 }, () =>
@@ -141,7 +122,7 @@ describe('idempotency', () => {
     for (const answer of updates) expect(answer).toEqual(updates[0]);
     const debits = await Promise.all(Array.from({ length: 10 }, () => debitSession(store, sessionId, { requestId: 'd1', usedUnits: 0 }, 'hd1')));
     for (const answer of debits) expect(answer).toEqual(debits[0]);
-    expect(await expectReconciled(store, 'alice')).toMatchObject({ balance: 996, reserved: 0 });
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 996, reserved: 0 });
   });
 });
 
@@ -167,8 +148,8 @@ describe('a handler dying between the two writes', () => {
     await fundedAccount(store, 'alice', 1000);
 
     crash.arm();
-    await expect(reserve(store, open('r1'), 'h1')).rejects.toThrow('handler died');
-    const opened = await reserve(store, open('r1'), 'h1');
+    await expect(reserve(store, reserveCommand('r1'), 'h1')).rejects.toThrow('handler died');
+    const opened = await reserve(store, reserveCommand('r1'), 'h1');
     const sessionId = opened.body.sessionId as string;
     expect(opened.body).toMatchObject({ granted: { amount: 20 } });
 
@@ -181,21 +162,21 @@ describe('a handler dying between the two writes', () => {
     await expect(debitSession(store, sessionId, { requestId: 'd1', usedUnits: 60 }, 'hd')).rejects.toThrow('handler died');
     const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 60 }, 'hd');
     expect(closed.body).toMatchObject({ state: 'closed', charged: { units: 150, amount: 6 }, returned: { amount: 18 } });
-    expect(await expectReconciled(store, 'alice')).toMatchObject({ balance: 994, reserved: 0 });
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 994, reserved: 0 });
   });
 
   it('is finished by the next request of another kind (roll forward)', async () => {
     let crash!: ReturnType<typeof dyingAfterAccountWrite>;
     const store = await testStore({ db: (inner) => (crash = dyingAfterAccountWrite(inner)).db });
     await fundedAccount(store, 'alice', 1000);
-    const sessionId = (await reserve(store, open('r1'), 'h1')).body.sessionId as string;
+    const sessionId = (await reserve(store, reserveCommand('r1'), 'h1')).body.sessionId as string;
     crash.arm();
     await expect(updateSession(store, sessionId, { requestId: 'u1', usedUnits: 90, requested: { units: 600 } }, 'hu')).rejects.toThrow();
     // The client gave up on u1 and terminates: u1's step is recorded first, then the debit.
     const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 30 }, 'hd');
     expect(closed.body).toMatchObject({ charged: { units: 120, amount: 4 } });
     expect(answerIn(await requireSession(store, sessionId, 'u1'), 'u1')).toBeDefined();
-    expect(await expectReconciled(store, 'alice')).toMatchObject({ balance: 996, reserved: 0 });
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 996, reserved: 0 });
   });
 });
 
@@ -203,19 +184,19 @@ describe('concurrency on one account', () => {
   it('100 concurrent reserves never overdraw, and everything adds up', async () => {
     const store = await testStore();
     await fundedAccount(store, 'hot', 1000); // 50 full grants of 20
-    const results = await Promise.allSettled(Array.from({ length: 100 }, (_, i) => reserve(store, open(`r${i}`, 'hot'), `h${i}`)));
+    const results = await Promise.allSettled(Array.from({ length: 100 }, (_, i) => reserve(store, reserveCommand(`r${i}`, 'hot'), `h${i}`)));
     const granted = results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<any>).value.body.granted.amount as number);
     const refused = results.filter((r) => r.status === 'rejected').map((r) => ((r as PromiseRejectedResult).reason as ChargingError).code);
     expect(refused.every((code) => code === 'insufficient_credit')).toBe(true);
     expect(granted.reduce((a, b) => a + b, 0)).toBe(1000);
-    const account = await expectReconciled(store, 'hot');
+    const account = await reconciled(store, 'hot');
     expect(account).toMatchObject({ balance: 1000, reserved: 1000, available: 0 });
 
     // Now close them all concurrently, each using part of its grant.
     const sessions = results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<any>).value.body);
     const closes = await Promise.all(sessions.map((s, i) => debitSession(store, s.sessionId, { requestId: `d${i}`, usedUnits: 60 }, `hd${i}`)));
     const charged = closes.reduce((sum, c) => sum + (c.body as any).charged.amount, 0);
-    const after = await expectReconciled(store, 'hot');
+    const after = await reconciled(store, 'hot');
     expect(after.balance + charged).toBe(1000);
     expect(after.reserved).toBe(0);
   });
@@ -223,12 +204,12 @@ describe('concurrency on one account', () => {
   it('concurrent updates and debits of many sessions on one account add up', async () => {
     const store = await testStore();
     await fundedAccount(store, 'hot', 10_000);
-    const ids = (await Promise.all(Array.from({ length: 20 }, (_, i) => reserve(store, open(`r${i}`, 'hot'), `h${i}`)))).map((a) => a.body.sessionId as string);
+    const ids = (await Promise.all(Array.from({ length: 20 }, (_, i) => reserve(store, reserveCommand(`r${i}`, 'hot'), `h${i}`)))).map((a) => a.body.sessionId as string);
     await Promise.all(ids.flatMap((id, i) => [
       updateSession(store, id, { requestId: `u${i}`, usedUnits: 120, requested: { units: 300 } }, `hu${i}`),
     ]));
     await Promise.all(ids.map((id, i) => debitSession(store, id, { requestId: `d${i}`, usedUnits: 61 }, `hd${i}`)));
-    const account = await expectReconciled(store, 'hot');
+    const account = await reconciled(store, 'hot');
     // Each session: 181 s = 4 blocks = 8.
     expect(account).toMatchObject({ balance: 10_000 - 20 * 8, reserved: 0 });
   });
@@ -239,22 +220,22 @@ describe('expiry', () => {
     const clock = testClock();
     const store = await testStore({ now: clock.now });
     await fundedAccount(store, 'alice', 1000);
-    const sessionId = (await reserve(store, open('r1'), 'h1')).body.sessionId as string;
+    const sessionId = (await reserve(store, reserveCommand('r1'), 'h1')).body.sessionId as string;
     await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 60, requested: { units: 600 } }, 'hu');
     expect(await expireSession(store, sessionId)).toBe('not_due');
     clock.advanceSeconds(301);
     expect(await expireSession(store, sessionId)).toBe('expired');
     expect(await expireSession(store, sessionId)).toBe('gone');
-    expect(await errorCode(updateSession(store, sessionId, { requestId: 'u2', usedUnits: 60 }, 'hu2'))).toBe('session_closed');
+    expect(await codeOf(updateSession(store, sessionId, { requestId: 'u2', usedUnits: 60 }, 'hu2'))).toBe('session_closed');
     expect((await requireSession(store, sessionId)).state).toBe('expired');
-    expect(await expectReconciled(store, 'alice')).toMatchObject({ balance: 998, reserved: 0 });
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 998, reserved: 0 });
   });
 
   it('two sweeps and an update racing one expiry: returned once', async () => {
     const clock = testClock();
     const store = await testStore({ now: clock.now });
     await fundedAccount(store, 'alice', 1000);
-    const sessionId = (await reserve(store, open('r1'), 'h1')).body.sessionId as string;
+    const sessionId = (await reserve(store, reserveCommand('r1'), 'h1')).body.sessionId as string;
     clock.advanceSeconds(301);
     const outcomes = await Promise.allSettled([
       expireSession(store, sessionId),
@@ -262,7 +243,7 @@ describe('expiry', () => {
       updateSession(store, sessionId, { requestId: 'u1', usedUnits: 60, requested: { units: 60 } }, 'hu'),
     ]);
     expect(outcomes.filter((o) => o.status === 'fulfilled' && o.value === 'expired').length).toBeLessThanOrEqual(1);
-    const account = await expectReconciled(store, 'alice');
+    const account = await reconciled(store, 'alice');
     expect(account.reserved + (account.balance === 998 ? 0 : 0)).toBeGreaterThanOrEqual(0);
     expect([1000, 998]).toContain(account.balance);
   });
@@ -275,7 +256,7 @@ describe('a long session', () => {
   it('keeps the session item the same size however many updates it takes, and still answers the first update on repeat', async () => {
     const store = await testStore();
     await fundedAccount(store, 'alice', 1_000_000);
-    const sessionId = (await reserve(store, open('r1'), 'h1')).body.sessionId as string;
+    const sessionId = (await reserve(store, reserveCommand('r1'), 'h1')).body.sessionId as string;
     const size = async () => JSON.stringify((await store.db.send(new GetCommand({ TableName: store.tableName, Key: { pk: `SES#${sessionId}`, sk: 'SESSION' }, ConsistentRead: true }))).Item).length;
     const first = await updateSession(store, sessionId, { requestId: 'u0', usedUnits: 60, requested: { units: 600 } }, 'h');
     const early = await size();
