@@ -154,7 +154,8 @@ function unitsByRules(calls: Call[], before: Snapshot, after: Snapshot): Units {
       }
       if (touch.kind === 'Get') {
         const bytes = touch.prefix === 'SES' ? size(before.session) : touch.prefix === 'ACC' ? size(before.account) : size(touch.item);
-        rru += Math.max(1, Math.ceil(bytes / (4 * KB))) * (touch.consistent ? 1 : 0.5);
+        // A transactional read costs 2 RRU per started 4 KB; a strongly consistent one 1; else 0.5.
+        rru += Math.max(1, Math.ceil(bytes / (4 * KB))) * (touch.transact ? 2 : touch.consistent ? 1 : 0.5);
         continue;
       }
       let bytes: number;
@@ -208,12 +209,12 @@ async function main() {
             return { kind, transact, prefix, sk, consistent: body.ConsistentRead === true, item: body.Item ? marshall(body.Item, { removeUndefinedValues: true }) : undefined };
           };
           const batchGet = name === 'BatchGet' ? Object.values(command.input.RequestItems ?? {})[0] as { Keys: any[]; ConsistentRead?: boolean } : undefined;
-          const touches = name === 'TransactWrite'
+          const touches = name === 'TransactWrite' || name === 'TransactGet'
             ? (command.input.TransactItems ?? []).map((item: Record<string, any>) => { const [kind, body] = Object.entries(item)[0]!; return touch(kind, body, true); })
             : batchGet ? batchGet.Keys.map((k) => touch('Get', { Key: k, ConsistentRead: batchGet.ConsistentRead }, false))
               : [touch(name, command.input ?? {}, false)];
           // A transaction is named by its items: "TransactWrite[Update SES, Put LEDGER]"; a batch by its keys.
-          const label = name === 'TransactWrite' ? `TransactWrite[${touches.map((t: Touch) => `${t.kind} ${t.prefix}`).join(', ')}]`
+          const label = name === 'TransactWrite' || name === 'TransactGet' ? `${name}[${touches.map((t: Touch) => `${t.kind} ${t.prefix}`).join(', ')}]`
             : batchGet ? `BatchGet[${touches.map((t: Touch) => t.prefix).join(', ')}]` : `${name} ${touches[0]!.prefix}`;
           calls?.push({ command: label, touches, localRead: isRead ? table : 0, localWrite: isRead ? 0 : table, localIndex: index });
           return result;

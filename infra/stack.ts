@@ -59,31 +59,29 @@ export const tableActions: Record<FunctionName, string[]> = {
   'service-accounts': ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
   // getService, applyOp (UpdateItem on the account), getSessionItem, transaction Put
   // session + ledger entries + multi-session member; the duplicate-hold give-back (UpdateItem).
-  // BatchGetItem: the backstop compaction in applyOp may roll a step forward (see update).
-  reserve: ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
-  // requireSession with the request's answer item (BatchGetItem), applyOp, finishStep /
-  // rollForward (transaction: Update session + Put ledger + Put answer); a closing step
-  // settles its multi-session (Query MS#, refund transaction).
-  update: ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
-  debit: ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
+  reserve: ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
+  // requireSession with the request's answer item (TransactGetItems: GetItem on each),
+  // applyOp, finishStep / rollForward (transaction: Update session + Put ledger + Put
+  // answer); a closing step settles its multi-session (Query MS#, refund transaction).
+  update: ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
+  debit: ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
   // As debit, plus the refund transaction (Update session + Update account + Put ledger).
-  refund: ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
-  // Multi-party: requireSession with the request's answer item (BatchGetItem), the agreement
+  refund: ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
+  // Multi-party: requireSession with the request's answer item (TransactGetItems), the agreement
   // (UpdateItem session), activation (one transaction: Update each party account + Update
   // session + Put ledger entries + Put answer), the kept answer (PutItem); a party attached to a main account that is short takes an
   // allotment and tries again (GetItem account, transaction Update + Update + Put ledger). No
   // Query: agree never closes a session, so it never settles a multi-session.
-  agree: ['GetItem', 'PutItem', 'UpdateItem', 'BatchGetItem'],
+  agree: ['GetItem', 'PutItem', 'UpdateItem'],
   // requireSession (GetItem), multiSessionView (Query MS#, GetItem per member). Read only.
   'sessions-read': ['GetItem', 'Query'],
   // getService, applyOp, storedAnswer (GetItem), transaction Put request + ledger, the
-  // compensating UpdateItem on a requestId conflict; BatchGetItem as reserve.
-  'direct-debit': ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
+  // compensating UpdateItem on a requestId conflict.
+  'direct-debit': ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
   // findDueSessions (Query on the due index), sweepSession (GetItem, UpdateItem session
   // and account), recordExpiry / rollForward (transaction: Update session + Put ledger),
-  // settling the multi-session of an expired session (Query MS#); a step rolled forward that
-  // another recorded first reads the session with its answer (BatchGetItem).
-  'interim-sweep': ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem', `Query@${DUE_INDEX}`],
+  // settling the multi-session of an expired session (Query MS#).
+  'interim-sweep': ['GetItem', 'PutItem', 'UpdateItem', 'Query', `Query@${DUE_INDEX}`],
   // Due recharge markers and pending notifications (Query on the due index, BatchGetItem),
   // each recharge a transaction (Update marker + Update owner + Update service account + Put
   // ledger entries + Put notification), a failure notice (PutItem), consuming a stale marker

@@ -46,6 +46,8 @@ function actionsFor(command: any): string[] {
     case 'Update': return ['UpdateItem'];
     case 'Delete': return ['DeleteItem'];
     case 'BatchGet': return ['BatchGetItem'];
+    // IAM authorizes a transactional read by GetItem on each item.
+    case 'TransactGet': return (input.TransactItems ?? []).map(() => 'GetItem');
     case 'Query': return [input.IndexName ? `Query@${input.IndexName}` : 'Query'];
     case 'Scan': return [input.IndexName ? `Scan@${input.IndexName}` : 'Scan'];
     case 'TransactWrite':

@@ -4,13 +4,14 @@
 // so passes); once fixed it is a plain `it`, kept as a guard, and the bug leaves KNOWN_BUGS
 // in test/sim/simulator.ts so the simulator exercises that workload again. None is open.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { dispatch, loadHandler } from '../../infra/local/api-gateway.js';
 import { useStore, apiToken } from '../../functions/config.js';
 import { requireAccount } from '../../functions/store/accounts.js';
 import { logger } from '../../functions/http/handler.js';
 import type { Db, Store } from '../../functions/store/db.js';
-import { testClock, testStore } from '../helpers.js';
+import { fundedAccount, reconciled, reserveCommand, testClock, testStore } from '../helpers.js';
+import { requireSession, reserve, updateSession } from '../../functions/store/sessions.js';
 
 beforeAll(() => {
   logger.setLogLevel('SILENT'); // the injected failures are logged as unhandled errors
@@ -458,5 +459,45 @@ describe('simulator findings (bugs in functions/, open: it.fails until fixed, li
     await h.sweep();
     expect(agreed).toBe(true);
     expect((await h.call('GET', `/sessions/${sid}`)).body.state).toBe('expired');
+  });
+
+  // Found by the simulator (seed 7, 20,000 ops: "d: replay differs", two concurrent copies of
+  // one update, the second charged again) right after answers became items of their own, read
+  // with the session in one BatchGetItem. DynamoDB reads a batch item by item (read-committed
+  // per item, not serializable with transactions): the copy that lost the race read the answer
+  // item before the winner's step transaction and the session item after it, found the
+  // session moved on and no answer, and applied the update a second time. Fixed: the session
+  // and the answer are read in one TransactGetItems. The db below reads a batch as DynamoDB
+  // may (its keys one at a time, the other copy running in between) and a transactional read
+  // whole, the other copy running before it.
+  it('tornAnswerRead: a duplicate reading while the first copy records its step is answered, not applied again', async () => {
+    let between: (() => Promise<void>) | null = null;
+    const runBetween = async () => { const run = between; between = null; await run?.(); };
+    const store = await testStore({
+      db: (inner: Db): Db => ({
+        send: async (command: any) => {
+          const name = command.constructor.name;
+          if (name === 'TransactGetCommand') await runBetween();
+          if (name !== 'BatchGetCommand') return inner.send(command);
+          const [table, request] = Object.entries(command.input.RequestItems as Record<string, { Keys: any[]; ConsistentRead?: boolean }>)[0]!;
+          const items: Record<string, unknown>[] = [];
+          for (const [i, k] of [...request.Keys].reverse().entries()) {
+            if (i === 1) await runBetween();
+            const got = await inner.send(new GetCommand({ TableName: table, Key: k, ConsistentRead: request.ConsistentRead }));
+            if (got.Item) items.push(got.Item);
+          }
+          return { Responses: { [table]: items }, UnprocessedKeys: {} };
+        },
+      }),
+    });
+    await fundedAccount(store, 'alice', 1000);
+    const sessionId = (await reserve(store, reserveCommand('r1'), 'h')).body.sessionId as string;
+    const update = { requestId: 'u1', usedUnits: 60, requested: { units: 600 } };
+    let first: unknown;
+    between = async () => { first = await updateSession(store, sessionId, update, 'hu'); };
+    const second = await updateSession(store, sessionId, update, 'hu');
+    expect(second).toEqual(first);
+    expect((await requireSession(store, sessionId)).hold.usedUnits).toBe(60);
+    await reconciled(store, 'alice');
   });
 });
