@@ -115,6 +115,44 @@ const VALIDITY_SECONDS = 300;
 
 // -------------------------------------------------------------------------------- model
 
+/**
+ * Writes of one setting (a PUT or PATCH) that may overlap: retries make their windows long,
+ * and the one that lands last wins, which need not be the one sent last. So an answer must
+ * show exactly what its request sent only if the request ran alone, and a later read may check
+ * the setting only while none is in flight and none overlapped since one last ran alone.
+ */
+export class OverlappingWrites {
+  private inFlight = 0;
+  private started = 0;
+  private raced = false;
+
+  /** Sends one write; `alone`: no other overlapped it, so its answer shows what it sent. */
+  async run<T>(send: () => Promise<T>): Promise<{ result: T; alone: boolean }> {
+    const first = this.inFlight === 0;
+    if (!first) this.raced = true;
+    const started = ++this.started;
+    this.inFlight++;
+    let result: T;
+    try {
+      result = await send();
+    } finally {
+      this.inFlight--;
+    }
+    const alone = first && this.started === started;
+    if (alone) this.raced = false;
+    return { result, alone };
+  }
+
+  /** Taken when a read starts; `settled(mark)` when it ends: may the read check the setting? */
+  mark(): { inFlight: number; started: number } {
+    return { inFlight: this.inFlight, started: this.started };
+  }
+
+  settled(mark: { inFlight: number; started: number }): boolean {
+    return mark.inFlight === 0 && this.inFlight === 0 && this.started === mark.started && !this.raced;
+  }
+}
+
 type Kind = 'topup' | 'reserve' | 'update' | 'debit' | 'release' | 'refund' | 'dd' | 'recharge' | 'propose' | 'agree';
 
 interface Answer {
@@ -215,23 +253,15 @@ interface AccountModel {
   /** Service accounts: every rechargeAmount and onEmpty it ever had (automatic recharges and 402s may use any). */
   rechargeAmounts: Set<number>;
   onEmpty: Set<string>;
-  /** Service accounts: its settings as last sent (a PUT changes them); PUTs in flight, PUTs started. */
+  /** Service accounts: its settings as last sent (a PUT changes them), and the PUTs. */
   settings?: Record<string, unknown>;
-  putsInFlight: number;
-  putGen: number;
+  puts: OverlappingWrites;
   /** Owners: classification → the service account that pays for that service. */
   routes: Map<string, string>;
-  /** Every account ever named as a sponsor of this one; the list last sent; PATCHes in flight. */
+  /** Every account ever named as a sponsor of this one; the list last sent; the PATCHes of it. */
   sponsorsEver: Set<string>;
   sponsors: Array<{ accountId: string; priority: number }>;
-  patchesInFlight: number;
-  patchGen: number;
-  /**
-   * PATCHes of the sponsors overlapped (retries make their windows long): the one that lands
-   * last wins, which need not be the one sent last, so the list is not checked until a PATCH
-   * runs alone again (as limitRaced for consumption limits).
-   */
-  sponsorsRaced?: boolean;
+  sponsorPatches: OverlappingWrites;
   /** Answered manual recharges (owners), and how many were already found in the ledger. */
   confirmedRecharges: Req[];
   verifiedRecharges: number;
@@ -249,14 +279,11 @@ interface AccountModel {
   mainAccountId?: string;
   /**
    * Attached accounts with a consumption limit: every limit it was ever given (a PATCH binds
-   * the next grant; one in flight may already bind), the last sent, PATCHes in flight.
+   * the next grant; one in flight may already bind), the last sent, the PATCHes of it.
    */
   limitsEver: number[];
   limit?: number;
-  limitPatchesInFlight: number;
-  limitPatchGen: number;
-  /** Two limit PATCHes overlapped since one ran alone: which one landed last is unknown. */
-  limitRaced?: boolean;
+  limitPatches: OverlappingWrites;
   /** Main accounts: their attached accounts. */
   members: string[];
 }
@@ -1235,7 +1262,7 @@ class Simulation {
         this.fail('consumption limit', `${what}: allotment ${seq} (${row.amount}) took it to ${taken} from ${account.mainAccountId}, past its consumption limit (the largest it had: ${limit}; limits ${account.limitsEver.join(', ')})`);
       }
     }
-    if (account.limitPatchesInFlight === 0 && !account.limitRaced && account.limit !== undefined && item.consumptionLimit !== account.limit) {
+    if (account.limitPatches.settled(account.limitPatches.mark()) && account.limit !== undefined && item.consumptionLimit !== account.limit) {
       this.fail('consumption limit', `${what}: consumptionLimit ${item.consumptionLimit}, last set ${account.limit}`);
     }
   }
@@ -1495,8 +1522,8 @@ class Simulation {
     const account: AccountModel = {
       ...a, topups: 0, dd: 0, refunds: 0, inDoubt: new Set(), sessions: new Set(),
       confirmedTopups: [], confirmedDd: [], verifiedTopups: 0, verifiedDd: 0, confirmedRecharges: [], verifiedRecharges: 0,
-      rechargeAmounts: new Set(), onEmpty: new Set(), putsInFlight: 0, putGen: 0, routes: new Map(), sponsorsEver: new Set(), sponsors: [], patchesInFlight: 0, patchGen: 0,
-      limitsEver: [], limitPatchesInFlight: 0, limitPatchGen: 0, members: [],
+      rechargeAmounts: new Set(), onEmpty: new Set(), puts: new OverlappingWrites(), routes: new Map(), sponsorsEver: new Set(), sponsors: [], sponsorPatches: new OverlappingWrites(),
+      limitsEver: [], limitPatches: new OverlappingWrites(), members: [],
     };
     this.accounts.set(a.id, account);
     return account;
@@ -2029,8 +2056,7 @@ class Client {
     if (choice === 5) path = `/accounts/${a.id}/notifications`;
     if (choice === 6 && sa) path = `/accounts/${a.id}/service-accounts/${sa.classification}`;
     if (choice === 7 && sa) path = `/accounts/${a.id}/service-accounts/${sa.classification}/ledger?limit=${this.rng.range(1, 50)}`;
-    const patching = a.patchesInFlight;
-    const patchGen = a.patchGen;
+    const sponsorsMark = a.sponsorPatches.mark();
     const answer = await this.api.send(this, 'GET', path, undefined, { faults: true, giveUp: true, label: `GET ${path}`, trace });
     if (!answer) return `GET ${path}`;
     this.api.checkProblemShape(answer, `GET ${path}`);
@@ -2048,7 +2074,7 @@ class Client {
       if (!isDeepStrictEqual(listed, [...a.routes.keys()].sort()) || b.serviceAccounts.some((v: any) => !saArithmetic(v))) {
         this.api.fail('b: account arithmetic', `GET ${path}: service accounts ${JSON.stringify(b.serviceAccounts)}, the model has ${[...a.routes.keys()].join(', ') || 'none'}`);
       }
-      if (patching === 0 && a.patchGen === patchGen && !a.sponsorsRaced && !isDeepStrictEqual(b.sponsors ?? [], a.sponsors)) {
+      if (a.sponsorPatches.settled(sponsorsMark) && !isDeepStrictEqual(b.sponsors ?? [], a.sponsors)) {
         this.api.fail('unexpected answer', `GET ${path}: sponsors ${JSON.stringify(b.sponsors)}, last set ${JSON.stringify(a.sponsors)}`);
       }
     } else if (path.includes('ledger')) {
@@ -2105,20 +2131,12 @@ class Client {
     const text = JSON.stringify(body);
     this.doing = `PUT ${path} ${text}`;
     this.api.noteSettings(sa, body);
-    const alone = sa.putsInFlight === 0;
-    const gen = ++sa.putGen;
-    sa.putsInFlight++;
-    let answer: Answer | null;
-    try {
-      answer = await this.api.send(this, 'PUT', path, text, { faults: true, giveUp: false, label: `PUT ${path}`, trace });
-    } finally {
-      sa.putsInFlight--;
-    }
+    const { result: answer, alone } = await sa.puts.run(() => this.api.send(this, 'PUT', path, text, { faults: true, giveUp: false, label: `PUT ${path}`, trace }));
     this.api.checkProblemShape(answer!, `PUT ${path}`);
     const b = answer!.body;
     const settings = (v: any) => ({ priority: v.priority, onEmpty: v.onEmpty, redirectUrl: v.redirectUrl, minimumLevel: v.minimumLevel, rechargeAmount: v.rechargeAmount, schedule: v.schedule });
     if (answer!.status !== 200 || b.accountId !== a.id || b.classification !== sa.classification || b.unit !== sa.unit || !isDeepStrictEqual(b.rate, sa.rate)
-      || b.available !== b.balance - b.reserved || b.available < 0 || (alone && sa.putGen === gen && !isDeepStrictEqual(settings(b), settings(body)))) {
+      || b.available !== b.balance - b.reserved || b.available < 0 || (alone && !isDeepStrictEqual(settings(b), settings(body)))) {
       this.api.fail('unexpected answer', `PUT ${path} ${text}: ${answer!.status} ${JSON.stringify(b)}`);
     }
     return `PUT ${path} ${text}`;
@@ -2138,24 +2156,15 @@ class Client {
     const text = JSON.stringify({ sponsors });
     this.doing = `PATCH ${path} ${text}`;
     if (!mixed) this.api.noteSponsors(a, sponsors);
-    // Whether the answer must show this very list: no other PATCH of the account overlapped.
-    const alone = a.patchesInFlight === 0;
-    if (!alone && !mixed) a.sponsorsRaced = true;
-    const gen = ++a.patchGen;
-    a.patchesInFlight++;
-    let answer: Answer | null;
-    try {
-      answer = await this.api.send(this, 'PATCH', path, text, { faults: true, giveUp: false, label: `PATCH ${path}`, trace });
-    } finally {
-      a.patchesInFlight--;
-    }
-    if (alone && a.patchGen === gen && !mixed) a.sponsorsRaced = false;
+    // A PATCH naming a sponsor in another currency is refused and changes nothing: not a write.
+    const send = () => this.api.send(this, 'PATCH', path, text, { faults: true, giveUp: false, label: `PATCH ${path}`, trace });
+    const { result: answer, alone } = mixed ? { result: await send(), alone: false } : await a.sponsorPatches.run(send);
     this.api.checkProblemShape(answer!, `PATCH ${path}`);
     const b = answer!.body;
     if (mixed) {
       if (answer!.status !== 409 || b.code !== 'conflict') this.api.fail('unexpected answer', `PATCH ${path} ${text} (a sponsor in another currency): ${answer!.status} ${JSON.stringify(b)}`);
     } else if (answer!.status !== 200 || b.accountId !== a.id || b.available !== b.balance - b.reserved + b.creditLimit
-      || (alone && a.patchGen === gen && !isDeepStrictEqual(b.sponsors ?? [], sponsors))) {
+      || (alone && !isDeepStrictEqual(b.sponsors ?? [], sponsors))) {
       this.api.fail('unexpected answer', `PATCH ${path} ${text}: ${answer!.status} ${JSON.stringify(b)}`);
     }
     return `PATCH ${path} ${text}`;
@@ -2240,18 +2249,7 @@ class Client {
     // Noted before it is sent: a concurrent grant may already be bound by it.
     a.limitsEver.push(limit);
     a.limit = limit;
-    const alone = a.limitPatchesInFlight === 0;
-    if (!alone) a.limitRaced = true;
-    const gen = ++a.limitPatchGen;
-    a.limitPatchesInFlight++;
-    let answer: Answer | null;
-    try {
-      answer = await this.api.send(this, 'PATCH', path, text, { faults: true, giveUp: false, label: `PATCH ${path}`, trace });
-    } finally {
-      a.limitPatchesInFlight--;
-    }
-    const last = alone && a.limitPatchGen === gen;
-    if (last) a.limitRaced = false;
+    const { result: answer, alone: last } = await a.limitPatches.run(() => this.api.send(this, 'PATCH', path, text, { faults: true, giveUp: false, label: `PATCH ${path}`, trace }));
     this.api.checkProblemShape(answer!, `PATCH ${path}`);
     const b = answer!.body;
     if (answer!.status !== 200 || b.accountId !== a.id || b.mainAccountId !== a.mainAccountId || !Number.isSafeInteger(b.consumed)
