@@ -48,12 +48,17 @@ export const esbuildOptions = {
    * Parts of the AWS SDK a Lambda never runs, swapped for small stand-ins (infra/bundle-aliases/):
    * the default credential chain (a Lambda's credentials are in its environment), event
    * streams (no DynamoDB or EventBridge operation has them) and the endpoint cache's LRU
-   * library. ~145 KB less per function.
+   * library, ~145 KB less per function; then the pure-JavaScript SHA-256 fallback (Node
+   * always has node:crypto's) and lib-dynamodb's paginators (its entry keeps them: the
+   * package declares no sideEffects), ~5 KB more. test/infra/bundle-size.test.ts runs
+   * bundled functions, and each stand-in, in a fresh Node process.
    */
   alias: {
     '@aws-sdk/credential-provider-node': resolve(repoRoot, 'infra/bundle-aliases/credential-provider-node.ts'),
     '@smithy/core/event-streams': resolve(repoRoot, 'infra/bundle-aliases/event-streams.ts'),
     'mnemonist/lru-cache': resolve(repoRoot, 'infra/bundle-aliases/lru-cache.ts'),
+    '@smithy/core/checksum': resolve(repoRoot, 'infra/bundle-aliases/checksum.ts'),
+    '@aws-sdk/lib-dynamodb': resolve(repoRoot, 'infra/bundle-aliases/lib-dynamodb.ts'),
   } as Record<string, string>,
 } as const;
 

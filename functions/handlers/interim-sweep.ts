@@ -5,7 +5,7 @@ import type { ScheduledEvent } from 'aws-lambda';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { notifier, store } from '../config.js';
 import { sweep } from '../store/sweep.js';
-import { logger } from '../http/handler.js';
+import { logger } from '../http/logger.js';
 
 const metrics = new Metrics({ namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? 'Charging', serviceName: 'interim-sweep' });
 

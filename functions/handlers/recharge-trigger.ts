@@ -5,7 +5,7 @@ import type { ScheduledEvent } from 'aws-lambda';
 import { notifier, store } from '../config.js';
 import { runDueRecharges } from '../store/serviceAccounts.js';
 import { relayNotifications } from '../store/notifications.js';
-import { logger } from '../http/handler.js';
+import { logger } from '../http/logger.js';
 
 export async function handler(_event?: Partial<ScheduledEvent>) {
   const s = store();

@@ -4,13 +4,13 @@
 import middy from '@middy/core';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda';
-import { Logger } from '@aws-lambda-powertools/logger';
 import type * as z from 'zod/mini';
 import { ChargingError, fail } from '../domain/errors.js';
 import { problemResponse } from './problem.js';
 import { identifier as identifierSchema } from './schemas.js';
+import { logger } from './logger.js';
 
-export const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'charging' });
+export { logger };
 
 export interface HttpRequest {
   /** "POST /sessions/{sessionId}/update" */

@@ -18,6 +18,11 @@ export interface Store {
   now: () => Date;
   /** How long a service's rating may be served from memory. */
   serviceCacheMs: number;
+  /**
+   * Always write the account first and the record after (see ops.ts, one-write operations).
+   * For tests of the two-write path's recovery, and for tables whose accounts are all hot.
+   */
+  twoWriteSteps?: boolean;
 }
 
 export interface StoreOptions {
@@ -26,6 +31,7 @@ export interface StoreOptions {
   region?: string;
   now?: () => Date;
   serviceCacheMs?: number;
+  twoWriteSteps?: boolean;
   db?: Db;
 }
 
@@ -44,6 +50,7 @@ export function createStore(options: StoreOptions): Store {
     tableName: options.tableName,
     now: options.now ?? (() => new Date()),
     serviceCacheMs: options.serviceCacheMs ?? 5_000,
+    ...(options.twoWriteSteps ? { twoWriteSteps: true } : {}),
   };
 }
 

@@ -5,7 +5,7 @@
 import { GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
 import { conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
-import { applyOp, newNonce, refusalOf } from './ops.js';
+import { applyOp, applyOpWithRecord, newNonce, oneWriteAllowed, refusalOf } from './ops.js';
 import { ledgerPut } from './ledger.js';
 import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
 import { getService } from './services.js';
@@ -60,8 +60,21 @@ export async function directDebit(store: Store, command: DirectDebitCommand, bod
     seq: 1, amt: 0, gu: 0, u: units, chg: amountMinor, rid: command.requestId, h: bodyHash, n: newNonce(), at: now.toISOString(), done: 'charged',
     ...(command.multiSessionId ? { ms: command.multiSessionId, svc: command.serviceId, cl: command.clientId } : {}),
   };
-  let result = await applyOp(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId },
-    { balanceDelta: -amountMinor, reservedDelta: 0, availableDelta: -amountMinor }, entry);
+  const movement = { balanceDelta: -amountMinor, reservedDelta: 0, availableDelta: -amountMinor };
+  if (oneWriteAllowed(store, accountId)) {
+    // The charge and its record in one transaction (see ops.ts, one-write operations).
+    const written = await applyOpWithRecord(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId }, movement, entry, recordItems(store, accountId, entry));
+    if (written.outcome === 'applied') {
+      markFinalized(store, accountId, opId, entry);
+      return answerOf(accountId, entry);
+    }
+    if (written.outcome === 'record_refused') {
+      const replay = await storedAnswer(store, command.requestId, bodyHash);
+      if (replay) return replay;
+    }
+    // Anything else: the two-write way below decides.
+  }
+  let result = await applyOp(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId }, movement, entry);
   if (!result.ok && result.route) {
     // The owner keeps a service account for this service (seed 004): it pays in units.
     const ref = result.account!.serviceAccounts![command.serviceId]!;
@@ -135,20 +148,23 @@ async function giveBack(store: Store, accountId: string, entry: OpEntry): Promis
 
 /** The request record and ledger entry of a debit the account already applied, in one transaction. */
 async function writeRecord(store: Store, accountId: string, entry: OpEntry): Promise<void> {
-  await withConflictRetry(() => store.db.send(new TransactWriteCommand({
-    TransactItems: [
-      { Put: {
-        TableName: store.tableName,
-        Item: { ...key.request(entry.rid), requestId: entry.rid, h: entry.h, n: entry.n, kind: 'debit', accountId, at: entry.at, answer: answerOf(accountId, entry) },
-        ConditionExpression: 'attribute_not_exists(pk)',
-      } },
-      ledgerPut(store, { accountId, entryId: `evt:${entry.rid}`, at: entry.at, type: 'charge', amount: -entry.chg, reservedDelta: 0, units: entry.u, requestId: entry.rid }),
-      ...(entry.ms ? [{ Put: {
-        TableName: store.tableName,
-        Item: { ...key.multiSessionEvent(entry.ms, entry.rid), requestId: entry.rid, serviceId: entry.svc, clientId: entry.cl, accountId, charged: { units: entry.u, amount: entry.chg }, at: entry.at },
-      } }] : []),
-    ],
-  })));
+  await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: recordItems(store, accountId, entry) as any })));
+}
+
+/** The transaction items of a debit's record: the request record (only if new), its ledger entry, its multi-session event. */
+function recordItems(store: Store, accountId: string, entry: OpEntry) {
+  return [
+    { Put: {
+      TableName: store.tableName,
+      Item: { ...key.request(entry.rid), requestId: entry.rid, h: entry.h, n: entry.n, kind: 'debit', accountId, at: entry.at, answer: answerOf(accountId, entry) },
+      ConditionExpression: 'attribute_not_exists(pk)',
+    } },
+    ledgerPut(store, { accountId, entryId: `evt:${entry.rid}`, at: entry.at, type: 'charge', amount: -entry.chg, reservedDelta: 0, units: entry.u, requestId: entry.rid }),
+    ...(entry.ms ? [{ Put: {
+      TableName: store.tableName,
+      Item: { ...key.multiSessionEvent(entry.ms, entry.rid), requestId: entry.rid, serviceId: entry.svc, clientId: entry.cl, accountId, charged: { units: entry.u, amount: entry.chg }, at: entry.at },
+    } }] : []),
+  ];
 }
 
 /**

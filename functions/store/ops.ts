@@ -3,14 +3,14 @@
 // `ops.<sessionId>`. The condition on that entry's `seq` is what makes the step exactly
 // once: a retry of an applied step fails the condition and finds its own step recorded.
 import { randomBytes } from 'node:crypto';
-import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { dueShardOf, key } from './table.js';
-import { isConditionFailure, plainItem, withConflictRetry, type Store } from './db.js';
+import { cancellationReasons, isConditionFailure, plainItem, withConflictRetry, type Store } from './db.js';
 // Re-exported: callers import it from here.
 export { plainItem } from './db.js';
 import type { AccountItem, OpEntry } from './accounts.js';
 import type { Movement } from '../domain/session.js';
-import { BACKSTOP_THRESHOLD, claimRemovals, compactAccount, finishedCount, settleRemovals } from './compaction.js';
+import { BACKSTOP_THRESHOLD, claimRemovals, compactAccount, finishedCount, settleRemovals, type Removal } from './compaction.js';
 import { takeAllotment } from './allotments.js';
 import { takeFromSponsors, type SponsoredAccount } from './sponsors.js';
 import { afterCharge, serviceAccountId } from './serviceAccounts.js';
@@ -48,20 +48,41 @@ export type OpResult =
     route?: string;
   };
 
-export async function applyOp(store: Store, accountId: string, opId: string, condition: OpCondition, movement: Movement, entry: OpEntry, depth = 0): Promise<OpResult> {
+/** The parts of the account UpdateItem that records an operation (see applyOp). */
+export interface OpUpdate {
+  UpdateExpression: string;
+  ConditionExpression: string;
+  ExpressionAttributeNames: Record<string, string>;
+  ExpressionAttributeValues: Record<string, unknown>;
+}
+
+/**
+ * The account write of an operation: money moves, `ops.<opId>` becomes `entry`, under the
+ * condition of `condition`, carrying `removals`. `oneWrite`: the write goes in one
+ * transaction with the operation's record (see one-write operations below). It leaves the
+ * account as the two writes would (the entry stays until removed, the due mark is set), so a
+ * retry or a duplicate that goes the two-write way finds what it would have found.
+ */
+export function opUpdate(store: Store, accountId: string, opId: string, condition: OpCondition, movement: Movement, entry: OpEntry, removals: Removal[], oneWrite = false): OpUpdate {
   const need = -movement.availableDelta;
   const names: Record<string, string> = { '#op': opId };
   const values: Record<string, unknown> = {
     ':db': movement.balanceDelta,
     ':dr': movement.reservedDelta,
     ':da': movement.availableDelta,
-    ':entry': entry,
   };
   const conditions = ['attribute_exists(pk)'];
   const sets = ['balance = balance + :db', 'reserved = reserved + :dr', 'available = available + :da', 'ops.#op = :entry'];
+  const removes: string[] = [];
+  values[':entry'] = entry;
   if (need > 0) {
     conditions.push('available >= :need');
     values[':need'] = need;
+  }
+  if (oneWrite) {
+    // A transaction returns no item, so what must look at the account after the write
+    // (a threshold crossed, a service account's recharge) goes the two-write way.
+    conditions.push('attribute_not_exists(lowBalanceThreshold)', 'attribute_not_exists(classification)');
   }
   if (condition.kind === 'new') {
     conditions.push('attribute_not_exists(ops.#op)', '#status = :active', '(attribute_not_exists(validUntil) OR validUntil > :now)');
@@ -84,22 +105,29 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
   // Entries of finished operations this process has fully recorded go with this write, each
   // only if it is still that very entry (its nonce): one removed already and created anew
   // under the same id (a late duplicate) must stay.
-  const removals = claimRemovals(store, accountId, opId);
   removals.forEach((removal, i) => {
     names[`#f${i}`] = removal.opId;
     values[`:f${i}`] = removal.n;
     conditions.push(`ops.#f${i}.n = :f${i}`);
+    removes.push(`ops.#f${i}`);
   });
-  const removeClause = removals.length ? ` REMOVE ${removals.map((_, i) => `ops.#f${i}`).join(', ')}` : '';
+  return {
+    UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
+    ConditionExpression: conditions.join(' AND '),
+    ExpressionAttributeNames: names,
+    ExpressionAttributeValues: values,
+  };
+}
+
+export async function applyOp(store: Store, accountId: string, opId: string, condition: OpCondition, movement: Movement, entry: OpEntry, depth = 0): Promise<OpResult> {
+  const need = -movement.availableDelta;
+  const removals = claimRemovals(store, accountId, opId);
   let result;
   try {
     result = await withConflictRetry(() => store.db.send(new UpdateCommand({
       TableName: store.tableName,
       Key: key.account(accountId),
-      UpdateExpression: `SET ${sets.join(', ')}${removeClause}`,
-      ConditionExpression: conditions.join(' AND '),
-      ExpressionAttributeNames: names,
-      ExpressionAttributeValues: values,
+      ...opUpdate(store, accountId, opId, condition, movement, entry, removals),
       ReturnValues: 'ALL_NEW',
       ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
     })));
@@ -157,4 +185,85 @@ export function refusalOf(account: AccountItem | null, opId: string, now: Date):
   if (account.ops?.[opId]) return 'exists';
   if (account.status !== 'active' || (account.validUntil !== undefined && account.validUntil <= now.toISOString())) return 'account_inactive';
   return 'insufficient';
+}
+
+// ---------------------------------------------------------------- one-write operations
+//
+// Most accounts are not hot: one session at a time, or a few. For them the account write and
+// the operation's record (session item, ledger entries, answer) go in one TransactWriteItems:
+// one call where two writes were, and no half-done state for anyone to finish. An account
+// that meets a transaction conflict is hot (in AWS, concurrent transactions on one item are
+// cancelled), and this process writes it the two-write way (applyOp, then the record) for a
+// while: a busy account is never funnelled through transactions. Any refusal falls back to
+// the two-write path too, which already handles every state an account can be in (shortfall,
+// allotments, sponsors, routing, duplicates); the one write leaves either nothing or exactly
+// what the two writes together leave, so the fallback needs nothing new. Afterwards the
+// caller does what it does after a recorded two-write operation (markFinalized).
+
+/** How long an account that met a conflict is written the two-write way by this process. */
+export const CONTENDED_MS = 60_000;
+/** How long an account that needs the two-write way (a threshold to watch, routing) is remembered. */
+const NEEDS_TWO_WRITES_MS = 5 * 60_000;
+const twoWritesUntil = new Map<string, number>();
+const memoryKey = (store: Store, accountId: string) => `${store.tableName}/${accountId}`;
+
+/** Whether this process tries the account's next operation as one write. */
+export function oneWriteAllowed(store: Store, accountId: string): boolean {
+  if (store.twoWriteSteps) return false;
+  const until = twoWritesUntil.get(memoryKey(store, accountId));
+  if (until === undefined) return true;
+  if (until > store.now().getTime()) return false;
+  twoWritesUntil.delete(memoryKey(store, accountId));
+  return true;
+}
+
+function preferTwoWrites(store: Store, accountId: string, forMs: number): void {
+  if (twoWritesUntil.size > 10_000) twoWritesUntil.clear(); // a bound, not a cache policy
+  twoWritesUntil.set(memoryKey(store, accountId), store.now().getTime() + forMs);
+}
+
+/**
+ * `applied`: the account write and the record landed together. `record_refused`: a record
+ * item's condition failed (at `index` in `record`), so nothing was written: the record exists
+ * already (a duplicate, a step recorded meanwhile). `fallback`: nothing is known to be
+ * written (a refusal, a conflict, a timeout that may have landed): go the two-write way,
+ * which finds out.
+ */
+export type OneWriteOutcome = { outcome: 'applied' } | { outcome: 'record_refused'; index: number } | { outcome: 'fallback' };
+
+export async function applyOpWithRecord(store: Store, accountId: string, opId: string, condition: OpCondition, movement: Movement, entry: OpEntry,
+  record: Array<Record<string, unknown>>): Promise<OneWriteOutcome> {
+  const removals = claimRemovals(store, accountId, opId);
+  try {
+    await store.db.send(new TransactWriteCommand({
+      TransactItems: [
+        { Update: {
+          TableName: store.tableName, Key: key.account(accountId),
+          ...opUpdate(store, accountId, opId, condition, movement, entry, removals, true),
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        } },
+        ...record,
+      ] as any,
+    }));
+  } catch (error) {
+    const reasons = cancellationReasons(error);
+    settleRemovals(store, accountId, removals, reasons ? 'refused' : 'unknown');
+    if (!reasons) return { outcome: 'fallback' };
+    if (reasons.some((r) => r.Code === 'TransactionConflict')) {
+      preferTwoWrites(store, accountId, CONTENDED_MS);
+      return { outcome: 'fallback' };
+    }
+    const index = reasons.findIndex((r, i) => i > 0 && r.Code === 'ConditionalCheckFailed');
+    if (index > 0) return { outcome: 'record_refused', index: index - 1 };
+    // An account the one write can never serve (a threshold to watch, a service account) or
+    // that routes services to service accounts goes the two-write way for a while, without a
+    // refused transaction first.
+    const account = plainItem(reasons[0]?.Item) as Partial<AccountItem & { classification: string }> | undefined;
+    if (account && (account.lowBalanceThreshold !== undefined || account.classification !== undefined || account.serviceAccounts)) {
+      preferTwoWrites(store, accountId, NEEDS_TWO_WRITES_MS);
+    }
+    return { outcome: 'fallback' };
+  }
+  settleRemovals(store, accountId, removals, 'applied');
+  return { outcome: 'applied' };
 }

@@ -1,19 +1,21 @@
 // Charging sessions (RFC 8506 CCR-Initial / Update / Termination) on the table.
 //
-// Each step is at most: one read of the (cold) session item, one conditional UpdateItem on
-// the (hot) account item that moves the money and records the step in `ops.<sessionId>`,
-// and one transaction over cold items only (session item + ledger entries). The account
-// write is the commit point: a step whose account write landed is finished by any retry
-// from what the account recorded, so a handler dying between the two writes loses nothing
-// and a retry never charges twice.
+// A step is one read of the session item (with the request's answer item), then the account
+// write that moves the money and records the step in `ops.<sessionId>`, with the step's
+// record (session item, ledger entries, answer item): in one transaction while the account
+// is quiet (one write), or, on a hot account, as a single-item conditional UpdateItem
+// followed by a transaction over cold items only (two writes; see ops.ts). On the two-write
+// path the account write is the commit point: a step whose account write landed is finished
+// by any retry from what the account recorded, so a handler dying between the two writes
+// loses nothing and a retry never charges twice.
 import { createHash } from 'node:crypto';
 import { GetCommand, QueryCommand, TransactGetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_INDEX, DUE_SHARDS, dueShardOf, key } from './table.js';
 import { conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
-import { applyOp, newNonce, plainItem, refusalOf } from './ops.js';
+import { applyOp, applyOpWithRecord, newNonce, oneWriteAllowed, plainItem, refusalOf } from './ops.js';
 import { ledgerPut, sessionEntries } from './ledger.js';
 import { markFinalized, ORPHAN_GRACE_MS } from './compaction.js';
-import { getService } from './services.js';
+import { getService, type Service } from './services.js';
 import { isServiceAccountId, publicAccountId, type ServiceAccountItem } from './serviceAccounts.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, type PartyState } from './parties.js';
@@ -211,6 +213,28 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
   const firstGrant = optimisticGrant(command.requested, price);
   if (!firstGrant) return refuse('validation_failed', 'requested must be at least one unit');
   let grant = firstGrant;
+  const holdEntry = (now: Date): OpEntry => ({
+    seq: 1, amt: grant.amountMinor, gu: grant.units, u: 0, chg: 0,
+    rid: command.requestId, h: bodyHash, n: newNonce(), at: now.toISOString(), vu: addSeconds(now, service.validitySeconds),
+  });
+  const holdMovement = (): Movement => ({ balanceDelta: 0, reservedDelta: grant.amountMinor, availableDelta: -grant.amountMinor });
+  const record = (entry: OpEntry, recordedAt: string) => reserveRecord(store, command, bodyHash, service, { sessionId, chargedAccountId, price, serviceAccount, entry, recordedAt });
+  if (oneWriteAllowed(store, chargedAccountId)) {
+    // The hold and its session in one transaction (see ops.ts, one-write operations).
+    const candidate = holdEntry(store.now());
+    const { answer, items } = record(candidate, candidate.at);
+    const dueAt = new Date(Date.parse(candidate.vu!) + ORPHAN_GRACE_MS).toISOString();
+    const written = await applyOpWithRecord(store, chargedAccountId, sessionId, { kind: 'new', dueAt, serviceId: command.serviceId }, holdMovement(), candidate, items);
+    if (written.outcome === 'applied') return answer;
+    if (written.outcome === 'record_refused') {
+      // The session exists: this requestId opened it (a repeat, answered as before), or
+      // another body did. Nothing of this attempt was written.
+      const existing = await getSessionItem(store, sessionId);
+      if (existing) return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+    }
+    // Anything else: the two-write way below decides (a refusal, routing, a shortfall, a
+    // conflict, or a timeout after which the transaction may have landed).
+  }
   let entry!: OpEntry;
   /** A hold of this request that the sweep released (its reserve died before the session write): record it expired. */
   let released: OpEntry | undefined;
@@ -218,11 +242,8 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
   let sessionChecked = false;
   for (let attempt = 0; attempt < MAX_ATTEMPTS && !committed; attempt++) {
     const now = store.now();
-    const candidate: OpEntry = {
-      seq: 1, amt: grant.amountMinor, gu: grant.units, u: 0, chg: 0,
-      rid: command.requestId, h: bodyHash, n: newNonce(), at: now.toISOString(), vu: addSeconds(now, service.validitySeconds),
-    };
-    const movement: Movement = { balanceDelta: 0, reservedDelta: grant.amountMinor, availableDelta: -grant.amountMinor };
+    const candidate = holdEntry(now);
+    const movement = holdMovement();
     // Should this handler die before the session write and no retry come, the sweep finds
     // the hold through the account's due mark, once its validity (and a grace) is over.
     const dueAt = new Date(Date.parse(candidate.vu!) + ORPHAN_GRACE_MS).toISOString();
@@ -277,6 +298,39 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
     grant = shorter!;
   }
   if (!committed) throw new ChargingError('temporarily_unavailable', `the account ${chargedAccountId} changed too often to reserve; retry with the same requestId`);
+  // The ledger is read newest first, by time: entries recorded long after their hold (a hold
+  // the sweep released meanwhile) go in at the time they are written, not behind readers.
+  const recordedAt = released ? store.now().toISOString() : entry.at;
+  const { answer, items } = record(entry, recordedAt);
+  let result = answer;
+  try {
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: items as any })));
+  } catch (error) {
+    // Anything but "the session item exists" (a transient conflict is temporarily_unavailable
+    // by now) leaves the hold recorded on the account: a retry finishes it, or the sweep.
+    if (!conditionFailedAt(error, 0)) throw error;
+    const existing = await requireSession(store, sessionId);
+    // The hold is the session's own only if the session was opened by it (same nonce): else it
+    // is a second hold, taken by a retransmission after the session's entry left the account
+    // (by this attempt or by an earlier one that died), or under another body: it goes back.
+    if (existing.nonce !== entry.n) await voidHold(store, chargedAccountId, sessionId, entry);
+    const previous = answerIn(existing, command.requestId);
+    if (previous?.h !== bodyHash) fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+    result = previous!.answer;
+    if (existing.nonce !== entry.n) return result;
+  }
+  // The sweep gave this hold back before the session existed: record that as its expiry.
+  if (released) await rollForward(store, await requireSession(store, sessionId), { ...released, at: recordedAt });
+  return result;
+}
+
+/**
+ * What a reserve records once its hold is taken: the answer, and the transaction items of
+ * the session (only if new), its ledger entry and its multi-session membership.
+ */
+function reserveRecord(store: Store, command: ReserveCommand, bodyHash: string, service: Service,
+  hold: { sessionId: string; chargedAccountId: string; price: Price; serviceAccount?: { classification: string; finalUnit: FinalUnit }; entry: OpEntry; recordedAt: string }) {
+  const { sessionId, chargedAccountId, price, serviceAccount, entry, recordedAt } = hold;
   const wantedUnits = optimisticGrant(command.requested, price)!.units;
   const answer: StoredAnswer = {
     status: 201,
@@ -317,46 +371,23 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
     answers: { [answerKey(command.requestId)]: { h: bodyHash, answer } },
     nonce: entry.n,
   };
-  // The ledger is read newest first, by time: entries recorded long after their hold (a hold
-  // the sweep released meanwhile) go in at the time they are written, not behind readers.
-  const recordedAt = released ? store.now().toISOString() : entry.at;
   const entries = sessionEntries(
     { accountId: chargedAccountId, sessionId, requestId: command.requestId, at: recordedAt, seq: 1 },
     [{ type: 'reserve', amount: 0, reservedDelta: entry.amt, units: entry.gu }],
   );
-  let result = answer;
-  try {
-    await withConflictRetry(() => store.db.send(new TransactWriteCommand({
-      TransactItems: [
-        { Put: {
-          TableName: store.tableName,
-          Item: { ...key.session(sessionId), ...session, dueShard: dueShardOf(sessionId), dueAt: nextDueAt(entry.at, session.interimIntervalSeconds, session.validUntil) },
-          ConditionExpression: 'attribute_not_exists(pk)',
-        } },
-        ...entries.map((e) => ledgerPut(store, e)),
-        ...(command.multiSessionId ? [{ Put: {
-          TableName: store.tableName,
-          Item: { ...key.multiSessionMember(command.multiSessionId, sessionId), sessionId, at: entry.at },
-        } }] : []),
-      ],
-    })));
-  } catch (error) {
-    // Anything but "the session item exists" (a transient conflict is temporarily_unavailable
-    // by now) leaves the hold recorded on the account: a retry finishes it, or the sweep.
-    if (!conditionFailedAt(error, 0)) throw error;
-    const existing = await requireSession(store, sessionId);
-    // The hold is the session's own only if the session was opened by it (same nonce): else it
-    // is a second hold, taken by a retransmission after the session's entry left the account
-    // (by this attempt or by an earlier one that died), or under another body: it goes back.
-    if (existing.nonce !== entry.n) await voidHold(store, chargedAccountId, sessionId, entry);
-    const previous = answerIn(existing, command.requestId);
-    if (previous?.h !== bodyHash) fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
-    result = previous!.answer;
-    if (existing.nonce !== entry.n) return result;
-  }
-  // The sweep gave this hold back before the session existed: record that as its expiry.
-  if (released) await rollForward(store, await requireSession(store, sessionId), { ...released, at: recordedAt });
-  return result;
+  const items = [
+    { Put: {
+      TableName: store.tableName,
+      Item: { ...key.session(sessionId), ...session, dueShard: dueShardOf(sessionId), dueAt: nextDueAt(entry.at, session.interimIntervalSeconds, session.validUntil) },
+      ConditionExpression: 'attribute_not_exists(pk)',
+    } },
+    ...entries.map((e) => ledgerPut(store, e)),
+    ...(command.multiSessionId ? [{ Put: {
+      TableName: store.tableName,
+      Item: { ...key.multiSessionMember(command.multiSessionId, sessionId), sessionId, at: entry.at },
+    } }] : []),
+  ];
+  return { answer, items };
 }
 
 /** The hold a released orphan carried (see releaseOrphanHold), as its reserve took it. */
@@ -448,7 +479,21 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
         ...(closing ? { done: kind === 'release' ? 'released' : 'closed' } as const : {}),
         ...(grant ? {} : { denied: true }),
       };
-      const result = await applyOp(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movementFor(session.hold, usage, newHold), candidate);
+      const movement = movementFor(session.hold, usage, newHold);
+      if (attempt === 0 && tries === 0 && !isServiceAccountId(session.chargedAccountId) && oneWriteAllowed(store, session.chargedAccountId)) {
+        // The money and the record in one transaction (see ops.ts, one-write operations).
+        const { answer, items } = stepRecord(store, session, kind, command, bodyHash, candidate, !grant);
+        const written = await applyOpWithRecord(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movement, candidate, items);
+        if (written.outcome === 'applied') {
+          if (closing) {
+            markFinalized(store, session.chargedAccountId, sessionId, candidate);
+            await afterClose(store, session);
+          }
+          return answer;
+        }
+        // Refused, or not known to be written: the two-write way decides from what is there.
+      }
+      const result = await applyOp(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movement, candidate);
       if (result.ok) { entry = candidate; denied = !grant; break; }
       const recorded = result.account?.ops?.[sessionId];
       if (recorded && recorded.rid === command.requestId && recorded.seq === session.seq + 1) {
@@ -474,7 +519,11 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
   throw new ChargingError('temporarily_unavailable', `session ${sessionId} changed too often to apply this request; retry it with the same requestId`);
 }
 
-async function finishStep(store: Store, session: SessionItem, kind: StepKind, command: StepCommand, bodyHash: string, entry: OpEntry, denied: boolean): Promise<StoredAnswer> {
+/**
+ * What a step records once the account applied it: the answer, and the transaction items of
+ * the session's move from its seq to the step's, the step's ledger entries and its answer item.
+ */
+function stepRecord(store: Store, session: SessionItem, kind: StepKind, command: StepCommand, bodyHash: string, entry: OpEntry, denied: boolean) {
   const previous = session.hold;
   const chargeMinor = entry.chg - previous.chargedMinor;
   const remainder = previous.holdMinor - chargeMinor;
@@ -509,19 +558,23 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
   };
   const sets = ['seq = :next', '#state = :state', '#hold = :hold', 'lastUpdateAt = :at', 'validUntil = :vu', 'returnedMinor = returnedMinor + :returned'];
   const update = closing ? `SET ${sets.join(', ')} REMOVE dueShard, dueAt` : `SET ${sets.join(', ')}, interimIntervalSeconds = :iv, dueAt = :due`;
+  const items = [
+    { Update: {
+      TableName: store.tableName, Key: key.session(session.sessionId),
+      UpdateExpression: update, ConditionExpression: 'seq = :seq',
+      ExpressionAttributeNames: names, ExpressionAttributeValues: values,
+    } },
+    ...entries.map((e) => ledgerPut(store, e)),
+    // Unconditional: the session's seq condition makes the step, and so its answer, once.
+    answerPut(store, session.sessionId, command.requestId, bodyHash, answer),
+  ];
+  return { answer, items, closing };
+}
+
+async function finishStep(store: Store, session: SessionItem, kind: StepKind, command: StepCommand, bodyHash: string, entry: OpEntry, denied: boolean): Promise<StoredAnswer> {
+  const { answer, items, closing } = stepRecord(store, session, kind, command, bodyHash, entry, denied);
   try {
-    await withConflictRetry(() => store.db.send(new TransactWriteCommand({
-      TransactItems: [
-        { Update: {
-          TableName: store.tableName, Key: key.session(session.sessionId),
-          UpdateExpression: update, ConditionExpression: 'seq = :seq',
-          ExpressionAttributeNames: names, ExpressionAttributeValues: values,
-        } },
-        ...entries.map((e) => ledgerPut(store, e)),
-        // Unconditional: the session's seq condition makes the step, and so its answer, once.
-        answerPut(store, session.sessionId, command.requestId, bodyHash, answer),
-      ],
-    })));
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: items as any })));
   } catch (error) {
     // Anything but "the session moved" (a transient conflict is temporarily_unavailable by
     // now) leaves the step recorded on the account only: the retry, or any other request on

@@ -16,9 +16,11 @@
 // removed (see compaction.ts). An account write puts the account there only if it is not
 // there already (`if_not_exists`), so the hot path adds no index writes.
 //
-// Accounts are the only hot items: they change only by single-item conditional
-// UpdateItem, never inside a transaction on the hot path. `available` is stored (not
-// derived) because condition expressions cannot do arithmetic.
+// Accounts are the only items that can be hot. A charging operation changes an account in
+// one transaction with its record while the account is quiet, and by a single-item
+// conditional UpdateItem once this process saw it contended (see ops.ts, one-write
+// operations). `available` is stored (not derived) because condition expressions cannot do
+// arithmetic.
 import { createHash } from 'node:crypto';
 import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { entryOf, esbuildBuildOptions, functionNames, repoRoot } from '../../infra/bundling.js';
+import { entryOf, esbuildBuildOptions, functionNames, repoRoot, type FunctionName } from '../../infra/bundling.js';
 import { createStore, ensureTable } from '../../functions/store/db.js';
 import { dynamodbEndpoint, uniqueTable } from '../helpers.js';
 
@@ -78,6 +78,93 @@ console.log(JSON.stringify(answers));`);
       const answers = JSON.parse(stdout.trim().split('\n').pop()!) as Array<{ statusCode: number; body: string }>;
       expect(answers.map((a) => a.statusCode)).toEqual([200, 200]);
       expect(JSON.parse(answers[1]!.body)).toMatchObject({ serviceId: 'voice' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+/** Lambda's environment, as far as the bundles read it: credentials in the environment, no ~/.aws. */
+const lambdaEnv = (dir: string, tableName: string) => ({
+  PATH: process.env.PATH, HOME: dir, TABLE_NAME: tableName, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_DYNAMODB: dynamodbEndpoint(),
+  AWS_ACCESS_KEY_ID: 'AKIDBUNDLETEST', AWS_SECRET_ACCESS_KEY: 'bundle-test-secret', AWS_SESSION_TOKEN: 'bundle-test-token',
+  AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs22.x', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', POWERTOOLS_LOG_LEVEL: 'ERROR',
+});
+
+describe('the charging functions, bundled, as Lambda runs them', () => {
+  // The charging path through the stand-ins of infra/bundle-aliases/ (the SDK's checksum and
+  // lib-dynamodb entries, and the credential chain): each function bundled
+  // alone, in one fresh Node process with only what Lambda gives it, against DynamoDB Local.
+  // The answers must be those the same events get from the handlers unbundled (events.test.ts),
+  // problems (zod's messages, through the bundled locale) included.
+  it('services, accounts, reserve, update, debit and refund answer the sample events, and reserve its problems', async () => {
+    const tableName = uniqueTable('bundle');
+    await ensureTable(createStore({ tableName, endpoint: dynamodbEndpoint() }));
+    const dir = mkdtempSync(join(tmpdir(), 'bundle-'));
+    try {
+      const steps: Array<[FunctionName, unknown]> = [];
+      const sample = (file: string) => JSON.parse(readFileSync(join(repoRoot, 'events', `${file}.json`), 'utf8'));
+      const reserve = sample('reserve');
+      const badReserve = (body: unknown) => ({ ...reserve, body: JSON.stringify(body) });
+      const reserveBody = JSON.parse(reserve.body);
+      for (const [name, file] of [['services', 'put-service'], ['accounts', 'create-account'], ['accounts', 'topup'], ['reserve', 'reserve'],
+        ['update', 'update'], ['debit', 'debit'], ['refund', 'refund']] as Array<[FunctionName, string]>) steps.push([name, sample(file)]);
+      steps.push(['reserve', badReserve({ ...reserveBody, requested: { units: 1.5 }, clientId: 7, extra: true })]);
+      steps.push(['reserve', badReserve({ ...reserveBody, requested: { units: 1, amount: 1 }, notifyUri: 'not a url' })]);
+      steps.push(['reserve', badReserve({ requestId: 'p-1', parties: [{ accountId: 'alice' }], principle: { type: 'shares', shares: { 'bad key!': 101 } }, clientId: 'c', serviceId: 'voice', requested: { units: 0 } })]);
+      const used = [...new Set(steps.map(([name]) => name))];
+      for (const name of used) {
+        await build({ ...esbuildBuildOptions(entryOf(name)), outfile: join(dir, name, 'index.mjs'), logLevel: 'silent' });
+      }
+      writeFileSync(join(dir, 'run.mjs'), `${used.map((name, i) => `import { handler as h${i} } from './${name}/index.mjs';`).join('\n')}
+const handlers = { ${used.map((name, i) => `'${name}': h${i}`).join(', ')} };
+const answers = [];
+for (const [name, event] of ${JSON.stringify(steps)}) answers.push(await handlers[name](event, { awsRequestId: 'bundle-test', functionName: name, getRemainingTimeInMillis: () => 10000 }));
+console.log(JSON.stringify(answers));`);
+      const { stdout } = await promisify(execFile)(process.execPath, [join(dir, 'run.mjs')], { cwd: dir, env: lambdaEnv(dir, tableName) });
+      const answers = JSON.parse(stdout.trim().split('\n').pop()!) as Array<{ statusCode: number; body: string }>;
+      expect(answers.map((a) => a.statusCode)).toEqual([200, 201, 200, 201, 200, 200, 200, 400, 400, 400]);
+      expect(JSON.parse(answers[3]!.body)).toMatchObject({ sessionId: expect.any(String) });
+      // The same invalid bodies, through the handler unbundled (zod and its English locale as tests load them).
+      const { handler } = await import('../../functions/handlers/reserve.js');
+      for (const [i, step] of steps.entries()) {
+        if (i < 7) continue;
+        const unbundled = await handler(step[1] as any, {} as any) as { statusCode: number; body: string };
+        expect(JSON.parse(answers[i]!.body)).toEqual(JSON.parse(unbundled.body));
+      }
+      expect(JSON.parse(answers[7]!.body).errors.length).toBeGreaterThan(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('the SDK stand-ins behave as the package code they replace', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bundle-'));
+    try {
+      // Built with the bundles' aliases: these imports resolve to infra/bundle-aliases/.
+      await build({
+        ...esbuildBuildOptions(''),
+        entryPoints: undefined,
+        stdin: {
+          resolveDir: repoRoot, loader: 'ts', sourcefile: 'stand-ins.ts', contents: `
+import { createHash, createHmac } from 'node:crypto';
+import { Sha256 } from '@smithy/core/checksum';
+import { DynamoDBDocumentClient, GetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+const hex = (bytes) => Buffer.from(bytes).toString('hex');
+const out = {};
+const hash = new Sha256(); hash.update('abc'); hash.update(new Uint8Array([1, 2, 3]));
+out.sha256 = hex(await hash.digest()) === createHash('sha256').update('abc').update(new Uint8Array([1, 2, 3])).digest('hex');
+const hmac = new Sha256('key'); hmac.update('message');
+out.hmac = hex(await hmac.digest()) === createHmac('sha256', 'key').update('message').digest('hex');
+out.lib = [typeof DynamoDBDocumentClient.from, typeof GetCommand, typeof TransactWriteCommand];
+console.log(JSON.stringify(out));` },
+        outfile: join(dir, 'stand-ins.mjs'),
+        logLevel: 'silent',
+      });
+      const { stdout } = await promisify(execFile)(process.execPath, [join(dir, 'stand-ins.mjs')], { cwd: dir, env: lambdaEnv(dir, 'unused') });
+      expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual({
+        sha256: true, hmac: true, lib: ['function', 'function', 'function'],
+      });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

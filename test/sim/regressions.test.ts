@@ -22,8 +22,12 @@ type Hook = (command: any) => Error | null | Promise<Error | null>;
 const named = (name: string, extra: Record<string, unknown> = {}) => Object.assign(new Error(name), { name, ...extra });
 const isAccountUpdate = (command: any) => command.constructor.name === 'UpdateCommand' && String(command.input?.Key?.pk).startsWith('ACC#');
 
-/** A fresh table with voice/sms/wallet, account `a` holding `balance`, and a db whose calls a test can fail. */
-async function harness(balance = 100) {
+/**
+ * A fresh table with voice/sms/wallet, account `a` holding `balance`, and a db whose calls a
+ * test can fail. `twoWriteSteps`: sessions write the account first and the record after
+ * (functions/store/ops.ts), for findings about what a handler dying in between leaves.
+ */
+async function harness(balance = 100, options: { twoWriteSteps?: boolean } = {}) {
   const clock = testClock();
   let hook: Hook | null = null;
   let accountWritten = false;
@@ -31,6 +35,7 @@ async function harness(balance = 100) {
   let afterHook: ((command: any) => Promise<void>) | null = null;
   const store: Store = await testStore({
     now: clock.now,
+    twoWriteSteps: options.twoWriteSteps,
     db: (inner: Db): Db => ({
       send: async (command: any) => {
         const failure = await hook?.(command);
@@ -133,7 +138,7 @@ describe('simulator findings (bugs in functions/, fixed: kept as guards)', () =>
   });
 
   it('reserveRetryAfterCrashLeaksHold: a late reserve duplicate whose first attempt died after the account write leaves no hold behind', async () => {
-    const h = await harness(100);
+    const h = await harness(100, { twoWriteSteps: true });
     const open = { requestId: 'r1', accountId: 'a', clientId: 'c', serviceId: 'voice', requested: { units: 60 } };
     const first = await h.call('POST', '/sessions', open);
     h.clock.advanceSeconds(10);
@@ -174,7 +179,7 @@ describe('simulator findings (bugs in functions/, fixed: kept as guards)', () =>
   });
 
   it('staleCompactionRemoval: a compaction whose write landed unseen (timeout) does not later remove a new hold under the same id (sim seed 24)', async () => {
-    const h = await harness(100);
+    const h = await harness(100, { twoWriteSteps: true });
     const open = { requestId: 'r1', accountId: 'a', clientId: 'c', serviceId: 'voice', requested: { units: 60 } };
     const first = await h.call('POST', '/sessions', open);
     h.clock.advanceSeconds(10);
@@ -204,7 +209,7 @@ describe('simulator findings (bugs in functions/, fixed: kept as guards)', () =>
   });
 
   it('givenUpReserveLeaksHold: a reserve that died after the account write and is never retried is released by the sweep (sim seed 1 --known-bugs on)', async () => {
-    const h = await harness(100);
+    const h = await harness(100, { twoWriteSteps: true });
     h.dieBetweenWrites();
     expect((await h.call('POST', '/sessions', { requestId: 'r1', accountId: 'a', clientId: 'c', serviceId: 'voice', requested: { units: 600 } })).status).toBe(500);
     // The client gives up. Long after every validity, the sweep has run.
@@ -214,7 +219,7 @@ describe('simulator findings (bugs in functions/, fixed: kept as guards)', () =>
   });
 
   it('givenUpDirectDebitUnrecorded: a direct debit that died after the account write and is never retried reaches the ledger', async () => {
-    const h = await harness(100);
+    const h = await harness(100, { twoWriteSteps: true });
     h.dieBetweenWrites();
     expect((await h.call('POST', '/debits', { requestId: 'e1', accountId: 'a', clientId: 'smsc', serviceId: 'sms', units: 2 })).status).toBe(500);
     h.clock.advanceSeconds(3600);
@@ -231,7 +236,7 @@ describe('simulator findings (bugs in functions/, fixed: kept as guards)', () =>
   });
 
   it('concurrentCompactionRemoval: in one process (the local server), a removal riding on two concurrent writes does not remove a new entry created in between', async () => {
-    const h = await harness(1000);
+    const h = await harness(1000, { twoWriteSteps: true });
     const e1 = { requestId: 'e1', accountId: 'a', clientId: 'app', serviceId: 'wallet', amount: 50 };
     await h.call('POST', '/debits', e1); // finished: evt:e1 is queued for removal
     h.clock.advanceSeconds(1);

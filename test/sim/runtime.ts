@@ -65,6 +65,12 @@ export interface RuntimeOptions {
    * the same rules, posted as DynamoDB JSON over a keep-alive socket (see DirectDb).
    */
   client?: DbClient;
+  /**
+   * Sessions always write the account first and the record after (functions/store/ops.ts):
+   * what a hot account's writes do. Every third Lambda container runs so, so the two-write
+   * path and what dying between its writes leaves are exercised beside the one write.
+   */
+  twoWriteSteps?: boolean;
 }
 
 export type DbClient = 'sdk' | 'direct';
@@ -193,7 +199,7 @@ export function simulatedStore(options: RuntimeOptions): { store: Store; db: Fau
   const clock = new BigInt64Array(options.clock);
   const db = new FaultyDb(options.client === 'direct' ? new DirectDb(options.endpoint) : documentClient({ endpoint: options.endpoint }));
   const now = options.realisticClock ? () => new Date(Number(Atomics.add(clock, 0, 1n) + 1n)) : () => new Date(Number(Atomics.load(clock, 0)));
-  const store = createStore({ tableName: options.tableName, endpoint: options.endpoint, now, serviceCacheMs: options.serviceCacheMs, db });
+  const store = createStore({ tableName: options.tableName, endpoint: options.endpoint, now, serviceCacheMs: options.serviceCacheMs, db, twoWriteSteps: options.twoWriteSteps });
   return { store, db };
 }
 
@@ -361,7 +367,7 @@ export class LambdaRuntime implements Runtime {
     const free = this.free.pop();
     if (free) return free;
     if (this.containers.length < this.options.maxContainers) {
-      const container = new Container(this.options);
+      const container = new Container({ ...this.options, twoWriteSteps: this.containers.length % 3 === 2 });
       this.containers.push(container);
       return container;
     }

@@ -64,11 +64,28 @@ describe('direct debits', () => {
 
   it('a handler dying after the account write is finished by the retry', async () => {
     let armed = false;
-    const store = await testStore({ db: (inner: Db): Db => ({ send: (c) => (armed && c instanceof TransactWriteCommand ? ((armed = false), Promise.reject(new Error('died'))) : inner.send(c)) }) });
+    const store = await testStore({ twoWriteSteps: true, db: (inner: Db): Db => ({ send: (c) => (armed && c instanceof TransactWriteCommand ? ((armed = false), Promise.reject(new Error('died'))) : inner.send(c)) }) });
     await fundedAccount(store, 'alice', 100);
     armed = true;
     await expect(directDebit(store, event('e1'), 'h')).rejects.toThrow('died');
     expect((await directDebit(store, event('e1'), 'h')).body).toMatchObject({ charged: { amount: 4 } });
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 96 });
+  });
+
+  it('one write: a timeout after the charge and its record landed is answered once, and a repeat alike', async () => {
+    let armed = false;
+    const store = await testStore({ db: (inner: Db): Db => ({ send: async (c) => {
+      if (!(armed && c instanceof TransactWriteCommand)) return inner.send(c);
+      armed = false;
+      await inner.send(c);
+      throw Object.assign(new Error('socket hang up'), { name: 'TimeoutError' });
+    } }) });
+    await fundedAccount(store, 'alice', 100);
+    armed = true;
+    const charged = await directDebit(store, event('e1'), 'h');
+    expect(charged.body).toMatchObject({ charged: { amount: 4 } });
+    expect(await directDebit(store, event('e1'), 'h')).toEqual(charged);
+    expect(await codeOf(directDebit(store, event('e1', 'alice', 120), 'other body'))).toBe('idempotency_conflict');
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 96 });
   });
 });

@@ -18,12 +18,17 @@ import { countingDb, type Db, type Store } from '../../functions/store/db.js';
 const event = (requestId: string, accountId = 'alice', units = 60) => ({ requestId, accountId, clientId: 'as', serviceId: 'voice', units });
 const runSweep = (store: Store) => sweep(store, { batchSize: 50, maxBatches: 5 });
 
-/** A db whose calls a test can fail: `hook` runs before each and may throw instead. */
-function faultyStore(clock = testClock()) {
+/**
+ * A db whose calls a test can fail: `hook` runs before each and may throw instead. The store
+ * writes the two-write way (account first, record after: what is left half done here is what
+ * these tests are about) unless `twoWriteSteps` is false.
+ */
+function faultyStore(clock = testClock(), twoWriteSteps = true) {
   let hook: ((command: any) => Error | null | Promise<Error | null>) | null = null;
   const counting = { db: undefined as unknown as ReturnType<typeof countingDb> };
   const storePromise = testStore({
     now: clock.now,
+    twoWriteSteps,
     db: (inner: Db): Db => (counting.db = countingDb({
       send: async (command) => {
         const failure = await hook?.(command);
@@ -48,11 +53,11 @@ const conflict = () => Object.assign(new Error('TransactionCanceledException'), 
 });
 
 describe('the no-fault path costs what it did', () => {
-  it('reserve 2 calls, update 3, debit 3, release 3, direct debit 2', async () => {
-    const f = faultyStore();
+  /** The calls of one of each operation on a fresh account, less the reads of the service (the tests turn the service cache off). */
+  async function callsOfEach(twoWriteSteps: boolean) {
+    const f = faultyStore(testClock(), twoWriteSteps);
     const store = await f.store;
     await fundedAccount(store, 'alice', 1000);
-    /** Calls of `run`, less its reads of the service (the tests turn the service cache off). */
     const calls = async (run: () => Promise<unknown>, serviceReads: number) => {
       f.counts().reset();
       await run();
@@ -60,13 +65,28 @@ describe('the no-fault path costs what it did', () => {
     };
     const opened = await reserve(store, reserveCommand('r1'), 'h');
     const sessionId = opened.body.sessionId as string;
-    expect(await calls(() => reserve(store, reserveCommand('r2'), 'h'), 1)).toBe(2);
-    expect(await calls(() => updateSession(store, sessionId, { requestId: 'u1', usedUnits: 60, requested: { units: 600 } }, 'hu'), 0)).toBe(3);
-    expect(await calls(() => debitSession(store, sessionId, { requestId: 'd1', usedUnits: 60 }, 'hd'), 0)).toBe(3);
-    expect(await calls(() => directDebit(store, event('e1'), 'he'), 1)).toBe(2);
-    // A refund without amount of an active session releases it: one read of the session, not two.
     const second = (await reserve(store, reserveCommand('r3'), 'h')).body.sessionId as string;
-    expect(await calls(() => refundSession(store, second, { requestId: 'f1' }, 'hf'), 0)).toBe(3);
+    return {
+      reserve: await calls(() => reserve(store, reserveCommand('r2'), 'h'), 1),
+      update: await calls(() => updateSession(store, sessionId, { requestId: 'u1', usedUnits: 60, requested: { units: 600 } }, 'hu'), 0),
+      debit: await calls(() => debitSession(store, sessionId, { requestId: 'd1', usedUnits: 60 }, 'hd'), 0),
+      directDebit: await calls(() => directDebit(store, event('e1'), 'he'), 1),
+      // A refund without amount of an active session releases it: one read of the session, not two.
+      release: await calls(() => refundSession(store, second, { requestId: 'f1' }, 'hf'), 0),
+      account: await reconciled(store, 'alice'),
+    };
+  }
+
+  it('one write (account and record in one transaction): reserve 1 call, update 2, debit 2, release 2, direct debit 1', async () => {
+    const { account, ...calls } = await callsOfEach(false);
+    expect(calls).toEqual({ reserve: 1, update: 2, debit: 2, release: 2, directDebit: 1 });
+    expect(account).toMatchObject({ balance: 994, reserved: 20 });
+  });
+
+  it('two writes (a hot account): reserve 2 calls, update 3, debit 3, release 3, direct debit 2', async () => {
+    const { account, ...calls } = await callsOfEach(true);
+    expect(calls).toEqual({ reserve: 2, update: 3, debit: 3, release: 3, directDebit: 2 });
+    expect(account).toMatchObject({ balance: 994, reserved: 20 });
   });
 });
 
@@ -218,7 +238,7 @@ describe('accounts in the due index', () => {
 
 describe('removals of finished entries', () => {
   it('never take a newer entry under the same id (a late duplicate that died holding)', async () => {
-    const store = await testStore();
+    const store = await testStore({ twoWriteSteps: true });
     await fundedAccount(store, 'alice', 100);
     const first = await reserve(store, reserveCommand('r1'), 'h');
     await debitSession(store, first.body.sessionId as string, { requestId: 'd1', usedUnits: 60 }, 'hd'); // queued for removal

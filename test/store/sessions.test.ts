@@ -1,7 +1,9 @@
 // Sessions against real DynamoDB Local: the money moves, the answers, and the
 // crash/retry/concurrency paths that must never charge twice.
 import { describe, expect, it } from 'vitest';
-import { GetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { key } from '../../functions/store/table.js';
+import { listNotifications } from '../../functions/store/notifications.js';
 import { codeOf, fundedAccount, reconciled, reserveCommand, testClock, testStore } from '../helpers.js';
 import { answerIn, reserve, updateSession, debitSession, refundSession, expireSession, requireSession, sessionIdFor } from '../../functions/store/sessions.js';
 import { requireAccount } from '../../functions/store/accounts.js';
@@ -144,7 +146,7 @@ function dyingAfterAccountWrite(inner: Db) {
 describe('a handler dying between the two writes', () => {
   it('is finished by the retry, never charged twice, for every step', async () => {
     let crash!: ReturnType<typeof dyingAfterAccountWrite>;
-    const store = await testStore({ db: (inner) => (crash = dyingAfterAccountWrite(inner)).db });
+    const store = await testStore({ db: (inner) => (crash = dyingAfterAccountWrite(inner)).db, twoWriteSteps: true });
     await fundedAccount(store, 'alice', 1000);
 
     crash.arm();
@@ -167,7 +169,7 @@ describe('a handler dying between the two writes', () => {
 
   it('is finished by the next request of another kind (roll forward)', async () => {
     let crash!: ReturnType<typeof dyingAfterAccountWrite>;
-    const store = await testStore({ db: (inner) => (crash = dyingAfterAccountWrite(inner)).db });
+    const store = await testStore({ db: (inner) => (crash = dyingAfterAccountWrite(inner)).db, twoWriteSteps: true });
     await fundedAccount(store, 'alice', 1000);
     const sessionId = (await reserve(store, reserveCommand('r1'), 'h1')).body.sessionId as string;
     crash.arm();
@@ -177,6 +179,108 @@ describe('a handler dying between the two writes', () => {
     expect(closed.body).toMatchObject({ charged: { units: 120, amount: 4 } });
     expect(answerIn(await requireSession(store, sessionId, 'u1'), 'u1')).toBeDefined();
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 996, reserved: 0 });
+  });
+});
+
+/** A database that fails the next transaction: after it went through (a timeout whose write landed) or before. */
+function failingNextTransaction(inner: Db) {
+  const state: { armed: null | 'after' | 'before' | 'conflict'; transactions: number } = { armed: null, transactions: 0 };
+  const db: Db = {
+    send: async (command) => {
+      if (command instanceof TransactWriteCommand) state.transactions++;
+      const armed = command instanceof TransactWriteCommand ? state.armed : null;
+      if (!armed) return inner.send(command);
+      state.armed = null;
+      if (armed === 'conflict') {
+        throw Object.assign(new Error('Transaction cancelled'), {
+          name: 'TransactionCanceledException',
+          CancellationReasons: command.input.TransactItems.map((_: unknown, i: number) => ({ Code: i === 0 ? 'TransactionConflict' : 'None' })),
+        });
+      }
+      if (armed === 'after') await inner.send(command);
+      throw Object.assign(new Error('socket hang up'), { name: 'TimeoutError' });
+    },
+  };
+  return { db, state, arm: (how: 'after' | 'before' | 'conflict') => { state.armed = how; } };
+}
+
+describe('one write: the account and the record in one transaction', () => {
+  it('a timeout after the transaction landed: the request finds its step applied and answers it, once', async () => {
+    let faults!: ReturnType<typeof failingNextTransaction>;
+    const store = await testStore({ db: (inner) => (faults = failingNextTransaction(inner)).db });
+    await fundedAccount(store, 'alice', 1000);
+    faults.arm('after');
+    const opened = await reserve(store, reserveCommand('r1'), 'h1');
+    expect(opened).toMatchObject({ status: 201, body: { granted: { amount: 20 } } });
+    const sessionId = opened.body.sessionId as string;
+    faults.arm('after');
+    const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 90, requested: { units: 600 } }, 'hu');
+    expect(updated.body).toMatchObject({ charged: { amount: 4 }, granted: { amount: 20 } });
+    faults.arm('after');
+    const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 60 }, 'hd');
+    expect(closed.body).toMatchObject({ state: 'closed', charged: { units: 150, amount: 6 }, returned: { amount: 18 } });
+    // Repeats are answered alike, and nothing moved twice.
+    expect(await reserve(store, reserveCommand('r1'), 'h1')).toEqual(opened);
+    expect(await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 90, requested: { units: 600 } }, 'hu')).toEqual(updated);
+    expect(await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 60 }, 'hd')).toEqual(closed);
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 994, reserved: 0 });
+  });
+
+  it('a timeout before it landed: the two-write way applies the step, once', async () => {
+    let faults!: ReturnType<typeof failingNextTransaction>;
+    const store = await testStore({ db: (inner) => (faults = failingNextTransaction(inner)).db });
+    await fundedAccount(store, 'alice', 1000);
+    faults.arm('before');
+    const sessionId = (await reserve(store, reserveCommand('r1'), 'h1')).body.sessionId as string;
+    faults.arm('before');
+    await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 90, requested: { units: 600 } }, 'hu');
+    faults.arm('before');
+    const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 60 }, 'hd');
+    expect(closed.body).toMatchObject({ state: 'closed', charged: { units: 150, amount: 6 }, returned: { amount: 18 } });
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 994, reserved: 0 });
+  });
+
+  it('a conflict sends the account the two-write way for a while, then back', async () => {
+    const clock = testClock();
+    let faults!: ReturnType<typeof failingNextTransaction>;
+    const store = await testStore({ now: clock.now, db: (inner) => (faults = failingNextTransaction(inner)).db });
+    await fundedAccount(store, 'alice', 1000);
+    const sessionId = (await reserve(store, reserveCommand('r1'), 'h1')).body.sessionId as string;
+    faults.arm('conflict');
+    const before = faults.state.transactions;
+    await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 60, requested: { units: 600 } }, 'hu1');
+    expect(faults.state.transactions - before).toBe(2); // the cancelled one write, then the record
+    // Contended: the next steps go straight to the account UpdateItem (one transaction each: the record).
+    const account = await requireAccount(store, 'alice');
+    expect(account.ops[sessionId]).toMatchObject({ seq: 2 });
+    const mark = faults.state.transactions;
+    await updateSession(store, sessionId, { requestId: 'u2', usedUnits: 60, requested: { units: 600 } }, 'hu2');
+    expect(faults.state.transactions - mark).toBe(1);
+    clock.advanceSeconds(61);
+    await updateSession(store, sessionId, { requestId: 'u3', usedUnits: 60, requested: { units: 600 } }, 'hu3');
+    await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 60 }, 'hd');
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 992, reserved: 0 });
+  });
+
+  it('a late duplicate of a finished session\'s reserve is answered as before and holds nothing', async () => {
+    const store = await testStore();
+    await fundedAccount(store, 'alice', 100);
+    const opened = await reserve(store, reserveCommand('r1'), 'h1');
+    await debitSession(store, opened.body.sessionId as string, { requestId: 'd1', usedUnits: 60 }, 'hd');
+    expect(await reserve(store, reserveCommand('r1'), 'h1')).toEqual(opened);
+    expect(await codeOf(reserve(store, reserveCommand('r1', 'alice', 60), 'other body'))).toBe('idempotency_conflict');
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 98, reserved: 0 });
+  });
+
+  it('an account with a low-balance threshold is written the two-write way, and its crossing is noticed', async () => {
+    const store = await testStore();
+    await fundedAccount(store, 'alice', 100);
+    await store.db.send(new UpdateCommand({ TableName: store.tableName, Key: key.account('alice'), UpdateExpression: 'SET lowBalanceThreshold = :t', ExpressionAttributeValues: { ':t': 90 } }));
+    const sessionId = (await reserve(store, reserveCommand('r1', 'alice', 600), 'h1')).body.sessionId as string;
+    await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 600 }, 'hd');
+    const notes = (await listNotifications(store, 'alice')).notifications.filter((n) => n.type === 'low_balance');
+    expect(notes).toHaveLength(1);
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 80, reserved: 0 });
   });
 });
 
