@@ -1,6 +1,7 @@
 // Shared test fixtures: a fresh table on the run's DynamoDB Local, and the local API.
 import { expect, inject } from 'vitest';
 import { randomUUID } from 'node:crypto';
+import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { createStore, ensureTable, type Db, type Store } from '../functions/store/db.js';
 import { putService } from '../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../functions/store/accounts.js';
@@ -26,6 +27,25 @@ export async function testStore(options: { now?: () => Date; db?: (inner: Db) =>
   const base = createStore({ tableName: uniqueTable(), endpoint: dynamodbEndpoint(), now: options.now, serviceCacheMs: 0, twoWriteSteps: options.twoWriteSteps });
   await ensureTable(base);
   return options.db ? { ...base, db: options.db(base.db) } : base;
+}
+
+/**
+ * Two stores on one table: `twoWrites` goes the two-write way (account first, record after:
+ * what a hot account's writes do) and `oneWrite` the default way. `failNextTransaction`: the
+ * next TransactWrite of either fails with `error` without going out (a handler dying between
+ * the two writes, a throttle past the retries).
+ */
+export async function twoWriteAndOneWriteStores(): Promise<{ twoWrites: Store; oneWrite: Store; failNextTransaction: (error: Error) => void }> {
+  let failure: Error | null = null;
+  const twoWrites = await testStore({ twoWriteSteps: true, db: (inner: Db): Db => ({
+    send: (command) => {
+      if (!failure || !(command instanceof TransactWriteCommand)) return inner.send(command);
+      const error = failure;
+      failure = null;
+      return Promise.reject(error);
+    },
+  }) });
+  return { twoWrites, oneWrite: { ...twoWrites, twoWriteSteps: undefined }, failNextTransaction: (error) => { failure = error; } };
 }
 
 export const voice = { serviceId: 'voice', unit: 'seconds' as const, price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 30 };

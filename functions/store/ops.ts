@@ -224,10 +224,13 @@ function preferTwoWrites(store: Store, accountId: string, forMs: number): void {
 
 /**
  * `applied`: the account write and the record landed together. `record_refused`: a record
- * item's condition failed (at `index` in `record`), so nothing was written: the record exists
- * already (a duplicate, a step recorded meanwhile). `fallback`: nothing is known to be
- * written (a refusal, a conflict, a timeout that may have landed): go the two-write way,
- * which finds out.
+ * item's condition failed (at `index` in `record`) while the account's held, so nothing was
+ * written and nothing of this operation is on the account: the record exists already (a
+ * duplicate, a step recorded meanwhile). `fallback`: anything else (a refusal, a conflict, a
+ * timeout that may have landed): go the two-write way, which finds out. That includes a record
+ * refused while the account refused too: the account may carry what an earlier two-write
+ * attempt of this very request left (a charge or a hold taken before it learnt the record
+ * existed, and not yet given back), which only the two-write path finishes.
  */
 export type OneWriteOutcome = { outcome: 'applied' } | { outcome: 'record_refused'; index: number } | { outcome: 'fallback' };
 
@@ -254,7 +257,7 @@ export async function applyOpWithRecord(store: Store, accountId: string, opId: s
       return { outcome: 'fallback' };
     }
     const index = reasons.findIndex((r, i) => i > 0 && r.Code === 'ConditionalCheckFailed');
-    if (index > 0) return { outcome: 'record_refused', index: index - 1 };
+    if (index > 0 && reasons[0]?.Code !== 'ConditionalCheckFailed') return { outcome: 'record_refused', index: index - 1 };
     // An account the one write can never serve (a threshold to watch, a service account) or
     // that routes services to service accounts goes the two-write way for a while, without a
     // refused transaction first.

@@ -640,28 +640,28 @@ export async function refundSession(store: Store, sessionId: string, command: { 
   const refundedMinor = session.refundedMinor + amount;
   const answer: StoredAnswer = { status: 200, body: { refunded: { amount }, refundedTotal: { amount: refundedMinor }, state: session.state } };
   // Refunds are rare: one transaction keeps session, account and ledger together.
+  const items = [
+    { Update: {
+      TableName: store.tableName, Key: key.session(sessionId),
+      UpdateExpression: 'SET refundedMinor = :total',
+      ConditionExpression: 'refundedMinor = :before',
+      ExpressionAttributeValues: { ':total': refundedMinor, ':before': session.refundedMinor },
+    } },
+    { Update: {
+      TableName: store.tableName, Key: key.account(session.chargedAccountId),
+      UpdateExpression: 'SET balance = balance + :a, available = available + :a',
+      ConditionExpression: 'attribute_exists(pk)',
+      ExpressionAttributeValues: { ':a': amount },
+    } },
+    ledgerPut(store, { accountId: session.chargedAccountId, entryId: `${sessionId}:refund:${command.requestId}`, at, type: ledgerType, amount, reservedDelta: 0, sessionId, requestId: command.requestId, ...(command.reason ? { reason: command.reason } : {}) }),
+    answerPut(store, sessionId, command.requestId, bodyHash, answer, true),
+  ];
+  const answerIndex = items.length - 1;
   try {
-    await withConflictRetry(() => store.db.send(new TransactWriteCommand({
-      TransactItems: [
-        { Update: {
-          TableName: store.tableName, Key: key.session(sessionId),
-          UpdateExpression: 'SET refundedMinor = :total',
-          ConditionExpression: 'refundedMinor = :before',
-          ExpressionAttributeValues: { ':total': refundedMinor, ':before': session.refundedMinor },
-        } },
-        { Update: {
-          TableName: store.tableName, Key: key.account(session.chargedAccountId),
-          UpdateExpression: 'SET balance = balance + :a, available = available + :a',
-          ConditionExpression: 'attribute_exists(pk)',
-          ExpressionAttributeValues: { ':a': amount },
-        } },
-        ledgerPut(store, { accountId: session.chargedAccountId, entryId: `${sessionId}:refund:${command.requestId}`, at, type: ledgerType, amount, reservedDelta: 0, sessionId, requestId: command.requestId, ...(command.reason ? { reason: command.reason } : {}) }),
-        answerPut(store, sessionId, command.requestId, bodyHash, answer, true),
-      ],
-    })));
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: items as any })));
   } catch (error) {
     // The session moved (another refund), or this requestId got its answer meanwhile (a duplicate).
-    if (!conditionFailedAt(error, 0) && !conditionFailedAt(error, 3)) throw error;
+    if (!conditionFailedAt(error, 0) && !conditionFailedAt(error, answerIndex)) throw error;
     return refundSession(store, sessionId, command, bodyHash, ledgerType); // the session moved: decide again on what it is now
   }
   return answer;
@@ -694,7 +694,19 @@ export async function sweepSession(store: Store, sessionId: string, notifier?: N
       seq: session.seq + 1, amt: 0, gu: 0, u: session.hold.usedUnits, chg: session.hold.chargedMinor,
       rid: `expire:${session.seq}`, h: 'sweep', n: newNonce(), at: now, vu: session.validUntil, done: 'expired',
     };
-    const result = await applyOp(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movementFor(session.hold, usage, 0), entry);
+    const movement = movementFor(session.hold, usage, 0);
+    if (attempt === 0 && !isServiceAccountId(session.chargedAccountId) && oneWriteAllowed(store, session.chargedAccountId)) {
+      // The hold back and the expiry recorded in one transaction (see ops.ts, one-write operations).
+      const written = await applyOpWithRecord(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movement, entry, expiryRecord(store, session, entry));
+      if (written.outcome === 'applied') {
+        markFinalized(store, session.chargedAccountId, sessionId, entry);
+        await notifier?.publish([{ type: 'session_expired', at: entry.at, ...sessionRefs(session), returned: { amount: session.hold.holdMinor } }]);
+        await afterClose(store, session);
+        return 'expired';
+      }
+      // Refused (an update won the race, another sweep), or not known to be written: as below.
+    }
+    const result = await applyOp(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movement, entry);
     let applied = entry;
     if (!result.ok) {
       const recorded = result.account?.ops?.[sessionId];
@@ -747,29 +759,32 @@ async function askForReport(store: Store, session: SessionItem, now: string, not
   return 'report_requested';
 }
 
-/** Records an expiry the account already applied; false when another sweep recorded it. */
-async function recordExpiry(store: Store, session: SessionItem, applied: OpEntry): Promise<boolean> {
+/** The transaction items that record an expiry: the session's move to `expired` (only from its seq) and the ledger entry. */
+function expiryRecord(store: Store, session: SessionItem, applied: OpEntry) {
   const returned = session.hold.holdMinor;
   const entries = sessionEntries(
     { accountId: session.chargedAccountId, sessionId: session.sessionId, requestId: applied.rid, at: applied.at, seq: applied.seq },
     [{ type: 'expire', amount: 0, reservedDelta: -returned }],
   );
+  return [
+    { Update: {
+      TableName: store.tableName, Key: key.session(session.sessionId),
+      UpdateExpression: 'SET seq = :next, #state = :expired, #hold = :hold, lastUpdateAt = :at, returnedMinor = returnedMinor + :r REMOVE dueShard, dueAt',
+      ConditionExpression: 'seq = :seq',
+      ExpressionAttributeNames: { '#state': 'state', '#hold': 'hold' },
+      ExpressionAttributeValues: {
+        ':next': applied.seq, ':seq': session.seq, ':expired': 'expired', ':at': applied.at, ':r': returned,
+        ':hold': { ...session.hold, seq: applied.seq, holdMinor: 0, grantedUnits: 0 },
+      },
+    } },
+    ...entries.map((e) => ledgerPut(store, e)),
+  ];
+}
+
+/** Records an expiry the account already applied; false when another sweep recorded it. */
+async function recordExpiry(store: Store, session: SessionItem, applied: OpEntry): Promise<boolean> {
   try {
-    await withConflictRetry(() => store.db.send(new TransactWriteCommand({
-      TransactItems: [
-        { Update: {
-          TableName: store.tableName, Key: key.session(session.sessionId),
-          UpdateExpression: 'SET seq = :next, #state = :expired, #hold = :hold, lastUpdateAt = :at, returnedMinor = returnedMinor + :r REMOVE dueShard, dueAt',
-          ConditionExpression: 'seq = :seq',
-          ExpressionAttributeNames: { '#state': 'state', '#hold': 'hold' },
-          ExpressionAttributeValues: {
-            ':next': applied.seq, ':seq': session.seq, ':expired': 'expired', ':at': applied.at, ':r': returned,
-            ':hold': { ...session.hold, seq: applied.seq, holdMinor: 0, grantedUnits: 0 },
-          },
-        } },
-        ...entries.map((e) => ledgerPut(store, e)),
-      ],
-    })));
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: expiryRecord(store, session, applied) as any })));
   } catch (error) {
     if (!conditionFailedAt(error, 0)) throw error;
     return false;

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { codeOf, fundedAccount, reconciled, reserveCommand, testClock, testStore, voice } from '../helpers.js';
-import { reserve, updateSession, debitSession, refundSession, requireSession, getSessionItem, answerIn, sessionIdFor } from '../../functions/store/sessions.js';
+import { reserve, updateSession, debitSession, refundSession, requireSession, getSessionItem, answerIn, sessionIdFor, sweepSession } from '../../functions/store/sessions.js';
 import { directDebit } from '../../functions/store/debits.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import { putService } from '../../functions/store/services.js';
@@ -55,7 +55,8 @@ const conflict = () => Object.assign(new Error('TransactionCanceledException'), 
 describe('the no-fault path costs what it did', () => {
   /** The calls of one of each operation on a fresh account, less the reads of the service (the tests turn the service cache off). */
   async function callsOfEach(twoWriteSteps: boolean) {
-    const f = faultyStore(testClock(), twoWriteSteps);
+    const clock = testClock();
+    const f = faultyStore(clock, twoWriteSteps);
     const store = await f.store;
     await fundedAccount(store, 'alice', 1000);
     const calls = async (run: () => Promise<unknown>, serviceReads: number) => {
@@ -73,20 +74,28 @@ describe('the no-fault path costs what it did', () => {
       directDebit: await calls(() => directDebit(store, event('e1'), 'he'), 1),
       // A refund without amount of an active session releases it: one read of the session, not two.
       release: await calls(() => refundSession(store, second, { requestId: 'f1' }, 'hf'), 0),
+      // The sweep expiring a session its client forgot (r2's, once its validity is over).
+      expiry: await (async () => {
+        clock.advanceSeconds(301);
+        const forgotten = sessionIdFor('r2');
+        const expired = await calls(() => sweepSession(store, forgotten), 0);
+        expect((await requireSession(store, forgotten)).state).toBe('expired');
+        return expired;
+      })(),
       account: await reconciled(store, 'alice'),
     };
   }
 
-  it('one write (account and record in one transaction): reserve 1 call, update 2, debit 2, release 2, direct debit 1', async () => {
+  it('one write (account and record in one transaction): reserve 1 call, update 2, debit 2, release 2, direct debit 1, expiry 2', async () => {
     const { account, ...calls } = await callsOfEach(false);
-    expect(calls).toEqual({ reserve: 1, update: 2, debit: 2, release: 2, directDebit: 1 });
-    expect(account).toMatchObject({ balance: 994, reserved: 20 });
+    expect(calls).toEqual({ reserve: 1, update: 2, debit: 2, release: 2, directDebit: 1, expiry: 2 });
+    expect(account).toMatchObject({ balance: 994, reserved: 0 });
   });
 
-  it('two writes (a hot account): reserve 2 calls, update 3, debit 3, release 3, direct debit 2', async () => {
+  it('two writes (a hot account): reserve 2 calls, update 3, debit 3, release 3, direct debit 2, expiry 3', async () => {
     const { account, ...calls } = await callsOfEach(true);
-    expect(calls).toEqual({ reserve: 2, update: 3, debit: 3, release: 3, directDebit: 2 });
-    expect(account).toMatchObject({ balance: 994, reserved: 20 });
+    expect(calls).toEqual({ reserve: 2, update: 3, debit: 3, release: 3, directDebit: 2, expiry: 3 });
+    expect(account).toMatchObject({ balance: 994, reserved: 0 });
   });
 });
 

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from '../../functions/store/table.js';
 import { listNotifications } from '../../functions/store/notifications.js';
-import { codeOf, fundedAccount, reconciled, reserveCommand, testClock, testStore } from '../helpers.js';
+import { codeOf, fundedAccount, reconciled, reserveCommand, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
 import { answerIn, reserve, updateSession, debitSession, refundSession, expireSession, requireSession, sessionIdFor } from '../../functions/store/sessions.js';
 import { requireAccount } from '../../functions/store/accounts.js';
 import { ChargingError } from '../../functions/domain/errors.js';
@@ -270,6 +270,25 @@ describe('one write: the account and the record in one transaction', () => {
     expect(await reserve(store, reserveCommand('r1'), 'h1')).toEqual(opened);
     expect(await codeOf(reserve(store, reserveCommand('r1', 'alice', 60), 'other body'))).toBe('idempotency_conflict');
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 98, reserved: 0 });
+  });
+
+  // Found by the simulator (seed 21, 20,000 operations, op 3,500): a retry that went the
+  // one-write way answered from the record and left on the account what its first attempt,
+  // on the two-write path, had taken and not given back yet.
+  it('a retry finishes what a two-write attempt of the same request left: a late duplicate\'s hold goes back', async () => {
+    const { twoWrites, oneWrite, failNextTransaction } = await twoWriteAndOneWriteStores();
+    await fundedAccount(oneWrite, 'alice', 100);
+    const opened = await reserve(oneWrite, reserveCommand('r1'), 'h1');
+    const sessionId = opened.body.sessionId as string;
+    await debitSession(oneWrite, sessionId, { requestId: 'd1', usedUnits: 60 }, 'hd');
+    await oneWrite.db.send(new UpdateCommand({ TableName: oneWrite.tableName, Key: key.account('alice'), UpdateExpression: 'REMOVE ops.#op', ExpressionAttributeNames: { '#op': sessionId } }));
+    // A late duplicate on a hot account's path takes a new hold, and dies before it learns the session exists.
+    failNextTransaction(new Error('handler died'));
+    await expect(reserve(twoWrites, reserveCommand('r1'), 'h1')).rejects.toThrow('handler died');
+    expect(await requireAccount(oneWrite, 'alice')).toMatchObject({ reserved: 20 });
+    // Its retry, in a process where the account is quiet, is answered as before, and the hold goes back.
+    expect(await reserve(oneWrite, reserveCommand('r1'), 'h1')).toEqual(opened);
+    expect(await reconciled(oneWrite, 'alice')).toMatchObject({ balance: 98, reserved: 0 });
   });
 
   it('an account with a low-balance threshold is written the two-write way, and its crossing is noticed', async () => {
