@@ -224,7 +224,7 @@ function preferTwoWrites(store: Store, accountId: string, forMs: number): void {
 
 /**
  * `applied`: the account write and the record landed together. `record_refused`: a record
- * item's condition failed (at `index` in `record`) while the account's held, so nothing was
+ * item's condition failed (at `index` in `record`) while the account's condition held, so nothing was
  * written and nothing of this operation is on the account: the record exists already (a
  * duplicate, a step recorded meanwhile). `fallback`: anything else (a refusal, a conflict, a
  * timeout that may have landed): go the two-write way, which finds out. That includes a record
