@@ -13,7 +13,7 @@ import type { Movement } from '../domain/session.js';
 import { BACKSTOP_THRESHOLD, claimRemovals, compactAccount, finishedCount, settleRemovals, type Removal } from './compaction.js';
 import { takeAllotment } from './allotments.js';
 import { takeFromSponsors, type SponsoredAccount } from './sponsors.js';
-import { afterCharge, serviceAccountId } from './serviceAccounts.js';
+import { afterCharge, isServiceAccountId, serviceAccountId } from './serviceAccounts.js';
 
 /**
  * A random tag for an ops entry (`n`). Entries under one id are told apart by it, never by
@@ -207,9 +207,13 @@ const NEEDS_TWO_WRITES_MS = 5 * 60_000;
 const twoWritesUntil = new Map<string, number>();
 const memoryKey = (store: Store, accountId: string) => `${store.tableName}/${accountId}`;
 
-/** Whether this process tries the account's next operation as one write. */
+/**
+ * Whether this process tries the account's next operation as one write. Never on a service
+ * account: a charge there must look at the level it leaves (its threshold recharge), and a
+ * transaction returns no item.
+ */
 export function oneWriteAllowed(store: Store, accountId: string): boolean {
-  if (store.twoWriteSteps) return false;
+  if (store.twoWriteSteps || isServiceAccountId(accountId)) return false;
   const until = twoWritesUntil.get(memoryKey(store, accountId));
   if (until === undefined) return true;
   if (until > store.now().getTime()) return false;

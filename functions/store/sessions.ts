@@ -218,13 +218,15 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
     rid: command.requestId, h: bodyHash, n: newNonce(), at: now.toISOString(), vu: addSeconds(now, service.validitySeconds),
   });
   const holdMovement = (): Movement => ({ balanceDelta: 0, reservedDelta: grant.amountMinor, availableDelta: -grant.amountMinor });
+  // Should a handler die before the session write and no retry come, the sweep finds the hold
+  // through the account's due mark, once its validity (and a grace) is over.
+  const orphanDueAt = (hold: OpEntry) => new Date(Date.parse(hold.vu!) + ORPHAN_GRACE_MS).toISOString();
   const record = (entry: OpEntry, recordedAt: string) => reserveRecord(store, command, bodyHash, service, { sessionId, chargedAccountId, price, serviceAccount, entry, recordedAt });
   if (oneWriteAllowed(store, chargedAccountId)) {
     // The hold and its session in one transaction (see ops.ts, one-write operations).
     const candidate = holdEntry(store.now());
     const { answer, items } = record(candidate, candidate.at);
-    const dueAt = new Date(Date.parse(candidate.vu!) + ORPHAN_GRACE_MS).toISOString();
-    const written = await applyOpWithRecord(store, chargedAccountId, sessionId, { kind: 'new', dueAt, serviceId: command.serviceId }, holdMovement(), candidate, items);
+    const written = await applyOpWithRecord(store, chargedAccountId, sessionId, { kind: 'new', dueAt: orphanDueAt(candidate), serviceId: command.serviceId }, holdMovement(), candidate, items);
     if (written.outcome === 'applied') return answer;
     if (written.outcome === 'record_refused') {
       // The session exists: this requestId opened it (a repeat, answered as before), or
@@ -244,10 +246,7 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
     const now = store.now();
     const candidate = holdEntry(now);
     const movement = holdMovement();
-    // Should this handler die before the session write and no retry come, the sweep finds
-    // the hold through the account's due mark, once its validity (and a grace) is over.
-    const dueAt = new Date(Date.parse(candidate.vu!) + ORPHAN_GRACE_MS).toISOString();
-    const result = await applyOp(store, chargedAccountId, sessionId, { kind: 'new', dueAt, ...(serviceAccount ? {} : { serviceId: command.serviceId }) }, movement, candidate);
+    const result = await applyOp(store, chargedAccountId, sessionId, { kind: 'new', dueAt: orphanDueAt(candidate), ...(serviceAccount ? {} : { serviceId: command.serviceId }) }, movement, candidate);
     if (serviceAccount && result.account) serviceAccount.finalUnit = finalUnitActionOf(result.account as ServiceAccountItem);
     if (result.ok) { entry = candidate; committed = true; break; }
     if (result.route) {
@@ -480,15 +479,12 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
         ...(grant ? {} : { denied: true }),
       };
       const movement = movementFor(session.hold, usage, newHold);
-      if (attempt === 0 && tries === 0 && !isServiceAccountId(session.chargedAccountId) && oneWriteAllowed(store, session.chargedAccountId)) {
+      if (attempt === 0 && tries === 0 && oneWriteAllowed(store, session.chargedAccountId)) {
         // The money and the record in one transaction (see ops.ts, one-write operations).
         const { answer, items } = stepRecord(store, session, kind, command, bodyHash, candidate, !grant);
         const written = await applyOpWithRecord(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movement, candidate, items);
         if (written.outcome === 'applied') {
-          if (closing) {
-            markFinalized(store, session.chargedAccountId, sessionId, candidate);
-            await afterClose(store, session);
-          }
+          if (closing) await afterClose(store, session, candidate);
           return answer;
         }
         // Refused, or not known to be written: the two-write way decides from what is there.
@@ -584,15 +580,16 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
     const now = await requireSession(store, session.sessionId, command.requestId);
     return replayOrConflict(now, command.requestId, bodyHash) ?? fail('conflict', 'the session moved on; retry');
   }
-  if (closing) {
-    markFinalized(store, session.chargedAccountId, session.sessionId, entry);
-    await afterClose(store, session);
-  }
+  if (closing) await afterClose(store, session, entry);
   return answer;
 }
 
-/** A session of a multi-session closed: when it was the last, settle the combined rating. */
-async function afterClose(store: Store, session: SessionItem): Promise<void> {
+/**
+ * A session closed and recorded: its entry on the account may go (with this process's next
+ * write there), and when it was the last of a multi-session, the combined rating is settled.
+ */
+async function afterClose(store: Store, session: SessionItem, closing: OpEntry): Promise<void> {
+  markFinalized(store, session.chargedAccountId, session.sessionId, closing);
   if (session.multiSessionId === session.sessionId) return;
   await settleMultiSession(store, session.multiSessionId);
 }
@@ -600,7 +597,7 @@ async function afterClose(store: Store, session: SessionItem): Promise<void> {
 /** Records on the session item a step the account already applied (see `step`). */
 export async function rollForward(store: Store, session: SessionItem, recorded: OpEntry): Promise<void> {
   if (recorded.done === 'expired') {
-    await recordExpiry(store, session, recorded);
+    if (await recordExpiry(store, session, recorded)) markFinalized(store, session.chargedAccountId, session.sessionId, recorded);
     return;
   }
   const kind: StepKind = recorded.done === 'closed' ? 'debit' : recorded.done === 'released' ? 'release' : 'update';
@@ -695,33 +692,30 @@ export async function sweepSession(store: Store, sessionId: string, notifier?: N
       rid: `expire:${session.seq}`, h: 'sweep', n: newNonce(), at: now, vu: session.validUntil, done: 'expired',
     };
     const movement = movementFor(session.hold, usage, 0);
-    if (attempt === 0 && !isServiceAccountId(session.chargedAccountId) && oneWriteAllowed(store, session.chargedAccountId)) {
-      // The hold back and the expiry recorded in one transaction (see ops.ts, one-write operations).
-      const written = await applyOpWithRecord(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movement, entry, expiryRecord(store, session, entry));
-      if (written.outcome === 'applied') {
-        markFinalized(store, session.chargedAccountId, sessionId, entry);
-        await notifier?.publish([{ type: 'session_expired', at: entry.at, ...sessionRefs(session), returned: { amount: session.hold.holdMinor } }]);
-        await afterClose(store, session);
-        return 'expired';
-      }
-      // Refused (an update won the race, another sweep), or not known to be written: as below.
-    }
-    const result = await applyOp(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movement, entry);
     let applied = entry;
-    if (!result.ok) {
-      const recorded = result.account?.ops?.[sessionId];
-      if (recorded && recorded.seq === session.seq + 1 && recorded.rid !== entry.rid) {
-        await rollForward(store, session, recorded); // an unfinished step: finish it, then look again
-        continue;
+    // The hold back and the expiry recorded in one transaction (see ops.ts, one-write
+    // operations); if refused (an update won the race, another sweep) or not known to be
+    // written, the two writes below decide.
+    const written = attempt === 0 && oneWriteAllowed(store, session.chargedAccountId)
+      ? await applyOpWithRecord(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movement, entry, expiryRecord(store, session, entry))
+      : null;
+    if (written?.outcome !== 'applied') {
+      const result = await applyOp(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movement, entry);
+      if (!result.ok) {
+        const recorded = result.account?.ops?.[sessionId];
+        if (recorded && recorded.seq === session.seq + 1 && recorded.rid !== entry.rid) {
+          await rollForward(store, session, recorded); // an unfinished step: finish it, then look again
+          continue;
+        }
+        if (recorded?.rid !== entry.rid || recorded.seq !== entry.seq) continue; // an update won the race
+        // A concurrent sweep moved the money (or released the hold before the session was
+        // written, see releaseOrphanHold): finish its record.
+        applied = recorded;
       }
-      if (recorded?.rid !== entry.rid || recorded.seq !== entry.seq) continue; // an update won the race
-      // A concurrent sweep moved the money (or released the hold before the session was
-      // written, see releaseOrphanHold): finish its record.
-      applied = recorded;
+      if (!(await recordExpiry(store, session, applied))) return 'gone';
     }
-    if (!(await recordExpiry(store, session, applied))) return 'gone';
     await notifier?.publish([{ type: 'session_expired', at: applied.at, ...sessionRefs(session), returned: { amount: session.hold.holdMinor } }]);
-    await afterClose(store, session);
+    await afterClose(store, session, applied);
     return 'expired';
   }
   return 'not_due';
@@ -781,7 +775,7 @@ function expiryRecord(store: Store, session: SessionItem, applied: OpEntry) {
   ];
 }
 
-/** Records an expiry the account already applied; false when another sweep recorded it. */
+/** Records an expiry the account already applied; false when another sweep recorded it. The caller marks the entry finalized. */
 async function recordExpiry(store: Store, session: SessionItem, applied: OpEntry): Promise<boolean> {
   try {
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: expiryRecord(store, session, applied) as any })));
@@ -789,7 +783,6 @@ async function recordExpiry(store: Store, session: SessionItem, applied: OpEntry
     if (!conditionFailedAt(error, 0)) throw error;
     return false;
   }
-  markFinalized(store, session.chargedAccountId, session.sessionId, applied);
   return true;
 }
 

@@ -51,44 +51,51 @@ describe('bundle sizes', () => {
   }, 120_000);
 });
 
+/** Lambda's environment, as far as the bundles read it: credentials in the environment, no ~/.aws. */
+const lambdaEnv = (dir: string, tableName: string) => ({
+  PATH: process.env.PATH, HOME: dir, TABLE_NAME: tableName, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_DYNAMODB: dynamodbEndpoint(),
+  AWS_ACCESS_KEY_ID: 'AKIDBUNDLETEST', AWS_SECRET_ACCESS_KEY: 'bundle-test-secret', AWS_SESSION_TOKEN: 'bundle-test-token',
+  AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs22.x', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', POWERTOOLS_LOG_LEVEL: 'ERROR',
+});
+
+/**
+ * Each function of `steps` bundled as the stack bundles it, then every step (a function and
+ * its event) run in order in one fresh Node process with Lambda's environment, against a new
+ * table on DynamoDB Local: the answers, in order.
+ */
+async function runBundled(steps: Array<[FunctionName, unknown]>): Promise<Array<{ statusCode: number; body: string }>> {
+  const tableName = uniqueTable('bundle');
+  await ensureTable(createStore({ tableName, endpoint: dynamodbEndpoint() }));
+  const dir = mkdtempSync(join(tmpdir(), 'bundle-'));
+  try {
+    const used = [...new Set(steps.map(([name]) => name))];
+    for (const name of used) {
+      await build({ ...esbuildBuildOptions(entryOf(name)), outfile: join(dir, name, 'index.mjs'), logLevel: 'silent' });
+    }
+    writeFileSync(join(dir, 'run.mjs'), `${used.map((name, i) => `import { handler as h${i} } from './${name}/index.mjs';`).join('\n')}
+const handlers = { ${used.map((name, i) => `'${name}': h${i}`).join(', ')} };
+const answers = [];
+for (const [name, event] of ${JSON.stringify(steps)}) answers.push(await handlers[name](event, { awsRequestId: 'bundle-test', functionName: name, getRemainingTimeInMillis: () => 10000 }));
+console.log(JSON.stringify(answers));`);
+    const { stdout } = await promisify(execFile)(process.execPath, [join(dir, 'run.mjs')], { cwd: dir, env: lambdaEnv(dir, tableName) });
+    return JSON.parse(stdout.trim().split('\n').pop()!);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const sampleEvent = (file: string) => JSON.parse(readFileSync(join(repoRoot, 'events', `${file}.json`), 'utf8'));
+
 describe('a bundle as Lambda runs it', () => {
   // The bundles swap the SDK's default credential chain and its event streams for stand-ins
   // (infra/bundle-aliases/): the bundled function, alone in a fresh Node process with only
   // what Lambda gives it (credentials in the environment, no ~/.aws), must still sign and
   // send its calls. Here against DynamoDB Local, which accepts any credentials.
   it('the services function, bundled, writes and reads a service with credentials from the environment', async () => {
-    const tableName = uniqueTable('bundle');
-    await ensureTable(createStore({ tableName, endpoint: dynamodbEndpoint() }));
-    const dir = mkdtempSync(join(tmpdir(), 'bundle-'));
-    try {
-      await build({ ...esbuildBuildOptions(entryOf('services')), outfile: join(dir, 'index.mjs'), logLevel: 'silent' });
-      const events = ['put-service', 'get-service'].map((file) => JSON.parse(readFileSync(join(repoRoot, 'events', `${file}.json`), 'utf8')));
-      writeFileSync(join(dir, 'run.mjs'), `import { handler } from './index.mjs';
-const answers = [];
-for (const event of ${JSON.stringify(events)}) answers.push(await handler(event, { awsRequestId: 'bundle-test', functionName: 'services', getRemainingTimeInMillis: () => 3000 }));
-console.log(JSON.stringify(answers));`);
-      const { stdout } = await promisify(execFile)(process.execPath, [join(dir, 'run.mjs')], {
-        cwd: dir,
-        env: {
-          PATH: process.env.PATH, HOME: dir, TABLE_NAME: tableName, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_DYNAMODB: dynamodbEndpoint(),
-          AWS_ACCESS_KEY_ID: 'AKIDBUNDLETEST', AWS_SECRET_ACCESS_KEY: 'bundle-test-secret', AWS_SESSION_TOKEN: 'bundle-test-token',
-          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', POWERTOOLS_LOG_LEVEL: 'ERROR',
-        },
-      });
-      const answers = JSON.parse(stdout.trim().split('\n').pop()!) as Array<{ statusCode: number; body: string }>;
-      expect(answers.map((a) => a.statusCode)).toEqual([200, 200]);
-      expect(JSON.parse(answers[1]!.body)).toMatchObject({ serviceId: 'voice' });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const answers = await runBundled([['services', sampleEvent('put-service')], ['services', sampleEvent('get-service')]]);
+    expect(answers.map((a) => a.statusCode)).toEqual([200, 200]);
+    expect(JSON.parse(answers[1]!.body)).toMatchObject({ serviceId: 'voice' });
   }, 60_000);
-});
-
-/** Lambda's environment, as far as the bundles read it: credentials in the environment, no ~/.aws. */
-const lambdaEnv = (dir: string, tableName: string) => ({
-  PATH: process.env.PATH, HOME: dir, TABLE_NAME: tableName, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_DYNAMODB: dynamodbEndpoint(),
-  AWS_ACCESS_KEY_ID: 'AKIDBUNDLETEST', AWS_SECRET_ACCESS_KEY: 'bundle-test-secret', AWS_SESSION_TOKEN: 'bundle-test-token',
-  AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs22.x', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', POWERTOOLS_LOG_LEVEL: 'ERROR',
 });
 
 describe('the charging functions, bundled, as Lambda runs them', () => {
@@ -98,44 +105,26 @@ describe('the charging functions, bundled, as Lambda runs them', () => {
   // The answers must be those the same events get from the handlers unbundled (events.test.ts),
   // problems (zod's messages, through the bundled locale) included.
   it('services, accounts, reserve, update, debit and refund answer the sample events, and reserve its problems', async () => {
-    const tableName = uniqueTable('bundle');
-    await ensureTable(createStore({ tableName, endpoint: dynamodbEndpoint() }));
-    const dir = mkdtempSync(join(tmpdir(), 'bundle-'));
-    try {
-      const steps: Array<[FunctionName, unknown]> = [];
-      const sample = (file: string) => JSON.parse(readFileSync(join(repoRoot, 'events', `${file}.json`), 'utf8'));
-      const reserve = sample('reserve');
-      const badReserve = (body: unknown) => ({ ...reserve, body: JSON.stringify(body) });
-      const reserveBody = JSON.parse(reserve.body);
-      for (const [name, file] of [['services', 'put-service'], ['accounts', 'create-account'], ['accounts', 'topup'], ['reserve', 'reserve'],
-        ['update', 'update'], ['debit', 'debit'], ['refund', 'refund']] as Array<[FunctionName, string]>) steps.push([name, sample(file)]);
-      steps.push(['reserve', badReserve({ ...reserveBody, requested: { units: 1.5 }, clientId: 7, extra: true })]);
-      steps.push(['reserve', badReserve({ ...reserveBody, requested: { units: 1, amount: 1 }, notifyUri: 'not a url' })]);
-      steps.push(['reserve', badReserve({ requestId: 'p-1', parties: [{ accountId: 'alice' }], principle: { type: 'shares', shares: { 'bad key!': 101 } }, clientId: 'c', serviceId: 'voice', requested: { units: 0 } })]);
-      const used = [...new Set(steps.map(([name]) => name))];
-      for (const name of used) {
-        await build({ ...esbuildBuildOptions(entryOf(name)), outfile: join(dir, name, 'index.mjs'), logLevel: 'silent' });
-      }
-      writeFileSync(join(dir, 'run.mjs'), `${used.map((name, i) => `import { handler as h${i} } from './${name}/index.mjs';`).join('\n')}
-const handlers = { ${used.map((name, i) => `'${name}': h${i}`).join(', ')} };
-const answers = [];
-for (const [name, event] of ${JSON.stringify(steps)}) answers.push(await handlers[name](event, { awsRequestId: 'bundle-test', functionName: name, getRemainingTimeInMillis: () => 10000 }));
-console.log(JSON.stringify(answers));`);
-      const { stdout } = await promisify(execFile)(process.execPath, [join(dir, 'run.mjs')], { cwd: dir, env: lambdaEnv(dir, tableName) });
-      const answers = JSON.parse(stdout.trim().split('\n').pop()!) as Array<{ statusCode: number; body: string }>;
-      expect(answers.map((a) => a.statusCode)).toEqual([200, 201, 200, 201, 200, 200, 200, 400, 400, 400]);
-      expect(JSON.parse(answers[3]!.body)).toMatchObject({ sessionId: expect.any(String) });
-      // The same invalid bodies, through the handler unbundled (zod and its English locale as tests load them).
-      const { handler } = await import('../../functions/handlers/reserve.js');
-      for (const [i, step] of steps.entries()) {
-        if (i < 7) continue;
-        const unbundled = await handler(step[1] as any, {} as any) as { statusCode: number; body: string };
-        expect(JSON.parse(answers[i]!.body)).toEqual(JSON.parse(unbundled.body));
-      }
-      expect(JSON.parse(answers[7]!.body).errors.length).toBeGreaterThan(1);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    const steps: Array<[FunctionName, unknown]> = [];
+    const reserve = sampleEvent('reserve');
+    const badReserve = (body: unknown) => ({ ...reserve, body: JSON.stringify(body) });
+    const reserveBody = JSON.parse(reserve.body);
+    for (const [name, file] of [['services', 'put-service'], ['accounts', 'create-account'], ['accounts', 'topup'], ['reserve', 'reserve'],
+      ['update', 'update'], ['debit', 'debit'], ['refund', 'refund']] as Array<[FunctionName, string]>) steps.push([name, sampleEvent(file)]);
+    steps.push(['reserve', badReserve({ ...reserveBody, requested: { units: 1.5 }, clientId: 7, extra: true })]);
+    steps.push(['reserve', badReserve({ ...reserveBody, requested: { units: 1, amount: 1 }, notifyUri: 'not a url' })]);
+    steps.push(['reserve', badReserve({ requestId: 'p-1', parties: [{ accountId: 'alice' }], principle: { type: 'shares', shares: { 'bad key!': 101 } }, clientId: 'c', serviceId: 'voice', requested: { units: 0 } })]);
+    const answers = await runBundled(steps);
+    expect(answers.map((a) => a.statusCode)).toEqual([200, 201, 200, 201, 200, 200, 200, 400, 400, 400]);
+    expect(JSON.parse(answers[3]!.body)).toMatchObject({ sessionId: expect.any(String) });
+    // The same invalid bodies, through the handler unbundled (zod and its English locale as tests load them).
+    const { handler } = await import('../../functions/handlers/reserve.js');
+    for (const [i, step] of steps.entries()) {
+      if (i < 7) continue;
+      const unbundled = await handler(step[1] as any, {} as any) as { statusCode: number; body: string };
+      expect(JSON.parse(answers[i]!.body)).toEqual(JSON.parse(unbundled.body));
     }
+    expect(JSON.parse(answers[7]!.body).errors.length).toBeGreaterThan(1);
   }, 120_000);
 
   it('the SDK stand-ins behave as the package code they replace', async () => {
