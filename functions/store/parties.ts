@@ -106,10 +106,10 @@ export async function agree(store: Store, sessionId: string, command: { requestI
   }
   const at = store.now().toISOString();
   if (session.validUntil <= at) {
-    // The proposal lapsed and the sweep has not closed it yet: close it as the sweep would
-    // (or find it activated just before), then answer for what it is now.
-    await expirePartySession(store, session);
-    return agree(store, sessionId, command, bodyHash, attempt + 1);
+    // The proposal lapsed and the sweep has not closed it yet. It holds nothing, so nothing
+    // is written here: the sweep closes it and publishes its session_expired (an agreement
+    // that closed it would leave that notification unsent).
+    fail('session_closed', `session ${sessionId} is expired`, { state: 'expired' });
   }
   if (!session.parties![index]!.agreedAt) {
     try {

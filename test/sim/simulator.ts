@@ -1098,7 +1098,9 @@ class Simulation {
       for (const [opId, op] of Object.entries(ops)) {
         if (opId.startsWith('evt:')) {
           const rid = opId.slice(4);
-          if (ledger.charges.has(rid)) continue;
+          // Recorded when the ledger holds this very charge (its entry is keyed by the op's
+          // time): a later charge under a requestId already in the ledger is a lag too.
+          if (ledger.rows.has(`${op.at}#${opId}`)) continue;
           balanceLag -= op.chg;
           const req = this.reqs.get(rid);
           if (!req || !account.inDoubt.has(rid) || final) {

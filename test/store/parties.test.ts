@@ -8,6 +8,7 @@ import { agree, proposePartySession } from '../../functions/store/parties.js';
 import { debitSession, refundSession, requireSession, updateSession } from '../../functions/store/sessions.js';
 import { sweep } from '../../functions/store/sweep.js';
 import type { Principle } from '../../functions/domain/parties.js';
+import type { Notification } from '../../functions/notify.js';
 
 // A game: 1 minor unit per started second, so costs are easy to make odd.
 const game = { serviceId: 'game', unit: 'seconds' as const, price: { amountMinor: 1, perUnits: 1 }, validitySeconds: 600, interimIntervalSeconds: 60 };
@@ -167,7 +168,7 @@ describe('answers kept for repeats, and the proposal window', () => {
     expect(await reconciled(store, 'ben')).toMatchObject({ balance: 1020 });
   });
 
-  it('a proposal is agreed to only before its validUntil: later it is expired, nothing reserved', async () => {
+  it('a proposal is agreed to only before its validUntil: later it is expired by the sweep, which says so; nothing reserved', async () => {
     const clock = testClock();
     const store = await testStore({ now: clock.now });
     await players(store, { ann: 1000, ben: 1000 });
@@ -176,9 +177,17 @@ describe('answers kept for repeats, and the proposal window', () => {
     await agree(store, id, { requestId: 'ag-ann', accountId: 'ann' }, 'h');
     clock.advanceSeconds(601); // past the proposal's validUntil, before any sweep
     expect(await codeOf(agree(store, id, { requestId: 'ag-ben', accountId: 'ben' }, 'h'))).toBe('session_closed');
+    // The late agreement wrote nothing: the sweep closes the proposal and publishes its expiry.
+    expect((await requireSession(store, id)).state).toBe('pending_agreement');
+    const published: Notification[] = [];
+    const notifier = { publish: async (n: Notification[]) => { published.push(...n); } };
+    expect((await sweep(store, { batchSize: 10, maxBatches: 5, notifier })).expired).toBe(1);
     expect((await requireSession(store, id)).state).toBe('expired');
+    expect(published).toMatchObject([{ type: 'session_expired', sessionId: id, returned: { amount: 0 } }]);
+    expect(await codeOf(agree(store, id, { requestId: 'ag-ben', accountId: 'ben' }, 'h'))).toBe('session_closed');
     expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 0, balance: 1000 });
     expect(await reconciled(store, 'ben')).toMatchObject({ reserved: 0, balance: 1000 });
-    expect((await sweep(store, { batchSize: 10, maxBatches: 5 })).expired).toBe(0);
+    expect((await sweep(store, { batchSize: 10, maxBatches: 5, notifier })).expired).toBe(0);
+    expect(published).toHaveLength(1);
   });
 });
