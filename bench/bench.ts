@@ -14,6 +14,9 @@
 //  4. The interim sweep (bench/sweep.ts): 10,000 due sessions among more idle ones; wall
 //     time, sessions expired per second, items read and calls per swept session, and a check
 //     that no idle session was read.
+//  5. What DynamoDB Local charges per call shape (bench/call-costs.ts): GetItem, a 2-item
+//     TransactGetItems, a conditional UpdateItem, 3- and 5-item TransactWriteItems, at c=32,
+//     and the ratio ours/raw those costs alone predict for a quiet account's cycle.
 //  Then one Targets table with every target, PASS/MISS.
 //
 //   npm run bench                     (about 7 minutes on 2 cores)
@@ -33,7 +36,8 @@
 //     BENCH_SWEEP_ACCOUNTS (400), BENCH_SWEEP_CREATE_DUE_SECONDS (90),
 //     BENCH_SWEEP_CREATE_IDLE_SECONDS (90), BENCH_SWEEP_SECONDS (150, cap of the sweep runs);
 //     SWEEP_BATCH_SIZE (100) and SWEEP_MAX_BATCHES (50) as the interim-sweep handler reads them.
-//  BENCH_SKIP=operations,hot,sweep (any of them) leaves phases out.
+//  5. BENCH_CALLS_SECONDS (2 per shape), BENCH_CALLS_PER_SHAPE (3000).
+//  BENCH_SKIP=operations,hot,sweep,calls (any of them) leaves phases out.
 // Progress goes to stderr; the report goes to stdout.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
@@ -55,6 +59,7 @@ import {
 import { operationsReport, runOperations, type OperationResult } from './operations.js';
 import { hotAccountReport, hotAccountTargets, runHotAccount, type HotAccountResult } from './hot-account.js';
 import { runSweep, sweepReport, sweepTargets, type SweepResult } from './sweep.js';
+import { callCostsReport, runCallCosts, type CallCostResult } from './call-costs.js';
 
 const SKIP = new Set((process.env.BENCH_SKIP ?? '').split(',').map((x) => x.trim()).filter(Boolean));
 
@@ -279,11 +284,14 @@ async function main() {
     if (!SKIP.has('hot')) hot = await runHotAccount(shared, base);
     let swept: SweepResult | undefined;
     if (!SKIP.has('sweep')) swept = await runSweep(shared, tableName);
+    let callCosts: CallCostResult | undefined;
+    if (!SKIP.has('calls')) callCosts = await runCallCosts(shared, tableName);
 
     const sections = [charging];
     if (operations) sections.push(operationsReport(operations));
     if (hot) sections.push(hotAccountReport(hot));
     if (swept) sections.push(sweepReport(swept));
+    if (callCosts) sections.push(callCostsReport(callCosts));
     sections.push(targetsReport([
       ...chargingTargets(pairs),
       ...(hot ? hotAccountTargets(hot) : []),
