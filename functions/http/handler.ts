@@ -6,7 +6,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda';
 import type * as z from 'zod/mini';
 import { ChargingError, fail } from '../domain/errors.js';
-import { problemResponse } from './problem.js';
+import { isTransientStoreError, problemResponse } from './problem.js';
 import { identifier as identifierSchema } from './schemas.js';
 import { logger } from './logger.js';
 
@@ -25,7 +25,8 @@ type Handler = (request: HttpRequest) => Promise<APIGatewayProxyResultV2>;
 function problemsOnError(): middy.MiddlewareObj<APIGatewayProxyEventV2, APIGatewayProxyResultV2> {
   return {
     onError: async (request) => {
-      if (!(request.error instanceof ChargingError)) logger.error('unhandled error', { error: request.error as Error });
+      if (isTransientStoreError(request.error)) logger.warn('database busy or slow: answered 503', { error: request.error as Error });
+      else if (!(request.error instanceof ChargingError)) logger.error('unhandled error', { error: request.error as Error });
       request.response = problemResponse(request.error);
     },
   };

@@ -1,5 +1,6 @@
 // The one table from outcome codes to HTTP. RFC 9457 problem details.
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
+import { isThrottlingError, isTransientError } from '@smithy/core/retry';
 import { ChargingError, type ErrorCode } from '../domain/errors.js';
 
 const statusOf: Record<ErrorCode, { status: number; title: string }> = {
@@ -21,18 +22,45 @@ export function problemBody(code: ErrorCode, detail: string, extra: Record<strin
   return { type: `https://charging.example/problems/${code}`, title, status, code, detail, ...extra };
 }
 
+/** Seconds a client should wait before sending a 503'd request again. */
+const RETRY_AFTER_SECONDS = 1;
+
 export function json(status: number, body: unknown): APIGatewayProxyResultV2 {
   const isProblem = status >= 400;
   return {
     statusCode: status,
-    headers: { 'content-type': isProblem ? 'application/problem+json' : 'application/json' },
+    headers: {
+      'content-type': isProblem ? 'application/problem+json' : 'application/json',
+      ...(status === 503 ? { 'retry-after': String(RETRY_AFTER_SECONDS) } : {}),
+    },
     body: JSON.stringify(body),
   };
+}
+
+/**
+ * DynamoDB overloaded, in a transaction with another writer, or not answering in time
+ * (throttling, conflicts, timeouts, its own 5xx), after the SDK's and the store's retries:
+ * retryable and not our bug, so a 503 the client retries rather than a 500 that pages
+ * someone. The classification is the SDK's own (what its retry strategy retries), plus the
+ * transaction conflicts it leaves to the caller.
+ */
+export function isTransientStoreError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if (error.name === 'TransactionConflictException') return true;
+  if (error.name === 'TransactionCanceledException') {
+    const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
+    return reasons.some((r) => r.Code === 'TransactionConflict' || r.Code === 'ThrottlingError' || r.Code === 'ProvisionedThroughputExceeded');
+  }
+  return isThrottlingError(error as never) || isTransientError(error as never);
 }
 
 export function problemResponse(error: unknown): APIGatewayProxyResultV2 & { statusCode: number } {
   if (error instanceof ChargingError) {
     const body = problemBody(error.code, error.message, error.extra);
+    return json(body.status, body) as APIGatewayProxyResultV2 & { statusCode: number };
+  }
+  if (isTransientStoreError(error)) {
+    const body = problemBody('temporarily_unavailable', 'the database is busy or did not answer in time; retry with the same requestId');
     return json(body.status, body) as APIGatewayProxyResultV2 & { statusCode: number };
   }
   // Anything else is our fault: say so without leaking internals.

@@ -648,6 +648,11 @@ class Simulation {
       if (ctx.injected.length === 0) {
         this.fail('e: unprovoked 5xx', `${method} ${path} ${text ?? ''} answered ${answer.status} with no fault injected in that attempt: ${JSON.stringify(answer.body)} ${errs}`);
       }
+      // Throttling, conflicts and timeouts are the database's: a retryable 503. A 500 says
+      // the handler failed, which only a handler dying in the middle may cause here.
+      if (answer.status === 500 && !ctx.injected.some((fault) => fault.startsWith('die-between-writes'))) {
+        this.fail('e: 500 for a transient fault', `${method} ${path} ${text ?? ''} answered 500 after ${faults}: ${JSON.stringify(answer.body)} ${errs}`);
+      }
       if (opts.giveUp && client && client.rng.chance(this.giveUpRate)) {
         this.count('gave-up');
         opts.trace.push('gave up');
