@@ -188,7 +188,7 @@ describe('simulator findings (bugs in functions/, fixed: kept as guards)', () =>
     // The next account write carries the removal; it lands, but its caller sees a timeout, so
     // the removal stays queued in this process.
     h.timeoutAfterNextAccountWrite();
-    expect((await h.call('POST', '/debits', { requestId: 'e1', accountId: 'a', clientId: 'smsc', serviceId: 'sms', units: 1 })).status).toBe(500);
+    expect((await h.call('POST', '/debits', { requestId: 'e1', accountId: 'a', clientId: 'smsc', serviceId: 'sms', units: 1 })).status).toBe(503); // a timeout: retryable
     expect((await h.call('POST', '/debits', { requestId: 'e1', accountId: 'a', clientId: 'smsc', serviceId: 'sms', units: 1 })).status).toBe(201);
     h.clock.advanceSeconds(10);
     // A late duplicate of the reserve takes a fresh hold under the session's id; while it finds
