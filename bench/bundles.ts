@@ -233,7 +233,7 @@ async function main() {
     const passLoad = bundles.filter((b) => median(b.loads) / baseMs <= LOAD_TARGET_RATIO).length;
     console.log(`\ntargets: size <= ${SIZE_TARGET_KB} KB: ${passSize}/${bundles.length} PASS; load <= ${LOAD_TARGET_RATIO}x baseline: ${passLoad}/${bundles.length} PASS.`);
     console.log(`note: the DynamoDB client alone (the baseline, with the stand-ins of infra/bundle-aliases/) is ${kb(baseline.bytes)} KB minified,`
-      + ` leaving ${(SIZE_TARGET_KB - baseline.bytes / 1024).toFixed(0)} KB for our code, zod and Powertools; the baseline shrank with the stand-ins too, so "x baseline" compares like with like.`
+      + ` leaving ${(SIZE_TARGET_KB - baseline.bytes / 1024).toFixed(0)} KB for our code, valibot and Powertools; the baseline shrank with the stand-ins too, so "x baseline" compares like with like.`
       + ` "x stock client": against the DynamoDB client as the SDK bundles without them (${kb(stock.bytes)} KB), the baseline before the stand-ins.`);
 
     console.log('\nWhat is in each bundle (KB in the minified output, largest first):\n');
@@ -242,7 +242,7 @@ async function main() {
     ]), 2));
 
     // How the heavy or optional packages get into each bundle: the shortest import chain.
-    const watched = ['zod', '@aws-sdk/client-dynamodb', '@aws-sdk/client-eventbridge', '@aws-lambda-powertools/logger', '@aws-lambda-powertools/metrics', '@middy/core'];
+    const watched = ['valibot', '@aws-sdk/client-dynamodb', '@aws-sdk/client-eventbridge', '@aws-lambda-powertools/logger', '@aws-lambda-powertools/metrics', '@middy/core'];
     console.log('\nHow packages get in (shortest import chain, in the smallest bundle that has them; "in" = functions holding it):\n');
     const rows: string[][] = [];
     for (const pkg of watched) {

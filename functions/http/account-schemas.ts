@@ -1,7 +1,7 @@
 // Request schemas of service accounts, recharges, sponsors and PATCH /accounts (seeds 002-004),
-// in the style of schemas.ts (zod/mini, built through `schema()` so unused ones tree-shake).
-import * as z from 'zod/mini';
-import { identifier } from './schemas.js';
+// in the style of schemas.ts (valibot, built through `schema()` so unused ones tree-shake).
+import * as v from 'valibot';
+import { identifier, integer } from './schemas.js';
 
 // @__NO_SIDE_EFFECTS__
 function schema<T>(build: () => T): T {
@@ -11,33 +11,40 @@ function schema<T>(build: () => T): T {
 // Amounts of money and units stay far below 2^53 so products (amount × units of a rate)
 // stay exact: 10^12 minor units is ten billion euros.
 const MAX_AMOUNT = 1e12;
-const count = schema(() => z.number().check(z.int(), z.gte(0), z.lte(MAX_AMOUNT)));
-const positive = schema(() => z.number().check(z.int(), z.gte(1), z.lte(MAX_AMOUNT)));
+const count = schema(() => integer(0, MAX_AMOUNT));
+const positive = schema(() => integer(1, MAX_AMOUNT));
 
-export const serviceAccountBody = schema(() => z.object({
-  unit: z.enum(['seconds', 'kilobytes', 'events']),
-  rate: z.object({ amount: z.number().check(z.int(), z.gte(1), z.lte(1e6)), units: z.number().check(z.int(), z.gte(1), z.lte(1e6)) }),
-  priority: z.number().check(z.int(), z.gte(0), z.lte(1000)),
-  minimumLevel: z.optional(count),
-  rechargeAmount: z.optional(positive),
-  schedule: z.optional(z.object({
-    every: z.enum(['day', 'week', 'month']),
-    at: z.optional(z.number().check(z.int(), z.gte(0), z.lte(31))),
-  }).check(z.refine((s) => s.at === undefined
-    || (s.every === 'day' && s.at <= 23) || (s.every === 'week' && s.at >= 1 && s.at <= 7) || (s.every === 'month' && s.at >= 1),
-  { message: 'at: an hour 0-23 (day), an ISO weekday 1-7 (week) or a day of month 1-31 (month)', path: ['at'] }))),
-  onEmpty: z.enum(['deny', 'redirect', 'restrict']),
-  redirectUrl: z.optional(z.string().check(z.url(), z.maxLength(2048))),
-}).check(
-  z.refine((b) => b.onEmpty !== 'redirect' || b.redirectUrl !== undefined, { message: 'redirectUrl is required when onEmpty is redirect', path: ['redirectUrl'] }),
-  z.refine((b) => (b.minimumLevel === undefined && b.schedule === undefined) || b.rechargeAmount !== undefined,
-    { message: 'rechargeAmount is required with minimumLevel or schedule (what an automatic recharge moves)', path: ['rechargeAmount'] }),
+export const serviceAccountBody = schema(() => v.pipe(
+  v.object({
+    unit: v.picklist(['seconds', 'kilobytes', 'events']),
+    rate: v.object({ amount: integer(1, 1e6), units: integer(1, 1e6) }),
+    priority: integer(0, 1000),
+    minimumLevel: v.optional(count),
+    rechargeAmount: v.optional(positive),
+    schedule: v.optional(v.pipe(
+      v.object({
+        every: v.picklist(['day', 'week', 'month']),
+        at: v.optional(integer(0, 31)),
+      }),
+      v.forward(v.check((s) => s.at === undefined
+        || (s.every === 'day' && s.at <= 23) || (s.every === 'week' && s.at >= 1 && s.at <= 7) || (s.every === 'month' && s.at >= 1),
+      'at: an hour 0-23 (day), an ISO weekday 1-7 (week) or a day of month 1-31 (month)'), ['at']),
+    )),
+    onEmpty: v.picklist(['deny', 'redirect', 'restrict']),
+    redirectUrl: v.optional(v.pipe(v.string(), v.url('must be a URL'), v.maxLength(2048, 'must be at most 2048 characters'))),
+  }),
+  v.forward(v.check((b) => b.onEmpty !== 'redirect' || b.redirectUrl !== undefined, 'redirectUrl is required when onEmpty is redirect'), ['redirectUrl']),
+  v.forward(v.check((b) => (b.minimumLevel === undefined && b.schedule === undefined) || b.rechargeAmount !== undefined,
+    'rechargeAmount is required with minimumLevel or schedule (what an automatic recharge moves)'), ['rechargeAmount']),
 ));
 
-export const rechargeBody = schema(() => z.object({ requestId: identifier, amount: z.optional(positive) }));
+export const rechargeBody = schema(() => v.object({ requestId: identifier, amount: v.optional(positive) }));
 
 /** PATCH /accounts/{id}: what the owner may change at any time. */
-export const accountPatchBody = schema(() => z.object({
-  consumptionLimit: z.optional(z.nullable(count)),
-  sponsors: z.optional(z.array(z.object({ accountId: identifier, priority: z.number().check(z.int(), z.gte(0), z.lte(1000)) })).check(z.maxLength(10))),
-}).check(z.refine((b) => b.consumptionLimit !== undefined || b.sponsors !== undefined, { message: 'give consumptionLimit and/or sponsors' })));
+export const accountPatchBody = schema(() => v.pipe(
+  v.object({
+    consumptionLimit: v.optional(v.nullable(count)),
+    sponsors: v.optional(v.pipe(v.array(v.object({ accountId: identifier, priority: integer(0, 1000) })), v.maxLength(10, 'at most 10 sponsors'))),
+  }),
+  v.check((b) => b.consumptionLimit !== undefined || b.sponsors !== undefined, 'give consumptionLimit and/or sponsors'),
+));

@@ -1,10 +1,10 @@
 // The thin edge every HTTP handler shares: middy with three small middlewares (errors to
 // problems, bearer token where the local server asks for one, JSON body parsing) and a
-// zod-based `parse` that turns any bad input into validation_failed.
+// valibot-based `parse` that turns any bad input into validation_failed.
 import middy from '@middy/core';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda';
-import type * as z from 'zod/mini';
+import { getDotPath, safeParse, type GenericSchema, type InferOutput } from 'valibot';
 import { ChargingError, fail } from '../domain/errors.js';
 import { isTransientStoreError, problemResponse } from './problem.js';
 import { identifier as identifierSchema } from './schemas.js';
@@ -72,14 +72,14 @@ export function httpHandler(handle: Handler) {
     }));
 }
 
-export function parse<S extends z.ZodMiniType>(schema: S, value: unknown): z.output<S> {
-  const result = schema.safeParse(value);
+export function parse<S extends GenericSchema>(schema: S, value: unknown): InferOutput<S> {
+  const result = safeParse(schema, value);
   if (!result.success) {
-    const errors = result.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }));
+    const errors = result.issues.map((issue) => ({ path: getDotPath(issue) ?? '', message: issue.message }));
     const first = errors[0];
     fail('validation_failed', first ? `${first.path || 'body'}: ${first.message}` : 'invalid request', { errors });
   }
-  return result.data as z.output<S>;
+  return result.output as InferOutput<S>;
 }
 
 /** Identifies "the same body" for idempotency: canonical JSON of the route, path and body. */

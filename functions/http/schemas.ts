@@ -1,128 +1,138 @@
 // Request schemas. Money and units are safe positive integers; identifiers one pattern.
 //
-// zod/mini, not zod: the same validators (zod 4 core) with a functional API that a bundler
-// can tree-shake, so each Lambda carries ~10-30 KB of zod instead of ~450 KB. Every schema
-// below is the one-to-one translation of the chained zod original (`.int()` ->
-// `.check(z.int())`, `.min(n)` -> `z.gte(n)`, `.optional()` -> `z.optional(...)`, ...):
-// the same inputs are accepted and rejected, with the same issues (path and message).
-import * as z from 'zod/mini';
-import { en } from 'zod/locales';
+// Valibot: each schema and check is a function of its own, so a Lambda's bundle carries only
+// those its handler uses (3-10 KB; zod/mini, the previous choice, carried its whole core:
+// 12-31 KB). Unknown keys of an object are dropped, as zod did; `strictObject` refuses them.
+import * as v from 'valibot';
 import { MAX_BALANCE_MINOR } from '../domain/rating.js';
 
 /**
- * Every schema is built through `schema(() => ...)`: built when the module loads, as before,
- * but marked free of side effects, so esbuild drops from each Lambda's bundle the schemas
- * its handler never uses (a bare `z.x().check(...)` at module scope would be kept, and built
- * at every cold start, in every function).
+ * Every schema is built through `schema(() => ...)`: built when the module loads, but marked
+ * free of side effects, so esbuild drops from each Lambda's bundle the schemas its handler
+ * never uses (a bare call at module scope would be kept, and built at every cold start).
  */
 // @__NO_SIDE_EFFECTS__
 function schema<T>(build: () => T): T {
   return build();
 }
 
-// zod/mini loads no locale: without this every message would read "Invalid input". The
-// English locale is what zod (classic) installs by default, so messages stay as they were.
-if (!z.config().localeError) z.config(en());
+/** A whole number in [min, max]. */
+// @__NO_SIDE_EFFECTS__
+export function integer(min: number, max: number) {
+  return v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(min, `must be at least ${min}`), v.maxValue(max, `must be at most ${max}`));
+}
 
-export const identifier = schema(() => z.string().check(z.regex(/^[A-Za-z0-9._:-]{1,128}$/, 'must match ^[A-Za-z0-9._:-]{1,128}$')));
-const count = schema(() => z.number().check(z.int(), z.gte(0), z.lte(Number.MAX_SAFE_INTEGER)));
-const positive = schema(() => z.number().check(z.int(), z.gte(1), z.lte(Number.MAX_SAFE_INTEGER)));
+export const identifier = schema(() => v.pipe(v.string(), v.regex(/^[A-Za-z0-9._:-]{1,128}$/, 'must match ^[A-Za-z0-9._:-]{1,128}$')));
+const count = schema(() => integer(0, Number.MAX_SAFE_INTEGER));
+const positive = schema(() => integer(1, Number.MAX_SAFE_INTEGER));
 /**
  * Money an account is given to hold or owe (a credit limit): at most MAX_BALANCE_MINOR, so
  * that `available` (balance + credit limit) and its sums stay exact integers (see rating.ts).
  */
-const accountMoney = schema(() => z.number().check(z.int(), z.gte(0), z.lte(MAX_BALANCE_MINOR)));
-const timestamp = schema(() => z.pipe(
-  z.string().check(z.iso.datetime({ offset: false })),
-  z.transform((s: string) => new Date(s).toISOString()),
+const accountMoney = schema(() => integer(0, MAX_BALANCE_MINOR));
+/** An ISO 8601 UTC timestamp with seconds (`Z`, no offset), normalized to milliseconds. */
+const timestamp = schema(() => v.pipe(
+  v.string(),
+  v.regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z$/, 'must be an ISO 8601 UTC timestamp such as 2026-01-31T23:59:59Z'),
+  // The pattern lets 2026-02-30 or 24:00 through; a date that does not round-trip is not a date.
+  v.check((s) => { const t = Date.parse(s); return !Number.isNaN(t) && new Date(t).toISOString().slice(0, 19) === s.slice(0, 19); }, 'is not a valid date and time'),
+  v.transform((s) => new Date(s).toISOString()),
+));
+const url = schema(() => v.pipe(v.string(), v.url('must be a URL'), v.maxLength(2048, 'must be at most 2048 characters')));
+
+export const requested = schema(() => v.union([v.strictObject({ units: positive }), v.strictObject({ amount: positive })], 'must be { units } or { amount }'));
+
+export const serviceBody = schema(() => v.pipe(
+  v.object({
+    unit: v.picklist(['seconds', 'kilobytes', 'events', 'money']),
+    price: v.optional(v.object({ amount: count, per: positive })),
+    validitySeconds: v.optional(integer(1, 86_400 * 30), 300),
+    interimIntervalSeconds: v.optional(integer(1, 86_400), 30),
+    establishedInterimIntervalSeconds: v.optional(integer(1, 86_400)),
+    combined: v.optional(v.object({
+      discounts: v.optional(v.pipe(v.array(v.object({ withServiceId: identifier, percent: integer(1, 100) })), v.maxLength(20, 'at most 20 discounts'))),
+      duplicates: v.optional(identifier),
+    })),
+  }),
+  v.forward(v.check((s) => s.unit === 'money' || s.price !== undefined, 'price is required unless unit is money'), ['price']),
 ));
 
-export const requested = schema(() => z.union([z.strictObject({ units: positive }), z.strictObject({ amount: positive })]));
-
-export const serviceBody = schema(() => z.object({
-  unit: z.enum(['seconds', 'kilobytes', 'events', 'money']),
-  price: z.optional(z.object({ amount: count, per: positive })),
-  validitySeconds: z._default(positive.check(z.lte(86_400 * 30)), 300),
-  interimIntervalSeconds: z._default(positive.check(z.lte(86_400)), 30),
-  establishedInterimIntervalSeconds: z.optional(positive.check(z.lte(86_400))),
-  combined: z.optional(z.object({
-    discounts: z.optional(z.array(z.object({ withServiceId: identifier, percent: z.number().check(z.int(), z.gte(1), z.lte(100)) })).check(z.maxLength(20))),
-    duplicates: z.optional(identifier),
-  })),
-}).check(z.refine((s) => s.unit === 'money' || s.price !== undefined, { message: 'price is required unless unit is money', path: ['price'] })));
-
-export const accountBody = schema(() => z.object({
+export const accountBody = schema(() => v.object({
   accountId: identifier,
-  currency: z.string().check(z.regex(/^[A-Z]{3}$/, 'an ISO 4217 code such as EUR')),
-  kind: z.enum(['prepaid', 'postpaid']),
-  creditLimit: z.optional(accountMoney),
-  mainAccountId: z.optional(identifier),
-  consumptionLimit: z.optional(count),
-  validUntil: z.optional(timestamp),
-  lowBalanceThreshold: z.optional(count),
+  currency: v.pipe(v.string(), v.regex(/^[A-Z]{3}$/, 'an ISO 4217 code such as EUR')),
+  kind: v.picklist(['prepaid', 'postpaid']),
+  creditLimit: v.optional(accountMoney),
+  mainAccountId: v.optional(identifier),
+  consumptionLimit: v.optional(count),
+  validUntil: v.optional(timestamp),
+  lowBalanceThreshold: v.optional(count),
 }));
 
-export const topUpBody = schema(() => z.object({ requestId: identifier, amount: positive }));
+export const topUpBody = schema(() => v.object({ requestId: identifier, amount: positive }));
 
-export const reserveBody = schema(() => z.object({
+export const reserveBody = schema(() => v.object({
   requestId: identifier,
   accountId: identifier,
   clientId: identifier,
   serviceId: identifier,
   requested,
-  multiSessionId: z.optional(identifier),
-  notifyUri: z.optional(z.string().check(z.url(), z.maxLength(2048))),
+  multiSessionId: v.optional(identifier),
+  notifyUri: v.optional(url),
 }));
 
-const principle = schema(() => z.discriminatedUnion('type', [
-  z.object({ type: z.literal('loser-pays') }),
-  z.object({ type: z.literal('split') }),
-  z.object({ type: z.literal('initiator-pays') }),
-  z.object({ type: z.literal('shares'), shares: z.record(identifier, z.number().check(z.int(), z.gte(0), z.lte(100))) }),
+const principle = schema(() => v.variant('type', [
+  v.object({ type: v.literal('loser-pays') }),
+  v.object({ type: v.literal('split') }),
+  v.object({ type: v.literal('initiator-pays') }),
+  v.object({ type: v.literal('shares'), shares: v.record(identifier, integer(0, 100)) }),
 ]));
 
 /** A multi-party proposal: `parties` and a `principle` instead of `accountId`. */
-export const proposeBody = schema(() => z.object({
+export const proposeBody = schema(() => v.object({
   requestId: identifier,
-  parties: z.array(z.object({ accountId: identifier })).check(z.minLength(2), z.maxLength(20)),
+  parties: v.pipe(v.array(v.object({ accountId: identifier })), v.minLength(2, 'at least 2 parties'), v.maxLength(20, 'at most 20 parties')),
   principle,
   clientId: identifier,
   serviceId: identifier,
-  requested: z.strictObject({ units: positive }),
-  multiSessionId: z.optional(identifier),
+  requested: v.strictObject({ units: positive }),
+  multiSessionId: v.optional(identifier),
 }));
 
-export const agreeBody = schema(() => z.object({ requestId: identifier, accountId: identifier }));
+export const agreeBody = schema(() => v.object({ requestId: identifier, accountId: identifier }));
 
-export const updateBody = schema(() => z.object({
+export const updateBody = schema(() => v.object({
   requestId: identifier,
-  used: z.strictObject({ units: count }),
-  requested: z.optional(requested),
+  used: v.strictObject({ units: count }),
+  requested: v.optional(requested),
 }));
 
-export const debitBody = schema(() => z.object({
+export const debitBody = schema(() => v.object({
   requestId: identifier,
-  used: z.strictObject({ units: count }),
-  outcome: z.optional(z.object({ loser: z.optional(identifier) })),
+  used: v.strictObject({ units: count }),
+  outcome: v.optional(v.object({ loser: v.optional(identifier) })),
 }));
 
-export const refundBody = schema(() => z.object({
+export const refundBody = schema(() => v.object({
   requestId: identifier,
-  amount: z.optional(positive),
-  reason: z.optional(z.string().check(z.maxLength(512))),
+  amount: v.optional(positive),
+  reason: v.optional(v.pipe(v.string(), v.maxLength(512, 'must be at most 512 characters'))),
 }));
 
-export const directDebitBody = schema(() => z.object({
-  requestId: identifier,
-  accountId: identifier,
-  clientId: identifier,
-  serviceId: identifier,
-  units: z.optional(positive),
-  amount: z.optional(positive),
-  multiSessionId: z.optional(identifier),
-}).check(z.refine((b) => (b.units === undefined) !== (b.amount === undefined), { message: 'give exactly one of units and amount' })));
+export const directDebitBody = schema(() => v.pipe(
+  v.object({
+    requestId: identifier,
+    accountId: identifier,
+    clientId: identifier,
+    serviceId: identifier,
+    units: v.optional(positive),
+    amount: v.optional(positive),
+    multiSessionId: v.optional(identifier),
+  }),
+  v.check((b) => (b.units === undefined) !== (b.amount === undefined), 'give exactly one of units and amount'),
+));
 
-export const ledgerQuery = schema(() => z.object({
-  limit: z.optional(z.coerce.number().check(z.int(), z.gte(1), z.lte(1000))),
-  next: z.optional(z.string().check(z.maxLength(1024))),
+export const ledgerQuery = schema(() => v.object({
+  // Query parameters are strings: a number in decimal.
+  limit: v.optional(v.pipe(v.string(), v.regex(/^\d{1,4}$/, 'must be a whole number from 1 to 1000'), v.transform(Number), integer(1, 1000))),
+  next: v.optional(v.pipe(v.string(), v.maxLength(1024, 'must be at most 1024 characters'))),
 }));

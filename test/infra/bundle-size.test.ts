@@ -1,6 +1,6 @@
 // Bundle size per function, built the way the stack builds it (infra/bundling.ts), in
-// memory. A loose guard only: it fails on a blow-up (an accidental heavy dependency, or the
-// full zod instead of zod/mini), not on the growth every dependency bump brings. Figures,
+// memory. A loose guard only: it fails on a blow-up (an accidental heavy dependency, or a
+// validation library that does not tree-shake), not on the growth every dependency bump brings. Figures,
 // load times and the targets are `npm run bench:bundles`, not a test.
 import { describe, expect, it } from 'vitest';
 import { build, type Metafile } from 'esbuild';
@@ -15,8 +15,8 @@ import { dynamodbEndpoint, uniqueTable } from '../helpers.js';
 
 /** Every function is ~230-300 KB today (bench:bundles), of which the DynamoDB client is ~200 KB. */
 const LIMIT_BYTES = 768 * 1024;
-/** zod/mini with the schemas a handler uses is ~10-30 KB; the full zod would be ~450 KB. */
-const ZOD_LIMIT_BYTES = 96 * 1024;
+/** valibot with the schemas a handler uses is 3-10 KB (zod/mini was 12-31 KB, the full zod ~450 KB). */
+const VALIDATION_LIMIT_BYTES = 32 * 1024;
 const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
 
 /** Bytes in the output per npm package (or "(own code)"), largest first. */
@@ -33,20 +33,20 @@ function byPackage(metafile: Metafile): Array<[string, number]> {
 }
 
 describe('bundle sizes', () => {
-  it(`every function bundles (minified ESM, AWS SDK included) under ${kb(LIMIT_BYTES)}, zod under ${kb(ZOD_LIMIT_BYTES)}`, async () => {
-    const rows: Array<{ function: string; minified: string; bytes: number; zod: number; largest: string }> = [];
+  it(`every function bundles (minified ESM, AWS SDK included) under ${kb(LIMIT_BYTES)}, valibot under ${kb(VALIDATION_LIMIT_BYTES)}`, async () => {
+    const rows: Array<{ function: string; minified: string; bytes: number; validation: number; largest: string }> = [];
     for (const name of functionNames) {
       const result = await build({ ...esbuildBuildOptions(entryOf(name)), write: false, metafile: true, logLevel: 'silent' });
       const bytes = result.outputFiles.reduce((sum, file) => sum + file.contents.byteLength, 0);
       const packages = byPackage(result.metafile);
       const largest = packages.slice(0, 4).map(([pkg, size]) => `${pkg} ${kb(size)}`).join(', ');
-      rows.push({ function: name, minified: kb(bytes), bytes, zod: packages.find(([pkg]) => pkg === 'zod')?.[1] ?? 0, largest });
+      rows.push({ function: name, minified: kb(bytes), bytes, validation: packages.find(([pkg]) => pkg === 'valibot')?.[1] ?? 0, largest });
     }
     console.log(`\nbundle sizes (limit ${kb(LIMIT_BYTES)}; figures and load times: npm run bench:bundles):`);
-    console.table(rows.map(({ bytes: _bytes, zod: _zod, ...row }) => row));
+    console.table(rows.map(({ bytes: _bytes, validation: _validation, ...row }) => row));
     for (const row of rows) {
       expect({ function: row.function, tooLarge: row.bytes >= LIMIT_BYTES }).toEqual({ function: row.function, tooLarge: false });
-      expect({ function: row.function, zodTooLarge: row.zod >= ZOD_LIMIT_BYTES }).toEqual({ function: row.function, zodTooLarge: false });
+      expect({ function: row.function, validationTooLarge: row.validation >= VALIDATION_LIMIT_BYTES }).toEqual({ function: row.function, validationTooLarge: false });
     }
   }, 120_000);
 });
@@ -103,7 +103,7 @@ describe('the charging functions, bundled, as Lambda runs them', () => {
   // lib-dynamodb entries, and the credential chain): each function bundled
   // alone, in one fresh Node process with only what Lambda gives it, against DynamoDB Local.
   // The answers must be those the same events get from the handlers unbundled (events.test.ts),
-  // problems (zod's messages, through the bundled locale) included.
+  // problems (valibot's issues and our messages) included.
   it('services, accounts, reserve, update, debit and refund answer the sample events, and reserve its problems', async () => {
     const steps: Array<[FunctionName, unknown]> = [];
     const reserve = sampleEvent('reserve');
@@ -117,7 +117,7 @@ describe('the charging functions, bundled, as Lambda runs them', () => {
     const answers = await runBundled(steps);
     expect(answers.map((a) => a.statusCode)).toEqual([200, 201, 200, 201, 200, 200, 200, 400, 400, 400]);
     expect(JSON.parse(answers[3]!.body)).toMatchObject({ sessionId: expect.any(String) });
-    // The same invalid bodies, through the handler unbundled (zod and its English locale as tests load them).
+    // The same invalid bodies, through the handler unbundled (valibot as tests load it).
     const { handler } = await import('../../functions/handlers/reserve.js');
     for (const [i, step] of steps.entries()) {
       if (i < 7) continue;
