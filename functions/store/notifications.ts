@@ -9,7 +9,7 @@ import { DUE_INDEX, DUE_SHARDS, TTL_ATTRIBUTE } from './table.js';
 import { batchGetAll, type Store } from './db.js';
 import type { Notification, Notifier } from '../notify.js';
 
-export type AccountNotificationType = 'low_balance' | 'recharge_done' | 'recharge_failed' | 'service_denied' | 'sponsor_transfer';
+export type AccountNotificationType = 'low_balance' | 'recharge_done' | 'recharge_failed' | 'service_denied' | 'sponsor_transfer' | 'session_expired';
 
 export interface AccountNotification {
   type: AccountNotificationType;
@@ -69,6 +69,24 @@ export async function findDueKeys(store: Store, prefix: string, until: string, l
   return pages.flatMap((page) => (page.Items ?? []).map((item: Record<string, any>) => ({ pk: String(item.pk), sk: String(item.sk) })));
 }
 
+/**
+ * Publishes one notification written by the caller's own transaction (`notificationItem` of
+ * the same notification and id) and clears its outbox entry: at once, where the relay would
+ * take up to a minute. If this fails, or the process dies first, the relay publishes it.
+ */
+export async function publishWritten(store: Store, notifier: Notifier, n: AccountNotification, id: string): Promise<void> {
+  const item = notificationItem(store, n, id);
+  await notifier.publish([publicView(item) as unknown as Notification]);
+  await clearOutboxEntry(store, { pk: item.pk, sk: item.sk });
+}
+
+async function clearOutboxEntry(store: Store, itemKey: { pk: unknown; sk: unknown }): Promise<void> {
+  await store.db.send(new UpdateCommand({
+    TableName: store.tableName, Key: itemKey,
+    UpdateExpression: 'REMOVE dueShard, dueAt', ConditionExpression: 'attribute_exists(pk)',
+  })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
+}
+
 /** Publishes pending notifications and clears their outbox entries; returns how many went out. */
 export async function relayNotifications(store: Store, notifier: Notifier, limitPerShard = 100): Promise<number> {
   const keys = await findDueKeys(store, 'out', store.now().toISOString(), limitPerShard);
@@ -79,10 +97,7 @@ export async function relayNotifications(store: Store, notifier: Notifier, limit
     const pending = items.filter((item) => item.dueShard);
     if (pending.length === 0) continue;
     await notifier.publish(pending.map((item) => publicView(item) as unknown as Notification));
-    await Promise.all(pending.map((item) => store.db.send(new UpdateCommand({
-      TableName: store.tableName, Key: { pk: item.pk, sk: item.sk },
-      UpdateExpression: 'REMOVE dueShard, dueAt', ConditionExpression: 'attribute_exists(pk)',
-    })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; })));
+    await Promise.all(pending.map((item) => clearOutboxEntry(store, { pk: item.pk, sk: item.sk })));
     relayed += pending.length;
   }
   return relayed;

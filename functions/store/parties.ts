@@ -13,7 +13,7 @@ import { ledgerPut, type LedgerEntry } from './ledger.js';
 import { markFinalized } from './compaction.js';
 import { getService } from './services.js';
 import { takeAllotment } from './allotments.js';
-import { answerKey, answerPut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
+import { answerKey, answerPut, expiryNotice, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import type { AccountItem, OpEntry, StoredAnswer } from './accounts.js';
 import { ChargingError, fail } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
@@ -195,6 +195,8 @@ interface PartyStep {
   next: SessionItem;
   answer: StoredAnswer | null;
   moves: Move[];
+  /** An expiry's session_expired, written in the same transaction (see expiryNotice). */
+  notice?: ReturnType<typeof expiryNotice>;
 }
 
 type StepResult = { ok: true } | { ok: false; refusedParty?: { accountId: string; reason: 'not_found' | 'inactive' | 'insufficient'; needMinor: number; account?: AccountItem } };
@@ -256,6 +258,7 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
         ...accountUpdates.map(({ Update }) => ({ Update })), sessionUpdate, ...ledger.map((e) => ledgerPut(store, e)),
         // Last, unconditional: the session's seq condition makes the step, and its answer, once.
         ...(step.answer ? [answerPut(store, session.sessionId, step.requestId, step.bodyHash, step.answer)] : []),
+        ...(step.notice ? [expiryNoticePut(store, step.notice)] : []),
       ],
     })));
   } catch (error) {
@@ -328,25 +331,30 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash);
 }
 
-/** The sweep: expire an active party session (every hold back), or a proposal never agreed. */
-export async function expirePartySession(store: Store, session: SessionItem): Promise<boolean> {
+/**
+ * The sweep: expire an active party session (every hold back), or a proposal never agreed.
+ * The session_expired it wrote with the expiry, or null when the session moved on first.
+ */
+export async function expirePartySession(store: Store, session: SessionItem): Promise<ReturnType<typeof expiryNotice> | null> {
+  const at = store.now().toISOString();
   if (session.state === 'pending_agreement') {
     // The last party may agree between the sweep's read and this write: the session is then
     // active, not expired, and the next sweep sees it as it is. Not a failure of the run.
-    return closePending(store, session, 'expired', `expire:${session.seq}`, 'sweep').then(
-      (answer) => answer.status === 200,
-      (error) => { if (error instanceof ChargingError && error.code === 'conflict') return false; throw error; });
+    const notice = expiryNotice(session, at, 0);
+    return closePending(store, session, 'expired', `expire:${session.seq}`, 'sweep', notice).then(
+      (answer) => (answer.status === 200 ? notice : null),
+      (error) => { if (error instanceof ChargingError && error.code === 'conflict') return null; throw error; });
   }
-  const at = store.now().toISOString();
   const moves = session.parties!.map((p) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: 0, grantedUnits: 0 }));
   const returned = session.parties!.reduce((sum, p) => sum + p.holdMinor, 0);
   const next: SessionItem = { ...session, state: 'expired', seq: session.seq + 1, lastUpdateAt: at, returnedMinor: returned,
     parties: session.parties!.map((p) => ({ ...p, holdMinor: 0 })), hold: { ...session.hold, seq: session.seq + 1, holdMinor: 0, grantedUnits: 0 } };
-  return (await partyTransaction(store, session, { kind: 'expire', requestId: `expire:${session.seq}`, bodyHash: 'sweep', at, next, answer: null, moves })).ok;
+  const notice = expiryNotice(session, at, returned);
+  return (await partyTransaction(store, session, { kind: 'expire', requestId: `expire:${session.seq}`, bodyHash: 'sweep', at, next, answer: null, moves, notice })).ok ? notice : null;
 }
 
 /** A proposal that never started holds nothing: closing it is one conditional write. */
-async function closePending(store: Store, session: SessionItem, state: 'expired' | 'released', requestId: string, bodyHash: string): Promise<StoredAnswer> {
+async function closePending(store: Store, session: SessionItem, state: 'expired' | 'released', requestId: string, bodyHash: string, notice?: ReturnType<typeof expiryNotice>): Promise<StoredAnswer> {
   const answer: StoredAnswer = { status: 200, body: { state, refunded: { amount: 0 }, returned: { amount: 0 } } };
   try {
     await store.db.send(new TransactWriteCommand({
@@ -359,6 +367,7 @@ async function closePending(store: Store, session: SessionItem, state: 'expired'
           ExpressionAttributeValues: { ':state': state, ':at': store.now().toISOString(), ':pending': 'pending_agreement' },
         } },
         answerPut(store, session.sessionId, requestId, bodyHash, answer),
+        ...(notice ? [expiryNoticePut(store, notice)] : []),
       ],
     }));
   } catch (error) {

@@ -28,6 +28,7 @@ import type { Outcome, Principle } from '../domain/parties.js';
 import { MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
 import { interimIntervalFor, nextDueAt } from '../domain/combined.js';
 import type { Notification, Notifier } from '../notify.js';
+import { notificationItem, publishWritten, type AccountNotification } from './notifications.js';
 
 export interface ReserveCommand {
   requestId: string;
@@ -681,8 +682,9 @@ export async function sweepSession(store: Store, sessionId: string, notifier?: N
     if (session.parties) {
       // Every step of a party session is one transaction: expiring it is one too.
       if (session.validUntil > now) return session.state === 'active' ? askForReport(store, session, now, notifier) : 'not_due';
-      if (!(await expirePartySession(store, session))) continue;
-      await notifier?.publish([{ type: 'session_expired', at: now, ...sessionRefs(session), returned: { amount: session.hold.holdMinor } }]);
+      const notice = await expirePartySession(store, session);
+      if (!notice) continue;
+      if (notifier) await publishWritten(store, notifier, notice.notification, notice.id);
       return 'expired';
     }
     if (session.validUntil > now) return askForReport(store, session, now, notifier);
@@ -714,8 +716,12 @@ export async function sweepSession(store: Store, sessionId: string, notifier?: N
       }
       if (!(await recordExpiry(store, session, applied))) return 'gone';
     }
-    await notifier?.publish([{ type: 'session_expired', at: applied.at, ...sessionRefs(session), returned: { amount: session.hold.holdMinor } }]);
     await afterClose(store, session, applied);
+    if (notifier) {
+      // After the bookkeeping: if publishing fails, the relay still has it (see expiryNotice).
+      const notice = expiryNotice(session, applied.at, session.hold.holdMinor);
+      await publishWritten(store, notifier, notice.notification, notice.id);
+    }
     return 'expired';
   }
   return 'not_due';
@@ -729,6 +735,22 @@ function sessionRefs(session: SessionItem) {
     sessionId: session.sessionId, multiSessionId: session.multiSessionId, accountId: publicAccountId(session.chargedAccountId), clientId: session.clientId,
     ...(session.notifyUri ? { notifyUri: session.notifyUri } : {}),
   };
+}
+
+/**
+ * A session's `session_expired`, with the id its item is written under. The item is Put by
+ * the transaction that records the expiry (whoever records it: the sweep, or a request that
+ * finishes an expiry the sweep left half done), so the notification is never lost: the sweep
+ * publishes it at once (publishWritten), the recharge trigger's relay if the sweep did not.
+ * It is also the owner's to read, at GET /accounts/{id}/notifications.
+ */
+export function expiryNotice(session: SessionItem, at: string, returnedMinor: number): { notification: AccountNotification; id: string } {
+  return { notification: { type: 'session_expired', at, ...sessionRefs(session), returned: { amount: returnedMinor } }, id: `expired:${session.sessionId}` };
+}
+
+/** The transaction item of a session's `session_expired` (see expiryNotice). */
+export function expiryNoticePut(store: Store, notice: { notification: AccountNotification; id: string }) {
+  return { Put: { TableName: store.tableName, Item: notificationItem(store, notice.notification, notice.id) } };
 }
 
 async function askForReport(store: Store, session: SessionItem, now: string, notifier?: Notifier): Promise<SweepOutcome> {
@@ -772,6 +794,7 @@ function expiryRecord(store: Store, session: SessionItem, applied: OpEntry) {
       },
     } },
     ...entries.map((e) => ledgerPut(store, e)),
+    expiryNoticePut(store, expiryNotice(session, applied.at, returned)),
   ];
 }
 

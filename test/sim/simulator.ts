@@ -559,6 +559,8 @@ class Simulation {
   private auditCalls = 0;
   /** The largest `ops` map seen on an account at an audit: how well compaction keeps up. */
   private maxOpsEntries = { count: 0, finished: 0, bytes: 0 };
+  /** Sessions found expired at the final audit, by the account their session_expired goes to, with the expiry's time. */
+  private expiredSessions = new Map<string, Map<string, string>>();
   private currentOp = 0;
 
   constructor(options: SimulateOptions) {
@@ -1385,6 +1387,11 @@ class Simulation {
           continue;
         }
         if (!['closed', 'expired', 'released'].includes(item.state)) this.fail('c: session state', `${what}: still ${item.state} after the clock passed every validity and the sweep ran`);
+        if (item.state === 'expired') {
+          const owner = String(item.chargedAccountId).split('~')[0]!;
+          if (!this.expiredSessions.has(owner)) this.expiredSessions.set(owner, new Map());
+          this.expiredSessions.get(owner)!.set(sid, String(item.lastUpdateAt));
+        }
         if (item.hold?.chargedMinor !== s.charged) this.fail('c: session charged', `${what}: item charged ${item.hold?.chargedMinor}, answers ${s.charged}`);
         if (item.refundedMinor !== s.refunded) this.fail('c: session refunded', `${what}: item refunded ${item.refundedMinor}, answers ${s.refunded}`);
         if (item.hold?.holdMinor !== 0) this.fail('c: session hold', `${what}: item still holds ${item.hold?.holdMinor}`);
@@ -1710,8 +1717,9 @@ class Simulation {
 
   /**
    * After the last trigger run: no threshold or scheduled recharge left due, the outbox
-   * empty (every notification relayed), and each recharge and sponsor transfer notified by
-   * the transaction that made it (notification ids derive from the ledger entries).
+   * empty (every notification relayed), each recharge and sponsor transfer notified by the
+   * transaction that made it (notification ids derive from the ledger entries), and each
+   * expired session by exactly one session_expired (written with its expiry).
    */
   private async finalRechargeChecks() {
     const now = this.iso();
@@ -1735,14 +1743,24 @@ class Simulation {
       // (A notification past its TTL in real time may be gone: not expected.)
       const expected = new Set([...ledger.transfers.values()].filter((r) => r.amount < 0 && Date.parse(r.sk.split('#')[0]!) + NOTIFICATION_TTL_MS > Date.now()).map((r) => r.entryId));
       const notified = new Set<string>();
+      const expiryNotes = new Map<string, number>();
       let start: Record<string, any> | undefined;
       do {
         const page = await this.audit.send(new QueryCommand({
           TableName: this.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': `NOTE#${account.id}` }, ConsistentRead: true, ExclusiveStartKey: start,
         }));
-        for (const note of page.Items ?? []) if (note.type === 'recharge_done' || note.type === 'sponsor_transfer') notified.add(String(note.notificationId));
+        for (const note of page.Items ?? []) {
+          if (note.type === 'recharge_done' || note.type === 'sponsor_transfer') notified.add(String(note.notificationId));
+          if (note.type === 'session_expired') expiryNotes.set(String(note.sessionId), (expiryNotes.get(String(note.sessionId)) ?? 0) + 1);
+        }
         start = page.LastEvaluatedKey;
       } while (start);
+      const expired = [...(this.expiredSessions.get(account.id) ?? new Map<string, string>())].filter(([, at]) => Date.parse(at) + NOTIFICATION_TTL_MS > Date.now());
+      const unnoticed = expired.filter(([sid]) => expiryNotes.get(sid) !== 1).map(([sid]) => `${sid}×${expiryNotes.get(sid) ?? 0}`);
+      const strays = [...expiryNotes.keys()].filter((sid) => !this.expiredSessions.get(account.id)?.has(sid));
+      if (unnoticed.length || strays.length) {
+        this.fail('c: notifications', `final audit of ${account.id}: expired sessions without exactly one session_expired: ${unnoticed.slice(0, 5).join(', ') || 'none'}; session_expired of sessions not expired: ${strays.slice(0, 5).join(', ') || 'none'}`);
+      }
       const missing = [...expected].filter((id) => !notified.has(id));
       const extra = [...notified].filter((id) => !ledger.transfers.has(id));
       if (missing.length || extra.length) {

@@ -10,6 +10,7 @@ import { directDebit } from '../../functions/store/debits.js';
 import { multiSessionView } from '../../functions/store/multisession.js';
 import { sweep } from '../../functions/store/sweep.js';
 import { readLedger } from '../../functions/store/ledger.js';
+import { listNotifications, relayNotifications } from '../../functions/store/notifications.js';
 import { localEventLog, localNotifier, type Notification } from '../../functions/notify.js';
 
 function capture() {
@@ -103,6 +104,38 @@ describe('the interim sweep', () => {
     expect((await requireSession(store, ids[0]!)).state).toBe('expired');
     await expect(updateSession(store, ids[0]!, { requestId: 'late', usedUnits: 10 }, 'h')).rejects.toMatchObject({ code: 'session_closed' });
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000, reserved: 0 });
+  });
+
+  it('a session_expired is never lost: written with the expiry, published at once, or by the relay when publishing failed', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await seedServices(store);
+    const [a, b] = await Promise.all(['n-1', 'n-2'].map((rid) =>
+      reserve(store, { requestId: rid, accountId: 'sub', clientId: 'c', serviceId: 'ims-voice', requested: { units: 60 }, notifyUri: 'http://c.invalid/ccr' }, 'h').then((r) => r.body.sessionId as string)));
+    clock.advanceSeconds(301);
+    // The event bus is down for this run: both expiries are recorded, the run fails (it is
+    // retried by its schedule), and the notifications wait in the outbox.
+    const down = { publish: async () => { throw new Error('event bus unavailable'); } };
+    await expect(sweep(store, { batchSize: 10, maxBatches: 2, notifier: down })).rejects.toThrow('event bus unavailable');
+    expect((await requireSession(store, a!)).state).toBe('expired');
+    expect((await requireSession(store, b!)).state).toBe('expired');
+    // The next sweep has nothing left to expire; the relay (the recharge trigger's) publishes both, once.
+    const { published, notifier } = capture();
+    expect(await sweep(store, { batchSize: 10, maxBatches: 2, notifier })).toMatchObject({ expired: 0 });
+    // The relay finds its work through the due index, which (as in DynamoDB) may trail the
+    // writes a little: a later run gets what an earlier one did not see.
+    for (let run = 0; run < 20 && published.length < 2; run++) await relayNotifications(store, notifier);
+    expect(await relayNotifications(store, notifier)).toBe(0);
+    expect(published.map((n) => n.sessionId).sort()).toEqual([a, b].sort());
+    expect(published[0]).toMatchObject({ type: 'session_expired', accountId: 'sub', clientId: 'c', notifyUri: 'http://c.invalid/ccr', returned: { amount: 10 } });
+    // The owner reads them too.
+    expect((await listNotifications(store, 'sub')).notifications.filter((n) => n.type === 'session_expired')).toHaveLength(2);
+    // Published at once when the bus is up: nothing is left for the relay.
+    const c = (await reserve(store, { requestId: 'n-3', accountId: 'sub', clientId: 'c', serviceId: 'ims-voice', requested: { units: 60 } }, 'h')).body.sessionId as string;
+    clock.advanceSeconds(301);
+    expect(await sweep(store, { batchSize: 10, maxBatches: 2, notifier })).toMatchObject({ expired: 1 });
+    expect(published.at(-1)).toMatchObject({ type: 'session_expired', sessionId: c });
+    expect(await relayNotifications(store, notifier)).toBe(0);
   });
 
   it('locally, a request for a report is POSTed to the session\'s notifyUri and kept in the event log', async () => {
