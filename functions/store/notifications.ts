@@ -87,18 +87,29 @@ async function clearOutboxEntry(store: Store, itemKey: { pk: unknown; sk: unknow
   })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
 }
 
-/** Publishes pending notifications and clears their outbox entries; returns how many went out. */
-export async function relayNotifications(store: Store, notifier: Notifier, limitPerShard = 100): Promise<number> {
-  const keys = await findDueKeys(store, 'out', store.now().toISOString(), limitPerShard);
+/**
+ * Publishes pending notifications and clears their outbox entries; returns how many went out.
+ * Rounds of up to `limitPerShard` per shard, while a round finds any: a backlog (a sweep whose
+ * publishes all failed) drains in one run, up to `maxRounds` rounds, rather than 100 per
+ * shard a minute.
+ */
+export async function relayNotifications(store: Store, notifier: Notifier, limitPerShard = 100, maxRounds = 10): Promise<number> {
   let relayed = 0;
-  // A hundred at a time: each batch is published before the next is read.
-  for (let i = 0; i < keys.length; i += 100) {
-    const items = await batchGetAll(store, keys.slice(i, i + 100), false);
-    const pending = items.filter((item) => item.dueShard);
-    if (pending.length === 0) continue;
-    await notifier.publish(pending.map((item) => publicView(item) as unknown as Notification));
-    await Promise.all(pending.map((item) => clearOutboxEntry(store, { pk: item.pk, sk: item.sk })));
-    relayed += pending.length;
+  for (let round = 0; round < maxRounds; round++) {
+    const keys = await findDueKeys(store, 'out', store.now().toISOString(), limitPerShard);
+    let relayedThisRound = 0;
+    // A hundred at a time: each batch is published before the next is read.
+    for (let i = 0; i < keys.length; i += 100) {
+      const items = await batchGetAll(store, keys.slice(i, i + 100), false);
+      // The index trails the table: an entry cleared a moment ago may still be listed.
+      const pending = items.filter((item) => item.dueShard);
+      if (pending.length === 0) continue;
+      await notifier.publish(pending.map((item) => publicView(item) as unknown as Notification));
+      await Promise.all(pending.map((item) => clearOutboxEntry(store, { pk: item.pk, sk: item.sk })));
+      relayedThisRound += pending.length;
+    }
+    relayed += relayedThisRound;
+    if (relayedThisRound === 0) break;
   }
   return relayed;
 }

@@ -8,7 +8,7 @@ import { createAccount, requireAccount, topUp } from '../../functions/store/acco
 import {
   getServiceAccount, listServiceAccounts, manualRecharge, putServiceAccount, runDueRecharges, serviceAccountId,
 } from '../../functions/store/serviceAccounts.js';
-import { listNotifications, relayNotifications } from '../../functions/store/notifications.js';
+import { listNotifications, recordNotification, relayNotifications } from '../../functions/store/notifications.js';
 import { takeFromSponsors, setSponsors } from '../../functions/store/sponsors.js';
 import { ChargingError } from '../../functions/domain/errors.js';
 import type { ServiceAccountSettings } from '../../functions/domain/serviceAccount.js';
@@ -173,6 +173,22 @@ describe('service accounts', () => {
     expect(await relayNotifications(store, notifier)).toBe(1);
     expect(await relayNotifications(store, notifier)).toBe(0);
     expect(published).toEqual([expect.objectContaining({ type: 'recharge_done', accountId: 'alice' })]);
+  });
+
+  it('a backlog larger than one round drains in one relay run, each notification once', async () => {
+    const store = await testStore();
+    await owner(store, 1000);
+    const at = store.now().toISOString();
+    for (let i = 0; i < 40; i++) await recordNotification(store, { type: 'service_denied', at, accountId: 'alice', reason: 'insufficient_credit' }, `backlog-${i}`);
+    const published: Notification[] = [];
+    const notifier = { publish: async (n: Notification[]) => { published.push(...n); } };
+    // Two per shard per round: 8 shards, 16 a round at most, so it takes rounds.
+    let relayed = await relayNotifications(store, notifier, 2);
+    expect(relayed).toBeGreaterThan(16); // more than one round in one run
+    for (let run = 0; run < 5 && relayed < 40; run++) relayed += await relayNotifications(store, notifier, 2); // the index may trail a little
+    expect(relayed).toBe(40);
+    expect(new Set(published.map((n) => n.notificationId)).size).toBe(40);
+    expect(published).toHaveLength(40);
   });
 });
 
