@@ -177,6 +177,18 @@ export async function requireSession(store: Store, sessionId: string, requestId?
   return (await getSessionItem(store, sessionId, requestId)) ?? fail('not_found', `session ${sessionId} does not exist`);
 }
 
+/**
+ * `session`, read without its answers, with the answer kept for `requestId` added: read after
+ * the session, so it is as good as one transactional read of both. Answers are never deleted:
+ * one absent now was absent when the session was read (the other order would not do: a step
+ * landing between the two reads would look new).
+ */
+async function withKeptAnswer(store: Store, session: SessionItem, requestId: string): Promise<SessionItem> {
+  const result = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.sessionAnswer(session.sessionId, requestId), ConsistentRead: true }));
+  const kept = result.Item;
+  return kept ? { ...session, answers: { ...session.answers, [answerKey(requestId)]: { h: kept.h, answer: kept.answer } } } : session;
+}
+
 /** The item keeping a request's answer (see SessionItem.answers): Put in the transaction that records the request. */
 export function answerPut(store: Store, sessionId: string, requestId: string, bodyHash: string, answer: StoredAnswer, onlyIfNew = false) {
   return { Put: {
@@ -457,7 +469,15 @@ type StepKind = 'update' | 'debit' | 'release';
 /** `readJustNow`: the session as the caller has just read it, used for the first attempt (saves a read). */
 async function step(store: Store, sessionId: string, kind: StepKind, command: StepCommand, bodyHash: string, readJustNow?: SessionItem): Promise<StoredAnswer> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const session = attempt === 0 && readJustNow ? readJustNow : await requireSession(store, sessionId, command.requestId);
+    // The first attempt reads the session alone (a GetItem: 1 RRU, where the transactional
+    // read of session and answer is 4). If the step goes the one-write way, its answer item
+    // is Put only if new, so a request answered before cannot be applied again: the
+    // transaction is refused, and the next attempt reads both. Any other way first reads
+    // the answer too (withKeptAnswer).
+    const light = attempt === 0 && !readJustNow;
+    let session = attempt === 0 && readJustNow ? readJustNow : await requireSession(store, sessionId, light ? undefined : command.requestId);
+    const oneWrite = attempt === 0 && !session.parties && session.state === 'active' && oneWriteAllowed(store, session.chargedAccountId);
+    if (light && !oneWrite) session = await withKeptAnswer(store, session, command.requestId);
     if (session.parties) return partyStep(store, session, kind, command, bodyHash);
     const replay = replayOrConflict(session, command.requestId, bodyHash);
     if (replay) return replay;
@@ -480,15 +500,17 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
         ...(grant ? {} : { denied: true }),
       };
       const movement = movementFor(session.hold, usage, newHold);
-      if (attempt === 0 && tries === 0 && oneWriteAllowed(store, session.chargedAccountId)) {
+      if (oneWrite && tries === 0) {
         // The money and the record in one transaction (see ops.ts, one-write operations).
-        const { answer, items } = stepRecord(store, session, kind, command, bodyHash, candidate, !grant);
+        const { answer, items } = stepRecord(store, session, kind, command, bodyHash, candidate, !grant, light);
         const written = await applyOpWithRecord(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movement, candidate, items);
         if (written.outcome === 'applied') {
           if (closing) await afterClose(store, session, candidate);
           return answer;
         }
-        // Refused, or not known to be written: the two-write way decides from what is there.
+        // Refused, or not known to be written: the two-write way decides from what is there,
+        // once the session is read with this request's answer.
+        if (light) break;
       }
       const result = await applyOp(store, session.chargedAccountId, sessionId, { kind: 'step', seq: session.seq }, movement, candidate);
       if (result.ok) { entry = candidate; denied = !grant; break; }
@@ -520,7 +542,7 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
  * What a step records once the account applied it: the answer, and the transaction items of
  * the session's move from its seq to the step's, the step's ledger entries and its answer item.
  */
-function stepRecord(store: Store, session: SessionItem, kind: StepKind, command: StepCommand, bodyHash: string, entry: OpEntry, denied: boolean) {
+function stepRecord(store: Store, session: SessionItem, kind: StepKind, command: StepCommand, bodyHash: string, entry: OpEntry, denied: boolean, answerOnlyIfNew = false) {
   const previous = session.hold;
   const chargeMinor = entry.chg - previous.chargedMinor;
   const remainder = previous.holdMinor - chargeMinor;
@@ -562,8 +584,9 @@ function stepRecord(store: Store, session: SessionItem, kind: StepKind, command:
       ExpressionAttributeNames: names, ExpressionAttributeValues: values,
     } },
     ...entries.map((e) => ledgerPut(store, e)),
-    // Unconditional: the session's seq condition makes the step, and so its answer, once.
-    answerPut(store, session.sessionId, command.requestId, bodyHash, answer),
+    // The session's seq condition makes the step, and so its answer, once. Only if new when
+    // the session was read without its answers (see step).
+    answerPut(store, session.sessionId, command.requestId, bodyHash, answer, answerOnlyIfNew),
   ];
   return { answer, items, closing };
 }
