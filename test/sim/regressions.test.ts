@@ -474,7 +474,9 @@ describe('simulator findings (bugs in functions/, open: it.fails until fixed, li
   // session moved on and no answer, and applied the update a second time. Fixed: the session
   // and the answer are read in one TransactGetItems. The db below reads a batch as DynamoDB
   // may (its keys one at a time, the other copy running in between) and a transactional read
-  // whole, the other copy running before it.
+  // whole, the other copy running before it. Since a step reads its session alone (a GetItem;
+  // its one write Puts the answer only if new), the other copy runs right after that read: the
+  // duplicate goes on from a session that has moved on, and must be refused and replay.
   it('tornAnswerRead: a duplicate reading while the first copy records its step is answered, not applied again', async () => {
     let between: (() => Promise<void>) | null = null;
     const runBetween = async () => { const run = between; between = null; await run?.(); };
@@ -482,6 +484,11 @@ describe('simulator findings (bugs in functions/, open: it.fails until fixed, li
       db: (inner: Db): Db => ({
         send: async (command: any) => {
           const name = command.constructor.name;
+          if (name === 'GetCommand' && command.input.Key?.sk === 'SESSION' && between) {
+            const read = await inner.send(command);
+            await runBetween();
+            return read;
+          }
           if (name === 'TransactGetCommand') await runBetween();
           if (name !== 'BatchGetCommand') return inner.send(command);
           const [table, request] = Object.entries(command.input.RequestItems as Record<string, { Keys: any[]; ConsistentRead?: boolean }>)[0]!;
