@@ -2,6 +2,7 @@
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { isThrottlingError, isTransientError } from '@smithy/core/retry';
 import { ChargingError, type ErrorCode } from '../domain/errors.js';
+import { cancellationReasons, isTransientConflict } from '../store/errors.js';
 
 const statusOf: Record<ErrorCode, { status: number; title: string }> = {
   validation_failed: { status: 400, title: 'The request is not valid' },
@@ -42,15 +43,13 @@ export function json(status: number, body: unknown): APIGatewayProxyResultV2 {
  * (throttling, conflicts, timeouts, its own 5xx), after the SDK's and the store's retries:
  * retryable and not our bug, so a 503 the client retries rather than a 500 that pages
  * someone. The classification is the SDK's own (what its retry strategy retries), plus the
- * transaction conflicts it leaves to the caller.
+ * transaction conflicts it leaves to the caller, as the store's retry sees them.
  */
 export function isTransientStoreError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
-  if (error.name === 'TransactionConflictException') return true;
-  if (error.name === 'TransactionCanceledException') {
-    const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
-    return reasons.some((r) => r.Code === 'TransactionConflict' || r.Code === 'ThrottlingError' || r.Code === 'ProvisionedThroughputExceeded');
-  }
+  if (isTransientConflict(error)) return true;
+  const reasons = cancellationReasons(error);
+  if (reasons) return reasons.some((r) => r.Code === 'ThrottlingError' || r.Code === 'ProvisionedThroughputExceeded');
   return isThrottlingError(error as never) || isTransientError(error as never);
 }
 

@@ -6,6 +6,7 @@ import { BatchGetCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { tableDefinition, TTL_ATTRIBUTE } from './table.js';
 import { ChargingError } from '../domain/errors.js';
+import { isTransientConflict } from './errors.js';
 
 export interface Db {
   // The document client's send, narrowed to what the store uses.
@@ -83,27 +84,9 @@ export async function ensureTable(store: Store): Promise<'created' | 'exists'> {
   return 'created';
 }
 
-export function isConditionFailure(error: unknown): error is Error & { Item?: Record<string, any> } {
-  return (error as Error)?.name === 'ConditionalCheckFailedException';
-}
-
-/** Reasons of a cancelled transaction, one per action, with the item where ALL_OLD was asked. */
-export function cancellationReasons(error: unknown): Array<{ Code?: string; Item?: Record<string, any> }> | null {
-  if ((error as Error)?.name !== 'TransactionCanceledException') return null;
-  return ((error as any).CancellationReasons ?? []) as Array<{ Code?: string; Item?: Record<string, any> }>;
-}
-
-/** Whether action `index` of a cancelled transaction failed its condition (not a conflict, not a validation error). */
-export function conditionFailedAt(error: unknown, index: number): boolean {
-  return cancellationReasons(error)?.[index]?.Code === 'ConditionalCheckFailed';
-}
-
-export function isTransientConflict(error: unknown): boolean {
-  const name = (error as Error)?.name;
-  if (name === 'TransactionConflictException') return true;
-  const reasons = cancellationReasons(error);
-  return !!reasons && reasons.some((r) => r.Code === 'TransactionConflict') && !reasons.some((r) => r.Code === 'ConditionalCheckFailed');
-}
+// The error classifiers live in a module of their own, free of the SDK, so the HTTP edge
+// (functions/http/problem.ts, in every function's bundle) can use them too.
+export { cancellationReasons, conditionFailedAt, isConditionFailure, isTransientConflict } from './errors.js';
 
 /**
  * Retries a write that met another transaction in flight on the same item. The write is
