@@ -8,6 +8,7 @@ import { createAccount, requireAccount, topUp } from '../functions/store/account
 import { readLedger } from '../functions/store/ledger.js';
 import { ChargingError } from '../functions/domain/errors.js';
 import { startLocalRuntime, type LocalRuntime } from '../infra/local/runtime.js';
+import type { Notification, Notifier } from '../functions/notify.js';
 
 export const dynamodbEndpoint = () => inject('dynamodbEndpoint');
 
@@ -94,4 +95,10 @@ export async function testApi(options: { now?: () => Date } = {}): Promise<Local
     return { status: response.status, body: parsed as any, contentType: response.headers.get('content-type') ?? '' };
   };
   return { ...runtime, call };
+}
+
+/** A notifier that keeps what it is given to publish, in order. */
+export function captureNotifications(): { published: Notification[]; notifier: Notifier } {
+  const published: Notification[] = [];
+  return { published, notifier: { publish: async (n: Notification[]) => { published.push(...n); } } };
 }

@@ -1,7 +1,7 @@
 // Seed 001: accounting sessions of several clients under one multi-session id, the
 // server-dictated interim interval, the sweep, and the combined rating.
 import { describe, expect, it } from 'vitest';
-import { reconciled, testClock, testStore } from '../helpers.js';
+import { captureNotifications, reconciled, testClock, testStore } from '../helpers.js';
 import { countingDb, type Store } from '../../functions/store/db.js';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
@@ -13,10 +13,6 @@ import { readLedger } from '../../functions/store/ledger.js';
 import { listNotifications, relayNotifications } from '../../functions/store/notifications.js';
 import { localEventLog, localNotifier, type Notification } from '../../functions/notify.js';
 
-function capture() {
-  const published: Notification[] = [];
-  return { published, notifier: { publish: async (n: Notification[]) => { published.push(...n); } } };
-}
 
 async function seedServices(store: Store) {
   await putService(store, { serviceId: 'ims-voice', unit: 'seconds', price: { amountMinor: 10, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 30, establishedInterimIntervalSeconds: 90, combined: { discounts: [{ withServiceId: 'gprs-data', percent: 20 }] } });
@@ -31,7 +27,7 @@ describe('the seed 001 message flow', () => {
   it('S-CSCF START, AS EVENT, GGSN START, S-CSCF UPDATE (30 s → 90 s), STOPs', async () => {
     const clock = testClock();
     const store = await testStore({ now: clock.now });
-    const { published, notifier } = capture();
+    const { published, notifier } = captureNotifications();
     await seedServices(store);
     const gs = 'GS_ID-1';
 
@@ -92,7 +88,7 @@ describe('the interim sweep', () => {
   it('expires silent sessions and hands their reservations back; late updates are refused', async () => {
     const clock = testClock();
     const store = await testStore({ now: clock.now });
-    const { published, notifier } = capture();
+    const { published, notifier } = captureNotifications();
     await seedServices(store);
     const ids = await Promise.all(Array.from({ length: 12 }, (_, i) =>
       reserve(store, { requestId: `s-${i}`, accountId: 'sub', clientId: 'c', serviceId: 'ims-voice', requested: { units: 60 } }, 'h').then((a) => a.body.sessionId as string)));
@@ -120,7 +116,7 @@ describe('the interim sweep', () => {
     expect((await requireSession(store, a!)).state).toBe('expired');
     expect((await requireSession(store, b!)).state).toBe('expired');
     // The next sweep has nothing left to expire; the relay (the recharge trigger's) publishes both, once.
-    const { published, notifier } = capture();
+    const { published, notifier } = captureNotifications();
     expect(await sweep(store, { batchSize: 10, maxBatches: 2, notifier })).toMatchObject({ expired: 0 });
     // The relay finds its work through the due index, which (as in DynamoDB) may trail the
     // writes a little: a later run gets what an earlier one did not see.

@@ -1,6 +1,6 @@
 // Seed 000: multi-party sessions where the parties agree who pays, on DynamoDB Local.
 import { describe, expect, it } from 'vitest';
-import { codeOf, reconciled, testClock, testStore } from '../helpers.js';
+import { captureNotifications, codeOf, reconciled, testClock, testStore } from '../helpers.js';
 import type { Store } from '../../functions/store/db.js';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
@@ -8,7 +8,6 @@ import { agree, proposePartySession } from '../../functions/store/parties.js';
 import { debitSession, refundSession, requireSession, updateSession } from '../../functions/store/sessions.js';
 import { sweep } from '../../functions/store/sweep.js';
 import type { Principle } from '../../functions/domain/parties.js';
-import type { Notification } from '../../functions/notify.js';
 
 // A game: 1 minor unit per started second, so costs are easy to make odd.
 const game = { serviceId: 'game', unit: 'seconds' as const, price: { amountMinor: 1, perUnits: 1 }, validitySeconds: 600, interimIntervalSeconds: 60 };
@@ -179,8 +178,7 @@ describe('answers kept for repeats, and the proposal window', () => {
     expect(await codeOf(agree(store, id, { requestId: 'ag-ben', accountId: 'ben' }, 'h'))).toBe('session_closed');
     // The late agreement wrote nothing: the sweep closes the proposal and publishes its expiry.
     expect((await requireSession(store, id)).state).toBe('pending_agreement');
-    const published: Notification[] = [];
-    const notifier = { publish: async (n: Notification[]) => { published.push(...n); } };
+    const { published, notifier } = captureNotifications();
     expect((await sweep(store, { batchSize: 10, maxBatches: 5, notifier })).expired).toBe(1);
     expect((await requireSession(store, id)).state).toBe('expired');
     expect(published).toMatchObject([{ type: 'session_expired', sessionId: id, returned: { amount: 0 } }]);

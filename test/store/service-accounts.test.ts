@@ -2,7 +2,7 @@
 // on a schedule, below a minimum level, in priority order when money is short; seed 003:
 // low-balance transfers from sponsors. Against DynamoDB Local.
 import { describe, expect, it } from 'vitest';
-import { codeOf, reconciled, testClock, testStore } from '../helpers.js';
+import { captureNotifications, codeOf, reconciled, testClock, testStore } from '../helpers.js';
 import type { Store } from '../../functions/store/db.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import {
@@ -12,7 +12,6 @@ import { listNotifications, recordNotification, relayNotifications } from '../..
 import { takeFromSponsors, setSponsors } from '../../functions/store/sponsors.js';
 import { ChargingError } from '../../functions/domain/errors.js';
 import type { ServiceAccountSettings } from '../../functions/domain/serviceAccount.js';
-import type { Notification } from '../../functions/notify.js';
 import { putService } from '../../functions/store/services.js';
 import { debitSession, reserve } from '../../functions/store/sessions.js';
 import { directDebit } from '../../functions/store/debits.js';
@@ -168,8 +167,7 @@ describe('service accounts', () => {
     await owner(store, 1000);
     await putServiceAccount(store, 'alice', 'data', data);
     await manualRecharge(store, 'alice', 'data', { requestId: 'r1' }, 'h');
-    const published: Notification[] = [];
-    const notifier = { publish: async (n: Notification[]) => { published.push(...n); } };
+    const { published, notifier } = captureNotifications();
     expect(await relayNotifications(store, notifier)).toBe(1);
     expect(await relayNotifications(store, notifier)).toBe(0);
     expect(published).toEqual([expect.objectContaining({ type: 'recharge_done', accountId: 'alice' })]);
@@ -180,8 +178,7 @@ describe('service accounts', () => {
     await owner(store, 1000);
     const at = store.now().toISOString();
     for (let i = 0; i < 40; i++) await recordNotification(store, { type: 'service_denied', at, accountId: 'alice', reason: 'insufficient_credit' }, `backlog-${i}`);
-    const published: Notification[] = [];
-    const notifier = { publish: async (n: Notification[]) => { published.push(...n); } };
+    const { published, notifier } = captureNotifications();
     // Two per shard per round: 8 shards, 16 a round at most, so it takes rounds.
     let relayed = await relayNotifications(store, notifier, 2);
     expect(relayed).toBeGreaterThan(16); // more than one round in one run
