@@ -36,9 +36,9 @@ export async function testStore(options: { now?: () => Date; db?: (inner: Db) =>
  * next TransactWrite of either fails with `error` without going out (a handler dying between
  * the two writes, a throttle past the retries).
  */
-export async function twoWriteAndOneWriteStores(): Promise<{ twoWrites: Store; oneWrite: Store; failNextTransaction: (error: Error) => void }> {
+export async function twoWriteAndOneWriteStores(options: { now?: () => Date } = {}): Promise<{ twoWrites: Store; oneWrite: Store; failNextTransaction: (error: Error) => void }> {
   let failure: Error | null = null;
-  const twoWrites = await testStore({ twoWriteSteps: true, db: (inner: Db): Db => ({
+  const twoWrites = await testStore({ now: options.now, twoWriteSteps: true, db: (inner: Db): Db => ({
     send: (command) => {
       if (!failure || !(command instanceof TransactWriteCommand)) return inner.send(command);
       const error = failure;

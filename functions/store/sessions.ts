@@ -621,7 +621,7 @@ async function afterClose(store: Store, session: SessionItem, closing: OpEntry):
 /** Records on the session item a step the account already applied (see `step`). */
 export async function rollForward(store: Store, session: SessionItem, recorded: OpEntry): Promise<void> {
   if (recorded.done === 'expired') {
-    if (await recordExpiry(store, session, recorded)) markFinalized(store, session.chargedAccountId, session.sessionId, recorded);
+    if (await recordExpiry(store, session, recorded)) await afterClose(store, session, recorded);
     return;
   }
   const kind: StepKind = recorded.done === 'closed' ? 'debit' : recorded.done === 'released' ? 'release' : 'update';

@@ -1,7 +1,7 @@
 // Seed 001: accounting sessions of several clients under one multi-session id, the
 // server-dictated interim interval, the sweep, and the combined rating.
 import { describe, expect, it } from 'vitest';
-import { captureNotifications, reconciled, testClock, testStore } from '../helpers.js';
+import { captureNotifications, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
 import { countingDb, type Store } from '../../functions/store/db.js';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
@@ -85,6 +85,26 @@ describe('the seed 001 message flow', () => {
 });
 
 describe('the interim sweep', () => {
+  it('an expiry finished by a later request settles its multi-session like the sweep would', async () => {
+    const clock = testClock();
+    const { twoWrites: store, failNextTransaction } = await twoWriteAndOneWriteStores({ now: clock.now });
+    await seedServices(store);
+    const a = (await reserve(store, { requestId: 'g-1', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: 'GS-3' }, 'h')).body.sessionId as string;
+    const b = (await reserve(store, { requestId: 'g-2', accountId: 'sub', clientId: 'pgw', serviceId: 'ps-data', requested: { units: 1000 }, multiSessionId: 'GS-3' }, 'h')).body.sessionId as string;
+    await updateSession(store, b, { requestId: 'g-2u', usedUnits: 700 }, 'h');
+    await debitSession(store, a, { requestId: 'g-1s', usedUnits: 700 }, 'h');
+    // The PGW goes silent; the sweep expiring its session dies between its two writes.
+    clock.advanceSeconds(301);
+    failNextTransaction(Object.assign(new Error('the sweep died'), { name: 'HandlerDied' }));
+    await expect(sweep(store, { batchSize: 10, maxBatches: 2 })).rejects.toThrow('the sweep died');
+    // A late update finds the expiry on the account, finishes its record, and with it the
+    // multi-session's last session: the traffic both domains reported is charged once.
+    expect(await codeOf(updateSession(store, b, { requestId: 'g-2v', usedUnits: 0 }, 'h'))).toBe('session_closed');
+    expect((await requireSession(store, b)).state).toBe('expired');
+    expect((await multiSessionView(store, 'GS-3')).charged).toEqual({ amount: 7 });
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 7, reserved: 0 });
+  });
+
   it('expires silent sessions and hands their reservations back; late updates are refused', async () => {
     const clock = testClock();
     const store = await testStore({ now: clock.now });
