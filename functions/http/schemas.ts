@@ -95,7 +95,9 @@ export const proposeBody = schema(() => v.object({
   clientId: identifier,
   serviceId: identifier,
   requested: v.strictObject({ units: positive }),
-  multiSessionId: v.optional(identifier),
+  // Its parties share one hold each, and a combined rating could not be settled on it (no
+  // refund of a party session): refused rather than accepted and left out of the multi-session.
+  multiSessionId: v.optional(v.never('a multi-party session cannot be part of a multi-session')),
 }));
 
 export const agreeBody = schema(() => v.object({ requestId: identifier, accountId: identifier }));

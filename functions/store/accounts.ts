@@ -47,6 +47,12 @@ export interface OpEntry {
   /** Set when the step could not grant (insufficient credit). */
   denied?: boolean;
   /**
+   * Set when the step granted fewer units than it was asked for: its answer carries finalUnit
+   * (Final-Unit-Indication). Kept here because a roll-forward records the answer without the
+   * request in hand.
+   */
+  fu?: boolean;
+  /**
    * A released orphan only (done 'expired', seq 2): the hold its reserve took before dying
    * ahead of its session write, so a late retry of that reserve can still record it.
    */

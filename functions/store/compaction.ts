@@ -19,7 +19,10 @@ import { key } from './table.js';
 import { isConditionFailure, type Store } from './db.js';
 import { getAccountItem, type AccountItem, type OpEntry } from './accounts.js';
 import { ensureDirectDebitRecorded } from './debits.js';
-import { getSessionItem, releaseOrphanHold, rollForward, voidHold } from './sessions.js';
+import { getSessionItem, releaseOrphanHold, rollForward, voidHold, type SessionItem } from './sessions.js';
+import { settleMultiSession } from './multisession.js';
+import { isOpen } from '../domain/session.js';
+import { ChargingError } from '../domain/errors.js';
 
 /** Per account, the finalized entries this process may remove: opId → nonce. */
 const queue = new Map<string, Map<string, string>>();
@@ -181,11 +184,27 @@ async function ensureRecorded(store: Store, accountId: string, opId: string, ent
   const session = await getSessionItem(store, opId);
   // A released orphan with no session: nothing was ever recorded, and nothing is owed.
   if (!session) return entry.o ? 'recorded' : 'unknown';
-  if (session.seq >= entry.seq) return 'recorded';
+  if (session.seq >= entry.seq) return (await settledIfOwed(store, session)) ? 'recorded' : 'unknown';
   if (session.seq !== entry.seq - 1) return 'unknown';
   await rollForward(store, session, entry);
   const after = await getSessionItem(store, opId);
   return after && after.seq >= entry.seq ? 'recorded' : 'unknown';
+}
+
+/**
+ * A closed member of a multi-session may be the one whose settlement never ran (see
+ * afterClose): settling is idempotent, so it is simply run again before the entry goes.
+ * False when it could not be done now (the entry stays for the next visit).
+ */
+async function settledIfOwed(store: Store, session: SessionItem): Promise<boolean> {
+  if (session.multiSessionId === session.sessionId || isOpen(session.state)) return true;
+  try {
+    await settleMultiSession(store, session.multiSessionId);
+    return true;
+  } catch (error) {
+    if (error instanceof ChargingError && error.code === 'temporarily_unavailable') return false;
+    throw error;
+  }
 }
 
 export function finishedCount(account: AccountItem): number {

@@ -64,7 +64,9 @@ export async function settleMultiSession(store: Store, multiSessionId: string): 
   const serviceIds = new Set([...sessions.map((s) => s.serviceId), ...events.map((e) => e.serviceId)]);
   const rules = new Map<string, CombinedRule>();
   for (const serviceId of serviceIds) {
-    const service = await getService(store, serviceId).catch(() => null);
+    // A service nobody can read any more has no combined rule; a read that failed is not
+    // "no rule" (the settlement would be skipped for good).
+    const service = await getService(store, serviceId).catch((error) => { if (error instanceof ChargingError && error.code === 'not_found') return null; throw error; });
     if (service?.combined) rules.set(serviceId, service.combined);
   }
   if (rules.size === 0) return 0;
@@ -83,8 +85,10 @@ export async function settleMultiSession(store: Store, multiSessionId: string): 
         `settle:${adjustment.amountMinor}`, 'adjustment');
       given += adjustment.amountMinor;
     } catch (error) {
-      // A concurrent settlement gave it first; nothing is owed twice.
-      if (!(error instanceof ChargingError)) throw error;
+      // A concurrent settlement gave it first; nothing is owed twice. Contention is not that:
+      // the caller fails, and the closed session's entry on its account keeps the settlement
+      // owed until the sweep runs it again (afterClose).
+      if (!(error instanceof ChargingError) || error.code === 'temporarily_unavailable') throw error;
     }
   }
   return given;

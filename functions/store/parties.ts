@@ -34,7 +34,6 @@ export interface ProposeCommand {
   clientId: string;
   serviceId: string;
   requested: Requested;
-  multiSessionId?: string;
 }
 
 const addSeconds = (at: string, seconds: number) => new Date(Date.parse(at) + seconds * 1000).toISOString();
@@ -65,7 +64,7 @@ export async function proposePartySession(store: Store, command: ProposeCommand,
   const session: SessionItem = {
     sessionId, state: 'pending_agreement', accountId: command.parties[0]!, chargedAccountId: command.parties[0]!,
     clientId: command.clientId, serviceId: command.serviceId, unit: service.unit, price: service.price,
-    multiSessionId: command.multiSessionId ?? sessionId, validitySeconds: service.validitySeconds,
+    multiSessionId: sessionId, validitySeconds: service.validitySeconds,
     interimIntervalSeconds: service.interimIntervalSeconds,
     ...(service.establishedInterimIntervalSeconds ? { establishedInterimIntervalSeconds: service.establishedInterimIntervalSeconds } : {}),
     seq: 0, hold: { seq: 0, holdMinor: 0, grantedUnits: 0, usedUnits: 0, chargedMinor: 0 },
@@ -323,9 +322,14 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   const result = await partyTransaction(store, session, { kind, requestId: command.requestId, bodyHash, at, next, answer, moves });
   if (result.ok) return answer;
   if (result.refusedParty && kind === 'update') {
-    // Nothing moved; the refusal is kept, so a repeat is refused alike even after a top-up.
-    return keepAnswer(store, session.sessionId, command.requestId, bodyHash,
-      { status: 402, body: { code: 'insufficient_credit', detail: `party ${result.refusedParty.accountId} cannot pay a larger share`, accountId: result.refusedParty.accountId, charged: { units: session.hold.usedUnits, amount: 0 } } });
+    // No hold can grow, but the reported usage is recorded all the same, as on a plain
+    // session (else a client that then terminates with nothing more used would not pay for
+    // it): the same step with the holds as they are, which needs no money. The refusal is
+    // the step's answer, so a repeat is refused alike even after a top-up.
+    const refusal: StoredAnswer = { status: 402, body: { code: 'insufficient_credit', detail: `party ${result.refusedParty.accountId} cannot pay a larger share; the reported usage was recorded`, accountId: result.refusedParty.accountId, charged: { units: usedUnits, amount: 0 } } };
+    const usageOnly: SessionItem = { ...session, seq: session.seq + 1, lastUpdateAt: at, hold: { ...session.hold, seq: session.seq + 1, usedUnits } };
+    const held = parties.map((p) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: p.holdMinor, grantedUnits: session.hold.grantedUnits }));
+    if ((await partyTransaction(store, session, { kind, requestId: command.requestId, bodyHash, at, next: usageOnly, answer: refusal, moves: held })).ok) return refusal;
   }
   // The session moved (a duplicate, the sweep): decide again on what it is now.
   return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash);

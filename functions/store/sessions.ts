@@ -498,6 +498,7 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
         vu: closing ? session.validUntil : addSeconds(now, session.validitySeconds),
         ...(closing ? { done: kind === 'release' ? 'released' : 'closed' } as const : {}),
         ...(grant ? {} : { denied: true }),
+        ...(grant && command.requested && 'units' in command.requested && grant.units < command.requested.units ? { fu: true } : {}),
       };
       const movement = movementFor(session.hold, usage, newHold);
       if (oneWrite && tries === 0) {
@@ -556,7 +557,7 @@ function stepRecord(store: Store, session: SessionItem, kind: StepKind, command:
       ? { status: 402, body: { code: 'insufficient_credit', detail: 'no credit left for another grant; the reported usage was charged', charged, ...finalUnitExtras(session.finalUnit) } }
       : { status: 200, body: {
         granted: { units: entry.gu, amount: entry.amt }, validUntil: entry.vu, interimIntervalSeconds: intervalSeconds, charged,
-        ...(command.requested && 'units' in command.requested && entry.gu < command.requested.units ? { finalUnit: session.finalUnit ?? { action: 'terminate' } } : {}),
+        ...(entry.fu ? { finalUnit: session.finalUnit ?? { action: 'terminate' } } : {}),
       } };
   } else if (kind === 'debit') {
     answer = { status: 200, body: { state, charged, returned: { amount: remainder } } };
@@ -609,17 +610,23 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
 }
 
 /**
- * A session closed and recorded: its entry on the account may go (with this process's next
- * write there), and when it was the last of a multi-session, the combined rating is settled.
+ * A session closed and recorded: when it was the last of a multi-session, the combined rating
+ * is settled; then its entry on the account may go (with this process's next write there).
+ * In that order because the entry is what says a settlement may still be owed: if settling
+ * fails here, or never runs (a retry that finds the close done replays its answer), the
+ * entry stays and the sweep's visit of the account settles before it removes it
+ * (compaction.ts, ensureRecorded).
  */
 async function afterClose(store: Store, session: SessionItem, closing: OpEntry): Promise<void> {
+  if (session.multiSessionId !== session.sessionId) await settleMultiSession(store, session.multiSessionId);
   markFinalized(store, session.chargedAccountId, session.sessionId, closing);
-  if (session.multiSessionId === session.sessionId) return;
-  await settleMultiSession(store, session.multiSessionId);
 }
 
 /** Records on the session item a step the account already applied (see `step`). */
 export async function rollForward(store: Store, session: SessionItem, recorded: OpEntry): Promise<void> {
+  // Only the step right after the session's: one recorded already (a retransmission of a
+  // reserve finds its released hold again long after) must not be recorded twice.
+  if (session.seq !== recorded.seq - 1) return;
   if (recorded.done === 'expired') {
     if (await recordExpiry(store, session, recorded)) await afterClose(store, session, recorded);
     return;

@@ -2,7 +2,7 @@
 // and at which path. Every route's bad input is also fuzzed (test/fuzz/routes.fuzz.test.ts).
 import { describe, expect, it } from 'vitest';
 import { parse } from '../../functions/http/handler.js';
-import { accountBody, directDebitBody, ledgerQuery, reserveBody, serviceBody, updateBody } from '../../functions/http/schemas.js';
+import { accountBody, directDebitBody, ledgerQuery, proposeBody, reserveBody, serviceBody, updateBody } from '../../functions/http/schemas.js';
 import { accountPatchBody, serviceAccountBody } from '../../functions/http/account-schemas.js';
 import { ChargingError } from '../../functions/domain/errors.js';
 
@@ -53,6 +53,7 @@ describe('request schemas', () => {
     ['a schedule hour of 24', serviceAccountBody, { unit: 'kilobytes', rate: { amount: 1, units: 1 }, priority: 1, rechargeAmount: 1, schedule: { every: 'day', at: 24 }, onEmpty: 'deny' }, 'schedule.at'],
     ['a redirect without its URL', serviceAccountBody, { unit: 'kilobytes', rate: { amount: 1, units: 1 }, priority: 1, onEmpty: 'redirect' }, 'redirectUrl'],
     ['a body that is not an object', reserveBody, null, ''],
+    ['a multi-party proposal in a multi-session', proposeBody, { requestId: 'p-1', parties: [{ accountId: 'a' }, { accountId: 'b' }], principle: { type: 'split' }, clientId: 'as', serviceId: 'voice', requested: { units: 60 }, multiSessionId: 'GS-1' }, 'multiSessionId'],
   ] as const)('refuses %s', (_what, schema, value, path) => {
     expect(refusal(schema, value)).toContain(path);
   });

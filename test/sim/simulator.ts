@@ -956,9 +956,11 @@ class Simulation {
     const partsShown = (): number[] => body.parties?.map((p: any) => p.charged?.amount);
     if (req.kind === 'update') {
       if (answer.status === 402) {
-        if (body.code !== 'insufficient_credit' || !party.ids.includes(body.accountId) || (inStep && body.charged?.units !== party.usedUnits)) {
-          this.fail('party', `${what}: 402 ${JSON.stringify(body)} (model used ${party.usedUnits})`);
+        // No hold grew, but the reported usage is recorded.
+        if (body.code !== 'insufficient_credit' || !party.ids.includes(body.accountId) || (inStep && body.charged?.units !== party.usedUnits + used)) {
+          this.fail('party', `${what}: 402 ${JSON.stringify(body)} (model used ${party.usedUnits} + ${used})`);
         }
+        party.usedUnits += used;
         s.grantedUnits = 0;
         return;
       }

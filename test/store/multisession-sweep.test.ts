@@ -2,7 +2,8 @@
 // server-dictated interim interval, the sweep, and the combined rating.
 import { describe, expect, it } from 'vitest';
 import { captureNotifications, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
-import { countingDb, type Store } from '../../functions/store/db.js';
+import { countingDb, type Db, type Store } from '../../functions/store/db.js';
+import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import { reserve, updateSession, debitSession, requireSession } from '../../functions/store/sessions.js';
@@ -81,6 +82,37 @@ describe('the seed 001 message flow', () => {
     ]);
     expect((await multiSessionView(store, 'GS-2')).charged).toEqual({ amount: 7 });
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 7 });
+  });
+
+  it('a settlement that failed after the last close is owed until the sweep runs it; the retry of the close only replays', async () => {
+    const clock = testClock();
+    let failSettlement = false;
+    const store = await testStore({ now: clock.now, db: (inner: Db): Db => ({
+      send: (command) => {
+        const settling = command instanceof QueryCommand && String(command.input.ExpressionAttributeValues?.[':pk']).startsWith('MS#');
+        if (!failSettlement || !settling) return inner.send(command);
+        failSettlement = false;
+        return Promise.reject(Object.assign(new Error('Rate of requests exceeds the allowed throughput'), { name: 'ThrottlingException', $metadata: {} }));
+      },
+    }) });
+    await seedServices(store);
+    const a = (await reserve(store, { requestId: 'o-1', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: 'GS-4' }, 'h')).body.sessionId as string;
+    const b = (await reserve(store, { requestId: 'o-2', accountId: 'sub', clientId: 'pgw', serviceId: 'ps-data', requested: { units: 1000 }, multiSessionId: 'GS-4' }, 'h')).body.sessionId as string;
+    await debitSession(store, a, { requestId: 'o-1s', usedUnits: 700 }, 'h');
+    // The last close is recorded, then settling it fails; its retry finds the close done.
+    failSettlement = true;
+    await expect(debitSession(store, b, { requestId: 'o-2s', usedUnits: 700 }, 'h')).rejects.toThrow('exceeds');
+    const replayed = await debitSession(store, b, { requestId: 'o-2s', usedUnits: 700 }, 'h');
+    expect(replayed.body).toMatchObject({ state: 'closed', charged: { amount: 7 } });
+    expect((await multiSessionView(store, 'GS-4')).charged).toEqual({ amount: 14 });
+    // The closed session's entry on the account still says a settlement may be owed: the
+    // sweep's visit of the account settles it before removing the entry, and only once.
+    clock.advanceSeconds(6 * 60);
+    await sweep(store, { batchSize: 10, maxBatches: 2 });
+    await sweep(store, { batchSize: 10, maxBatches: 2 });
+    expect((await multiSessionView(store, 'GS-4')).charged).toEqual({ amount: 7 });
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 7, reserved: 0 });
+    expect(Object.keys((await requireAccount(store, 'sub')).ops ?? {})).toEqual([]);
   });
 });
 

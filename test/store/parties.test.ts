@@ -167,6 +167,18 @@ describe('answers kept for repeats, and the proposal window', () => {
     expect(await reconciled(store, 'ben')).toMatchObject({ balance: 1020 });
   });
 
+  it('an update refused for a party short of credit still records the usage it reports: the debit charges it', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 20 });
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' }, 10);
+    const refused = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 10, requested: { units: 500 } }, 'h');
+    expect(refused).toMatchObject({ status: 402, body: { code: 'insufficient_credit', accountId: 'ben', charged: { units: 10, amount: 0 } } });
+    const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 0 }, 'h');
+    expect(closed.body).toMatchObject({ state: 'closed', charged: { units: 10, amount: 10 }, returned: { amount: 0 } });
+    expect(await reconciled(store, 'ann')).toMatchObject({ balance: 995, reserved: 0 });
+    expect(await reconciled(store, 'ben')).toMatchObject({ balance: 15, reserved: 0 });
+  });
+
   it('a proposal is agreed to only before its validUntil: later it is expired by the sweep, which says so; nothing reserved', async () => {
     const clock = testClock();
     const store = await testStore({ now: clock.now });

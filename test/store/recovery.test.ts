@@ -10,6 +10,7 @@ import { createAccount, requireAccount, topUp } from '../../functions/store/acco
 import { putService } from '../../functions/store/services.js';
 import { manualRecharge, putServiceAccount } from '../../functions/store/serviceAccounts.js';
 import { sweep } from '../../functions/store/sweep.js';
+import { listNotifications } from '../../functions/store/notifications.js';
 import { key } from '../../functions/store/table.js';
 import { ChargingError } from '../../functions/domain/errors.js';
 import { MAX_BALANCE_MINOR } from '../../functions/domain/rating.js';
@@ -148,8 +149,14 @@ describe('a reserve that died after its account write', () => {
     // The client retries at last: the session it was granted, opened then and expired since.
     const late = await reserve(store, reserveCommand('r1'), 'h');
     expect(late).toMatchObject({ status: 201, body: { state: 'active', granted: { units: 600, amount: 20 }, validUntil: '2026-01-01T00:05:00.000Z' } });
+    const expired = await requireSession(store, sessionIdFor('r1'));
+    expect(expired).toMatchObject({ state: 'expired', seq: 2 });
+    // Another retransmission, later still: it replays, and records the expiry no second time
+    // (no second session_expired).
+    f.clock.advanceSeconds(30);
     expect(await reserve(store, reserveCommand('r1'), 'h')).toEqual(late);
-    expect(await requireSession(store, sessionIdFor('r1'))).toMatchObject({ state: 'expired', seq: 2 });
+    expect(await requireSession(store, sessionIdFor('r1'))).toEqual(expired);
+    expect((await listNotifications(store, 'alice')).notifications.filter((n) => n.type === 'session_expired')).toHaveLength(1);
     expect(await codeOf(updateSession(store, sessionIdFor('r1'), { requestId: 'u1', usedUnits: 1 }, 'hu'))).toBe('session_closed');
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 100, reserved: 0 });
     expect(await codeOf(reserve(store, reserveCommand('r1', 'alice', 60), 'other'))).toBe('idempotency_conflict');
@@ -192,6 +199,25 @@ describe('a reserve that died after its account write', () => {
     await runSweep(store);
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 96, reserved: 0 });
     expect(await reserve(store, reserveCommand('r1'), 'h')).toEqual(first);
+  });
+});
+
+describe('a step that died after its account write', () => {
+  it('rolled forward by the next request, it is answered as it would have been itself, Final-Unit-Indication included', async () => {
+    const f = faultyStore();
+    const store = await f.store;
+    await fundedAccount(store, 'alice', 25);
+    const sessionId = (await reserve(store, reserveCommand('r1'), 'h')).body.sessionId as string;
+    // 60 s used (2) and 40 minutes asked for: 5 available and 18 still held pay for 11 minutes.
+    const short = { requestId: 'u1', usedUnits: 60, requested: { units: 2400 } };
+    f.dieAtNextTransaction();
+    await expect(updateSession(store, sessionId, short, 'hu1')).rejects.toThrow('handler died');
+    // The next report finds u1 on the account only, and records it before its own.
+    expect((await updateSession(store, sessionId, { requestId: 'u2', usedUnits: 0 }, 'hu2')).status).toBe(200);
+    expect(await updateSession(store, sessionId, short, 'hu1')).toEqual({
+      status: 200,
+      body: expect.objectContaining({ granted: { units: 660, amount: 22 }, finalUnit: { action: 'terminate' } }),
+    });
   });
 });
 
