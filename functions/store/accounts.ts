@@ -114,6 +114,8 @@ export async function createAccount(store: Store, input: AccountInput): Promise<
   if (input.mainAccountId) {
     const main = await requireAccount(store, input.mainAccountId);
     if (main.mainAccountId) fail('conflict', `account ${input.mainAccountId} is itself attached to ${main.mainAccountId}`);
+    // Allotments move minor units as they are: across currencies they would create or lose money.
+    if (main.currency !== input.currency) fail('conflict', `account ${input.mainAccountId} is in ${main.currency}, not ${input.currency}`);
   }
   const creditLimit = input.creditLimit ?? 0;
   const item: AccountItem = {

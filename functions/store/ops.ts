@@ -142,7 +142,9 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     const stale = removals.filter((removal) => account?.ops?.[removal.opId]?.n !== removal.n);
     settleRemovals(store, accountId, removals.filter((removal) => !stale.includes(removal)), 'refused');
     if (stale.length) return applyOp(store, accountId, opId, condition, movement, entry, depth);
-    if (condition.kind === 'new' && condition.serviceId && account && Object.hasOwn(account.serviceAccounts ?? {}, condition.serviceId)) {
+    // A service account spends for its owner: not for a suspended or expired one.
+    if (condition.kind === 'new' && condition.serviceId && account && Object.hasOwn(account.serviceAccounts ?? {}, condition.serviceId)
+      && refusalOf(account, opId, store.now()) !== 'account_inactive') {
       return { ok: false, account, route: serviceAccountId(accountId, condition.serviceId) };
     }
     // An attached account short of money takes an allotment from its main account, once.
@@ -160,13 +162,14 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
   }
   settleRemovals(store, accountId, removals, 'applied');
   const account = result.Attributes as AccountItem;
-  if (finishedCount(account) > BACKSTOP_THRESHOLD) await compactAccount(store, account);
   // Below a minimum level: a threshold recharge and a notification (no call otherwise). The
   // charge stands whatever happens here: a retry would find it applied and not cross again,
-  // so failing the request would lose the recharge as surely as logging does.
+  // so failing the request would lose the recharge as surely as logging does. First, before
+  // anything below can fail the request.
   await afterCharge(store, account, movement).catch((error) => {
     console.error(JSON.stringify({ level: 'ERROR', message: 'threshold recharge not recorded', accountId, error: String(error) }));
   });
+  if (finishedCount(account) > BACKSTOP_THRESHOLD) await compactAccount(store, account);
   return { ok: true, account };
 }
 

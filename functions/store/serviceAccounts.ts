@@ -196,22 +196,24 @@ export async function afterCharge(store: Store, account: AccountItem & Partial<S
     await store.db.send(new PutCommand({ TableName: store.tableName, Item: notificationItem(store, note) }));
     return;
   }
-  try {
-    await store.db.send(new TransactWriteCommand({
-      TransactItems: [
-        { Put: {
-          TableName: store.tableName,
-          Item: { ...markerKey(account.accountId, 'THRESHOLD'), saId: account.accountId, kind: 'THRESHOLD', markerId: randomUUID(), dueShard: rechargeShard(account.accountId), dueAt: at },
-          // A consumed marker stays as an item without due attributes (functions never delete).
-          ConditionExpression: 'attribute_not_exists(dueAt)',
-        } },
-        { Put: { TableName: store.tableName, Item: notificationItem(store, note) } },
-      ],
-    }));
-  } catch (error) {
-    // A threshold recharge is pending already: one is enough.
-    if (!cancellationReasons(error)) throw error;
-  }
+  await store.db.send(new TransactWriteCommand({
+    TransactItems: [thresholdMarkerUpdate(store, account.accountId, at), { Put: { TableName: store.tableName, Item: notificationItem(store, note) } }],
+  }));
+}
+
+/**
+ * Asks the trigger for a threshold recharge. One pending request is enough (it keeps its
+ * dueAt), but every crossing gives it a new markerId: the trigger consumes or drops only the
+ * request it read, so a crossing that comes while it decides "no longer needed" is never lost.
+ * A consumed marker stays as an item without due attributes (functions never delete).
+ */
+function thresholdMarkerUpdate(store: Store, saId: string, at: string) {
+  return { Update: {
+    TableName: store.tableName, Key: markerKey(saId, 'THRESHOLD'),
+    UpdateExpression: 'SET saId = :sa, #kind = :kind, markerId = :m, dueShard = :shard, dueAt = if_not_exists(dueAt, :at)',
+    ExpressionAttributeNames: { '#kind': 'kind' },
+    ExpressionAttributeValues: { ':sa': saId, ':kind': 'THRESHOLD', ':m': randomUUID(), ':shard': rechargeShard(saId), ':at': at },
+  } };
 }
 
 // ------------------------------------------------------------------ recharges
@@ -223,7 +225,7 @@ type Guard =
 
 export type RechargeOutcome =
   | { ok: true; amountMinor: number; units: number; serviceAccount: ServiceAccountItem }
-  | { ok: false; reason: 'insufficient' | 'inactive' | 'already' | 'gone' | 'full' };
+  | { ok: false; reason: 'insufficient' | 'inactive' | 'already' | 'gone' | 'full' | 'satisfied' };
 
 const rechargeIdOf = (saId: string, guard: Guard) =>
   guard.kind === 'manual' ? `req:${guard.requestId}` : guard.kind === 'threshold' ? `thr:${guard.markerId}` : `sch:${saId}:${guard.dueAt}`;
@@ -258,6 +260,7 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: n
   const at = store.now().toISOString();
   const rechargeId = rechargeIdOf(sa.accountId, guard);
   const owner = sa.ownerAccountId;
+  const threshold = guard.kind === 'threshold' && sa.minimumLevel !== undefined;
   const ledger = (accountId: string, amount: number, counterparty: string) => ledgerPut(store, {
     accountId, entryId: `recharge:${rechargeId}`, at, type: 'recharge', amount, reservedDelta: 0, units, counterparty,
     ...(guard.kind === 'manual' ? { requestId: guard.requestId } : {}),
@@ -278,8 +281,10 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: n
           TableName: store.tableName, Key: key.account(sa.accountId),
           UpdateExpression: 'SET balance = balance + :u, available = available + :u, rechargeSeq = if_not_exists(rechargeSeq, :zero) + :one',
           // No balance past MAX_BALANCE_MINOR, as for a top-up: sums must stay exact and readable.
-          ConditionExpression: 'attribute_exists(pk) AND balance <= :most',
-          ExpressionAttributeValues: { ':u': units, ':zero': 0, ':one': 1, ':most': MAX_BALANCE_MINOR - units },
+          // A threshold recharge only while the level is below the minimum now, not as read:
+          // a scheduled or manual one may have come first (the owner would pay twice).
+          ConditionExpression: `attribute_exists(pk) AND balance <= :most${threshold ? ' AND available < :min' : ''}`,
+          ExpressionAttributeValues: { ':u': units, ':zero': 0, ':one': 1, ':most': MAX_BALANCE_MINOR - units, ...(threshold ? { ':min': sa.minimumLevel } : {}) },
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         } },
         ledger(owner, -amountMinor, sa.accountId),
@@ -293,7 +298,11 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: n
     const reasons = cancellationReasons(error);
     if (!reasons) throw error;
     if (reasons[0]?.Code === 'ConditionalCheckFailed') return { ok: false, reason: 'already' };
-    if (reasons[2]?.Code === 'ConditionalCheckFailed') return { ok: false, reason: reasons[2].Item ? 'full' : 'gone' };
+    if (reasons[2]?.Code === 'ConditionalCheckFailed') {
+      const level = plainItem(reasons[2].Item) as ServiceAccountItem | undefined;
+      if (!level) return { ok: false, reason: 'gone' };
+      return { ok: false, reason: threshold && level.available >= sa.minimumLevel! ? 'satisfied' : 'full' };
+    }
     if (reasons[1]?.Code === 'ConditionalCheckFailed') {
       const ownerItem = plainItem(reasons[1].Item) as AccountItem | undefined;
       if (!ownerItem) return { ok: false, reason: 'gone' };
@@ -399,7 +408,10 @@ export async function runDueRecharges(store: Store, limitPerShard = 100): Promis
     byOwner.set(sa.ownerAccountId, list);
   }
   await Promise.all([...byOwner.values()].map(async (list) => {
-    list.sort((a, b) => a.sa.priority - b.sa.priority || (a.sa.accountId < b.sa.accountId ? -1 : 1) || (a.marker.kind < b.marker.kind ? -1 : 1));
+    // Per service account, its schedule before its threshold ('SCHEDULE' < 'THRESHOLD'): a
+    // scheduled recharge that lifts the level leaves the threshold one nothing to do.
+    const order = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+    list.sort((a, b) => a.sa.priority - b.sa.priority || order(a.sa.accountId, b.sa.accountId) || order(a.marker.kind, b.marker.kind));
     for (const { marker, sa } of list) {
       const outcome = await runMarker(store, marker, sa, now);
       if (outcome === 'recharged') summary.recharged++;
@@ -419,7 +431,16 @@ async function runMarker(store: Store, marker: DueMarker, sa: ServiceAccountItem
   // A threshold recharge that is no longer needed (a manual or scheduled one came first).
   if (guard.kind === 'threshold' && sa.minimumLevel !== undefined && sa.available >= sa.minimumLevel) { await dropMarker(store, marker); return 'skipped'; }
   const outcome = await rechargeOnce(store, sa, amountMinor, guard);
-  if (outcome.ok) return 'recharged';
+  if (outcome.ok) {
+    // Still below the minimum (rechargeAmount buys less than the gap): no charge will cross
+    // it again, so the request is made again at once; the next run recharges once more.
+    const after = outcome.serviceAccount;
+    if (guard.kind === 'threshold' && after.minimumLevel !== undefined && after.available < after.minimumLevel) {
+      await store.db.send(new UpdateCommand(thresholdMarkerUpdate(store, sa.accountId, store.now().toISOString()).Update));
+    }
+    return 'recharged';
+  }
+  if (outcome.reason === 'satisfied') { await dropMarker(store, marker); return 'skipped'; }
   if (outcome.reason === 'already' || outcome.reason === 'gone') return 'skipped';
   // Cannot be funded now (or would fill the service account past what it may hold): told to the owner; the threshold waits for the next crossing, the
   // schedule for its next date (no retry storm against an empty account).
@@ -433,9 +454,12 @@ async function runMarker(store: Store, marker: DueMarker, sa: ServiceAccountItem
   return 'failed';
 }
 
+/** Drops the marker as read: a threshold request renewed since (a new markerId) stays. */
 async function dropMarker(store: Store, marker: DueMarker): Promise<void> {
+  const renewable = marker.kind === 'THRESHOLD' && marker.markerId !== undefined;
   await store.db.send(new UpdateCommand({
     TableName: store.tableName, Key: markerKey(marker.saId, marker.kind), UpdateExpression: 'REMOVE dueShard, dueAt',
-    ConditionExpression: 'dueAt = :due', ExpressionAttributeValues: { ':due': marker.dueAt },
+    ConditionExpression: `dueAt = :due${renewable ? ' AND markerId = :m' : ''}`,
+    ExpressionAttributeValues: { ':due': marker.dueAt, ...(renewable ? { ':m': marker.markerId } : {}) },
   })).catch((error) => { if (!isConditionFailure(error)) throw error; });
 }

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { codeOf, reconciled, testClock, testStore, voice } from '../helpers.js';
 import { countingDb, type Db, type Store } from '../../functions/store/db.js';
 import { putService } from '../../functions/store/services.js';
-import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
+import { createAccount, getAccountItem, requireAccount, topUp } from '../../functions/store/accounts.js';
 import { reserve, updateSession, debitSession } from '../../functions/store/sessions.js';
 import { directDebit } from '../../functions/store/debits.js';
 import { applyConsumptionLimit } from '../../functions/store/allotments.js';
@@ -47,6 +47,13 @@ describe('attached accounts', () => {
     await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
     expect(await codeOf(reserve(store, call('r', 'kid'), 'h'))).toBe('account_inactive');
     expect(await codeOf(directDebit(store, { requestId: 'e', accountId: 'kid', clientId: 'c', serviceId: 'voice', units: 60 }, 'h'))).toBe('account_inactive');
+  });
+
+  it('a member is in its main account\'s currency: allotments move minor units as they are', async () => {
+    const store = await testStore();
+    await createAccount(store, { accountId: 'home', currency: 'EUR', kind: 'prepaid' });
+    expect(await codeOf(createAccount(store, { accountId: 'kid', currency: 'USD', kind: 'prepaid', mainAccountId: 'home' }))).toBe('conflict');
+    expect(await getAccountItem(store, 'kid')).toBeNull();
   });
 
   it('a postpaid main account pays down to its credit limit and no further', async () => {

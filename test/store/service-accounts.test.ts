@@ -3,7 +3,8 @@
 // low-balance transfers from sponsors. Against DynamoDB Local.
 import { describe, expect, it } from 'vitest';
 import { captureNotifications, codeOf, reconciled, testClock, testStore } from '../helpers.js';
-import type { Store } from '../../functions/store/db.js';
+import type { Db, Store } from '../../functions/store/db.js';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import {
   getServiceAccount, listServiceAccounts, manualRecharge, putServiceAccount, runDueRecharges, serviceAccountId,
@@ -13,7 +14,7 @@ import { takeFromSponsors, setSponsors } from '../../functions/store/sponsors.js
 import { ChargingError } from '../../functions/domain/errors.js';
 import type { ServiceAccountSettings } from '../../functions/domain/serviceAccount.js';
 import { putService } from '../../functions/store/services.js';
-import { debitSession, reserve } from '../../functions/store/sessions.js';
+import { debitSession, refundSession, reserve } from '../../functions/store/sessions.js';
 import { directDebit } from '../../functions/store/debits.js';
 
 /** 100 cents buy 1024 kilobytes. */
@@ -256,6 +257,72 @@ describe('charging a service account (sessions and events of its service draw un
     // One low_balance notice: exactly one write took the level from >= 2048 to below it.
     const notes = (await listNotifications(store, 'alice')).notifications.filter((n) => n.type === 'low_balance');
     expect(notes).toHaveLength(1);
+  });
+
+  it('an owner past its validUntil spends its service accounts no more than its money', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await putService(store, dataService);
+    await createAccount(store, { accountId: 'alice', currency: 'EUR', kind: 'prepaid', validUntil: '2026-01-01T01:00:00.000Z' });
+    await topUp(store, 'alice', 'topup-alice', 1000, 'h');
+    await putServiceAccount(store, 'alice', 'data', data);
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 500 }, 'h');
+    expect((await reserve(store, { requestId: 's1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 300 } }, 'h')).status).toBe(201);
+    clock.advanceSeconds(3600);
+    expect(await codeOf(reserve(store, { requestId: 's2', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 300 } }, 'h'))).toBe('account_inactive');
+    expect(await codeOf(directDebit(store, { requestId: 'e2', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 300 }, 'h'))).toBe('account_inactive');
+    expect(await reconciled(store, serviceAccountId('alice', 'data'))).toMatchObject({ balance: 5120, reserved: 300 });
+  });
+
+  it('a threshold and a scheduled recharge due in one run: the owner pays once, the level being above the minimum by then', async () => {
+    const clock = testClock('2026-01-15T23:58:00.000Z');
+    const store = await testStore({ now: clock.now });
+    await putService(store, dataService);
+    await owner(store, 10_000);
+    await putServiceAccount(store, 'alice', 'data', { ...data, minimumLevel: 2048, schedule: { every: 'day', at: 0 } });
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r1' }, 'h'); // 5120 KB
+    await directDebit(store, { requestId: 'e1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 3500 }, 'h'); // 1620: below
+    clock.advanceSeconds(150); // 00:00:30: the schedule is due too
+    expect(await runDueRecharges(store)).toMatchObject({ examined: 2, recharged: 1 });
+    expect((await reconciled(store, 'alice')).balance).toBe(10_000 - 1000);
+    expect((await reconciled(store, serviceAccountId('alice', 'data'))).balance).toBe(1620 + 5120);
+    expect(await runDueRecharges(store)).toMatchObject({ examined: 0 });
+  });
+
+  it('a crossing while the trigger drops a request it no longer needs is not lost', async () => {
+    let duringDrop: (() => Promise<unknown>) | null = null;
+    const store = await testStore({ db: (inner: Db): Db => ({
+      send: async (command) => {
+        const drop = command instanceof UpdateCommand && String(command.input.Key?.pk).startsWith('RCH#') && command.input.UpdateExpression === 'REMOVE dueShard, dueAt';
+        if (drop && duringDrop) { const run = duringDrop; duringDrop = null; await run(); }
+        return inner.send(command);
+      },
+    }) });
+    await putService(store, dataService);
+    await owner(store, 10_000);
+    await putServiceAccount(store, 'alice', 'data', { ...data, minimumLevel: 2048 });
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r1' }, 'h'); // 5120 KB
+    const s1 = (await reserve(store, { requestId: 's1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 3500 } }, 'h')).body.sessionId as string;
+    await refundSession(store, s1, { requestId: 's1-release' }, 'h'); // back above: the request is no longer needed...
+    // ...and while the trigger drops it, another session takes the level below again.
+    duringDrop = () => reserve(store, { requestId: 's2', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 3500 } }, 'h');
+    expect(await runDueRecharges(store)).toMatchObject({ examined: 1, recharged: 0 });
+    expect(await runDueRecharges(store)).toMatchObject({ examined: 1, recharged: 1 });
+    expect((await reconciled(store, serviceAccountId('alice', 'data'))).available).toBe(5120 - 3500 + 5120);
+  });
+
+  it('a threshold recharge that leaves the level below the minimum is followed by another', async () => {
+    const store = await testStore();
+    await putService(store, dataService);
+    await owner(store, 10_000);
+    await putServiceAccount(store, 'alice', 'data', { ...data, minimumLevel: 2048, rechargeAmountMinor: 100 });
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 500 }, 'h'); // 5120 KB
+    await directDebit(store, { requestId: 'e1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 4500 }, 'h'); // 620
+    expect(await runDueRecharges(store)).toMatchObject({ recharged: 1 }); // 1644: still below
+    expect(await runDueRecharges(store)).toMatchObject({ recharged: 1 }); // 2668
+    expect(await runDueRecharges(store)).toMatchObject({ examined: 0 });
+    expect((await reconciled(store, serviceAccountId('alice', 'data'))).balance).toBe(2668);
+    expect((await reconciled(store, 'alice')).balance).toBe(10_000 - 700);
   });
 
   it('routes only the service it is for, and refuses a service rated in another unit', async () => {
