@@ -80,6 +80,11 @@ export interface AccountItem extends AccountInput {
   allotStreak?: number;
   /** Attached accounts: when the last allotment was taken (its idle return is due IDLE_RETURN_SECONDS later). */
   allottedAt?: string;
+  /**
+   * Attached accounts: the main account's validUntil (fixed at its creation), so a member
+   * stops charging with it even while it spends an allotment taken before.
+   */
+  mainValidUntil?: string;
   /** Main accounts: allotments moved to attached accounts and not given back. */
   allottedOut?: number;
   /** Owners (seed 004): the service accounts by classification, which sessions of that service charge. */
@@ -111,11 +116,13 @@ export async function requireAccount(store: Store, accountId: string): Promise<A
 export async function createAccount(store: Store, input: AccountInput): Promise<{ account: AccountItem; created: boolean }> {
   if (input.kind === 'prepaid' && input.creditLimit) fail('validation_failed', 'creditLimit is for postpaid accounts');
   if (input.mainAccountId === input.accountId) fail('validation_failed', 'an account cannot be its own main account');
+  let mainValidUntil: string | undefined;
   if (input.mainAccountId) {
     const main = await requireAccount(store, input.mainAccountId);
     if (main.mainAccountId) fail('conflict', `account ${input.mainAccountId} is itself attached to ${main.mainAccountId}`);
     // Allotments move minor units as they are: across currencies they would create or lose money.
     if (main.currency !== input.currency) fail('conflict', `account ${input.mainAccountId} is in ${main.currency}, not ${input.currency}`);
+    mainValidUntil = main.validUntil;
   }
   const creditLimit = input.creditLimit ?? 0;
   const item: AccountItem = {
@@ -129,6 +136,7 @@ export async function createAccount(store: Store, input: AccountInput): Promise<
     consumed: 0,
     ops: {},
     createdAt: store.now().toISOString(),
+    ...(mainValidUntil ? { mainValidUntil } : {}),
   };
   try {
     await store.db.send(new PutCommand({

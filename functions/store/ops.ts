@@ -85,7 +85,8 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
     conditions.push('attribute_not_exists(lowBalanceThreshold)', 'attribute_not_exists(classification)');
   }
   if (condition.kind === 'new') {
-    conditions.push('attribute_not_exists(ops.#op)', '#status = :active', '(attribute_not_exists(validUntil) OR validUntil > :now)');
+    conditions.push('attribute_not_exists(ops.#op)', '#status = :active', '(attribute_not_exists(validUntil) OR validUntil > :now)',
+      '(attribute_not_exists(mainValidUntil) OR mainValidUntil > :now)');
     names['#status'] = 'status';
     values[':active'] = 'active';
     values[':now'] = store.now().toISOString();
@@ -186,7 +187,8 @@ export function refusalOf(account: AccountItem | null, opId: string, now: Date):
   'not_found' | 'exists' | 'account_inactive' | 'insufficient' {
   if (!account) return 'not_found';
   if (account.ops?.[opId]) return 'exists';
-  if (account.status !== 'active' || (account.validUntil !== undefined && account.validUntil <= now.toISOString())) return 'account_inactive';
+  const past = (at: string | undefined) => at !== undefined && at <= now.toISOString();
+  if (account.status !== 'active' || past(account.validUntil) || past(account.mainValidUntil)) return 'account_inactive';
   return 'insufficient';
 }
 
@@ -231,13 +233,15 @@ function preferTwoWrites(store: Store, accountId: string, forMs: number): void {
 
 /**
  * `applied`: the account write and the record landed together. `record_refused`: a record
- * item's condition failed (at `index` in `record`) while the account's condition held, so nothing was
- * written and nothing of this operation is on the account: the record exists already (a
- * duplicate, a step recorded meanwhile). `fallback`: anything else (a refusal, a conflict, a
- * timeout that may have landed): go the two-write way, which finds out. That includes a record
- * refused while the account refused too: the account may carry what an earlier two-write
- * attempt of this very request left (a charge or a hold taken before it learnt the record
- * existed, and not yet given back), which only the two-write path finishes.
+ * item's condition failed (at `index` in `record`) and the account carries nothing of this
+ * operation, so nothing was written: the record exists already (a duplicate, a step recorded
+ * meanwhile). The account may have refused too (short of money, by now): the caller answers
+ * from the record, and no sponsor or main account is asked to pay for a request answered
+ * long ago. `fallback`: anything else (a refusal, a conflict, a timeout that may have
+ * landed): go the two-write way, which finds out. That includes a record refused while the
+ * account carries an entry of this operation: it may be what an earlier two-write attempt of
+ * this very request left (a charge or a hold taken before it learnt the record existed, and
+ * not yet given back), which only the two-write path finishes.
  */
 export type OneWriteOutcome = { outcome: 'applied' } | { outcome: 'record_refused'; index: number } | { outcome: 'fallback' };
 
@@ -264,11 +268,12 @@ export async function applyOpWithRecord(store: Store, accountId: string, opId: s
       return { outcome: 'fallback' };
     }
     const index = reasons.findIndex((r, i) => i > 0 && r.Code === 'ConditionalCheckFailed');
-    if (index > 0 && reasons[0]?.Code !== 'ConditionalCheckFailed') return { outcome: 'record_refused', index: index - 1 };
+    const account = plainItem(reasons[0]?.Item) as Partial<AccountItem & { classification: string }> | undefined;
+    const accountCarriesIt = reasons[0]?.Code === 'ConditionalCheckFailed' && (!account || Object.hasOwn(account.ops ?? {}, opId));
+    if (index > 0 && !accountCarriesIt) return { outcome: 'record_refused', index: index - 1 };
     // An account the one write can never serve (a threshold to watch, a service account) or
     // that routes services to service accounts goes the two-write way for a while, without a
     // refused transaction first.
-    const account = plainItem(reasons[0]?.Item) as Partial<AccountItem & { classification: string }> | undefined;
     if (account && (account.lowBalanceThreshold !== undefined || account.classification !== undefined || account.serviceAccounts)) {
       preferTwoWrites(store, accountId, NEEDS_TWO_WRITES_MS);
     }

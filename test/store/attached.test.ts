@@ -49,6 +49,21 @@ describe('attached accounts', () => {
     expect(await codeOf(directDebit(store, { requestId: 'e', accountId: 'kid', clientId: 'c', serviceId: 'voice', units: 60 }, 'h'))).toBe('account_inactive');
   });
 
+  it('a member stops charging when its main account\'s validUntil passes, though it holds an allotment', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await putService(store, voice);
+    await createAccount(store, { accountId: 'home', currency: 'EUR', kind: 'prepaid', validUntil: '2026-01-01T01:00:00.000Z' });
+    await topUp(store, 'home', 'home-topup', 10_000, 'h');
+    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
+    clock.advanceSeconds(3300);
+    expect((await reserve(store, call('r1', 'kid'), 'h')).status).toBe(201);
+    expect((await requireAccount(store, 'kid')).available).toBeGreaterThan(20); // an allotment larger than the need
+    clock.advanceSeconds(360);
+    expect(await codeOf(reserve(store, call('r2', 'kid'), 'h'))).toBe('account_inactive');
+    expect(await codeOf(directDebit(store, { requestId: 'e1', accountId: 'kid', clientId: 'c', serviceId: 'voice', units: 60 }, 'h'))).toBe('account_inactive');
+  });
+
   it('a member is in its main account\'s currency: allotments move minor units as they are', async () => {
     const store = await testStore();
     await createAccount(store, { accountId: 'home', currency: 'EUR', kind: 'prepaid' });

@@ -342,6 +342,23 @@ describe('charging a service account (sessions and events of its service draw un
 });
 
 describe('sponsors, through the charging path', () => {
+  it('a request answered long ago, sent again when the account is short, is answered as before: no sponsor pays for it', async () => {
+    const store = await testStore();
+    await putService(store, { serviceId: 'voice', unit: 'seconds', price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 60 });
+    await owner(store, 100, 'kid');
+    await owner(store, 1000, 'mum');
+    await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
+    const sms = { requestId: 'e1', accountId: 'kid', clientId: 'smsc', serviceId: 'voice', units: 3000 };
+    const first = await directDebit(store, sms, 'h1'); // 100: all kid had
+    const session = await reserve(store, { requestId: 's1', accountId: 'kid', clientId: 'msc', serviceId: 'voice', requested: { units: 60 } }, 'h2');
+    await debitSession(store, session.body.sessionId as string, { requestId: 's1-end', usedUnits: 60 }, 'h3'); // mum paid 2 of it
+    expect(await reconciled(store, 'mum')).toMatchObject({ balance: 998 });
+    expect(await directDebit(store, sms, 'h1')).toEqual(first);
+    expect(await reserve(store, { requestId: 's1', accountId: 'kid', clientId: 'msc', serviceId: 'voice', requested: { units: 60 } }, 'h2')).toEqual(session);
+    expect(await reconciled(store, 'mum')).toMatchObject({ balance: 998 });
+    expect(await reconciled(store, 'kid')).toMatchObject({ balance: 0, reserved: 0 });
+  });
+
   it('concurrent reserves of a sponsored account: no overdraft anywhere, and money is only moved, never made', async () => {
     const store = await testStore();
     await putService(store, { serviceId: 'voice', unit: 'seconds', price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 60 });
