@@ -101,11 +101,13 @@ async function transfer(store: Store, t: { to: string; member: AccountItem; amou
 
 /** A lowered consumption limit binds the next grant: the unspent allotment beyond it goes back now. */
 export async function applyConsumptionLimit(store: Store, accountId: string, limitMinor: number | null): Promise<void> {
+  // allotSeq moves too: a take sized by the old limit, from a read before this write, is
+  // guarded by allotSeq and must not land after it.
   await store.db.send(new UpdateCommand({
     TableName: store.tableName, Key: key.account(accountId),
-    UpdateExpression: limitMinor === null ? 'REMOVE consumptionLimit' : 'SET consumptionLimit = :l',
+    UpdateExpression: `${limitMinor === null ? 'REMOVE consumptionLimit ' : 'SET consumptionLimit = :l, '}${limitMinor === null ? 'SET' : ''} allotSeq = if_not_exists(allotSeq, :zero) + :one`,
     ConditionExpression: 'attribute_exists(mainAccountId)',
-    ...(limitMinor === null ? {} : { ExpressionAttributeValues: { ':l': limitMinor } }),
+    ExpressionAttributeValues: { ':zero': 0, ':one': 1, ...(limitMinor === null ? {} : { ':l': limitMinor }) },
   }));
   if (limitMinor === null) return;
   for (let attempt = 0; attempt < 4; attempt++) {

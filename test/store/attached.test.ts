@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { codeOf, reconciled, testClock, testStore, voice } from '../helpers.js';
 import { countingDb, type Db, type Store } from '../../functions/store/db.js';
+import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, getAccountItem, requireAccount, topUp } from '../../functions/store/accounts.js';
 import { reserve, updateSession, debitSession } from '../../functions/store/sessions.js';
@@ -62,6 +63,23 @@ describe('attached accounts', () => {
     clock.advanceSeconds(360);
     expect(await codeOf(reserve(store, call('r2', 'kid'), 'h'))).toBe('account_inactive');
     expect(await codeOf(directDebit(store, { requestId: 'e1', accountId: 'kid', clientId: 'c', serviceId: 'voice', units: 60 }, 'h'))).toBe('account_inactive');
+  });
+
+  it('a consumption limit lowered while an allotment sized by the old one is being taken: the take does not land', async () => {
+    let beforeTake: (() => Promise<unknown>) | null = null;
+    const store = await testStore({ db: (inner: Db): Db => ({
+      send: async (command) => {
+        const take = command instanceof TransactWriteCommand && (command.input.TransactItems ?? []).some((i) => String(i.Put?.Item?.entryId ?? '').startsWith('allot:'));
+        if (take && beforeTake) { const run = beforeTake; beforeTake = null; await run(); }
+        return inner.send(command);
+      },
+    }) });
+    await family(store, 10_000, ['kid'], { consumptionLimit: 1000 });
+    beforeTake = () => applyConsumptionLimit(store, 'kid', 30);
+    await reserve(store, call('r1', 'kid'), 'h').catch(() => undefined);
+    const kid = await requireAccount(store, 'kid');
+    expect(kid.takenMinor ?? 0).toBeLessThanOrEqual(30);
+    expect(kid.consumptionLimit).toBe(30);
   });
 
   it('a member is in its main account\'s currency: allotments move minor units as they are', async () => {
