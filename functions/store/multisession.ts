@@ -36,7 +36,8 @@ export async function multiSessionView(store: Store, multiSessionId: string) {
   }
   // Money and the units of service accounts (seed 004) are collated apart: never summed together.
   let net = 0;
-  const units: Record<string, number> = {};
+  // No prototype: a classification may be named like one of Object's methods (toString).
+  const units: Record<string, number> = Object.create(null);
   const add = (chargedAccountId: string, amount: number) => {
     if (!isServiceAccountId(chargedAccountId)) { net += amount; return; }
     const classification = chargedAccountId.slice(chargedAccountId.indexOf('~') + 1);

@@ -55,10 +55,11 @@ export function toEvent(method: string, url: URL, route: Route, params: Record<s
     rawPath: url.pathname,
     rawQueryString: url.search.replace(/^\?/, ''),
     headers,
-    queryStringParameters: url.searchParams.size ? Object.fromEntries(url.searchParams) : undefined,
+    // API Gateway joins the values of a repeated parameter with commas.
+    queryStringParameters: url.searchParams.size ? Object.fromEntries([...new Set(url.searchParams.keys())].map((k) => [k, url.searchParams.getAll(k).join(',')])) : undefined,
     pathParameters: Object.keys(params).length ? params : undefined,
     requestContext: {
-      accountId: '000000000000', apiId: 'local', domainName: url.host, domainPrefix: 'local',
+      accountId: '000000000000', apiId: 'local', domainName: headers.host ?? 'localhost', domainPrefix: 'local',
       http: { method, path: url.pathname, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: headers['user-agent'] ?? '' },
       requestId: randomUUID(), routeKey: `${route.method} ${route.path}`, stage: '$default',
       time: now.toUTCString(), timeEpoch: now.getTime(),
@@ -96,7 +97,8 @@ export async function dispatch(method: string, url: URL, headers: Record<string,
 export function startLocalApi(options: LocalApiOptions): Promise<Server> {
   const server = createServer(async (req, res) => {
     try {
-      const url = new URL(req.url ?? '/', `http://${req.headers.host ?? 'localhost'}`);
+      // A fixed base: a malformed Host header must not make the URL unparsable.
+      const url = new URL(req.url ?? '/', 'http://localhost');
       const method = (req.method ?? 'GET').toUpperCase();
       const body = await readBody(req, 1024 * 1024); // API Gateway's payload cap is larger; 1 MiB is plenty here
       if (body === null) return problem(res, 413, 'validation_failed', 'body over 1 MiB');
@@ -106,6 +108,7 @@ export function startLocalApi(options: LocalApiOptions): Promise<Server> {
         const token = process.env.CHARGING_API_TOKEN;
         if (token && req.headers.authorization !== `Bearer ${token}`) return problem(res, 401, 'unauthorized', 'missing or wrong bearer token');
         const { status, body: answer } = await local();
+        if (status >= 400) { const { code, detail } = answer as { code: string; detail: string }; return problem(res, status, code, detail); }
         res.writeHead(status, { 'content-type': 'application/json' });
         return res.end(JSON.stringify(answer));
       }

@@ -40,7 +40,8 @@ export async function startLocalRuntime(options: RuntimeOptions = {}): Promise<L
   process.env.AWS_REGION ??= 'us-east-1';
   process.env.AWS_ACCESS_KEY_ID ??= 'local';
   process.env.AWS_SECRET_ACCESS_KEY ??= 'local';
-  const token = options.token ?? process.env.CHARGING_API_TOKEN ?? randomBytes(16).toString('hex');
+  // An empty CHARGING_API_TOKEN is no token: it would switch the check off.
+  const token = options.token || process.env.CHARGING_API_TOKEN || randomBytes(16).toString('hex');
   process.env.CHARGING_API_TOKEN = token;
   const store = createStore({ tableName, endpoint, now: options.now, serviceCacheMs: 0 });
   useStore(store);

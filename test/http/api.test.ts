@@ -133,6 +133,8 @@ describe('problems', () => {
     ['ledger: unknown', 'GET', '/accounts/nobody/ledger', undefined, 404, 'not_found'],
     ['ledger: bad cursor', 'GET', '/accounts/alice/ledger?next=garbage', undefined, 400, 'validation_failed'],
     ['ledger: bad limit', 'GET', '/accounts/alice/ledger?limit=-1', undefined, 400, 'validation_failed'],
+    ['ledger: a repeated limit (API Gateway joins it: "5,7")', 'GET', '/accounts/alice/ledger?limit=5&limit=7', undefined, 400, 'validation_failed'],
+    ['a schedule that does not exist', 'POST', '/local/schedules/nope/run', undefined, 404, 'not_found'],
     ['service: bad unit', 'PUT', '/services/x', { unit: 'parsecs', price: { amount: 1, per: 1 } }, 400, 'validation_failed'],
     ['service: no price', 'PUT', '/services/x', { unit: 'seconds' }, 400, 'validation_failed'],
     ['service: per zero', 'PUT', '/services/x', { unit: 'seconds', price: { amount: 1, per: 0 } }, 400, 'validation_failed'],
