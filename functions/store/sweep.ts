@@ -45,7 +45,15 @@ async function mapInFlight<T, R>(items: T[], limit: number, run: (item: T) => Pr
   return results;
 }
 
-export async function sweep(store: Store, options: { batchSize: number; maxBatches: number; notifier?: Notifier }): Promise<SweepSummary> {
+/** Due items counted after a run that did not drain (per shard, so at most 8 times this). */
+const BACKLOG_COUNT_PER_SHARD = 125;
+
+/**
+ * `timeLeft`: the handler's remaining time (Lambda's getRemainingTimeInMillis): no batch
+ * starts with less than `reserveMs` left, so a run ends with its summary (and its backlog
+ * metric) instead of a timeout; what it leaves is due for the next run.
+ */
+export async function sweep(store: Store, options: { batchSize: number; maxBatches: number; notifier?: Notifier; timeLeft?: () => number; reserveMs?: number }): Promise<SweepSummary> {
   const summary: SweepSummary = { examined: 0, expired: 0, reportsRequested: 0, allotmentsReturned: 0, orphansReleased: 0, notDue: 0, gone: 0, backlog: 0 };
   const seen = new Set<string>();
   const now = store.now().toISOString();
@@ -54,7 +62,9 @@ export async function sweep(store: Store, options: { batchSize: number; maxBatch
   let failure: { error: unknown } | undefined;
   const settle = (run: () => Promise<Outcome>) => run().catch((error): null => { failure ??= { error }; return null; });
   let drained = false;
+  const reserveMs = options.reserveMs ?? 15_000;
   for (let batch = 0; batch < options.maxBatches && !drained; batch++) {
+    if (options.timeLeft && options.timeLeft() < reserveMs) break;
     const due = (await findDueSessions(store, now, options.batchSize)).filter((id) => !seen.has(id));
     if (due.length === 0) { drained = true; break; }
     due.forEach((id) => seen.add(id));
@@ -71,8 +81,9 @@ export async function sweep(store: Store, options: { batchSize: number; maxBatch
       else if (outcome !== null) summary.gone++;
     }
   }
-  if (failure) throw failure.error;
-  if (!drained) summary.backlog = (await findDueSessions(store, now, 1)).filter((id) => !seen.has(id)).length;
+  // What is still due after the run, up to 1000: the metric the "sweep falls behind" alarm watches.
+  if (!drained) summary.backlog = (await findDueSessions(store, now, BACKLOG_COUNT_PER_SHARD)).filter((id) => !seen.has(id)).length;
+  if (failure) throw Object.assign(failure.error as object, { summary });
   return summary;
 }
 

@@ -205,6 +205,14 @@ describe('schedules', () => {
     });
   });
 
+  it.each(schedules.map((s) => [s.name] as const))('%s: a failed run is not retried by Lambda (the next run is the retry) and goes to the dead-letter queue', (name) => {
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: { Ref: functionId(name) },
+      MaximumRetryAttempts: 0,
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [Match.stringLikeRegexp('^ScheduleDeadLetterQueue'), 'Arn'] } } },
+    });
+  });
+
   it('dead-letter queue: encrypted, 14 days, EventBridge may send to it', () => {
     template.hasResourceProperties('AWS::SQS::Queue', { SqsManagedSseEnabled: true, MessageRetentionPeriod: 14 * 24 * 3600 });
     template.hasResourceProperties('AWS::SQS::QueuePolicy', {
@@ -258,18 +266,22 @@ describe('alarms', () => {
     }));
   });
 
-  it('DynamoDB throttles', () => {
+  it('DynamoDB throttles, of any one operation: each series FILLed with 0, so one throttled operation alone is a sum', () => {
     const throttles = alarms().find((a) => JSON.stringify(a.Metrics ?? []).includes('ThrottledRequests'));
     expect(throttles).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold' });
-    const operations = (throttles!.Metrics as any[]).flatMap((m) => m.MetricStat?.Metric?.Dimensions ?? [])
+    const metrics = throttles!.Metrics as any[];
+    const operations = metrics.flatMap((m) => m.MetricStat?.Metric?.Dimensions ?? [])
       .filter((d: any) => d.Name === 'Operation').map((d: any) => d.Value);
-    expect(operations).toEqual(expect.arrayContaining(['GetItem', 'PutItem', 'UpdateItem', 'Query', 'TransactWriteItems']));
+    expect(operations).toEqual(expect.arrayContaining(['GetItem', 'PutItem', 'UpdateItem', 'Query', 'TransactWriteItems', 'TransactGetItems']));
+    const expression = metrics.find((m) => m.Expression)!.Expression as string;
+    expect(expression.split(' + ')).toHaveLength(operations.length);
+    expect(expression.split(' + ').every((term) => /^FILL\(t\d+, 0\)$/.test(term))).toBe(true);
   });
 
-  it('the sweep falls behind: SweepBacklog max > 1000 for 3 minutes, p99 duration > 50 s', () => {
+  it('the sweep falls behind: sessions still due after 3 runs in a row, p99 duration > 50 s', () => {
     expect(alarms()).toContainEqual(expect.objectContaining({
       Namespace: 'Charging', MetricName: 'SweepBacklog', Statistic: 'Maximum', Period: 60,
-      EvaluationPeriods: 3, DatapointsToAlarm: 3, Threshold: 1000, ComparisonOperator: 'GreaterThanThreshold',
+      EvaluationPeriods: 3, DatapointsToAlarm: 3, Threshold: 0, ComparisonOperator: 'GreaterThanThreshold',
     }));
     // The dimensions the sweep emits with (checked against its real output in events.test.ts).
     expect(alarms().find((a) => a.MetricName === 'SweepBacklog')!.Dimensions)

@@ -223,6 +223,22 @@ describe('the interim sweep', () => {
     expect(states.every((s) => s === 'expired')).toBe(true);
   });
 
+  it('a run short of time starts no batch it may not finish, and counts what it leaves due (the backlog metric)', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await seedServices(store);
+    for (let i = 0; i < 7; i++) await reserve(store, { requestId: `b-${i}`, accountId: 'sub', clientId: 'c', serviceId: 'ims-voice', requested: { units: 60 } }, 'h');
+    clock.advanceSeconds(301);
+    // 10 s left, less than the 15 s a run keeps in hand: no batch starts.
+    expect(await sweep(store, { batchSize: 100, maxBatches: 50, timeLeft: () => 10_000 })).toMatchObject({ examined: 0, backlog: 7 });
+    // One batch of at most one session per shard (8 shards), then out of batches.
+    const first = await sweep(store, { batchSize: 1, maxBatches: 1 });
+    expect(first.backlog).toBe(7 - first.examined);
+    const rest = await sweep(store, { batchSize: 100, maxBatches: 5 });
+    expect(first.examined + rest.examined).toBe(7);
+    expect(rest.backlog).toBe(0);
+  });
+
   it('reads only the due sessions, not the idle ones', async () => {
     const clock = testClock();
     const counting = { db: undefined as unknown as ReturnType<typeof countingDb> };
