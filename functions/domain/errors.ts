@@ -24,6 +24,13 @@ export class ChargingError extends Error {
   }
 }
 
+/**
+ * The refusals a repeat must get again (API.md: same requestId, same body, the original
+ * answer): those of an account that exists, which a top-up or a reactivation could change.
+ * Stored with their HTTP status, which must be http/problem.ts's (test/http/problems.test.ts).
+ */
+export const keptRefusalStatus: Partial<Record<ErrorCode, number>> = { insufficient_credit: 402, account_inactive: 403 };
+
 export const fail = (code: ErrorCode, detail: string, extra?: Record<string, unknown>): never => {
   throw new ChargingError(code, detail, extra);
 };

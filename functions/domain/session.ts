@@ -74,7 +74,8 @@ export function regrant(requested: Requested | undefined, price: Price, usage: U
   return computeGrant(requested, price, accountAvailableMinor + usage.remainderMinor);
 }
 
-export type SessionState = 'pending_agreement' | 'active' | 'closed' | 'expired' | 'released';
+/** `refused`: a reserve an existing account refused (short of credit, inactive); it holds nothing and keeps the refusal for repeats. */
+export type SessionState = 'pending_agreement' | 'active' | 'closed' | 'expired' | 'released' | 'refused';
 
 export function isOpen(state: SessionState): boolean {
   return state === 'active' || state === 'pending_agreement';

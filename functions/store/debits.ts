@@ -2,7 +2,7 @@
 // a session step: the account write records `ops.evt:<requestId>`, so a retry that finds
 // it finishes the request record instead of charging again. A debit whose handler died
 // between the two writes and that nobody retries is recorded by the sweep (compaction.ts).
-import { GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
 import { conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { applyOp, applyOpWithRecord, newNonce, oneWriteAllowed, refusalOf } from './ops.js';
@@ -10,7 +10,7 @@ import { ledgerPut } from './ledger.js';
 import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
 import { getService } from './services.js';
 import type { OpEntry, StoredAnswer } from './accounts.js';
-import { fail } from '../domain/errors.js';
+import { ChargingError, fail, keptRefusalStatus } from '../domain/errors.js';
 import { priceOrNull } from '../domain/rating.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { isServiceAccountId, publicAccountId, type ServiceAccountItem } from './serviceAccounts.js';
@@ -39,6 +39,37 @@ async function storedAnswer(store: Store, requestId: string, bodyHash: string): 
 }
 
 export async function directDebit(store: Store, command: DirectDebitCommand, bodyHash: string): Promise<StoredAnswer> {
+  try {
+    return await debitOnce(store, command, bodyHash);
+  } catch (error) {
+    if (!(error instanceof ChargingError) || !keptRefusalStatus[error.code]) throw error;
+    return keepRefusal(store, command, bodyHash, error);
+  }
+}
+
+/**
+ * An event charge refused by an account that exists is kept as its request record, so a
+ * repeat is refused alike even after a top-up (the one write of a repeat fails on the record
+ * and replays it). If a record exists already (a concurrent duplicate charged first), its
+ * answer is the answer. A charge some attempt left on the account with no record of its own
+ * is given back by the sweep (ensureDirectDebitRecorded: the record is not its).
+ */
+async function keepRefusal(store: Store, command: DirectDebitCommand, bodyHash: string, refusal: ChargingError): Promise<StoredAnswer> {
+  const answer: StoredAnswer = { status: keptRefusalStatus[refusal.code]!, body: { code: refusal.code, detail: refusal.message, ...refusal.extra } };
+  try {
+    await store.db.send(new PutCommand({
+      TableName: store.tableName,
+      Item: { ...key.request(command.requestId), requestId: command.requestId, h: bodyHash, kind: 'refusal', accountId: command.accountId, at: store.now().toISOString(), answer },
+      ConditionExpression: 'attribute_not_exists(pk)',
+    }));
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    return (await storedAnswer(store, command.requestId, bodyHash))!;
+  }
+  throw refusal;
+}
+
+async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: string): Promise<StoredAnswer> {
   const service = await getService(store, command.serviceId);
   /**
    * A refusal against today's rating or routing (a PUT may have changed either since) first

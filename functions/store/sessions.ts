@@ -9,7 +9,7 @@
 // by any retry from what the account recorded, so a handler dying between the two writes
 // loses nothing and a retry never charges twice.
 import { createHash } from 'node:crypto';
-import { GetCommand, QueryCommand, TransactGetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, QueryCommand, TransactGetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_INDEX, DUE_SHARDS, dueShardOf, key } from './table.js';
 import { conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { applyOp, applyOpWithRecord, newNonce, oneWriteAllowed, plainItem, refusalOf } from './ops.js';
@@ -21,7 +21,7 @@ import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, type PartyState } from './parties.js';
 import { settleMultiSession } from './multisession.js';
 import type { OpEntry, StoredAnswer } from './accounts.js';
-import { ChargingError, fail } from '../domain/errors.js';
+import { ChargingError, fail, keptRefusalStatus } from '../domain/errors.js';
 import { computeGrant, optimisticGrant, type Requested } from '../domain/reservation.js';
 import { movementFor, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
@@ -209,6 +209,44 @@ export function replayOrConflict(session: SessionItem, requestId: string, bodyHa
 
 export async function reserve(store: Store, command: ReserveCommand, bodyHash: string): Promise<StoredAnswer> {
   const service = await getService(store, command.serviceId);
+  try {
+    return await reserveOnce(store, command, bodyHash, service);
+  } catch (error) {
+    if (!(error instanceof ChargingError) || !keptRefusalStatus[error.code]) throw error;
+    return keepRefusal(store, command, bodyHash, service, error);
+  }
+}
+
+/**
+ * A reserve refused by an account that exists is kept, so a repeat is refused alike even
+ * after a top-up: a session item in state `refused`, holding nothing, with the refusal as its
+ * opening answer, written only if no session exists under the id. If one does (a concurrent
+ * duplicate opened it first), that one's answer is the answer. The one write of a repeat
+ * then fails on the session item and replays it, so keeping refusals costs the charging path
+ * nothing.
+ */
+async function keepRefusal(store: Store, command: ReserveCommand, bodyHash: string, service: Service, refusal: ChargingError): Promise<StoredAnswer> {
+  const sessionId = sessionIdFor(command.requestId);
+  const at = store.now().toISOString();
+  const answer: StoredAnswer = { status: keptRefusalStatus[refusal.code]!, body: { code: refusal.code, detail: refusal.message, ...refusal.extra } };
+  const session: SessionItem = {
+    sessionId, state: 'refused', accountId: command.accountId, chargedAccountId: command.accountId, clientId: command.clientId,
+    serviceId: command.serviceId, unit: service.unit, price: service.price, multiSessionId: sessionId, validitySeconds: service.validitySeconds,
+    interimIntervalSeconds: service.interimIntervalSeconds, seq: 0, hold: { seq: 0, holdMinor: 0, grantedUnits: 0, usedUnits: 0, chargedMinor: 0 },
+    validUntil: at, createdAt: at, lastUpdateAt: at, refundedMinor: 0, returnedMinor: 0,
+    answers: { [answerKey(command.requestId)]: { h: bodyHash, answer } },
+  };
+  try {
+    await store.db.send(new PutCommand({ TableName: store.tableName, Item: { ...key.session(sessionId), ...session }, ConditionExpression: 'attribute_not_exists(pk)' }));
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    const existing = await requireSession(store, sessionId);
+    return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+  }
+  throw refusal;
+}
+
+async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: string, service: Service): Promise<StoredAnswer> {
   const sessionId = sessionIdFor(command.requestId);
   let chargedAccountId = command.accountId;
   /** Set once the owner's item routes this service to a service account (seed 004), which holds units. */

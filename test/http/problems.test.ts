@@ -1,9 +1,9 @@
 // The one table from outcomes to HTTP: expected outcomes keep their codes, DynamoDB being
 // busy or slow is a retryable 503 (with Retry-After), and only our own failures are 500s.
 import { describe, expect, it } from 'vitest';
-import { ChargingError } from '../../functions/domain/errors.js';
+import { ChargingError, keptRefusalStatus, type ErrorCode } from '../../functions/domain/errors.js';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { problemResponse } from '../../functions/http/problem.js';
+import { problemBody, problemResponse } from '../../functions/http/problem.js';
 
 const named = (name: string, extra: Record<string, unknown> = {}) => Object.assign(new Error(`${name} happened`), { name, ...extra });
 const canceled = (...codes: string[]) => named('TransactionCanceledException', { CancellationReasons: codes.map((Code) => ({ Code })) });
@@ -33,5 +33,11 @@ describe('problemResponse', () => {
     expect(JSON.parse(response.body as string)).toMatchObject({ status, code });
     expect(response.headers?.['content-type']).toBe('application/problem+json');
     expect(response.headers?.['retry-after']).toBe(status === 503 ? '1' : undefined);
+  });
+});
+
+describe('kept refusals', () => {
+  it('are stored with the status the one table maps their code to', () => {
+    for (const [code, status] of Object.entries(keptRefusalStatus)) expect(problemBody(code as ErrorCode, 'x').status).toBe(status);
   });
 });

@@ -103,6 +103,27 @@ describe('direct debits', () => {
   });
 });
 
+describe('refusals are kept (API.md: a repeat gets the original answer)', () => {
+  it.each([['one write', false], ['two writes', true]] as const)('%s: a reserve and an event charge refused for credit are refused alike after a top-up; another body is a conflict', async (_way, twoWriteSteps) => {
+    const store = await testStore({ twoWriteSteps });
+    await fundedAccount(store, 'alice', 1);
+    const session = { requestId: 'r1', accountId: 'alice', clientId: 'msc', serviceId: 'voice', requested: { units: 600 } };
+    const refusal = await reserve(store, session, 'h').then(() => null, (error) => error);
+    expect(refusal).toMatchObject({ code: 'insufficient_credit' });
+    expect(await codeOf(directDebit(store, event('e1'), 'h'))).toBe('insufficient_credit');
+    await topUp(store, 'alice', 't2', 1000, 'h');
+    // The repeat is answered with the kept refusal (a value now, as the handler would replay it).
+    expect(await reserve(store, session, 'h')).toEqual({ status: 402, body: { code: 'insufficient_credit', detail: refusal.message, ...refusal.extra } });
+    expect(await directDebit(store, event('e1'), 'h')).toMatchObject({ status: 402, body: { code: 'insufficient_credit' } });
+    expect(await codeOf(reserve(store, { ...session, requested: { units: 60 } }, 'other'))).toBe('idempotency_conflict');
+    expect(await codeOf(directDebit(store, event('e1', 'alice', 1), 'other'))).toBe('idempotency_conflict');
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 1001, reserved: 0 });
+    // New requests are served.
+    expect((await reserve(store, { ...session, requestId: 'r2' }, 'h')).status).toBe(201);
+    expect((await directDebit(store, event('e2'), 'h')).status).toBe(201);
+  });
+});
+
 describe('the hot account item stays small', () => {
   it('finished operations leave the ops map', async () => {
     const store = await testStore();
