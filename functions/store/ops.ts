@@ -269,7 +269,10 @@ export async function applyOpWithRecord(store: Store, accountId: string, opId: s
     }
     const index = reasons.findIndex((r, i) => i > 0 && r.Code === 'ConditionalCheckFailed');
     const account = plainItem(reasons[0]?.Item) as Partial<AccountItem & { classification: string }> | undefined;
-    const accountCarriesIt = reasons[0]?.Code === 'ConditionalCheckFailed' && (!account || Object.hasOwn(account.ops ?? {}, opId));
+    // An account that routes this service to a service account may have had the operation
+    // land there (a hold or charge an earlier attempt left): the two-write way finds it.
+    const routes = condition.kind === 'new' && condition.serviceId !== undefined && Object.hasOwn(account?.serviceAccounts ?? {}, condition.serviceId);
+    const accountCarriesIt = reasons[0]?.Code === 'ConditionalCheckFailed' && (!account || routes || Object.hasOwn(account.ops ?? {}, opId));
     if (index > 0 && !accountCarriesIt) return { outcome: 'record_refused', index: index - 1 };
     // An account the one write can never serve (a threshold to watch, a service account) or
     // that routes services to service accounts goes the two-write way for a while, without a

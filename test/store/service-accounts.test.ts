@@ -2,7 +2,7 @@
 // on a schedule, below a minimum level, in priority order when money is short; seed 003:
 // low-balance transfers from sponsors. Against DynamoDB Local.
 import { describe, expect, it } from 'vitest';
-import { captureNotifications, codeOf, reconciled, testClock, testStore } from '../helpers.js';
+import { captureNotifications, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
 import type { Db, Store } from '../../functions/store/db.js';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
@@ -323,6 +323,26 @@ describe('charging a service account (sessions and events of its service draw un
     expect(await runDueRecharges(store)).toMatchObject({ examined: 0 });
     expect((await reconciled(store, serviceAccountId('alice', 'data'))).balance).toBe(2668);
     expect((await reconciled(store, 'alice')).balance).toBe(10_000 - 700);
+  });
+
+  it('a late duplicate of a routed reserve that died holding on the service account: its retry gives the hold back (regression: --seed 88 --ops 18000)', async () => {
+    const { twoWrites, oneWrite, failNextTransaction } = await twoWriteAndOneWriteStores();
+    await putService(twoWrites, dataService);
+    await owner(twoWrites, 1000);
+    await putServiceAccount(twoWrites, 'alice', 'data', data);
+    await manualRecharge(twoWrites, 'alice', 'data', { requestId: 'r0' }, 'h'); // 5120 KB
+    const command = { requestId: 'r1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 780 } };
+    const opened = await reserve(twoWrites, command, 'h');
+    await refundSession(twoWrites, opened.body.sessionId as string, { requestId: 'r1-release' }, 'h');
+    await directDebit(twoWrites, { requestId: 'e1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 1 }, 'h'); // carries the finished entry away
+    expect(Object.keys((await requireAccount(twoWrites, serviceAccountId('alice', 'data'))).ops)).not.toContain(opened.body.sessionId);
+    // The late duplicate takes a new hold on the service account and dies before finding the session.
+    failNextTransaction(Object.assign(new Error('handler died'), { name: 'HandlerDied' }));
+    await expect(reserve(twoWrites, command, 'h')).rejects.toThrow('handler died');
+    expect((await requireAccount(twoWrites, serviceAccountId('alice', 'data'))).reserved).toBe(780);
+    // Its retry (one write this time) replays the original answer and gives that hold back.
+    expect(await reserve(oneWrite, command, 'h')).toEqual(opened);
+    expect(await reconciled(twoWrites, serviceAccountId('alice', 'data'))).toMatchObject({ reserved: 0, balance: 5119 });
   });
 
   it('routes only the service it is for, and refuses a service rated in another unit', async () => {
