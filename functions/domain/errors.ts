@@ -31,6 +31,14 @@ export class ChargingError extends Error {
  */
 export const keptRefusalStatus: Partial<Record<ErrorCode, number>> = { insufficient_credit: 402, account_inactive: 403 };
 
+/** The answer a refusal is kept as, or null when `error` is not one to keep. */
+export function keptRefusal(error: unknown): { status: number; body: Record<string, unknown> } | null {
+  const status = error instanceof ChargingError ? keptRefusalStatus[error.code] : undefined;
+  if (status === undefined) return null;
+  const refusal = error as ChargingError;
+  return { status, body: { code: refusal.code, detail: refusal.message, ...refusal.extra } };
+}
+
 export const fail = (code: ErrorCode, detail: string, extra?: Record<string, unknown>): never => {
   throw new ChargingError(code, detail, extra);
 };

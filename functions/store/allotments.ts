@@ -105,7 +105,9 @@ export async function applyConsumptionLimit(store: Store, accountId: string, lim
   // guarded by allotSeq and must not land after it.
   await store.db.send(new UpdateCommand({
     TableName: store.tableName, Key: key.account(accountId),
-    UpdateExpression: `${limitMinor === null ? 'REMOVE consumptionLimit ' : 'SET consumptionLimit = :l, '}${limitMinor === null ? 'SET' : ''} allotSeq = if_not_exists(allotSeq, :zero) + :one`,
+    UpdateExpression: limitMinor === null
+      ? 'SET allotSeq = if_not_exists(allotSeq, :zero) + :one REMOVE consumptionLimit'
+      : 'SET consumptionLimit = :l, allotSeq = if_not_exists(allotSeq, :zero) + :one',
     ConditionExpression: 'attribute_exists(mainAccountId)',
     ExpressionAttributeValues: { ':zero': 0, ':one': 1, ...(limitMinor === null ? {} : { ':l': limitMinor }) },
   }));

@@ -10,7 +10,7 @@ import { ledgerPut } from './ledger.js';
 import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
 import { getService } from './services.js';
 import type { OpEntry, StoredAnswer } from './accounts.js';
-import { ChargingError, fail, keptRefusalStatus } from '../domain/errors.js';
+import { fail, keptRefusal } from '../domain/errors.js';
 import { priceOrNull } from '../domain/rating.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { isServiceAccountId, publicAccountId, type ServiceAccountItem } from './serviceAccounts.js';
@@ -42,8 +42,9 @@ export async function directDebit(store: Store, command: DirectDebitCommand, bod
   try {
     return await debitOnce(store, command, bodyHash);
   } catch (error) {
-    if (!(error instanceof ChargingError) || !keptRefusalStatus[error.code]) throw error;
-    return keepRefusal(store, command, bodyHash, error);
+    const answer = keptRefusal(error);
+    if (!answer) throw error;
+    return keepRefusal(store, command, bodyHash, answer, error);
   }
 }
 
@@ -54,8 +55,7 @@ export async function directDebit(store: Store, command: DirectDebitCommand, bod
  * answer is the answer. A charge some attempt left on the account with no record of its own
  * is given back by the sweep (ensureDirectDebitRecorded: the record is not its).
  */
-async function keepRefusal(store: Store, command: DirectDebitCommand, bodyHash: string, refusal: ChargingError): Promise<StoredAnswer> {
-  const answer: StoredAnswer = { status: keptRefusalStatus[refusal.code]!, body: { code: refusal.code, detail: refusal.message, ...refusal.extra } };
+async function keepRefusal(store: Store, command: DirectDebitCommand, bodyHash: string, answer: StoredAnswer, refusal: unknown): Promise<StoredAnswer> {
   try {
     await store.db.send(new PutCommand({
       TableName: store.tableName,

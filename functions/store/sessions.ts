@@ -21,7 +21,7 @@ import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, type PartyState } from './parties.js';
 import { settleMultiSession } from './multisession.js';
 import type { OpEntry, StoredAnswer } from './accounts.js';
-import { ChargingError, fail, keptRefusalStatus } from '../domain/errors.js';
+import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
 import { computeGrant, optimisticGrant, type Requested } from '../domain/reservation.js';
 import { movementFor, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
@@ -212,8 +212,9 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
   try {
     return await reserveOnce(store, command, bodyHash, service);
   } catch (error) {
-    if (!(error instanceof ChargingError) || !keptRefusalStatus[error.code]) throw error;
-    return keepRefusal(store, command, bodyHash, service, error);
+    const answer = keptRefusal(error);
+    if (!answer) throw error;
+    return keepRefusal(store, command, bodyHash, service, answer, error);
   }
 }
 
@@ -225,10 +226,9 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
  * then fails on the session item and replays it, so keeping refusals costs the charging path
  * nothing.
  */
-async function keepRefusal(store: Store, command: ReserveCommand, bodyHash: string, service: Service, refusal: ChargingError): Promise<StoredAnswer> {
+async function keepRefusal(store: Store, command: ReserveCommand, bodyHash: string, service: Service, answer: StoredAnswer, refusal: unknown): Promise<StoredAnswer> {
   const sessionId = sessionIdFor(command.requestId);
   const at = store.now().toISOString();
-  const answer: StoredAnswer = { status: keptRefusalStatus[refusal.code]!, body: { code: refusal.code, detail: refusal.message, ...refusal.extra } };
   const session: SessionItem = {
     sessionId, state: 'refused', accountId: command.accountId, chargedAccountId: command.accountId, clientId: command.clientId,
     serviceId: command.serviceId, unit: service.unit, price: service.price, multiSessionId: sessionId, validitySeconds: service.validitySeconds,
