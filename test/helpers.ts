@@ -26,7 +26,7 @@ export function testClock(start = '2026-01-01T00:00:00.000Z') {
 /** `twoWriteSteps`: for tests of what the two-write path leaves half done (see functions/store/ops.ts). */
 export async function testStore(options: { now?: () => Date; db?: (inner: Db) => Db; twoWriteSteps?: boolean } = {}): Promise<Store> {
   const base = createStore({ tableName: uniqueTable(), endpoint: dynamodbEndpoint(), now: options.now, serviceCacheMs: 0, twoWriteSteps: options.twoWriteSteps });
-  await ensureTable(base);
+  await ensureTable(base, { timeToLive: false }); // the tests' clocks are not DynamoDB Local's
   return options.db ? { ...base, db: options.db(base.db) } : base;
 }
 

@@ -9,9 +9,13 @@ import { logger } from '../http/logger.js';
 
 export async function handler(_event?: Partial<ScheduledEvent>) {
   const s = store();
-  const recharges = await runDueRecharges(s);
+  // The relay runs after the recharges (it sends their notifications in the same run) and
+  // also when they fail: a recharge that keeps failing must not hold up the notifications (a
+  // session_expired whose first publish failed waits for this relay).
+  const recharges = await runDueRecharges(s).then((value) => ({ value }), (error: unknown) => ({ error }));
   const notificationsRelayed = await relayNotifications(s, notifier());
-  const summary = { ...recharges, notificationsRelayed };
+  if ('error' in recharges) throw recharges.error;
+  const summary = { ...recharges.value, notificationsRelayed };
   logger.info('recharge trigger', summary);
   return summary;
 }

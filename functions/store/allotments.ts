@@ -21,6 +21,13 @@ function mainIsUsable(main: AccountItem | null, at: string): main is AccountItem
   return !!main && main.status === 'active' && (main.validUntil === undefined || main.validUntil > at);
 }
 
+/**
+ * What of a member's money can go back to its main account: what it holds and no session
+ * holds. Never its credit line (a postpaid member's `available` counts its creditLimit): a
+ * give-back turns no credit into the main account's cash.
+ */
+const unreservedMoney = (member: AccountItem) => Math.max(0, member.balance - member.reserved);
+
 /** Moves money from the main account to `member` so it can cover `neededMinor` more. */
 export async function takeAllotment(store: Store, member: AccountItem, neededMinor: number): Promise<TakeResult> {
   // First try without reading the main account; a refusal hands back its item (ALL_OLD),
@@ -114,7 +121,7 @@ export async function applyConsumptionLimit(store: Store, accountId: string, lim
   if (limitMinor === null) return;
   for (let attempt = 0; attempt < 4; attempt++) {
     const member = (await getAccountItem(store, accountId))!;
-    const back = excessOverLimit(member.takenMinor ?? 0, limitMinor, member.available);
+    const back = excessOverLimit(member.takenMinor ?? 0, limitMinor, unreservedMoney(member));
     if ((await returnAllotment(store, member, back)) === 'given') return;
   }
 }
@@ -141,7 +148,7 @@ export async function returnIdleAllotment(store: Store, accountId: string): Prom
   const idleFromMs = member.allottedAt ? Date.parse(member.allottedAt) + IDLE_RETURN_SECONDS * 1000 : nowMs;
   if (idleFromMs > nowMs) return busyUntil(idleFromMs); // taken lately (the mark was set sooner, by an operation)
   if (member.reserved > 0) return busyUntil(nowMs + IDLE_RETURN_SECONDS * 1000); // sessions are running on it
-  const back = Math.min(member.available, member.takenMinor ?? 0);
+  const back = Math.min(unreservedMoney(member), member.takenMinor ?? 0);
   if (back <= 0) return { outcome: 'gone', next: null, allotSeq };
   if ((await returnAllotment(store, member, back)) !== 'given') return busyUntil(nowMs); // it changed meanwhile: the next run looks
   return { outcome: 'returned', next: null, allotSeq: allotSeq + 1 };

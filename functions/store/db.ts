@@ -70,7 +70,12 @@ export function countingDb(inner: Db): Db & { counts: Map<string, number>; total
   };
 }
 
-export async function ensureTable(store: Store): Promise<'created' | 'exists'> {
+/**
+ * Creates the table if it is missing. `timeToLive: false` is for tests: DynamoDB Local deletes
+ * expired items by the real clock, and a test's own clock (often in the past) would see its
+ * notifications vanish at random.
+ */
+export async function ensureTable(store: Store, options: { timeToLive?: boolean } = {}): Promise<'created' | 'exists'> {
   try {
     await store.db.send(new DescribeTableCommand({ TableName: store.tableName }));
     return 'exists';
@@ -78,6 +83,7 @@ export async function ensureTable(store: Store): Promise<'created' | 'exists'> {
     if (!(error instanceof ResourceNotFoundException) && (error as Error).name !== 'ResourceNotFoundException') throw error;
   }
   await store.db.send(new CreateTableCommand(tableDefinition(store.tableName)));
+  if (options.timeToLive === false) return 'created';
   await store.db.send(
     new UpdateTimeToLiveCommand({ TableName: store.tableName, TimeToLiveSpecification: { AttributeName: TTL_ATTRIBUTE, Enabled: true } }),
   );

@@ -105,14 +105,17 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
     }
     // Anything else: the two-write way below decides.
   }
-  let result = await applyOp(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId }, movement, entry);
+  /** The request's record, read once and only on a refusal (undefined: not read yet). */
+  const earlier: { answer?: StoredAnswer | null } = {};
+  const answeredBefore = async () => !!(earlier.answer !== undefined ? earlier.answer : (earlier.answer = await storedAnswer(store, command.requestId, bodyHash)));
+  let result = await applyOp(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId, answeredBefore }, movement, entry);
   if (!result.ok && result.route) {
     // The owner keeps a service account for this service (seed 004): it pays in units.
     const ref = result.account!.serviceAccounts![command.serviceId]!;
     if (ref.unit !== service.unit) return refuse('conflict', `service ${command.serviceId} is rated in ${service.unit} but the service account of ${command.accountId} holds ${ref.unit}`);
     accountId = result.route;
     entry = { ...entry, chg: units };
-    result = await applyOp(store, accountId, opId, { kind: 'new', dueAt }, { balanceDelta: -units, reservedDelta: 0, availableDelta: -units }, entry);
+    result = await applyOp(store, accountId, opId, { kind: 'new', dueAt, answeredBefore }, { balanceDelta: -units, reservedDelta: 0, availableDelta: -units }, entry);
   }
   if (!result.ok) {
     const refusal = refusalOf(result.account, opId, now);
@@ -121,8 +124,7 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
       if (recorded.h !== bodyHash) fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
       entry = recorded;
     } else {
-      const replay = await storedAnswer(store, command.requestId, bodyHash);
-      if (replay) return replay;
+      if (await answeredBefore()) return earlier.answer!;
       const routed = isServiceAccountId(accountId);
       const shown = routed ? `the ${command.serviceId} account of ${command.accountId}` : `account ${command.accountId}`;
       if (refusal === 'not_found') fail('not_found', `${shown} does not exist`);

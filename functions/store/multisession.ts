@@ -4,6 +4,7 @@
 // under the combined rating of the services that took part together.
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import type { Store } from './db.js';
+import { systemRequestId } from './table.js';
 import { getService } from './services.js';
 import { isServiceAccountId, publicAccountId } from './serviceAccounts.js';
 import { answerIn, getSessionItem, refundSession, sessionView, type SessionItem } from './sessions.js';
@@ -77,7 +78,7 @@ export async function settleMultiSession(store: Store, multiSessionId: string): 
   ], rules);
   let given = 0;
   for (const adjustment of adjustments) {
-    const requestId = `settle:${multiSessionId}`;
+    const requestId = systemRequestId(`settle:${multiSessionId}`);
     const session = sessions.find((s) => s.sessionId === adjustment.sessionId)!;
     if (answerIn(session, requestId)) continue; // settled already
     try {

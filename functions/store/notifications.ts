@@ -9,7 +9,7 @@ import { DUE_INDEX, DUE_SHARDS, TTL_ATTRIBUTE } from './table.js';
 import { batchGetAll, type Store } from './db.js';
 import type { Notification, Notifier } from '../notify.js';
 
-export type AccountNotificationType = 'low_balance' | 'recharge_done' | 'recharge_failed' | 'service_denied' | 'sponsor_transfer' | 'session_expired';
+export type AccountNotificationType = 'low_balance' | 'recharge_done' | 'recharge_failed' | 'service_denied' | 'sponsor_transfer' | 'session_expired' | 'interim_update_requested';
 
 export interface AccountNotification {
   type: AccountNotificationType;
@@ -100,8 +100,9 @@ export async function relayNotifications(store: Store, notifier: Notifier, limit
     let relayedThisRound = 0;
     // A hundred at a time: each batch is published before the next is read.
     for (let i = 0; i < keys.length; i += 100) {
-      const items = await batchGetAll(store, keys.slice(i, i + 100), false);
-      // The index trails the table: an entry cleared a moment ago may still be listed.
+      // The index trails the table: an entry cleared a moment ago may still be listed, so the
+      // items are read consistently (else a cleared one could go out again in every round).
+      const items = await batchGetAll(store, keys.slice(i, i + 100), true);
       const pending = items.filter((item) => item.dueShard);
       if (pending.length === 0) continue;
       await notifier.publish(pending.map((item) => publicView(item) as unknown as Notification));

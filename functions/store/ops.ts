@@ -35,6 +35,12 @@ export type OpCondition =
      * by the write's own condition, so routing costs nothing to accounts without one.
      */
     serviceId?: string;
+    /**
+     * Whether the request was answered before (its record exists). Asked only before a main
+     * account or a sponsor is made to pay for a shortfall: a retransmission of a request
+     * answered long ago, whose entry has left the account, must not move their money.
+     */
+    answeredBefore?: () => Promise<boolean>;
   }
   /** The next step of a live session: its recorded step must be `seq` and not finished. */
   | { kind: 'step'; seq: number };
@@ -148,17 +154,20 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
       && refusalOf(account, opId, store.now()) !== 'account_inactive') {
       return { ok: false, account, route: serviceAccountId(accountId, condition.serviceId) };
     }
-    // An attached account short of money takes an allotment from its main account, once.
-    if (account?.mainAccountId && depth === 0 && onlyMoneyShort(account, opId, condition, need, store.now())) {
+    // Short of money only: an attached account takes an allotment from its main account, an
+    // account with sponsors (seed 003) asks them, once.
+    const sponsored = !!(account as SponsoredAccount | null)?.sponsors?.length;
+    if (!account || depth > 0 || !(account.mainAccountId || sponsored) || !onlyMoneyShort(account, opId, condition, need, store.now())) return { ok: false, account };
+    // A request answered before, its entry long gone from the account, makes no one pay: its
+    // caller replays the answer.
+    if (condition.kind === 'new' && condition.answeredBefore && await condition.answeredBefore()) return { ok: false, account };
+    if (account.mainAccountId) {
       const taken = await takeAllotment(store, account, need - account.available);
       if (taken === 'given' || taken === 'moved') return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
       return { ok: false, account, main: taken };
     }
-    // An account with sponsors (seed 003) asks them for the shortfall, once.
-    if ((account as SponsoredAccount | null)?.sponsors?.length && !account!.mainAccountId && depth === 0 && onlyMoneyShort(account!, opId, condition, need, store.now())) {
-      const taken = await takeFromSponsors(store, account as SponsoredAccount, need - account!.available);
-      if (taken === 'given' || taken === 'moved') return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
-    }
+    const taken = await takeFromSponsors(store, account as SponsoredAccount, need - account.available);
+    if (taken === 'given' || taken === 'moved') return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
     return { ok: false, account };
   }
   settleRemovals(store, accountId, removals, 'applied');

@@ -6,7 +6,7 @@
 // Transactions are right here: a game touches each account once per step, not a stream of
 // charges, and DynamoDB retries (or we do) the rare conflict.
 import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { dueShardOf, key } from './table.js';
+import { dueShardOf, key, systemRequestId } from './table.js';
 import { cancellationReasons, conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { newNonce, plainItem } from './ops.js';
 import { ledgerPut, type LedgerEntry } from './ledger.js';
@@ -223,7 +223,8 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     const names: Record<string, string> = { '#op': session.sessionId };
     if (need > 0) { conditions.push('available >= :need'); values[':need'] = need; }
     if (step.kind === 'activate') {
-      conditions.push('attribute_not_exists(ops.#op)', '#status = :active', '(attribute_not_exists(validUntil) OR validUntil > :now)');
+      conditions.push('attribute_not_exists(ops.#op)', '#status = :active', '(attribute_not_exists(validUntil) OR validUntil > :now)',
+        '(attribute_not_exists(mainValidUntil) OR mainValidUntil > :now)');
       names['#status'] = 'status';
       values[':active'] = 'active';
       values[':now'] = step.at;
@@ -267,8 +268,9 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     if (reasons[accountUpdates.length]?.Code === 'ConditionalCheckFailed' || refusedAt < 0) return { ok: false };
     const account = plainItem(reasons[refusedAt]!.Item) as AccountItem | undefined;
     const accountId = step.moves[refusedAt]!.accountId;
+    const past = (at: string | undefined) => at !== undefined && at <= step.at;
     const reason = !account ? 'not_found'
-      : account.status !== 'active' || (account.validUntil !== undefined && account.validUntil <= step.at) ? 'inactive' : 'insufficient';
+      : account.status !== 'active' || past(account.validUntil) || past(account.mainValidUntil) ? 'inactive' : 'insufficient';
     if (step.kind !== 'activate' && account?.ops?.[session.sessionId]?.seq !== session.seq) return { ok: false }; // moved on
     return { ok: false, refusedParty: { accountId, reason, needMinor: accountUpdates[refusedAt]!.need, account } };
   }
@@ -345,7 +347,7 @@ export async function expirePartySession(store: Store, session: SessionItem): Pr
     // The last party may agree between the sweep's read and this write: the session is then
     // active, not expired, and the next sweep sees it as it is. Not a failure of the run.
     const notice = expiryNotice(session, at, 0);
-    return closePending(store, session, 'expired', `expire:${session.seq}`, 'sweep', notice).then(
+    return closePending(store, session, 'expired', systemRequestId(`expire:${session.seq}`), 'sweep', notice).then(
       (answer) => (answer.status === 200 ? notice : null),
       (error) => { if (error instanceof ChargingError && error.code === 'conflict') return null; throw error; });
   }
@@ -354,7 +356,7 @@ export async function expirePartySession(store: Store, session: SessionItem): Pr
   const next: SessionItem = { ...session, state: 'expired', seq: session.seq + 1, lastUpdateAt: at, returnedMinor: returned,
     parties: session.parties!.map((p) => ({ ...p, holdMinor: 0 })), hold: { ...session.hold, seq: session.seq + 1, holdMinor: 0, grantedUnits: 0 } };
   const notice = expiryNotice(session, at, returned);
-  return (await partyTransaction(store, session, { kind: 'expire', requestId: `expire:${session.seq}`, bodyHash: 'sweep', at, next, answer: null, moves, notice })).ok ? notice : null;
+  return (await partyTransaction(store, session, { kind: 'expire', requestId: systemRequestId(`expire:${session.seq}`), bodyHash: 'sweep', at, next, answer: null, moves, notice })).ok ? notice : null;
 }
 
 /** A proposal that never started holds nothing: closing it is one conditional write. */

@@ -18,7 +18,7 @@ import { ledgerPut, type LedgerEntryType } from './ledger.js';
 import { getAccountItem, keepRequestAnswer, requireAccount, type AccountItem, type StoredAnswer } from './accounts.js';
 import { plainItem } from './db.js';
 import { findDueKeys, notificationItem, type AccountNotification } from './notifications.js';
-import { ChargingError, fail } from '../domain/errors.js';
+import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
 import { getService } from './services.js';
 import {
   crossedBelow, finalUnitActionOf, nextScheduledAt, smallestRechargeMinor, unitsBought,
@@ -196,9 +196,10 @@ export async function afterCharge(store: Store, account: AccountItem & Partial<S
     await store.db.send(new PutCommand({ TableName: store.tableName, Item: notificationItem(store, note) }));
     return;
   }
-  await store.db.send(new TransactWriteCommand({
+  // The trigger's recharge transaction writes the marker too: a conflict with it is retried.
+  await withConflictRetry(() => store.db.send(new TransactWriteCommand({
     TransactItems: [thresholdMarkerUpdate(store, account.accountId, at), { Put: { TableName: store.tableName, Item: notificationItem(store, note) } }],
-  }));
+  })));
 }
 
 /**
@@ -272,7 +273,8 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: n
         { Update: {
           TableName: store.tableName, Key: key.account(owner),
           UpdateExpression: 'SET balance = balance - :m, available = available - :m',
-          ConditionExpression: 'attribute_exists(pk) AND #status = :active AND (attribute_not_exists(validUntil) OR validUntil > :at) AND available >= :m',
+          // A member pays only while its main account is valid too (mainValidUntil, see accounts.ts).
+          ConditionExpression: 'attribute_exists(pk) AND #status = :active AND (attribute_not_exists(validUntil) OR validUntil > :at) AND (attribute_not_exists(mainValidUntil) OR mainValidUntil > :at) AND available >= :m',
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: { ':m': amountMinor, ':active': 'active', ':at': at },
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
@@ -306,7 +308,7 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: n
     if (reasons[1]?.Code === 'ConditionalCheckFailed') {
       const ownerItem = plainItem(reasons[1].Item) as AccountItem | undefined;
       if (!ownerItem) return { ok: false, reason: 'gone' };
-      const usable = ownerItem.status === 'active' && (ownerItem.validUntil === undefined || ownerItem.validUntil > at);
+      const usable = ownerItem.status === 'active' && [ownerItem.validUntil, ownerItem.mainValidUntil].every((until) => until === undefined || until > at);
       return { ok: false, reason: usable ? 'insufficient' : 'inactive' };
     }
     throw error;
@@ -346,15 +348,34 @@ export async function manualRecharge(store: Store, accountId: string, classifica
     if (amountMinor < smallestRechargeMinor(sa.rate)) return fail('validation_failed', `${amountMinor} buys no ${sa.unit} at this rate`);
     return tooManyUnits(sa);
   }
+  /**
+   * A recharge refused by the owner (short of money, suspended) is kept as the request's
+   * record, with its recharge_failed notification in the same write, so a repeat is refused
+   * alike even after a top-up (API.md: a repeat gets the original answer) and notifies once.
+   * If a record exists already (a concurrent duplicate recharged first), its answer is the answer.
+   */
+  const keepRefusal = async (refusal: ChargingError, notification?: ReturnType<typeof failureItem>): Promise<StoredAnswer> => {
+    const record = { ...key.request(command.requestId), requestId: command.requestId, h: bodyHash, kind: 'recharge', saId: sa.accountId, at: store.now().toISOString(), answer: keptRefusal(refusal) };
+    try {
+      await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: [
+        { Put: { TableName: store.tableName, Item: record, ConditionExpression: 'attribute_not_exists(pk)' } },
+        ...(notification ? [{ Put: { TableName: store.tableName, Item: notification } }] : []),
+      ] })));
+    } catch (error) {
+      if (cancellationReasons(error)?.[0]?.Code !== 'ConditionalCheckFailed') throw error;
+      return (await replay())!;
+    }
+    throw refusal;
+  };
   const outcome = await rechargeOnce(store, sa, amountMinor, { kind: 'manual', requestId: command.requestId, bodyHash });
   if (outcome.ok) return keepRequestAnswer(store, command.requestId, answerOf({ amount: amountMinor, units: outcome.units }, outcome.serviceAccount));
   if (outcome.reason === 'already') return (await replay())!;
   if (outcome.reason === 'full') return tooManyUnits(sa);
   if (outcome.reason === 'insufficient') {
-    await recordFailure(store, sa, amountMinor, 'manual', 'insufficient_credit');
-    fail('insufficient_credit', `account ${accountId} cannot fund ${amountMinor} for ${classification}`, finalUnitActionExtra(sa));
+    return keepRefusal(new ChargingError('insufficient_credit', `account ${accountId} cannot fund ${amountMinor} for ${classification}`, finalUnitActionExtra(sa)),
+      failureItem(store, sa, amountMinor, 'manual', 'insufficient_credit', `recharge_failed:${command.requestId}`));
   }
-  if (outcome.reason === 'inactive') fail('account_inactive', `account ${accountId} is suspended or expired`);
+  if (outcome.reason === 'inactive') return keepRefusal(new ChargingError('account_inactive', `account ${accountId} is suspended or expired`));
   return fail('not_found', `account ${accountId} has no service account ${classification}`);
 }
 
@@ -366,11 +387,15 @@ const finalUnitActionExtra = (sa: ServiceAccountItem) => {
   return { finalUnitAction: action.action, ...(action.redirectUrl ? { redirectUrl: action.redirectUrl } : {}) };
 };
 
-async function recordFailure(store: Store, sa: ServiceAccountItem, amountMinor: number, trigger: string, reason: 'insufficient_credit' | 'service_account_full'): Promise<void> {
-  await store.db.send(new PutCommand({ TableName: store.tableName, Item: notificationItem(store, {
+function failureItem(store: Store, sa: ServiceAccountItem, amountMinor: number, trigger: string, reason: 'insufficient_credit' | 'service_account_full', id?: string) {
+  return notificationItem(store, {
     type: 'recharge_failed', at: store.now().toISOString(), accountId: sa.ownerAccountId, classification: sa.classification,
     amount: amountMinor, trigger, reason,
-  }) }));
+  }, id);
+}
+
+async function recordFailure(store: Store, sa: ServiceAccountItem, amountMinor: number, trigger: string, reason: 'insufficient_credit' | 'service_account_full'): Promise<void> {
+  await store.db.send(new PutCommand({ TableName: store.tableName, Item: failureItem(store, sa, amountMinor, trigger, reason) }));
 }
 
 // ------------------------------------------------------------------ the trigger

@@ -10,7 +10,7 @@
 // loses nothing and a retry never charges twice.
 import { createHash } from 'node:crypto';
 import { GetCommand, PutCommand, QueryCommand, TransactGetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { DUE_INDEX, DUE_SHARDS, dueShardOf, key } from './table.js';
+import { DUE_INDEX, DUE_SHARDS, dueShardOf, key, systemRequestId } from './table.js';
 import { conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { applyOp, applyOpWithRecord, newNonce, oneWriteAllowed, plainItem, refusalOf } from './ops.js';
 import { ledgerPut, sessionEntries } from './ledger.js';
@@ -292,12 +292,14 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   /** A hold of this request that the sweep released (its reserve died before the session write): record it expired. */
   let released: OpEntry | undefined;
   let committed = false;
-  let sessionChecked = false;
+  /** The session under this requestId, read once and only on a refusal (undefined: not read yet). */
+  const earlier: { session?: SessionItem | null } = {};
+  const answeredBefore = async () => !!(earlier.session !== undefined ? earlier.session : (earlier.session = await getSessionItem(store, sessionId)));
   for (let attempt = 0; attempt < MAX_ATTEMPTS && !committed; attempt++) {
     const now = store.now();
     const candidate = holdEntry(now);
     const movement = holdMovement();
-    const result = await applyOp(store, chargedAccountId, sessionId, { kind: 'new', dueAt: orphanDueAt(candidate), ...(serviceAccount ? {} : { serviceId: command.serviceId }) }, movement, candidate);
+    const result = await applyOp(store, chargedAccountId, sessionId, { kind: 'new', dueAt: orphanDueAt(candidate), answeredBefore, ...(serviceAccount ? {} : { serviceId: command.serviceId }) }, movement, candidate);
     if (serviceAccount && result.account) serviceAccount.finalUnit = finalUnitActionOf(result.account as ServiceAccountItem);
     if (result.ok) { entry = candidate; committed = true; break; }
     if (result.route) {
@@ -331,11 +333,7 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     // Refused. A session under this requestId may exist already (its hold long gone from the
     // account): then this is a retransmission, answered as before whatever the account says
     // now, or another body. Read only on refusal: the hot path stays at two calls.
-    if (!sessionChecked) {
-      sessionChecked = true;
-      const existing = await getSessionItem(store, sessionId);
-      if (existing) return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
-    }
+    if (await answeredBefore()) return replayOrConflict(earlier.session!, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
     const shown = serviceAccount ? `the ${serviceAccount.classification} account of ${command.accountId}` : `account ${chargedAccountId}`;
     if (refusal === 'not_found') fail('not_found', `${shown} does not exist`);
     if (refusal === 'account_inactive') fail('account_inactive', `${shown} is suspended or expired`);
@@ -478,7 +476,7 @@ export async function voidHold(store: Store, accountId: string, sessionId: strin
 export async function releaseOrphanHold(store: Store, accountId: string, sessionId: string, hold: OpEntry): Promise<boolean> {
   const at = store.now().toISOString();
   const release: OpEntry = {
-    seq: 2, amt: 0, gu: 0, u: 0, chg: 0, rid: 'expire:1', h: 'sweep', n: newNonce(), at, vu: hold.vu, done: 'expired',
+    seq: 2, amt: 0, gu: 0, u: 0, chg: 0, rid: systemRequestId('expire:1'), h: 'sweep', n: newNonce(), at, vu: hold.vu, done: 'expired',
     o: { amt: hold.amt, gu: hold.gu, at: hold.at, n: hold.n, rid: hold.rid, h: hold.h },
   };
   try {
@@ -688,17 +686,20 @@ export async function refundSession(store: Store, sessionId: string, command: { 
   const session = await requireSession(store, sessionId, command.requestId);
   const replay = replayOrConflict(session, command.requestId, bodyHash);
   if (replay) return replay;
-  if (session.parties && (session.state === 'active' || session.state === 'pending_agreement') && command.amount === undefined) {
+  if (command.amount === undefined) {
+    // Without an amount a refund is a release. A session no longer open has nothing to
+    // release, and its charges go back only by an amount: a release that meets a session
+    // closed meanwhile (expired by the sweep, say) never turns into a refund of what was used.
+    if (session.state !== 'active' && !(session.parties && session.state === 'pending_agreement')) {
+      fail('session_closed', `session ${sessionId} is ${session.state}: only an amount of what it charged can be refunded`, { state: session.state });
+    }
     return step(store, sessionId, 'release', { requestId: command.requestId, usedUnits: 0 }, bodyHash, session);
   }
   if (session.parties) fail('conflict', 'refunds of a multi-party session\'s charges are not supported yet; release it while active');
-  if (session.state === 'active') {
-    if (command.amount !== undefined) fail('conflict', 'an active session has nothing to refund yet; refund without amount releases its reservation');
-    return step(store, sessionId, 'release', { requestId: command.requestId, usedUnits: 0 }, bodyHash, session);
-  }
+  if (session.state === 'active') fail('conflict', 'an active session has nothing to refund yet; refund without amount releases its reservation');
   if (session.state === 'pending_agreement') fail('conflict', 'the session has not started');
   const left = refundable(session.hold.chargedMinor, session.refundedMinor);
-  const amount = command.amount ?? left;
+  const amount = command.amount;
   if (amount <= 0 || amount > left) {
     fail('conflict', `at most ${left} of what session ${sessionId} charged can still be refunded`, { refundable: left });
   }
@@ -759,7 +760,7 @@ export async function sweepSession(store: Store, sessionId: string, notifier?: N
     const usage = rateUsage(session.hold, 0, session.price);
     const entry: OpEntry = {
       seq: session.seq + 1, amt: 0, gu: 0, u: session.hold.usedUnits, chg: session.hold.chargedMinor,
-      rid: `expire:${session.seq}`, h: 'sweep', n: newNonce(), at: now, vu: session.validUntil, done: 'expired',
+      rid: systemRequestId(`expire:${session.seq}`), h: 'sweep', n: newNonce(), at: now, vu: session.validUntil, done: 'expired',
     };
     const movement = movementFor(session.hold, usage, 0);
     let applied = entry;
@@ -826,20 +827,36 @@ async function askForReport(store: Store, session: SessionItem, now: string, not
   const ask = reportDue && session.reportRequestedSeq !== session.seq;
   // After asking, the next thing due is the expiry; otherwise put it back where it belongs.
   const dueAt = ask || session.reportRequestedSeq === session.seq ? session.validUntil : nextDueAt(session.lastUpdateAt, session.interimIntervalSeconds, session.validUntil);
+  const sessionUpdate = {
+    TableName: store.tableName, Key: key.session(session.sessionId),
+    UpdateExpression: ask ? 'SET dueAt = :due, reportRequestedSeq = :seq' : 'SET dueAt = :due',
+    ConditionExpression: ask ? 'seq = :seq AND (attribute_not_exists(reportRequestedSeq) OR reportRequestedSeq <> :seq)' : 'seq = :seq',
+    ExpressionAttributeValues: { ':due': dueAt, ':seq': session.seq },
+  };
+  if (!ask) {
+    try {
+      await store.db.send(new UpdateCommand(sessionUpdate));
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+      return 'gone'; // updated meanwhile
+    }
+    return 'not_due';
+  }
+  // The request goes to the outbox with the mark that it was made, in one write: the sweep
+  // asks once per step and never again for it, so a publish that fails (or a process that dies
+  // before it) must not lose it; the relay sends what the publish below did not.
+  const request: AccountNotification = { type: 'interim_update_requested', at: now, ...sessionRefs(session), interimIntervalSeconds: session.interimIntervalSeconds, validUntil: session.validUntil };
+  const id = `report:${session.sessionId}:${session.seq}`;
   try {
-    await store.db.send(new UpdateCommand({
-      TableName: store.tableName, Key: key.session(session.sessionId),
-      UpdateExpression: ask ? 'SET dueAt = :due, reportRequestedSeq = :seq' : 'SET dueAt = :due',
-      ConditionExpression: ask ? 'seq = :seq AND (attribute_not_exists(reportRequestedSeq) OR reportRequestedSeq <> :seq)' : 'seq = :seq',
-      ExpressionAttributeValues: { ':due': dueAt, ':seq': session.seq },
-    }));
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: [
+      { Update: sessionUpdate },
+      { Put: { TableName: store.tableName, Item: notificationItem(store, request, id) } },
+    ] })));
   } catch (error) {
-    if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+    if (!conditionFailedAt(error, 0)) throw error;
     return 'gone'; // updated or asked meanwhile
   }
-  if (!ask) return 'not_due';
-  const request: Notification = { type: 'interim_update_requested', at: now, ...sessionRefs(session), interimIntervalSeconds: session.interimIntervalSeconds, validUntil: session.validUntil };
-  await notifier?.publish([request]);
+  if (notifier) await publishWritten(store, notifier, request, id);
   return 'report_requested';
 }
 

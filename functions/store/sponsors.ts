@@ -37,7 +37,7 @@ async function transferFromSponsor(store: Store, account: SponsoredAccount, spon
         { Update: {
           TableName: store.tableName, Key: key.account(sponsorId),
           UpdateExpression: 'SET balance = balance - :x, available = available - :x',
-          ConditionExpression: 'attribute_exists(pk) AND #status = :active AND (attribute_not_exists(validUntil) OR validUntil > :at) AND available >= :x',
+          ConditionExpression: 'attribute_exists(pk) AND #status = :active AND (attribute_not_exists(validUntil) OR validUntil > :at) AND (attribute_not_exists(mainValidUntil) OR mainValidUntil > :at) AND available >= :x',
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: { ':x': x, ':active': 'active', ':at': at },
         } },

@@ -35,6 +35,13 @@ export const key = {
   request: (requestId: string) => ({ pk: `REQ#${requestId}`, sk: 'REQUEST' }),
 };
 
+/**
+ * The request id of a step the system makes itself (an expiry, a multi-session's settlement).
+ * It starts with `~`, which no client's requestId can hold (API.md identifiers): such a step
+ * is never taken for a client's request, nor a client's for it.
+ */
+export const systemRequestId = (name: string) => `~${name}`;
+
 /** Sparse index of open sessions by the time they are due for the sweep, sharded. */
 export const DUE_INDEX = 'due';
 export const DUE_SHARDS = 8;

@@ -762,9 +762,9 @@ class Simulation {
       const actions = charged.owner ? [...charged.onEmpty].map((e) => (e === 'deny' ? 'terminate' : e)) : ['terminate'];
       if (!actions.includes(answer.body?.finalUnitAction)) this.fail('unexpected answer', `${what}: 402 with finalUnitAction ${answer.body?.finalUnitAction}, expected one of ${actions.join(', ')}`);
     }
-    // A reserve's or an event charge's refusal by an account that exists is kept: repeats,
-    // even after a top-up, answer it (API.md: the original answer).
-    if ((req.kind === 'reserve' || req.kind === 'dd') && (answer.status === 402 || answer.status === 403)) req.first = answer;
+    // A reserve's, an event charge's or a manual recharge's refusal by an account that exists
+    // is kept: repeats, even after a top-up, answer it (API.md: the original answer).
+    if ((req.kind === 'reserve' || req.kind === 'dd' || req.kind === 'recharge') && (answer.status === 402 || answer.status === 403)) req.first = answer;
     if (req.kind === 'recharge' && answer.status === 400) {
       const sa = this.accounts.get(req.sa!)!;
       if (req.amount !== undefined && req.amount >= Math.ceil(sa.rate!.amount / sa.rate!.units)) this.fail('unexpected answer', `${what}: a recharge of ${req.amount} (buys ${unitsBought(req.amount, sa.rate!)} ${sa.unit}) refused: ${JSON.stringify(answer.body)}`);
@@ -884,10 +884,10 @@ class Simulation {
           s.state = 'released';
           return;
         }
-        // A refund (or a release that met an already finished session: a refund of what is left).
+        // A refund. A release never becomes one: on a session closed meanwhile it is 409 session_closed.
         const amount = body.refunded?.amount;
-        if (!int(amount) || amount < 1 || (req.amount !== undefined && amount !== req.amount)) this.fail('unexpected answer', `${what}: ${JSON.stringify(body)}`);
-        if (req.kind === 'release') this.count('release-became-refund');
+        if (req.kind === 'release') this.fail('unexpected answer', `${what}: a release refunded what the session charged: ${JSON.stringify(body)}`);
+        if (!int(amount) || amount < 1 || amount !== req.amount) this.fail('unexpected answer', `${what}: ${JSON.stringify(body)}`);
         s.refunded += amount;
         account.refunds += amount;
         if (s.state === 'active' || s.state === 'unknown' || s.state === 'abandoned') s.state = 'finished';
@@ -1135,7 +1135,7 @@ class Simulation {
         const s = this.sessions.get(opId);
         // A sweep run that failed half-way leaves its expiry on the account only: the next
         // sweep (or the next request on the session) records it.
-        const bySweep = String(op.rid).startsWith('expire:');
+        const bySweep = String(op.rid).startsWith('~expire:');
         if (!s || (s.inDoubt.size === 0 && !bySweep) || final) {
           this.fail('a: ledger lags', `${what}: session ${opId} is ahead on the account (charged ${op.chg}, held ${op.amt}) of its ledger (charged ${sl.charged}, held ${sl.held}) ${s ? `with ${s.inDoubt.size} requests in doubt, state ${s.state}` : '(unknown session)'} op=${JSON.stringify(op)}`);
         }
@@ -1169,7 +1169,7 @@ class Simulation {
       }
       for (const [rid, r] of ledger.refunds) {
         const req = this.reqs.get(rid);
-        if (!req || (req.kind !== 'refund' && req.kind !== 'release') || req.sid !== r.sid || (req.answered && !req.first) || (req.first && req.first.body?.refunded?.amount !== r.amount)) {
+        if (!req || req.kind !== 'refund' || req.sid !== r.sid || (req.answered && !req.first) || (req.first && req.first.body?.refunded?.amount !== r.amount)) {
           this.fail('a: unexplained refund', `${what}: ledger refund ${rid} of ${r.amount} on ${r.sid}; the model has ${req ? `${req.kind} ${JSON.stringify(req.first?.body)}` : 'no such request'}`);
         }
       }
@@ -1206,7 +1206,7 @@ class Simulation {
         if (!s) this.fail('a: unknown session', `${what}: ledger has entries of session ${sid} the model never saw`);
         const charged = sysCharged.get(sid) ?? sl.charged;
         const steps = [...s!.inDoubt].filter((rid) => this.reqs.get(rid)?.kind !== 'refund');
-        const refunds = [...s!.inDoubt].filter((rid) => this.reqs.get(rid)?.kind === 'refund' || this.reqs.get(rid)?.kind === 'release');
+        const refunds = [...s!.inDoubt].filter((rid) => this.reqs.get(rid)?.kind === 'refund');
         // A party of a multi-party session pays its part of the total, by the principle.
         const answered = s!.party ? this.partyPart(s!, account.id) : s!.charged;
         if (s!.party && !s!.party.ids.includes(account.id)) this.fail('party', `${what}: session ${sid} has entries on ${account.id}, not one of its parties ${s!.party.ids.join(', ')}`);

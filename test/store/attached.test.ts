@@ -10,6 +10,8 @@ import { reserve, updateSession, debitSession } from '../../functions/store/sess
 import { directDebit } from '../../functions/store/debits.js';
 import { applyConsumptionLimit } from '../../functions/store/allotments.js';
 import { sweep } from '../../functions/store/sweep.js';
+import { manualRecharge, putServiceAccount } from '../../functions/store/serviceAccounts.js';
+import { setSponsors } from '../../functions/store/sponsors.js';
 import { agree, proposePartySession } from '../../functions/store/parties.js';
 
 async function family(store: Store, mainBalance: number, members: string[], options: { kind?: 'prepaid' | 'postpaid'; creditLimit?: number; consumptionLimit?: number } = {}) {
@@ -63,6 +65,22 @@ describe('attached accounts', () => {
     clock.advanceSeconds(360);
     expect(await codeOf(reserve(store, call('r2', 'kid'), 'h'))).toBe('account_inactive');
     expect(await codeOf(directDebit(store, { requestId: 'e1', accountId: 'kid', clientId: 'c', serviceId: 'voice', units: 60 }, 'h'))).toBe('account_inactive');
+    // Nor does it reserve a party's share with it.
+    await createAccount(store, { accountId: 'friend', currency: 'EUR', kind: 'prepaid' });
+    await topUp(store, 'friend', 't', 1000, 'h');
+    const proposed = await proposePartySession(store, { requestId: 'g', parties: ['kid', 'friend'], principle: { type: 'split' }, clientId: 'game', serviceId: 'voice', requested: { units: 600 } }, 'h');
+    await agree(store, proposed.body.sessionId as string, { requestId: 'a1', accountId: 'kid' }, 'h');
+    const last = await agree(store, proposed.body.sessionId as string, { requestId: 'a2', accountId: 'friend' }, 'h');
+    expect(last).toMatchObject({ status: 403, body: { code: 'account_inactive', accountId: 'kid' } });
+    expect(await reconciled(store, 'kid')).toMatchObject({ reserved: 20 }); // r1's hold only
+    // Nor does it buy units for a service account of its own, or pay as another's sponsor.
+    const before = (await requireAccount(store, 'kid')).balance;
+    await putServiceAccount(store, 'kid', 'data', { unit: 'kilobytes', rate: { amountMinor: 1, units: 1024 }, priority: 1, onEmpty: 'deny' });
+    expect(await codeOf(manualRecharge(store, 'kid', 'data', { requestId: 'm1', amountMinor: 1 }, 'h'))).toBe('account_inactive');
+    await createAccount(store, { accountId: 'pal', currency: 'EUR', kind: 'prepaid' });
+    await setSponsors(store, 'pal', [{ accountId: 'kid', priority: 1 }]);
+    expect(await codeOf(reserve(store, call('p1', 'pal'), 'h'))).toBe('insufficient_credit');
+    expect((await reconciled(store, 'kid')).balance).toBe(before);
   });
 
   it('a consumption limit lowered while an allotment sized by the old one is being taken: the take does not land', async () => {
@@ -114,6 +132,31 @@ describe('attached accounts', () => {
     expect(next.body).toMatchObject({ granted: { amount: 10 }, charged: { amount: 20 } });
     expect(await codeOf(reserve(store, call('r2', 'kid'), 'h'))).toBe('insufficient_credit');
     expect((await reconciled(store, 'home')).balance + (await reconciled(store, 'kid')).balance).toBe(10_000 - 20);
+  });
+
+  it('a lowered consumption limit takes back money the member holds, never its credit line', async () => {
+    const store = await testStore();
+    await family(store, 10_000, []);
+    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'postpaid', creditLimit: 10, mainAccountId: 'home', consumptionLimit: 50 });
+    const opened = await reserve(store, call('r1', 'kid'), 'h'); // 20 held: short by 10, it took an allotment of 50
+    await debitSession(store, opened.body.sessionId as string, { requestId: 'd1', usedUnits: 600 }, 'h'); // 20 spent: it holds 30, available 40
+    await applyConsumptionLimit(store, 'kid', 0);
+    // The 30 it holds went back (takenMinor 50 -> 20); its credit line of 10 stays its own.
+    expect(await reconciled(store, 'kid')).toMatchObject({ balance: 0, takenMinor: 20, available: 10 });
+    expect((await reconciled(store, 'home')).balance).toBe(10_000 - 20);
+  });
+
+  it('an idle allotment goes back from a postpaid member as money, never as its credit line', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await family(store, 10_000, []);
+    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'postpaid', creditLimit: 10, mainAccountId: 'home' });
+    const opened = await reserve(store, call('r1', 'kid'), 'h'); // short by 10: an allotment of 100
+    await debitSession(store, opened.body.sessionId as string, { requestId: 'd1', usedUnits: 600 }, 'h'); // holds 80, available 90
+    clock.advanceSeconds(601);
+    expect((await sweep(store, { batchSize: 10, maxBatches: 3 })).allotmentsReturned).toBe(1);
+    expect(await reconciled(store, 'kid')).toMatchObject({ balance: 0, takenMinor: 20, available: 10 });
+    expect((await reconciled(store, 'home')).balance).toBe(10_000 - 20);
   });
 
   it('an unused allotment goes back to the main account when the member is idle', async () => {

@@ -6,7 +6,7 @@ import { countingDb, type Db, type Store } from '../../functions/store/db.js';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
-import { reserve, updateSession, debitSession, requireSession } from '../../functions/store/sessions.js';
+import { reserve, updateSession, debitSession, refundSession, requireSession } from '../../functions/store/sessions.js';
 import { directDebit } from '../../functions/store/debits.js';
 import { multiSessionView } from '../../functions/store/multisession.js';
 import { sweep } from '../../functions/store/sweep.js';
@@ -81,6 +81,18 @@ describe('the seed 001 message flow', () => {
       debitSession(store, b.body.sessionId as string, { requestId: 'd-2s', usedUnits: 700 }, 'h'),
     ]);
     expect((await multiSessionView(store, 'GS-2')).charged).toEqual({ amount: 7 });
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 7 });
+  });
+
+  it('a client\'s requestId never stands for the system\'s settlement', async () => {
+    const store = await testStore();
+    await seedServices(store);
+    const a = await reserve(store, { requestId: 'd-1', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: 'GS-3' }, 'h');
+    const b = await reserve(store, { requestId: 'd-2', accountId: 'sub', clientId: 'pgw', serviceId: 'ps-data', requested: { units: 1000 }, multiSessionId: 'GS-3' }, 'h');
+    await debitSession(store, b.body.sessionId as string, { requestId: 'd-2s', usedUnits: 700 }, 'h');
+    await refundSession(store, b.body.sessionId as string, { requestId: 'settle:GS-3', amount: 1 }, 'h');
+    await debitSession(store, a.body.sessionId as string, { requestId: 'd-1s', usedUnits: 700 }, 'h');
+    // The traffic both domains reported is charged once: 7, whatever the client refunded.
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 7 });
   });
 
@@ -183,6 +195,22 @@ describe('the interim sweep', () => {
     clock.advanceSeconds(301);
     expect(await sweep(store, { batchSize: 10, maxBatches: 2, notifier })).toMatchObject({ expired: 1 });
     expect(published.at(-1)).toMatchObject({ type: 'session_expired', sessionId: c });
+    expect(await relayNotifications(store, notifier)).toBe(0);
+  });
+
+  it('a request for a report is never lost: written with the mark that it was made, published at once, or by the relay', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await seedServices(store);
+    const id = (await reserve(store, { requestId: 'q-1', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, notifyUri: 'http://ggsn.invalid/ccr' }, 'h')).body.sessionId as string;
+    clock.advanceSeconds(31);
+    const down = { publish: async () => { throw new Error('event bus unavailable'); } };
+    await expect(sweep(store, { batchSize: 10, maxBatches: 2, notifier: down })).rejects.toThrow('event bus unavailable');
+    // Asked once for this step: the next sweep does not ask again, the relay sends it.
+    const { published, notifier } = captureNotifications();
+    expect(await sweep(store, { batchSize: 10, maxBatches: 2, notifier })).toMatchObject({ reportsRequested: 0 });
+    for (let run = 0; run < 20 && published.length < 1; run++) await relayNotifications(store, notifier);
+    expect(published).toEqual([expect.objectContaining({ type: 'interim_update_requested', sessionId: id, clientId: 'ggsn', notifyUri: 'http://ggsn.invalid/ccr' })]);
     expect(await relayNotifications(store, notifier)).toBe(0);
   });
 

@@ -4,7 +4,10 @@
 import { describe, expect, it } from 'vitest';
 import { captureNotifications, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
 import type { Db, Store } from '../../functions/store/db.js';
-import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { handler as rechargeTrigger } from '../../functions/handlers/recharge-trigger.js';
+import { useStore } from '../../functions/config.js';
+import { localEventLog } from '../../functions/notify.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import {
   getServiceAccount, listServiceAccounts, manualRecharge, putServiceAccount, runDueRecharges, serviceAccountId,
@@ -55,6 +58,20 @@ describe('service accounts', () => {
     expect((await reconciled(store, serviceAccountId('alice', 'data'))).balance).toBe(2560);
     const { notifications } = await listNotifications(store, 'alice');
     expect(notifications).toEqual([expect.objectContaining({ type: 'recharge_done', classification: 'data', amount: 250, units: 2560 })]);
+  });
+
+  it('a manual recharge the owner cannot fund is refused alike when repeated, even after a top-up, and notified once', async () => {
+    const store = await testStore();
+    await owner(store, 100);
+    await putServiceAccount(store, 'alice', 'data', data);
+    expect(await codeOf(manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 250 }, 'h1'))).toBe('insufficient_credit');
+    await topUp(store, 'alice', 't1', 1000, 'h');
+    expect(await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 250 }, 'h1')).toMatchObject({ status: 402, body: { code: 'insufficient_credit' } });
+    expect(await codeOf(manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 300 }, 'h2'))).toBe('idempotency_conflict');
+    expect((await reconciled(store, 'alice')).balance).toBe(1100);
+    expect((await listNotifications(store, 'alice')).notifications.filter((n) => n.type === 'recharge_failed')).toHaveLength(1);
+    // A new request is a new decision.
+    expect((await manualRecharge(store, 'alice', 'data', { requestId: 'r2', amountMinor: 250 }, 'h1')).status).toBe(200);
   });
 
   it('concurrent duplicates of one recharge move money once', async () => {
@@ -172,6 +189,22 @@ describe('service accounts', () => {
     expect(await relayNotifications(store, notifier)).toBe(1);
     expect(await relayNotifications(store, notifier)).toBe(0);
     expect(published).toEqual([expect.objectContaining({ type: 'recharge_done', accountId: 'alice' })]);
+  });
+
+  it('the recharge trigger relays notifications also when its recharges fail', async () => {
+    const store = await testStore({ db: (inner: Db): Db => ({
+      send: async (command) => {
+        // The recharges' look for due markers fails; the relay's look at the outbox does not.
+        if (command instanceof QueryCommand && String(command.input.ExpressionAttributeValues?.[':shard']).startsWith('rch#')) throw Object.assign(new Error('throttled'), { name: 'ThrottlingException' });
+        return inner.send(command);
+      },
+    }) });
+    await owner(store, 1000);
+    await recordNotification(store, { type: 'service_denied', at: store.now().toISOString(), accountId: 'alice', reason: 'insufficient_credit' }, 'denied-1');
+    useStore(store);
+    await expect(rechargeTrigger()).rejects.toThrow('throttled');
+    expect(localEventLog.filter((n) => n.notificationId === 'denied-1')).toHaveLength(1);
+    expect(await relayNotifications(store, captureNotifications().notifier)).toBe(0);
   });
 
   it('a backlog larger than one round drains in one relay run, each notification once', async () => {
@@ -362,8 +395,8 @@ describe('charging a service account (sessions and events of its service draw un
 });
 
 describe('sponsors, through the charging path', () => {
-  it('a request answered long ago, sent again when the account is short, is answered as before: no sponsor pays for it', async () => {
-    const store = await testStore();
+  it.each([['one write', false], ['two writes (a hot account)', true]])('a request answered long ago, sent again when the account is short, is answered as before: no sponsor pays for it (%s)', async (_path, twoWriteSteps) => {
+    const store = await testStore({ twoWriteSteps });
     await putService(store, { serviceId: 'voice', unit: 'seconds', price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 60 });
     await owner(store, 100, 'kid');
     await owner(store, 1000, 'mum');

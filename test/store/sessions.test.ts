@@ -59,7 +59,9 @@ describe('a whole session', () => {
     await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 300 }, 'hd');
     expect((await refundSession(store, sessionId, { requestId: 'f1', amount: 4 }, 'hf1')).body).toMatchObject({ refunded: { amount: 4 } });
     expect(await codeOf(refundSession(store, sessionId, { requestId: 'f2', amount: 7 }, 'hf2'))).toBe('conflict');
-    expect((await refundSession(store, sessionId, { requestId: 'f3' }, 'hf3')).body).toMatchObject({ refunded: { amount: 6 } });
+    // Without an amount a refund is a release: a closed session has nothing to release.
+    expect(await codeOf(refundSession(store, sessionId, { requestId: 'f3' }, 'hf3'))).toBe('session_closed');
+    expect((await refundSession(store, sessionId, { requestId: 'f4', amount: 6 }, 'hf4')).body).toMatchObject({ refunded: { amount: 6 } });
     expect(await reconciled(store, 'dave')).toMatchObject({ balance: 100, reserved: 0 });
   });
 
