@@ -45,7 +45,7 @@ export const handler = httpHandler(async (request) => {
     case 'POST /accounts/{accountId}/topup': {
       const accountId = pathParam(request, 'accountId');
       const body = parse(topUpBody, request.body);
-      return answerResponse(await topUp(s, accountId, body.requestId, body.amount, requestHash(request, body)));
+      return answerResponse(await topUp(s, accountId, body.requestId, body.amount, requestHash(request, body), (account) => fullView(s, account)));
     }
     case 'GET /accounts/{accountId}/ledger': {
       const accountId = pathParam(request, 'accountId');

@@ -188,7 +188,12 @@ export interface StoredAnswer {
  * as read after it, kept on the request record so a repeat answers the same (API.md: the
  * original answer), not the account as it is by then.
  */
-export async function topUp(store: Store, accountId: string, requestId: string, amountMinor: number, bodyHash: string): Promise<StoredAnswer> {
+/**
+ * `view`: how the answer shows the account (the HTTP edge adds its service accounts and
+ * sponsors, as GET does); the bare item's view by default.
+ */
+export async function topUp(store: Store, accountId: string, requestId: string, amountMinor: number, bodyHash: string,
+  view: AccountViewOf = (account) => accountView(account, store.now())): Promise<StoredAnswer> {
   const at = store.now().toISOString();
   try {
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({
@@ -211,7 +216,7 @@ export async function topUp(store: Store, accountId: string, requestId: string, 
     const previous = plainItem(reasons[0]?.Item);
     if (previous) {
       if (previous.h !== bodyHash || previous.kind !== 'topup') fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
-      return previous.answer ?? keepAnswer(store, accountId, requestId);
+      return previous.answer ?? keepAnswer(store, accountId, requestId, view);
     }
     if (reasons[1]?.Code === 'ConditionalCheckFailed') {
       if (!reasons[1].Item) fail('not_found', `account ${accountId} does not exist`);
@@ -219,12 +224,14 @@ export async function topUp(store: Store, accountId: string, requestId: string, 
     }
     throw error;
   }
-  return keepAnswer(store, accountId, requestId);
+  return keepAnswer(store, accountId, requestId, view);
 }
 
+export type AccountViewOf = (account: AccountItem) => Record<string, unknown> | Promise<Record<string, unknown>>;
+
 /** The answer of a top-up: the account as it is after it. */
-async function keepAnswer(store: Store, accountId: string, requestId: string): Promise<StoredAnswer> {
-  return keepRequestAnswer(store, requestId, { status: 200, body: accountView(await requireAccount(store, accountId), store.now()) });
+async function keepAnswer(store: Store, accountId: string, requestId: string, view: AccountViewOf): Promise<StoredAnswer> {
+  return keepRequestAnswer(store, requestId, { status: 200, body: await view(await requireAccount(store, accountId)) });
 }
 
 /**

@@ -25,7 +25,7 @@ import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
 import { computeGrant, optimisticGrant, type Requested } from '../domain/reservation.js';
 import { movementFor, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
-import { MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
+import { MAX_BALANCE_MINOR, MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
 import { interimIntervalFor, nextDueAt } from '../domain/combined.js';
 import type { Notification, Notifier } from '../notify.js';
 import { notificationItem, publishWritten, type AccountNotification } from './notifications.js';
@@ -212,9 +212,11 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
   try {
     return await reserveOnce(store, command, bodyHash, service);
   } catch (error) {
-    const answer = keptRefusal(error);
-    if (!answer) throw error;
-    return keepRefusal(store, command, bodyHash, service, answer, error);
+    if (!keptRefusal(error)) throw error;
+    // The refusal names the session it is kept as, which GET /sessions/{id} shows (state `refused`).
+    const refusal = error as ChargingError;
+    const named = new ChargingError(refusal.code, refusal.message, { ...refusal.extra, sessionId: sessionIdFor(command.requestId) });
+    return keepRefusal(store, command, bodyHash, service, keptRefusal(named)!, named);
   }
 }
 
@@ -717,8 +719,9 @@ export async function refundSession(store: Store, sessionId: string, command: { 
     { Update: {
       TableName: store.tableName, Key: key.account(session.chargedAccountId),
       UpdateExpression: 'SET balance = balance + :a, available = available + :a',
-      ConditionExpression: 'attribute_exists(pk)',
-      ExpressionAttributeValues: { ':a': amount },
+      // No balance past MAX_BALANCE_MINOR, as for a top-up (a top-up since the charge may have filled it).
+      ConditionExpression: 'attribute_exists(pk) AND balance <= :most',
+      ExpressionAttributeValues: { ':a': amount, ':most': MAX_BALANCE_MINOR - amount },
     } },
     ledgerPut(store, { accountId: session.chargedAccountId, entryId: `${sessionId}:refund:${command.requestId}`, at, type: ledgerType, amount, reservedDelta: 0, sessionId, requestId: command.requestId, ...(command.reason ? { reason: command.reason } : {}) }),
     answerPut(store, sessionId, command.requestId, bodyHash, answer, true),
@@ -727,9 +730,11 @@ export async function refundSession(store: Store, sessionId: string, command: { 
   try {
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: items as any })));
   } catch (error) {
-    // The session moved (another refund), or this requestId got its answer meanwhile (a duplicate).
-    if (!conditionFailedAt(error, 0) && !conditionFailedAt(error, answerIndex)) throw error;
-    return refundSession(store, sessionId, command, bodyHash, ledgerType); // the session moved: decide again on what it is now
+    // The session moved (another refund), or this requestId got its answer meanwhile (a
+    // duplicate): decide again on what it is now (a repeat replays, whatever the balance).
+    if (conditionFailedAt(error, 0) || conditionFailedAt(error, answerIndex)) return refundSession(store, sessionId, command, bodyHash, ledgerType);
+    if (conditionFailedAt(error, 1)) fail('validation_failed', `amount: the balance would pass ${MAX_BALANCE_MINOR}`, { maxBalance: MAX_BALANCE_MINOR });
+    throw error;
   }
   return answer;
 }

@@ -20,6 +20,15 @@ beforeAll(async () => {
 afterAll(() => api.stop());
 
 describe('a data bundle in kilobytes bought from the main balance', () => {
+  it('a top-up answers the account as GET shows it, service accounts and sponsors included', async () => {
+    await api.call('POST', '/accounts', { accountId: 'bob', currency: 'EUR', kind: 'prepaid' });
+    await api.call('PUT', '/accounts/bob/service-accounts/data', dataAccount);
+    await api.call('PATCH', '/accounts/bob', { sponsors: [{ accountId: 'alice', priority: 1 }] });
+    const toppedUp = await api.call('POST', '/accounts/bob/topup', { requestId: 'bob-topup', amount: 100 });
+    expect(toppedUp).toMatchObject({ status: 200, body: { balance: 100, sponsors: [{ accountId: 'alice', priority: 1 }], serviceAccounts: [expect.objectContaining({ classification: 'data' })] } });
+    expect(toppedUp.body).toEqual((await api.call('GET', '/accounts/bob')).body);
+  });
+
   it('is created, recharged on request, drawn by sessions in units, and recharged below its minimum level by the trigger', async () => {
     const created = await api.call('PUT', '/accounts/alice/service-accounts/data', dataAccount);
     expect(created).toMatchObject({ status: 201, body: { accountId: 'alice', classification: 'data', unit: 'kilobytes', balance: 0, onEmpty: 'redirect' } });

@@ -4,7 +4,7 @@ import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { codeOf, fundedAccount, reconciled, testStore, twoWriteAndOneWriteStores, voice } from '../helpers.js';
 import { createAccount, topUp } from '../../functions/store/accounts.js';
 import { directDebit } from '../../functions/store/debits.js';
-import { reserve, debitSession } from '../../functions/store/sessions.js';
+import { reserve, debitSession, requireSession, sessionIdFor } from '../../functions/store/sessions.js';
 import { readLedger } from '../../functions/store/ledger.js';
 import { putService } from '../../functions/store/services.js';
 import type { Db } from '../../functions/store/db.js';
@@ -109,7 +109,8 @@ describe('refusals are kept (API.md: a repeat gets the original answer)', () => 
     await fundedAccount(store, 'alice', 1);
     const session = { requestId: 'r1', accountId: 'alice', clientId: 'msc', serviceId: 'voice', requested: { units: 600 } };
     const refusal = await reserve(store, session, 'h').then(() => null, (error) => error);
-    expect(refusal).toMatchObject({ code: 'insufficient_credit' });
+    expect(refusal).toMatchObject({ code: 'insufficient_credit', extra: { sessionId: sessionIdFor('r1') } });
+    expect((await requireSession(store, sessionIdFor('r1'))).state).toBe('refused'); // the session it names
     expect(await codeOf(directDebit(store, event('e1'), 'h'))).toBe('insufficient_credit');
     await topUp(store, 'alice', 't2', 1000, 'h');
     // The repeat is answered with the kept refusal (a value now, as the handler would replay it).

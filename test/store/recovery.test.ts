@@ -331,6 +331,18 @@ describe('top-ups', () => {
     expect((await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.request('t2') }))).Item).toBeUndefined();
     expect((await topUp(store, 'a', 't4', 5, 'h')).body).toMatchObject({ balance: MAX_BALANCE_MINOR });
   });
+
+  it('a refund that would take the balance past the most an account may hold is refused, and writes nothing', async () => {
+    const store = await testStore();
+    await fundedAccount(store, 'a', 100);
+    const { body } = await reserve(store, reserveCommand('r1', 'a'), 'h');
+    await debitSession(store, body.sessionId as string, { requestId: 'd1', usedUnits: 600 }, 'h'); // 20 charged
+    await topUp(store, 'a', 'fill', MAX_BALANCE_MINOR - 80 - 5, 'h');
+    expect(await codeOf(refundSession(store, body.sessionId as string, { requestId: 'f1', amount: 6 }, 'h'))).toBe('validation_failed');
+    expect(await reconciled(store, 'a')).toMatchObject({ balance: MAX_BALANCE_MINOR - 5 });
+    expect((await requireSession(store, body.sessionId as string)).refundedMinor).toBe(0);
+    expect((await refundSession(store, body.sessionId as string, { requestId: 'f2', amount: 5 }, 'h')).body).toMatchObject({ refunded: { amount: 5 } });
+  });
 });
 
 describe('huge numbers', () => {
