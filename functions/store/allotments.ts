@@ -85,11 +85,14 @@ async function transfer(store: Store, t: { to: string; member: AccountItem; amou
           TableName: store.tableName, Key: key.account(t.member.accountId),
           // allotSeq guards the member (so `allotStreak` is read and written under the same guard).
           UpdateExpression: `SET balance = balance + :dx, available = available + :dx, takenMinor = if_not_exists(takenMinor, :zero) + :dx, allotSeq = :next, allotStreak = :streak${t.direction === 'take' ? ', allottedAt = :at, dueShard = :shard, dueAt = if_not_exists(dueAt, :look)' : ''}`,
-          ConditionExpression: `${seq === 0 ? 'attribute_not_exists(allotSeq)' : 'allotSeq = :seq'}${t.direction === 'return' ? ' AND available >= :x' : ''}`,
+          // A return gives back money the member holds and no session holds (see
+          // unreservedMoney): its balance still covers it over the reservation as read, which
+          // has not grown since (a hold landing meanwhile would make it credit).
+          ConditionExpression: `${seq === 0 ? 'attribute_not_exists(allotSeq)' : 'allotSeq = :seq'}${t.direction === 'return' ? ' AND balance >= :xr AND reserved <= :r' : ''}`,
           ExpressionAttributeValues: {
             ':dx': sign * x, ':zero': 0, ':next': seq + 1, ...(seq === 0 ? {} : { ':seq': seq }),
             ':streak': t.direction === 'take' ? (t.member.allotStreak ?? 0) + 1 : 0,
-            ...(t.direction === 'take' ? { ':at': t.at, ':shard': dueShardOf(t.member.accountId), ':look': firstLookAt } : { ':x': x }),
+            ...(t.direction === 'take' ? { ':at': t.at, ':shard': dueShardOf(t.member.accountId), ':look': firstLookAt } : { ':xr': x + t.member.reserved, ':r': t.member.reserved }),
           },
         } },
         ledgerPut(store, { accountId: mainId, entryId: `${transferId}:main`, at: t.at, type: 'allotment', amount: -sign * x, reservedDelta: 0, counterparty: t.member.accountId }),

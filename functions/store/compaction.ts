@@ -88,7 +88,7 @@ export const ORPHAN_GRACE_MS = 60_000;
 export const RELEASED_AGE_MS = 15 * 60_000;
 /** The sweep looks at an account with entries left on it again within these bounds. */
 const REVISIT_MIN_MS = 60_000;
-const REVISIT_MAX_MS = 5 * 60_000;
+export const REVISIT_MAX_MS = 5 * 60_000;
 
 /**
  * The backstop: verifies and removes finished entries older than a few minutes. Runs only
@@ -143,7 +143,14 @@ export async function sweepAccount(store: Store, accountId: string): Promise<Acc
     const dueMs = Date.parse(entry.vu ?? entry.at) + ORPHAN_GRACE_MS;
     if (opId.startsWith('evt:') || entry.seq !== 1 || dueMs > nowMs) { later(dueMs); continue; }
     const session = await getSessionItem(store, opId);
-    if (session?.parties) { later(nowMs + REVISIT_MAX_MS); continue; } // written with its session, never an orphan
+    if (session?.parties) {
+      // A party's hold is written with its session, never an orphan. On an account that is
+      // no party, it is a plain reserve's under a proposal's id (its requestId reused) that
+      // died before it found the session: nobody else will give it back.
+      if (chargesAccount(session, accountId)) later(nowMs + REVISIT_MAX_MS);
+      else if (await voidHold(store, accountId, opId, entry)) result.voided++;
+      continue;
+    }
     if (!session) {
       if (await releaseOrphanHold(store, accountId, opId, entry)) result.released++;
       later(nowMs + RELEASED_AGE_MS);
@@ -182,14 +189,20 @@ async function removeEntry(store: Store, accountId: string, opId: string, entry:
 async function ensureRecorded(store: Store, accountId: string, opId: string, entry: OpEntry): Promise<'recorded' | 'given_back' | 'unknown'> {
   if (opId.startsWith('evt:')) return ensureDirectDebitRecorded(store, accountId, entry);
   const session = await getSessionItem(store, opId);
-  // A released orphan with no session: nothing was ever recorded, and nothing is owed.
-  if (!session) return entry.o ? 'recorded' : 'unknown';
+  // A released orphan with no session of its own here: nothing was ever recorded, and nothing
+  // is owed. A session of that id on another account (a late retry routed to a service
+  // account the owner created meanwhile) is not this entry's: it must not be rolled forward.
+  if (!session || !chargesAccount(session, accountId)) return entry.o ? 'recorded' : 'unknown';
   if (session.seq >= entry.seq) return (await settledIfOwed(store, session)) ? 'recorded' : 'unknown';
   if (session.seq !== entry.seq - 1) return 'unknown';
   await rollForward(store, session, entry);
   const after = await getSessionItem(store, opId);
   return after && after.seq >= entry.seq ? 'recorded' : 'unknown';
 }
+
+/** Whether `accountId` is the account (or one of the parties) the session charges. */
+const chargesAccount = (session: SessionItem, accountId: string) =>
+  session.parties ? session.parties.some((p) => p.accountId === accountId) : session.chargedAccountId === accountId;
 
 /**
  * A closed member of a multi-session may be the one whose settlement never ran (see

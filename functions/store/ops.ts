@@ -179,7 +179,13 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
   await afterCharge(store, account, movement).catch((error) => {
     console.error(JSON.stringify({ level: 'ERROR', message: 'threshold recharge not recorded', accountId, error: String(error) }));
   });
-  if (finishedCount(account) > BACKSTOP_THRESHOLD) await compactAccount(store, account);
+  // The backstop's housekeeping, after the charge stands: like the threshold above, a failure
+  // here must not fail the request (the sweep's visit does the same work later).
+  if (finishedCount(account) > BACKSTOP_THRESHOLD) {
+    await compactAccount(store, account).catch((error) => {
+      console.error(JSON.stringify({ level: 'ERROR', message: 'compaction failed', accountId, error: String(error) }));
+    });
+  }
   return { ok: true, account };
 }
 

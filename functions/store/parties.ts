@@ -10,7 +10,7 @@ import { dueShardOf, key, systemRequestId } from './table.js';
 import { cancellationReasons, conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { newNonce, plainItem } from './ops.js';
 import { ledgerPut, type LedgerEntry } from './ledger.js';
-import { markFinalized } from './compaction.js';
+import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
 import { getService } from './services.js';
 import { takeAllotment } from './allotments.js';
 import { answerKey, answerPut, expiryNotice, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
@@ -222,19 +222,25 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     const values: Record<string, unknown> = { ':db': -move.chargeMinor, ':dr': reservedDelta, ':da': availableDelta, ':entry': entry };
     const names: Record<string, string> = { '#op': session.sessionId };
     if (need > 0) { conditions.push('available >= :need'); values[':need'] = need; }
+    const sets = ['balance = balance + :db', 'reserved = reserved + :dr', 'available = available + :da', 'ops.#op = :entry'];
     if (step.kind === 'activate') {
       conditions.push('attribute_not_exists(ops.#op)', '#status = :active', '(attribute_not_exists(validUntil) OR validUntil > :now)',
         '(attribute_not_exists(mainValidUntil) OR mainValidUntil > :now)');
       names['#status'] = 'status';
       values[':active'] = 'active';
       values[':now'] = step.at;
+      // The account's due mark, as for any open operation (ops.ts): the sweep's visits remove
+      // the party entries once the session is over, whoever finished it.
+      sets.push('dueShard = if_not_exists(dueShard, :shard)', 'dueAt = if_not_exists(dueAt, :look)');
+      values[':shard'] = dueShardOf(move.accountId);
+      values[':look'] = new Date(Date.parse(step.at) + REVISIT_MAX_MS).toISOString();
     } else {
       conditions.push('ops.#op.seq = :seq');
       values[':seq'] = session.seq;
     }
     return { Update: {
       TableName: store.tableName, Key: key.account(move.accountId),
-      UpdateExpression: 'SET balance = balance + :db, reserved = reserved + :dr, available = available + :da, ops.#op = :entry',
+      UpdateExpression: `SET ${sets.join(', ')}`,
       ConditionExpression: conditions.join(' AND '), ExpressionAttributeNames: names, ExpressionAttributeValues: values,
       ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
     }, need };

@@ -14,7 +14,7 @@ import { DUE_INDEX, DUE_SHARDS, dueShardOf, key, systemRequestId } from './table
 import { conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { applyOp, applyOpWithRecord, newNonce, oneWriteAllowed, plainItem, refusalOf } from './ops.js';
 import { ledgerPut, sessionEntries } from './ledger.js';
-import { markFinalized, ORPHAN_GRACE_MS } from './compaction.js';
+import { markFinalized, ORPHAN_GRACE_MS, REVISIT_MAX_MS } from './compaction.js';
 import { getService, type Service } from './services.js';
 import { isServiceAccountId, publicAccountId, type ServiceAccountItem } from './serviceAccounts.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
@@ -273,7 +273,10 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   const holdMovement = (): Movement => ({ balanceDelta: 0, reservedDelta: grant.amountMinor, availableDelta: -grant.amountMinor });
   // Should a handler die before the session write and no retry come, the sweep finds the hold
   // through the account's due mark, once its validity (and a grace) is over.
-  const orphanDueAt = (hold: OpEntry) => new Date(Date.parse(hold.vu!) + ORPHAN_GRACE_MS).toISOString();
+  // The mark is the account's, shared by its open operations and written only when absent
+  // (the hot path pays no index write): so it is never set further than a revisit away, or a
+  // long grant (validity up to 30 days) would keep the sweep from a short one's orphan as long.
+  const orphanDueAt = (hold: OpEntry) => new Date(Math.min(Date.parse(hold.vu!) + ORPHAN_GRACE_MS, Date.parse(hold.at) + REVISIT_MAX_MS)).toISOString();
   const record = (entry: OpEntry, recordedAt: string) => reserveRecord(store, command, bodyHash, service, { sessionId, chargedAccountId, price, serviceAccount, entry, recordedAt });
   if (oneWriteAllowed(store, chargedAccountId)) {
     // The hold and its session in one transaction (see ops.ts, one-write operations).
@@ -901,18 +904,33 @@ async function recordExpiry(store: Store, session: SessionItem, applied: OpEntry
 
 /** Sessions whose validUntil is at or before `until`, found through the sparse due index. */
 export async function findDueSessions(store: Store, until: string, limitPerShard: number): Promise<string[]> {
-  const pages = await Promise.all(Array.from({ length: DUE_SHARDS }, (_, shard) => store.db.send(new QueryCommand({
+  return (await findDuePage(store, until, limitPerShard)).ids;
+}
+
+/**
+ * Where each shard's reading goes on: `undefined` from its start, a key after it, `null`
+ * read to its end (within the run's `until`).
+ */
+export type DueCursors = Array<Record<string, unknown> | null | undefined>;
+
+/**
+ * Up to `limitPerShard` due items of each shard, after `after` (see DueCursors), and where
+ * each shard goes on from. Sessions come back as their ids; accounts keep their ACC# key.
+ */
+export async function findDuePage(store: Store, until: string, limitPerShard: number, after: DueCursors = []): Promise<{ ids: string[]; next: DueCursors }> {
+  const pages = await Promise.all(Array.from({ length: DUE_SHARDS }, (_, shard) => after[shard] === null ? null : store.db.send(new QueryCommand({
     TableName: store.tableName,
     IndexName: DUE_INDEX,
     KeyConditionExpression: 'dueShard = :shard AND dueAt <= :until',
     ExpressionAttributeValues: { ':shard': `due#${shard}`, ':until': until },
     Limit: limitPerShard,
+    ...(after[shard] ? { ExclusiveStartKey: after[shard]! } : {}),
   }))));
-  // Sessions come back as their ids; accounts (idle allotments) keep their ACC# key.
-  return pages.flatMap((page) => (page.Items ?? []).map((item: Record<string, any>) => {
+  const ids = pages.flatMap((page) => (page?.Items ?? []).map((item: Record<string, any>) => {
     const pk = String(item.pk);
     return pk.startsWith('SES#') ? pk.slice('SES#'.length) : pk;
   }));
+  return { ids, next: pages.map((page) => page?.LastEvaluatedKey ?? null) };
 }
 
 export { plainItem };

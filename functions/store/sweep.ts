@@ -2,7 +2,7 @@
 // handled by conditional writes on the base items (the index is only a hint: it is
 // eventually consistent).
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { findDueSessions, sweepSession, type SweepOutcome } from './sessions.js';
+import { findDuePage, findDueSessions, sweepSession, type DueCursors, type SweepOutcome } from './sessions.js';
 import { returnIdleAllotment } from './allotments.js';
 import { sweepAccount } from './compaction.js';
 import { dueShardOf, key } from './table.js';
@@ -63,10 +63,16 @@ export async function sweep(store: Store, options: { batchSize: number; maxBatch
   const settle = (run: () => Promise<Outcome>) => run().catch((error): null => { failure ??= { error }; return null; });
   let drained = false;
   const reserveMs = options.reserveMs ?? 15_000;
+  // Each shard is read on from where the last batch stopped: items that stay due (one that
+  // failed, or was left as it was) are not read again in this run, so however many there are
+  // they never keep the run from what is due behind them.
+  let cursors: DueCursors = [];
   for (let batch = 0; batch < options.maxBatches && !drained; batch++) {
     if (options.timeLeft && options.timeLeft() < reserveMs) break;
-    const due = (await findDueSessions(store, now, options.batchSize)).filter((id) => !seen.has(id));
-    if (due.length === 0) { drained = true; break; }
+    const page = await findDuePage(store, now, options.batchSize, cursors);
+    cursors = page.next;
+    drained = cursors.every((cursor) => cursor === null);
+    const due = page.ids.filter((id) => !seen.has(id));
     due.forEach((id) => seen.add(id));
     const outcomes = await mapInFlight(due, SWEEP_IN_FLIGHT, (id) => settle(() => (id.startsWith('ACC#')
       ? sweepAccountItem(store, id.slice('ACC#'.length))

@@ -146,6 +146,29 @@ describe('attached accounts', () => {
     expect((await reconciled(store, 'home')).balance).toBe(10_000 - 20);
   });
 
+  it('an idle allotment given back while a hold lands meanwhile turns none of the credit line into the main account\'s cash', async () => {
+    const clock = testClock();
+    let beforeGiveBack: (() => Promise<unknown>) | null = null;
+    const store = await testStore({ now: clock.now, db: (inner: Db): Db => ({
+      send: async (command) => {
+        const giveBack = command instanceof TransactWriteCommand && (command.input.TransactItems ?? []).some((i) => String(i.Put?.Item?.entryId ?? '').endsWith(':member') && Number(i.Put?.Item?.amount) < 0);
+        if (giveBack && beforeGiveBack) { const run = beforeGiveBack; beforeGiveBack = null; await run(); }
+        return inner.send(command);
+      },
+    }) });
+    await family(store, 10_000, []);
+    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'postpaid', creditLimit: 10, mainAccountId: 'home' });
+    const opened = await reserve(store, call('r1', 'kid'), 'h'); // short by 10: an allotment of 100
+    await debitSession(store, opened.body.sessionId as string, { requestId: 'd1', usedUnits: 600 }, 'h'); // holds 80, available 90
+    clock.advanceSeconds(601);
+    // Between the sweep's read (80 unreserved) and its give-back of 80, a hold of 4 lands.
+    beforeGiveBack = () => reserve(store, call('r2', 'kid', 120), 'h');
+    await sweep(store, { batchSize: 10, maxBatches: 3 });
+    const kid = await reconciled(store, 'kid');
+    expect(kid.reserved).toBe(4);
+    expect(kid.balance).toBeGreaterThanOrEqual(kid.reserved);
+  });
+
   it('an idle allotment goes back from a postpaid member as money, never as its credit line', async () => {
     const clock = testClock();
     const store = await testStore({ now: clock.now });

@@ -1,11 +1,11 @@
 // Seed 000: multi-party sessions where the parties agree who pays, on DynamoDB Local.
 import { describe, expect, it } from 'vitest';
-import { captureNotifications, codeOf, reconciled, testClock, testStore } from '../helpers.js';
+import { captureNotifications, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
 import type { Store } from '../../functions/store/db.js';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import { agree, proposePartySession } from '../../functions/store/parties.js';
-import { debitSession, refundSession, requireSession, updateSession } from '../../functions/store/sessions.js';
+import { debitSession, refundSession, requireSession, reserve, updateSession } from '../../functions/store/sessions.js';
 import { sweep } from '../../functions/store/sweep.js';
 import type { Principle } from '../../functions/domain/parties.js';
 
@@ -129,6 +129,32 @@ describe('cleanup', () => {
     expect((await requireSession(store, sessionId)).state).toBe('expired');
     expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 0, balance: 1000 });
     expect(await reconciled(store, 'ben')).toMatchObject({ reserved: 0, balance: 1000 });
+  });
+
+  it('a finished game leaves no entries on its parties\' accounts: the sweep visits them', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await players(store, { ann: 1000, ben: 1000 });
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' });
+    await debitSession(store, sessionId, { requestId: 'end', usedUnits: 50 }, 'h');
+    clock.advanceSeconds(6 * 60);
+    await sweep(store, { batchSize: 10, maxBatches: 5 });
+    expect((await requireAccount(store, 'ann')).ops ?? {}).toEqual({});
+    expect((await requireAccount(store, 'ben')).ops ?? {}).toEqual({});
+    expect(await reconciled(store, 'ann')).toMatchObject({ balance: 1000 - 25, reserved: 0 });
+  });
+
+  it('a plain reserve under a proposal\'s requestId that died after its hold: the sweep gives the hold back', async () => {
+    const clock = testClock();
+    const { twoWrites: store, failNextTransaction } = await twoWriteAndOneWriteStores({ now: clock.now });
+    await players(store, { ann: 1000, ben: 1000, cat: 1000 });
+    await proposePartySession(store, { requestId: 'g', parties: ['ann', 'ben'], principle: { type: 'split' }, clientId: 'g', serviceId: 'game', requested: { units: 100 } }, 'h');
+    failNextTransaction(Object.assign(new Error('handler died'), { name: 'HandlerDied' }));
+    await expect(reserve(store, { requestId: 'g', accountId: 'cat', clientId: 'g', serviceId: 'game', requested: { units: 100 } }, 'other')).rejects.toThrow('handler died');
+    expect((await requireAccount(store, 'cat')).reserved).toBe(100);
+    clock.advanceSeconds(600 + 61);
+    await sweep(store, { batchSize: 10, maxBatches: 5 });
+    expect(await reconciled(store, 'cat')).toMatchObject({ reserved: 0, balance: 1000 });
   });
 
   it('a refund without amount releases every reservation', async () => {

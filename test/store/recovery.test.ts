@@ -162,6 +162,19 @@ describe('a reserve that died after its account write', () => {
     expect(await codeOf(reserve(store, reserveCommand('r1', 'alice', 60), 'other'))).toBe('idempotency_conflict');
   });
 
+  it('is released on time even when a long grant on the same account marked it first', async () => {
+    const f = faultyStore();
+    const store = await f.store;
+    await fundedAccount(store, 'alice', 1000);
+    await putService(store, { ...voice, serviceId: 'day-pass', validitySeconds: 86_400 });
+    await reserve(store, { ...reserveCommand('long'), serviceId: 'day-pass' }, 'h'); // marks the account first
+    f.dieAtNextTransaction();
+    await expect(reserve(store, reserveCommand('r1'), 'h')).rejects.toThrow('handler died');
+    f.clock.advanceSeconds(300 + 61);
+    expect(await runSweep(store)).toMatchObject({ orphansReleased: 1 });
+    expect(await requireAccount(store, 'alice')).toMatchObject({ reserved: 20 }); // the day pass's hold only
+  });
+
   it('released while its handler is still writing the session: the session is recorded expired', async () => {
     const f = faultyStore();
     const store = await f.store;
@@ -259,10 +272,10 @@ describe('accounts in the due index', () => {
     await fundedAccount(store, 'alice', 100);
     const dueOf = async () => (await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.account('alice'), ConsistentRead: true }))).Item?.dueAt;
     const { body } = await reserve(store, reserveCommand('r1'), 'h');
-    expect(await dueOf()).toBe('2026-01-01T00:06:00.000Z'); // validity + grace
+    expect(await dueOf()).toBe('2026-01-01T00:05:00.000Z'); // a revisit away (validity + grace would be 06:00)
     await debitSession(store, body.sessionId as string, { requestId: 'd1', usedUnits: 60 }, 'hd');
     await directDebit(store, event('e1'), 'he'); // the same mark: the index is not written again
-    expect(await dueOf()).toBe('2026-01-01T00:06:00.000Z');
+    expect(await dueOf()).toBe('2026-01-01T00:05:00.000Z');
     clock.advanceSeconds(360);
     await runSweep(store);
     const account = await reconciled(store, 'alice');

@@ -17,7 +17,8 @@ import { takeFromSponsors, setSponsors } from '../../functions/store/sponsors.js
 import { ChargingError } from '../../functions/domain/errors.js';
 import type { ServiceAccountSettings } from '../../functions/domain/serviceAccount.js';
 import { putService } from '../../functions/store/services.js';
-import { debitSession, refundSession, reserve } from '../../functions/store/sessions.js';
+import { debitSession, refundSession, requireSession, reserve } from '../../functions/store/sessions.js';
+import { sweep } from '../../functions/store/sweep.js';
 import { directDebit } from '../../functions/store/debits.js';
 
 /** 100 cents buy 1024 kilobytes. */
@@ -290,6 +291,27 @@ describe('charging a service account (sessions and events of its service draw un
     // One low_balance notice: exactly one write took the level from >= 2048 to below it.
     const notes = (await listNotifications(store, 'alice')).notifications.filter((n) => n.type === 'low_balance');
     expect(notes).toHaveLength(1);
+  });
+
+  it('a late retry routed to a service account created meanwhile keeps its session: the owner\'s visit does not take it for the orphan it released', async () => {
+    const clock = testClock();
+    const { twoWrites, failNextTransaction } = await twoWriteAndOneWriteStores({ now: clock.now });
+    await putService(twoWrites, { ...dataService, validitySeconds: 3600 });
+    await owner(twoWrites, 1000);
+    const command = { requestId: 'r1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 1024 } };
+    failNextTransaction(Object.assign(new Error('handler died'), { name: 'HandlerDied' }));
+    await expect(reserve(twoWrites, command, 'h')).rejects.toThrow('handler died'); // a hold on alice, no session
+    clock.advanceSeconds(3600 + 61);
+    expect(await sweep(twoWrites, { batchSize: 10, maxBatches: 3 })).toMatchObject({ orphansReleased: 1 });
+    await putServiceAccount(twoWrites, 'alice', 'data', data);
+    await manualRecharge(twoWrites, 'alice', 'data', { requestId: 'r0' }, 'h'); // 5120 KB
+    const late = await reserve(twoWrites, command, 'h');
+    expect(late.body).toMatchObject({ state: 'active', serviceAccount: 'data' });
+    clock.advanceSeconds(15 * 60 + 1); // the released entry on alice is old enough to go
+    await sweep(twoWrites, { batchSize: 10, maxBatches: 3 });
+    expect(await requireSession(twoWrites, late.body.sessionId as string)).toMatchObject({ state: 'active' });
+    expect(await reconciled(twoWrites, serviceAccountId('alice', 'data'))).toMatchObject({ reserved: 1024 });
+    expect(await reconciled(twoWrites, 'alice')).toMatchObject({ reserved: 0, balance: 500 });
   });
 
   it('an owner past its validUntil spends its service accounts no more than its money', async () => {
