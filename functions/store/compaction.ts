@@ -129,19 +129,19 @@ export async function sweepAccount(store: Store, accountId: string): Promise<Acc
   const nowMs = store.now().getTime();
   let next = Infinity;
   const later = (atMs: number) => { next = Math.min(next, Math.max(nowMs + REVISIT_MIN_MS, Math.min(atMs, nowMs + REVISIT_MAX_MS))); };
-  for (const [opId, entry] of Object.entries(account.ops ?? {})) {
+  const visit = async (opId: string, entry: OpEntry) => {
     if (entry.done) {
       const dueMs = Date.parse(entry.at) + (entry.o ? RELEASED_AGE_MS : FINISHED_AGE_MS);
-      if (dueMs > nowMs) { later(dueMs); continue; }
+      if (dueMs > nowMs) { later(dueMs); return; }
       const state = await ensureRecorded(store, accountId, opId, entry);
       if (state === 'recorded' && (await removeEntry(store, accountId, opId, entry))) result.removed++;
       else if (state === 'given_back') result.voided++;
       else if (state === 'unknown') later(nowMs + REVISIT_MAX_MS);
-      continue;
+      return;
     }
     // A live hold. Only a reserve's (seq 1) can lack its session: every later step reads it first.
     const dueMs = Date.parse(entry.vu ?? entry.at) + ORPHAN_GRACE_MS;
-    if (opId.startsWith('evt:') || entry.seq !== 1 || dueMs > nowMs) { later(dueMs); continue; }
+    if (opId.startsWith('evt:') || entry.seq !== 1 || dueMs > nowMs) { later(dueMs); return; }
     const session = await getSessionItem(store, opId);
     if (session?.parties) {
       // A party's hold is written with its session, never an orphan. On an account that is
@@ -149,7 +149,7 @@ export async function sweepAccount(store: Store, accountId: string): Promise<Acc
       // died before it found the session: nobody else will give it back.
       if (chargesAccount(session, accountId)) later(nowMs + REVISIT_MAX_MS);
       else if (await voidHold(store, accountId, opId, entry)) result.voided++;
-      continue;
+      return;
     }
     if (!session) {
       if (await releaseOrphanHold(store, accountId, opId, entry)) result.released++;
@@ -161,7 +161,15 @@ export async function sweepAccount(store: Store, accountId: string): Promise<Acc
     } else {
       later(nowMs + REVISIT_MAX_MS); // the session's own hold: its expiry is the session's sweep
     }
+  };
+  // One entry failing (throttled, contended) does not keep the visit from the others (an
+  // orphan hold behind it would wait a run more); the visit still fails, and the account
+  // stays due, so the failure is seen and the entry looked at again.
+  let failure: { error: unknown } | undefined;
+  for (const [opId, entry] of Object.entries(account.ops ?? {})) {
+    await visit(opId, entry).catch((error) => { failure ??= { error }; });
   }
+  if (failure) throw failure.error;
   result.next = Number.isFinite(next) ? new Date(next).toISOString() : null;
   return result;
 }

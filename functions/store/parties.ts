@@ -17,14 +17,16 @@ import { answerKey, answerPut, expiryNotice, expiryNoticePut, getSessionItem, re
 import type { AccountItem, OpEntry, StoredAnswer } from './accounts.js';
 import { ChargingError, fail } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
-import { charges, mostPossibleShares, validatePrinciple, type Outcome, type Principle } from '../domain/parties.js';
-import { priceOf } from '../domain/rating.js';
+import { apportion, charges, mostPossibleShares, validatePrinciple, type Outcome, type Principle } from '../domain/parties.js';
+import { MAX_BALANCE_MINOR, priceOf } from '../domain/rating.js';
 
 export interface PartyState {
   accountId: string;
   agreedAt?: string;
   holdMinor: number;
   chargedMinor: number;
+  /** What refunds gave back to this party of what it was charged. */
+  refundedMinor?: number;
 }
 
 export interface ProposeCommand {
@@ -341,6 +343,60 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   }
   // The session moved (a duplicate, the sweep): decide again on what it is now.
   return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash);
+}
+
+/**
+ * A refund of a multi-party session that is over (see refundSession): `amount` of what it charged goes back to
+ * the parties in proportion to what each paid and has not had back (the largest-remainder
+ * method: the parts add up to `amount` exactly, and none passes what its party paid). One
+ * transaction: the session (its refundedMinor as read, so concurrent refunds never give back
+ * more than was charged), each paying party's account and ledger entry, the answer.
+ */
+export async function refundPartySession(store: Store, session: SessionItem, command: { requestId: string; amount: number; reason?: string }, bodyHash: string): Promise<StoredAnswer | 'moved'> {
+  const parties = session.parties!;
+  const owed = parties.map((p) => p.chargedMinor - (p.refundedMinor ?? 0));
+  const left = owed.reduce((a, b) => a + b, 0);
+  if (command.amount <= 0 || command.amount > left) {
+    fail('conflict', `at most ${left} of what session ${session.sessionId} charged can still be refunded`, { refundable: left });
+  }
+  const parts = apportion(command.amount, owed);
+  const at = store.now().toISOString();
+  const refundedMinor = session.refundedMinor + command.amount;
+  const nextParties = parties.map((p, i) => ({ ...p, refundedMinor: (p.refundedMinor ?? 0) + parts[i]! }));
+  const answer: StoredAnswer = { status: 200, body: {
+    refunded: { amount: command.amount }, refundedTotal: { amount: refundedMinor }, state: session.state,
+    parties: parties.map((p, i) => ({ accountId: p.accountId, refunded: { amount: parts[i]! } })),
+  } };
+  const paying = parties.map((p, i) => ({ accountId: p.accountId, part: parts[i]! })).filter((x) => x.part > 0);
+  const items = [
+    { Update: {
+      TableName: store.tableName, Key: key.session(session.sessionId),
+      UpdateExpression: 'SET refundedMinor = :total, parties = :parties',
+      ConditionExpression: 'refundedMinor = :before',
+      ExpressionAttributeValues: { ':total': refundedMinor, ':parties': nextParties, ':before': session.refundedMinor },
+    } },
+    ...paying.map(({ accountId, part }) => ({ Update: {
+      TableName: store.tableName, Key: key.account(accountId),
+      UpdateExpression: 'SET balance = balance + :a, available = available + :a',
+      ConditionExpression: 'attribute_exists(pk) AND balance <= :most', // no balance past MAX_BALANCE_MINOR, as for a top-up
+      ExpressionAttributeValues: { ':a': part, ':most': MAX_BALANCE_MINOR - part },
+    } })),
+    ...paying.map(({ accountId, part }) => ledgerPut(store, {
+      accountId, entryId: `${session.sessionId}:refund:${command.requestId}`, at, type: 'refund', amount: part, reservedDelta: 0,
+      sessionId: session.sessionId, requestId: command.requestId, ...(command.reason ? { reason: command.reason } : {}),
+    })),
+    answerPut(store, session.sessionId, command.requestId, bodyHash, answer, true),
+  ];
+  const answerIndex = items.length - 1;
+  try {
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: items as any })));
+  } catch (error) {
+    // The session moved (another refund), or this requestId got its answer meanwhile: the caller decides again.
+    if (conditionFailedAt(error, 0) || conditionFailedAt(error, answerIndex)) return 'moved';
+    if (paying.some((_, i) => conditionFailedAt(error, 1 + i))) fail('validation_failed', `amount: a party's balance would pass ${MAX_BALANCE_MINOR}`, { maxBalance: MAX_BALANCE_MINOR });
+    throw error;
+  }
+  return answer;
 }
 
 /**

@@ -18,7 +18,7 @@ import { markFinalized, ORPHAN_GRACE_MS, REVISIT_MAX_MS } from './compaction.js'
 import { getService, type Service } from './services.js';
 import { isServiceAccountId, publicAccountId, type ServiceAccountItem } from './serviceAccounts.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
-import { expirePartySession, partyStep, type PartyState } from './parties.js';
+import { expirePartySession, partyStep, refundPartySession, type PartyState } from './parties.js';
 import { settleMultiSession } from './multisession.js';
 import type { OpEntry, StoredAnswer } from './accounts.js';
 import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
@@ -143,6 +143,7 @@ export function sessionView(session: SessionItem) {
       parties: session.parties.map((p) => ({
         accountId: p.accountId, agreed: !!p.agreedAt, ...(p.agreedAt ? { agreedAt: p.agreedAt } : {}),
         reserved: { amount: p.holdMinor }, charged: { amount: p.chargedMinor },
+        ...(p.refundedMinor ? { refunded: { amount: p.refundedMinor } } : {}),
       })),
     } : {}),
   };
@@ -700,9 +701,12 @@ export async function refundSession(store: Store, sessionId: string, command: { 
     }
     return step(store, sessionId, 'release', { requestId: command.requestId, usedUnits: 0 }, bodyHash, session);
   }
-  if (session.parties) fail('conflict', 'refunds of a multi-party session\'s charges are not supported yet; release it while active');
   if (session.state === 'active') fail('conflict', 'an active session has nothing to refund yet; refund without amount releases its reservation');
   if (session.state === 'pending_agreement') fail('conflict', 'the session has not started');
+  if (session.parties) {
+    const refunded = await refundPartySession(store, session, { ...command, amount: command.amount }, bodyHash);
+    return refunded === 'moved' ? refundSession(store, sessionId, command, bodyHash, ledgerType) : refunded;
+  }
   const left = refundable(session.hold.chargedMinor, session.refundedMinor);
   const amount = command.amount;
   if (amount <= 0 || amount > left) {

@@ -214,6 +214,8 @@ interface PartyModel {
   holds: number[];
   /** Each party's charge, from the final debit's answer (checked against the principle). */
   charged?: number[];
+  /** What refunds gave back to each party, from their answers. */
+  refunded?: number[];
 }
 
 interface SessionModel {
@@ -889,7 +891,19 @@ class Simulation {
         if (req.kind === 'release') this.fail('unexpected answer', `${what}: a release refunded what the session charged: ${JSON.stringify(body)}`);
         if (!int(amount) || amount < 1 || amount !== req.amount) this.fail('unexpected answer', `${what}: ${JSON.stringify(body)}`);
         s.refunded += amount;
-        account.refunds += amount;
+        if (s.party) {
+          // Back to the parties as they paid: the parts add up, and none passes what its party paid.
+          const party = s.party;
+          const parts = party.ids.map((id) => (body.parties ?? []).find((p: any) => p.accountId === id)?.refunded?.amount ?? 0);
+          party.refunded ??= party.ids.map(() => 0);
+          if (parts.reduce((a: number, b: number) => a + b, 0) !== amount || parts.some((part: number, i: number) => !int(part) || party.refunded![i]! + part > (party.charged?.[i] ?? 0))) {
+            this.fail('party: refund', `${what}: parts ${JSON.stringify(body.parties)} of ${amount}, charged ${JSON.stringify(party.charged)}, refunded before ${JSON.stringify(party.refunded)}`);
+          }
+          parts.forEach((part: number, i: number) => { party.refunded![i]! += part; this.accounts.get(party.ids[i]!)!.refunds += part; });
+          this.count('party: refunds');
+        } else {
+          account.refunds += amount;
+        }
         if (s.state === 'active' || s.state === 'unknown' || s.state === 'abandoned') s.state = 'finished';
         if (!Number.isSafeInteger(body.refundedTotal?.amount)
           || (s.inDoubt.size === 0 && body.refundedTotal.amount > s.refunded)
@@ -1169,7 +1183,9 @@ class Simulation {
       }
       for (const [rid, r] of ledger.refunds) {
         const req = this.reqs.get(rid);
-        if (!req || req.kind !== 'refund' || req.sid !== r.sid || (req.answered && !req.first) || (req.first && req.first.body?.refunded?.amount !== r.amount)) {
+        // A multi-party session's refund is on each paying party's ledger: its part.
+        const answeredAmount = (body: any) => body?.parties ? body.parties.find((p: any) => p.accountId === account.id)?.refunded?.amount : body?.refunded?.amount;
+        if (!req || req.kind !== 'refund' || req.sid !== r.sid || (req.answered && !req.first) || (req.first && answeredAmount(req.first.body) !== r.amount)) {
           this.fail('a: unexplained refund', `${what}: ledger refund ${rid} of ${r.amount} on ${r.sid}; the model has ${req ? `${req.kind} ${JSON.stringify(req.first?.body)}` : 'no such request'}`);
         }
       }
@@ -1215,8 +1231,9 @@ class Simulation {
         }
         expected -= charged;
         for (const rid of refunds) expected += ledger.refunds.get(rid)?.amount ?? 0;
-        if (refunds.length === 0 && sl.refunded !== s!.refunded) {
-          this.fail('a: session refunded', `${what}: session ${sid} refunded ${sl.refunded} in the ledger, the answers say ${s!.refunded}`);
+        const answeredRefunds = s!.party ? (s!.party.refunded?.[s!.party.ids.indexOf(account.id)] ?? 0) : s!.refunded;
+        if (refunds.length === 0 && sl.refunded !== answeredRefunds) {
+          this.fail('a: session refunded', `${what}: session ${sid} refunded ${sl.refunded} in the ledger, the answers say ${answeredRefunds}`);
         }
         if (sl.held < 0) this.fail('c: hold', `${what}: session ${sid} released more than it reserved (${JSON.stringify(sl)})`);
         if (sl.expires > 1) this.fail('c: resolved once', `${what}: session ${sid} expired ${sl.expires} times`);
@@ -1426,7 +1443,8 @@ class Simulation {
   /**
    * A finished multi-party session: each party's reservation resolved exactly once (its hold
    * back to zero in its ledger, at most one expiry), each party charged its part by the
-   * principle, in the item, the ledger and the answers alike, the parts adding up to the total.
+   * principle, in the item, the ledger and the answers alike, the parts adding up to the total;
+   * what refunds gave back, each party's as its answers said (the item keeps it too).
    */
   private finalPartyChecks(s: SessionModel, party: PartyModel, item: Record<string, any>, what: string) {
     const parts = party.ids.map((id) => this.partyPart(s, id));
@@ -1434,10 +1452,13 @@ class Simulation {
     if (!isDeepStrictEqual(inItem, parts) || parts.reduce((a, b) => a + b, 0) !== s.charged || (item.parties ?? []).some((p: any) => p.holdMinor !== 0)) {
       this.fail('party', `${what}: item parts ${JSON.stringify(item.parties)}, the answers' parts ${JSON.stringify(parts)} of ${s.charged}`);
     }
+    const refundsInDoubt = [...s.inDoubt].some((rid) => this.reqs.get(rid)?.kind === 'refund');
     party.ids.forEach((id, i) => {
       const sl = this.ledgers.get(id)!.session(s.sid);
-      if (sl.charged !== parts[i] || sl.held !== 0 || sl.expires > 1 || sl.refunded !== 0) {
-        this.fail('party', `${what}: party ${id}'s ledger ${JSON.stringify(sl)}, its part ${parts[i]}`);
+      const refunded = party.refunded?.[i] ?? 0;
+      const inItem = (item.parties ?? [])[i]?.refundedMinor ?? 0;
+      if (sl.charged !== parts[i] || sl.held !== 0 || sl.expires > 1 || sl.refunded !== inItem || (!refundsInDoubt && sl.refunded !== refunded)) {
+        this.fail('party', `${what}: party ${id}'s ledger ${JSON.stringify(sl)}, its part ${parts[i]}, refunded ${refunded} by the answers, ${inItem} by the item`);
       }
       if (item.state !== 'expired' && sl.expires > 0) this.fail('c: session ledger', `${what}: state ${item.state} but ${id} has ${sl.expires} expire entries`);
     });
@@ -2042,10 +2063,11 @@ class Client {
   private release(trace: string[]) { return this.sessionStep('release', trace); }
 
   private async refund(trace: string[]) {
-    // Refunds of a multi-party session's charges are not supported (409 conflict): not asked.
-    const candidates = this.finished.filter((s) => !s.party && s.charged - s.refunded > 0 && ['closed', 'released', 'expired', 'finished'].includes(s.state));
+    const candidates = this.finished.filter((s) => s.charged - s.refunded > 0 && ['closed', 'released', 'expired', 'finished'].includes(s.state));
     if (candidates.length === 0) return this.directDebit(trace);
-    const s = this.rng.pick(candidates);
+    // Multi-party sessions are few: one finished is refunded half the time.
+    const parties = candidates.filter((s) => s.party);
+    const s = this.rng.pick(parties.length && this.rng.chance(0.5) ? parties : candidates);
     const left = s.charged - s.refunded;
     const rid = this.rid('f');
     const amount = this.rng.chance(0.1) ? left + this.rng.range(1, 5) : this.rng.range(1, left);
@@ -2239,11 +2261,16 @@ class Client {
     const body = { requestId: rid, parties: ids.map((accountId) => ({ accountId })), principle: this.principleFor(ids), clientId: `game-${this.index}`, serviceId, requested: this.partyRequested(serviceId) };
     const req = this.api.newReq('propose', first.id, rid, '/sessions', body);
     await this.exchange(req, trace);
+    this.remember(req);
     if (req.first?.status === 201) {
       const s = this.api.sessions.get(sessionIdFor(rid))!;
-      if (s.client === -1) { s.client = this.index; this.proposals.push(s); }
+      if (s.client === -1) {
+        s.client = this.index;
+        this.proposals.push(s);
+        // Half the games start at once: their parties agree in this very operation.
+        if (this.rng.chance(0.5)) return `${this.describe(req)} ; ${await this.agreeTo(s, trace, true)}`;
+      }
     }
-    this.remember(req);
     return this.describe(req);
   }
 
@@ -2253,7 +2280,10 @@ class Client {
    * a top-up). Sometimes the proposal is withdrawn instead (a release while it waits).
    */
   private async agree(trace: string[]) {
-    const s = this.rng.pick(this.proposals);
+    return this.agreeTo(this.rng.pick(this.proposals), trace, this.rng.chance(0.7));
+  }
+
+  private async agreeTo(s: SessionModel, trace: string[], together: boolean) {
     const party = s.party!;
     if (this.rng.chance(0.05)) {
       const req = this.stepReq('release', s);
@@ -2262,15 +2292,23 @@ class Client {
       this.remember(req);
       return this.describe(req);
     }
-    const notYet = party.ids.filter((id) => !party.agreed.has(id));
-    const accountId = notYet.length ? notYet[0]! : this.rng.pick(party.ids);
-    const rid = this.rid('a');
-    const req = this.api.newReq('agree', accountId, rid, `/sessions/${s.sid}/agree`, { requestId: rid, accountId }, s.sid);
-    const answer = await this.exchange(req, trace);
-    // The last agreement given up: the session may be active or not; the client walks away.
-    if (!answer && notYet.length <= 1) s.state = 'abandoned';
-    this.remember(req);
-    return this.describe(req);
+    // The parties of a game mostly agree within moments of each other (`together`: all in this
+    // one operation), else one at a time: between one client's operations the simulated clock
+    // moves on by minutes, and a proposal agreed one party per operation mostly lapses first.
+    const described: string[] = [];
+    do {
+      const notYet = party.ids.filter((id) => !party.agreed.has(id));
+      const accountId = notYet.length ? notYet[0]! : this.rng.pick(party.ids);
+      const rid = this.rid('a');
+      const req = this.api.newReq('agree', accountId, rid, `/sessions/${s.sid}/agree`, { requestId: rid, accountId }, s.sid);
+      const answer = await this.exchange(req, trace);
+      this.remember(req);
+      described.push(this.describe(req));
+      // The last agreement given up: the session may be active or not; the client walks away.
+      if (!answer && notYet.length <= 1) s.state = 'abandoned';
+      if (!answer || answer.status !== 200 || notYet.length <= 1) break;
+    } while (together);
+    return described.join(' ; ');
   }
 
   /** PATCH the consumption limit of an attached account that has one: it binds the next grant. */

@@ -157,6 +157,27 @@ describe('cleanup', () => {
     expect(await reconciled(store, 'cat')).toMatchObject({ reserved: 0, balance: 1000 });
   });
 
+  it('a refund of a finished game goes back to the parties as they paid, never more than charged, also concurrently', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 1000 });
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' });
+    await debitSession(store, sessionId, { requestId: 'end', usedUnits: 50 }, 'h'); // 25 each
+    const first = await refundSession(store, sessionId, { requestId: 'f1', amount: 7 }, 'h');
+    // 7 by what each paid (25, 25): the odd cent to the party listed first.
+    expect(first.body).toMatchObject({ refunded: { amount: 7 }, refundedTotal: { amount: 7 }, parties: [{ accountId: 'ann', refunded: { amount: 4 } }, { accountId: 'ben', refunded: { amount: 3 } }] });
+    expect(await refundSession(store, sessionId, { requestId: 'f1', amount: 7 }, 'h')).toEqual(first);
+    expect(await codeOf(refundSession(store, sessionId, { requestId: 'f1', amount: 8 }, 'other'))).toBe('idempotency_conflict');
+    // Two refunds of 30 at once: 43 is left, so one is refused.
+    const both = await Promise.all(['f2', 'f3'].map((rid) => refundSession(store, sessionId, { requestId: rid, amount: 30 }, 'h').then((a) => a.status, (e) => e.code)));
+    expect(both.sort()).toEqual([200, 'conflict']);
+    const rest = await refundSession(store, sessionId, { requestId: 'f4', amount: 13 }, 'h');
+    expect(rest.body).toMatchObject({ refundedTotal: { amount: 50 } });
+    expect(await codeOf(refundSession(store, sessionId, { requestId: 'f5', amount: 1 }, 'h'))).toBe('conflict');
+    expect(await reconciled(store, 'ann')).toMatchObject({ balance: 1000, reserved: 0 });
+    expect(await reconciled(store, 'ben')).toMatchObject({ balance: 1000, reserved: 0 });
+    expect((await requireSession(store, sessionId)).parties!.map((p) => p.refundedMinor)).toEqual([25, 25]);
+  });
+
   it('a refund without amount releases every reservation', async () => {
     const store = await testStore();
     await players(store, { ann: 1000, ben: 1000 });

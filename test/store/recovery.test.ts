@@ -162,6 +162,24 @@ describe('a reserve that died after its account write', () => {
     expect(await codeOf(reserve(store, reserveCommand('r1', 'alice', 60), 'other'))).toBe('idempotency_conflict');
   });
 
+  it('is released even when another entry of its account fails to be looked at', async () => {
+    const f = faultyStore();
+    const store = await f.store;
+    await fundedAccount(store, 'alice', 100);
+    for (const rid of ['r1', 'r2']) {
+      f.dieAtNextTransaction();
+      await expect(reserve(store, reserveCommand(rid), 'h')).rejects.toThrow('handler died');
+    }
+    expect(await requireAccount(store, 'alice')).toMatchObject({ reserved: 40 });
+    f.clock.advanceSeconds(300 + 61);
+    f.failWith((c) => (c instanceof GetCommand && c.input.Key?.pk === `SES#${sessionIdFor('r1')}` ? Object.assign(new Error('throttled'), { name: 'ThrottlingException' }) : null));
+    await expect(runSweep(store)).rejects.toThrow('throttled');
+    expect(await requireAccount(store, 'alice')).toMatchObject({ reserved: 20 }); // r2's hold went back
+    f.heal();
+    expect(await runSweep(store)).toMatchObject({ orphansReleased: 1 });
+    expect(await reconciled(store, 'alice')).toMatchObject({ reserved: 0, balance: 100 });
+  });
+
   it('is released on time even when a long grant on the same account marked it first', async () => {
     const f = faultyStore();
     const store = await f.store;
