@@ -7,7 +7,7 @@ import type { Store } from './db.js';
 import { systemRequestId } from './table.js';
 import { getService } from './services.js';
 import { isServiceAccountId, publicAccountId } from './serviceAccounts.js';
-import { answerIn, getSessionItem, refundSession, sessionView, type SessionItem } from './sessions.js';
+import { answerIn, getSessionItem, giveBackAdjustment, sessionView, type SessionItem } from './sessions.js';
 import { fail, ChargingError } from '../domain/errors.js';
 import { combinedAdjustments, type CombinedRule } from '../domain/combined.js';
 
@@ -82,9 +82,9 @@ export async function settleMultiSession(store: Store, multiSessionId: string): 
     const session = sessions.find((s) => s.sessionId === adjustment.sessionId)!;
     if (answerIn(session, requestId)) continue; // settled already
     try {
-      await refundSession(store, adjustment.sessionId,
+      await giveBackAdjustment(store, adjustment.sessionId,
         { requestId, amount: adjustment.amountMinor, reason: adjustment.reason === 'duplicate' ? 'charged by the service it duplicates' : `combined rating: ${adjustment.percent} % off` },
-        `settle:${adjustment.amountMinor}`, 'adjustment');
+        `settle:${adjustment.amountMinor}`);
       given += adjustment.amountMinor;
     } catch (error) {
       // A concurrent settlement gave it first; nothing is owed twice. Contention is not that:

@@ -23,7 +23,7 @@ import { settleMultiSession } from './multisession.js';
 import type { OpEntry, StoredAnswer } from './accounts.js';
 import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
 import { computeGrant, optimisticGrant, type Requested } from '../domain/reservation.js';
-import { movementFor, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement } from '../domain/session.js';
+import { isOpen, movementFor, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
 import { MAX_BALANCE_MINOR, MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
 import { interimIntervalFor, nextDueAt } from '../domain/combined.js';
@@ -688,7 +688,7 @@ export const debitSession = (store: Store, sessionId: string, command: StepComma
 
 // ------------------------------------------------------------------------------ refund
 
-export async function refundSession(store: Store, sessionId: string, command: { requestId: string; amount?: number; reason?: string }, bodyHash: string, ledgerType: 'refund' | 'adjustment' = 'refund'): Promise<StoredAnswer> {
+export async function refundSession(store: Store, sessionId: string, command: { requestId: string; amount?: number; reason?: string }, bodyHash: string): Promise<StoredAnswer> {
   const session = await requireSession(store, sessionId, command.requestId);
   const replay = replayOrConflict(session, command.requestId, bodyHash);
   if (replay) return replay;
@@ -703,10 +703,36 @@ export async function refundSession(store: Store, sessionId: string, command: { 
   }
   if (session.state === 'active') fail('conflict', 'an active session has nothing to refund yet; refund without amount releases its reservation');
   if (session.state === 'pending_agreement') fail('conflict', 'the session has not started');
-  if (session.parties) {
-    const refunded = await refundPartySession(store, session, { ...command, amount: command.amount }, bodyHash);
-    return refunded === 'moved' ? refundSession(store, sessionId, command, bodyHash, ledgerType) : refunded;
-  }
+  const refunded = session.parties
+    ? await refundPartySession(store, session, { ...command, amount: command.amount }, bodyHash)
+    : await refundCharged(store, session, { ...command, amount: command.amount }, bodyHash, 'refund');
+  // The session moved (another refund), or this requestId got its answer meanwhile (a
+  // duplicate): decide again on what it is now (a repeat replays, whatever the balance).
+  return refunded === 'moved' ? refundSession(store, sessionId, command, bodyHash) : refunded;
+}
+
+/**
+ * A multi-session's settlement gives an adjustment back on a closed member session as a
+ * refund of its charges, once per requestId (the answer is kept like a refund's). Members are
+ * never multi-party sessions (a proposal cannot join a multi-session).
+ */
+export async function giveBackAdjustment(store: Store, sessionId: string, command: { requestId: string; amount: number; reason: string }, bodyHash: string): Promise<StoredAnswer> {
+  const session = await requireSession(store, sessionId, command.requestId);
+  const replay = replayOrConflict(session, command.requestId, bodyHash);
+  if (replay) return replay;
+  if (isOpen(session.state) || session.parties) fail('conflict', `session ${sessionId} is not a closed session of one account`);
+  const given = await refundCharged(store, session, command, bodyHash, 'adjustment');
+  return given === 'moved' ? giveBackAdjustment(store, sessionId, command, bodyHash) : given;
+}
+
+/**
+ * Gives back `amount` of what a closed session of one account charged, in one transaction
+ * (refunds are rare): the session (its refundedMinor as read, so concurrent refunds never
+ * give back more than it charged), the account, the ledger entry, the answer. 'moved': the
+ * session or the answer changed first, the caller decides again.
+ */
+async function refundCharged(store: Store, session: SessionItem, command: { requestId: string; amount: number; reason?: string }, bodyHash: string, ledgerType: 'refund' | 'adjustment'): Promise<StoredAnswer | 'moved'> {
+  const sessionId = session.sessionId;
   const left = refundable(session.hold.chargedMinor, session.refundedMinor);
   const amount = command.amount;
   if (amount <= 0 || amount > left) {
@@ -715,7 +741,6 @@ export async function refundSession(store: Store, sessionId: string, command: { 
   const at = store.now().toISOString();
   const refundedMinor = session.refundedMinor + amount;
   const answer: StoredAnswer = { status: 200, body: { refunded: { amount }, refundedTotal: { amount: refundedMinor }, state: session.state } };
-  // Refunds are rare: one transaction keeps session, account and ledger together.
   const items = [
     { Update: {
       TableName: store.tableName, Key: key.session(sessionId),
@@ -737,9 +762,7 @@ export async function refundSession(store: Store, sessionId: string, command: { 
   try {
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: items as any })));
   } catch (error) {
-    // The session moved (another refund), or this requestId got its answer meanwhile (a
-    // duplicate): decide again on what it is now (a repeat replays, whatever the balance).
-    if (conditionFailedAt(error, 0) || conditionFailedAt(error, answerIndex)) return refundSession(store, sessionId, command, bodyHash, ledgerType);
+    if (conditionFailedAt(error, 0) || conditionFailedAt(error, answerIndex)) return 'moved';
     if (conditionFailedAt(error, 1)) fail('validation_failed', `amount: the balance would pass ${MAX_BALANCE_MINOR}`, { maxBalance: MAX_BALANCE_MINOR });
     throw error;
   }
