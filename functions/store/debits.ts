@@ -4,7 +4,7 @@
 // between the two writes and that nobody retries is recorded by the sweep (compaction.ts).
 import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
-import { conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
+import { conditionFailedAt, isConditionFailure, readOnce, withConflictRetry, type Store } from './db.js';
 import { applyOp, applyOpWithRecord, newNonce, oneWriteAllowed, refusalOf } from './ops.js';
 import { ledgerPut } from './ledger.js';
 import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
@@ -105,9 +105,9 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
     }
     // Anything else: the two-write way below decides.
   }
-  /** The request's record, read once and only on a refusal (undefined: not read yet). */
-  const earlier: { answer?: StoredAnswer | null } = {};
-  const answeredBefore = async () => !!(earlier.answer !== undefined ? earlier.answer : (earlier.answer = await storedAnswer(store, command.requestId, bodyHash)));
+  // The request's record, read only on a refusal, once.
+  const earlierAnswer = readOnce(() => storedAnswer(store, command.requestId, bodyHash));
+  const answeredBefore = async () => !!(await earlierAnswer());
   let result = await applyOp(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId, answeredBefore }, movement, entry);
   if (!result.ok && result.route) {
     // The owner keeps a service account for this service (seed 004): it pays in units.
@@ -124,7 +124,8 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
       if (recorded.h !== bodyHash) fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
       entry = recorded;
     } else {
-      if (await answeredBefore()) return earlier.answer!;
+      const replay = await earlierAnswer();
+      if (replay) return replay;
       const routed = isServiceAccountId(accountId);
       const shown = routed ? `the ${command.serviceId} account of ${command.accountId}` : `account ${command.accountId}`;
       if (refusal === 'not_found') fail('not_found', `${shown} does not exist`);

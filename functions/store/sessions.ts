@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { GetCommand, PutCommand, QueryCommand, TransactGetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_INDEX, DUE_SHARDS, dueShardOf, key, systemRequestId } from './table.js';
-import { conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
+import { conditionFailedAt, isConditionFailure, readOnce, withConflictRetry, type Store } from './db.js';
 import { applyOp, applyOpWithRecord, newNonce, oneWriteAllowed, plainItem, refusalOf } from './ops.js';
 import { ledgerPut, sessionEntries } from './ledger.js';
 import { markFinalized, ORPHAN_GRACE_MS, REVISIT_MAX_MS } from './compaction.js';
@@ -298,9 +298,9 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   /** A hold of this request that the sweep released (its reserve died before the session write): record it expired. */
   let released: OpEntry | undefined;
   let committed = false;
-  /** The session under this requestId, read once and only on a refusal (undefined: not read yet). */
-  const earlier: { session?: SessionItem | null } = {};
-  const answeredBefore = async () => !!(earlier.session !== undefined ? earlier.session : (earlier.session = await getSessionItem(store, sessionId)));
+  // The session under this requestId, read only on a refusal, once.
+  const earlierSession = readOnce(() => getSessionItem(store, sessionId));
+  const answeredBefore = async () => !!(await earlierSession());
   for (let attempt = 0; attempt < MAX_ATTEMPTS && !committed; attempt++) {
     const now = store.now();
     const candidate = holdEntry(now);
@@ -339,7 +339,8 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     // Refused. A session under this requestId may exist already (its hold long gone from the
     // account): then this is a retransmission, answered as before whatever the account says
     // now, or another body. Read only on refusal: the hot path stays at two calls.
-    if (await answeredBefore()) return replayOrConflict(earlier.session!, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+    const existing = await earlierSession();
+    if (existing) return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
     const shown = serviceAccount ? `the ${serviceAccount.classification} account of ${command.accountId}` : `account ${chargedAccountId}`;
     if (refusal === 'not_found') fail('not_found', `${shown} does not exist`);
     if (refusal === 'account_inactive') fail('account_inactive', `${shown} is suspended or expired`);
