@@ -27,7 +27,7 @@ import { isOpen, movementFor, rateUsage, regrant, refundable, type Hold, type Se
 import type { Outcome, Principle } from '../domain/parties.js';
 import { MAX_BALANCE_MINOR, MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
 import { interimIntervalFor, nextDueAt } from '../domain/combined.js';
-import type { Notification, Notifier } from '../notify.js';
+import type { Notifier } from '../notify.js';
 import { notificationItem, publishWritten, type AccountNotification } from './notifications.js';
 
 export interface ReserveCommand {
