@@ -91,6 +91,16 @@ export interface AccountItem extends AccountInput {
   serviceAccounts?: Record<string, { unit: string; priority: number }>;
 }
 
+/**
+ * When an account may spend: active, within its validity and, for a member, within its main
+ * account's (`mainValidUntil`). USABLE_CONDITION is the rule in a write's condition (the time
+ * at `:now`, the status as `#status`, `:active` = 'active'); usableAt the same rule on an item
+ * as read, to tell a caller why a write was refused.
+ */
+export const USABLE_CONDITION = '#status = :active AND (attribute_not_exists(validUntil) OR validUntil > :now) AND (attribute_not_exists(mainValidUntil) OR mainValidUntil > :now)';
+export const usableAt = (account: AccountItem, at: string) =>
+  account.status === 'active' && [account.validUntil, account.mainValidUntil].every((until) => until === undefined || until > at);
+
 function settingsOf(input: AccountInput) {
   return {
     currency: input.currency,
@@ -186,11 +196,9 @@ export interface StoredAnswer {
  * Top-up: money in from outside. Rare per account, so one transaction (request record +
  * account + ledger entry) makes it exactly-once in a single call. Its answer is the account
  * as read after it, kept on the request record so a repeat answers the same (API.md: the
- * original answer), not the account as it is by then.
- */
-/**
- * `view`: how the answer shows the account (the HTTP edge adds its service accounts and
- * sponsors, as GET does); the bare item's view by default.
+ * original answer), not the account as it is by then. `view`: how the answer shows the
+ * account (the HTTP edge adds its service accounts and sponsors, as GET does); the bare
+ * item's view by default.
  */
 export async function topUp(store: Store, accountId: string, requestId: string, amountMinor: number, bodyHash: string,
   view: AccountViewOf = (account) => accountView(account, store.now())): Promise<StoredAnswer> {

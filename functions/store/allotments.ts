@@ -7,7 +7,7 @@ import { TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { dueShardOf, key } from './table.js';
 import { cancellationReasons, withConflictRetry, type Store } from './db.js';
 import { ledgerPut } from './ledger.js';
-import { getAccountItem, type AccountItem } from './accounts.js';
+import { getAccountItem, USABLE_CONDITION, usableAt, type AccountItem } from './accounts.js';
 import { plainItem } from './db.js';
 import { ORPHAN_GRACE_MS } from './compaction.js';
 import { allotmentFor, excessOverLimit } from '../domain/allotment.js';
@@ -18,7 +18,7 @@ export type TakeResult = 'given' | 'moved' | 'insufficient' | 'limit' | 'inactiv
 export const IDLE_RETURN_SECONDS = 600;
 
 function mainIsUsable(main: AccountItem | null, at: string): main is AccountItem {
-  return !!main && main.status === 'active' && (main.validUntil === undefined || main.validUntil > at);
+  return !!main && usableAt(main, at);
 }
 
 /**
@@ -75,10 +75,10 @@ async function transfer(store: Store, t: { to: string; member: AccountItem; amou
           TableName: store.tableName, Key: key.account(mainId),
           UpdateExpression: 'SET balance = balance - :dx, available = available - :dx, allottedOut = if_not_exists(allottedOut, :zero) + :dx',
           ConditionExpression: t.direction === 'take'
-            ? 'attribute_exists(pk) AND #status = :active AND (attribute_not_exists(validUntil) OR validUntil > :at) AND available >= :x'
+            ? `attribute_exists(pk) AND ${USABLE_CONDITION} AND available >= :x`
             : 'attribute_exists(pk)',
           ExpressionAttributeNames: t.direction === 'take' ? { '#status': 'status' } : undefined,
-          ExpressionAttributeValues: { ':dx': sign * x, ':zero': 0, ...(t.direction === 'take' ? { ':x': x, ':active': 'active', ':at': t.at } : {}) },
+          ExpressionAttributeValues: { ':dx': sign * x, ':zero': 0, ...(t.direction === 'take' ? { ':x': x, ':active': 'active', ':now': t.at } : {}) },
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         } },
         { Update: {

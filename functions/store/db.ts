@@ -133,13 +133,13 @@ export async function batchGetAll(store: Store, keys: Array<Record<string, unkno
   return items;
 }
 
-/** DynamoDB returns the old item of a failed condition as raw attribute values. */
 /** A read made at most once, and only when first asked for (a refusal's look for a request's record). */
 export function readOnce<T>(read: () => Promise<T>): () => Promise<T> {
   let result: Promise<T> | undefined;
   return () => (result ??= read());
 }
 
+/** DynamoDB returns the old item of a failed condition as raw attribute values. */
 export function plainItem(item: Record<string, any> | undefined): Record<string, any> | undefined {
   if (!item) return undefined;
   const looksRaw = Object.values(item).every((v) => v && typeof v === 'object' && Object.keys(v).length === 1 && /^(S|N|M|L|BOOL|NULL|SS|NS|B|BS)$/.test(Object.keys(v)[0]!));

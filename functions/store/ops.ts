@@ -8,7 +8,7 @@ import { dueShardOf, key } from './table.js';
 import { cancellationReasons, isConditionFailure, plainItem, withConflictRetry, type Store } from './db.js';
 // Re-exported: callers import it from here.
 export { plainItem } from './db.js';
-import type { AccountItem, OpEntry } from './accounts.js';
+import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry } from './accounts.js';
 import type { Movement } from '../domain/session.js';
 import { BACKSTOP_THRESHOLD, claimRemovals, compactAccount, finishedCount, settleRemovals, type Removal } from './compaction.js';
 import { takeAllotment } from './allotments.js';
@@ -91,8 +91,7 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
     conditions.push('attribute_not_exists(lowBalanceThreshold)', 'attribute_not_exists(classification)');
   }
   if (condition.kind === 'new') {
-    conditions.push('attribute_not_exists(ops.#op)', '#status = :active', '(attribute_not_exists(validUntil) OR validUntil > :now)',
-      '(attribute_not_exists(mainValidUntil) OR mainValidUntil > :now)');
+    conditions.push('attribute_not_exists(ops.#op)', USABLE_CONDITION);
     names['#status'] = 'status';
     values[':active'] = 'active';
     values[':now'] = store.now().toISOString();
@@ -202,8 +201,7 @@ export function refusalOf(account: AccountItem | null, opId: string, now: Date):
   'not_found' | 'exists' | 'account_inactive' | 'insufficient' {
   if (!account) return 'not_found';
   if (account.ops?.[opId]) return 'exists';
-  const past = (at: string | undefined) => at !== undefined && at <= now.toISOString();
-  if (account.status !== 'active' || past(account.validUntil) || past(account.mainValidUntil)) return 'account_inactive';
+  if (!usableAt(account, now.toISOString())) return 'account_inactive';
   return 'insufficient';
 }
 

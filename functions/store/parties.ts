@@ -14,7 +14,7 @@ import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
 import { getService } from './services.js';
 import { takeAllotment } from './allotments.js';
 import { answerKey, answerPut, expiryNotice, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
-import type { AccountItem, OpEntry, StoredAnswer } from './accounts.js';
+import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
 import { apportion, charges, mostPossibleShares, validatePrinciple, type Outcome, type Principle } from '../domain/parties.js';
@@ -226,8 +226,7 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     if (need > 0) { conditions.push('available >= :need'); values[':need'] = need; }
     const sets = ['balance = balance + :db', 'reserved = reserved + :dr', 'available = available + :da', 'ops.#op = :entry'];
     if (step.kind === 'activate') {
-      conditions.push('attribute_not_exists(ops.#op)', '#status = :active', '(attribute_not_exists(validUntil) OR validUntil > :now)',
-        '(attribute_not_exists(mainValidUntil) OR mainValidUntil > :now)');
+      conditions.push('attribute_not_exists(ops.#op)', USABLE_CONDITION);
       names['#status'] = 'status';
       values[':active'] = 'active';
       values[':now'] = step.at;
@@ -276,9 +275,7 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     if (reasons[accountUpdates.length]?.Code === 'ConditionalCheckFailed' || refusedAt < 0) return { ok: false };
     const account = plainItem(reasons[refusedAt]!.Item) as AccountItem | undefined;
     const accountId = step.moves[refusedAt]!.accountId;
-    const past = (at: string | undefined) => at !== undefined && at <= step.at;
-    const reason = !account ? 'not_found'
-      : account.status !== 'active' || past(account.validUntil) || past(account.mainValidUntil) ? 'inactive' : 'insufficient';
+    const reason = !account ? 'not_found' : !usableAt(account, step.at) ? 'inactive' : 'insufficient';
     if (step.kind !== 'activate' && account?.ops?.[session.sessionId]?.seq !== session.seq) return { ok: false }; // moved on
     return { ok: false, refusedParty: { accountId, reason, needMinor: accountUpdates[refusedAt]!.need, account } };
   }

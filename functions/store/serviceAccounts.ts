@@ -15,7 +15,7 @@ import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aw
 import { DUE_SHARDS, key } from './table.js';
 import { batchGetAll, cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { ledgerPut, type LedgerEntryType } from './ledger.js';
-import { getAccountItem, keepRequestAnswer, requireAccount, type AccountItem, type StoredAnswer } from './accounts.js';
+import { getAccountItem, keepRequestAnswer, requireAccount, USABLE_CONDITION, usableAt, type AccountItem, type StoredAnswer } from './accounts.js';
 import { plainItem } from './db.js';
 import { findDueKeys, notificationItem, type AccountNotification } from './notifications.js';
 import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
@@ -273,10 +273,9 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: n
         { Update: {
           TableName: store.tableName, Key: key.account(owner),
           UpdateExpression: 'SET balance = balance - :m, available = available - :m',
-          // A member pays only while its main account is valid too (mainValidUntil, see accounts.ts).
-          ConditionExpression: 'attribute_exists(pk) AND #status = :active AND (attribute_not_exists(validUntil) OR validUntil > :at) AND (attribute_not_exists(mainValidUntil) OR mainValidUntil > :at) AND available >= :m',
+          ConditionExpression: `attribute_exists(pk) AND ${USABLE_CONDITION} AND available >= :m`,
           ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: { ':m': amountMinor, ':active': 'active', ':at': at },
+          ExpressionAttributeValues: { ':m': amountMinor, ':active': 'active', ':now': at },
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         } },
         { Update: {
@@ -308,8 +307,7 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: n
     if (reasons[1]?.Code === 'ConditionalCheckFailed') {
       const ownerItem = plainItem(reasons[1].Item) as AccountItem | undefined;
       if (!ownerItem) return { ok: false, reason: 'gone' };
-      const usable = ownerItem.status === 'active' && [ownerItem.validUntil, ownerItem.mainValidUntil].every((until) => until === undefined || until > at);
-      return { ok: false, reason: usable ? 'insufficient' : 'inactive' };
+      return { ok: false, reason: usableAt(ownerItem, at) ? 'insufficient' : 'inactive' };
     }
     throw error;
   }

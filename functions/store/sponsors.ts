@@ -8,7 +8,7 @@ import { TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
 import { cancellationReasons, withConflictRetry, type Store } from './db.js';
 import { ledgerPut, type LedgerEntryType } from './ledger.js';
-import { requireAccount, type AccountItem } from './accounts.js';
+import { requireAccount, USABLE_CONDITION, type AccountItem } from './accounts.js';
 import { notificationItem } from './notifications.js';
 import { fail } from '../domain/errors.js';
 import { sponsorsInOrder, type Sponsor } from '../domain/serviceAccount.js';
@@ -37,9 +37,9 @@ async function transferFromSponsor(store: Store, account: SponsoredAccount, spon
         { Update: {
           TableName: store.tableName, Key: key.account(sponsorId),
           UpdateExpression: 'SET balance = balance - :x, available = available - :x',
-          ConditionExpression: 'attribute_exists(pk) AND #status = :active AND (attribute_not_exists(validUntil) OR validUntil > :at) AND (attribute_not_exists(mainValidUntil) OR mainValidUntil > :at) AND available >= :x',
+          ConditionExpression: `attribute_exists(pk) AND ${USABLE_CONDITION} AND available >= :x`,
           ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: { ':x': x, ':active': 'active', ':at': at },
+          ExpressionAttributeValues: { ':x': x, ':active': 'active', ':now': at },
         } },
         { Update: {
           TableName: store.tableName, Key: key.account(account.accountId),
