@@ -139,9 +139,9 @@ export async function runSweep(shared: Db, tableName: string): Promise<SweepResu
     runs++;
     let summary: SweepSummary | undefined;
     try {
-      // As the handler runs it: with a notifier, so each expiry's session_expired is published
-      // and cleared from the outbox (that write counts); publishing itself costs no DynamoDB call.
-      summary = await sweep(sweepStore, { batchSize: BATCH_SIZE, maxBatches: MAX_BATCHES, notifier: { publish: async () => {} } });
+      // As the handler runs it. Each expiry's session_expired goes out through the
+      // notification relay (fed by the table's stream), which is not the sweep's work.
+      summary = await sweep(sweepStore, { batchSize: BATCH_SIZE, maxBatches: MAX_BATCHES });
     } catch (error) {
       // A run that met a failing item still did the others; the item stays due for the next run.
       failures.push((error as any)?.code ?? (error as Error)?.name ?? 'Error');

@@ -1,5 +1,6 @@
 // The charging system in AWS: one DynamoDB table, one Lambda per handler, an HTTP API
-// guarded by IAM, EventBridge schedules for the sweep and the recharge trigger, alarms.
+// guarded by IAM, EventBridge schedules for the sweep, the recharge trigger and the
+// notification relay's backstop, the table's stream feeding that relay, alarms.
 // Everything that also exists locally (routes, schedules, the table layout) is read from
 // functions/, so what runs under `npm start` is what gets deployed.
 import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
@@ -14,6 +15,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import * as eventSources from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
@@ -83,11 +85,14 @@ export const tableActions: Record<FunctionName, string[]> = {
   // and account), recordExpiry / rollForward (transaction: Update session + Put ledger),
   // settling the multi-session of an expired session (Query MS#).
   'interim-sweep': ['GetItem', 'PutItem', 'UpdateItem', 'Query', `Query@${DUE_INDEX}`],
-  // Due recharge markers and pending notifications (Query on the due index, BatchGetItem),
-  // each recharge a transaction (Update marker + Update owner + Update service account + Put
-  // ledger entries + Put notification), a failure notice (PutItem), consuming a stale marker
-  // or clearing a relayed notification's outbox entry (UpdateItem).
+  // Due recharge markers (Query on the due index, BatchGetItem of the markers and their
+  // service accounts), each recharge a transaction (Update marker + Update owner + Update
+  // service account + Put ledger entries + Put notification), a failure notice (PutItem),
+  // consuming a stale marker (UpdateItem).
   'recharge-trigger': ['GetItem', 'PutItem', 'UpdateItem', 'BatchGetItem', `Query@${DUE_INDEX}`],
+  // From the stream: clearing each relayed entry from the outbox (UpdateItem). On its schedule:
+  // the pending entries (Query on the due index, BatchGetItem), cleared alike.
+  'notification-relay': ['UpdateItem', 'BatchGetItem', `Query@${DUE_INDEX}`],
 };
 
 /**
@@ -103,8 +108,8 @@ export const sweepBacklogMetric = {
   dimensionsMap: { service: 'interim-sweep' } as Record<string, string>,
 };
 
-/** Functions that publish to the event bus (notifications, interim-update requests). */
-const eventPublishers: FunctionName[] = ['interim-sweep', 'recharge-trigger'];
+/** The one function that publishes to the event bus (notifications, interim-update requests). */
+const eventPublishers: FunctionName[] = ['notification-relay'];
 
 export interface ChargingStackProps extends StackProps {
   /** Protect the table against deletion (and retain it when the stack goes). Default true. */
@@ -145,6 +150,8 @@ export class ChargingStack extends Stack {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       deletionProtection,
       timeToLiveAttribute: TTL_ATTRIBUTE,
+      // New images only: the notification relay reads the outbox entries written (see below).
+      stream: dynamodb.StreamViewType.NEW_IMAGE,
       removalPolicy: deletionProtection ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
     });
     // The table holds the money: its logical id must never move with a refactoring.
@@ -179,6 +186,8 @@ export class ChargingStack extends Stack {
           POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
           // No CHARGING_API_TOKEN: in AWS, IAM guards the API before a handler runs.
           ...(eventPublishers.includes(name) ? { EVENT_BUS_NAME: this.eventBus.eventBusName } : {}),
+          // The stream relays at once; the scheduled backstop leaves it the first minute.
+          ...(name === 'notification-relay' ? { RELAY_BACKSTOP_AFTER_SECONDS: '60' } : {}),
           ...(props.localEndpoints ? { AWS_ENDPOINT_URL_DYNAMODB: '' } : {}),
           ...(props.localEndpoints && eventPublishers.includes(name) ? { AWS_ENDPOINT_URL_EVENTBRIDGE: '' } : {}),
         },
@@ -229,6 +238,23 @@ export class ChargingStack extends Stack {
         })],
       });
     }
+
+    // ------------------------------------------------------------ notification relay
+    // Every notification is written to the table's outbox by the transaction that decides it
+    // (functions/store/notifications.ts). The stream hands the relay each new outbox entry
+    // about a second later; the filter drops every other write before any invocation, so the
+    // charging path pays no Lambda run for it. A batch that keeps failing goes to the
+    // dead-letter queue after two retries, and its entries stay in the outbox for the
+    // relay's scheduled backstop: a notification is published at least once.
+    functions['notification-relay'].addEventSource(new eventSources.DynamoEventSource(this.table, {
+      startingPosition: lambda.StartingPosition.LATEST,
+      batchSize: 100,
+      retryAttempts: 2,
+      bisectBatchOnError: true,
+      maxRecordAge: Duration.hours(1),
+      onFailure: new eventSources.SqsDlq(this.deadLetterQueue),
+      filters: [lambda.FilterCriteria.filter({ dynamodb: { NewImage: { dueShard: { S: lambda.FilterRule.beginsWith('out#') } } } })],
+    }));
 
     // ----------------------------------------------------------------------- alarms
     for (const name of functionNames) {
@@ -288,9 +314,20 @@ export class ChargingStack extends Stack {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
 
+    // Notifications go out late: the stream's oldest record waited more than a minute.
+    functions['notification-relay'].metric('IteratorAge', { statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(1) })
+      .createAlarm(this, 'NotificationRelayLagAlarm', {
+        alarmDescription: 'notification relay falls behind the table stream: records older than 60 s, 3 minutes in a row',
+        threshold: 60_000,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 3,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+
     this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM })
       .createAlarm(this, 'ScheduleDeadLetterQueueAlarm', {
-        alarmDescription: 'a scheduled run could not be delivered to its function (see the dead-letter queue)',
+        alarmDescription: 'a scheduled run could not be delivered to its function, or a notification batch from the stream failed (see the dead-letter queue)',
         threshold: 1,
         evaluationPeriods: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

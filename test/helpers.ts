@@ -6,6 +6,7 @@ import { createStore, ensureTable, type Db, type Store } from '../functions/stor
 import { putService } from '../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../functions/store/accounts.js';
 import { readLedger } from '../functions/store/ledger.js';
+import { relayNotifications } from '../functions/store/notifications.js';
 import { ChargingError } from '../functions/domain/errors.js';
 import { startLocalRuntime, type LocalRuntime } from '../infra/local/runtime.js';
 import type { Notification, Notifier } from '../functions/notify.js';
@@ -101,4 +102,15 @@ export async function testApi(options: { now?: () => Date } = {}): Promise<Local
 export function captureNotifications(): { published: Notification[]; notifier: Notifier } {
   const published: Notification[] = [];
   return { published, notifier: { publish: async (n: Notification[]) => { published.push(...n); } } };
+}
+
+/**
+ * The notification relay's backstop until `published` holds `count` notifications: it finds
+ * its work through the due index, which (as in DynamoDB) may trail the writes a little, so a
+ * later run gets what an earlier one did not see. Then one more run, which must find nothing.
+ */
+export async function relayUntil(store: Store, capture: { published: Notification[]; notifier: Notifier }, count: number): Promise<Notification[]> {
+  for (let run = 0; run < 20 && capture.published.length < count; run++) await relayNotifications(store, capture.notifier);
+  expect(await relayNotifications(store, capture.notifier)).toBe(0);
+  return capture.published;
 }

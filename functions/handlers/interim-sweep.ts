@@ -3,7 +3,7 @@
 // interim report. Finds its work through the sparse due index.
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { notifier, store } from '../config.js';
+import { store } from '../config.js';
 import { sweep, type SweepSummary } from '../store/sweep.js';
 import { logger } from '../http/logger.js';
 
@@ -15,7 +15,6 @@ export async function handler(_event?: Partial<ScheduledEvent>, context?: Pick<C
     summary = await sweep(store(), {
       batchSize: Number(process.env.SWEEP_BATCH_SIZE ?? 100),
       maxBatches: Number(process.env.SWEEP_MAX_BATCHES ?? 50),
-      notifier: notifier(),
       ...(context ? { timeLeft: () => context.getRemainingTimeInMillis() } : {}),
     });
   } catch (error) {
@@ -31,8 +30,8 @@ export async function handler(_event?: Partial<ScheduledEvent>, context?: Pick<C
 }
 
 function publish(summary: SweepSummary): void {
-  // Metrics go out as CloudWatch embedded metric format in AWS; locally they would only be noise.
-  if (!process.env.EVENT_BUS_NAME) return;
+  // Metrics go out as CloudWatch embedded metric format in Lambda; locally they would only be noise.
+  if (!process.env.AWS_LAMBDA_FUNCTION_NAME) return;
   metrics.addMetric('SweepExpired', MetricUnit.Count, summary.expired);
   metrics.addMetric('SweepBacklog', MetricUnit.Count, summary.backlog);
   metrics.publishStoredMetrics();

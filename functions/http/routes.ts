@@ -4,7 +4,7 @@ export type HandlerName =
   | 'health' | 'services' | 'accounts' | 'reserve' | 'update' | 'debit' | 'refund'
   | 'sessions-read' | 'direct-debit' | 'agree' | 'service-accounts';
 
-export type ScheduledHandlerName = 'interim-sweep' | 'recharge-trigger';
+export type ScheduledHandlerName = 'interim-sweep' | 'recharge-trigger' | 'notification-relay';
 
 export interface Route {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH';
@@ -41,8 +41,11 @@ export const routes: Route[] = [
 
 export const schedules: Array<{ name: ScheduledHandlerName; everyMinutes: number }> = [
   { name: 'interim-sweep', everyMinutes: 1 },
-  // Every minute: threshold recharges wait at most this long, and notifications reach the bus.
+  // Every minute: threshold recharges wait at most this long.
   { name: 'recharge-trigger', everyMinutes: 1 },
+  // The backstop of the outbox: in AWS the table's stream relays each notification within
+  // about a second (infra/stack.ts); this run sends what a failed stream delivery left.
+  { name: 'notification-relay', everyMinutes: 1 },
 ];
 
 /** Source file of a handler, relative to the repository root. */

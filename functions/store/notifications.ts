@@ -1,11 +1,15 @@
-// Account notifications (seed 004: low balance, recharge done or failed, service denied).
-// Each is an item under its account, read by GET /accounts/{id}/notifications, and an outbox
-// entry in the sparse `due` index (shards `out#k`): the recharge trigger relays pending ones
-// to the event bus (EventBridge in AWS, the local event log locally) and clears the entry.
-// Writing the item is the commit; publishing is at least once, never lost with a failed call.
+// Account notifications (seed 004: low balance, recharge done or failed, service denied) and
+// the session notices (interim-update requests, expiries). Each is an item under its account,
+// read by GET /accounts/{id}/notifications, and an outbox entry in the sparse `due` index
+// (shards `out#k`), written by the transaction that decides it. The notification relay
+// (functions/handlers/notification-relay.ts) publishes it to the event bus (EventBridge in
+// AWS, the local event log locally) and clears the entry: from the table's stream about a
+// second after the write, and from the outbox itself on a schedule, as a backstop. Writing
+// the item is the commit; publishing is at least once, never lost with a failed call.
 import { createHash, randomUUID } from 'node:crypto';
 import { PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_INDEX, DUE_SHARDS, TTL_ATTRIBUTE } from './table.js';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { batchGetAll, type Store } from './db.js';
 import type { Notification, Notifier } from '../notify.js';
 
@@ -69,17 +73,6 @@ export async function findDueKeys(store: Store, prefix: string, until: string, l
   return pages.flatMap((page) => (page.Items ?? []).map((item: Record<string, any>) => ({ pk: String(item.pk), sk: String(item.sk) })));
 }
 
-/**
- * Publishes one notification written by the caller's own transaction (`notificationItem` of
- * the same notification and id) and clears its outbox entry: at once, where the relay would
- * take up to a minute. If this fails, or the process dies first, the relay publishes it.
- */
-export async function publishWritten(store: Store, notifier: Notifier, n: AccountNotification, id: string): Promise<void> {
-  const item = notificationItem(store, n, id);
-  await notifier.publish([publicView(item) as unknown as Notification]);
-  await clearOutboxEntry(store, { pk: item.pk, sk: item.sk });
-}
-
 async function clearOutboxEntry(store: Store, itemKey: { pk: unknown; sk: unknown }): Promise<void> {
   await store.db.send(new UpdateCommand({
     TableName: store.tableName, Key: itemKey,
@@ -87,32 +80,70 @@ async function clearOutboxEntry(store: Store, itemKey: { pk: unknown; sk: unknow
   })).catch((error) => { if ((error as Error).name !== 'ConditionalCheckFailedException') throw error; });
 }
 
+export interface RelayOptions {
+  /** Entries read per shard and round. */
+  limitPerShard?: number;
+  maxRounds?: number;
+  /** Only entries at least this old: younger ones are the stream's to send (fewer duplicates). */
+  graceSeconds?: number;
+}
+
 /**
- * Publishes pending notifications and clears their outbox entries; returns how many went out.
- * Rounds of up to `limitPerShard` per shard, while a round finds any: a backlog (a sweep whose
- * publishes all failed) drains in one run, up to `maxRounds` rounds, rather than 100 per
- * shard a minute.
+ * The backstop: publishes what is pending in the outbox and clears the entries; returns how
+ * many went out. Rounds of up to `limitPerShard` per shard, while a round finds any: a backlog
+ * (a stream whose deliveries all failed) drains in one run, up to `maxRounds` rounds, rather
+ * than 100 per shard a minute.
  */
-export async function relayNotifications(store: Store, notifier: Notifier, limitPerShard = 100, maxRounds = 10): Promise<number> {
+export async function relayNotifications(store: Store, notifier: Notifier, options: RelayOptions = {}): Promise<number> {
+  const { limitPerShard = 100, maxRounds = 10, graceSeconds = 0 } = options;
   let relayed = 0;
   for (let round = 0; round < maxRounds; round++) {
-    const keys = await findDueKeys(store, 'out', store.now().toISOString(), limitPerShard);
+    const until = new Date(store.now().getTime() - graceSeconds * 1000).toISOString();
+    const keys = await findDueKeys(store, 'out', until, limitPerShard);
     let relayedThisRound = 0;
     // A hundred at a time: each batch is published before the next is read.
     for (let i = 0; i < keys.length; i += 100) {
       // The index trails the table: an entry cleared a moment ago may still be listed, so the
       // items are read consistently (else a cleared one could go out again in every round).
       const items = await batchGetAll(store, keys.slice(i, i + 100), true);
-      const pending = items.filter((item) => item.dueShard);
-      if (pending.length === 0) continue;
-      await notifier.publish(pending.map((item) => publicView(item) as unknown as Notification));
-      await Promise.all(pending.map((item) => clearOutboxEntry(store, { pk: item.pk, sk: item.sk })));
-      relayedThisRound += pending.length;
+      relayedThisRound += await publishAndClear(store, notifier, items.filter(isOutboxEntry));
     }
     relayed += relayedThisRound;
     if (relayedThisRound === 0) break;
   }
   return relayed;
+}
+
+/** A record of the table's stream, as Lambda hands it over (only its new image matters here). */
+export interface StreamRecord {
+  dynamodb?: { NewImage?: Record<string, unknown> };
+}
+
+/**
+ * The prompt path: publishes the outbox entries among a batch of the table's stream records
+ * (new images: an entry just written) and clears them. The event source's filter passes only
+ * such records; anything else is skipped here too. An entry the backstop cleared meanwhile
+ * goes out again: at least once.
+ */
+export async function relayStreamRecords(store: Store, notifier: Notifier, records: StreamRecord[]): Promise<number> {
+  const byKey = new Map<string, Record<string, any>>();
+  for (const record of records) {
+    const image = record.dynamodb?.NewImage;
+    const item = image ? unmarshall(image as any) : undefined;
+    // A notification written twice (a retried Put) in one batch goes out once.
+    if (item && isOutboxEntry(item)) byKey.set(`${item.pk}\n${item.sk}`, item);
+  }
+  return publishAndClear(store, notifier, [...byKey.values()]);
+}
+
+const isOutboxEntry = (item: Record<string, any>) =>
+  String(item.pk).startsWith('NOTE#') && typeof item.dueShard === 'string' && item.dueShard.startsWith('out#');
+
+async function publishAndClear(store: Store, notifier: Notifier, items: Array<Record<string, any>>): Promise<number> {
+  if (items.length === 0) return 0;
+  await notifier.publish(items.map((item) => publicView(item) as unknown as Notification));
+  await Promise.all(items.map((item) => clearOutboxEntry(store, { pk: item.pk, sk: item.sk })));
+  return items.length;
 }
 
 /**

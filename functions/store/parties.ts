@@ -397,25 +397,25 @@ export async function refundPartySession(store: Store, session: SessionItem, com
 }
 
 /**
- * The sweep: expire an active party session (every hold back), or a proposal never agreed.
- * The session_expired it wrote with the expiry, or null when the session moved on first.
+ * The sweep: expire an active party session (every hold back), or a proposal never agreed,
+ * with its session_expired in the same transaction. False when the session moved on first.
  */
-export async function expirePartySession(store: Store, session: SessionItem): Promise<ReturnType<typeof expiryNotice> | null> {
+export async function expirePartySession(store: Store, session: SessionItem): Promise<boolean> {
   const at = store.now().toISOString();
   if (session.state === 'pending_agreement') {
     // The last party may agree between the sweep's read and this write: the session is then
     // active, not expired, and the next sweep sees it as it is. Not a failure of the run.
     const notice = expiryNotice(session, at, 0);
     return closePending(store, session, 'expired', systemRequestId(`expire:${session.seq}`), 'sweep', notice).then(
-      (answer) => (answer.status === 200 ? notice : null),
-      (error) => { if (error instanceof ChargingError && error.code === 'conflict') return null; throw error; });
+      (answer) => answer.status === 200,
+      (error) => { if (error instanceof ChargingError && error.code === 'conflict') return false; throw error; });
   }
   const moves = session.parties!.map((p) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: 0, grantedUnits: 0 }));
   const returned = session.parties!.reduce((sum, p) => sum + p.holdMinor, 0);
   const next: SessionItem = { ...session, state: 'expired', seq: session.seq + 1, lastUpdateAt: at, returnedMinor: returned,
     parties: session.parties!.map((p) => ({ ...p, holdMinor: 0 })), hold: { ...session.hold, seq: session.seq + 1, holdMinor: 0, grantedUnits: 0 } };
   const notice = expiryNotice(session, at, returned);
-  return (await partyTransaction(store, session, { kind: 'expire', requestId: systemRequestId(`expire:${session.seq}`), bodyHash: 'sweep', at, next, answer: null, moves, notice })).ok ? notice : null;
+  return (await partyTransaction(store, session, { kind: 'expire', requestId: systemRequestId(`expire:${session.seq}`), bodyHash: 'sweep', at, next, answer: null, moves, notice })).ok;
 }
 
 /** A proposal that never started holds nothing: closing it is one conditional write. */

@@ -27,8 +27,7 @@ import { isOpen, movementFor, rateUsage, regrant, refundable, type Hold, type Se
 import type { Outcome, Principle } from '../domain/parties.js';
 import { MAX_BALANCE_MINOR, MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
 import { interimIntervalFor, nextDueAt } from '../domain/combined.js';
-import type { Notifier } from '../notify.js';
-import { notificationItem, publishWritten, type AccountNotification } from './notifications.js';
+import { notificationItem, type AccountNotification } from './notifications.js';
 
 export interface ReserveCommand {
   requestId: string;
@@ -779,20 +778,18 @@ export type SweepOutcome = 'expired' | 'report_requested' | 'not_due' | 'gone';
  * goes back; safe against an update racing it, the account's seq decides, and against a
  * second sweep), else asked for an interim report when its interval is up (once per step).
  */
-export async function sweepSession(store: Store, sessionId: string, notifier?: Notifier): Promise<SweepOutcome> {
+export async function sweepSession(store: Store, sessionId: string): Promise<SweepOutcome> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const session = await getSessionItem(store, sessionId);
     if (!session || (session.state !== 'active' && session.state !== 'pending_agreement')) return 'gone';
     const now = store.now().toISOString();
     if (session.parties) {
       // Every step of a party session is one transaction: expiring it is one too.
-      if (session.validUntil > now) return session.state === 'active' ? askForReport(store, session, now, notifier) : 'not_due';
-      const notice = await expirePartySession(store, session);
-      if (!notice) continue;
-      if (notifier) await publishWritten(store, notifier, notice.notification, notice.id);
+      if (session.validUntil > now) return session.state === 'active' ? askForReport(store, session, now) : 'not_due';
+      if (!(await expirePartySession(store, session))) continue;
       return 'expired';
     }
-    if (session.validUntil > now) return askForReport(store, session, now, notifier);
+    if (session.validUntil > now) return askForReport(store, session, now);
     const usage = rateUsage(session.hold, 0, session.price);
     const entry: OpEntry = {
       seq: session.seq + 1, amt: 0, gu: 0, u: session.hold.usedUnits, chg: session.hold.chargedMinor,
@@ -822,11 +819,6 @@ export async function sweepSession(store: Store, sessionId: string, notifier?: N
       if (!(await recordExpiry(store, session, applied))) return 'gone';
     }
     await afterClose(store, session, applied);
-    if (notifier) {
-      // After the bookkeeping: if publishing fails, the relay still has it (see expiryNotice).
-      const notice = expiryNotice(session, applied.at, session.hold.holdMinor);
-      await publishWritten(store, notifier, notice.notification, notice.id);
-    }
     return 'expired';
   }
   return 'not_due';
@@ -845,9 +837,9 @@ function sessionRefs(session: SessionItem) {
 /**
  * A session's `session_expired`, with the id its item is written under. The item is Put by
  * the transaction that records the expiry (whoever records it: the sweep, or a request that
- * finishes an expiry the sweep left half done), so the notification is never lost: the sweep
- * publishes it at once (publishWritten), the recharge trigger's relay if the sweep did not.
- * It is also the owner's to read, at GET /accounts/{id}/notifications.
+ * finishes an expiry the sweep left half done), so the notification is never lost: the
+ * notification relay publishes it (store/notifications.ts). It is also the owner's to read,
+ * at GET /accounts/{id}/notifications.
  */
 export function expiryNotice(session: SessionItem, at: string, returnedMinor: number): { notification: AccountNotification; id: string } {
   return { notification: { type: 'session_expired', at, ...sessionRefs(session), returned: { amount: returnedMinor } }, id: `expired:${session.sessionId}` };
@@ -858,7 +850,7 @@ export function expiryNoticePut(store: Store, notice: { notification: AccountNot
   return { Put: { TableName: store.tableName, Item: notificationItem(store, notice.notification, notice.id) } };
 }
 
-async function askForReport(store: Store, session: SessionItem, now: string, notifier?: Notifier): Promise<SweepOutcome> {
+async function askForReport(store: Store, session: SessionItem, now: string): Promise<SweepOutcome> {
   const reportDue = nextDueAt(session.lastUpdateAt, session.interimIntervalSeconds, '9999-12-31T23:59:59.999Z') <= now;
   const ask = reportDue && session.reportRequestedSeq !== session.seq;
   // After asking, the next thing due is the expiry; otherwise put it back where it belongs.
@@ -879,8 +871,8 @@ async function askForReport(store: Store, session: SessionItem, now: string, not
     return 'not_due';
   }
   // The request goes to the outbox with the mark that it was made, in one write: the sweep
-  // asks once per step and never again for it, so a publish that fails (or a process that dies
-  // before it) must not lose it; the relay sends what the publish below did not.
+  // asks once per step and never again for it, so it must not be lost once the mark is made;
+  // the notification relay sends it.
   const request: AccountNotification = { type: 'interim_update_requested', at: now, ...sessionRefs(session), interimIntervalSeconds: session.interimIntervalSeconds, validUntil: session.validUntil };
   const id = `report:${session.sessionId}:${session.seq}`;
   try {
@@ -892,7 +884,6 @@ async function askForReport(store: Store, session: SessionItem, now: string, not
     if (!conditionFailedAt(error, 0)) throw error;
     return 'gone'; // updated or asked meanwhile
   }
-  if (notifier) await publishWritten(store, notifier, request, id);
   return 'report_requested';
 }
 

@@ -7,7 +7,6 @@ import { returnIdleAllotment } from './allotments.js';
 import { sweepAccount } from './compaction.js';
 import { dueShardOf, key } from './table.js';
 import { isConditionFailure, type Store } from './db.js';
-import type { Notifier } from '../notify.js';
 
 export interface SweepSummary {
   examined: number;
@@ -53,7 +52,7 @@ const BACKLOG_COUNT_PER_SHARD = 125;
  * starts with less than `reserveMs` left, so a run ends with its summary (and its backlog
  * metric) instead of a timeout; what it leaves is due for the next run.
  */
-export async function sweep(store: Store, options: { batchSize: number; maxBatches: number; notifier?: Notifier; timeLeft?: () => number; reserveMs?: number }): Promise<SweepSummary> {
+export async function sweep(store: Store, options: { batchSize: number; maxBatches: number; timeLeft?: () => number; reserveMs?: number }): Promise<SweepSummary> {
   const summary: SweepSummary = { examined: 0, expired: 0, reportsRequested: 0, allotmentsReturned: 0, orphansReleased: 0, notDue: 0, gone: 0, backlog: 0 };
   const seen = new Set<string>();
   const now = store.now().toISOString();
@@ -76,7 +75,7 @@ export async function sweep(store: Store, options: { batchSize: number; maxBatch
     due.forEach((id) => seen.add(id));
     const outcomes = await mapInFlight(due, SWEEP_IN_FLIGHT, (id) => settle(() => (id.startsWith('ACC#')
       ? sweepAccountItem(store, id.slice('ACC#'.length))
-      : sweepSession(store, id, options.notifier))));
+      : sweepSession(store, id))));
     for (const outcome of outcomes) {
       summary.examined++;
       if (outcome === 'expired') summary.expired++;

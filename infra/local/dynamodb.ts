@@ -67,6 +67,7 @@ export async function startDynamoDbLocal(options: StartOptions = {}): Promise<Dy
   const child = spawn(
     'java',
     [
+      ...(process.env.DYNAMODB_LOCAL_JAVA_OPTS ?? '').split(/\s+/).filter(Boolean),
       `-Djava.library.path=${join(dir, 'DynamoDBLocal_lib')}`,
       '-jar', join(dir, 'DynamoDBLocal.jar'),
       ...storage, '-sharedDb', '-disableTelemetry', '-port', String(port),

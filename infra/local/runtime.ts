@@ -9,6 +9,9 @@ import { useStore } from '../../functions/config.js';
 import { localEventLog } from '../../functions/notify.js';
 import { schedules, type ScheduledHandlerName } from '../../functions/http/routes.js';
 
+/** How often the local runtime relays notifications (in AWS the table's stream does, within about a second). */
+const RELAY_EVERY_MS = 1_000;
+
 export interface LocalRuntime {
   url: string;
   token: string;
@@ -47,9 +50,20 @@ export async function startLocalRuntime(options: RuntimeOptions = {}): Promise<L
   useStore(store);
   await ensureTable(store);
 
-  const runSchedule = async (name: ScheduledHandlerName) => {
+  const invoke = async (name: ScheduledHandlerName) => {
     const handler = await loadHandler<(event: unknown) => Promise<unknown>>(name);
     return handler({ 'detail-type': 'Scheduled Event', source: 'aws.events', time: store.now().toISOString() });
+  };
+  // There is no table stream here: the relay's backstop stands in for it, after every other
+  // scheduled run and every second with the timers, one run at a time (so nothing goes out
+  // twice locally).
+  let relaying: Promise<unknown> = Promise.resolve();
+  const relay = () => (relaying = relaying.catch(() => undefined).then(() => invoke('notification-relay')));
+  const runSchedule = async (name: ScheduledHandlerName) => {
+    if (name === 'notification-relay') return relay();
+    const summary = await invoke(name);
+    await relay();
+    return summary;
   };
   const port = options.port ?? (await freePort());
   const server: Server = await startLocalApi({
@@ -65,7 +79,7 @@ export async function startLocalRuntime(options: RuntimeOptions = {}): Promise<L
   });
   const timers = (options.timers ? schedules : []).map((s) => setInterval(() => {
     runSchedule(s.name).catch((error) => console.error(`schedule ${s.name} failed`, error));
-  }, s.everyMinutes * 60_000));
+  }, s.name === 'notification-relay' ? RELAY_EVERY_MS : s.everyMinutes * 60_000));
 
   return {
     url: `http://127.0.0.1:${port}`,

@@ -18,14 +18,15 @@ const replayOrder = [
   'health', 'put-service', 'get-service', 'create-account', 'create-account-bob', 'patch-account', 'get-account', 'topup',
   'put-service-account', 'recharge-service-account', 'get-service-account', 'service-account-ledger', 'reserve',
   'propose', 'agree', 'get-session', 'get-multi-session', 'update', 'debit', 'refund', 'direct-debit', 'ledger',
-  'notifications', 'interim-sweep', 'recharge-trigger',
+  'notifications', 'interim-sweep', 'recharge-trigger', 'notification-relay-stream', 'notification-relay',
 ];
 const created = new Set(['put-service-account', 'reserve', 'create-account', 'create-account-bob', 'propose', 'direct-debit']);
 
 const readEvent = (file: string) => JSON.parse(readFileSync(join(eventsDir, `${file}.json`), 'utf8'));
 
-/** The function an event belongs to: by route key for HTTP events, by file name for schedules. */
+/** The function an event belongs to: by route key for HTTP events, by file name for schedules, the relay for the table's stream. */
 function functionOf(file: string, event: any): FunctionName {
+  if (event.Records?.[0]?.eventSource === 'aws:dynamodb') return 'notification-relay';
   if (event.version === '2.0') {
     const route = routes.find((r) => `${r.method} ${r.path}` === event.routeKey);
     if (!route) throw new Error(`${file}.json: no route ${event.routeKey}`);
@@ -110,9 +111,17 @@ describe('events/', () => {
     expect([...covered].sort()).toEqual([...functionNames].sort());
   });
 
-  it('are well-formed payload 2.0 and scheduled events', () => {
+  it('are well-formed payload 2.0, scheduled and stream events', () => {
     for (const file of replayOrder) {
       const event = readEvent(file);
+      if (event.Records) {
+        // What the stack's event source passes: new images of outbox entries only.
+        for (const record of event.Records) {
+          expect(record, file).toMatchObject({ eventSource: 'aws:dynamodb', dynamodb: { StreamViewType: 'NEW_IMAGE', NewImage: { pk: { S: expect.stringMatching(/^NOTE#/) }, dueShard: { S: expect.stringMatching(/^out#/) } } } });
+          expect(record.dynamodb.Keys, file).toEqual({ pk: record.dynamodb.NewImage.pk, sk: record.dynamodb.NewImage.sk });
+        }
+        continue;
+      }
       if (event.version !== '2.0') {
         expect(event).toMatchObject({ source: 'aws.events', 'detail-type': 'Scheduled Event', detail: {} });
         continue;
@@ -169,6 +178,8 @@ describe('events/', () => {
     expect(byFile.debit.state).toBe('closed');
     expect(byFile['interim-sweep']).toMatchObject({ examined: expect.any(Number), expired: 0 });
     expect(byFile['recharge-trigger']).toMatchObject({ recharged: 0, failed: 0 });
+    expect(byFile['notification-relay-stream']).toEqual({ notificationsRelayed: 1 });
+    expect(byFile['notification-relay']).toMatchObject({ notificationsRelayed: expect.any(Number) });
     // 100 cents of alice's money bought 1024 KB for her data service account.
     expect(byFile['get-service-account']).toMatchObject({ classification: 'data', unit: 'kilobytes', balance: 1024 });
     expect(byFile['service-account-ledger'].entries).toEqual([expect.objectContaining({ type: 'recharge', amount: 1024 })]);
@@ -197,16 +208,16 @@ describe('events/', () => {
   });
 
   it('the sweep emits SweepBacklog as the stack\'s alarm watches it', async () => {
-    // In AWS EVENT_BUS_NAME is set, and with it the sweep publishes its metrics (EMF on stdout).
+    // In Lambda AWS_LAMBDA_FUNCTION_NAME is set, and with it the sweep publishes its metrics (EMF on stdout).
     const printed: string[] = [];
     const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => { printed.push(String(chunk)); return true; });
-    process.env.EVENT_BUS_NAME = 'ChargingEvents';
+    process.env.AWS_LAMBDA_FUNCTION_NAME = 'InterimSweepFunction';
     try {
       running = 'interim-sweep';
       await handlers.get('interim-sweep')!(readEvent('interim-sweep'), context);
     } finally {
       running = undefined;
-      delete process.env.EVENT_BUS_NAME;
+      delete process.env.AWS_LAMBDA_FUNCTION_NAME;
       spy.mockRestore();
     }
     const emf = printed.flatMap((text) => text.split('\n')).filter((line) => line.includes('"_aws"')).map((line) => JSON.parse(line));

@@ -22,6 +22,7 @@ const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.T
 const functionId = (name: FunctionName) => `${pascalCase(name)}Function`;
 const tableArn = { 'Fn::GetAtt': ['ChargingTable', 'Arn'] };
 const indexArn = (index: string) => ({ 'Fn::Join': ['', [tableArn, `/index/${index}`]] });
+const streamArn = { 'Fn::GetAtt': ['ChargingTable', 'StreamArn'] };
 
 /** Every statement of the policies attached to a function's role. */
 function statementsOf(name: FunctionName): Array<{ Action: string | string[]; Resource: unknown; Effect: string }> {
@@ -40,6 +41,7 @@ function dynamoGrants(name: FunctionName): string[] {
       const bare = action.slice('dynamodb:'.length);
       if (JSON.stringify(statement.Resource) === JSON.stringify(tableArn)) return bare;
       if (JSON.stringify(statement.Resource) === JSON.stringify(indexArn('due'))) return `${bare}@due`;
+      if (JSON.stringify(statement.Resource) === JSON.stringify(streamArn)) return `${bare}@stream`;
       return `${bare}@${JSON.stringify(statement.Resource)}`;
     })).sort();
 }
@@ -117,7 +119,8 @@ describe('functions', () => {
     });
     const variables = fn.Properties.Environment.Variables;
     expect(variables).not.toHaveProperty('CHARGING_API_TOKEN'); // IAM guards the API in AWS
-    expect('EVENT_BUS_NAME' in variables).toBe(scheduled);
+    expect('EVENT_BUS_NAME' in variables).toBe(name === 'notification-relay');
+    expect(variables.RELAY_BACKSTOP_AFTER_SECONDS).toBe(name === 'notification-relay' ? '60' : undefined);
     expect(resources[`${functionId(name)}Logs`]).toMatchObject({ Type: 'AWS::Logs::LogGroup', Properties: { RetentionInDays: 30 }, DeletionPolicy: 'Delete' });
   });
 });
@@ -141,7 +144,7 @@ describe('local variants (docs/deploy.md)', () => {
     for (const name of functionNames) {
       const variables = variant[functionId(name)]!.Properties.Environment.Variables;
       expect(variables.AWS_ENDPOINT_URL_DYNAMODB).toBe('');
-      expect('AWS_ENDPOINT_URL_EVENTBRIDGE' in variables).toBe((scheduledFunctionNames as string[]).includes(name));
+      expect('AWS_ENDPOINT_URL_EVENTBRIDGE' in variables).toBe(name === 'notification-relay');
       expect(variables.TABLE_NAME).toEqual({ Ref: 'ChargingTable' });
     }
   });
@@ -220,18 +223,39 @@ describe('schedules', () => {
     });
   });
 
-  it('event bus ChargingEvents, only the scheduled functions may publish', () => {
+  it('event bus ChargingEvents, only the notification relay may publish', () => {
     template.hasResourceProperties('AWS::Events::EventBus', { Name: 'ChargingEvents' });
     for (const name of functionNames) {
       const publishes = statementsOf(name).some((s) => actionsOf(s).includes('events:PutEvents'));
-      expect({ name, publishes }).toEqual({ name, publishes: (scheduledFunctionNames as string[]).includes(name) });
+      expect({ name, publishes }).toEqual({ name, publishes: name === 'notification-relay' });
+    }
+  });
+
+  it('the table stream (new images) feeds the relay the new outbox entries only, failures to the dead-letter queue', () => {
+    expect(resources.ChargingTable!.Properties.StreamSpecification).toEqual({ StreamViewType: 'NEW_IMAGE' });
+    const mappings = ofType('AWS::Lambda::EventSourceMapping').map(([, r]) => r.Properties);
+    expect(mappings).toEqual([expect.objectContaining({
+      FunctionName: { Ref: functionId('notification-relay') },
+      EventSourceArn: streamArn,
+      StartingPosition: 'LATEST',
+      MaximumRetryAttempts: 2,
+      BisectBatchOnFunctionError: true,
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [expect.stringMatching(/^ScheduleDeadLetterQueue/), 'Arn'] } } },
+    })]);
+    const patterns = mappings[0]!.FilterCriteria.Filters.map((f: { Pattern: string }) => JSON.parse(f.Pattern));
+    expect(patterns).toEqual([{ dynamodb: { NewImage: { dueShard: { S: [{ prefix: 'out#' }] } } } }]);
+    // Only the relay reads the stream.
+    for (const name of functionNames) {
+      expect({ name, reads: dynamoGrants(name).some((g) => g.endsWith('@stream')) }).toEqual({ name, reads: name === 'notification-relay' });
     }
   });
 });
 
 describe('least privilege', () => {
   it.each(functionNames)('%s: exactly the DynamoDB actions of its row in tableActions', (name) => {
-    expect(dynamoGrants(name)).toEqual([...tableActions[name]].sort());
+    // The relay's event source mapping reads the stream with the function's role.
+    const streamReads = name === 'notification-relay' ? ['DescribeStream@stream', 'GetRecords@stream', 'GetShardIterator@stream'] : [];
+    expect(dynamoGrants(name).filter((g) => g !== 'ListStreams@"*"')).toEqual([...tableActions[name], ...streamReads].sort());
   });
 
   it('no wildcards, no DescribeTable/Scan/Delete anywhere', () => {
@@ -240,17 +264,18 @@ describe('least privilege', () => {
         for (const action of actionsOf(statement)) {
           expect(action).not.toMatch(/\*|DescribeTable|Scan|Delete|BatchWrite|PartiQL/);
         }
+        // dynamodb:ListStreams (the relay's stream) has no resource to scope it to.
+        if (JSON.stringify(actionsOf(statement)) === '["dynamodb:ListStreams"]') continue;
         expect(JSON.stringify(statement.Resource)).not.toBe('"*"');
       }
     }
   });
 
-  it('health touches no table; sessions-read only reads; only the sweep and the recharge trigger query the due index', () => {
+  it('health touches no table; sessions-read only reads; only the scheduled functions query the due index', () => {
     expect(statementsOf('health').flatMap(actionsOf).filter((a) => a.startsWith('dynamodb:'))).toEqual([]);
     expect(dynamoGrants('sessions-read')).toEqual(['GetItem', 'Query']);
-    expect(dynamoGrants('interim-sweep')).toContain('Query@due');
-    expect(dynamoGrants('recharge-trigger')).toContain('Query@due');
-    for (const name of functionNames.filter((n) => n !== 'interim-sweep' && n !== 'recharge-trigger')) {
+    for (const name of scheduledFunctionNames) expect(dynamoGrants(name)).toContain('Query@due');
+    for (const name of functionNames.filter((n) => !(scheduledFunctionNames as string[]).includes(n))) {
       expect(dynamoGrants(name).some((g) => g.endsWith('@due'))).toBe(false);
     }
   });
@@ -289,6 +314,14 @@ describe('alarms', () => {
     expect(alarms()).toContainEqual(expect.objectContaining({
       Namespace: 'AWS/Lambda', MetricName: 'Duration', ExtendedStatistic: 'p99', Threshold: 50_000,
       ComparisonOperator: 'GreaterThanThreshold', Dimensions: [{ Name: 'FunctionName', Value: { Ref: 'InterimSweepFunction' } }],
+    }));
+  });
+
+  it('the notification relay falls behind the stream: records older than 60 s, 3 minutes in a row', () => {
+    expect(alarms()).toContainEqual(expect.objectContaining({
+      Namespace: 'AWS/Lambda', MetricName: 'IteratorAge', Statistic: 'Maximum', Period: 60, Threshold: 60_000,
+      EvaluationPeriods: 3, DatapointsToAlarm: 3, ComparisonOperator: 'GreaterThanThreshold',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: 'NotificationRelayFunction' } }],
     }));
   });
 

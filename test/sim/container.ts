@@ -1,7 +1,7 @@
 // One simulated Lambda container (a worker thread): its own module instances of the
 // handlers and the store, one request at a time, as AWS runs them.
 import { parentPort, workerData } from 'node:worker_threads';
-import { quietLogs, runHttp, runSweep, simulatedStore, type RuntimeOptions } from './runtime.js';
+import { quietLogs, runHttp, runSweep, runTrigger, simulatedStore, type RuntimeOptions } from './runtime.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 const options = workerData as RuntimeOptions;
@@ -19,7 +19,7 @@ parentPort!.on('message', async (message: Record<string, any>) => {
       reply = await runSweep(store, message.plan);
       break;
     case 'trigger':
-      reply = await runSweep(store, message.plan, 'recharge-trigger');
+      reply = await runTrigger(store, message.plan);
       break;
     case 'idle':
       await db.idle();

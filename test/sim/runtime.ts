@@ -15,6 +15,7 @@ import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { createStore, documentClient, type Db, type Store } from '../../functions/store/db.js';
 import { useStore } from '../../functions/config.js';
 import { dispatch, loadHandler } from '../../infra/local/api-gateway.js';
+import type { ScheduledHandlerName } from '../../functions/http/routes.js';
 import { logger } from '../../functions/http/handler.js';
 import { FaultyDb, attemptStore, newAttempt, type FaultPlan } from './faults.js';
 
@@ -43,7 +44,7 @@ export interface RuntimeStats {
 export interface Runtime {
   http(method: string, path: string, headers: Record<string, string>, body: string, plan: FaultPlan | null, label: string): Promise<HttpReply>;
   sweep(plan: FaultPlan | null): Promise<SweepReply>;
-  /** One run of the recharge trigger (threshold and scheduled recharges, notification relay). */
+  /** One run of the recharge trigger (threshold and scheduled recharges), then of the notification relay. */
   trigger(plan: FaultPlan | null): Promise<SweepReply>;
   /** Resolves when no db call is in flight anywhere (orphaned work included). */
   idle(): Promise<void>;
@@ -246,7 +247,7 @@ export async function runHttp(store: Store, method: string, path: string, header
   }
 }
 
-export async function runSweep(store: Store, plan: FaultPlan | null, name: 'interim-sweep' | 'recharge-trigger' = 'interim-sweep'): Promise<SweepReply> {
+export async function runSweep(store: Store, plan: FaultPlan | null, name: ScheduledHandlerName = 'interim-sweep'): Promise<SweepReply> {
   useStore(store);
   const handler = await loadHandler<(event: unknown) => Promise<Record<string, number>>>(name);
   const ctx = newAttempt(name === 'interim-sweep' ? 'sweep' : 'trigger', plan);
@@ -256,6 +257,19 @@ export async function runSweep(store: Store, plan: FaultPlan | null, name: 'inte
   } catch (error) {
     return { error: `${(error as Error).name}: ${(error as Error).message}\n${(error as Error).stack}`, injected: ctx.injected };
   }
+}
+
+/**
+ * The recharge trigger, then the notification relay (what the table's stream and the relay's
+ * schedule do in AWS), whatever the trigger's run did: one reply, the relay's count in its
+ * summary (`notificationsRelayed`).
+ */
+export async function runTrigger(store: Store, plan: FaultPlan | null): Promise<SweepReply> {
+  const trigger = await runSweep(store, plan, 'recharge-trigger');
+  const relay = await runSweep(store, plan, 'notification-relay');
+  const injected = [...trigger.injected, ...relay.injected];
+  if (trigger.error || relay.error) return { error: [trigger.error, relay.error].filter(Boolean).join('\n'), injected };
+  return { summary: { ...trigger.summary, ...relay.summary }, injected };
 }
 
 // ------------------------------------------------------------------------ in this process
@@ -279,7 +293,7 @@ export class ProcessRuntime implements Runtime {
   }
 
   trigger(plan: FaultPlan | null) {
-    return runSweep(this.store, plan, 'recharge-trigger');
+    return runTrigger(this.store, plan);
   }
 
   idle() {

@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { captureNotifications, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
 import type { Db, Store } from '../../functions/store/db.js';
-import { QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { marshall } from '@aws-sdk/util-dynamodb';
 import { handler as rechargeTrigger } from '../../functions/handlers/recharge-trigger.js';
 import { useStore } from '../../functions/config.js';
 import { localEventLog } from '../../functions/notify.js';
@@ -12,7 +13,7 @@ import { createAccount, requireAccount, topUp } from '../../functions/store/acco
 import {
   getServiceAccount, listServiceAccounts, manualRecharge, putServiceAccount, runDueRecharges, serviceAccountId,
 } from '../../functions/store/serviceAccounts.js';
-import { listNotifications, recordNotification, relayNotifications } from '../../functions/store/notifications.js';
+import { listNotifications, recordNotification, relayNotifications, relayStreamRecords } from '../../functions/store/notifications.js';
 import { takeFromSponsors, setSponsors } from '../../functions/store/sponsors.js';
 import { ChargingError } from '../../functions/domain/errors.js';
 import type { ServiceAccountSettings } from '../../functions/domain/serviceAccount.js';
@@ -192,20 +193,36 @@ describe('service accounts', () => {
     expect(published).toEqual([expect.objectContaining({ type: 'recharge_done', accountId: 'alice' })]);
   });
 
-  it('the recharge trigger relays notifications also when its recharges fail', async () => {
-    const store = await testStore({ db: (inner: Db): Db => ({
-      send: async (command) => {
-        // The recharges' look for due markers fails; the relay's look at the outbox does not.
-        if (command instanceof QueryCommand && String(command.input.ExpressionAttributeValues?.[':shard']).startsWith('rch#')) throw Object.assign(new Error('throttled'), { name: 'ThrottlingException' });
-        return inner.send(command);
-      },
-    }) });
+  it('from the table stream: each new outbox entry is published once and cleared; nothing else is', async () => {
+    const store = await testStore();
     await owner(store, 1000);
     await recordNotification(store, { type: 'service_denied', at: store.now().toISOString(), accountId: 'alice', reason: 'insufficient_credit' }, 'denied-1');
-    useStore(store);
-    await expect(rechargeTrigger()).rejects.toThrow('throttled');
-    expect(localEventLog.filter((n) => n.notificationId === 'denied-1')).toHaveLength(1);
-    expect(await relayNotifications(store, captureNotifications().notifier)).toBe(0);
+    const [note] = (await store.db.send(new QueryCommand({ TableName: store.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': 'NOTE#alice' } }))).Items!;
+    const account = (await store.db.send(new GetCommand({ TableName: store.tableName, Key: { pk: 'ACC#alice', sk: 'ACCOUNT' } }))).Item!;
+    const image = (item: Record<string, unknown>) => ({ dynamodb: { NewImage: marshall(item, { removeUndefinedValues: true }) } });
+    const { published, notifier } = captureNotifications();
+    // The entry as inserted, the same entry again (a retried Put), a cleared entry (the
+    // clear's own MODIFY), an account write: one notification goes out.
+    const { dueShard: _s, dueAt: _a, ...cleared } = note!;
+    expect(await relayStreamRecords(store, notifier, [image(note!), image(note!), image(cleared), image(account), {}])).toBe(1);
+    expect(published).toEqual([expect.objectContaining({ type: 'service_denied', accountId: 'alice', notificationId: 'denied-1' })]);
+    expect(published[0]).not.toHaveProperty('dueShard');
+    // Cleared from the outbox: the backstop has nothing left.
+    expect(await relayNotifications(store, notifier)).toBe(0);
+    expect((await listNotifications(store, 'alice')).notifications).toHaveLength(1);
+  });
+
+  it('the backstop leaves entries younger than its grace to the stream', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await owner(store, 1000);
+    await recordNotification(store, { type: 'service_denied', at: store.now().toISOString(), accountId: 'alice', reason: 'insufficient_credit' }, 'denied-1');
+    const { published, notifier } = captureNotifications();
+    clock.advanceSeconds(30);
+    expect(await relayNotifications(store, notifier, { graceSeconds: 60 })).toBe(0);
+    clock.advanceSeconds(31);
+    for (let run = 0; run < 20 && published.length === 0; run++) await relayNotifications(store, notifier, { graceSeconds: 60 });
+    expect(published.map((n) => n.notificationId)).toEqual(['denied-1']);
   });
 
   it('a backlog larger than one round drains in one relay run, each notification once', async () => {
@@ -215,9 +232,9 @@ describe('service accounts', () => {
     for (let i = 0; i < 40; i++) await recordNotification(store, { type: 'service_denied', at, accountId: 'alice', reason: 'insufficient_credit' }, `backlog-${i}`);
     const { published, notifier } = captureNotifications();
     // Two per shard per round: 8 shards, 16 a round at most, so it takes rounds.
-    let relayed = await relayNotifications(store, notifier, 2);
+    let relayed = await relayNotifications(store, notifier, { limitPerShard: 2 });
     expect(relayed).toBeGreaterThan(16); // more than one round in one run
-    for (let run = 0; run < 5 && relayed < 40; run++) relayed += await relayNotifications(store, notifier, 2); // the index may trail a little
+    for (let run = 0; run < 5 && relayed < 40; run++) relayed += await relayNotifications(store, notifier, { limitPerShard: 2 }); // the index may trail a little
     expect(relayed).toBe(40);
     expect(new Set(published.map((n) => n.notificationId)).size).toBe(40);
     expect(published).toHaveLength(40);
