@@ -16,7 +16,7 @@ const runtime = await startLocalRuntime({
 console.log(`Charging API  ${runtime.url}`);
 console.log(`Token         ${runtime.token}   (send: Authorization: Bearer ${runtime.token})`);
 console.log(`DynamoDB      ${runtime.dynamodb?.endpoint}  table ${runtime.store.tableName}  ${inMemory ? '(in memory)' : `(data in ${dataDir})`}`);
-console.log('Schedules     interim-sweep every minute, recharge-trigger every minute; run one now with POST /local/schedules/<name>/run');
+console.log('Schedules     interim-sweep and recharge-trigger every minute, notification-relay every second; run one now with POST /local/schedules/<name>/run');
 console.log('Ctrl-C stops everything.');
 
 let stopping = false;
