@@ -8,7 +8,7 @@ import { conditionFailedAt, isConditionFailure, readOnce, withConflictRetry, typ
 import { applyOp, applyOpWithRecord, newNonce, oneWriteAllowed, refusalOf } from './ops.js';
 import { ledgerPut } from './ledger.js';
 import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
-import { getService } from './services.js';
+import { serviceFor } from './services.js';
 import type { OpEntry, StoredAnswer } from './accounts.js';
 import { fail, keptRefusal } from '../domain/errors.js';
 import { priceOrNull } from '../domain/rating.js';
@@ -70,7 +70,7 @@ async function keepRefusal(store: Store, command: DirectDebitCommand, bodyHash: 
 }
 
 async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: string): Promise<StoredAnswer> {
-  const service = await getService(store, command.serviceId);
+  const service = await serviceFor(store, command.serviceId, () => storedAnswer(store, command.requestId, bodyHash));
   /**
    * A refusal against today's rating or routing (a PUT may have changed either since) first
    * looks for the request record: a repeat is answered as before, another body is

@@ -3,7 +3,7 @@
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
 import type { Store } from './db.js';
-import { fail } from '../domain/errors.js';
+import { ChargingError, fail } from '../domain/errors.js';
 import { MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
 import type { CombinedRule } from '../domain/combined.js';
 
@@ -48,4 +48,18 @@ export async function getService(store: Store, serviceId: string): Promise<Servi
   const { pk: _pk, sk: _sk, ...service } = result.Item;
   if (store.serviceCacheMs > 0) cache.set(cacheKey, { service: service as Service, until: nowMs + store.serviceCacheMs });
   return service as Service;
+}
+
+/**
+ * The service a new request names. An unknown one is 404, unless the request's id was used
+ * before: `usedBefore` looks (only on that path) and fails with 409 idempotency_conflict when
+ * it was, with another body (API.md: a reused requestId answers before anything else).
+ */
+export async function serviceFor(store: Store, serviceId: string, usedBefore: () => Promise<unknown>): Promise<Service> {
+  try {
+    return await getService(store, serviceId);
+  } catch (error) {
+    if (error instanceof ChargingError && error.code === 'not_found') await usedBefore();
+    throw error;
+  }
 }

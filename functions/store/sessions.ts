@@ -15,7 +15,7 @@ import { conditionFailedAt, isConditionFailure, readOnce, withConflictRetry, typ
 import { applyOp, applyOpWithRecord, newNonce, oneWriteAllowed, plainItem, refusalOf } from './ops.js';
 import { ledgerPut, sessionEntries } from './ledger.js';
 import { markFinalized, ORPHAN_GRACE_MS, REVISIT_MAX_MS } from './compaction.js';
-import { getService, type Service } from './services.js';
+import { serviceFor, type Service } from './services.js';
 import { isServiceAccountId, publicAccountId, type ServiceAccountItem } from './serviceAccounts.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, refundPartySession, type PartyState } from './parties.js';
@@ -208,7 +208,10 @@ export function replayOrConflict(session: SessionItem, requestId: string, bodyHa
 // ---------------------------------------------------------------- reserve (CCR-Initial)
 
 export async function reserve(store: Store, command: ReserveCommand, bodyHash: string): Promise<StoredAnswer> {
-  const service = await getService(store, command.serviceId);
+  const service = await serviceFor(store, command.serviceId, async () => {
+    const session = await getSessionItem(store, sessionIdFor(command.requestId));
+    if (session) replayOrConflict(session, command.requestId, bodyHash);
+  });
   try {
     return await reserveOnce(store, command, bodyHash, service);
   } catch (error) {

@@ -60,6 +60,9 @@ describe('direct debits', () => {
     expect(ok).toBe(24);
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 0, available: 0 });
     expect(await codeOf(directDebit(store, event('same', 'alice', 1), 'other'))).toBe('idempotency_conflict');
+    // A reused requestId is answered before anything else, an unknown service too (API.md).
+    expect(await codeOf(directDebit(store, { ...event('same'), serviceId: 'nothing' }, 'other'))).toBe('idempotency_conflict');
+    expect(await codeOf(directDebit(store, { ...event('new'), serviceId: 'nothing' }, 'hn'))).toBe('not_found');
   });
 
   it('a handler dying after the account write is finished by the retry', async () => {

@@ -109,6 +109,9 @@ describe('idempotency', () => {
     const { body } = await reserve(store, reserveCommand('r1'), 'h1');
     expect(await codeOf(reserve(store, reserveCommand('r1', 'alice', 60), 'other'))).toBe('idempotency_conflict');
     expect(await codeOf(reserve(store, reserveCommand('r1', 'bob'), 'other'))).toBe('idempotency_conflict');
+    // A reused requestId is answered before anything else, an unknown service too (API.md).
+    expect(await codeOf(reserve(store, { ...reserveCommand('r1'), serviceId: 'nothing' }, 'other'))).toBe('idempotency_conflict');
+    expect(await codeOf(reserve(store, { ...reserveCommand('r2'), serviceId: 'nothing' }, 'h2'))).toBe('not_found');
     await updateSession(store, body.sessionId as string, { requestId: 'u1', usedUnits: 60 }, 'hu1');
     expect(await codeOf(updateSession(store, body.sessionId as string, { requestId: 'u1', usedUnits: 61 }, 'other'))).toBe('idempotency_conflict');
     // The refused attempt on bob left nothing behind.
