@@ -106,7 +106,9 @@ export function startLocalApi(options: LocalApiOptions): Promise<Server> {
       if (local) {
         // The local operator routes need the same token as the API (API.md: every route but /health).
         const token = process.env.CHARGING_API_TOKEN;
-        if (token && req.headers.authorization !== `Bearer ${token}`) return problem(res, 401, 'unauthorized', 'missing or wrong bearer token');
+        // The scheme is case-insensitive (RFC 9110), as the API's own check has it (functions/http/handler.ts).
+        const given = /^Bearer\s+(.*)$/i.exec(req.headers.authorization ?? '')?.[1];
+        if (token && given !== token) return problem(res, 401, 'unauthorized', 'missing or wrong bearer token');
         const { status, body: answer } = await local();
         if (status >= 400) { const { code, detail } = answer as { code: string; detail: string }; return problem(res, status, code, detail); }
         res.writeHead(status, { 'content-type': 'application/json' });

@@ -93,7 +93,12 @@ describe('problems', () => {
     for (const headers of [{ authorization: '' }, { authorization: 'Bearer wrong-token' }, { authorization: 'Basic dGVzdA==' }]) {
       const answer = await api.call('GET', '/accounts/alice', undefined, headers);
       expect(answer).toMatchObject({ status: 401, body: { code: 'unauthorized' } });
+      expect(await api.call('POST', '/local/schedules/interim-sweep/run', undefined, headers)).toMatchObject({ status: 401, body: { code: 'unauthorized' } });
     }
+    // The scheme is case-insensitive, on the API and on the local operator routes alike.
+    const lowercase = { authorization: `bearer ${api.token}` };
+    expect((await api.call('GET', '/accounts/alice', undefined, lowercase)).status).not.toBe(401);
+    expect((await api.call('POST', '/local/schedules/interim-sweep/run', undefined, lowercase)).status).toBe(200);
   });
 
   const big = 2 ** 53;
