@@ -45,12 +45,50 @@ export function unitsBought(amountMinor: number, rate: UnitRate): number | null 
   return units <= BigInt(MAX_BALANCE_MINOR) ? Number(units) : null;
 }
 
+/**
+ * What `units` cost at `rate`, rounded up: the least amount that buys them. Taken exactly, in
+ * BigInt, as unitsBought is.
+ */
+export function costOfUnits(units: number, rate: UnitRate): number {
+  invariant(Number.isSafeInteger(units) && units >= 0, `units ${units}`);
+  const divisor = BigInt(rate.units);
+  return Number((BigInt(units) * BigInt(rate.amountMinor) + divisor - 1n) / divisor);
+}
+
+/**
+ * The recharge `amountMinor` makes at `rate`: the units it buys (rounded down) and what those
+ * cost (rounded up), which is all the owner pays. The rest of the amount buys no whole unit
+ * and stays with the owner: 19.99 at 10.00 a unit is one unit for 10.00, not for 19.99. The
+ * cost never exceeds the amount and buys exactly those units. Null when the units are more
+ * than an account may hold (unitsBought).
+ */
+export function rechargeOf(amountMinor: number, rate: UnitRate): { units: number; amountMinor: number } | null {
+  const units = unitsBought(amountMinor, rate);
+  return units === null ? null : { units, amountMinor: costOfUnits(units, rate) };
+}
+
 /** The smallest amount that buys at least one unit: a recharge below it buys nothing and is refused. */
 export const smallestRechargeMinor = (rate: UnitRate) => Math.ceil(rate.amountMinor / rate.units);
 
 /** A charge took the level from `beforeUnits` to `afterUnits`: did it cross `level` downwards? Only one of several concurrent charges can. */
 export function crossedBelow(beforeUnits: number, afterUnits: number, level: number | undefined): boolean {
   return level !== undefined && beforeUnits >= level && afterUnits < level;
+}
+
+type RechargeLevels = Pick<ServiceAccountSettings, 'minimumLevel' | 'rechargeAmountMinor'>;
+
+/**
+ * Whether a PUT that took an existing service account's settings from `before` to `after`
+ * must ask for a threshold recharge itself: the level is below the new minimum and the PUT
+ * set or raised the minimum or gave the first rechargeAmount. Only a charge that crosses the
+ * minimum downwards asks otherwise, and none will: the level is below it already. (Settings
+ * that asked before have a request pending, or had it done.) A PUT that creates one
+ * (`before` undefined) asks nothing: a new service account starts empty and its first units
+ * are bought when the owner says so (on request, or on its schedule).
+ */
+export function putAsksForRecharge(before: RechargeLevels | undefined, after: RechargeLevels, availableUnits: number): boolean {
+  if (before === undefined || after.minimumLevel === undefined || after.rechargeAmountMinor === undefined || availableUnits >= after.minimumLevel) return false;
+  return before.minimumLevel === undefined || after.minimumLevel > before.minimumLevel || before.rechargeAmountMinor === undefined;
 }
 
 /** What a client is told to do when the units run out (RFC 8506 Final-Unit-Action). */

@@ -21,7 +21,7 @@ import { findDueKeys, notificationItem, type AccountNotification } from './notif
 import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
 import { getService } from './services.js';
 import {
-  crossedBelow, finalUnitActionOf, nextScheduledAt, smallestRechargeMinor, unitsBought,
+  crossedBelow, finalUnitActionOf, nextScheduledAt, putAsksForRecharge, rechargeOf, smallestRechargeMinor, unitsBought,
   type ServiceAccountSettings,
 } from '../domain/serviceAccount.js';
 import type { Movement } from '../domain/session.js';
@@ -102,6 +102,7 @@ export async function putServiceAccount(store: Store, accountId: string, classif
   const clean = { ...settings };
   for (const k of Object.keys(clean) as Array<keyof ServiceAccountSettings>) if (clean[k] === undefined) delete clean[k];
   let created = false;
+  let before: ServiceAccountItem | undefined;
   try {
     const item: ServiceAccountItem = {
       accountId: saId, ownerAccountId: accountId, classification, currency: owner.currency, kind: 'prepaid', creditLimit: 0,
@@ -121,13 +122,14 @@ export async function putServiceAccount(store: Store, accountId: string, classif
       else { sets.push(`#${field} = :${field}`); values[`:${field}`] = settings[field]; }
     }
     try {
-      await store.db.send(new UpdateCommand({
+      before = (await store.db.send(new UpdateCommand({
         TableName: store.tableName, Key: key.account(saId),
         UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
         // The unit of units already held cannot change under them.
         ConditionExpression: 'attribute_exists(pk) AND #unit = :unit',
         ExpressionAttributeNames: { ...names, '#unit': 'unit' }, ExpressionAttributeValues: values,
-      }));
+        ReturnValues: 'ALL_OLD',
+      }))).Attributes as ServiceAccountItem;
     } catch (updateError) {
       if (isConditionFailure(updateError)) fail('conflict', `service account ${classification} of ${accountId} holds another unit`);
       throw updateError;
@@ -135,7 +137,13 @@ export async function putServiceAccount(store: Store, accountId: string, classif
   }
   await registerOnOwner(store, accountId, classification, { unit: settings.unit, priority: settings.priority });
   await placeScheduleMarker(store, saId, settings, now);
-  return { serviceAccount: (await getAccountItem(store, saId)) as ServiceAccountItem, created };
+  const serviceAccount = (await getAccountItem(store, saId)) as ServiceAccountItem;
+  // Already below a minimum this PUT set or raised (or gave a rechargeAmount): no charge will
+  // cross it, so the PUT asks for the recharge itself. (The trigger checks the level again.)
+  if (putAsksForRecharge(before, serviceAccount, serviceAccount.available)) {
+    await store.db.send(new UpdateCommand(thresholdMarkerUpdate(store, saId, now.toISOString()).Update));
+  }
+  return { serviceAccount, created };
 }
 
 async function registerOnOwner(store: Store, accountId: string, classification: string, ref: ServiceAccountRef): Promise<void> {
@@ -203,10 +211,12 @@ export async function afterCharge(store: Store, account: AccountItem & Partial<S
 }
 
 /**
- * Asks the trigger for a threshold recharge. One pending request is enough (it keeps its
- * dueAt), but every crossing gives it a new markerId: the trigger consumes or drops only the
- * request it read, so a crossing that comes while it decides "no longer needed" is never lost.
- * A consumed marker stays as an item without due attributes (functions never delete).
+ * Asks the trigger for a threshold recharge (a charge that crosses the minimum, a PUT that
+ * leaves the level below a minimum it set or raised). One pending request is enough (it keeps
+ * its dueAt, also a later one a failed recharge set), but every request gives it a new
+ * markerId: the trigger consumes or drops only the request it read, so a crossing that comes
+ * while it decides "no longer needed" is never lost. A consumed marker stays as an item
+ * without due attributes (functions never delete).
  */
 function thresholdMarkerUpdate(store: Store, saId: string, at: string) {
   return { Update: {
@@ -218,6 +228,9 @@ function thresholdMarkerUpdate(store: Store, saId: string, at: string) {
 }
 
 // ------------------------------------------------------------------ recharges
+
+/** Whether a threshold recharge is wanted: the service account has a minimum and is below it. */
+const isBelowMinimum = (sa: Pick<ServiceAccountItem, 'available' | 'minimumLevel'>) => sa.minimumLevel !== undefined && sa.available < sa.minimumLevel;
 
 type Guard =
   | { kind: 'manual'; requestId: string; bodyHash: string }
@@ -254,14 +267,18 @@ function guardItem(store: Store, saId: string, guard: Guard, amountMinor: number
   } };
 }
 
-/** Moves `amountMinor` of the owner's money into `sa` as units, exactly once per guard. */
-async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: number, guard: Guard): Promise<RechargeOutcome> {
-  const units = unitsBought(amountMinor, sa.rate);
-  if (units === null) return { ok: false, reason: 'full' };
+/**
+ * A recharge of `requestedMinor`, exactly once per guard: the units it buys go into `sa`, and
+ * the owner pays what they cost (rechargeOf), never the rest of the amount.
+ */
+async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor: number, guard: Guard): Promise<RechargeOutcome> {
+  const recharge = rechargeOf(requestedMinor, sa.rate);
+  if (recharge === null) return { ok: false, reason: 'full' };
+  const { units, amountMinor } = recharge;
   const at = store.now().toISOString();
   const rechargeId = rechargeIdOf(sa.accountId, guard);
   const owner = sa.ownerAccountId;
-  const threshold = guard.kind === 'threshold' && sa.minimumLevel !== undefined;
+  const threshold = guard.kind === 'threshold';
   const ledger = (accountId: string, amount: number, counterparty: string) => ledgerPut(store, {
     accountId, entryId: `recharge:${rechargeId}`, at, type: 'recharge', amount, reservedDelta: 0, units, counterparty,
     ...(guard.kind === 'manual' ? { requestId: guard.requestId } : {}),
@@ -283,9 +300,11 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: n
           UpdateExpression: 'SET balance = balance + :u, available = available + :u, rechargeSeq = if_not_exists(rechargeSeq, :zero) + :one',
           // No balance past MAX_BALANCE_MINOR, as for a top-up: sums must stay exact and readable.
           // A threshold recharge only while the level is below the minimum now, not as read:
-          // a scheduled or manual one may have come first (the owner would pay twice).
-          ConditionExpression: `attribute_exists(pk) AND balance <= :most${threshold ? ' AND available < :min' : ''}`,
-          ExpressionAttributeValues: { ':u': units, ':zero': 0, ':one': 1, ':most': MAX_BALANCE_MINOR - units, ...(threshold ? { ':min': sa.minimumLevel } : {}) },
+          // a scheduled or manual one may have come first (the owner would pay twice), and a
+          // PUT may have removed or lowered the minimum meanwhile (nobody asks for it any more).
+          // Hence the item's own minimumLevel, not the one the trigger read.
+          ConditionExpression: `attribute_exists(pk) AND balance <= :most${threshold ? ' AND attribute_exists(minimumLevel) AND available < minimumLevel' : ''}`,
+          ExpressionAttributeValues: { ':u': units, ':zero': 0, ':one': 1, ':most': MAX_BALANCE_MINOR - units },
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         } },
         ledger(owner, -amountMinor, sa.accountId),
@@ -302,7 +321,7 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, amountMinor: n
     if (reasons[2]?.Code === 'ConditionalCheckFailed') {
       const level = plainItem(reasons[2].Item) as ServiceAccountItem | undefined;
       if (!level) return { ok: false, reason: 'gone' };
-      return { ok: false, reason: threshold && level.available >= sa.minimumLevel! ? 'satisfied' : 'full' };
+      return { ok: false, reason: threshold && !isBelowMinimum(level) ? 'satisfied' : 'full' };
     }
     if (reasons[1]?.Code === 'ConditionalCheckFailed') {
       const ownerItem = plainItem(reasons[1].Item) as AccountItem | undefined;
@@ -366,12 +385,14 @@ export async function manualRecharge(store: Store, accountId: string, classifica
     throw refusal;
   };
   const outcome = await rechargeOnce(store, sa, amountMinor, { kind: 'manual', requestId: command.requestId, bodyHash });
-  if (outcome.ok) return keepRequestAnswer(store, command.requestId, answerOf({ amount: amountMinor, units: outcome.units }, outcome.serviceAccount));
+  // What was paid, which is less than what was asked when the rate does not divide it.
+  if (outcome.ok) return keepRequestAnswer(store, command.requestId, answerOf({ amount: outcome.amountMinor, units: outcome.units }, outcome.serviceAccount));
   if (outcome.reason === 'already') return (await replay())!;
   if (outcome.reason === 'full') return tooManyUnits(sa);
   if (outcome.reason === 'insufficient') {
-    return keepRefusal(new ChargingError('insufficient_credit', `account ${accountId} cannot fund ${amountMinor} for ${classification}`, finalUnitActionExtra(sa)),
-      failureItem(store, sa, amountMinor, 'manual', 'insufficient_credit', `recharge_failed:${command.requestId}`));
+    const cost = rechargeOf(amountMinor, sa.rate)!.amountMinor;
+    return keepRefusal(new ChargingError('insufficient_credit', `account ${accountId} cannot fund ${cost} for ${classification}`, finalUnitActionExtra(sa)),
+      failureItem(store, sa, cost, 'manual', 'insufficient_credit', `recharge_failed:${command.requestId}`));
   }
   if (outcome.reason === 'inactive') return keepRefusal(new ChargingError('account_inactive', `account ${accountId} is suspended or expired`));
   return fail('not_found', `account ${accountId} has no service account ${classification}`);
@@ -385,15 +406,34 @@ const finalUnitActionExtra = (sa: ServiceAccountItem) => {
   return { finalUnitAction: action.action, ...(action.redirectUrl ? { redirectUrl: action.redirectUrl } : {}) };
 };
 
-function failureItem(store: Store, sa: ServiceAccountItem, amountMinor: number, trigger: string, reason: 'insufficient_credit' | 'service_account_full', id?: string) {
+type FailureReason = 'insufficient_credit' | 'account_inactive' | 'service_account_full';
+
+function failureItem(store: Store, sa: ServiceAccountItem, amountMinor: number, trigger: string, reason: FailureReason, id?: string) {
   return notificationItem(store, {
     type: 'recharge_failed', at: store.now().toISOString(), accountId: sa.ownerAccountId, classification: sa.classification,
     amount: amountMinor, trigger, reason,
   }, id);
 }
 
-async function recordFailure(store: Store, sa: ServiceAccountItem, amountMinor: number, trigger: string, reason: 'insufficient_credit' | 'service_account_full'): Promise<void> {
-  await store.db.send(new PutCommand({ TableName: store.tableName, Item: failureItem(store, sa, amountMinor, trigger, reason) }));
+/**
+ * Settles an automatic recharge that failed: moves its marker on (`markerUpdate`, conditional
+ * on the marker as the run read it) and notifies the owner in the same transaction. Runs of
+ * the trigger that overlap read the same marker: only one of them moves it, so the owner is
+ * told once (the notification's item is keyed by its time too, so a shared id alone would
+ * not do); its id derives from the guard, so a retry of this very write lands on the same
+ * item. False when another run (or a new crossing) moved the marker first.
+ */
+async function recordFailure(store: Store, markerUpdate: MarkerUpdate, notification?: ReturnType<typeof failureItem>): Promise<boolean> {
+  try {
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: [
+      { Update: markerUpdate },
+      ...(notification ? [{ Put: { TableName: store.tableName, Item: notification } }] : []),
+    ] })));
+    return true;
+  } catch (error) {
+    if (cancellationReasons(error)?.[0]?.Code !== 'ConditionalCheckFailed') throw error;
+    return false;
+  }
 }
 
 // ------------------------------------------------------------------ the trigger
@@ -404,7 +444,24 @@ export interface RechargeSummary {
   failed: number;
 }
 
-interface DueMarker { saId: string; kind: MarkerKind; markerId?: string; dueAt: string; schedule?: ServiceAccountSettings['schedule'] }
+interface DueMarker {
+  saId: string;
+  kind: MarkerKind;
+  markerId?: string;
+  dueAt: string;
+  schedule?: ServiceAccountSettings['schedule'];
+  /** Threshold: the markerId whose failed recharge the owner was told of (once per request, not per retry). */
+  failureNotified?: string;
+}
+
+/**
+ * A threshold recharge the owner cannot fund (short of money, suspended, expired) is tried
+ * again this long after, not dropped: the level is below the minimum already, so no charge
+ * will cross it and ask again, and the service account would run dry after the owner tops
+ * up. Not at every run of the trigger (each minute): an owner who stays short costs one
+ * transaction per service account every quarter of an hour, and is told once.
+ */
+export const THRESHOLD_RETRY_SECONDS = 15 * 60;
 
 /**
  * Runs every due threshold and scheduled recharge. Markers come from the due index; per
@@ -451,38 +508,62 @@ async function runMarker(store: Store, marker: DueMarker, sa: ServiceAccountItem
     ? { kind: 'threshold', markerId: marker.markerId! }
     : nextDueAt ? { kind: 'schedule', dueAt: marker.dueAt, nextDueAt } : null;
   if (!guard || !amountMinor || amountMinor < smallestRechargeMinor(sa.rate)) { await dropMarker(store, marker); return 'skipped'; }
-  // A threshold recharge that is no longer needed (a manual or scheduled one came first).
-  if (guard.kind === 'threshold' && sa.minimumLevel !== undefined && sa.available >= sa.minimumLevel) { await dropMarker(store, marker); return 'skipped'; }
+  // A threshold recharge that is no longer needed: a manual or scheduled one came first, or
+  // a PUT removed the minimum or lowered it below the level.
+  if (guard.kind === 'threshold' && !isBelowMinimum(sa)) { await dropMarker(store, marker); return 'skipped'; }
   const outcome = await rechargeOnce(store, sa, amountMinor, guard);
   if (outcome.ok) {
     // Still below the minimum (rechargeAmount buys less than the gap): no charge will cross
     // it again, so the request is made again at once; the next run recharges once more.
     const after = outcome.serviceAccount;
-    if (guard.kind === 'threshold' && after.minimumLevel !== undefined && after.available < after.minimumLevel) {
+    if (guard.kind === 'threshold' && isBelowMinimum(after)) {
       await store.db.send(new UpdateCommand(thresholdMarkerUpdate(store, sa.accountId, store.now().toISOString()).Update));
     }
     return 'recharged';
   }
   if (outcome.reason === 'satisfied') { await dropMarker(store, marker); return 'skipped'; }
   if (outcome.reason === 'already' || outcome.reason === 'gone') return 'skipped';
-  // Cannot be funded now (or would fill the service account past what it may hold): told to the owner; the threshold waits for the next crossing, the
-  // schedule for its next date (no retry storm against an empty account).
-  await recordFailure(store, sa, amountMinor, guard.kind, outcome.reason === 'full' ? 'service_account_full' : 'insufficient_credit');
+  // Cannot be funded now (the owner short, suspended or expired), or would fill the service
+  // account past what it may hold: told to the owner. The schedule waits for its next date;
+  // a threshold request the owner cannot fund is tried again after THRESHOLD_RETRY_SECONDS,
+  // the owner told only the first time; one that would overfill is dropped.
+  const reason: FailureReason = outcome.reason === 'full' ? 'service_account_full' : outcome.reason === 'inactive' ? 'account_inactive' : 'insufficient_credit';
+  const notification = failureItem(store, sa, rechargeOf(amountMinor, sa.rate)?.amountMinor ?? amountMinor, guard.kind, reason,
+    `recharge_failed:${rechargeIdOf(sa.accountId, guard)}`);
   if (guard.kind === 'schedule') {
-    await store.db.send(new UpdateCommand({
+    return (await recordFailure(store, {
       TableName: store.tableName, Key: markerKey(sa.accountId, 'SCHEDULE'), UpdateExpression: 'SET dueAt = :next', ConditionExpression: 'dueAt = :due',
       ExpressionAttributeValues: { ':next': guard.nextDueAt, ':due': guard.dueAt },
-    })).catch((error) => { if (!isConditionFailure(error)) throw error; });
-  } else await dropMarker(store, marker);
-  return 'failed';
+    }, notification)) ? 'failed' : 'skipped';
+  }
+  if (reason === 'service_account_full') return (await recordFailure(store, dropUpdate(store, marker), notification)) ? 'failed' : 'skipped';
+  const retryAt = new Date(now.getTime() + THRESHOLD_RETRY_SECONDS * 1000).toISOString();
+  return (await recordFailure(store, {
+    // Pending still (in the index), due later; a crossing meanwhile renews the markerId and keeps this dueAt.
+    TableName: store.tableName, Key: markerKey(sa.accountId, 'THRESHOLD'),
+    UpdateExpression: 'SET dueAt = :retry, failureNotified = :m', ConditionExpression: 'dueAt = :due AND markerId = :m',
+    ExpressionAttributeValues: { ':retry': retryAt, ':due': marker.dueAt, ':m': guard.markerId },
+  }, marker.failureNotified === guard.markerId ? undefined : notification)) ? 'failed' : 'skipped';
+}
+
+interface MarkerUpdate {
+  TableName: string;
+  Key: { pk: string; sk: string };
+  UpdateExpression: string;
+  ConditionExpression: string;
+  ExpressionAttributeValues: Record<string, unknown>;
 }
 
 /** Drops the marker as read: a threshold request renewed since (a new markerId) stays. */
-async function dropMarker(store: Store, marker: DueMarker): Promise<void> {
+function dropUpdate(store: Store, marker: DueMarker): MarkerUpdate {
   const renewable = marker.kind === 'THRESHOLD' && marker.markerId !== undefined;
-  await store.db.send(new UpdateCommand({
+  return {
     TableName: store.tableName, Key: markerKey(marker.saId, marker.kind), UpdateExpression: 'REMOVE dueShard, dueAt',
     ConditionExpression: `dueAt = :due${renewable ? ' AND markerId = :m' : ''}`,
     ExpressionAttributeValues: { ':due': marker.dueAt, ...(renewable ? { ':m': marker.markerId } : {}) },
-  })).catch((error) => { if (!isConditionFailure(error)) throw error; });
+  };
+}
+
+async function dropMarker(store: Store, marker: DueMarker): Promise<void> {
+  await store.db.send(new UpdateCommand(dropUpdate(store, marker))).catch((error) => { if (!isConditionFailure(error)) throw error; });
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  crossedBelow, finalUnitActionOf, nextScheduledAt, planRecharges, smallestRechargeMinor, sponsorsInOrder, unitsBought,
+  costOfUnits, crossedBelow, finalUnitActionOf, nextScheduledAt, planRecharges, putAsksForRecharge, rechargeOf, smallestRechargeMinor, sponsorsInOrder, unitsBought,
 } from '../../functions/domain/serviceAccount.js';
 
 describe('unitsBought', () => {
@@ -20,10 +20,54 @@ describe('unitsBought', () => {
   });
 });
 
+describe('rechargeOf: the owner pays only what the units bought cost', () => {
+  it.each([
+    { name: 'an amount the rate divides: all of it', amount: 250, rate: { amountMinor: 100, units: 1024 }, units: 2560, paid: 250 },
+    { name: '1999 at 1000 per unit buys 1 unit for 1000, not 1999', amount: 1999, rate: { amountMinor: 1000, units: 1 }, units: 1, paid: 1000 },
+    { name: '41 at 4 per event: 10 events for 40', amount: 41, rate: { amountMinor: 4, units: 1 }, units: 10, paid: 40 },
+    { name: '7 at 3 per unit: 2 units for 6', amount: 7, rate: { amountMinor: 3, units: 1 }, units: 2, paid: 6 },
+    { name: 'units cheaper than a cent: the cost rounds up to the cent', amount: 1, rate: { amountMinor: 3, units: 7 }, units: 2, paid: 1 },
+    { name: '7 at 100 per 1024: 71 KB cost 6.93, paid 7', amount: 7, rate: { amountMinor: 100, units: 1024 }, units: 71, paid: 7 },
+    { name: 'exact past 2^53 in the products', amount: 999_999_999_999, rate: { amountMinor: 999_999, units: 1_000_000 }, units: 1_000_001_000_000, paid: 999_999_999_999 },
+    { name: 'buys nothing: costs nothing', amount: 2, rate: { amountMinor: 3, units: 1 }, units: 0, paid: 0 },
+  ])('$name', ({ amount, rate, units, paid }) => expect(rechargeOf(amount, rate)).toEqual({ units, amountMinor: paid }));
+
+  it('more than an account may hold: null', () => expect(rechargeOf(1e9 + 1, { amountMinor: 1, units: 1e6 })).toBeNull());
+
+  it.each([
+    { amountMinor: 1000, units: 1 }, { amountMinor: 100, units: 1024 }, { amountMinor: 4, units: 1 }, { amountMinor: 2, units: 60 }, { amountMinor: 7, units: 3 }, { amountMinor: 3, units: 7 },
+  ])('at $amountMinor per $units, for every amount: the cost buys the very same units, one cent less buys fewer, and it is never more than the amount', (rate) => {
+    for (let amount = 0; amount <= 3000; amount++) {
+      const { units, amountMinor: paid } = rechargeOf(amount, rate)!;
+      expect(paid).toBeLessThanOrEqual(amount);
+      expect(unitsBought(paid, rate)).toBe(units);
+      expect(costOfUnits(units, rate)).toBe(paid);
+      if (units > 0) expect(unitsBought(paid - 1, rate)).toBeLessThan(units);
+    }
+  });
+});
+
 describe('crossedBelow', () => {
   it.each([
     [100, 90, 95, true], [100, 95, 95, false], [94, 80, 95, false], [95, 94, 95, true], [100, 50, undefined, false],
   ])('from %i to %i with level %s: %s', (before, after, level, crossed) => expect(crossedBelow(before, after, level)).toBe(crossed));
+});
+
+describe('putAsksForRecharge: settings written while the level is below the minimum, which no charge will cross', () => {
+  const settings = { minimumLevel: 2048, rechargeAmountMinor: 500 };
+  it.each([
+    { name: 'created (empty): its first units are bought on request or schedule', before: undefined, after: settings, level: 0, asks: false },
+    { name: 'minimum set on an empty one', before: { rechargeAmountMinor: 500 }, after: settings, level: 0, asks: true },
+    { name: 'minimum set', before: { rechargeAmountMinor: 500 }, after: settings, level: 1620, asks: true },
+    { name: 'minimum raised', before: { ...settings, minimumLevel: 1024 }, after: settings, level: 1620, asks: true },
+    { name: 'rechargeAmount added', before: { minimumLevel: 2048 }, after: settings, level: 1620, asks: true },
+    { name: 'rechargeAmount changed: a request is pending already', before: { ...settings, rechargeAmountMinor: 200 }, after: settings, level: 1620, asks: false },
+    { name: 'minimum unchanged: a request is pending already', before: settings, after: settings, level: 1620, asks: false },
+    { name: 'minimum lowered', before: { ...settings, minimumLevel: 4096 }, after: settings, level: 1620, asks: false },
+    { name: 'minimum raised, still reached', before: { ...settings, minimumLevel: 1024 }, after: settings, level: 2048, asks: false },
+    { name: 'no minimum', before: { minimumLevel: 1024, rechargeAmountMinor: 500 }, after: { rechargeAmountMinor: 500 }, level: 0, asks: false },
+    { name: 'no rechargeAmount', before: { minimumLevel: 1024 }, after: { minimumLevel: 2048 }, level: 1620, asks: false },
+  ])('$name: $asks', ({ before, after, level, asks }) => expect(putAsksForRecharge(before, after, level)).toBe(asks));
 });
 
 describe('finalUnitActionOf', () => {

@@ -4,14 +4,14 @@
 import { describe, expect, it } from 'vitest';
 import { captureNotifications, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
 import type { Db, Store } from '../../functions/store/db.js';
-import { GetCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import { handler as rechargeTrigger } from '../../functions/handlers/recharge-trigger.js';
 import { useStore } from '../../functions/config.js';
 import { localEventLog } from '../../functions/notify.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import {
-  getServiceAccount, listServiceAccounts, manualRecharge, putServiceAccount, runDueRecharges, serviceAccountId,
+  getServiceAccount, listServiceAccounts, manualRecharge, putServiceAccount, runDueRecharges, serviceAccountId, THRESHOLD_RETRY_SECONDS,
 } from '../../functions/store/serviceAccounts.js';
 import { listNotifications, recordNotification, relayNotifications, relayStreamRecords } from '../../functions/store/notifications.js';
 import { takeFromSponsors, setSponsors } from '../../functions/store/sponsors.js';
@@ -21,6 +21,7 @@ import { putService } from '../../functions/store/services.js';
 import { debitSession, refundSession, requireSession, reserve } from '../../functions/store/sessions.js';
 import { sweep } from '../../functions/store/sweep.js';
 import { directDebit } from '../../functions/store/debits.js';
+import { readLedger } from '../../functions/store/ledger.js';
 
 /** 100 cents buy 1024 kilobytes. */
 const data: ServiceAccountSettings = { unit: 'kilobytes', rate: { amountMinor: 100, units: 1024 }, priority: 1, onEmpty: 'deny', rechargeAmountMinor: 500 };
@@ -62,6 +63,37 @@ describe('service accounts', () => {
     expect(notifications).toEqual([expect.objectContaining({ type: 'recharge_done', classification: 'data', amount: 250, units: 2560 })]);
   });
 
+  it.each(['manual', 'threshold', 'schedule'] as const)('a %s recharge of an amount the rate does not divide: the owner pays only what the units cost, and the ledgers, recharge_done and the answer say so', async (trigger) => {
+    const clock = testClock('2026-01-15T10:00:00.000Z');
+    const store = await testStore({ now: clock.now });
+    // A pack of game events: 10.00 EUR buys one, so 19.99 buys one too, for 10.00.
+    await putService(store, { serviceId: 'games', unit: 'events', price: { amountMinor: 1000, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 60 });
+    await owner(store, 10_000);
+    const games: ServiceAccountSettings = { unit: 'events', rate: { amountMinor: 1000, units: 1 }, priority: 1, onEmpty: 'deny', rechargeAmountMinor: 1999 };
+    await putServiceAccount(store, 'alice', 'games', { ...games, ...(trigger === 'schedule' ? { schedule: { every: 'day', at: 0 } } : {}) });
+    const setupPaid = trigger === 'threshold' ? 3000 : 0;
+    if (trigger === 'manual') {
+      const answer = await manualRecharge(store, 'alice', 'games', { requestId: 'r1' }, 'h');
+      expect(answer.body).toMatchObject({ recharged: { amount: 1000, units: 1 }, serviceAccount: { balance: 1 } });
+      expect(await manualRecharge(store, 'alice', 'games', { requestId: 'r1' }, 'h')).toEqual(answer);
+    } else {
+      if (trigger === 'threshold') {
+        await manualRecharge(store, 'alice', 'games', { requestId: 'r0', amountMinor: setupPaid }, 'h'); // 3 events
+        await putServiceAccount(store, 'alice', 'games', { ...games, minimumLevel: 2 });
+        await directDebit(store, { requestId: 'e1', accountId: 'alice', clientId: 'gs', serviceId: 'games', units: 2 }, 'h'); // 1: below
+      } else clock.advanceSeconds(14 * 3600 + 30); // 00:00:30 the next day: due
+      expect(await runDueRecharges(store)).toMatchObject({ recharged: 1, failed: 0 });
+    }
+    expect((await reconciled(store, 'alice')).balance).toBe(10_000 - setupPaid - 1000);
+    expect((await reconciled(store, serviceAccountId('alice', 'games'))).balance).toBe(setupPaid / 1000 - (trigger === 'threshold' ? 2 : 0) + 1);
+    const recharges = async (accountId: string) => (await readLedger(store, accountId)).entries
+      .filter((e: any) => e.type === 'recharge' && e.entryId !== 'recharge:req:r0').map((e: any) => ({ amount: e.amount, units: e.units }));
+    expect(await recharges('alice')).toEqual([{ amount: -1000, units: 1 }]);
+    expect(await recharges(serviceAccountId('alice', 'games'))).toEqual([{ amount: 1, units: 1 }]);
+    const done = (await listNotifications(store, 'alice')).notifications.filter((n) => n.type === 'recharge_done' && n.trigger === trigger);
+    expect(done).toEqual([expect.objectContaining({ amount: 1000, units: 1 })]);
+  });
+
   it('a manual recharge the owner cannot fund is refused alike when repeated, even after a top-up, and notified once', async () => {
     const store = await testStore();
     await owner(store, 100);
@@ -96,6 +128,66 @@ describe('service accounts', () => {
     expect(error?.extra).toMatchObject({ finalUnitAction: 'redirect', redirectUrl: 'https://top-up.example/' });
     expect((await reconciled(store, 'alice')).balance).toBe(100);
     expect((await listNotifications(store, 'alice')).notifications[0]).toMatchObject({ type: 'recharge_failed', classification: 'portal' });
+  });
+
+  /**
+   * A service account `alice~data` with a threshold recharge pending (level 1620 < 2048) or a
+   * daily one coming due at midnight, on a clock that moves 1 ms each time it is read (so two
+   * writes never share a timestamp by chance). `due()` takes the clock past midnight.
+   */
+  async function automaticRecharge(trigger: 'threshold' | 'schedule', ownerBalance: number, validUntil?: string) {
+    let ms = Date.parse('2026-01-15T10:00:00.000Z');
+    const store = await testStore({ now: () => new Date(ms++) });
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 300, interimIntervalSeconds: 60 });
+    await createAccount(store, { accountId: 'alice', currency: 'EUR', kind: 'prepaid', ...(validUntil ? { validUntil } : {}) });
+    await topUp(store, 'alice', 'topup-alice', ownerBalance + (trigger === 'threshold' ? 500 : 0), 'h');
+    await putServiceAccount(store, 'alice', 'data', trigger === 'threshold' ? { ...data, minimumLevel: 2048 } : { ...data, schedule: { every: 'day', at: 0 } });
+    if (trigger === 'threshold') {
+      await manualRecharge(store, 'alice', 'data', { requestId: 'r1' }, 'h'); // 5120 KB for 500
+      await directDebit(store, { requestId: 'e1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 3500 }, 'h'); // 1620: below
+    }
+    const later = (seconds: number) => { ms += seconds * 1000; };
+    return { store, later, due: () => later(14 * 3600 + 30) }; // due: 00:00:30 the next day
+  }
+  const failures = async (store: Store) => (await listNotifications(store, 'alice')).notifications.filter((n) => n.type === 'recharge_failed');
+
+  it.each(['threshold', 'schedule'] as const)('trigger runs that overlap on a %s recharge the owner cannot fund notify it once', async (trigger) => {
+    const { store, due } = await automaticRecharge(trigger, 100);
+    due();
+    await Promise.all([runDueRecharges(store), runDueRecharges(store), runDueRecharges(store)]);
+    expect(await failures(store)).toEqual([expect.objectContaining({ trigger, reason: 'insufficient_credit', amount: 500 })]);
+    expect((await reconciled(store, 'alice')).balance).toBe(100);
+  });
+
+  it('a threshold recharge the owner cannot fund stays pending, is tried again after a while, notified once, and made once the owner tops up', async () => {
+    const { store, later } = await automaticRecharge('threshold', 100); // 1620 KB, below 2048; alice holds 100 of the 500 it costs
+    expect(await runDueRecharges(store)).toMatchObject({ examined: 1, recharged: 0, failed: 1 });
+    later(THRESHOLD_RETRY_SECONDS - 1);
+    expect(await runDueRecharges(store)).toMatchObject({ examined: 0 }); // not at every run: no retry storm
+    later(1);
+    expect(await runDueRecharges(store)).toMatchObject({ examined: 1, recharged: 0, failed: 1 }); // still short
+    expect(await failures(store)).toEqual([expect.objectContaining({ trigger: 'threshold', reason: 'insufficient_credit' })]); // told once
+    // No charge crosses the minimum again (the level is below it already): the retry is what recharges.
+    await topUp(store, 'alice', 't2', 1000, 'h2');
+    later(THRESHOLD_RETRY_SECONDS);
+    expect(await runDueRecharges(store)).toMatchObject({ examined: 1, recharged: 1 });
+    expect(await runDueRecharges(store)).toMatchObject({ examined: 0 });
+    expect((await reconciled(store, serviceAccountId('alice', 'data'))).balance).toBe(1620 + 5120);
+    expect((await reconciled(store, 'alice')).balance).toBe(100 + 1000 - 500);
+    expect(await failures(store)).toHaveLength(1);
+  });
+
+  it.each([
+    ['threshold', 'suspended'], ['threshold', 'past its validUntil'], ['schedule', 'suspended'], ['schedule', 'past its validUntil'],
+  ] as const)('a %s recharge of an owner %s is notified as account_inactive, not insufficient_credit', async (trigger, inactive) => {
+    const { store, due } = await automaticRecharge(trigger, 10_000, inactive === 'suspended' ? undefined : '2026-01-16T00:00:00.000Z');
+    if (inactive === 'suspended') {
+      await store.db.send(new UpdateCommand({ TableName: store.tableName, Key: { pk: 'ACC#alice', sk: 'ACCOUNT' }, UpdateExpression: 'SET #s = :s', ExpressionAttributeNames: { '#s': 'status' }, ExpressionAttributeValues: { ':s': 'suspended' } }));
+    }
+    due();
+    expect(await runDueRecharges(store)).toMatchObject({ recharged: 0, failed: 1 });
+    expect(await failures(store)).toEqual([expect.objectContaining({ trigger, reason: 'account_inactive' })]);
+    expect((await reconciled(store, 'alice')).balance).toBe(10_000);
   });
 
   it('an owner with more than a hundred lists them all, also when reads come back unprocessed', async () => {
@@ -381,6 +473,58 @@ describe('charging a service account (sessions and events of its service draw un
     expect(await runDueRecharges(store)).toMatchObject({ examined: 1, recharged: 0 });
     expect(await runDueRecharges(store)).toMatchObject({ examined: 1, recharged: 1 });
     expect((await reconciled(store, serviceAccountId('alice', 'data'))).available).toBe(5120 - 3500 + 5120);
+  });
+
+  it.each([
+    ['removes minimumLevel', 'before the run', { ...data }],
+    ['removes minimumLevel', 'while the trigger decides', { ...data }],
+    ['lowers minimumLevel below the level', 'before the run', { ...data, minimumLevel: 1024 }],
+    ['lowers minimumLevel below the level', 'while the trigger decides', { ...data, minimumLevel: 1024 }],
+  ] as const)('a PUT that %s %s: the pending threshold request moves no money, and is dropped', async (_change, when, settings) => {
+    // The PUT can land between the trigger's read of the service account and its recharge
+    // transaction: the transaction itself must find the item still below its own minimum.
+    let beforeRecharge: (() => Promise<unknown>) | null = null;
+    const store = await testStore({ db: (inner: Db): Db => ({
+      send: async (command) => {
+        const recharge = command instanceof TransactWriteCommand && JSON.stringify(command.input).includes('"sk":"THRESHOLD"');
+        if (recharge && beforeRecharge) { const run = beforeRecharge; beforeRecharge = null; await run(); }
+        return inner.send(command);
+      },
+    }) });
+    await putService(store, dataService);
+    await owner(store, 10_000);
+    await putServiceAccount(store, 'alice', 'data', { ...data, minimumLevel: 2048 });
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r1' }, 'h'); // 5120 KB
+    await directDebit(store, { requestId: 'e1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 3500 }, 'h'); // 1620: below, a request pending
+    const put = () => putServiceAccount(store, 'alice', 'data', settings);
+    if (when === 'before the run') await put(); else beforeRecharge = put;
+    expect(await runDueRecharges(store)).toMatchObject({ examined: 1, recharged: 0 });
+    expect(beforeRecharge).toBeNull(); // (the PUT ran)
+    expect(await runDueRecharges(store)).toMatchObject({ examined: 0 });
+    expect((await reconciled(store, serviceAccountId('alice', 'data'))).balance).toBe(1620);
+    expect((await reconciled(store, 'alice')).balance).toBe(10_000 - 500);
+  });
+
+  it.each([
+    ['sets minimumLevel above the level', { ...data }, { ...data, minimumLevel: 2048 }, 1],
+    ['raises minimumLevel above the level', { ...data, minimumLevel: 1024 }, { ...data, minimumLevel: 8192 }, 1],
+    ['adds a rechargeAmount below the minimum', { ...data, minimumLevel: 2048, rechargeAmountMinor: undefined }, { ...data, minimumLevel: 2048 }, 1],
+    ['raises minimumLevel to one the level still reaches', { ...data, minimumLevel: 1024 }, { ...data, minimumLevel: 1536 }, 0],
+    ['removes the rechargeAmount below the minimum', { ...data, minimumLevel: 2048 }, { ...data, minimumLevel: 8192, rechargeAmountMinor: undefined }, 0],
+  ] as const)('a PUT that %s asks for a threshold recharge only when the level is below the new minimum: no charge will cross it', async (_change, before, after, recharges) => {
+    const store = await testStore();
+    await putService(store, dataService);
+    await owner(store, 10_000);
+    await putServiceAccount(store, 'alice', 'data', before);
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 500 }, 'h'); // 5120 KB
+    await directDebit(store, { requestId: 'e1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 3500 }, 'h'); // 1620
+    await runDueRecharges(store); // whatever the settings asked for so far is done
+    const paid = 10_000 - (await reconciled(store, 'alice')).balance;
+    const level = (await getServiceAccount(store, 'alice', 'data'))!.available;
+    await putServiceAccount(store, 'alice', 'data', after);
+    expect(await runDueRecharges(store)).toMatchObject({ recharged: recharges });
+    expect((await reconciled(store, serviceAccountId('alice', 'data'))).balance).toBe(level + recharges * 5120);
+    expect((await reconciled(store, 'alice')).balance).toBe(10_000 - paid - recharges * 500);
   });
 
   it('a threshold recharge that leaves the level below the minimum is followed by another', async () => {
