@@ -14,6 +14,11 @@ export interface Member {
   serviceId: string;
   /** What the member charged, net of what was already given back. */
   netChargedMinor: number;
+  /**
+   * False for an event charge: it takes part (its service is present, a duplicate of it is
+   * measured against what it charged) but nothing is given back on it.
+   */
+  refundable?: boolean;
 }
 
 export interface Adjustment {
@@ -24,18 +29,34 @@ export interface Adjustment {
 }
 
 /**
- * Adjustments for a finished multi-session. A duplicate is given back whole (the service it
- * duplicates is the one charged); otherwise the best applicable discount, rounded down so
- * the adjustment never gives back a minor unit that was not earned.
+ * Adjustments for a finished multi-session. Only members that charged something take part:
+ * a session opened and released unused neither earns a discount for another service nor
+ * stands in for the traffic a duplicate reported. A duplicate is given back what the service
+ * it duplicates charged (that one is charged), never more: the duplicates of a service
+ * together get back at most what that service charged and kept, so the traffic is charged
+ * once, never zero times. Otherwise the best applicable discount, rounded down so the
+ * adjustment never gives back a minor unit that was not earned.
  */
 export function combinedAdjustments(members: Member[], rules: ReadonlyMap<string, CombinedRule>): Adjustment[] {
-  const present = new Set(members.map((m) => m.serviceId));
+  const charging = members.filter((m) => m.netChargedMinor > 0);
+  const present = new Set(charging.map((m) => m.serviceId));
+  /** What each service still charges: what its members charged, less what was given back on them. */
+  const kept = new Map<string, number>();
+  for (const m of charging) kept.set(m.serviceId, (kept.get(m.serviceId) ?? 0) + m.netChargedMinor);
+  /** What duplicates already got back against each duplicated service. */
+  const covered = new Map<string, number>();
   const adjustments: Adjustment[] = [];
-  for (const member of members) {
+  for (const member of charging) {
     const rule = rules.get(member.serviceId);
-    if (!rule || member.netChargedMinor <= 0) continue;
+    if (!rule || member.refundable === false) continue;
     if (rule.duplicates && rule.duplicates !== member.serviceId && present.has(rule.duplicates)) {
-      adjustments.push({ sessionId: member.sessionId, amountMinor: member.netChargedMinor, reason: 'duplicate' });
+      const target = rule.duplicates;
+      const amountMinor = Math.min(member.netChargedMinor, (kept.get(target) ?? 0) - (covered.get(target) ?? 0));
+      if (amountMinor > 0) {
+        adjustments.push({ sessionId: member.sessionId, amountMinor, reason: 'duplicate' });
+        covered.set(target, (covered.get(target) ?? 0) + amountMinor);
+        kept.set(member.serviceId, kept.get(member.serviceId)! - amountMinor);
+      }
       continue;
     }
     const percent = Math.max(0, ...(rule.discounts ?? []).filter((d) => present.has(d.withServiceId) && d.withServiceId !== member.serviceId).map((d) => d.percent));

@@ -93,3 +93,13 @@ export function mostPossibleShares(principle: Principle, parties: string[], maxA
       });
   }
 }
+
+/**
+ * What each party pays of `amount` when the session ends with no final debit (a release, the
+ * sweep's expiry): the usage recorded so far is charged by the principle, as a debit would.
+ * Loser-pays knows no loser then (the game was not played to its end): the parties split it,
+ * which never passes what each holds (every party holds the whole most possible cost).
+ */
+export function chargesWithoutOutcome(principle: Principle, parties: string[], amount: number): number[] {
+  return charges(principle.type === 'loser-pays' ? { type: 'split' } : principle, parties, amount);
+}

@@ -94,7 +94,8 @@ export const proposeBody = schema(() => v.object({
   principle,
   clientId: identifier,
   serviceId: identifier,
-  requested: v.strictObject({ units: positive }),
+  // { units } or { amount }, like any reserve: an amount is the units it buys at the service's price.
+  requested,
   // Its parties share one hold each, and a combined rating could not be settled on it (no
   // refund of a party session): refused rather than accepted and left out of the multi-session.
   multiSessionId: v.optional(v.never('a multi-party session cannot be part of a multi-session')),

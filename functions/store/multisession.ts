@@ -74,7 +74,8 @@ export async function settleMultiSession(store: Store, multiSessionId: string): 
   if (rules.size === 0) return 0;
   const adjustments = combinedAdjustments([
     ...sessions.map((s) => ({ sessionId: s.sessionId, serviceId: s.serviceId, netChargedMinor: s.hold.chargedMinor - s.refundedMinor })),
-    ...events.map((e) => ({ sessionId: `event:${e.requestId}`, serviceId: e.serviceId, netChargedMinor: 0 })),
+    // An event takes part by what it charged, but has no session to give anything back on.
+    ...events.map((e) => ({ sessionId: `event:${e.requestId}`, serviceId: e.serviceId, netChargedMinor: e.charged.amount, refundable: false })),
   ], rules);
   let given = 0;
   for (const adjustment of adjustments) {

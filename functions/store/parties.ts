@@ -17,7 +17,7 @@ import { answerKey, answerPut, expiryNotice, expiryNoticePut, getSessionItem, re
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
-import { apportion, charges, mostPossibleShares, validatePrinciple, type Outcome, type Principle } from '../domain/parties.js';
+import { apportion, charges, chargesWithoutOutcome, mostPossibleShares, validatePrinciple, type Outcome, type Principle } from '../domain/parties.js';
 import { MAX_BALANCE_MINOR, priceOf } from '../domain/rating.js';
 
 export interface PartyState {
@@ -44,13 +44,24 @@ const addSeconds = (at: string, seconds: number) => new Date(Date.parse(at) + se
 
 export async function proposePartySession(store: Store, command: ProposeCommand, bodyHash: string): Promise<StoredAnswer> {
   const sessionId = sessionIdFor(command.requestId);
-  const service = await getService(store, command.serviceId);
+  let service: Awaited<ReturnType<typeof getService>>;
+  let requestedUnits = 0;
   try {
+    // Inside: an unknown service is a refusal like the others (a reuse of the requestId with
+    // another body is idempotency_conflict, not 404).
+    service = await getService(store, command.serviceId);
     validatePrinciple(command.principle, command.parties);
-    if (!optimisticGrant(command.requested, service.price)) fail('validation_failed', 'requested must be at least one unit');
+    // { amount } is the units it buys at the service's price, as for a plain reserve.
+    requestedUnits = optimisticGrant(command.requested, service.price)?.units ?? fail('validation_failed', 'requested must be at least one unit');
+    const currencies: Record<string, string> = {};
     for (const accountId of command.parties) {
-      const found = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.account(accountId), ProjectionExpression: 'pk' }));
+      const found = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.account(accountId), ProjectionExpression: 'pk, #currency', ExpressionAttributeNames: { '#currency': 'currency' } }));
       if (!found.Item) fail('not_found', `account ${accountId} does not exist`);
+      currencies[accountId] = found.Item!.currency as string;
+    }
+    // One charge is apportioned among the parties (and a refund back): it must be one currency.
+    if (new Set(Object.values(currencies)).size > 1) {
+      fail('conflict', `the parties' accounts are in different currencies (${command.parties.map((p) => `${p} ${currencies[p]}`).join(', ')}): a multi-party session needs one`, { currencies });
     }
   } catch (error) {
     // A refusal may meet a session already proposed under this requestId: a repeat is answered
@@ -72,7 +83,7 @@ export async function proposePartySession(store: Store, command: ProposeCommand,
     seq: 0, hold: { seq: 0, holdMinor: 0, grantedUnits: 0, usedUnits: 0, chargedMinor: 0 },
     validUntil, createdAt: at, lastUpdateAt: at, refundedMinor: 0, returnedMinor: 0, answers: {},
     parties: command.parties.map((accountId) => ({ accountId, holdMinor: 0, chargedMinor: 0 })),
-    principle: command.principle, requested: command.requested,
+    principle: command.principle, requested: { units: requestedUnits },
   };
   const answer: StoredAnswer = { status: 201, body: sessionView(session) };
   session.answers[answerKey(command.requestId)] = { h: bodyHash, answer };
@@ -299,14 +310,14 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   const usedUnits = session.hold.usedUnits + (kind === 'release' ? 0 : command.usedUnits);
   if (!Number.isSafeInteger(usedUnits)) fail('validation_failed', `used.units brings the session's usage past 2^53-1 units`);
   const at = store.now().toISOString();
-  const reservedCost = priceOf(session.hold.grantedUnits, session.price);
   // Usage beyond what was granted is never charged beyond what was reserved.
-  const cost = Math.min(priceOf(usedUnits, session.price), reservedCost);
+  const cost = recordedCost(session, usedUnits);
   let moves: Move[];
   let next: SessionItem;
   let answer: StoredAnswer;
   if (kind === 'update') {
-    const wanted = command.requested && 'units' in command.requested ? command.requested.units : 0;
+    // { amount } is the units it buys, as on a plain session.
+    const wanted = !command.requested ? 0 : 'units' in command.requested ? command.requested.units : optimisticGrant(command.requested, session.price)?.units ?? 0;
     const grantedUnits = Math.max(session.hold.grantedUnits, usedUnits + wanted);
     if (!Number.isSafeInteger(grantedUnits)) fail('validation_failed', `requested.units brings the session's grant past 2^53-1 units`);
     const shares = mostPossibleShares(session.principle!, ids, priceOf(grantedUnits, session.price));
@@ -317,14 +328,12 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
       hold: { ...session.hold, seq: session.seq + 1, grantedUnits, usedUnits, holdMinor: moves.reduce((a, m) => a + m.newHoldMinor, 0) } };
     answer = { status: 200, body: { granted: { units: grantedUnits - usedUnits, amount: priceOf(grantedUnits, session.price) - cost }, validUntil: next.validUntil, interimIntervalSeconds: session.interimIntervalSeconds, charged: { units: usedUnits, amount: 0 }, parties: sessionView(next).parties } };
   } else {
-    const split = kind === 'release' ? ids.map(() => 0) : charges(session.principle!, ids, cost, command.outcome);
-    moves = parties.map((p, i) => ({ accountId: p.accountId, chargeMinor: split[i]!, newHoldMinor: 0, grantedUnits: 0 }));
+    // A release has no outcome: the usage the updates recorded is charged all the same (on a
+    // plain session each update charged it already), by the principle; loser-pays as split.
+    const split = kind === 'release' ? chargesWithoutOutcome(session.principle!, ids, cost) : charges(session.principle!, ids, cost, command.outcome);
     const state = kind === 'release' ? 'released' : 'closed';
-    const returned = parties.reduce((sum, p, i) => sum + p.holdMinor - split[i]!, 0);
-    next = { ...session, state, seq: session.seq + 1, lastUpdateAt: at, returnedMinor: returned,
-      parties: parties.map((p, i) => ({ ...p, holdMinor: 0, chargedMinor: p.chargedMinor + split[i]! })),
-      hold: { ...session.hold, seq: session.seq + 1, usedUnits, holdMinor: 0, grantedUnits: 0, chargedMinor: split.reduce((a, b) => a + b, 0) } };
-    answer = { status: 200, body: { state, charged: { units: usedUnits, amount: next.hold.chargedMinor }, returned: { amount: returned }, ...(kind === 'release' ? { refunded: { amount: 0 } } : {}), parties: sessionView(next).parties } };
+    ({ moves, next } = closingStep(session, split, state, at, usedUnits));
+    answer = { status: 200, body: { state, charged: { units: usedUnits, amount: next.hold.chargedMinor }, returned: { amount: next.returnedMinor }, ...(kind === 'release' ? { refunded: { amount: 0 } } : {}), parties: sessionView(next).parties } };
   }
   const result = await partyTransaction(store, session, { kind, requestId: command.requestId, bodyHash, at, next, answer, moves });
   if (result.ok) return answer;
@@ -334,13 +343,32 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
     // it): the same step with the holds as they are, which needs no money. The refusal is
     // the step's answer, so a repeat is refused alike even after a top-up.
     const refusal: StoredAnswer = { status: 402, body: { code: 'insufficient_credit', detail: `party ${result.refusedParty.accountId} cannot pay a larger share; the reported usage was recorded`, accountId: result.refusedParty.accountId, charged: { units: usedUnits, amount: 0 } } };
-    const usageOnly: SessionItem = { ...session, seq: session.seq + 1, lastUpdateAt: at, hold: { ...session.hold, seq: session.seq + 1, usedUnits } };
+    // It is a report like any other: the game lives validitySeconds from it, as after a grant.
+    const usageOnly: SessionItem = { ...session, seq: session.seq + 1, lastUpdateAt: at, validUntil: addSeconds(at, session.validitySeconds), hold: { ...session.hold, seq: session.seq + 1, usedUnits } };
     const held = parties.map((p) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: p.holdMinor, grantedUnits: session.hold.grantedUnits }));
     if ((await partyTransaction(store, session, { kind, requestId: command.requestId, bodyHash, at, next: usageOnly, answer: refusal, moves: held })).ok) return refusal;
   }
   // The session moved (a duplicate, the sweep): decide again on what it is now.
   return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash);
 }
+
+/**
+ * The last step of an active party session: each party pays `split[i]` out of its hold and
+ * gets the rest of it back.
+ */
+function closingStep(session: SessionItem, split: number[], state: 'closed' | 'released' | 'expired', at: string, usedUnits: number): { moves: Move[]; next: SessionItem } {
+  const parties = session.parties!;
+  const moves = parties.map((p, i) => ({ accountId: p.accountId, chargeMinor: split[i]!, newHoldMinor: 0, grantedUnits: 0 }));
+  const returned = parties.reduce((sum, p, i) => sum + p.holdMinor - split[i]!, 0);
+  const next: SessionItem = { ...session, state, seq: session.seq + 1, lastUpdateAt: at, returnedMinor: returned,
+    parties: parties.map((p, i) => ({ ...p, holdMinor: 0, chargedMinor: p.chargedMinor + split[i]! })),
+    hold: { ...session.hold, seq: session.seq + 1, usedUnits, holdMinor: 0, grantedUnits: 0, chargedMinor: session.hold.chargedMinor + split.reduce((a, b) => a + b, 0) } };
+  return { moves, next };
+}
+
+/** What the usage recorded so far costs: never more than what was granted (and so reserved). */
+const recordedCost = (session: SessionItem, usedUnits: number) =>
+  Math.min(priceOf(usedUnits, session.price), priceOf(session.hold.grantedUnits, session.price));
 
 /**
  * A refund of a multi-party session that is over (see refundSession): `amount` of what it charged goes back to
@@ -397,7 +425,8 @@ export async function refundPartySession(store: Store, session: SessionItem, com
 }
 
 /**
- * The sweep: expire an active party session (every hold back), or a proposal never agreed,
+ * The sweep: expire an active party session (the recorded usage charged, the rest of every
+ * hold back), or a proposal never agreed,
  * with its session_expired in the same transaction. False when the session moved on first.
  */
 export async function expirePartySession(store: Store, session: SessionItem): Promise<boolean> {
@@ -410,11 +439,12 @@ export async function expirePartySession(store: Store, session: SessionItem): Pr
       (answer) => answer.status === 200,
       (error) => { if (error instanceof ChargingError && error.code === 'conflict') return false; throw error; });
   }
-  const moves = session.parties!.map((p) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: 0, grantedUnits: 0 }));
-  const returned = session.parties!.reduce((sum, p) => sum + p.holdMinor, 0);
-  const next: SessionItem = { ...session, state: 'expired', seq: session.seq + 1, lastUpdateAt: at, returnedMinor: returned,
-    parties: session.parties!.map((p) => ({ ...p, holdMinor: 0 })), hold: { ...session.hold, seq: session.seq + 1, holdMinor: 0, grantedUnits: 0 } };
-  const notice = expiryNotice(session, at, returned);
+  // The usage the updates recorded is charged, as a release charges it (loser-pays, with no
+  // outcome, as split); every hold's rest goes back.
+  const usedUnits = session.hold.usedUnits;
+  const split = chargesWithoutOutcome(session.principle!, session.parties!.map((p) => p.accountId), recordedCost(session, usedUnits));
+  const { moves, next } = closingStep(session, split, 'expired', at, usedUnits);
+  const notice = expiryNotice(session, at, next.returnedMinor);
   return (await partyTransaction(store, session, { kind: 'expire', requestId: systemRequestId(`expire:${session.seq}`), bodyHash: 'sweep', at, next, answer: null, moves, notice })).ok;
 }
 

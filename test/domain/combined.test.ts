@@ -4,6 +4,9 @@ import { combinedAdjustments, interimIntervalFor, nextDueAt, type CombinedRule }
 const rules = new Map<string, CombinedRule>([
   ['voice', { discounts: [{ withServiceId: 'data', percent: 20 }, { withServiceId: 'video', percent: 50 }] }],
   ['ps-data', { duplicates: 'ims-data' }],
+  // Misconfigured both ways round: the traffic is still charged once.
+  ['a-leg', { duplicates: 'b-leg' }],
+  ['b-leg', { duplicates: 'a-leg' }],
 ]);
 
 describe('combinedAdjustments', () => {
@@ -15,8 +18,19 @@ describe('combinedAdjustments', () => {
     { name: 'a duplicate is charged once', members: [['s1', 'ps-data', 30], ['s2', 'ims-data', 30]], expected: [{ sessionId: 's1', amountMinor: 30, reason: 'duplicate' }] },
     { name: 'a duplicate alone is charged', members: [['s1', 'ps-data', 30]], expected: [] },
     { name: 'nothing charged, nothing given back', members: [['s1', 'voice', 0], ['s2', 'data', 5]], expected: [] },
+    // A member that charged nothing (opened, released unused) did not take part.
+    { name: 'a data session that carried nothing earns no discount', members: [['s1', 'voice', 100], ['s2', 'data', 0]], expected: [] },
+    { name: 'the best discount among the services that charged', members: [['s1', 'voice', 100], ['s2', 'data', 1], ['s3', 'video', 0]], expected: [{ sessionId: 's1', amountMinor: 20, reason: 'discount', percent: 20 }] },
+    { name: 'a duplicate of a service that charged nothing is charged (once)', members: [['s1', 'ps-data', 30], ['s2', 'ims-data', 0]], expected: [] },
+    { name: 'a duplicate gets back at most what the duplicated service charged', members: [['s1', 'ps-data', 30], ['s2', 'ims-data', 20]], expected: [{ sessionId: 's1', amountMinor: 20, reason: 'duplicate' }] },
+    { name: 'duplicates share what the duplicated service charged', members: [['s1', 'ps-data', 30], ['s2', 'ps-data', 30], ['s3', 'ims-data', 40], ['s4', 'ims-data', 0]], expected: [{ sessionId: 's1', amountMinor: 30, reason: 'duplicate' }, { sessionId: 's2', amountMinor: 10, reason: 'duplicate' }] },
+    { name: 'two services duplicating each other: charged once, not zero times', members: [['s1', 'a-leg', 30], ['s2', 'b-leg', 30]], expected: [{ sessionId: 's1', amountMinor: 30, reason: 'duplicate' }] },
+    // An event charge (not refundable) takes part and is what a duplicate is measured against, but gets nothing back.
+    { name: 'an event of data earns the discount', members: [['s1', 'voice', 100], ['event:e', 'data', 5, false]], expected: [{ sessionId: 's1', amountMinor: 20, reason: 'discount', percent: 20 }] },
+    { name: 'a duplicate of an event is given back', members: [['s1', 'ps-data', 30], ['event:e', 'ims-data', 30, false]], expected: [{ sessionId: 's1', amountMinor: 30, reason: 'duplicate' }] },
+    { name: 'an event that duplicates is not given back', members: [['event:e', 'ps-data', 30, false], ['s1', 'ims-data', 30]], expected: [] },
   ])('$name', ({ members, expected }) => {
-    const list = members.map(([sessionId, serviceId, netChargedMinor]) => ({ sessionId: sessionId as string, serviceId: serviceId as string, netChargedMinor: netChargedMinor as number }));
+    const list = members.map(([sessionId, serviceId, netChargedMinor, refundable]) => ({ sessionId: sessionId as string, serviceId: serviceId as string, netChargedMinor: netChargedMinor as number, ...(refundable === false ? { refundable: false } : {}) }));
     expect(combinedAdjustments(list, rules)).toEqual(expected);
   });
 });

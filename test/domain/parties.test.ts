@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { apportion, charges, mostPossibleShares, validatePrinciple, type Principle } from '../../functions/domain/parties.js';
+import { apportion, charges, chargesWithoutOutcome, mostPossibleShares, validatePrinciple, type Principle } from '../../functions/domain/parties.js';
 import { ChargingError } from '../../functions/domain/errors.js';
 
 const parties = ['ann', 'ben', 'cid'];
@@ -32,6 +32,16 @@ describe('charges by principle, odd amounts included', () => {
   ])('refuses the principle %j for %j', (principle, list) => expect(() => validatePrinciple(principle, list)).toThrow(ChargingError));
 });
 
+describe('charges of a session that ends with no outcome (a release, an expiry)', () => {
+  it.each<[string, Principle, number, number[]]>([
+    ['loser pays, no loser known: split', { type: 'loser-pays' }, 101, [34, 34, 33]],
+    ['initiator pays', { type: 'initiator-pays' }, 101, [101, 0, 0]],
+    ['split', { type: 'split' }, 40, [14, 13, 13]],
+    ['shares', { type: 'shares', shares: { ann: 50, ben: 30, cid: 20 } }, 40, [20, 12, 8]],
+    ['nothing used, nothing paid', { type: 'loser-pays' }, 0, [0, 0, 0]],
+  ])('%s', (_name, principle, amount, expected) => expect(chargesWithoutOutcome(principle, parties, amount)).toEqual(expected));
+});
+
 describe('properties (seeded)', () => {
   const principles = fc.oneof(
     fc.constant<Principle>({ type: 'split' }),
@@ -46,11 +56,12 @@ describe('properties (seeded)', () => {
     fc.assert(fc.property(principles, fc.integer({ min: 0, max: 1_000_000 }), fc.integer({ min: 0, max: 1_000_000 }), fc.constantFrom(...parties),
       (principle, a, b, loser) => {
         const [cost, max] = a <= b ? [a, b] : [b, a];
-        const paid = charges(principle, parties, cost, { loser });
         const reserved = mostPossibleShares(principle, parties, max);
-        expect(paid.reduce((x, y) => x + y, 0)).toBe(cost);
-        paid.forEach((p, i) => expect(p).toBeLessThanOrEqual(reserved[i]!));
-        paid.forEach((p) => expect(p).toBeGreaterThanOrEqual(0));
+        for (const paid of [charges(principle, parties, cost, { loser }), chargesWithoutOutcome(principle, parties, cost)]) {
+          expect(paid.reduce((x, y) => x + y, 0)).toBe(cost);
+          paid.forEach((p, i) => expect(p).toBeLessThanOrEqual(reserved[i]!));
+          paid.forEach((p) => expect(p).toBeGreaterThanOrEqual(0));
+        }
       }), { seed, numRuns: 2000 });
   });
 

@@ -32,7 +32,7 @@ import { drawPlan, type FaultPlan } from './faults.js';
 import { DirectDb, LambdaRuntime, ProcessRuntime, type DbClient, type Runtime, type RuntimeStats } from './runtime.js';
 // The payment principles of multi-party sessions are pure rules: the model applies the very
 // same ones to the totals the answers report, and checks each party's part against them.
-import { charges as partyCharges, mostPossibleShares, type Principle } from '../../functions/domain/parties.js';
+import { charges as partyCharges, chargesWithoutOutcome, mostPossibleShares, type Principle } from '../../functions/domain/parties.js';
 
 // ------------------------------------------------------------------------------ options
 
@@ -312,6 +312,10 @@ const SERVICE_ACCOUNTS: Partial<Record<ServiceId, { unit: AccountModel['unit']; 
   voice: { unit: 'seconds', rate: { amount: 2, units: 60 }, settings: { priority: 3, minimumLevel: 600, rechargeAmount: 30, onEmpty: 'restrict' } },
 };
 const unitsBought = (amount: number, rate: { amount: number; units: number }) => Math.floor((amount * rate.units) / rate.amount);
+/** What a recharge of `amount` costs the owner: the units it buys, rounded up to the cent; the rest of the amount is not taken. */
+const rechargeCost = (amount: number, rate: { amount: number; units: number }) => Math.ceil((unitsBought(amount, rate) * rate.amount) / rate.units);
+/** Whether `paid` is what a recharge of one of the service account's rechargeAmounts costs. */
+const paysARechargeAmount = (sa: AccountModel, paid: number) => [...sa.rechargeAmounts].some((amount) => rechargeCost(amount, sa.rate!) === paid);
 const ownerOf = (accountId: string) => accountId.split('~')[0]!;
 
 // ------------------------------------------------------------------------ history, failure
@@ -803,7 +807,7 @@ class Simulation {
         const amount = body.recharged?.amount;
         const v = body.serviceAccount ?? {};
         if (answer.status !== 200 || body.accountId !== req.accountId || body.classification !== sa.classification
-          || (req.amount !== undefined ? amount !== req.amount : !sa.rechargeAmounts.has(amount))
+          || (req.amount !== undefined ? amount !== rechargeCost(req.amount, sa.rate!) : !paysARechargeAmount(sa, amount))
           || body.recharged?.units !== unitsBought(amount, sa.rate!)
           || v.unit !== sa.unit || v.available !== v.balance - v.reserved || v.available < 0 || v.reserved < 0) {
           this.fail('recharge', `${what}: answer ${answer.status} ${JSON.stringify(body)} (rate ${JSON.stringify(sa.rate)}, recharge amounts ${[...sa.rechargeAmounts].join('/')})`);
@@ -1002,12 +1006,17 @@ class Simulation {
       return;
     }
     if (req.kind === 'release') {
-      if (answer.status !== 200 || body.state !== 'released' || body.refunded?.amount !== 0 || (body.charged && body.charged.amount !== 0)
-        || (inStep && body.returned?.amount !== party.holds.reduce((a, b) => a + b, 0))) {
-        this.fail('party', `${what}: release answered ${answer.status} ${JSON.stringify(body)} (holds ${JSON.stringify(party.holds)})`);
+      // The usage the updates recorded is charged, by the principle (loser-pays as split).
+      const total = body.charged?.amount;
+      const expectedParts = Number.isSafeInteger(total) ? chargesWithoutOutcome(party.principle, party.ids, total) : [];
+      if (answer.status !== 200 || body.state !== 'released' || body.refunded?.amount !== 0 || !Number.isSafeInteger(total)
+        || !isDeepStrictEqual(partsShown(), expectedParts)
+        || (inStep && (total !== Math.min(price(party.usedUnits), price(party.grantedUnits)) || body.returned?.amount !== party.holds.reduce((a, b) => a + b, 0) - total))) {
+        this.fail('party', `${what}: release answered ${answer.status} ${JSON.stringify(body)} (holds ${JSON.stringify(party.holds)}, ${party.usedUnits} units used of ${party.grantedUnits})`);
       }
-      party.charged = party.ids.map(() => 0);
+      party.charged = expectedParts;
       party.holds = party.ids.map(() => 0);
+      s.charged = total;
       s.state = 'released';
       return;
     }
@@ -1224,7 +1233,7 @@ class Simulation {
         const steps = [...s!.inDoubt].filter((rid) => this.reqs.get(rid)?.kind !== 'refund');
         const refunds = [...s!.inDoubt].filter((rid) => this.reqs.get(rid)?.kind === 'refund');
         // A party of a multi-party session pays its part of the total, by the principle.
-        const answered = s!.party ? this.partyPart(s!, account.id) : s!.charged;
+        const answered = s!.party ? this.partyPart(s!, account.id, sl.expires > 0) : s!.charged;
         if (s!.party && !s!.party.ids.includes(account.id)) this.fail('party', `${what}: session ${sid} has entries on ${account.id}, not one of its parties ${s!.party.ids.join(', ')}`);
         if (steps.length === 0 ? charged !== answered : charged < answered) {
           this.fail(s!.party ? 'party: part charged' : 'a: session charged', `${what}: session ${sid} charged ${charged} on the account/ledger, the answers say ${answered}${s!.party ? ` (its part of ${s!.charged} under ${JSON.stringify(s!.party.principle)})` : ''} (${steps.length} steps in doubt)`);
@@ -1263,9 +1272,18 @@ class Simulation {
     }
   }
 
-  /** What a party of a multi-party session was charged, by the answers (nothing until its final debit). */
-  private partyPart(s: SessionModel, accountId: string): number {
-    return s.party!.charged?.[s.party!.ids.indexOf(accountId)] ?? 0;
+  /**
+   * What a party of a multi-party session was charged, by the answers (nothing until its final
+   * debit or release); once `expired`, what the expiry charged it: the usage the answers
+   * recorded, by the principle (loser-pays as split).
+   */
+  private partyPart(s: SessionModel, accountId: string, expired = false): number {
+    const party = s.party!;
+    const i = party.ids.indexOf(accountId);
+    if (party.charged) return party.charged[i] ?? 0;
+    if (!expired) return 0;
+    const price = (units: number) => priceOf(s.serviceId, units);
+    return chargesWithoutOutcome(party.principle, party.ids, Math.min(price(party.usedUnits), price(party.grantedUnits)))[i] ?? 0;
   }
 
   /**
@@ -1350,9 +1368,9 @@ class Simulation {
               || (req.first ? req.first.body?.recharged?.amount !== amount : !req.inDoubt)) {
               this.fail('a: unexplained recharge', `${what}: the model has ${req ? `${req.kind} ${req.text} on ${req.sa}, ${req.first ? `answered ${JSON.stringify(req.first.body?.recharged)}` : req.inDoubt ? 'in doubt' : 'refused'}` : 'no such request'}`);
             }
-            if (!req!.first && req!.amount !== undefined && req!.amount !== amount) this.fail('a: unexplained recharge', `${what}: request ${req!.rid} asked ${req!.amount}`);
+            if (!req!.first && req!.amount !== undefined && rechargeCost(req!.amount, sa!.rate!) !== amount) this.fail('a: unexplained recharge', `${what}: request ${req!.rid} asked ${req!.amount} (costs ${rechargeCost(req!.amount, sa!.rate!)})`);
           } else if (id.startsWith('thr:') || id.startsWith(`sch:${saId}:`)) {
-            if (!sa!.rechargeAmounts.has(amount)) this.fail('a: unexplained recharge', `${what}: ${saId} recharges ${[...sa!.rechargeAmounts].join(' or ')}`);
+            if (!paysARechargeAmount(sa!, amount)) this.fail('a: unexplained recharge', `${what}: ${saId} recharges ${[...sa!.rechargeAmounts].join(' or ')}`);
           } else {
             this.fail('a: unexplained recharge', `${what}: unknown recharge`);
           }
@@ -1420,6 +1438,8 @@ class Simulation {
           if (!this.expiredSessions.has(owner)) this.expiredSessions.set(owner, new Map());
           this.expiredSessions.get(owner)!.set(sid, String(item.lastUpdateAt));
         }
+        // A party session's expiry charged the usage its answers recorded (partyPart).
+        if (s.party && !s.party.charged && item.state === 'expired') s.charged = s.party.ids.reduce((sum, id) => sum + this.partyPart(s, id, true), 0);
         if (item.hold?.chargedMinor !== s.charged) this.fail('c: session charged', `${what}: item charged ${item.hold?.chargedMinor}, answers ${s.charged}`);
         if (item.refundedMinor !== s.refunded) this.fail('c: session refunded', `${what}: item refunded ${item.refundedMinor}, answers ${s.refunded}`);
         if (item.hold?.holdMinor !== 0) this.fail('c: session hold', `${what}: item still holds ${item.hold?.holdMinor}`);
@@ -1447,7 +1467,7 @@ class Simulation {
    * what refunds gave back, each party's as its answers said (the item keeps it too).
    */
   private finalPartyChecks(s: SessionModel, party: PartyModel, item: Record<string, any>, what: string) {
-    const parts = party.ids.map((id) => this.partyPart(s, id));
+    const parts = party.ids.map((id) => this.partyPart(s, id, item.state === 'expired'));
     const inItem = (item.parties ?? []).map((p: any) => p.chargedMinor);
     if (!isDeepStrictEqual(inItem, parts) || parts.reduce((a, b) => a + b, 0) !== s.charged || (item.parties ?? []).some((p: any) => p.holdMinor !== 0)) {
       this.fail('party', `${what}: item parts ${JSON.stringify(item.parties)}, the answers' parts ${JSON.stringify(parts)} of ${s.charged}`);

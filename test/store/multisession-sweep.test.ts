@@ -95,6 +95,34 @@ describe('the seed 001 message flow', () => {
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 7 });
   });
 
+  it('a duplicate is charged when the session it duplicates charged nothing (the traffic is charged once, not zero times)', async () => {
+    const store = await testStore();
+    await seedServices(store);
+    const a = await reserve(store, { requestId: 'z-1', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: 'GS-Z' }, 'h');
+    const b = await reserve(store, { requestId: 'z-2', accountId: 'sub', clientId: 'pgw', serviceId: 'ps-data', requested: { units: 1000 }, multiSessionId: 'GS-Z' }, 'h');
+    await refundSession(store, a.body.sessionId as string, { requestId: 'z-1r' }, 'h'); // released unused
+    await debitSession(store, b.body.sessionId as string, { requestId: 'z-2s', usedUnits: 700 }, 'h');
+    expect((await multiSessionView(store, 'GS-Z')).charged).toEqual({ amount: 7 });
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 7, reserved: 0 });
+  });
+
+  it('a discount "with data" is earned only by data that charged something, a data event included', async () => {
+    const store = await testStore();
+    await seedServices(store);
+    // Data opened and released unused: voice pays in full.
+    const v = await reserve(store, { requestId: 'x-v', accountId: 'sub', clientId: 'scscf', serviceId: 'ims-voice', requested: { units: 300 }, multiSessionId: 'GS-X' }, 'h');
+    const d = await reserve(store, { requestId: 'x-d', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: 'GS-X' }, 'h');
+    await refundSession(store, d.body.sessionId as string, { requestId: 'x-dr' }, 'h');
+    await debitSession(store, v.body.sessionId as string, { requestId: 'x-vs', usedUnits: 120 }, 'h'); // 20
+    expect((await multiSessionView(store, 'GS-X')).charged).toEqual({ amount: 20 });
+    // Data charged as an event: voice gets its 20 % (4 back); nothing is given back on the event.
+    await directDebit(store, { requestId: 'y-e', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', units: 500, multiSessionId: 'GS-Y' }, 'h');
+    const w = await reserve(store, { requestId: 'y-v', accountId: 'sub', clientId: 'scscf', serviceId: 'ims-voice', requested: { units: 300 }, multiSessionId: 'GS-Y' }, 'h');
+    await debitSession(store, w.body.sessionId as string, { requestId: 'y-vs', usedUnits: 120 }, 'h');
+    expect((await multiSessionView(store, 'GS-Y')).charged).toEqual({ amount: 20 - 4 + 5 });
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 20 - 21, reserved: 0 });
+  });
+
   it('a client\'s requestId never stands for the system\'s settlement', async () => {
     const store = await testStore();
     await seedServices(store);

@@ -1,13 +1,14 @@
 // Seed 000: multi-party sessions where the parties agree who pays, on DynamoDB Local.
 import { describe, expect, it } from 'vitest';
-import { captureNotifications, relayUntil, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
+import { captureNotifications, relayUntil, codeOf, reconciled, testApi, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
 import type { Store } from '../../functions/store/db.js';
 import { relayNotifications } from '../../functions/store/notifications.js';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import { agree, proposePartySession } from '../../functions/store/parties.js';
-import { debitSession, refundSession, requireSession, reserve, updateSession } from '../../functions/store/sessions.js';
+import { debitSession, getSessionItem, refundSession, requireSession, reserve, sessionIdFor, updateSession } from '../../functions/store/sessions.js';
 import { sweep } from '../../functions/store/sweep.js';
+import { readLedger } from '../../functions/store/ledger.js';
 import type { Principle } from '../../functions/domain/parties.js';
 
 // A game: 1 minor unit per started second, so costs are easy to make odd.
@@ -71,6 +72,28 @@ describe('verification before the start', () => {
     // Ben tops up and agrees again: now it starts.
     await topUp(store, 'ben', 't2', 100, 'h');
     expect((await agree(store, sessionId, { requestId: 'again', accountId: 'ben' }, 'h')).body.state).toBe('active');
+  });
+
+  it('parties of different currencies: 409 conflict naming the currencies, nothing written', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 1000 });
+    await createAccount(store, { accountId: 'usd', currency: 'USD', kind: 'prepaid' });
+    await topUp(store, 'usd', 't-usd', 1000, 'h');
+    const command = { requestId: 'fx', parties: ['ann', 'ben', 'usd'], principle: { type: 'split' } as Principle, clientId: 'g', serviceId: 'game', requested: { units: 10 } };
+    const refused = await proposePartySession(store, command, 'h').then(() => null, (error) => error);
+    expect([refused?.code, refused?.message]).toEqual(['conflict', expect.stringMatching(/ann EUR.*usd USD/)]);
+    expect(await getSessionItem(store, sessionIdFor('fx'))).toBeNull();
+    expect(await reconciled(store, 'usd')).toMatchObject({ balance: 1000, reserved: 0 });
+  });
+
+  it('a requestId reused with another body naming an unknown service is idempotency_conflict; a repeat is answered alike', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 1000 });
+    const command = { requestId: 'g1', parties: ['ann', 'ben'], principle: { type: 'split' } as Principle, clientId: 'g', serviceId: 'game', requested: { units: 10 } };
+    const first = await proposePartySession(store, command, 'h');
+    expect(await codeOf(proposePartySession(store, { ...command, serviceId: 'nope' }, 'other'))).toBe('idempotency_conflict');
+    expect(await proposePartySession(store, command, 'h')).toEqual(first);
+    expect(await codeOf(proposePartySession(store, { ...command, requestId: 'g2', serviceId: 'nope' }, 'h'))).toBe('not_found');
   });
 
   it('refuses an outcome naming a non-party, and agreements from strangers', async () => {
@@ -186,6 +209,103 @@ describe('cleanup', () => {
     const released = await refundSession(store, sessionId, { requestId: 'r' }, 'h');
     expect(released.body).toMatchObject({ state: 'released', returned: { amount: 102 } });
     expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 0, balance: 1000 });
+  });
+});
+
+describe('usage reported by updates is paid when the game is released or expires', () => {
+  // 101 units reserved, 40 used by an update, then no final debit: the 40 are charged by the
+  // principle like a debit would (loser-pays, with no outcome, as split), the rest goes back.
+  it.each<[string, 'release' | 'expire', Principle, Record<string, number>]>([
+    ['split, released', 'release', { type: 'split' }, { ann: 14, ben: 13, cid: 13 }],
+    ['shares 50/30/20, released', 'release', { type: 'shares', shares: { ann: 50, ben: 30, cid: 20 } }, { ann: 20, ben: 12, cid: 8 }],
+    ['initiator pays, released', 'release', { type: 'initiator-pays' }, { ann: 40, ben: 0, cid: 0 }],
+    ['loser pays with no outcome: split, released', 'release', { type: 'loser-pays' }, { ann: 14, ben: 13, cid: 13 }],
+    ['split, expired', 'expire', { type: 'split' }, { ann: 14, ben: 13, cid: 13 }],
+    ['initiator pays, expired', 'expire', { type: 'initiator-pays' }, { ann: 40, ben: 0, cid: 0 }],
+    ['loser pays with no outcome: split, expired', 'expire', { type: 'loser-pays' }, { ann: 14, ben: 13, cid: 13 }],
+  ])('%s', async (_name, end, principle, chargedEach) => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await players(store, { ann: 1000, ben: 1000, cid: 1000 });
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben', 'cid'], principle);
+    const held = (await requireSession(store, sessionId)).parties!.reduce((a, p) => a + p.holdMinor, 0);
+    const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 40 }, 'h');
+    expect(updated.body.charged).toEqual({ units: 40, amount: 0 });
+    if (end === 'release') {
+      const released = await refundSession(store, sessionId, { requestId: 'rel' }, 'h');
+      expect(released.body).toMatchObject({ state: 'released', charged: { units: 40, amount: 40 }, returned: { amount: held - 40 }, refunded: { amount: 0 } });
+      expect(await refundSession(store, sessionId, { requestId: 'rel' }, 'h')).toEqual(released); // a repeat charges nothing more
+    } else {
+      clock.advanceSeconds(601);
+      expect((await sweep(store, { batchSize: 10, maxBatches: 5 })).expired).toBe(1);
+      expect((await sweep(store, { batchSize: 10, maxBatches: 5 })).expired).toBe(0);
+    }
+    const session = await requireSession(store, sessionId);
+    expect(session).toMatchObject({ state: end === 'release' ? 'released' : 'expired', returnedMinor: held - 40, hold: { usedUnits: 40, chargedMinor: 40, holdMinor: 0 } });
+    expect(session.parties!.map((p) => p.chargedMinor)).toEqual(Object.values(chargedEach));
+    for (const [accountId, amount] of Object.entries(chargedEach)) {
+      expect(await reconciled(store, accountId)).toMatchObject({ balance: 1000 - amount, reserved: 0 });
+      // Each party's ledger shows its own charge.
+      const { entries } = await readLedger(store, accountId, { limit: 100 });
+      expect(entries.filter((e: any) => e.type === 'debit').reduce((a: number, e: any) => a - e.amount, 0)).toBe(amount);
+    }
+  });
+
+  it('usage past the grant (a refused update) is charged on release up to what was reserved, never more', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 60 });
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' }); // 51 each
+    const refused = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 150 }, 'h');
+    expect(refused).toMatchObject({ status: 402, body: { accountId: 'ben', charged: { units: 150 } } });
+    const released = await refundSession(store, sessionId, { requestId: 'rel' }, 'h');
+    expect(released.body).toMatchObject({ state: 'released', charged: { units: 150, amount: 101 }, returned: { amount: 1 } });
+    expect(await reconciled(store, 'ann')).toMatchObject({ balance: 1000 - 51, reserved: 0 });
+    expect(await reconciled(store, 'ben')).toMatchObject({ balance: 60 - 50, reserved: 0 });
+  });
+
+  it('a refused update (402, usage recorded) keeps the game alive as long as a granted one would', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await players(store, { ann: 1000, ben: 20 });
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' }, 10);
+    clock.advanceSeconds(300);
+    const refused = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 10, requested: { units: 500 } }, 'h');
+    expect(refused.status).toBe(402);
+    expect((await requireSession(store, sessionId)).validUntil).toBe(new Date(Date.parse('2026-01-01T00:00:00.000Z') + 900_000).toISOString());
+    clock.advanceSeconds(301); // past the validUntil of the start, within 600 s of the update
+    expect((await sweep(store, { batchSize: 10, maxBatches: 5 })).expired).toBe(0);
+    const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 0 }, 'h');
+    expect(closed.body).toMatchObject({ state: 'closed', charged: { units: 10, amount: 10 } });
+    expect(await reconciled(store, 'ann')).toMatchObject({ balance: 995, reserved: 0 });
+    expect(await reconciled(store, 'ben')).toMatchObject({ balance: 15, reserved: 0 });
+  });
+});
+
+describe('requested as an amount, like any reserve', () => {
+  it('a proposal (and an update) may ask for { amount }: the units it buys at the service\'s price', async () => {
+    const api = await testApi();
+    try {
+      await api.call('PUT', '/services/match', { unit: 'seconds', price: { amount: 2, per: 60 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+      for (const accountId of ['p1', 'p2']) {
+        await api.call('POST', '/accounts', { accountId, currency: 'EUR', kind: 'prepaid' });
+        await api.call('POST', `/accounts/${accountId}/topup`, { requestId: `t-${accountId}`, amount: 100 });
+      }
+      // 5 buys two started minutes (4): the same grant a plain reserve of { amount: 5 } gets.
+      const plain = await api.call('POST', '/sessions', { requestId: 'plain', accountId: 'p1', clientId: 'g', serviceId: 'match', requested: { amount: 5 } });
+      expect(plain.body.granted).toEqual({ units: 120, amount: 4 });
+      await api.call('POST', `/sessions/${plain.body.sessionId}/refund`, { requestId: 'plain-r' });
+      const proposed = await api.call('POST', '/sessions', { requestId: 'm1', parties: [{ accountId: 'p1' }, { accountId: 'p2' }], principle: { type: 'split' }, clientId: 'g', serviceId: 'match', requested: { amount: 5 } });
+      expect(proposed).toMatchObject({ status: 201, body: { state: 'pending_agreement' } });
+      const id = proposed.body.sessionId;
+      await api.call('POST', `/sessions/${id}/agree`, { requestId: 'a1', accountId: 'p1' });
+      const started = await api.call('POST', `/sessions/${id}/agree`, { requestId: 'a2', accountId: 'p2' });
+      expect(started.body).toMatchObject({ state: 'active', granted: { units: 120, amount: 4 }, parties: [{ reserved: { amount: 2 } }, { reserved: { amount: 2 } }] });
+      // 60 s used, { amount: 4 } more: 120 s more, so 180 s granted in all (6, 3 each).
+      const updated = await api.call('POST', `/sessions/${id}/update`, { requestId: 'u1', used: { units: 60 }, requested: { amount: 4 } });
+      expect(updated).toMatchObject({ status: 200, body: { granted: { units: 120, amount: 4 }, parties: [{ reserved: { amount: 3 } }, { reserved: { amount: 3 } }] } });
+    } finally {
+      await api.stop();
+    }
   });
 });
 
