@@ -50,6 +50,23 @@ export async function twoWriteAndOneWriteStores(options: { now?: () => Date } = 
   return { twoWrites, oneWrite: { ...twoWrites, twoWriteSteps: undefined }, failNextTransaction: (error) => { failure = error; } };
 }
 
+/**
+ * A test store that can interleave another request once: after `runBefore(run)`, `run` goes
+ * (and finishes) just before the next command `matches` picks, as if it landed between a
+ * handler's read and its write. `pending()` says whether it is still waiting to run.
+ */
+export async function interleavingStore(matches: (command: unknown) => boolean, options: { now?: () => Date } = {}):
+  Promise<{ store: Store; runBefore: (run: () => Promise<unknown>) => void; pending: () => boolean }> {
+  let waiting: (() => Promise<unknown>) | null = null;
+  const store = await testStore({ now: options.now, db: (inner: Db): Db => ({
+    send: async (command) => {
+      if (waiting && matches(command)) { const run = waiting; waiting = null; await run(); }
+      return inner.send(command);
+    },
+  }) });
+  return { store, runBefore: (run) => { waiting = run; }, pending: () => waiting !== null };
+}
+
 export const voice = { serviceId: 'voice', unit: 'seconds' as const, price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 30 };
 
 /** A service and a prepaid account holding `balance`. */

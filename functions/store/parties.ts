@@ -11,7 +11,7 @@ import { cancellationReasons, conditionFailedAt, isConditionFailure, withConflic
 import { newNonce, plainItem } from './ops.js';
 import { ledgerPut, type LedgerEntry } from './ledger.js';
 import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
-import { getService } from './services.js';
+import { getService, type Service } from './services.js';
 import { takeAllotment } from './allotments.js';
 import { answerKey, answerPut, expiryNotice, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
@@ -44,7 +44,7 @@ const addSeconds = (at: string, seconds: number) => new Date(Date.parse(at) + se
 
 export async function proposePartySession(store: Store, command: ProposeCommand, bodyHash: string): Promise<StoredAnswer> {
   const sessionId = sessionIdFor(command.requestId);
-  let service: Awaited<ReturnType<typeof getService>>;
+  let service: Service;
   let requestedUnits = 0;
   try {
     // Inside: an unknown service is a refusal like the others (a reuse of the requestId with

@@ -1,7 +1,7 @@
 // Seeds 002 and 003: accounts attached to a main account that pays for them, with
 // allotments so a busy family does not write the main account's item on every charge.
 import { describe, expect, it } from 'vitest';
-import { codeOf, reconciled, testClock, testStore, voice } from '../helpers.js';
+import { codeOf, interleavingStore, reconciled, testClock, testStore, voice } from '../helpers.js';
 import { countingDb, type Db, type Store } from '../../functions/store/db.js';
 import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { putService } from '../../functions/store/services.js';
@@ -84,16 +84,10 @@ describe('attached accounts', () => {
   });
 
   it('a consumption limit lowered while an allotment sized by the old one is being taken: the take does not land', async () => {
-    let beforeTake: (() => Promise<unknown>) | null = null;
-    const store = await testStore({ db: (inner: Db): Db => ({
-      send: async (command) => {
-        const take = command instanceof TransactWriteCommand && (command.input.TransactItems ?? []).some((i) => String(i.Put?.Item?.entryId ?? '').startsWith('allot:'));
-        if (take && beforeTake) { const run = beforeTake; beforeTake = null; await run(); }
-        return inner.send(command);
-      },
-    }) });
+    const { store, runBefore } = await interleavingStore((command) =>
+      command instanceof TransactWriteCommand && (command.input.TransactItems ?? []).some((i) => String(i.Put?.Item?.entryId ?? '').startsWith('allot:')));
     await family(store, 10_000, ['kid'], { consumptionLimit: 1000 });
-    beforeTake = () => applyConsumptionLimit(store, 'kid', 30);
+    runBefore(() => applyConsumptionLimit(store, 'kid', 30));
     await reserve(store, call('r1', 'kid'), 'h').catch(() => undefined);
     const kid = await requireAccount(store, 'kid');
     expect(kid.takenMinor ?? 0).toBeLessThanOrEqual(30);
@@ -148,21 +142,16 @@ describe('attached accounts', () => {
 
   it('an idle allotment given back while a hold lands meanwhile turns none of the credit line into the main account\'s cash', async () => {
     const clock = testClock();
-    let beforeGiveBack: (() => Promise<unknown>) | null = null;
-    const store = await testStore({ now: clock.now, db: (inner: Db): Db => ({
-      send: async (command) => {
-        const giveBack = command instanceof TransactWriteCommand && (command.input.TransactItems ?? []).some((i) => String(i.Put?.Item?.entryId ?? '').endsWith(':member') && Number(i.Put?.Item?.amount) < 0);
-        if (giveBack && beforeGiveBack) { const run = beforeGiveBack; beforeGiveBack = null; await run(); }
-        return inner.send(command);
-      },
-    }) });
+    const { store, runBefore } = await interleavingStore((command) =>
+      command instanceof TransactWriteCommand && (command.input.TransactItems ?? []).some((i) => String(i.Put?.Item?.entryId ?? '').endsWith(':member') && Number(i.Put?.Item?.amount) < 0),
+    { now: clock.now });
     await family(store, 10_000, []);
     await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'postpaid', creditLimit: 10, mainAccountId: 'home' });
     const opened = await reserve(store, call('r1', 'kid'), 'h'); // short by 10: an allotment of 100
     await debitSession(store, opened.body.sessionId as string, { requestId: 'd1', usedUnits: 600 }, 'h'); // holds 80, available 90
     clock.advanceSeconds(601);
     // Between the sweep's read (80 unreserved) and its give-back of 80, a hold of 4 lands.
-    beforeGiveBack = () => reserve(store, call('r2', 'kid', 120), 'h');
+    runBefore(() => reserve(store, call('r2', 'kid', 120), 'h'));
     await sweep(store, { batchSize: 10, maxBatches: 3 });
     const kid = await reconciled(store, 'kid');
     expect(kid.reserved).toBe(4);

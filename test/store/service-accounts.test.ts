@@ -2,8 +2,8 @@
 // on a schedule, below a minimum level, in priority order when money is short; seed 003:
 // low-balance transfers from sponsors. Against DynamoDB Local.
 import { describe, expect, it } from 'vitest';
-import { captureNotifications, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
-import type { Db, Store } from '../../functions/store/db.js';
+import { captureNotifications, interleavingStore, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
+import type { Store } from '../../functions/store/db.js';
 import { GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import { handler as rechargeTrigger } from '../../functions/handlers/recharge-trigger.js';
@@ -454,14 +454,8 @@ describe('charging a service account (sessions and events of its service draw un
   });
 
   it('a crossing while the trigger drops a request it no longer needs is not lost', async () => {
-    let duringDrop: (() => Promise<unknown>) | null = null;
-    const store = await testStore({ db: (inner: Db): Db => ({
-      send: async (command) => {
-        const drop = command instanceof UpdateCommand && String(command.input.Key?.pk).startsWith('RCH#') && command.input.UpdateExpression === 'REMOVE dueShard, dueAt';
-        if (drop && duringDrop) { const run = duringDrop; duringDrop = null; await run(); }
-        return inner.send(command);
-      },
-    }) });
+    const { store, runBefore } = await interleavingStore((command) =>
+      command instanceof UpdateCommand && String(command.input.Key?.pk).startsWith('RCH#') && command.input.UpdateExpression === 'REMOVE dueShard, dueAt');
     await putService(store, dataService);
     await owner(store, 10_000);
     await putServiceAccount(store, 'alice', 'data', { ...data, minimumLevel: 2048 });
@@ -469,7 +463,7 @@ describe('charging a service account (sessions and events of its service draw un
     const s1 = (await reserve(store, { requestId: 's1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 3500 } }, 'h')).body.sessionId as string;
     await refundSession(store, s1, { requestId: 's1-release' }, 'h'); // back above: the request is no longer needed...
     // ...and while the trigger drops it, another session takes the level below again.
-    duringDrop = () => reserve(store, { requestId: 's2', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 3500 } }, 'h');
+    runBefore(() => reserve(store, { requestId: 's2', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 3500 } }, 'h'));
     expect(await runDueRecharges(store)).toMatchObject({ examined: 1, recharged: 0 });
     expect(await runDueRecharges(store)).toMatchObject({ examined: 1, recharged: 1 });
     expect((await reconciled(store, serviceAccountId('alice', 'data'))).available).toBe(5120 - 3500 + 5120);
@@ -483,23 +477,17 @@ describe('charging a service account (sessions and events of its service draw un
   ] as const)('a PUT that %s %s: the pending threshold request moves no money, and is dropped', async (_change, when, settings) => {
     // The PUT can land between the trigger's read of the service account and its recharge
     // transaction: the transaction itself must find the item still below its own minimum.
-    let beforeRecharge: (() => Promise<unknown>) | null = null;
-    const store = await testStore({ db: (inner: Db): Db => ({
-      send: async (command) => {
-        const recharge = command instanceof TransactWriteCommand && JSON.stringify(command.input).includes('"sk":"THRESHOLD"');
-        if (recharge && beforeRecharge) { const run = beforeRecharge; beforeRecharge = null; await run(); }
-        return inner.send(command);
-      },
-    }) });
+    const { store, runBefore, pending } = await interleavingStore((command) =>
+      command instanceof TransactWriteCommand && JSON.stringify(command.input).includes('"sk":"THRESHOLD"'));
     await putService(store, dataService);
     await owner(store, 10_000);
     await putServiceAccount(store, 'alice', 'data', { ...data, minimumLevel: 2048 });
     await manualRecharge(store, 'alice', 'data', { requestId: 'r1' }, 'h'); // 5120 KB
     await directDebit(store, { requestId: 'e1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 3500 }, 'h'); // 1620: below, a request pending
     const put = () => putServiceAccount(store, 'alice', 'data', settings);
-    if (when === 'before the run') await put(); else beforeRecharge = put;
+    if (when === 'before the run') await put(); else runBefore(put);
     expect(await runDueRecharges(store)).toMatchObject({ examined: 1, recharged: 0 });
-    expect(beforeRecharge).toBeNull(); // (the PUT ran)
+    expect(pending()).toBe(false); // (the PUT ran)
     expect(await runDueRecharges(store)).toMatchObject({ examined: 0 });
     expect((await reconciled(store, serviceAccountId('alice', 'data'))).balance).toBe(1620);
     expect((await reconciled(store, 'alice')).balance).toBe(10_000 - 500);
