@@ -49,7 +49,9 @@ export const tableActions: Record<FunctionName, string[]> = {
   health: [],
   // putService (PutItem), getService (GetItem).
   services: ['GetItem', 'PutItem'],
-  // createAccount (conditional PutItem, GetItem on a repeat), requireAccount (GetItem),
+  // createAccount (conditional PutItem, GetItem on a repeat; a member: transaction of the
+  // account Put and its link Put), requireAccount (GetItem), a main account's view (Query
+  // MEMBER# links, the members by TransactGetItems (GetItem) or BatchGetItem),
   // topUp (transaction: Put request + Update account + Put ledger), readLedger (Query LEDGER#),
   // PATCH: applyConsumptionLimit (UpdateItem; giving back an allotment: transaction Update
   // main + Update member + Put ledger entries, store/allotments.ts).

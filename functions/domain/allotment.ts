@@ -49,3 +49,23 @@ export function allotmentFor(input: AllotmentInput): AllotmentDecision {
 export function excessOverLimit(takenMinor: number, limitMinor: number, memberAvailableMinor: number): number {
   return Math.max(0, Math.min(takenMinor - limitMinor, memberAvailableMinor));
 }
+
+/** The money figures of an account item. */
+export interface Holding {
+  balance: number;
+  reserved: number;
+  takenMinor?: number;
+}
+
+/**
+ * What of a member's money is still its main account's: the allotments it holds and has not
+ * spent (`heldMinor`), and how much of its reservations that money backs (`reservedMinor`).
+ * A member spends what it holds before it takes more, and gives back allotments before its
+ * own money (the sweep's idle return), so of its balance the first `takenMinor` is the main
+ * account's. API.md has a member's charges "authorized against and debited from the main
+ * account": the views add these back to the main account and take them out of the member.
+ */
+export function heldFromMain(member: Holding): { heldMinor: number; reservedMinor: number } {
+  const heldMinor = Math.max(0, Math.min(member.takenMinor ?? 0, member.balance));
+  return { heldMinor, reservedMinor: Math.max(0, Math.min(member.reserved, heldMinor)) };
+}

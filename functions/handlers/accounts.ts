@@ -2,7 +2,7 @@
 import { httpHandler, parse, pathParam, requestHash } from '../http/handler.js';
 import { answerResponse, json } from '../http/problem.js';
 import { accountBody, ledgerQuery, topUpBody } from '../http/schemas.js';
-import { accountView, createAccount, requireAccount, topUp } from '../store/accounts.js';
+import { accountView, createAccount, requireAccount, topUp, withMembers } from '../store/accounts.js';
 import { readLedger } from '../store/ledger.js';
 import { store } from '../config.js';
 import { applyConsumptionLimit } from '../store/allotments.js';
@@ -14,11 +14,12 @@ import { listNotifications } from '../store/notifications.js';
 import type { AccountItem } from '../store/accounts.js';
 import type { Store } from '../store/db.js';
 
-/** The account as API.md shows it, with its service accounts and sponsors. */
-async function fullView(s: Store, account: AccountItem) {
+/** The account as API.md shows it, with its service accounts and sponsors (and a main account's members' allotments). */
+async function fullView(s: Store, stored: AccountItem) {
+  const { account, members } = await withMembers(s, stored);
   const serviceAccounts = await listServiceAccounts(s, account);
   const sponsors = (account as SponsoredAccount).sponsors;
-  return { ...accountView(account, s.now()), serviceAccounts: serviceAccounts.map(serviceAccountView), ...(sponsors?.length ? { sponsors } : {}) };
+  return { ...accountView(account, s.now(), members), serviceAccounts: serviceAccounts.map(serviceAccountView), ...(sponsors?.length ? { sponsors } : {}) };
 }
 
 export const handler = httpHandler(async (request) => {
@@ -27,7 +28,8 @@ export const handler = httpHandler(async (request) => {
     case 'POST /accounts': {
       const body = parse(accountBody, request.body);
       const { account, created } = await createAccount(s, body);
-      return json(created ? 201 : 200, accountView(account, s.now()));
+      const { account: read, members } = created ? { account, members: [] } : await withMembers(s, account);
+      return json(created ? 201 : 200, accountView(read, s.now(), members));
     }
     case 'GET /accounts/{accountId}':
       return json(200, await fullView(s, await requireAccount(s, pathParam(request, 'accountId'))));

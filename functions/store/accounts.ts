@@ -2,9 +2,10 @@
 // creditLimit is kept on the item so a single conditional UpdateItem can test it.
 // `ops` records, per session (or one-shot request) applied to the account, what was done
 // last: it is what makes a retried write recognisable as already applied.
-import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { key } from './table.js';
-import { cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
+import { GetCommand, PutCommand, QueryCommand, TransactGetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { key, MEMBER_SK_PREFIX } from './table.js';
+import { batchGetAll, cancellationReasons, conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
+import { heldFromMain, type Holding } from '../domain/allotment.js';
 import { ledgerPut } from './ledger.js';
 import { plainItem } from './db.js';
 import { fail } from '../domain/errors.js';
@@ -149,14 +150,18 @@ export async function createAccount(store: Store, input: AccountInput): Promise<
     ...(mainValidUntil ? { mainValidUntil } : {}),
   };
   try {
-    await store.db.send(new PutCommand({
-      TableName: store.tableName,
-      Item: { ...key.account(input.accountId), ...item },
-      ConditionExpression: 'attribute_not_exists(pk)',
-    }));
+    const put = { TableName: store.tableName, Item: { ...key.account(input.accountId), ...item }, ConditionExpression: 'attribute_not_exists(pk)' };
+    // A member is created with its link under the main account (listMembers), in one write.
+    if (input.mainAccountId) {
+      await withConflictRetry(() => store.db.send(new TransactWriteCommand({
+        TransactItems: [{ Put: put }, { Put: { TableName: store.tableName, Item: key.member(input.mainAccountId!, input.accountId) } }],
+      })));
+    } else {
+      await store.db.send(new PutCommand(put));
+    }
     return { account: item, created: true };
   } catch (error) {
-    if (!isConditionFailure(error)) throw error;
+    if (!isConditionFailure(error) && !conditionFailedAt(error, 0)) throw error;
   }
   const existing = await requireAccount(store, input.accountId);
   // consumptionLimit is the owner's to change (PATCH) at any time, so it is not part of what makes
@@ -167,24 +172,78 @@ export async function createAccount(store: Store, input: AccountInput): Promise<
   return { account: existing, created: false };
 }
 
-export function accountView(account: AccountItem, now: Date) {
+/**
+ * The account as API.md shows it. A member's charges are "authorized against and debited
+ * from the main account": the allotments a member holds unspent (domain/allotment.ts
+ * heldFromMain) are shown as the main account's money (`members`: the main account's members
+ * as read with it, see withMembers) and not as the member's, whose `consumed` is what its
+ * charges took from the main account. Stored items keep allotments where they are: the
+ * ledgers show the allotments, and reconcile with the items.
+ */
+export function accountView(account: AccountItem, now: Date, members: readonly Holding[] = []) {
   const expired = account.validUntil !== undefined && account.validUntil <= now.toISOString();
+  const own = account.mainAccountId ? heldFromMain(account) : { heldMinor: 0, reservedMinor: 0 };
+  const ofMembers = members.map(heldFromMain);
+  const heldByMembers = ofMembers.reduce((total, m) => total + m.heldMinor, 0);
+  const balance = account.balance - own.heldMinor + heldByMembers;
+  const reserved = account.reserved - own.reservedMinor + ofMembers.reduce((total, m) => total + m.reservedMinor, 0);
   return {
     accountId: account.accountId,
     currency: account.currency,
     kind: account.kind,
-    balance: account.balance,
-    reserved: account.reserved,
-    available: account.available,
+    balance,
+    reserved,
+    available: balance - reserved + account.creditLimit,
     creditLimit: account.creditLimit,
     status: account.status === 'active' && expired ? 'expired' : account.status,
     ...(account.validUntil ? { validUntil: account.validUntil } : {}),
-    ...(account.mainAccountId ? { mainAccountId: account.mainAccountId, consumed: account.takenMinor ?? 0 } : {}),
-    ...(account.allottedOut ? { allottedToMembers: account.allottedOut } : {}),
+    ...(account.mainAccountId ? { mainAccountId: account.mainAccountId, consumed: (account.takenMinor ?? 0) - own.heldMinor } : {}),
+    ...(heldByMembers > 0 ? { heldByMembers } : {}),
     ...(account.consumptionLimit !== undefined ? { consumptionLimit: account.consumptionLimit } : {}),
     ...(account.lowBalanceThreshold !== undefined ? { lowBalanceThreshold: account.lowBalanceThreshold } : {}),
     serviceAccounts: [] as unknown[],
   };
+}
+
+/** The ids of the accounts attached to `mainAccountId` (their links, written at their creation). */
+export async function listMembers(store: Store, mainAccountId: string): Promise<string[]> {
+  const ids: string[] = [];
+  let startKey: Record<string, unknown> | undefined;
+  do {
+    const page = await store.db.send(new QueryCommand({
+      TableName: store.tableName,
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :member)',
+      ExpressionAttributeValues: { ':pk': key.account(mainAccountId).pk, ':member': MEMBER_SK_PREFIX },
+      ProjectionExpression: 'sk',
+      ConsistentRead: true,
+      ExclusiveStartKey: startKey,
+    }));
+    ids.push(...(page.Items ?? []).map((item: Record<string, string>) => item.sk!.slice(MEMBER_SK_PREFIX.length)));
+    startKey = page.LastEvaluatedKey;
+  } while (startKey);
+  return ids;
+}
+
+/**
+ * The account with the members whose allotments its view adds back (accountView). Only a
+ * main account with allotments out has any to read. Up to 99 members are read in one
+ * TransactGetItems with the main account, so the figures are of one moment (an allotment
+ * moving meanwhile is seen on both sides or on neither); beyond, the members are read after
+ * the main account, and a concurrent allotment may show twice or not at all in that answer.
+ */
+export async function withMembers(store: Store, account: AccountItem): Promise<{ account: AccountItem; members: AccountItem[] }> {
+  if (!(account.allottedOut && account.allottedOut > 0)) return { account, members: [] };
+  const ids = await listMembers(store, account.accountId);
+  const attached = (item: AccountItem | undefined): item is AccountItem => item?.mainAccountId === account.accountId;
+  if (ids.length <= 99) {
+    const read = await withConflictRetry(() => store.db.send(new TransactGetCommand({
+      TransactItems: [account.accountId, ...ids].map((id) => ({ Get: { TableName: store.tableName, Key: key.account(id) } })),
+    })));
+    const [main, ...members] = (read.Responses ?? []).map((r: { Item?: AccountItem }) => r.Item);
+    return { account: main ?? account, members: members.filter(attached) };
+  }
+  const members = (await batchGetAll(store, ids.map((id) => key.account(id)), true)) as AccountItem[];
+  return { account, members: members.filter(attached) };
 }
 
 export interface StoredAnswer {

@@ -3,6 +3,7 @@
 //   pk                      sk                    what
 //   SVC#<serviceId>         SERVICE               rating of a service
 //   ACC#<accountId>         ACCOUNT               settings + balance, reserved, available, ops{}
+//   ACC#<mainAccountId>     MEMBER#<accountId>    an account attached to it (written with the account)
 //   SES#<sessionId>         SESSION               a charging session (record of what happened)
 //   SES#<sessionId>         ANS#<requestId>       the answer to one request on the session (for repeats)
 //   MS#<multiSessionId>     SES#<sessionId>       membership of a session in a multi-session
@@ -24,9 +25,12 @@
 import { createHash } from 'node:crypto';
 import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 
+export const MEMBER_SK_PREFIX = 'MEMBER#';
+
 export const key = {
   service: (serviceId: string) => ({ pk: `SVC#${serviceId}`, sk: 'SERVICE' }),
   account: (accountId: string) => ({ pk: `ACC#${accountId}`, sk: 'ACCOUNT' }),
+  member: (mainAccountId: string, accountId: string) => ({ pk: `ACC#${mainAccountId}`, sk: `${MEMBER_SK_PREFIX}${accountId}` }),
   session: (sessionId: string) => ({ pk: `SES#${sessionId}`, sk: 'SESSION' }),
   sessionAnswer: (sessionId: string, requestId: string) => ({ pk: `SES#${sessionId}`, sk: `ANS#${requestId}` }),
   multiSessionMember: (multiSessionId: string, sessionId: string) => ({ pk: `MS#${multiSessionId}`, sk: `SES#${sessionId}` }),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { allotmentFor, excessOverLimit } from '../../functions/domain/allotment.js';
+import { allotmentFor, excessOverLimit, heldFromMain } from '../../functions/domain/allotment.js';
 
 describe('allotmentFor', () => {
   it.each([
@@ -21,4 +21,15 @@ describe('allotmentFor', () => {
 describe('excessOverLimit', () => {
   it.each([[100, 60, 50, 40], [100, 60, 10, 10], [50, 60, 50, 0]])('taken %i, limit %i, unspent %i: %i back', (taken, limit, unspent, back) =>
     expect(excessOverLimit(taken, limit, unspent)).toBe(back));
+});
+
+describe('heldFromMain', () => {
+  it.each([
+    { name: 'not a member (nothing taken)', member: { balance: 500, reserved: 20 }, out: { heldMinor: 0, reservedMinor: 0 } },
+    { name: 'an unspent allotment, partly reserved', member: { balance: 200, reserved: 30, takenMinor: 200 }, out: { heldMinor: 200, reservedMinor: 30 } },
+    { name: 'what was charged is the main account\'s no more', member: { balance: 180, reserved: 0, takenMinor: 200 }, out: { heldMinor: 180, reservedMinor: 0 } },
+    { name: 'own money is spent first', member: { balance: 50, reserved: 0, takenMinor: 20 }, out: { heldMinor: 20, reservedMinor: 0 } },
+    { name: 'reservations beyond the allotment are backed by own money', member: { balance: 50, reserved: 40, takenMinor: 20 }, out: { heldMinor: 20, reservedMinor: 20 } },
+    { name: 'a postpaid member below zero holds nothing of its main account', member: { balance: -10, reserved: 5, takenMinor: 20 }, out: { heldMinor: 0, reservedMinor: 0 } },
+  ])('$name', ({ member, out }) => expect(heldFromMain(member)).toEqual(out));
 });

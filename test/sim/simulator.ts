@@ -1122,6 +1122,8 @@ class Simulation {
     this.checkTransfers(final);
     /** Per currency (money accounts) and per service account (units): balances against what the answers and verified transfers explain. */
     const totals = new Map<string, { balance: number; expected: number }>();
+    /** Members without money of their own: what they spent of their main account's. */
+    const spentByMembers = new Map<string, number>();
     for (const account of this.accounts.values()) {
       const what = `${final ? 'final ' : ''}audit of ${account.id}`;
       const item = items.get(account.id)!;
@@ -1257,6 +1259,7 @@ class Simulation {
         this.fail('a: conservation', `${what}: balance ${item.balance}, but top-ups ${account.topups} - direct debits ${account.dd} - session charges + refunds ${account.refunds} + recharges ${ledger.recharged} (with in-doubt requests resolved from the ledger) + sponsor transfers in ${ledger.sponsorIn} - out ${ledger.sponsorOut} + allotments ${ledger.allotted} = ${expected + sponsored + ledger.allotted}`);
       }
       this.checkAllotments(account, item, ledger, what);
+      if (account.mainAccountId && account.topups === 0 && ledger.sponsorIn === 0) spentByMembers.set(account.id, -(expected + sponsored));
       // Each sponsor transfer to this account moved its sponsorSeq by one.
       if ((item.sponsorSeq ?? 0) !== ledger.sponsorsReceived) {
         this.fail('c: sponsor transfer once', `${what}: sponsorSeq ${item.sponsorSeq ?? 0} but ${ledger.sponsorsReceived} sponsor transfers in the ledger`);
@@ -1270,6 +1273,39 @@ class Simulation {
     }
     for (const [total, t] of totals) {
       if (t.balance !== t.expected) this.fail('a: conservation', `${total}: sum of balances ${t.balance} != top-ups - charges + refunds - recharges ${t.expected}`);
+    }
+    if (final) await this.checkFamilyViews(items, spentByMembers);
+  }
+
+  /**
+   * Families as GET shows them (API.md: a member's charges are "debited from the main
+   * account"): the views move what members hold of their allotments to the main account and
+   * create or lose nothing (a family's view balances and reservations add up to its items'),
+   * and a member with no money of its own (no top-up, no sponsor transfer) shows a balance of
+   * 0 and a `consumed` of exactly what it spent (its charges and recharges, net of refunds).
+   */
+  private async checkFamilyViews(items: Map<string, Record<string, any>>, spentByMembers: Map<string, number>) {
+    for (const main of this.accounts.values()) {
+      if (!main.members.length) continue;
+      const family = [main.id, ...main.members];
+      const views = new Map<string, any>();
+      for (const id of family) {
+        const answer = await this.send(null, 'GET', `/accounts/${id}`, undefined, { faults: false, giveUp: false, label: 'final', trace: [] });
+        if (answer?.status !== 200) this.fail('b: family view', `final GET /accounts/${id}: ${answer?.status} ${JSON.stringify(answer?.body)}`);
+        views.set(id, answer!.body);
+      }
+      for (const figure of ['balance', 'reserved'] as const) {
+        const shown = family.reduce((sum, id) => sum + views.get(id)[figure], 0);
+        const stored = family.reduce((sum, id) => sum + items.get(id)![figure], 0);
+        if (shown !== stored) this.fail('b: family view', `family of ${main.id}: GET shows ${figure} ${shown} in all, the items hold ${stored} (${family.map((id) => `${id} ${views.get(id)[figure]}`).join(', ')})`);
+      }
+      for (const id of main.members) {
+        const spent = spentByMembers.get(id);
+        if (spent === undefined) continue;
+        const view = views.get(id);
+        if (view.balance !== 0 || view.consumed !== spent) this.fail('b: family view', `final GET /accounts/${id}: balance ${view.balance}, consumed ${view.consumed}; it has no money of its own and spent ${spent} of ${main.id}'s`);
+        this.count('end: member views checked');
+      }
     }
   }
 
