@@ -77,6 +77,15 @@ export function regrant(requested: Requested | undefined, price: Price, usage: U
 /** `refused`: a reserve an existing account refused (short of credit, inactive); it holds nothing and keeps the refusal for repeats. */
 export type SessionState = 'pending_agreement' | 'active' | 'closed' | 'expired' | 'released' | 'refused';
 
+/**
+ * The state as answers and GET show it. API.md has a release (a refund without amount of an
+ * active session) close the session: it shows `closed`, with `released: true` to tell it from
+ * a final debit. Inside, `released` stays a state of its own (the ops entry, the simulator).
+ */
+export function shownState(state: SessionState): { state: Exclude<SessionState, 'released'>; released?: true } {
+  return state === 'released' ? { state: 'closed', released: true } : { state };
+}
+
 export function isOpen(state: SessionState): boolean {
   return state === 'active' || state === 'pending_agreement';
 }

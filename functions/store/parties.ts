@@ -19,6 +19,7 @@ import { ChargingError, fail } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
 import { apportion, charges, chargesWithoutOutcome, mostPossibleShares, validatePrinciple, type Outcome, type Principle } from '../domain/parties.js';
 import { MAX_BALANCE_MINOR, priceOf } from '../domain/rating.js';
+import { shownState } from '../domain/session.js';
 
 export interface PartyState {
   accountId: string;
@@ -333,7 +334,7 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
     const split = kind === 'release' ? chargesWithoutOutcome(session.principle!, ids, cost) : charges(session.principle!, ids, cost, command.outcome);
     const state = kind === 'release' ? 'released' : 'closed';
     ({ moves, next } = closingStep(session, split, state, at, usedUnits));
-    answer = { status: 200, body: { state, charged: { units: usedUnits, amount: next.hold.chargedMinor }, returned: { amount: next.returnedMinor }, ...(kind === 'release' ? { refunded: { amount: 0 } } : {}), parties: sessionView(next).parties } };
+    answer = { status: 200, body: { ...shownState(state), charged: { units: usedUnits, amount: next.hold.chargedMinor }, returned: { amount: next.returnedMinor }, ...(kind === 'release' ? { refunded: { amount: 0 } } : {}), parties: sessionView(next).parties } };
   }
   const result = await partyTransaction(store, session, { kind, requestId: command.requestId, bodyHash, at, next, answer, moves });
   if (result.ok) return answer;
@@ -389,7 +390,7 @@ export async function refundPartySession(store: Store, session: SessionItem, com
   const refundedMinor = session.refundedMinor + command.amount;
   const nextParties = parties.map((p, i) => ({ ...p, refundedMinor: (p.refundedMinor ?? 0) + parts[i]! }));
   const answer: StoredAnswer = { status: 200, body: {
-    refunded: { amount: command.amount }, refundedTotal: { amount: refundedMinor }, state: session.state,
+    refunded: { amount: command.amount }, refundedTotal: { amount: refundedMinor }, ...shownState(session.state),
     parties: parties.map((p, i) => ({ accountId: p.accountId, refunded: { amount: parts[i]! } })),
   } };
   const paying = parties.map((p, i) => ({ accountId: p.accountId, part: parts[i]! })).filter((x) => x.part > 0);
@@ -450,7 +451,7 @@ export async function expirePartySession(store: Store, session: SessionItem): Pr
 
 /** A proposal that never started holds nothing: closing it is one conditional write. */
 async function closePending(store: Store, session: SessionItem, state: 'expired' | 'released', requestId: string, bodyHash: string, notice?: ReturnType<typeof expiryNotice>): Promise<StoredAnswer> {
-  const answer: StoredAnswer = { status: 200, body: { state, refunded: { amount: 0 }, returned: { amount: 0 } } };
+  const answer: StoredAnswer = { status: 200, body: { ...shownState(state), refunded: { amount: 0 }, returned: { amount: 0 } } };
   try {
     await store.db.send(new TransactWriteCommand({
       TransactItems: [

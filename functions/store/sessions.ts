@@ -23,7 +23,7 @@ import { settleMultiSession } from './multisession.js';
 import type { OpEntry, StoredAnswer } from './accounts.js';
 import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
 import { computeGrant, optimisticGrant, type Requested } from '../domain/reservation.js';
-import { isOpen, movementFor, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement } from '../domain/session.js';
+import { isOpen, movementFor, shownState, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
 import { MAX_BALANCE_MINOR, MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
 import { interimIntervalFor, nextDueAt } from '../domain/combined.js';
@@ -123,7 +123,7 @@ export function sessionView(session: SessionItem) {
   return {
     sessionId: session.sessionId,
     multiSessionId: session.multiSessionId,
-    state: session.state,
+    ...shownState(session.state),
     accountId: session.accountId,
     chargedAccountId: publicAccountId(session.chargedAccountId),
     ...(isServiceAccountId(session.chargedAccountId) ? { serviceAccount: session.serviceId } : {}),
@@ -607,7 +607,7 @@ function stepRecord(store: Store, session: SessionItem, kind: StepKind, command:
   } else if (kind === 'debit') {
     answer = { status: 200, body: { state, charged, returned: { amount: remainder } } };
   } else {
-    answer = { status: 200, body: { state, refunded: { amount: 0 }, returned: { amount: remainder }, charged } };
+    answer = { status: 200, body: { ...shownState(state), refunded: { amount: 0 }, returned: { amount: remainder }, charged } };
   }
   const hold: Hold = { seq: entry.seq, holdMinor: entry.amt, grantedUnits: entry.gu, usedUnits: entry.u, chargedMinor: entry.chg };
   const base = { accountId: session.chargedAccountId, sessionId: session.sessionId, requestId: command.requestId, at: entry.at, seq: entry.seq };
@@ -743,7 +743,7 @@ async function refundCharged(store: Store, session: SessionItem, command: { requ
   }
   const at = store.now().toISOString();
   const refundedMinor = session.refundedMinor + amount;
-  const answer: StoredAnswer = { status: 200, body: { refunded: { amount }, refundedTotal: { amount: refundedMinor }, state: session.state } };
+  const answer: StoredAnswer = { status: 200, body: { refunded: { amount }, refundedTotal: { amount: refundedMinor }, ...shownState(session.state) } };
   const items = [
     { Update: {
       TableName: store.tableName, Key: key.session(sessionId),

@@ -40,6 +40,15 @@ describe('a whole session over HTTP', () => {
     expect(ledger.body.entries[0]).toMatchObject({ type: 'refund', amount: 1 });
   });
 
+  it('a refund without amount of an active session releases its reservation and closes it (API.md)', async () => {
+    const opened = await api.call('POST', '/sessions', { requestId: 'rel-r1', accountId: 'alice', clientId: 'scscf-1', serviceId: 'voice', requested: { units: 120 } });
+    const id = opened.body.sessionId;
+    const released = await api.call('POST', `/sessions/${id}/refund`, { requestId: 'rel-f1', reason: 'call failed' });
+    expect(released).toMatchObject({ status: 200, body: { state: 'closed', released: true, refunded: { amount: 0 }, returned: { amount: 4 } } });
+    expect((await api.call('GET', `/sessions/${id}`)).body).toMatchObject({ state: 'closed', released: true, charged: { amount: 0 } });
+    expect(await api.call('POST', `/sessions/${id}/update`, { requestId: 'rel-u1', used: { units: 10 } })).toMatchObject({ status: 409, body: { code: 'session_closed' } });
+  });
+
   it('charges events directly and answers 402 when credit is short', async () => {
     const charged = await api.call('POST', '/debits', { requestId: 'w-e1', accountId: 'alice', clientId: 'smsc', serviceId: 'sms', units: 2 });
     expect(charged).toMatchObject({ status: 201, body: { charged: { units: 2, amount: 10 }, chargedAccountId: 'alice' } });

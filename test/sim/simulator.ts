@@ -885,7 +885,8 @@ class Simulation {
           s.state = 'closed';
           return;
         }
-        if (body.state === 'released' && body.refunded?.amount === 0) {
+        // A release closes the session (API.md); `released` tells it from a final debit.
+        if (body.state === 'closed' && body.released === true && body.refunded?.amount === 0) {
           if (!int(body.returned?.amount)) this.fail('unexpected answer', `${what}: ${JSON.stringify(body)}`);
           s.state = 'released';
           return;
@@ -1010,7 +1011,7 @@ class Simulation {
       // proposal never agreed holds and charges nothing: its answer has no parts.
       const total = body.charged?.amount ?? 0;
       const expectedParts = Number.isSafeInteger(total) ? chargesWithoutOutcome(party.principle, party.ids, total) : [];
-      if (answer.status !== 200 || body.state !== 'released' || body.refunded?.amount !== 0 || !Number.isSafeInteger(total)
+      if (answer.status !== 200 || body.state !== 'closed' || body.released !== true || body.refunded?.amount !== 0 || !Number.isSafeInteger(total)
         || (body.parties !== undefined && !isDeepStrictEqual(partsShown(), expectedParts))
         || (inStep && (total !== Math.min(price(party.usedUnits), price(party.grantedUnits)) || body.returned?.amount !== party.holds.reduce((a, b) => a + b, 0) - total))) {
         this.fail('party', `${what}: release answered ${answer.status} ${JSON.stringify(body)} (holds ${JSON.stringify(party.holds)}, ${party.usedUnits} units used of ${party.grantedUnits})`);
@@ -2195,7 +2196,9 @@ class Client {
     } else if (path.includes('ledger')) {
       if (!Array.isArray(b.entries) || b.entries.some((e: any) => !Number.isSafeInteger(e.amount))) this.api.fail('unexpected answer', `GET ${path}: ${JSON.stringify(b).slice(0, 300)}`);
     } else if (path.startsWith('/sessions/')) {
-      if (!['active', 'closed', 'expired', 'released', 'pending_agreement'].includes(b.state) || b.charged.amount < s!.charged) this.api.fail('unexpected answer', `GET ${path}: ${JSON.stringify(b)} (answers said charged ${s!.charged})`);
+      // A release shows as closed with released: true, for good; a debit or an expiry never does.
+      if (!['active', 'closed', 'expired', 'pending_agreement'].includes(b.state) || (s!.state === 'released' && (b.state !== 'closed' || b.released !== true))
+        || (b.released === true && ['closed', 'expired'].includes(s!.state)) || b.charged.amount < s!.charged) this.api.fail('unexpected answer', `GET ${path}: ${JSON.stringify(b)} (answers said charged ${s!.charged})`);
     } else if (path.startsWith('/multi-sessions/')) {
       if (!Array.isArray(b.sessions) || b.sessions.length < 1 || !Number.isSafeInteger(b.charged?.amount)) this.api.fail('unexpected answer', `GET ${path}: ${JSON.stringify(b).slice(0, 300)}`);
     }

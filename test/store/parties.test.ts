@@ -207,7 +207,7 @@ describe('cleanup', () => {
     await players(store, { ann: 1000, ben: 1000 });
     const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' });
     const released = await refundSession(store, sessionId, { requestId: 'r' }, 'h');
-    expect(released.body).toMatchObject({ state: 'released', returned: { amount: 102 } });
+    expect(released.body).toMatchObject({ state: 'closed', released: true, returned: { amount: 102 } });
     expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 0, balance: 1000 });
   });
 });
@@ -233,7 +233,7 @@ describe('usage reported by updates is paid when the game is released or expires
     expect(updated.body.charged).toEqual({ units: 40, amount: 0 });
     if (end === 'release') {
       const released = await refundSession(store, sessionId, { requestId: 'rel' }, 'h');
-      expect(released.body).toMatchObject({ state: 'released', charged: { units: 40, amount: 40 }, returned: { amount: held - 40 }, refunded: { amount: 0 } });
+      expect(released.body).toMatchObject({ state: 'closed', released: true, charged: { units: 40, amount: 40 }, returned: { amount: held - 40 }, refunded: { amount: 0 } });
       expect(await refundSession(store, sessionId, { requestId: 'rel' }, 'h')).toEqual(released); // a repeat charges nothing more
     } else {
       clock.advanceSeconds(601);
@@ -258,7 +258,7 @@ describe('usage reported by updates is paid when the game is released or expires
     const refused = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 150 }, 'h');
     expect(refused).toMatchObject({ status: 402, body: { accountId: 'ben', charged: { units: 150 } } });
     const released = await refundSession(store, sessionId, { requestId: 'rel' }, 'h');
-    expect(released.body).toMatchObject({ state: 'released', charged: { units: 150, amount: 101 }, returned: { amount: 1 } });
+    expect(released.body).toMatchObject({ state: 'closed', released: true, charged: { units: 150, amount: 101 }, returned: { amount: 1 } });
     expect(await reconciled(store, 'ann')).toMatchObject({ balance: 1000 - 51, reserved: 0 });
     expect(await reconciled(store, 'ben')).toMatchObject({ balance: 60 - 50, reserved: 0 });
   });

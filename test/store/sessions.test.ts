@@ -70,7 +70,7 @@ describe('a whole session', () => {
     await fundedAccount(store, 'erin', 100);
     const { body } = await reserve(store, reserveCommand('r1', 'erin'), 'h');
     const answer = await refundSession(store, body.sessionId as string, { requestId: 'f1' }, 'hf');
-    expect(answer.body).toMatchObject({ state: 'released', refunded: { amount: 0 }, returned: { amount: 20 } });
+    expect(answer.body).toMatchObject({ state: 'closed', released: true, refunded: { amount: 0 }, returned: { amount: 20 } });
     expect(await reconciled(store, 'erin')).toMatchObject({ balance: 100, reserved: 0 });
   });
 
