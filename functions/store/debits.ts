@@ -11,7 +11,7 @@ import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
 import { serviceFor } from './services.js';
 import type { OpEntry, StoredAnswer } from './accounts.js';
 import { fail, keptRefusal } from '../domain/errors.js';
-import { priceOrNull } from '../domain/rating.js';
+import { priceOrNull, unitsAffordable } from '../domain/rating.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { isServiceAccountId, publicAccountId, type ServiceAccountItem } from './serviceAccounts.js';
 
@@ -78,8 +78,10 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
    */
   const refuse = async (code: 'validation_failed' | 'insufficient_credit' | 'conflict', detail: string, extra?: Record<string, unknown>) =>
     (await storedAnswer(store, command.requestId, bodyHash)) ?? fail(code, detail, extra);
-  const units = command.units ?? (service.unit === 'money' ? command.amount : undefined);
-  if (units === undefined) return refuse('validation_failed', `service ${command.serviceId} is rated in ${service.unit}: give units`);
+  // { amount } is the units it buys at the service's price, as on a reserve (whole blocks;
+  // what is charged is their price, never more than the amount).
+  const units = command.units ?? (service.unit === 'money' ? command.amount! : unitsAffordable(command.amount!, service.price));
+  if (units === 0) return refuse('validation_failed', `${command.amount} does not buy one block of ${command.serviceId} (${service.price.amountMinor} per ${service.price.perUnits} ${service.unit})`);
   // A price past 2^53-1 minor units is more than any account can hold (MAX_BALANCE_MINOR).
   const amountMinor = priceOrNull(units, service.price);
   if (amountMinor === null) return refuse('insufficient_credit', `${units} ${service.unit} of ${command.serviceId} cost more than any account can pay`, { finalUnitAction: 'terminate' });

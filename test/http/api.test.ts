@@ -49,6 +49,13 @@ describe('a whole session over HTTP', () => {
     expect(await api.call('POST', `/sessions/${id}/update`, { requestId: 'rel-u1', used: { units: 10 } })).toMatchObject({ status: 409, body: { code: 'session_closed' } });
   });
 
+  it('an event charge may give { amount } on a service rated in units: the units it buys, at their price', async () => {
+    const charged = await api.call('POST', '/debits', { requestId: 'w-ea1', accountId: 'alice', clientId: 'smsc', serviceId: 'sms', amount: 12 });
+    expect(charged).toMatchObject({ status: 201, body: { charged: { units: 2, amount: 10 }, chargedAccountId: 'alice' } });
+    const tooLittle = await api.call('POST', '/debits', { requestId: 'w-ea2', accountId: 'alice', clientId: 'smsc', serviceId: 'sms', amount: 3 });
+    expect(tooLittle).toMatchObject({ status: 400, body: { code: 'validation_failed' } });
+  });
+
   it('charges events directly and answers 402 when credit is short', async () => {
     const charged = await api.call('POST', '/debits', { requestId: 'w-e1', accountId: 'alice', clientId: 'smsc', serviceId: 'sms', units: 2 });
     expect(charged).toMatchObject({ status: 201, body: { charged: { units: 2, amount: 10 }, chargedAccountId: 'alice' } });
