@@ -385,7 +385,8 @@ interface SessionLedger {
   charged: number;
   held: number;
   refunded: number;
-  expires: number;
+  /** The expiries that wrote entries of the session (their requestIds): one at most. */
+  expiredBy: Set<string>;
   reserveIn: number;
   reserveOut: number;
 }
@@ -426,7 +427,7 @@ class AccountLedger {
 
   session(sid: string): SessionLedger {
     let s = this.sessions.get(sid);
-    if (!s) this.sessions.set(sid, (s = { charged: 0, held: 0, refunded: 0, expires: 0, reserveIn: 0, reserveOut: 0 }));
+    if (!s) this.sessions.set(sid, (s = { charged: 0, held: 0, refunded: 0, expiredBy: new Set(), reserveIn: 0, reserveOut: 0 }));
     return s;
   }
 
@@ -456,7 +457,9 @@ class AccountLedger {
       if (row.type === 'debit') s.charged -= row.amount;
       if (row.type === 'refund') s.refunded += row.amount;
       else s.held += row.reservedDelta;
-      if (row.type === 'expire') s.expires++;
+      // An expiry writes an `expire` entry where it hands a hold back; a party whose part took
+      // its whole hold gets only the expiry's debit. Both carry the expiry's requestId.
+      if (row.type === 'expire' || row.requestId?.startsWith('~expire:')) s.expiredBy.add(row.requestId ?? row.entryId);
       if (row.reservedDelta > 0) s.reserveIn += row.reservedDelta;
       else s.reserveOut -= row.reservedDelta;
     } else if (row.type !== 'topup' && row.type !== 'charge') {
@@ -1237,7 +1240,7 @@ class Simulation {
         const steps = [...s!.inDoubt].filter((rid) => this.reqs.get(rid)?.kind !== 'refund');
         const refunds = [...s!.inDoubt].filter((rid) => this.reqs.get(rid)?.kind === 'refund');
         // A party of a multi-party session pays its part of the total, by the principle.
-        const answered = s!.party ? this.partyPart(s!, account.id, sl.expires > 0) : s!.charged;
+        const answered = s!.party ? this.partyPart(s!, account.id, sl.expiredBy.size > 0) : s!.charged;
         if (s!.party && !s!.party.ids.includes(account.id)) this.fail('party', `${what}: session ${sid} has entries on ${account.id}, not one of its parties ${s!.party.ids.join(', ')}`);
         if (steps.length === 0 ? charged !== answered : charged < answered) {
           this.fail(s!.party ? 'party: part charged' : 'a: session charged', `${what}: session ${sid} charged ${charged} on the account/ledger, the answers say ${answered}${s!.party ? ` (its part of ${s!.charged} under ${JSON.stringify(s!.party.principle)})` : ''} (${steps.length} steps in doubt)`);
@@ -1249,7 +1252,7 @@ class Simulation {
           this.fail('a: session refunded', `${what}: session ${sid} refunded ${sl.refunded} in the ledger, the answers say ${answeredRefunds}`);
         }
         if (sl.held < 0) this.fail('c: hold', `${what}: session ${sid} released more than it reserved (${JSON.stringify(sl)})`);
-        if (sl.expires > 1) this.fail('c: resolved once', `${what}: session ${sid} expired ${sl.expires} times`);
+        if (sl.expiredBy.size > 1) this.fail('c: resolved once', `${what}: session ${sid} expired ${sl.expiredBy.size} times`);
       }
       if (account.owner) {
         // Units: what was bought = what was charged (net of refunds) + the balance (available + reserved).
@@ -1489,8 +1492,8 @@ class Simulation {
         if (ledger.charged !== s.charged || ledger.refunded !== s.refunded || ledger.held !== 0) {
           this.fail('c: session ledger', `${what}: ledger ${JSON.stringify(ledger)}, answers charged ${s.charged} refunded ${s.refunded}`);
         }
-        if (item.state !== 'expired' && ledger.expires > 0) {
-          this.fail('c: session ledger', `${what}: state ${item.state} but ${ledger.expires} expire entries`);
+        if (item.state !== 'expired' && ledger.expiredBy.size > 0) {
+          this.fail('c: session ledger', `${what}: state ${item.state} but ${ledger.expiredBy.size} expire entries`);
         }
         if (s.state === 'closed' && item.state !== 'closed') this.fail('c: session state', `${what}: answered closed, item says ${item.state}`);
         if (s.state === 'released' && item.state !== 'released') this.fail('c: session state', `${what}: answered released, item says ${item.state}`);
@@ -1515,10 +1518,10 @@ class Simulation {
       const sl = this.ledgers.get(id)!.session(s.sid);
       const refunded = party.refunded?.[i] ?? 0;
       const inItem = (item.parties ?? [])[i]?.refundedMinor ?? 0;
-      if (sl.charged !== parts[i] || sl.held !== 0 || sl.expires > 1 || sl.refunded !== inItem || (!refundsInDoubt && sl.refunded !== refunded)) {
+      if (sl.charged !== parts[i] || sl.held !== 0 || sl.expiredBy.size > 1 || sl.refunded !== inItem || (!refundsInDoubt && sl.refunded !== refunded)) {
         this.fail('party', `${what}: party ${id}'s ledger ${JSON.stringify(sl)}, its part ${parts[i]}, refunded ${refunded} by the answers, ${inItem} by the item`);
       }
-      if (item.state !== 'expired' && sl.expires > 0) this.fail('c: session ledger', `${what}: state ${item.state} but ${id} has ${sl.expires} expire entries`);
+      if (item.state !== 'expired' && sl.expiredBy.size > 0) this.fail('c: session ledger', `${what}: state ${item.state} but ${id} has ${sl.expiredBy.size} expire entries`);
     });
     if (s.state === 'closed' && item.state !== 'closed') this.fail('c: session state', `${what}: answered closed, item says ${item.state}`);
     if (s.state === 'released' && item.state !== 'released') this.fail('c: session state', `${what}: answered released, item says ${item.state}`);
