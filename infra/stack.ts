@@ -59,9 +59,10 @@ export const tableActions: Record<FunctionName, string[]> = {
   accounts: ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
   // putServiceAccount (conditional PutItem or UpdateItem, UpdateItem on the owner, the
   // schedule marker: GetItem, PutItem, UpdateItem), manualRecharge (transaction: Put
-  // request + Update owner + Update service account + Put ledger entries + Put notification),
+  // request + Update owner + Update service account + Put ledger entries + Put notification;
+  // then the service account and the owner, BatchGetItem, and the owner's low_balance, PutItem),
   // the ledger of units (Query LEDGER#).
-  'service-accounts': ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
+  'service-accounts': ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
   // getService, applyOp (UpdateItem on the account), getSessionItem, transaction Put
   // session + ledger entries + multi-session member; the duplicate-hold give-back (UpdateItem).
   reserve: ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
@@ -89,7 +90,8 @@ export const tableActions: Record<FunctionName, string[]> = {
   'interim-sweep': ['GetItem', 'PutItem', 'UpdateItem', 'Query', `Query@${DUE_INDEX}`],
   // Due recharge markers (Query on the due index, BatchGetItem of the markers and their
   // service accounts), each recharge a transaction (Update marker + Update owner + Update
-  // service account + Put ledger entries + Put notification), a failure notice (PutItem),
+  // service account + Put ledger entries + Put notification; then the service account and the
+  // owner, BatchGetItem, and the owner's low_balance, PutItem), a failure notice (PutItem),
   // consuming a stale marker (UpdateItem).
   'recharge-trigger': ['GetItem', 'PutItem', 'UpdateItem', 'BatchGetItem', `Query@${DUE_INDEX}`],
   // From the stream: clearing each relayed entry from the outbox (UpdateItem). On its schedule:

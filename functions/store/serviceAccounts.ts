@@ -330,8 +330,26 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor
     }
     throw error;
   }
-  const after = (await getAccountItem(store, sa.accountId)) as ServiceAccountItem;
+  // The service account after it (for the answer) and the owner, in one read: a recharge that
+  // took the owner below its lowBalanceThreshold is a low balance as a charge's would be.
+  const read = await batchGetAll(store, [key.account(sa.accountId), key.account(owner)], true);
+  const after = read.find((item) => item.accountId === sa.accountId) as ServiceAccountItem;
+  const ownerAfter = read.find((item) => item.accountId === owner) as AccountItem | undefined;
+  if (ownerAfter) await noteOwnerLow(store, ownerAfter, amountMinor, at, rechargeId);
   return { ok: true, amountMinor, units, serviceAccount: after };
+}
+
+/**
+ * The low_balance of a recharge's owner: read after the recharge, its available is below its
+ * threshold and was not before the recharge took `amountMinor`. Read after, not returned by
+ * the write (a transaction returns nothing): a move of the owner's money in between can hide
+ * a crossing or show one twice, which the charging path (one UpdateItem, ALL_NEW) never does.
+ */
+async function noteOwnerLow(store: Store, owner: AccountItem, amountMinor: number, at: string, rechargeId: string): Promise<void> {
+  if (!crossedBelow(owner.available + amountMinor, owner.available, owner.lowBalanceThreshold)) return;
+  await store.db.send(new PutCommand({ TableName: store.tableName, Item: notificationItem(store, {
+    type: 'low_balance', at, accountId: owner.accountId, available: owner.available, level: owner.lowBalanceThreshold!,
+  }, `low_balance:recharge:${rechargeId}`) }));
 }
 
 /**

@@ -48,6 +48,30 @@ describe('service accounts', () => {
     expect(listed.map((sa) => sa.classification)).toEqual(['data']);
   });
 
+  it('a recharge that takes the owner below its lowBalanceThreshold notifies low_balance, once; one that does not, not', async () => {
+    const store = await testStore();
+    await createAccount(store, { accountId: 'alice', currency: 'EUR', kind: 'prepaid', lowBalanceThreshold: 600 });
+    await topUp(store, 'alice', 'topup-alice', 1000, 'h');
+    await putServiceAccount(store, 'alice', 'data', { ...data, minimumLevel: 2048 });
+    const lows = async () => (await listNotifications(store, 'alice')).notifications.filter((n) => n.type === 'low_balance' && !('classification' in n));
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 300 }, 'h1'); // 1000 → 700: above 600
+    expect(await lows()).toEqual([]);
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r2', amountMinor: 200 }, 'h2'); // 700 → 500: crosses
+    expect(await lows()).toMatchObject([{ type: 'low_balance', accountId: 'alice', available: 500, level: 600 }]);
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r2', amountMinor: 200 }, 'h2'); // a repeat moves nothing
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r3', amountMinor: 100 }, 'h3'); // 500 → 400: below already
+    expect(await lows()).toHaveLength(1);
+    // A threshold recharge by the trigger crosses too: 1100 → 600 is not below, 600 → 100 is.
+    await topUp(store, 'alice', 'topup-2', 700, 'h');
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 300, interimIntervalSeconds: 60 });
+    await directDebit(store, { requestId: 'e1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 5000 }, 'h'); // 6144 → 1144 KB: below 2048
+    expect((await runDueRecharges(store)).recharged).toBe(1);
+    expect(await lows()).toHaveLength(1);
+    await directDebit(store, { requestId: 'e2', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 5000 }, 'h'); // 6264 → 1264 KB
+    expect((await runDueRecharges(store)).recharged).toBe(1);
+    expect(await lows()).toMatchObject([{ available: 100, level: 600 }, { available: 500 }]);
+  });
+
   it('a manual recharge moves money out and units in, both ledgers show it, a repeat answers the same', async () => {
     const store = await testStore();
     await owner(store, 1000);
