@@ -99,7 +99,7 @@ export async function compactAccount(store: Store, account: AccountItem): Promis
   const stale = Object.entries(account.ops ?? {}).filter(([, e]) => e.done && !e.o && e.at < cutoff);
   let count = 0;
   for (const [opId, entry] of stale) {
-    if ((await ensureRecorded(store, account.accountId, opId, entry)) !== 'recorded') continue;
+    if ((await ensureRecorded(store, account, opId, entry)) !== 'recorded') continue;
     if (await removeEntry(store, account.accountId, opId, entry)) count++;
   }
   return count;
@@ -133,7 +133,7 @@ export async function sweepAccount(store: Store, accountId: string): Promise<Acc
     if (entry.done) {
       const dueMs = Date.parse(entry.at) + (entry.o ? RELEASED_AGE_MS : FINISHED_AGE_MS);
       if (dueMs > nowMs) { later(dueMs); return; }
-      const state = await ensureRecorded(store, accountId, opId, entry);
+      const state = await ensureRecorded(store, account, opId, entry);
       if (state === 'recorded' && (await removeEntry(store, accountId, opId, entry))) result.removed++;
       else if (state === 'given_back') result.voided++;
       else if (state === 'unknown') later(nowMs + REVISIT_MAX_MS);
@@ -194,8 +194,9 @@ async function removeEntry(store: Store, accountId: string, opId: string, entry:
  * Makes sure the record of a finished operation exists, finishing it from the entry if not.
  * `given_back`: the entry was a duplicate debit and went back (it is gone already).
  */
-async function ensureRecorded(store: Store, accountId: string, opId: string, entry: OpEntry): Promise<'recorded' | 'given_back' | 'unknown'> {
-  if (opId.startsWith('evt:')) return ensureDirectDebitRecorded(store, accountId, entry);
+async function ensureRecorded(store: Store, account: AccountItem, opId: string, entry: OpEntry): Promise<'recorded' | 'given_back' | 'unknown'> {
+  const accountId = account.accountId;
+  if (opId.startsWith('evt:')) return ensureDirectDebitRecorded(store, account, entry);
   const session = await getSessionItem(store, opId);
   // A released orphan with no session of its own here: nothing was ever recorded, and nothing
   // is owed. A session of that id on another account (a late retry routed to a service

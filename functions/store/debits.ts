@@ -5,11 +5,11 @@
 import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
 import { conditionFailedAt, isConditionFailure, readOnce, withConflictRetry, type Store } from './db.js';
-import { applyOp, applyOpWithRecord, newNonce, oneWriteAllowed, refusalOf } from './ops.js';
+import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, refusalOf } from './ops.js';
 import { ledgerPut } from './ledger.js';
 import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
 import { serviceFor } from './services.js';
-import type { OpEntry, StoredAnswer } from './accounts.js';
+import type { AccountItem, OpEntry, StoredAnswer } from './accounts.js';
 import { fail, keptRefusal } from '../domain/errors.js';
 import { priceOrNull, unitsAffordable } from '../domain/rating.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
@@ -94,12 +94,14 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
     ...(command.multiSessionId ? { ms: command.multiSessionId, svc: command.serviceId, cl: command.clientId } : {}),
   };
   const movement = { balanceDelta: -amountMinor, reservedDelta: 0, availableDelta: -amountMinor };
+  /** An attached account's main account, which pays (known to this process, or learnt from the write). */
+  let payer = knownMainAccount(store, accountId) ?? undefined;
   if (oneWriteAllowed(store, accountId)) {
     // The charge and its record in one transaction (see ops.ts, one-write operations).
-    const written = await applyOpWithRecord(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId }, movement, entry, recordItems(store, accountId, entry));
+    const written = await applyOpWithRecord(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId, mainAccountId: payer ?? null }, movement, entry, recordItems(store, accountId, entry, payer));
     if (written.outcome === 'applied') {
       markFinalized(store, accountId, opId, entry);
-      return answerOf(accountId, entry);
+      return answerOf(accountId, entry, payer);
     }
     if (written.outcome === 'record_refused') {
       const replay = await storedAnswer(store, command.requestId, bodyHash);
@@ -119,6 +121,7 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
     entry = { ...entry, chg: units };
     result = await applyOp(store, accountId, opId, { kind: 'new', dueAt, answeredBefore }, { balanceDelta: -units, reservedDelta: 0, availableDelta: -units }, entry);
   }
+  payer = result.account?.mainAccountId;
   if (!result.ok) {
     const refusal = refusalOf(result.account, opId, now);
     if (refusal === 'exists') {
@@ -137,9 +140,9 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
       fail('insufficient_credit', `${shown} cannot pay ${entry.chg}${routed ? ` ${service.unit}` : ''}`, { finalUnitAction: action, ...(redirectUrl ? { redirectUrl } : {}) });
     }
   }
-  const answer = answerOf(accountId, entry);
+  const answer = answerOf(accountId, entry, payer);
   try {
-    await writeRecord(store, accountId, entry);
+    await writeRecord(store, accountId, entry, payer);
   } catch (error) {
     if (!conditionFailedAt(error, 0)) throw error;
     // The request record exists. Unless it records this very debit (a concurrent duplicate
@@ -157,11 +160,14 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
   return answer;
 }
 
-/** The answer names the account the client knows (the owner of a service account) and the service account charged. */
-const answerOf = (accountId: string, entry: OpEntry): StoredAnswer => ({
+/**
+ * The answer names the account the client knows (the owner of a service account) and the
+ * service account charged; an attached account's charge names its main account, which pays.
+ */
+const answerOf = (accountId: string, entry: OpEntry, payer?: string): StoredAnswer => ({
   status: 201,
   body: {
-    charged: { units: entry.u, amount: entry.chg }, chargedAccountId: publicAccountId(accountId),
+    charged: { units: entry.u, amount: entry.chg }, chargedAccountId: payer ?? publicAccountId(accountId),
     ...(isServiceAccountId(accountId) ? { serviceAccount: accountId.slice(accountId.indexOf('~') + 1) } : {}),
   },
 });
@@ -183,16 +189,16 @@ async function giveBack(store: Store, accountId: string, entry: OpEntry): Promis
 }
 
 /** The request record and ledger entry of a debit the account already applied, in one transaction. */
-async function writeRecord(store: Store, accountId: string, entry: OpEntry): Promise<void> {
-  await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: recordItems(store, accountId, entry) as any })));
+async function writeRecord(store: Store, accountId: string, entry: OpEntry, payer: string | undefined): Promise<void> {
+  await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: recordItems(store, accountId, entry, payer) as any })));
 }
 
 /** The transaction items of a debit's record: the request record (only if new), its ledger entry, its multi-session event. */
-function recordItems(store: Store, accountId: string, entry: OpEntry) {
+function recordItems(store: Store, accountId: string, entry: OpEntry, payer: string | undefined) {
   return [
     { Put: {
       TableName: store.tableName,
-      Item: { ...key.request(entry.rid), requestId: entry.rid, h: entry.h, n: entry.n, kind: 'debit', accountId, at: entry.at, answer: answerOf(accountId, entry) },
+      Item: { ...key.request(entry.rid), requestId: entry.rid, h: entry.h, n: entry.n, kind: 'debit', accountId, at: entry.at, answer: answerOf(accountId, entry, payer) },
       ConditionExpression: 'attribute_not_exists(pk)',
     } },
     ledgerPut(store, { accountId, entryId: `evt:${entry.rid}`, at: entry.at, type: 'charge', amount: -entry.chg, reservedDelta: 0, units: entry.u, requestId: entry.rid }),
@@ -208,11 +214,12 @@ function recordItems(store: Store, accountId: string, entry: OpEntry) {
  * written now if it never was), or, when the request record belongs to another debit or
  * request, given back.
  */
-export async function ensureDirectDebitRecorded(store: Store, accountId: string, entry: OpEntry): Promise<'recorded' | 'given_back' | 'unknown'> {
+export async function ensureDirectDebitRecorded(store: Store, account: AccountItem, entry: OpEntry): Promise<'recorded' | 'given_back' | 'unknown'> {
+  const accountId = account.accountId;
   let record = await requestRecord(store, entry.rid);
   if (!record) {
     try {
-      await writeRecord(store, accountId, entry);
+      await writeRecord(store, accountId, entry, account.mainAccountId);
       return 'recorded';
     } catch (error) {
       if (!conditionFailedAt(error, 0)) throw error;

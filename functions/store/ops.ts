@@ -41,6 +41,13 @@ export type OpCondition =
      * answered long ago, whose entry has left the account, must not move their money.
      */
     answeredBefore?: () => Promise<boolean>;
+    /**
+     * A one write only: the main account the operation's record names as paying (an
+     * attached account's: API.md has its charges "debited from the main account"), as this
+     * process knows it (knownMainAccount). The write requires the account to be attached to
+     * exactly that one, or to none when null: a record naming the wrong payer never lands.
+     */
+    mainAccountId?: string | null;
   }
   /** The next step of a live session: its recorded step must be `seq` and not finished. */
   | { kind: 'step'; seq: number };
@@ -89,6 +96,12 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
     // A transaction returns no item, so what must look at the account after the write
     // (a threshold crossed, a service account's recharge) goes the two-write way.
     conditions.push('attribute_not_exists(lowBalanceThreshold)', 'attribute_not_exists(classification)');
+    if (condition.kind === 'new' && typeof condition.mainAccountId === 'string') {
+      conditions.push('mainAccountId = :main');
+      values[':main'] = condition.mainAccountId;
+    } else if (condition.kind === 'new') {
+      conditions.push('attribute_not_exists(mainAccountId)');
+    }
   }
   if (condition.kind === 'new') {
     conditions.push('attribute_not_exists(ops.#op)', USABLE_CONDITION);
@@ -143,6 +156,7 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
       throw error;
     }
     const account = (plainItem(error.Item) as AccountItem | undefined) ?? null;
+    noteMainAccount(store, account);
     // A removal whose entry is gone or replaced fails the whole write: drop it, write again
     // (one more call, only when a removal was stale).
     const stale = removals.filter((removal) => account?.ops?.[removal.opId]?.n !== removal.n);
@@ -171,6 +185,7 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
   }
   settleRemovals(store, accountId, removals, 'applied');
   const account = result.Attributes as AccountItem;
+  noteMainAccount(store, account);
   // Below a minimum level: a threshold recharge and a notification (no call otherwise). The
   // charge stands whatever happens here: a retry would find it applied and not cross again,
   // so failing the request would lose the recharge as surely as logging does. First, before
@@ -239,6 +254,24 @@ export function oneWriteAllowed(store: Store, accountId: string): boolean {
   return true;
 }
 
+/**
+ * The main account of each attached account this process has written (null: not attached).
+ * An account's mainAccountId is set at its creation and never changes, so this is never
+ * stale; a one write that guessed wrong (an attached account not seen yet) is refused by its
+ * condition, and the two-write way that follows learns it.
+ */
+const mainAccounts = new Map<string, string | null>();
+
+export function knownMainAccount(store: Store, accountId: string): string | null | undefined {
+  return mainAccounts.get(memoryKey(store, accountId));
+}
+
+function noteMainAccount(store: Store, account: AccountItem | null): void {
+  if (!account?.accountId) return;
+  if (mainAccounts.size > 10_000) mainAccounts.clear(); // a bound, not a cache policy
+  mainAccounts.set(memoryKey(store, account.accountId), account.mainAccountId ?? null);
+}
+
 function preferTwoWrites(store: Store, accountId: string, forMs: number): void {
   if (twoWritesUntil.size > 10_000) twoWritesUntil.clear(); // a bound, not a cache policy
   twoWritesUntil.set(memoryKey(store, accountId), store.now().getTime() + forMs);
@@ -282,6 +315,7 @@ export async function applyOpWithRecord(store: Store, accountId: string, opId: s
     }
     const index = reasons.findIndex((r, i) => i > 0 && r.Code === 'ConditionalCheckFailed');
     const account = plainItem(reasons[0]?.Item) as Partial<AccountItem & { classification: string }> | undefined;
+    if (account?.accountId) noteMainAccount(store, account as AccountItem);
     // An account that routes this service to a service account may have had the operation
     // land there (a hold or charge an earlier attempt left): the two-write way finds it.
     const routes = condition.kind === 'new' && condition.serviceId !== undefined && Object.hasOwn(account?.serviceAccounts ?? {}, condition.serviceId);

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { GetCommand, PutCommand, QueryCommand, TransactGetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_INDEX, DUE_SHARDS, dueShardOf, key, systemRequestId } from './table.js';
 import { conditionFailedAt, isConditionFailure, readOnce, withConflictRetry, type Store } from './db.js';
-import { applyOp, applyOpWithRecord, newNonce, oneWriteAllowed, plainItem, refusalOf } from './ops.js';
+import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, plainItem, refusalOf } from './ops.js';
 import { ledgerPut, sessionEntries } from './ledger.js';
 import { markFinalized, ORPHAN_GRACE_MS, REVISIT_MAX_MS } from './compaction.js';
 import { serviceFor, type Service } from './services.js';
@@ -51,7 +51,10 @@ export interface SessionItem {
   sessionId: string;
   state: SessionState;
   accountId: string;
+  /** The account item the session's money moves on (a service account's, for a routed session). */
   chargedAccountId: string;
+  /** An attached account's session: its main account, which answers name as charged (API.md). */
+  payerAccountId?: string;
   clientId: string;
   serviceId: string;
   unit: Unit;
@@ -125,7 +128,7 @@ export function sessionView(session: SessionItem) {
     multiSessionId: session.multiSessionId,
     ...shownState(session.state),
     accountId: session.accountId,
-    chargedAccountId: publicAccountId(session.chargedAccountId),
+    chargedAccountId: session.payerAccountId ?? publicAccountId(session.chargedAccountId),
     ...(isServiceAccountId(session.chargedAccountId) ? { serviceAccount: session.serviceId } : {}),
     clientId: session.clientId,
     serviceId: session.serviceId,
@@ -254,6 +257,8 @@ async function keepRefusal(store: Store, command: ReserveCommand, bodyHash: stri
 async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: string, service: Service): Promise<StoredAnswer> {
   const sessionId = sessionIdFor(command.requestId);
   let chargedAccountId = command.accountId;
+  /** An attached account's main account, which pays (known to this process, or learnt from the write). */
+  let payer = knownMainAccount(store, command.accountId) ?? undefined;
   /** Set once the owner's item routes this service to a service account (seed 004), which holds units. */
   let serviceAccount: { classification: string; finalUnit: FinalUnit } | undefined;
   let price = service.price;
@@ -280,12 +285,12 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   // (the hot path pays no index write): so it is never set further than a revisit away, or a
   // long grant (validity up to 30 days) would keep the sweep from a short one's orphan as long.
   const orphanDueAt = (hold: OpEntry) => new Date(Math.min(Date.parse(hold.vu!) + ORPHAN_GRACE_MS, Date.parse(hold.at) + REVISIT_MAX_MS)).toISOString();
-  const record = (entry: OpEntry, recordedAt: string) => reserveRecord(store, command, bodyHash, service, { sessionId, chargedAccountId, price, serviceAccount, entry, recordedAt });
+  const record = (entry: OpEntry, recordedAt: string) => reserveRecord(store, command, bodyHash, service, { sessionId, chargedAccountId, payer, price, serviceAccount, entry, recordedAt });
   if (oneWriteAllowed(store, chargedAccountId)) {
     // The hold and its session in one transaction (see ops.ts, one-write operations).
     const candidate = holdEntry(store.now());
     const { answer, items } = record(candidate, candidate.at);
-    const written = await applyOpWithRecord(store, chargedAccountId, sessionId, { kind: 'new', dueAt: orphanDueAt(candidate), serviceId: command.serviceId }, holdMovement(), candidate, items);
+    const written = await applyOpWithRecord(store, chargedAccountId, sessionId, { kind: 'new', dueAt: orphanDueAt(candidate), serviceId: command.serviceId, mainAccountId: payer ?? null }, holdMovement(), candidate, items);
     if (written.outcome === 'applied') return answer;
     if (written.outcome === 'record_refused') {
       // The session exists: this requestId opened it (a repeat, answered as before), or
@@ -309,6 +314,7 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     const movement = holdMovement();
     const result = await applyOp(store, chargedAccountId, sessionId, { kind: 'new', dueAt: orphanDueAt(candidate), answeredBefore, ...(serviceAccount ? {} : { serviceId: command.serviceId }) }, movement, candidate);
     if (serviceAccount && result.account) serviceAccount.finalUnit = finalUnitActionOf(result.account as ServiceAccountItem);
+    payer = result.account?.mainAccountId;
     if (result.ok) { entry = candidate; committed = true; break; }
     if (result.route) {
       const ref = result.account!.serviceAccounts![command.serviceId]!;
@@ -386,8 +392,8 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
  * the session (only if new), its ledger entry and its multi-session membership.
  */
 function reserveRecord(store: Store, command: ReserveCommand, bodyHash: string, service: Service,
-  hold: { sessionId: string; chargedAccountId: string; price: Price; serviceAccount?: { classification: string; finalUnit: FinalUnit }; entry: OpEntry; recordedAt: string }) {
-  const { sessionId, chargedAccountId, price, serviceAccount, entry, recordedAt } = hold;
+  hold: { sessionId: string; chargedAccountId: string; payer?: string; price: Price; serviceAccount?: { classification: string; finalUnit: FinalUnit }; entry: OpEntry; recordedAt: string }) {
+  const { sessionId, chargedAccountId, payer, price, serviceAccount, entry, recordedAt } = hold;
   const wantedUnits = optimisticGrant(command.requested, price)!.units;
   const answer: StoredAnswer = {
     status: 201,
@@ -395,7 +401,7 @@ function reserveRecord(store: Store, command: ReserveCommand, bodyHash: string, 
       sessionId,
       multiSessionId: command.multiSessionId ?? sessionId,
       state: 'active',
-      chargedAccountId: command.accountId,
+      chargedAccountId: payer ?? command.accountId,
       ...(serviceAccount ? { serviceAccount: serviceAccount.classification, unit: service.unit } : {}),
       granted: { units: entry.gu, amount: entry.amt },
       validUntil: entry.vu,
@@ -408,6 +414,7 @@ function reserveRecord(store: Store, command: ReserveCommand, bodyHash: string, 
     state: 'active',
     accountId: command.accountId,
     chargedAccountId,
+    ...(payer ? { payerAccountId: payer } : {}),
     clientId: command.clientId,
     serviceId: command.serviceId,
     unit: service.unit,

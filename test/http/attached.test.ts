@@ -27,7 +27,9 @@ describe('an attached account charges its main account', () => {
 
     // A 5-minute grant (10 cents) is reserved from the main account.
     const opened = await api.call('POST', '/sessions', { requestId: 'kid-s1', accountId: 'kid', clientId: 'cscf', serviceId: 'voice', requested: { units: 300 } });
-    expect(opened).toMatchObject({ status: 201, body: { granted: { units: 300, amount: 10 } } });
+    // Sessions answer with chargedAccountId: the main account, which pays.
+    expect(opened).toMatchObject({ status: 201, body: { chargedAccountId: 'home', granted: { units: 300, amount: 10 } } });
+    expect((await api.call('GET', `/sessions/${opened.body.sessionId}`)).body).toMatchObject({ accountId: 'kid', chargedAccountId: 'home' });
     expect(await get('home')).toMatchObject({ balance: 1000, reserved: 10, available: 990 });
     expect(await get('kid')).toMatchObject({ mainAccountId: 'home', balance: 0, reserved: 0, available: 0, consumed: 0 });
 
@@ -39,14 +41,22 @@ describe('an attached account charges its main account', () => {
 
     // An event charge of the member too.
     expect(await api.call('POST', '/debits', { requestId: 'kid-e1', accountId: 'kid', clientId: 'smsc', serviceId: 'sms', units: 2 }))
-      .toMatchObject({ status: 201, body: { charged: { units: 2, amount: 10 } } });
+      .toMatchObject({ status: 201, body: { charged: { units: 2, amount: 10 }, chargedAccountId: 'home' } });
     expect(await get('home')).toMatchObject({ balance: 986, available: 986 });
     expect(await get('kid')).toMatchObject({ consumed: 14 });
 
+    // Known as attached now, the member's next charge goes the one-write way, and names home too.
+    expect(await api.call('POST', '/debits', { requestId: 'kid-e2', accountId: 'kid', clientId: 'smsc', serviceId: 'sms', units: 1 }))
+      .toMatchObject({ status: 201, body: { chargedAccountId: 'home' } });
+    expect(await get('home')).toMatchObject({ balance: 981 });
+    expect(await get('kid')).toMatchObject({ consumed: 19 });
+    expect(await api.call('POST', '/debits', { requestId: 'kid-e2', accountId: 'kid', clientId: 'smsc', serviceId: 'sms', units: 1 }))
+      .toMatchObject({ status: 201, body: { chargedAccountId: 'home' } });
+
     // A refund goes back to the main account's money.
     expect(await api.call('POST', `/sessions/${opened.body.sessionId}/refund`, { requestId: 'kid-s1-refund', amount: 4 })).toMatchObject({ status: 200 });
-    expect(await get('home')).toMatchObject({ balance: 990 });
-    expect(await get('kid')).toMatchObject({ consumed: 10 });
+    expect(await get('home')).toMatchObject({ balance: 985 });
+    expect(await get('kid')).toMatchObject({ consumed: 15 });
 
     // Once the sweep gives the idle allotment back, the figures do not move.
     const before = { home: await get('home'), kid: await get('kid') };

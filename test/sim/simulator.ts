@@ -819,7 +819,7 @@ class Simulation {
         return;
       }
       case 'dd': {
-        if (answer.status !== 201 || body.charged?.amount !== req.amount || body.charged?.units !== req.units || body.chargedAccountId !== ownerOf(req.accountId)
+        if (answer.status !== 201 || body.charged?.amount !== req.amount || body.charged?.units !== req.units || body.chargedAccountId !== this.payerOf(req.accountId)
           || body.serviceAccount !== account.classification) {
           this.fail('rating', `${what}: expected 201 charging ${req.units} units = ${req.amount}, got ${answer.status} ${JSON.stringify(body)}`);
         }
@@ -834,7 +834,7 @@ class Simulation {
         const requested = req.body.requested as { units?: number; amount?: number };
         const routed = !!account.owner;
         const wanted = requested.units ?? (routed ? requested.amount! : Math.floor(requested.amount! / SERVICES[service].amount) * SERVICES[service].per);
-        if (answer.status !== 201 || body.sessionId !== sid || body.state !== 'active' || body.chargedAccountId !== ownerOf(req.accountId)
+        if (answer.status !== 201 || body.sessionId !== sid || body.state !== 'active' || body.chargedAccountId !== this.payerOf(req.accountId)
           || body.serviceAccount !== account.classification || (routed && body.unit !== SERVICES[service].unit)
           || !int(g.units) || g.units < 1 || g.units > wanted || g.amount !== costOf(service, g.units, routed)) {
           this.fail('rating', `${what}: reserve answer ${answer.status} ${JSON.stringify(body)} (wanted ${wanted} units)`);
@@ -1311,6 +1311,15 @@ class Simulation {
         this.count('end: member views checked');
       }
     }
+  }
+
+  /**
+   * Whom a charge's answer names as charged: an attached account's main account (API.md: its
+   * charges are "debited from the main account"), else the account the client named (the
+   * owner of a service account the charge was routed to).
+   */
+  private payerOf(accountId: string): string {
+    return this.accounts.get(accountId)?.mainAccountId ?? ownerOf(accountId);
   }
 
   /**

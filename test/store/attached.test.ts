@@ -28,7 +28,7 @@ describe('attached accounts', () => {
     const store = await testStore();
     await family(store, 100, ['gsm-kid', 'cdma-mum', 'card-dad']);
     const a = await reserve(store, call('a', 'gsm-kid'), 'h');
-    expect(a.body).toMatchObject({ chargedAccountId: 'gsm-kid', granted: { amount: 20 } });
+    expect(a.body).toMatchObject({ chargedAccountId: 'home', granted: { amount: 20 } });
     const b = await reserve(store, call('b', 'cdma-mum'), 'h');
     const c = await reserve(store, call('c', 'card-dad'), 'h');
     // The main account's 100 is spread over the members; the last one gets what is left.
