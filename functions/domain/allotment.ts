@@ -55,17 +55,24 @@ export interface Holding {
   balance: number;
   reserved: number;
   takenMinor?: number;
+  /** Set once the account was topped up: it holds money from outside too. */
+  ownMoney?: boolean;
 }
 
 /**
  * What of a member's money is still its main account's: the allotments it holds and has not
  * spent (`heldMinor`), and how much of its reservations that money backs (`reservedMinor`).
- * A member spends what it holds before it takes more, and gives back allotments before its
- * own money (the sweep's idle return), so of its balance the first `takenMinor` is the main
- * account's. API.md has a member's charges "authorized against and debited from the main
- * account": the views add these back to the main account and take them out of the member.
+ * API.md has a member's charges "authorized against and debited from the main account": the
+ * views add these back to the main account and take them out of the member.
+ *
+ * A member that only ever had allotments holds its main account's money and nothing else:
+ * what it holds of what it took is its balance, up to what it took. A member that was ever
+ * topped up holds money of its own too, and its item does not record which money a charge
+ * spent (an update expression cannot take a minimum): none of its money is told apart, and
+ * its allotments are shown where they are, as its money (0 held here).
  */
 export function heldFromMain(member: Holding): { heldMinor: number; reservedMinor: number } {
+  if (member.ownMoney) return { heldMinor: 0, reservedMinor: 0 };
   const heldMinor = Math.max(0, Math.min(member.takenMinor ?? 0, member.balance));
   return { heldMinor, reservedMinor: Math.max(0, Math.min(member.reserved, heldMinor)) };
 }

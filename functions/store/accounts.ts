@@ -88,6 +88,8 @@ export interface AccountItem extends AccountInput {
   mainValidUntil?: string;
   /** Main accounts: allotments moved to attached accounts and not given back. */
   allottedOut?: number;
+  /** Set by a top-up: the account holds money from outside (see domain/allotment.ts heldFromMain). */
+  ownMoney?: boolean;
   /** Owners (seed 004): the service accounts by classification, which sessions of that service charge. */
   serviceAccounts?: Record<string, { unit: string; priority: number }>;
 }
@@ -226,24 +228,34 @@ export async function listMembers(store: Store, mainAccountId: string): Promise<
 
 /**
  * The account with the members whose allotments its view adds back (accountView). Only a
- * main account with allotments out has any to read. Up to 99 members are read in one
- * TransactGetItems with the main account, so the figures are of one moment (an allotment
- * moving meanwhile is seen on both sides or on neither); beyond, the members are read after
- * the main account, and a concurrent allotment may show twice or not at all in that answer.
+ * main account with allotments out has any to read. Members are read after the main account
+ * by a consistent BatchGetItem, not in a transaction: in DynamoDB a TransactGetItems conflicts
+ * with the members' one-write transactions, and a dashboard polling GET would push busy
+ * members off that path. An allotment moving between the two reads would show twice or not
+ * at all; `allottedOut` on the main account always equals what its members have taken
+ * (`takenMinor`, both written by the allotment's transaction), so a read that does not add
+ * up is made again, and after three such reads (allotments moving all the time) the main
+ * account and up to 99 members are read in one TransactGetItems. Beyond 99, the last read
+ * is answered as it is.
  */
-export async function withMembers(store: Store, account: AccountItem): Promise<{ account: AccountItem; members: AccountItem[] }> {
-  if (!(account.allottedOut && account.allottedOut > 0)) return { account, members: [] };
-  const ids = await listMembers(store, account.accountId);
-  const attached = (item: AccountItem | undefined): item is AccountItem => item?.mainAccountId === account.accountId;
-  if (ids.length <= 99) {
-    const read = await withConflictRetry(() => store.db.send(new TransactGetCommand({
-      TransactItems: [account.accountId, ...ids].map((id) => ({ Get: { TableName: store.tableName, Key: key.account(id) } })),
-    })));
-    const [main, ...members] = (read.Responses ?? []).map((r: { Item?: AccountItem }) => r.Item);
-    return { account: main ?? account, members: members.filter(attached) };
+export async function withMembers(store: Store, stored: AccountItem): Promise<{ account: AccountItem; members: AccountItem[] }> {
+  if (!stored.allottedOut) return { account: stored, members: [] };
+  const ids = await listMembers(store, stored.accountId);
+  const attached = (item: AccountItem | undefined): item is AccountItem => item?.mainAccountId === stored.accountId;
+  const addsUp = (main: AccountItem, members: AccountItem[]) => members.reduce((taken, m) => taken + (m.takenMinor ?? 0), 0) === (main.allottedOut ?? 0);
+  let account = stored;
+  let members: AccountItem[] = [];
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (attempt > 0) account = await requireAccount(store, stored.accountId);
+    members = ((await batchGetAll(store, ids.map((id) => key.account(id)), true)) as AccountItem[]).filter(attached);
+    if (addsUp(account, members)) return { account, members };
   }
-  const members = (await batchGetAll(store, ids.map((id) => key.account(id)), true)) as AccountItem[];
-  return { account, members: members.filter(attached) };
+  if (ids.length > 99) return { account, members };
+  const read = await withConflictRetry(() => store.db.send(new TransactGetCommand({
+    TransactItems: [stored.accountId, ...ids].map((id) => ({ Get: { TableName: store.tableName, Key: key.account(id) } })),
+  })));
+  const [main, ...items] = (read.Responses ?? []).map((r: { Item?: AccountItem }) => r.Item);
+  return { account: main ?? account, members: items.filter(attached) };
 }
 
 export interface StoredAnswer {
@@ -268,10 +280,11 @@ export async function topUp(store: Store, accountId: string, requestId: string, 
         { Put: { TableName: store.tableName, Item: { ...key.request(requestId), requestId, h: bodyHash, kind: 'topup', accountId, at }, ConditionExpression: 'attribute_not_exists(pk)', ReturnValuesOnConditionCheckFailure: 'ALL_OLD' } },
         { Update: {
           TableName: store.tableName, Key: key.account(accountId),
-          UpdateExpression: 'SET balance = balance + :a, available = available + :a',
+          // ownMoney: an attached account's money is no longer all its main account's (accountView).
+          UpdateExpression: 'SET balance = balance + :a, available = available + :a, ownMoney = :own',
           // No balance past MAX_BALANCE_MINOR: sums of balances must stay exact (see rating.ts).
           ConditionExpression: 'attribute_exists(pk) AND balance <= :most',
-          ExpressionAttributeValues: { ':a': amountMinor, ':most': MAX_BALANCE_MINOR - amountMinor },
+          ExpressionAttributeValues: { ':a': amountMinor, ':most': MAX_BALANCE_MINOR - amountMinor, ':own': true },
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         } },
         ledgerPut(store, { accountId, entryId: `topup:${requestId}`, at, type: 'topup', amount: amountMinor, reservedDelta: 0, requestId }),

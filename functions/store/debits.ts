@@ -118,8 +118,11 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
     const ref = result.account!.serviceAccounts![command.serviceId]!;
     if (ref.unit !== service.unit) return refuse('conflict', `service ${command.serviceId} is rated in ${service.unit} but the service account of ${command.accountId} holds ${ref.unit}`);
     accountId = result.route;
-    entry = { ...entry, chg: units };
-    result = await applyOp(store, accountId, opId, { kind: 'new', dueAt, answeredBefore }, { balanceDelta: -units, reservedDelta: 0, availableDelta: -units }, entry);
+    // A service account holds the service's own units and pays one for one: an { amount } is
+    // that many of its units, as on a routed reserve.
+    const routedUnits = command.units ?? command.amount!;
+    entry = { ...entry, u: routedUnits, chg: routedUnits };
+    result = await applyOp(store, accountId, opId, { kind: 'new', dueAt, answeredBefore }, { balanceDelta: -routedUnits, reservedDelta: 0, availableDelta: -routedUnits }, entry);
   }
   payer = result.account?.mainAccountId;
   if (!result.ok) {

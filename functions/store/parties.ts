@@ -115,7 +115,7 @@ export async function agree(store: Store, sessionId: string, command: { requestI
   if (session.state !== 'pending_agreement') {
     // Kept, so a repeat of this agreement is answered alike once the session has moved on.
     if (session.state === 'active') return keepAnswer(store, sessionId, command.requestId, bodyHash, { status: 200, body: sessionView(session) });
-    fail('session_closed', `session ${sessionId} is ${session.state}`, { state: session.state });
+    fail('session_closed', `session ${sessionId} is ${shownState(session.state).state}`, shownState(session.state));
   }
   const at = store.now().toISOString();
   if (session.validUntil <= at) {
@@ -305,7 +305,7 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
     if (kind !== 'release') fail('conflict', `session ${session.sessionId} waits for every party to agree`);
     return closePending(store, session, 'released', command.requestId, bodyHash);
   }
-  if (session.state !== 'active') fail('session_closed', `session ${session.sessionId} is ${session.state}`, { state: session.state });
+  if (session.state !== 'active') fail('session_closed', `session ${session.sessionId} is ${shownState(session.state).state}`, shownState(session.state));
   const parties = session.parties!;
   const ids = parties.map((p) => p.accountId);
   const usedUnits = session.hold.usedUnits + (kind === 'release' ? 0 : command.usedUnits);

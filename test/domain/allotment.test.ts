@@ -28,8 +28,8 @@ describe('heldFromMain', () => {
     { name: 'not a member (nothing taken)', member: { balance: 500, reserved: 20 }, out: { heldMinor: 0, reservedMinor: 0 } },
     { name: 'an unspent allotment, partly reserved', member: { balance: 200, reserved: 30, takenMinor: 200 }, out: { heldMinor: 200, reservedMinor: 30 } },
     { name: 'what was charged is the main account\'s no more', member: { balance: 180, reserved: 0, takenMinor: 200 }, out: { heldMinor: 180, reservedMinor: 0 } },
-    { name: 'own money is spent first', member: { balance: 50, reserved: 0, takenMinor: 20 }, out: { heldMinor: 20, reservedMinor: 0 } },
-    { name: 'reservations beyond the allotment are backed by own money', member: { balance: 50, reserved: 40, takenMinor: 20 }, out: { heldMinor: 20, reservedMinor: 20 } },
+    { name: 'a refund brings back what was charged', member: { balance: 190, reserved: 0, takenMinor: 200 }, out: { heldMinor: 190, reservedMinor: 0 } },
+    { name: 'a member ever topped up: its money is not told apart', member: { balance: 50, reserved: 40, takenMinor: 20, ownMoney: true }, out: { heldMinor: 0, reservedMinor: 0 } },
     { name: 'a postpaid member below zero holds nothing of its main account', member: { balance: -10, reserved: 5, takenMinor: 20 }, out: { heldMinor: 0, reservedMinor: 0 } },
   ])('$name', ({ member, out }) => expect(heldFromMain(member)).toEqual(out));
 });

@@ -46,7 +46,8 @@ describe('a whole session over HTTP', () => {
     const released = await api.call('POST', `/sessions/${id}/refund`, { requestId: 'rel-f1', reason: 'call failed' });
     expect(released).toMatchObject({ status: 200, body: { state: 'closed', released: true, refunded: { amount: 0 }, returned: { amount: 4 } } });
     expect((await api.call('GET', `/sessions/${id}`)).body).toMatchObject({ state: 'closed', released: true, charged: { amount: 0 } });
-    expect(await api.call('POST', `/sessions/${id}/update`, { requestId: 'rel-u1', used: { units: 10 } })).toMatchObject({ status: 409, body: { code: 'session_closed' } });
+    expect(await api.call('POST', `/sessions/${id}/update`, { requestId: 'rel-u1', used: { units: 10 } })).toMatchObject({ status: 409, body: { code: 'session_closed', state: 'closed', released: true } });
+    expect(await api.call('POST', `/sessions/${id}/refund`, { requestId: 'rel-f2' })).toMatchObject({ status: 409, body: { code: 'session_closed', state: 'closed', released: true } });
   });
 
   it('an event charge may give { amount } on a service rated in units: the units it buys, at their price', async () => {

@@ -89,15 +89,23 @@ describe('an attached account charges its main account', () => {
       .toMatchObject({ status: 200, body: { balance: 0, consumed: 2 } });
   });
 
-  it('a member\'s own money stays its own: it is spent first, and shows on the member', async () => {
+  it('a member that was ever topped up shows its allotments as its money, and the main account does not count them', async () => {
     await api.call('POST', '/accounts', { accountId: 'gran', currency: 'EUR', kind: 'prepaid' });
-    await api.call('POST', '/accounts/gran/topup', { requestId: 'gran-topup', amount: 100 });
+    await api.call('POST', '/accounts/gran/topup', { requestId: 'gran-topup', amount: 1000 });
     await api.call('POST', '/accounts', { accountId: 'teen', currency: 'EUR', kind: 'prepaid', mainAccountId: 'gran' });
-    await api.call('POST', '/accounts/teen/topup', { requestId: 'teen-topup', amount: 3 });
+    // An SMS (5) from an allotment, then a top-up of 30 of teen's own: the item does not say
+    // which money later charges spend, so the view stops telling them apart.
     expect(await api.call('POST', '/debits', { requestId: 'teen-e1', accountId: 'teen', clientId: 'smsc', serviceId: 'sms', units: 1 })).toMatchObject({ status: 201 });
-    // 5 cents: the member's 3, then 2 from its main account.
-    expect(await get('teen')).toMatchObject({ balance: 0, consumed: 2 });
-    expect(await get('gran')).toMatchObject({ balance: 98, available: 98 });
+    expect(await get('gran')).toMatchObject({ balance: 995 });
+    expect(await get('teen')).toMatchObject({ balance: 0, consumed: 5 });
+    const toppedUp = await api.call('POST', '/accounts/teen/topup', { requestId: 'teen-topup', amount: 30 });
+    const teen = await get('teen');
+    const gran = await get('gran');
+    expect(toppedUp.body).toEqual(teen);
+    // The allotment (50) shows where it is: teen holds 45 of it and its own 30; gran counts none of it.
+    expect(teen).toMatchObject({ balance: 75, consumed: 50 });
+    expect(gran).toMatchObject({ balance: 950 });
+    expect(gran.balance + teen.balance).toBe(1000 - 5 + 30);
   });
 
   it('read while members charge at once, the main account never shows more money than it had, nor less than it ends with', async () => {

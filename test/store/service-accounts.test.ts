@@ -72,6 +72,20 @@ describe('service accounts', () => {
     expect(await lows()).toMatchObject([{ available: 100, level: 600 }, { available: 500 }]);
   });
 
+  it('an { amount } on a routed event charge is that many of the service account\'s units, as on a routed reserve', async () => {
+    const store = await testStore();
+    await owner(store, 1000);
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 300, interimIntervalSeconds: 60 });
+    await putServiceAccount(store, 'alice', 'data', data);
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 500 }, 'h'); // 5120 KB
+    const reserved = await reserve(store, { requestId: 's1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { amount: 200 } }, 'h');
+    expect(reserved.body).toMatchObject({ serviceAccount: 'data', granted: { units: 200, amount: 200 } });
+    const charged = await directDebit(store, { requestId: 'e1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', amount: 200 }, 'h');
+    expect(charged.body).toMatchObject({ serviceAccount: 'data', charged: { units: 200, amount: 200 } });
+    expect((await getServiceAccount(store, 'alice', 'data'))!).toMatchObject({ balance: 5120 - 200, reserved: 200 });
+    expect((await reconciled(store, 'alice')).balance).toBe(500);
+  });
+
   it('a manual recharge moves money out and units in, both ledgers show it, a repeat answers the same', async () => {
     const store = await testStore();
     await owner(store, 1000);
