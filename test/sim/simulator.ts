@@ -2154,17 +2154,20 @@ class Client {
     const rid = this.rid('e');
     const serviceId = this.rng.weighted({ sms: 5, wallet: 3, data: 2 } as Record<ServiceId, number>);
     const units = serviceId === 'sms' ? this.rng.range(1, 4) : serviceId === 'data' ? this.rng.range(10, 3000) : this.rng.range(5, 200);
-    // Sometimes an SMS event asks for an amount: the units it buys (whole events), charged their price.
+    // Sometimes an SMS event asks for an amount: the units it buys (whole events), charged their
+    // price; routed to a service account, that many of its units (as a routed reserve's amount).
     const byAmount = serviceId === 'sms' && this.rng.chance(0.2);
+    const amount = byAmount ? units * SERVICES.sms.amount + this.rng.int(SERVICES.sms.amount) : units;
     const body = serviceId === 'wallet'
       ? { requestId: rid, accountId: a.id, clientId: `app-${this.index}`, serviceId, amount: units }
       : byAmount
-        ? { requestId: rid, accountId: a.id, clientId: `${serviceId}c-${this.index}`, serviceId, amount: units * SERVICES.sms.amount + this.rng.int(SERVICES.sms.amount) }
+        ? { requestId: rid, accountId: a.id, clientId: `${serviceId}c-${this.index}`, serviceId, amount }
         : { requestId: rid, accountId: a.id, clientId: `${serviceId}c-${this.index}`, serviceId, units };
     const charged = this.chargedFor(a, serviceId);
+    const routed = charged !== a.id;
     const req = this.api.newReq('dd', charged, rid, '/debits', body);
-    req.units = units;
-    req.amount = costOf(serviceId, units, charged !== a.id);
+    req.units = byAmount && routed ? amount : units;
+    req.amount = costOf(serviceId, req.units, routed);
     return req;
   }
 
