@@ -8,14 +8,16 @@
 //      see applyOp) and finishes or removes what is old on them: finished entries nobody
 //      removed, debits whose record was never written, holds whose session never was
 //      (their reserve died after the account write and was not retried);
-//   3. a backstop: when an account write comes back carrying many finished entries, they
-//      are verified (their record finished if it never was) and removed at once.
+//   3. a backstop: when an account write comes back carrying many finished entries (their
+//      processes never wrote to the account again), the account's due mark is brought to
+//      now, so the sweep's visit (2) comes within a minute. The charging path itself never
+//      finishes other requests' records: that stays off it, in the sweep.
 //
 // Every removal is conditional on the entry's nonce (`n`): an entry removed once and created
 // again under the same id (a late duplicate of a debit or a reserve) is another entry, and a
 // removal queued for the first one must never take the second (its money would be stranded).
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { key } from './table.js';
+import { dueShardOf, key } from './table.js';
 import { isConditionFailure, type Store } from './db.js';
 import { getAccountItem, type AccountItem, type OpEntry } from './accounts.js';
 import { ensureDirectDebitRecorded } from './debits.js';
@@ -90,19 +92,32 @@ export const RELEASED_AGE_MS = 15 * 60_000;
 const REVISIT_MIN_MS = 60_000;
 export const REVISIT_MAX_MS = 5 * 60_000;
 
+/** When this process last brought an account's due mark forward (askSweepSoon), by account. */
+const askedAt = new Map<string, number>();
+
 /**
- * The backstop: verifies and removes finished entries older than a few minutes. Runs only
- * when an account carries more than BACKSTOP_THRESHOLD of them.
+ * The backstop: an account carrying more than BACKSTOP_THRESHOLD finished entries is put in
+ * the due index at now (only ever earlier than its mark), so the next sweep run visits it and
+ * removes what is old (sweepAccount). At most once a minute per account and process: the
+ * account is hot, and every write to it counts.
  */
-export async function compactAccount(store: Store, account: AccountItem): Promise<number> {
-  const cutoff = new Date(store.now().getTime() - FINISHED_AGE_MS).toISOString();
-  const stale = Object.entries(account.ops ?? {}).filter(([, e]) => e.done && !e.o && e.at < cutoff);
-  let count = 0;
-  for (const [opId, entry] of stale) {
-    if ((await ensureRecorded(store, account, opId, entry)) !== 'recorded') continue;
-    if (await removeEntry(store, account.accountId, opId, entry)) count++;
+export async function askSweepSoon(store: Store, accountId: string): Promise<void> {
+  const nowMs = store.now().getTime();
+  const memory = queueKey(store, accountId);
+  if ((askedAt.get(memory) ?? -Infinity) > nowMs - REVISIT_MIN_MS) return;
+  if (askedAt.size > 10_000) askedAt.clear(); // a bound, not a cache policy
+  askedAt.set(memory, nowMs);
+  const now = new Date(nowMs).toISOString();
+  try {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.account(accountId),
+      UpdateExpression: 'SET dueShard = :shard, dueAt = :now',
+      ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(dueAt) OR dueAt > :now)',
+      ExpressionAttributeValues: { ':shard': dueShardOf(accountId), ':now': now },
+    }));
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error; // due already, or gone
   }
-  return count;
 }
 
 export interface AccountSweep {

@@ -10,7 +10,7 @@ import { cancellationReasons, isConditionFailure, plainItem, withConflictRetry, 
 export { plainItem } from './db.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry } from './accounts.js';
 import type { Movement } from '../domain/session.js';
-import { BACKSTOP_THRESHOLD, claimRemovals, compactAccount, finishedCount, settleRemovals, type Removal } from './compaction.js';
+import { askSweepSoon, BACKSTOP_THRESHOLD, claimRemovals, finishedCount, settleRemovals, type Removal } from './compaction.js';
 import { takeAllotment } from './allotments.js';
 import { takeFromSponsors, type SponsoredAccount } from './sponsors.js';
 import { afterCharge, isServiceAccountId, serviceAccountId } from './serviceAccounts.js';
@@ -193,11 +193,11 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
   await afterCharge(store, account, movement).catch((error) => {
     console.error(JSON.stringify({ level: 'ERROR', message: 'threshold recharge not recorded', accountId, error: String(error) }));
   });
-  // The backstop's housekeeping, after the charge stands: like the threshold above, a failure
-  // here must not fail the request (the sweep's visit does the same work later).
+  // The backstop, after the charge stands: like the threshold above, a failure here must not
+  // fail the request (the account's own due mark brings the sweep within 5 minutes anyway).
   if (finishedCount(account) > BACKSTOP_THRESHOLD) {
-    await compactAccount(store, account).catch((error) => {
-      console.error(JSON.stringify({ level: 'ERROR', message: 'compaction failed', accountId, error: String(error) }));
+    await askSweepSoon(store, accountId).catch((error) => {
+      console.error(JSON.stringify({ level: 'ERROR', message: 'could not ask the sweep to compact', accountId, error: String(error) }));
     });
   }
   return { ok: true, account };

@@ -2,7 +2,7 @@
 // written, debits never recorded, finished entries nobody removed, transactions that kept
 // meeting conflicts; and the costs of the no-fault path, which all of this must not raise.
 import { describe, expect, it } from 'vitest';
-import { GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { codeOf, fundedAccount, reconciled, reserveCommand, testClock, testStore, voice } from '../helpers.js';
 import { reserve, updateSession, debitSession, refundSession, requireSession, getSessionItem, answerIn, sessionIdFor, sweepSession } from '../../functions/store/sessions.js';
 import { directDebit } from '../../functions/store/debits.js';
@@ -323,6 +323,40 @@ describe('removals of finished entries', () => {
     expect((await requireAccount(store, 'alice')).ops[sessionId]).toMatchObject({ seq: 1, amt: 20 });
     expect(await reserve(store, reserveCommand('r1'), 'h')).toEqual(first); // ...and is voided by the retry
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 96, reserved: 0 });
+  });
+});
+
+describe('the backstop', () => {
+  it('an account write that comes back with more than 64 finished entries asks the sweep, which removes them; the charge itself finishes nothing', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now, twoWriteSteps: true });
+    await fundedAccount(store, 'alice', 100);
+    // 70 finished event charges whose processes never wrote to alice again: recorded, but
+    // still on the account (their request records carry the same nonce).
+    const old = new Date(clock.now().getTime() - 10 * 60_000).toISOString();
+    for (let i = 0; i < 70; i++) {
+      const rid = `gone-${i}`;
+      await store.db.send(new PutCommand({ TableName: store.tableName, Item: { ...key.request(rid), requestId: rid, h: 'h', n: `n${i}`, kind: 'debit', accountId: 'alice', at: old } }));
+      await store.db.send(new UpdateCommand({
+        TableName: store.tableName, Key: key.account('alice'), UpdateExpression: 'SET ops.#op = :e', ExpressionAttributeNames: { '#op': `evt:${rid}` },
+        ExpressionAttributeValues: { ':e': { seq: 1, amt: 0, gu: 0, u: 0, chg: 0, rid, h: 'h', n: `n${i}`, at: old, done: 'charged' } },
+      }));
+    }
+    const calls = countingDb(store.db);
+    await directDebit({ ...store, db: calls }, event('e1'), 'he');
+    // The service (the tests cache nothing), the account write, the record, and one write
+    // that brings the due mark to now.
+    expect(Object.fromEntries(calls.counts)).toEqual({ Get: 1, Update: 2, TransactWrite: 1 });
+    const account = await requireAccount(store, 'alice');
+    expect(Object.keys(account.ops).length).toBe(71);
+    expect(account).toMatchObject({ dueAt: clock.now().toISOString() });
+    // Asked once a minute at most: the next charge does not ask again.
+    calls.reset();
+    await directDebit({ ...store, db: calls }, event('e2'), 'he');
+    expect(calls.counts.get('Update')).toBe(1);
+    await runSweep(store);
+    expect(Object.keys((await requireAccount(store, 'alice')).ops).filter((id) => id.startsWith('evt:gone-'))).toEqual([]);
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 96 });
   });
 });
 
