@@ -86,6 +86,12 @@ export function shownState(state: SessionState): { state: Exclude<SessionState, 
   return state === 'released' ? { state: 'closed', released: true } : { state };
 }
 
+/** The refusal of a step on a session that is no longer active: `session_closed`, with the state as shown. */
+export function sessionClosed(sessionId: string, state: SessionState, why = ''): never {
+  const shown = shownState(state);
+  return fail('session_closed', `session ${sessionId} is ${shown.state}${why}`, shown);
+}
+
 export function isOpen(state: SessionState): boolean {
   return state === 'active' || state === 'pending_agreement';
 }

@@ -19,7 +19,7 @@ import { ChargingError, fail } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
 import { apportion, charges, chargesWithoutOutcome, mostPossibleShares, validatePrinciple, type Outcome, type Principle } from '../domain/parties.js';
 import { MAX_BALANCE_MINOR, priceOf } from '../domain/rating.js';
-import { shownState } from '../domain/session.js';
+import { sessionClosed, shownState } from '../domain/session.js';
 
 export interface PartyState {
   accountId: string;
@@ -115,14 +115,14 @@ export async function agree(store: Store, sessionId: string, command: { requestI
   if (session.state !== 'pending_agreement') {
     // Kept, so a repeat of this agreement is answered alike once the session has moved on.
     if (session.state === 'active') return keepAnswer(store, sessionId, command.requestId, bodyHash, { status: 200, body: sessionView(session) });
-    fail('session_closed', `session ${sessionId} is ${shownState(session.state).state}`, shownState(session.state));
+    sessionClosed(sessionId, session.state);
   }
   const at = store.now().toISOString();
   if (session.validUntil <= at) {
     // The proposal lapsed and the sweep has not closed it yet. It holds nothing, so nothing
     // is written here: the sweep closes it and publishes its session_expired (an agreement
     // that closed it would leave that notification unsent).
-    fail('session_closed', `session ${sessionId} is expired`, { state: 'expired' });
+    sessionClosed(sessionId, 'expired');
   }
   if (!session.parties![index]!.agreedAt) {
     try {
@@ -305,7 +305,7 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
     if (kind !== 'release') fail('conflict', `session ${session.sessionId} waits for every party to agree`);
     return closePending(store, session, 'released', command.requestId, bodyHash);
   }
-  if (session.state !== 'active') fail('session_closed', `session ${session.sessionId} is ${shownState(session.state).state}`, shownState(session.state));
+  if (session.state !== 'active') sessionClosed(session.sessionId, session.state);
   const parties = session.parties!;
   const ids = parties.map((p) => p.accountId);
   const usedUnits = session.hold.usedUnits + (kind === 'release' ? 0 : command.usedUnits);

@@ -23,7 +23,7 @@ import { settleMultiSession } from './multisession.js';
 import type { OpEntry, StoredAnswer } from './accounts.js';
 import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
 import { computeGrant, optimisticGrant, type Requested } from '../domain/reservation.js';
-import { isOpen, movementFor, shownState, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement } from '../domain/session.js';
+import { isOpen, movementFor, sessionClosed, shownState, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
 import { MAX_BALANCE_MINOR, MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
 import { interimIntervalFor, nextDueAt } from '../domain/combined.js';
@@ -533,7 +533,7 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
     if (session.parties) return partyStep(store, session, kind, command, bodyHash);
     const replay = replayOrConflict(session, command.requestId, bodyHash);
     if (replay) return replay;
-    if (session.state !== 'active') fail('session_closed', `session ${sessionId} is ${shownState(session.state).state}`, shownState(session.state));
+    if (session.state !== 'active') sessionClosed(sessionId, session.state);
 
     const now = store.now();
     const used = kind === 'release' ? 0 : command.usedUnits;
@@ -707,7 +707,7 @@ export async function refundSession(store: Store, sessionId: string, command: { 
     // release, and its charges go back only by an amount: a release that meets a session
     // closed meanwhile (expired by the sweep, say) never turns into a refund of what was used.
     if (session.state !== 'active' && !(session.parties && session.state === 'pending_agreement')) {
-      fail('session_closed', `session ${sessionId} is ${shownState(session.state).state}: only an amount of what it charged can be refunded`, shownState(session.state));
+      sessionClosed(sessionId, session.state, ': only an amount of what it charged can be refunded');
     }
     return step(store, sessionId, 'release', { requestId: command.requestId, usedUnits: 0 }, bodyHash, session);
   }
