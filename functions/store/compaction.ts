@@ -107,16 +107,23 @@ export async function askSweepSoon(store: Store, accountId: string): Promise<voi
   if ((askedAt.get(memory) ?? -Infinity) > nowMs - REVISIT_MIN_MS) return;
   if (askedAt.size > 10_000) askedAt.clear(); // a bound, not a cache policy
   askedAt.set(memory, nowMs);
-  const now = new Date(nowMs).toISOString();
+  await markAccountDue(store, accountId, new Date(nowMs).toISOString(), { onlyEarlier: true });
+}
+
+/**
+ * Puts the account in the due index at `dueAt` (its shard, its time). `onlyEarlier`: only if
+ * that brings its mark forward (or it has none). An account that is gone is left alone.
+ */
+export async function markAccountDue(store: Store, accountId: string, dueAt: string, options: { onlyEarlier?: boolean } = {}): Promise<void> {
   try {
     await store.db.send(new UpdateCommand({
       TableName: store.tableName, Key: key.account(accountId),
-      UpdateExpression: 'SET dueShard = :shard, dueAt = :now',
-      ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(dueAt) OR dueAt > :now)',
-      ExpressionAttributeValues: { ':shard': dueShardOf(accountId), ':now': now },
+      UpdateExpression: 'SET dueShard = :shard, dueAt = :due',
+      ConditionExpression: options.onlyEarlier ? 'attribute_exists(pk) AND (attribute_not_exists(dueAt) OR dueAt > :due)' : 'attribute_exists(pk)',
+      ExpressionAttributeValues: { ':shard': dueShardOf(accountId), ':due': dueAt },
     }));
   } catch (error) {
-    if (!isConditionFailure(error)) throw error; // due already, or gone
+    if (!isConditionFailure(error)) throw error; // gone, or (onlyEarlier) due already
   }
 }
 

@@ -4,8 +4,8 @@
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { findDuePage, findDueSessions, sweepSession, type DueCursors, type SweepOutcome } from './sessions.js';
 import { returnIdleAllotment } from './allotments.js';
-import { sweepAccount } from './compaction.js';
-import { dueShardOf, key } from './table.js';
+import { markAccountDue, sweepAccount } from './compaction.js';
+import { key } from './table.js';
 import { isConditionFailure, type Store } from './db.js';
 
 export interface SweepSummary {
@@ -105,26 +105,13 @@ async function sweepAccountItem(store: Store, accountId: string): Promise<Outcom
     const idle = await returnIdleAllotment(store, accountId);
     if (idle.outcome === 'returned' && outcome === 'not_due') outcome = 'returned';
     const next = [visit.next, idle.next].filter((at): at is string => at !== null).sort()[0];
-    if (next) await markDue(store, accountId, next);
+    if (next) await markAccountDue(store, accountId, next);
     else await unmarkIfEmpty(store, accountId, idle.allotSeq);
     return outcome;
   }
-  if (visit.next) await markDue(store, accountId, visit.next);
+  if (visit.next) await markAccountDue(store, accountId, visit.next);
   else await unmarkIfEmpty(store, accountId);
   return outcome;
-}
-
-async function markDue(store: Store, accountId: string, dueAt: string): Promise<void> {
-  try {
-    await store.db.send(new UpdateCommand({
-      TableName: store.tableName, Key: key.account(accountId),
-      UpdateExpression: 'SET dueShard = :shard, dueAt = :due',
-      ConditionExpression: 'attribute_exists(pk)',
-      ExpressionAttributeValues: { ':shard': dueShardOf(accountId), ':due': dueAt },
-    }));
-  } catch (error) {
-    if (!isConditionFailure(error)) throw error;
-  }
 }
 
 /**
