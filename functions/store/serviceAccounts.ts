@@ -335,21 +335,10 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor
   const read = await batchGetAll(store, [key.account(sa.accountId), key.account(owner)], true);
   const after = read.find((item) => item.accountId === sa.accountId) as ServiceAccountItem;
   const ownerAfter = read.find((item) => item.accountId === owner) as AccountItem | undefined;
-  if (ownerAfter) await noteOwnerLow(store, ownerAfter, amountMinor, at, rechargeId);
+  // Judged on the owner as read after the recharge (a transaction returns nothing): a move of
+  // its money in between can hide a crossing or show one twice, as a charge's ALL_NEW never does.
+  if (ownerAfter) await afterCharge(store, ownerAfter, { balanceDelta: -amountMinor, reservedDelta: 0, availableDelta: -amountMinor });
   return { ok: true, amountMinor, units, serviceAccount: after };
-}
-
-/**
- * The low_balance of a recharge's owner: read after the recharge, its available is below its
- * threshold and was not before the recharge took `amountMinor`. Read after, not returned by
- * the write (a transaction returns nothing): a move of the owner's money in between can hide
- * a crossing or show one twice, which the charging path (one UpdateItem, ALL_NEW) never does.
- */
-async function noteOwnerLow(store: Store, owner: AccountItem, amountMinor: number, at: string, rechargeId: string): Promise<void> {
-  if (!crossedBelow(owner.available + amountMinor, owner.available, owner.lowBalanceThreshold)) return;
-  await store.db.send(new PutCommand({ TableName: store.tableName, Item: notificationItem(store, {
-    type: 'low_balance', at, accountId: owner.accountId, available: owner.available, level: owner.lowBalanceThreshold!,
-  }, `low_balance:recharge:${rechargeId}`) }));
 }
 
 /**
