@@ -13,7 +13,7 @@ import type { AccountItem, OpEntry, StoredAnswer } from './accounts.js';
 import { fail, keptRefusal } from '../domain/errors.js';
 import { priceOrNull, unitsAffordable } from '../domain/rating.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
-import { isServiceAccountId, publicAccountId, type ServiceAccountItem } from './serviceAccounts.js';
+import { isServiceAccountId, mainServiceAccount, publicAccountId, type ServiceAccountItem, type ServiceAccountRef } from './serviceAccounts.js';
 
 export interface DirectDebitCommand {
   requestId: string;
@@ -96,6 +96,25 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
   const movement = { balanceDelta: -amountMinor, reservedDelta: 0, availableDelta: -amountMinor };
   /** An attached account's main account, which pays (known to this process, or learnt from the write). */
   let payer = knownMainAccount(store, accountId) ?? undefined;
+  /**
+   * Charges the service account `id` of `owner` instead (seed 004), in its units: it holds
+   * the service's own units and pays one for one, so an { amount } is that many of its units,
+   * as on a routed reserve. The refusal when it holds another unit, else null.
+   */
+  const routeTo = (id: string, owner: string, ref: ServiceAccountRef): Promise<StoredAnswer> | null => {
+    if (ref.unit !== service.unit) return refuse('conflict', `service ${command.serviceId} is rated in ${service.unit} but the service account of ${owner} holds ${ref.unit}`);
+    accountId = id;
+    const routedUnits = command.units ?? command.amount!;
+    entry = { ...entry, u: routedUnits, chg: routedUnits };
+    return null;
+  };
+  /** An attached account's event draws on its main account's service account for the service, when it keeps one (see reserve). */
+  const routeViaMain = async (): Promise<StoredAnswer | null> => {
+    const route = !isServiceAccountId(accountId) && payer ? await mainServiceAccount(store, payer, command.serviceId) : null;
+    return route ? routeTo(route.id, payer!, route.ref) : null;
+  };
+  const refusedViaMain = await routeViaMain();
+  if (refusedViaMain) return refusedViaMain;
   if (oneWriteAllowed(store, accountId)) {
     // The charge and its record in one transaction (see ops.ts, one-write operations).
     const written = await applyOpWithRecord(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId, mainAccountId: payer ?? null }, movement, entry, recordItems(store, accountId, entry, payer));
@@ -107,24 +126,35 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
       const replay = await storedAnswer(store, command.requestId, bodyHash);
       if (replay) return replay;
     }
-    // Anything else: the two-write way below decides.
+    // Anything else: the two-write way below decides. A refusal told this process the
+    // account's main account, if it has one.
+    payer ??= knownMainAccount(store, accountId) ?? undefined;
+    const refused = await routeViaMain();
+    if (refused) return refused;
   }
   // The request's record, read only on a refusal, once.
   const earlierAnswer = readOnce(() => storedAnswer(store, command.requestId, bodyHash));
   const answeredBefore = async () => !!(await earlierAnswer());
-  let result = await applyOp(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId, answeredBefore }, movement, entry);
-  if (!result.ok && result.route) {
-    // The owner keeps a service account for this service (seed 004): it pays in units.
-    const ref = result.account!.serviceAccounts![command.serviceId]!;
-    if (ref.unit !== service.unit) return refuse('conflict', `service ${command.serviceId} is rated in ${service.unit} but the service account of ${command.accountId} holds ${ref.unit}`);
-    accountId = result.route;
-    // A service account holds the service's own units and pays one for one: an { amount } is
-    // that many of its units, as on a routed reserve.
-    const routedUnits = command.units ?? command.amount!;
-    entry = { ...entry, u: routedUnits, chg: routedUnits };
-    result = await applyOp(store, accountId, opId, { kind: 'new', dueAt, answeredBefore }, { balanceDelta: -routedUnits, reservedDelta: 0, availableDelta: -routedUnits }, entry);
+  const charge = () => isServiceAccountId(accountId)
+    ? applyOp(store, accountId, opId, { kind: 'new', dueAt, answeredBefore }, { balanceDelta: -entry.chg, reservedDelta: 0, availableDelta: -entry.chg }, entry)
+    : applyOp(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId, answeredBefore, mainAccountId: payer ?? null }, movement, entry);
+  let result = await charge();
+  if (!result.ok && result.otherMain) {
+    // An attached account this process had not seen: with its main account known, look at
+    // that one's service accounts first.
+    payer = result.account!.mainAccountId;
+    const refused = await routeViaMain();
+    if (refused) return refused;
+    result = await charge();
   }
-  payer = result.account?.mainAccountId;
+  if (!result.ok && result.route) {
+    // The owner keeps a service account for this service (seed 004): it pays in units, and
+    // the answer names the owner.
+    const refused = routeTo(result.route, command.accountId, result.account!.serviceAccounts![command.serviceId]!);
+    if (refused) return refused;
+    payer = undefined;
+    result = await charge();
+  }
   if (!result.ok) {
     const refusal = refusalOf(result.account, opId, now);
     if (refusal === 'exists') {

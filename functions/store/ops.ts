@@ -42,10 +42,12 @@ export type OpCondition =
      */
     answeredBefore?: () => Promise<boolean>;
     /**
-     * A one write only: the main account the operation's record names as paying (an
-     * attached account's: API.md has its charges "debited from the main account"), as this
-     * process knows it (knownMainAccount). The write requires the account to be attached to
-     * exactly that one, or to none when null: a record naming the wrong payer never lands.
+     * The main account the caller takes to pay (an attached account's: API.md has its
+     * charges "debited from the main account", and its sessions draw on the main account's
+     * service accounts), as this process knows it (knownMainAccount). The write requires the
+     * account to be attached to exactly that one, or to none when null: a record naming the
+     * wrong payer never lands, and no attached account spends before its caller knew to look
+     * at its main account's service accounts. Refused for that alone: `otherMain`.
      */
     mainAccountId?: string | null;
   }
@@ -59,6 +61,8 @@ export type OpResult =
     ok: false; account: AccountItem | null; main?: 'insufficient' | 'limit' | 'inactive';
     /** The service account item to charge instead (see OpCondition `serviceId`). */
     route?: string;
+    /** The account is attached to another main account than the condition named (now noted: knownMainAccount). */
+    otherMain?: true;
   };
 
 /** The parts of the account UpdateItem that records an operation (see applyOp). */
@@ -96,12 +100,12 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
     // A transaction returns no item, so what must look at the account after the write
     // (a threshold crossed, a service account's recharge) goes the two-write way.
     conditions.push('attribute_not_exists(lowBalanceThreshold)', 'attribute_not_exists(classification)');
-    if (condition.kind === 'new' && typeof condition.mainAccountId === 'string') {
-      conditions.push('mainAccountId = :main');
-      values[':main'] = condition.mainAccountId;
-    } else if (condition.kind === 'new') {
-      conditions.push('attribute_not_exists(mainAccountId)');
-    }
+  }
+  if (condition.kind === 'new' && typeof condition.mainAccountId === 'string') {
+    conditions.push('mainAccountId = :main');
+    values[':main'] = condition.mainAccountId;
+  } else if (condition.kind === 'new' && condition.mainAccountId === null) {
+    conditions.push('attribute_not_exists(mainAccountId)');
   }
   if (condition.kind === 'new') {
     conditions.push('attribute_not_exists(ops.#op)', USABLE_CONDITION);
@@ -162,6 +166,9 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     const stale = removals.filter((removal) => account?.ops?.[removal.opId]?.n !== removal.n);
     settleRemovals(store, accountId, removals.filter((removal) => !stale.includes(removal)), 'refused');
     if (stale.length) return applyOp(store, accountId, opId, condition, movement, entry, depth);
+    if (account && condition.kind === 'new' && condition.mainAccountId !== undefined && (account.mainAccountId ?? null) !== condition.mainAccountId) {
+      return { ok: false, account, otherMain: true };
+    }
     // A service account spends for its owner: not for a suspended or expired one.
     if (condition.kind === 'new' && condition.serviceId && account && Object.hasOwn(account.serviceAccounts ?? {}, condition.serviceId)
       && refusalOf(account, opId, store.now()) !== 'account_inactive') {

@@ -45,6 +45,35 @@ export interface ServiceAccountRef {
   priority: number;
 }
 
+/**
+ * The service accounts a main account keeps, as its item read within the last
+ * `serviceCacheMs` (the service cache's window): every session and event of its attached
+ * accounts asks (see mainServiceAccount), and a read each time would cost the family's
+ * charging path a call.
+ */
+const mainRoutes = new Map<string, { refs: Record<string, ServiceAccountRef>; until: number }>();
+
+/**
+ * The service account of an attached account's main account for `serviceId`, if it keeps
+ * one (API.md: a session draws on a service account of the paying account, and an attached
+ * account's charges are "debited from the main account"). Its id and what the main account's
+ * item says of it; null when there is none. A PUT made in another process shows after the
+ * cache's window at most.
+ */
+export async function mainServiceAccount(store: Store, mainAccountId: string, serviceId: string): Promise<{ id: string; ref: ServiceAccountRef } | null> {
+  const cacheKey = `${store.tableName}/${mainAccountId}`;
+  let cached = mainRoutes.get(cacheKey);
+  if (!cached || cached.until <= Date.now()) {
+    const item = (await store.db.send(new GetCommand({
+      TableName: store.tableName, Key: key.account(mainAccountId), ProjectionExpression: 'serviceAccounts',
+    }))).Item;
+    cached = { refs: (item?.serviceAccounts ?? {}) as Record<string, ServiceAccountRef>, until: Date.now() + store.serviceCacheMs };
+    if (mainRoutes.size > 10_000) mainRoutes.clear(); // a bound, not a cache policy
+    if (store.serviceCacheMs > 0) mainRoutes.set(cacheKey, cached);
+  }
+  return Object.hasOwn(cached.refs, serviceId) ? { id: serviceAccountId(mainAccountId, serviceId), ref: cached.refs[serviceId]! } : null;
+}
+
 type MarkerKind = 'THRESHOLD' | 'SCHEDULE';
 const markerKey = (saId: string, kind: MarkerKind) => ({ pk: `RCH#${saId}`, sk: kind });
 const rechargeShard = (saId: string) => `rch#${createHash('sha256').update(saId).digest()[0]! % DUE_SHARDS}`;
@@ -136,6 +165,7 @@ export async function putServiceAccount(store: Store, accountId: string, classif
     }
   }
   await registerOnOwner(store, accountId, classification, { unit: settings.unit, priority: settings.priority });
+  mainRoutes.delete(`${store.tableName}/${accountId}`);
   await placeScheduleMarker(store, saId, settings, now);
   const serviceAccount = (await getAccountItem(store, saId)) as ServiceAccountItem;
   // Already below a minimum this PUT set or raised (or gave a rechargeAmount): no charge will

@@ -12,11 +12,11 @@ import { createHash } from 'node:crypto';
 import { GetCommand, PutCommand, QueryCommand, TransactGetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_INDEX, DUE_SHARDS, dueShardOf, key, systemRequestId } from './table.js';
 import { conditionFailedAt, isConditionFailure, readOnce, withConflictRetry, type Store } from './db.js';
-import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, plainItem, refusalOf } from './ops.js';
+import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, plainItem, refusalOf, type OpCondition } from './ops.js';
 import { ledgerPut, sessionEntries } from './ledger.js';
 import { markFinalized, ORPHAN_GRACE_MS, REVISIT_MAX_MS } from './compaction.js';
 import { serviceFor, type Service } from './services.js';
-import { isServiceAccountId, publicAccountId, type ServiceAccountItem } from './serviceAccounts.js';
+import { isServiceAccountId, mainServiceAccount, publicAccountId, type ServiceAccountItem, type ServiceAccountRef } from './serviceAccounts.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, refundPartySession, type PartyState } from './parties.js';
 import { settleMultiSession } from './multisession.js';
@@ -259,8 +259,8 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   let chargedAccountId = command.accountId;
   /** An attached account's main account, which pays (known to this process, or learnt from the write). */
   let payer = knownMainAccount(store, command.accountId) ?? undefined;
-  /** Set once the owner's item routes this service to a service account (seed 004), which holds units. */
-  let serviceAccount: { classification: string; finalUnit: FinalUnit } | undefined;
+  /** Set once the session is routed to a service account (seed 004), which holds units. */
+  let serviceAccount: { classification: string; owner: string; finalUnit: FinalUnit } | undefined;
   let price = service.price;
   /**
    * A refusal against today's rating or routing (a PUT may have changed either since) first
@@ -274,6 +274,31 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   const firstGrant = optimisticGrant(command.requested, price);
   if (!firstGrant) return refuse('validation_failed', 'requested must be at least one unit');
   let grant = firstGrant;
+  /**
+   * The session draws on `owner`'s service account `id` from now on, in its units (one unit
+   * pays for one unit); false when it holds another unit than the service is rated in.
+   */
+  const routeTo = (id: string, owner: string, ref: ServiceAccountRef): boolean => {
+    if (ref.unit !== service.unit) return false;
+    chargedAccountId = id;
+    serviceAccount = { classification: command.serviceId, owner, finalUnit: { action: 'terminate' } };
+    price = MONEY_PRICE;
+    grant = optimisticGrant(command.requested, price)!;
+    return true;
+  };
+  const otherUnit = (owner: string, ref: ServiceAccountRef) =>
+    refuse('conflict', `service ${command.serviceId} is rated in ${service.unit} but the service account of ${owner} holds ${ref.unit}`);
+  /**
+   * An attached account's session draws on its main account's service account for the
+   * service, when it keeps one (before any of its own money moves: see OpCondition
+   * `mainAccountId`). The refusal when that one holds another unit, else null.
+   */
+  const routeViaMain = async (): Promise<StoredAnswer | null> => {
+    const route = !serviceAccount && payer ? await mainServiceAccount(store, payer, command.serviceId) : null;
+    return route && !routeTo(route.id, payer!, route.ref) ? otherUnit(payer!, route.ref) : null;
+  };
+  const refusedViaMain = await routeViaMain();
+  if (refusedViaMain) return refusedViaMain;
   const holdEntry = (now: Date): OpEntry => ({
     seq: 1, amt: grant.amountMinor, gu: grant.units, u: 0, chg: 0,
     rid: command.requestId, h: bodyHash, n: newNonce(), at: now.toISOString(), vu: addSeconds(now, service.validitySeconds),
@@ -299,7 +324,11 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
       if (existing) return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
     }
     // Anything else: the two-write way below decides (a refusal, routing, a shortfall, a
-    // conflict, or a timeout after which the transaction may have landed).
+    // conflict, or a timeout after which the transaction may have landed). A refusal told
+    // this process the account's main account, if it has one.
+    payer ??= knownMainAccount(store, command.accountId) ?? undefined;
+    const refused = await routeViaMain();
+    if (refused) return refused;
   }
   let entry!: OpEntry;
   /** A hold of this request that the sweep released (its reserve died before the session write): record it expired. */
@@ -312,18 +341,26 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     const now = store.now();
     const candidate = holdEntry(now);
     const movement = holdMovement();
-    const result = await applyOp(store, chargedAccountId, sessionId, { kind: 'new', dueAt: orphanDueAt(candidate), answeredBefore, ...(serviceAccount ? {} : { serviceId: command.serviceId }) }, movement, candidate);
+    const condition: OpCondition = serviceAccount
+      ? { kind: 'new', dueAt: orphanDueAt(candidate), answeredBefore }
+      : { kind: 'new', dueAt: orphanDueAt(candidate), answeredBefore, serviceId: command.serviceId, mainAccountId: payer ?? null };
+    const result = await applyOp(store, chargedAccountId, sessionId, condition, movement, candidate);
     if (serviceAccount && result.account) serviceAccount.finalUnit = finalUnitActionOf(result.account as ServiceAccountItem);
-    payer = result.account?.mainAccountId;
     if (result.ok) { entry = candidate; committed = true; break; }
+    if (result.otherMain) {
+      // An attached account this process had not seen: with its main account known, look at
+      // that one's service accounts first (routing is not a failed attempt).
+      payer = result.account!.mainAccountId;
+      const refused = await routeViaMain();
+      if (refused) return refused;
+      attempt--;
+      continue;
+    }
     if (result.route) {
+      // The account's own service account for the service; it names that account as charged.
       const ref = result.account!.serviceAccounts![command.serviceId]!;
-      if (ref.unit !== service.unit) return refuse('conflict', `service ${command.serviceId} is rated in ${service.unit} but the service account of ${command.accountId} holds ${ref.unit}`);
-      chargedAccountId = result.route;
-      serviceAccount = { classification: command.serviceId, finalUnit: { action: 'terminate' } };
-      // A service account holds the service's own units: one unit pays for one unit.
-      price = MONEY_PRICE;
-      grant = optimisticGrant(command.requested, price)!;
+      if (!routeTo(result.route, command.accountId, ref)) return otherUnit(command.accountId, ref);
+      payer = undefined;
       attempt--; // routing is not a failed attempt
       continue;
     }
@@ -349,7 +386,7 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     // now, or another body. Read only on refusal: the hot path stays at two calls.
     const existing = await earlierSession();
     if (existing) return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
-    const shown = serviceAccount ? `the ${serviceAccount.classification} account of ${command.accountId}` : `account ${chargedAccountId}`;
+    const shown = serviceAccount ? `the ${serviceAccount.classification} account of ${serviceAccount.owner}` : `account ${chargedAccountId}`;
     if (refusal === 'not_found') fail('not_found', `${shown} does not exist`);
     if (refusal === 'account_inactive') fail('account_inactive', `${shown} is suspended or expired`);
     if (result.main === 'inactive') fail('account_inactive', `the main account of ${chargedAccountId} fails authorization`);

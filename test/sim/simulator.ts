@@ -1574,22 +1574,7 @@ class Simulation {
     // sessions and events of that service draw units from it from now on. Some owners have two.
     for (const [i, owner] of money.entries()) {
       const classifications = (['data', 'sms', 'voice'] as const).filter((c) => (c === 'data' ? i % 3 === 0 : c === 'sms' ? i % 4 === 1 : i % 7 === 6));
-      for (const classification of classifications) {
-        const spec = SERVICE_ACCOUNTS[classification]!;
-        const body = { unit: spec.unit, rate: spec.rate, ...spec.settings };
-        const answer = await must('PUT', `/accounts/${owner.id}/service-accounts/${classification}`, body, [201]);
-        const sa = this.newAccount({ id: `${owner.id}~${classification}`, kind: 'prepaid', creditLimit: 0, poor: false, currency: owner.currency, unit: spec.unit, owner: owner.id, classification, rate: spec.rate });
-        this.noteSettings(sa, body);
-        if (answer.body?.balance !== 0 || answer.body?.unit !== spec.unit) this.fail('setup', `PUT service account ${sa.id}: ${JSON.stringify(answer.body)}`);
-        owner.routes.set(classification, sa.id);
-        if (!owner.poor) {
-          const rid = `setup-recharge-${sa.id.replace('~', '-')}`;
-          const req = this.newReq('recharge', owner.id, rid, `/accounts/${owner.id}/service-accounts/${classification}/recharge`, { requestId: rid, amount: spec.settings.rechargeAmount as number });
-          req.amount = req.body.amount as number;
-          req.sa = sa.id;
-          this.onAnswer(req, await must('POST', req.path, req.body, [200, 402]));
-        }
-      }
+      for (const classification of classifications) await this.setupServiceAccount(owner, classification, must);
     }
     // Sponsors for the poor accounts: rich accounts of their currency.
     for (const account of money) {
@@ -1604,11 +1589,31 @@ class Simulation {
     await this.setupFamilies(rng, must);
   }
 
+  /** A service account of `owner` (recharged once unless the owner is poor): its sessions and events of that service draw units from it from now on. */
+  private async setupServiceAccount(owner: AccountModel, classification: ServiceId, must: (method: 'PUT' | 'POST' | 'PATCH', path: string, body: unknown, status: number[]) => Promise<Answer>) {
+    const spec = SERVICE_ACCOUNTS[classification]!;
+    const body = { unit: spec.unit, rate: spec.rate, ...spec.settings };
+    const answer = await must('PUT', `/accounts/${owner.id}/service-accounts/${classification}`, body, [201]);
+    const sa = this.newAccount({ id: `${owner.id}~${classification}`, kind: 'prepaid', creditLimit: 0, poor: false, currency: owner.currency, unit: spec.unit, owner: owner.id, classification, rate: spec.rate });
+    this.noteSettings(sa, body);
+    if (answer.body?.balance !== 0 || answer.body?.unit !== spec.unit) this.fail('setup', `PUT service account ${sa.id}: ${JSON.stringify(answer.body)}`);
+    owner.routes.set(classification, sa.id);
+    if (!owner.poor) {
+      const rid = `setup-recharge-${sa.id.replace('~', '-')}`;
+      const req = this.newReq('recharge', owner.id, rid, `/accounts/${owner.id}/service-accounts/${classification}/recharge`, { requestId: rid, amount: spec.settings.rechargeAmount as number });
+      req.amount = req.body.amount as number;
+      req.sa = sa.id;
+      this.onAnswer(req, await must('POST', req.path, req.body, [200, 402]));
+    }
+  }
+
   /**
    * Families (seed 002): two main accounts (one prepaid, one postpaid in the other currency),
    * each paying for attached accounts, some of which have a consumption limit. Members are
    * charged like any account (sessions, events, multi-party sessions) and take allotments
-   * from their main account; top-ups and sponsors are for the main accounts.
+   * from their main account; top-ups and sponsors are for the main accounts. The prepaid
+   * main account keeps a data account, which its members' data sessions and events draw on
+   * (API.md: the paying account's classification).
    */
   private async setupFamilies(rng: Rng, must: (method: 'PUT' | 'POST' | 'PATCH', path: string, body: unknown, status: number[]) => Promise<Answer>) {
     const families = [
@@ -1622,6 +1627,7 @@ class Simulation {
         const req = this.newReq('topup', f.id, `setup-topup-${f.id}`, `/accounts/${f.id}/topup`, { requestId: `setup-topup-${f.id}`, amount: f.topup });
         req.amount = f.topup;
         this.onAnswer(req, await must('POST', req.path, req.body, [200]));
+        await this.setupServiceAccount(main, 'data', must);
       }
       for (const [i, limit] of f.limits.entries()) {
         const id = `m-${f.id.slice(5)}-${i}`;
@@ -2055,9 +2061,12 @@ class Client {
     }
   }
 
-  /** The account that pays for `serviceId` on `a`: its service account for it, if it has one. */
+  /**
+   * The account that pays for `serviceId` on `a`: its service account for it, if it has one;
+   * an attached account's, its main account's (the paying account's).
+   */
   private chargedFor(a: AccountModel, serviceId: ServiceId): string {
-    return a.routes.get(serviceId) ?? a.id;
+    return a.routes.get(serviceId) ?? (a.mainAccountId ? this.api.account(a.mainAccountId)?.routes.get(serviceId) : undefined) ?? a.id;
   }
 
   private reserveReq(): Req {

@@ -185,6 +185,37 @@ describe('attached accounts', () => {
     expect(await reconciled(store, 'home')).toMatchObject({ balance: 998, allottedOut: 2 });
   });
 
+  it.each([
+    ['one write', false],
+    ['two writes', true],
+  ])('a member\'s sessions and events for a service its main account keeps a service account for draw units from that one (%s)', async (_label, twoWriteSteps) => {
+    // API.md: a session draws on a service account of the paying account, and an attached
+    // account's charges are debited from its main account. A family's shared data bundle.
+    const store = await testStore({ twoWriteSteps });
+    await family(store, 1000, ['kid']);
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await putServiceAccount(store, 'home', 'data', { unit: 'kilobytes', rate: { amountMinor: 100, units: 1024 }, priority: 1, onEmpty: 'deny' });
+    await manualRecharge(store, 'home', 'data', { requestId: 'buy', amountMinor: 200 }, 'h'); // 2048 KB for 2.00
+    const dataCall = (requestId: string, units: number) => ({ requestId, accountId: 'kid', clientId: 'smf', serviceId: 'data', requested: { units } });
+    // The first charge of an attached account this process has not seen, then one it has.
+    const first = await reserve(store, dataCall('d1', 1024), 'h');
+    expect(first).toMatchObject({ status: 201, body: { chargedAccountId: 'home', serviceAccount: 'data', granted: { units: 1024, amount: 1024 } } });
+    const event = await directDebit(store, { requestId: 'e1', accountId: 'kid', clientId: 'mms', serviceId: 'data', units: 100 }, 'h');
+    expect(event).toMatchObject({ status: 201, body: { chargedAccountId: 'home', serviceAccount: 'data', charged: { units: 100, amount: 100 } } });
+    const second = await reserve(store, dataCall('d2', 4096), 'h');
+    expect(second.body).toMatchObject({ chargedAccountId: 'home', serviceAccount: 'data', granted: { units: 2048 - 1024 - 100 } });
+    await debitSession(store, first.body.sessionId as string, { requestId: 'd1-end', usedUnits: 500 }, 'h');
+    // Units came from the bundle; neither the kid's nor the main account's money moved.
+    expect(await reconciled(store, 'home~data')).toMatchObject({ balance: 2048 - 500 - 100, reserved: 924 });
+    const home = await reconciled(store, 'home');
+    const kid = await reconciled(store, 'kid');
+    expect([home.balance, home.allottedOut ?? 0]).toEqual([800, 0]);
+    expect([kid.balance, kid.reserved, kid.takenMinor ?? 0]).toEqual([0, 0, 0]);
+    // Voice, for which the main account keeps none, is paid in money as before.
+    expect((await reserve(store, call('v1', 'kid'), 'h')).body).toMatchObject({ chargedAccountId: 'home', granted: { amount: 20 } });
+    expect(await codeOf(directDebit(store, { requestId: 'e2', accountId: 'kid', clientId: 'mms', serviceId: 'data', units: 5000 }, 'h'))).toBe('insufficient_credit');
+  });
+
   it('a party attached to a main account pays its share through it', async () => {
     const store = await testStore();
     await family(store, 1000, ['kid']);
