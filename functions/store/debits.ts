@@ -13,7 +13,7 @@ import type { AccountItem, OpEntry, StoredAnswer } from './accounts.js';
 import { fail, keptRefusal } from '../domain/errors.js';
 import { priceOrNull, unitsAffordable } from '../domain/rating.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
-import { isServiceAccountId, mainServiceAccount, publicAccountId, type ServiceAccountItem, type ServiceAccountRef } from './serviceAccounts.js';
+import { isServiceAccountId, mainAccountRoute, otherUnitDetail, publicAccountId, type ServiceAccountItem, type ServiceAccountRef } from './serviceAccounts.js';
 
 export interface DirectDebitCommand {
   requestId: string;
@@ -96,22 +96,26 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
   const movement = { balanceDelta: -amountMinor, reservedDelta: 0, availableDelta: -amountMinor };
   /** An attached account's main account, which pays (known to this process, or learnt from the write). */
   let payer = knownMainAccount(store, accountId) ?? undefined;
+  /** Whose service account the event draws on, once routed (the message of a refusal names it). */
+  let owner = command.accountId;
   /**
-   * Charges the service account `id` of `owner` instead (seed 004), in its units: it holds
-   * the service's own units and pays one for one, so an { amount } is that many of its units,
-   * as on a routed reserve. The refusal when it holds another unit, else null.
+   * Charges `owner`'s service account `id` instead (seed 004), in its units: it holds the
+   * service's own units and pays one for one, so an { amount } is that many of its units, as
+   * on a routed reserve. The refusal when it holds another unit, else null.
    */
-  const routeTo = (id: string, owner: string, ref: ServiceAccountRef): Promise<StoredAnswer> | null => {
-    if (ref.unit !== service.unit) return refuse('conflict', `service ${command.serviceId} is rated in ${service.unit} but the service account of ${owner} holds ${ref.unit}`);
+  const routeTo = (id: string, routeOwner: string, ref: ServiceAccountRef): Promise<StoredAnswer> | null => {
+    if (ref.unit !== service.unit) return refuse('conflict', otherUnitDetail(command.serviceId, service.unit, routeOwner, ref));
     accountId = id;
+    owner = routeOwner;
     const routedUnits = command.units ?? command.amount!;
     entry = { ...entry, u: routedUnits, chg: routedUnits };
     return null;
   };
-  /** An attached account's event draws on its main account's service account for the service, when it keeps one (see reserve). */
+  /** An attached account's event may draw on its main account's service account (see reserve's routeViaMain). */
   const routeViaMain = async (): Promise<StoredAnswer | null> => {
-    const route = !isServiceAccountId(accountId) && payer ? await mainServiceAccount(store, payer, command.serviceId) : null;
-    return route ? routeTo(route.id, payer!, route.ref) : null;
+    payer ??= knownMainAccount(store, command.accountId) ?? undefined;
+    const route = !isServiceAccountId(accountId) && payer ? await mainAccountRoute(store, command.accountId, payer, command.serviceId) : null;
+    return route ? routeTo(route.id, route.owner, route.ref) : null;
   };
   const refusedViaMain = await routeViaMain();
   if (refusedViaMain) return refusedViaMain;
@@ -126,11 +130,12 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
       const replay = await storedAnswer(store, command.requestId, bodyHash);
       if (replay) return replay;
     }
-    // Anything else: the two-write way below decides. A refusal told this process the
-    // account's main account, if it has one.
-    payer ??= knownMainAccount(store, accountId) ?? undefined;
-    const refused = await routeViaMain();
-    if (refused) return refused;
+    // Anything else: the two-write way below decides, knowing the account's main account if
+    // the refusal told it.
+    if (payer === undefined) {
+      const refused = await routeViaMain();
+      if (refused) return refused;
+    }
   }
   // The request's record, read only on a refusal, once.
   const earlierAnswer = readOnce(() => storedAnswer(store, command.requestId, bodyHash));
@@ -165,7 +170,7 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
       const replay = await earlierAnswer();
       if (replay) return replay;
       const routed = isServiceAccountId(accountId);
-      const shown = routed ? `the ${command.serviceId} account of ${command.accountId}` : `account ${command.accountId}`;
+      const shown = routed ? `the ${command.serviceId} account of ${owner}` : `account ${command.accountId}`;
       if (refusal === 'not_found') fail('not_found', `${shown} does not exist`);
       if (refusal === 'account_inactive') fail('account_inactive', `${shown} is suspended or expired`);
       if (result.main === 'inactive') fail('account_inactive', `the main account of ${command.accountId} fails authorization`);

@@ -35,12 +35,23 @@ export function ledgerPut(store: Store, entry: LedgerEntry) {
   };
 }
 
-/** Entries of a session step that changed money; zero movements leave no trace. */
-export function sessionEntries(base: { accountId: string; sessionId: string; requestId: string; at: string; seq: number },
-  parts: Array<{ type: LedgerEntryType; amount: number; reservedDelta: number; units?: number }>): LedgerEntry[] {
-  return parts
-    .filter((p) => p.amount !== 0 || p.reservedDelta !== 0)
-    .map((p) => ({ ...base, entryId: `${base.sessionId}:${base.seq}:${p.type}`, ...p }));
+/**
+ * The ledger entry of a session step on an account, net: what it charged (`amount`, negative)
+ * and how the reservation moved (`reservedDelta`); none when nothing moved. Its type says what
+ * the step did: `debit` when it charged (an expiry charging a party's usage too), else `expire`
+ * for an expiry, else `reserve` or `release` by the reservation's move. One entry a step, not one per movement: every entry is an item
+ * written on the charging path, in its transaction (two write units each). Its id derives
+ * from the step, so a retry or a roll-forward writes the same one.
+ */
+export function stepEntry(base: { accountId: string; sessionId: string; requestId: string; at: string; seq: number },
+  step: { chargeMinor: number; reservedDelta: number; units?: number; expiry?: boolean }): LedgerEntry[] {
+  if (step.chargeMinor === 0 && step.reservedDelta === 0) return [];
+  const type: LedgerEntryType = step.chargeMinor !== 0 ? 'debit' : step.expiry ? 'expire' : step.reservedDelta > 0 ? 'reserve' : 'release';
+  const { seq, ...rest } = base;
+  return [{
+    ...rest, entryId: `${base.sessionId}:${seq}:${type}`, type, amount: -step.chargeMinor, reservedDelta: step.reservedDelta,
+    ...(step.units !== undefined ? { units: step.units } : {}),
+  }];
 }
 
 const encodeCursor = (sk: string) => Buffer.from(sk, 'utf8').toString('base64url');

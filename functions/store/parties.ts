@@ -9,7 +9,7 @@ import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aw
 import { dueShardOf, key, systemRequestId } from './table.js';
 import { cancellationReasons, conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { newNonce, plainItem } from './ops.js';
-import { ledgerPut, type LedgerEntry } from './ledger.js';
+import { ledgerPut, stepEntry, type LedgerEntry } from './ledger.js';
 import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
 import { getService, type Service } from './services.js';
 import { takeAllotment } from './allotments.js';
@@ -227,10 +227,10 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
       seq: step.next.seq, amt: move.newHoldMinor, gu: move.grantedUnits, u: step.next.hold.usedUnits, chg: old.chargedMinor + move.chargeMinor,
       rid: step.requestId, h: step.bodyHash, n: nonce, at: step.at, vu: step.next.validUntil, ...(done ? { done } : {}),
     } as OpEntry;
-    const base = { accountId: move.accountId, sessionId: session.sessionId, requestId: step.requestId, at: step.at };
-    if (move.chargeMinor) ledger.push({ ...base, entryId: `${session.sessionId}:${step.next.seq}:debit`, type: 'debit', amount: -move.chargeMinor, reservedDelta: -move.chargeMinor });
-    const holdChange = reservedDelta + move.chargeMinor;
-    if (holdChange) ledger.push({ ...base, entryId: `${session.sessionId}:${step.next.seq}:${step.kind === 'expire' ? 'expire' : holdChange > 0 ? 'reserve' : 'release'}`, type: step.kind === 'expire' ? 'expire' : holdChange > 0 ? 'reserve' : 'release', amount: 0, reservedDelta: holdChange });
+    ledger.push(...stepEntry(
+      { accountId: move.accountId, sessionId: session.sessionId, requestId: step.requestId, at: step.at, seq: step.next.seq },
+      { chargeMinor: move.chargeMinor, reservedDelta, expiry: step.kind === 'expire' },
+    ));
     const need = -availableDelta;
     const conditions = ['attribute_exists(pk)'];
     const values: Record<string, unknown> = { ':db': -move.chargeMinor, ':dr': reservedDelta, ':da': availableDelta, ':entry': entry };

@@ -48,31 +48,48 @@ export interface ServiceAccountRef {
 /**
  * The service accounts a main account keeps, as its item read within the last
  * `serviceCacheMs` (the service cache's window): every session and event of its attached
- * accounts asks (see mainServiceAccount), and a read each time would cost the family's
- * charging path a call.
+ * accounts asks (see mainAccountRoute), and a read each time would cost the family's
+ * charging path a call. A PUT made in another process shows after the window at most.
  */
 const mainRoutes = new Map<string, { refs: Record<string, ServiceAccountRef>; until: number }>();
 
-/**
- * The service account of an attached account's main account for `serviceId`, if it keeps
- * one (API.md: a session draws on a service account of the paying account, and an attached
- * account's charges are "debited from the main account"). Its id and what the main account's
- * item says of it; null when there is none. A PUT made in another process shows after the
- * cache's window at most.
- */
-export async function mainServiceAccount(store: Store, mainAccountId: string, serviceId: string): Promise<{ id: string; ref: ServiceAccountRef } | null> {
+async function serviceAccountsOf(store: Store, mainAccountId: string): Promise<Record<string, ServiceAccountRef>> {
   const cacheKey = `${store.tableName}/${mainAccountId}`;
-  let cached = mainRoutes.get(cacheKey);
-  if (!cached || cached.until <= Date.now()) {
-    const item = (await store.db.send(new GetCommand({
-      TableName: store.tableName, Key: key.account(mainAccountId), ProjectionExpression: 'serviceAccounts',
-    }))).Item;
-    cached = { refs: (item?.serviceAccounts ?? {}) as Record<string, ServiceAccountRef>, until: Date.now() + store.serviceCacheMs };
-    if (mainRoutes.size > 10_000) mainRoutes.clear(); // a bound, not a cache policy
-    if (store.serviceCacheMs > 0) mainRoutes.set(cacheKey, cached);
-  }
-  return Object.hasOwn(cached.refs, serviceId) ? { id: serviceAccountId(mainAccountId, serviceId), ref: cached.refs[serviceId]! } : null;
+  const cached = mainRoutes.get(cacheKey);
+  if (cached && cached.until > Date.now()) return cached.refs;
+  const item = (await store.db.send(new GetCommand({
+    TableName: store.tableName, Key: key.account(mainAccountId), ProjectionExpression: 'serviceAccounts', ConsistentRead: true,
+  }))).Item;
+  const refs = (item?.serviceAccounts ?? {}) as Record<string, ServiceAccountRef>;
+  if (mainRoutes.size > 10_000) mainRoutes.clear(); // a bound, not a cache policy
+  if (store.serviceCacheMs > 0) mainRoutes.set(cacheKey, { refs, until: Date.now() + store.serviceCacheMs });
+  return refs;
 }
+
+/**
+ * The service account an attached account's new charge of `serviceId` draws on: its main
+ * account's for that service (API.md: a session draws on a service account of the paying
+ * account, and an attached account's charges are "debited from the main account"; a
+ * family's shared data bundle). Null when the member's own write decides instead: its main
+ * account keeps none; the member may not charge (inactive, expired, or its main account's
+ * validity passed: its write refuses it); it has a `consumptionLimit`, which caps the money it
+ * takes and which the bundle's units would slip past (its charges stay money); or it keeps a
+ * service account of its own for the service. The member is read (its limit may change at any
+ * time) only when its main account keeps one.
+ */
+export async function mainAccountRoute(store: Store, memberId: string, mainAccountId: string, serviceId: string):
+  Promise<{ id: string; owner: string; ref: ServiceAccountRef } | null> {
+  const refs = await serviceAccountsOf(store, mainAccountId);
+  if (!Object.hasOwn(refs, serviceId)) return null;
+  const member = await getAccountItem(store, memberId) as (AccountItem & { serviceAccounts?: Record<string, ServiceAccountRef> }) | null;
+  if (!member || member.mainAccountId !== mainAccountId || !usableAt(member, store.now().toISOString())
+    || member.consumptionLimit !== undefined || Object.hasOwn(member.serviceAccounts ?? {}, serviceId)) return null;
+  return { id: serviceAccountId(mainAccountId, serviceId), owner: mainAccountId, ref: refs[serviceId]! };
+}
+
+/** Why a charge of a service cannot draw on a service account that holds another unit (409 conflict). */
+export const otherUnitDetail = (serviceId: string, serviceUnit: string, owner: string, ref: ServiceAccountRef) =>
+  `service ${serviceId} is rated in ${serviceUnit} but the service account of ${owner} holds ${ref.unit}`;
 
 type MarkerKind = 'THRESHOLD' | 'SCHEDULE';
 const markerKey = (saId: string, kind: MarkerKind) => ({ pk: `RCH#${saId}`, sk: kind });

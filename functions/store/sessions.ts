@@ -13,10 +13,10 @@ import { GetCommand, PutCommand, QueryCommand, TransactGetCommand, TransactWrite
 import { DUE_INDEX, DUE_SHARDS, dueShardOf, key, systemRequestId } from './table.js';
 import { conditionFailedAt, isConditionFailure, readOnce, withConflictRetry, type Store } from './db.js';
 import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, plainItem, refusalOf, type OpCondition } from './ops.js';
-import { ledgerPut, sessionEntries } from './ledger.js';
+import { ledgerPut, stepEntry } from './ledger.js';
 import { markFinalized, ORPHAN_GRACE_MS, REVISIT_MAX_MS } from './compaction.js';
 import { serviceFor, type Service } from './services.js';
-import { isServiceAccountId, mainServiceAccount, publicAccountId, type ServiceAccountItem, type ServiceAccountRef } from './serviceAccounts.js';
+import { isServiceAccountId, mainAccountRoute, otherUnitDetail, publicAccountId, type ServiceAccountItem, type ServiceAccountRef } from './serviceAccounts.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, refundPartySession, type PartyState } from './parties.js';
 import { settleMultiSession } from './multisession.js';
@@ -286,16 +286,21 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     grant = optimisticGrant(command.requested, price)!;
     return true;
   };
-  const otherUnit = (owner: string, ref: ServiceAccountRef) =>
-    refuse('conflict', `service ${command.serviceId} is rated in ${service.unit} but the service account of ${owner} holds ${ref.unit}`);
+  const otherUnit = (owner: string, ref: ServiceAccountRef) => refuse('conflict', otherUnitDetail(command.serviceId, service.unit, owner, ref));
+  let lookedViaMain: string | undefined;
   /**
-   * An attached account's session draws on its main account's service account for the
-   * service, when it keeps one (before any of its own money moves: see OpCondition
-   * `mainAccountId`). The refusal when that one holds another unit, else null.
+   * An attached account's session may draw on its main account's service account for the
+   * service (mainAccountRoute): looked at once its main account is known to this process, and
+   * before any of the member's money moves (OpCondition `mainAccountId` refuses a member's
+   * write that did not name its main account). The refusal when that one holds another unit,
+   * else null.
    */
   const routeViaMain = async (): Promise<StoredAnswer | null> => {
-    const route = !serviceAccount && payer ? await mainServiceAccount(store, payer, command.serviceId) : null;
-    return route && !routeTo(route.id, payer!, route.ref) ? otherUnit(payer!, route.ref) : null;
+    payer ??= knownMainAccount(store, command.accountId) ?? undefined;
+    if (serviceAccount || !payer || lookedViaMain === payer) return null;
+    lookedViaMain = payer;
+    const route = await mainAccountRoute(store, command.accountId, payer, command.serviceId);
+    return route && !routeTo(route.id, route.owner, route.ref) ? otherUnit(route.owner, route.ref) : null;
   };
   const refusedViaMain = await routeViaMain();
   if (refusedViaMain) return refusedViaMain;
@@ -324,11 +329,7 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
       if (existing) return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
     }
     // Anything else: the two-write way below decides (a refusal, routing, a shortfall, a
-    // conflict, or a timeout after which the transaction may have landed). A refusal told
-    // this process the account's main account, if it has one.
-    payer ??= knownMainAccount(store, command.accountId) ?? undefined;
-    const refused = await routeViaMain();
-    if (refused) return refused;
+    // conflict, or a timeout after which the transaction may have landed).
   }
   let entry!: OpEntry;
   /** A hold of this request that the sweep released (its reserve died before the session write): record it expired. */
@@ -338,6 +339,10 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   const earlierSession = readOnce(() => getSessionItem(store, sessionId));
   const answeredBefore = async () => !!(await earlierSession());
   for (let attempt = 0; attempt < MAX_ATTEMPTS && !committed; attempt++) {
+    // A refusal (of the one write, or of the last attempt: `otherMain`) may have told this
+    // process the account's main account.
+    const refused = await routeViaMain();
+    if (refused) return refused;
     const now = store.now();
     const candidate = holdEntry(now);
     const movement = holdMovement();
@@ -348,11 +353,9 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     if (serviceAccount && result.account) serviceAccount.finalUnit = finalUnitActionOf(result.account as ServiceAccountItem);
     if (result.ok) { entry = candidate; committed = true; break; }
     if (result.otherMain) {
-      // An attached account this process had not seen: with its main account known, look at
-      // that one's service accounts first (routing is not a failed attempt).
+      // An attached account this process had not seen: the next attempt knows its main
+      // account (not a failed attempt).
       payer = result.account!.mainAccountId;
-      const refused = await routeViaMain();
-      if (refused) return refused;
       attempt--;
       continue;
     }
@@ -472,9 +475,9 @@ function reserveRecord(store: Store, command: ReserveCommand, bodyHash: string, 
     answers: { [answerKey(command.requestId)]: { h: bodyHash, answer } },
     nonce: entry.n,
   };
-  const entries = sessionEntries(
+  const entries = stepEntry(
     { accountId: chargedAccountId, sessionId, requestId: command.requestId, at: recordedAt, seq: 1 },
-    [{ type: 'reserve', amount: 0, reservedDelta: entry.amt, units: entry.gu }],
+    { chargeMinor: 0, reservedDelta: entry.amt, units: entry.gu },
   );
   const items = [
     { Put: {
@@ -655,10 +658,7 @@ function stepRecord(store: Store, session: SessionItem, kind: StepKind, command:
   }
   const hold: Hold = { seq: entry.seq, holdMinor: entry.amt, grantedUnits: entry.gu, usedUnits: entry.u, chargedMinor: entry.chg };
   const base = { accountId: session.chargedAccountId, sessionId: session.sessionId, requestId: command.requestId, at: entry.at, seq: entry.seq };
-  const entries = sessionEntries(base, [
-    { type: 'debit', amount: -chargeMinor, reservedDelta: -chargeMinor, units: entry.u - previous.usedUnits },
-    { type: entry.amt - remainder >= 0 ? 'reserve' : 'release', amount: 0, reservedDelta: entry.amt - remainder },
-  ]);
+  const entries = stepEntry(base, { chargeMinor, reservedDelta: entry.amt - previous.holdMinor, units: entry.u - previous.usedUnits });
   const names: Record<string, string> = { '#state': 'state', '#hold': 'hold' };
   const values: Record<string, unknown> = {
     ':seq': session.seq, ':next': entry.seq, ':state': state, ':hold': hold, ':at': entry.at, ':vu': entry.vu,
@@ -937,9 +937,9 @@ async function askForReport(store: Store, session: SessionItem, now: string): Pr
 /** The transaction items that record an expiry: the session's move to `expired` (only from its seq) and the ledger entry. */
 function expiryRecord(store: Store, session: SessionItem, applied: OpEntry) {
   const returned = session.hold.holdMinor;
-  const entries = sessionEntries(
+  const entries = stepEntry(
     { accountId: session.chargedAccountId, sessionId: session.sessionId, requestId: applied.rid, at: applied.at, seq: applied.seq },
-    [{ type: 'expire', amount: 0, reservedDelta: -returned }],
+    { chargeMinor: 0, reservedDelta: -returned, expiry: true },
   );
   return [
     { Update: {

@@ -387,8 +387,6 @@ interface SessionLedger {
   refunded: number;
   /** The expiries that wrote entries of the session (their requestIds): one at most. */
   expiredBy: Set<string>;
-  reserveIn: number;
-  reserveOut: number;
 }
 
 class AccountLedger {
@@ -427,7 +425,7 @@ class AccountLedger {
 
   session(sid: string): SessionLedger {
     let s = this.sessions.get(sid);
-    if (!s) this.sessions.set(sid, (s = { charged: 0, held: 0, refunded: 0, expiredBy: new Set(), reserveIn: 0, reserveOut: 0 }));
+    if (!s) this.sessions.set(sid, (s = { charged: 0, held: 0, refunded: 0, expiredBy: new Set() }));
     return s;
   }
 
@@ -454,14 +452,13 @@ class AccountLedger {
       else this.sponsorOut -= row.amount;
     } else if (row.sessionId) {
       const s = this.session(row.sessionId);
-      if (row.type === 'debit') s.charged -= row.amount;
+      // A step's one entry is net: what it charged (an expiry's too, for a party) and how
+      // the reservation moved.
       if (row.type === 'refund') s.refunded += row.amount;
-      else s.held += row.reservedDelta;
-      // An expiry writes an `expire` entry where it hands a hold back; a party whose part took
-      // its whole hold gets only the expiry's debit. Both carry the expiry's requestId.
+      else { s.charged -= row.amount; s.held += row.reservedDelta; }
+      // An expiry writes one entry per account, under the expiry's requestId: `expire`, or
+      // `debit` where it charged a party's usage.
       if (row.type === 'expire' || row.requestId?.startsWith('~expire:')) s.expiredBy.add(row.requestId ?? row.entryId);
-      if (row.reservedDelta > 0) s.reserveIn += row.reservedDelta;
-      else s.reserveOut -= row.reservedDelta;
     } else if (row.type !== 'topup' && row.type !== 'charge') {
       this.unknown.push(row);
     }
@@ -1450,10 +1447,10 @@ class Simulation {
     for (const [opId, op] of Object.entries(item.ops ?? {}) as Array<[string, any]>) {
       if (!op.done) this.fail('c: live hold', `${what}: ops entry ${opId} is still a live hold ${JSON.stringify(op)}`);
     }
-    // Every reservation resolved exactly once: what went into holds came out by debit, release or expiry.
-    const inHolds = ledger.byType.get('reserve') ?? 0;
-    const outOfHolds = -((ledger.byType.get('debit') ?? 0) + (ledger.byType.get('release') ?? 0) + (ledger.byType.get('expire') ?? 0));
-    if (inHolds !== outOfHolds) this.fail('c: resolved once', `${what}: reserve entries ${inHolds} != debits-from-hold + releases + expiries ${outOfHolds}`);
+    // Every reservation resolved exactly once: what the steps' entries put into holds, they
+    // took out again (by debit, release or expiry).
+    const holdsLeft = ['reserve', 'debit', 'release', 'expire'].reduce((sum, type) => sum + (ledger.byType.get(type) ?? 0), 0);
+    if (holdsLeft !== 0) this.fail('c: resolved once', `${what}: the session steps' entries leave ${holdsLeft} reserved`);
     for (const [sid, sl] of ledger.sessions) {
       if (sl.held !== 0) this.fail('c: resolved once', `${what}: session ${sid} still holds ${sl.held} in the ledger (${JSON.stringify(sl)})`);
     }
@@ -2063,10 +2060,12 @@ class Client {
 
   /**
    * The account that pays for `serviceId` on `a`: its service account for it, if it has one;
-   * an attached account's, its main account's (the paying account's).
+   * an attached account without a consumption limit, its main account's (the paying
+   * account's; a capped member pays money, within its limit).
    */
   private chargedFor(a: AccountModel, serviceId: ServiceId): string {
-    return a.routes.get(serviceId) ?? (a.mainAccountId ? this.api.account(a.mainAccountId)?.routes.get(serviceId) : undefined) ?? a.id;
+    const viaMain = a.mainAccountId && a.limitsEver.length === 0 ? this.api.account(a.mainAccountId)?.routes.get(serviceId) : undefined;
+    return a.routes.get(serviceId) ?? viaMain ?? a.id;
   }
 
   private reserveReq(): Req {

@@ -216,6 +216,41 @@ describe('attached accounts', () => {
     expect(await codeOf(directDebit(store, { requestId: 'e2', accountId: 'kid', clientId: 'mms', serviceId: 'data', units: 5000 }, 'h'))).toBe('insufficient_credit');
   });
 
+  it.each([
+    ['one write', false],
+    ['two writes', true],
+  ])('the main account\'s service accounts serve only members that may charge, have no consumption limit and keep none of their own (%s)', async (_label, twoWriteSteps) => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now, twoWriteSteps });
+    await putService(store, voice);
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await createAccount(store, { accountId: 'home', currency: 'EUR', kind: 'prepaid' });
+    await topUp(store, 'home', 't', 10_000, 'h');
+    await createAccount(store, { accountId: 'expired', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home', validUntil: '2026-01-01T01:00:00.000Z' });
+    await createAccount(store, { accountId: 'capped', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home', consumptionLimit: 500 });
+    await createAccount(store, { accountId: 'own', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
+    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
+    const bundle = { unit: 'kilobytes' as const, rate: { amountMinor: 100, units: 1024 }, priority: 1, onEmpty: 'redirect' as const, redirectUrl: 'https://shop.example/data' };
+    await putServiceAccount(store, 'home', 'data', bundle);
+    await putServiceAccount(store, 'own', 'data', bundle);
+    await manualRecharge(store, 'home', 'data', { requestId: 'buy', amountMinor: 200 }, 'h'); // 2048 KB
+    clock.advanceSeconds(7200);
+    const event = (requestId: string, accountId: string, units = 100) => directDebit(store, { requestId, accountId, clientId: 'mms', serviceId: 'data', units }, 'h');
+    const session = (requestId: string, accountId: string) => reserve(store, { requestId, accountId, clientId: 'smf', serviceId: 'data', requested: { units: 100 } }, 'h');
+    // An expired member is refused, as for any service (it did draw the bundle before the fix).
+    expect(await codeOf(session('x1', 'expired'))).toBe('account_inactive');
+    expect(await codeOf(event('x2', 'expired'))).toBe('account_inactive');
+    // A capped member pays money (blocks of 1024 KB at 1.00), within its limit.
+    expect((await event('c1', 'capped')).body).toEqual({ chargedAccountId: 'home', charged: { units: 100, amount: 100 } });
+    expect((await session('c2', 'capped')).body).not.toHaveProperty('serviceAccount');
+    // A member with a data account of its own uses that one (empty: refused, naming it).
+    expect(await codeOf(event('o1', 'own'))).toBe('insufficient_credit');
+    // An exhausted bundle refuses naming the main account's data account, with its final-unit action.
+    const refusal = await event('k1', 'kid', 5000).catch((error) => error);
+    expect([refusal.code, refusal.message, refusal.extra]).toEqual(['insufficient_credit', 'the data account of home cannot pay 5000 kilobytes', { finalUnitAction: 'redirect', redirectUrl: 'https://shop.example/data' }]);
+    expect((await reconciled(store, 'home~data')).balance).toBe(2048);
+  });
+
   it('a party attached to a main account pays its share through it', async () => {
     const store = await testStore();
     await family(store, 1000, ['kid']);
