@@ -15,7 +15,7 @@
 //     time, sessions expired per second, items read and calls per swept session, and a check
 //     that no idle session was read.
 //  5. What DynamoDB Local charges per call shape (bench/call-costs.ts): GetItem, a 2-item
-//     TransactGetItems, a conditional UpdateItem, 3- and 5-item TransactWriteItems, at c=32,
+//     TransactGetItems, a conditional UpdateItem, 3- and 4-item TransactWriteItems, at c=32,
 //     and the ratio ours/raw those costs alone predict for a quiet account's cycle.
 //  Then one Targets table with every target, PASS/MISS.
 //

@@ -113,8 +113,9 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
   };
   /** An attached account's event may draw on its main account's service account (see reserve's routeViaMain). */
   const routeViaMain = async (): Promise<StoredAnswer | null> => {
+    if (isServiceAccountId(accountId)) return null; // routed already
     payer ??= knownMainAccount(store, command.accountId) ?? undefined;
-    const route = !isServiceAccountId(accountId) && payer ? await mainAccountRoute(store, command.accountId, payer, command.serviceId) : null;
+    const route = payer ? await mainAccountRoute(store, command.accountId, payer, command.serviceId) : null;
     return route ? routeTo(route.id, route.owner, route.ref) : null;
   };
   const refusedViaMain = await routeViaMain();

@@ -296,8 +296,9 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
    * else null.
    */
   const routeViaMain = async (): Promise<StoredAnswer | null> => {
+    if (serviceAccount) return null; // routed already (its own: it names no main account)
     payer ??= knownMainAccount(store, command.accountId) ?? undefined;
-    if (serviceAccount || !payer || lookedViaMain === payer) return null;
+    if (!payer || lookedViaMain === payer) return null;
     lookedViaMain = payer;
     const route = await mainAccountRoute(store, command.accountId, payer, command.serviceId);
     return route && !routeTo(route.id, route.owner, route.ref) ? otherUnit(route.owner, route.ref) : null;
