@@ -29,7 +29,9 @@ export const handler = httpHandler(async (request) => {
       const body = parse(accountBody, request.body);
       const { account, created } = await createAccount(s, body);
       const { account: read, members } = created ? { account, members: [] } : await withMembers(s, account);
-      return json(created ? 201 : 200, accountView(read, s.now(), members));
+      // A create repeated with the same settings is a client's retry (its first answer may have
+      // been lost): it gets the create's status, with the account as it is now.
+      return json(201, accountView(read, s.now(), members));
     }
     case 'GET /accounts/{accountId}':
       return json(200, await fullView(s, await requireAccount(s, pathParam(request, 'accountId'))));

@@ -5,6 +5,7 @@
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import type { Store } from './db.js';
 import { systemRequestId } from './table.js';
+import { getAccountItem } from './accounts.js';
 import { getService } from './services.js';
 import { isServiceAccountId, publicAccountId } from './serviceAccounts.js';
 import { answerIn, getSessionItem, giveBackAdjustment, sessionView, type SessionItem } from './sessions.js';
@@ -35,23 +36,43 @@ export async function multiSessionView(store: Store, multiSessionId: string) {
     if (!solo) fail('not_found', `multi-session ${multiSessionId} does not exist`);
     sessions.push(solo!);
   }
-  // Money and the units of service accounts (seed 004) are collated apart: never summed together.
-  let net = 0;
+  // Money and the units of service accounts (seed 004) are collated apart: never summed
+  // together; nor is money of accounts in different currencies (members may charge several
+  // accounts). The charged accounts' currencies are read here, on the read path only.
+  const moneyAccounts = [...new Set([...sessions.map((s) => s.chargedAccountId), ...events.map((e) => e.accountId)])].filter((id) => !isServiceAccountId(id));
+  const currencyOf = new Map(await Promise.all(moneyAccounts.map(async (id) => [id, (await getAccountItem(store, id))?.currency ?? 'unknown'] as const)));
   // No prototype: a classification may be named like one of Object's methods (toString).
+  const money: Record<string, number> = Object.create(null);
   const units: Record<string, number> = Object.create(null);
   const add = (chargedAccountId: string, amount: number) => {
-    if (!isServiceAccountId(chargedAccountId)) { net += amount; return; }
+    if (!isServiceAccountId(chargedAccountId)) {
+      const currency = currencyOf.get(chargedAccountId)!;
+      money[currency] = (money[currency] ?? 0) + amount;
+      return;
+    }
     const classification = chargedAccountId.slice(chargedAccountId.indexOf('~') + 1);
     units[classification] = (units[classification] ?? 0) + amount;
   };
-  for (const s of sessions) add(s.chargedAccountId, s.hold.chargedMinor - s.refundedMinor);
-  for (const e of events) add(e.accountId, e.charged.amount);
+  // In the order they came (the first decides the currency of `amount`), not in key order.
+  const charges = [
+    ...sessions.map((s) => ({ at: s.createdAt, accountId: s.chargedAccountId, amount: s.hold.chargedMinor - s.refundedMinor })),
+    ...events.map((e) => ({ at: e.at, accountId: e.accountId, amount: e.charged.amount })),
+  ].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  for (const c of charges) add(c.accountId, c.amount);
+  // `amount` is in the currency of the first member charging money; any other currency is
+  // listed apart (a multi-session normally charges one subscriber, so this is the rare case).
+  const [first, ...others] = Object.keys(money);
   return {
     multiSessionId,
     state: sessions.some((s) => s.state === 'active' || s.state === 'pending_agreement') ? 'open' : 'final',
     sessions: sessions.map(sessionView),
     events: events.map((e) => ({ ...e, accountId: publicAccountId(e.accountId), ...(isServiceAccountId(e.accountId) ? { serviceAccount: e.serviceId } : {}) })),
-    charged: { amount: net, ...(Object.keys(units).length ? { serviceAccountUnits: units } : {}) },
+    charged: {
+      amount: first === undefined ? 0 : money[first]!,
+      ...(first === undefined ? {} : { currency: first }),
+      ...(others.length ? { otherCurrencies: Object.fromEntries(others.map((c) => [c, money[c]!])) } : {}),
+      ...(Object.keys(units).length ? { serviceAccountUnits: units } : {}),
+    },
   };
 }
 

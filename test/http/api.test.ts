@@ -73,7 +73,13 @@ describe('a whole session over HTTP', () => {
     await api.call('POST', `/sessions/${b.body.sessionId}/debit`, { requestId: 'm-2d', used: { units: 61 } });
     const multi = await api.call('GET', '/multi-sessions/call-1');
     expect(multi.body.sessions).toHaveLength(2);
-    expect(multi.body.charged).toEqual({ amount: 6 });
+    expect(multi.body.charged).toEqual({ amount: 6, currency: 'EUR' });
+    // Accounts in another currency under the same multi-session are never summed with it.
+    await api.call('POST', '/accounts', { accountId: 'yankee', currency: 'USD', kind: 'prepaid' });
+    await api.call('POST', '/accounts/yankee/topup', { requestId: 'm-usd', amount: 100 });
+    const c = await api.call('POST', '/sessions', { requestId: 'm-3', accountId: 'yankee', clientId: 'ggsn', serviceId: 'voice', requested: { units: 60 }, multiSessionId: 'call-1' });
+    await api.call('POST', `/sessions/${c.body.sessionId}/debit`, { requestId: 'm-3d', used: { units: 60 } });
+    expect((await api.call('GET', '/multi-sessions/call-1')).body.charged).toEqual({ amount: 6, currency: 'EUR', otherCurrencies: { USD: 2 } });
     expect(await api.call('GET', '/health', undefined, { authorization: '' })).toMatchObject({ status: 200, body: { status: 'ok' } });
     const sweep = await api.call('POST', '/local/schedules/interim-sweep/run');
     expect(sweep.body).toMatchObject({ schedule: 'interim-sweep', summary: { expired: 0 } });
@@ -183,6 +189,14 @@ describe('problems', () => {
     expect(typeof answer.body.detail).toBe('string');
     expect(await api.call('GET', '/accounts/alice')).toEqual(before);
     expect((await api.call('GET', '/accounts/alice/ledger?limit=1000')).body.entries.length).toBe(ledgerBefore.body.entries.length);
+  });
+
+  it('POST /accounts repeated with the same settings answers 201 again (a retried create), with the account as it is now', async () => {
+    const first = await api.call('POST', '/accounts', { accountId: 'again', currency: 'EUR', kind: 'prepaid' });
+    expect(first).toMatchObject({ status: 201, body: { accountId: 'again', balance: 0 } });
+    await api.call('POST', '/accounts/again/topup', { requestId: 'again-1', amount: 7 });
+    expect(await api.call('POST', '/accounts', { accountId: 'again', currency: 'EUR', kind: 'prepaid' })).toMatchObject({ status: 201, body: { accountId: 'again', balance: 7 } });
+    expect(await api.call('POST', '/accounts', { accountId: 'again', currency: 'EUR', kind: 'postpaid' })).toMatchObject({ status: 409, body: { code: 'conflict' } });
   });
 
   it('same requestId with another body is 409 idempotency_conflict', async () => {

@@ -91,7 +91,7 @@ describe('the seed 001 message flow', () => {
       debitSession(store, a.body.sessionId as string, { requestId: 'd-1s', usedUnits: 700 }, 'h'),
       debitSession(store, b.body.sessionId as string, { requestId: 'd-2s', usedUnits: 700 }, 'h'),
     ]);
-    expect((await multiSessionView(store, 'GS-2')).charged).toEqual({ amount: 7 });
+    expect((await multiSessionView(store, 'GS-2')).charged).toEqual({ amount: 7, currency: 'EUR' });
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 7 });
   });
 
@@ -102,7 +102,7 @@ describe('the seed 001 message flow', () => {
     const b = await reserve(store, { requestId: 'z-2', accountId: 'sub', clientId: 'pgw', serviceId: 'ps-data', requested: { units: 1000 }, multiSessionId: 'GS-Z' }, 'h');
     await refundSession(store, a.body.sessionId as string, { requestId: 'z-1r' }, 'h'); // released unused
     await debitSession(store, b.body.sessionId as string, { requestId: 'z-2s', usedUnits: 700 }, 'h');
-    expect((await multiSessionView(store, 'GS-Z')).charged).toEqual({ amount: 7 });
+    expect((await multiSessionView(store, 'GS-Z')).charged).toEqual({ amount: 7, currency: 'EUR' });
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 7, reserved: 0 });
   });
 
@@ -114,12 +114,12 @@ describe('the seed 001 message flow', () => {
     const d = await reserve(store, { requestId: 'x-d', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: 'GS-X' }, 'h');
     await refundSession(store, d.body.sessionId as string, { requestId: 'x-dr' }, 'h');
     await debitSession(store, v.body.sessionId as string, { requestId: 'x-vs', usedUnits: 120 }, 'h'); // 20
-    expect((await multiSessionView(store, 'GS-X')).charged).toEqual({ amount: 20 });
+    expect((await multiSessionView(store, 'GS-X')).charged).toEqual({ amount: 20, currency: 'EUR' });
     // Data charged as an event: voice gets its 20 % (4 back); nothing is given back on the event.
     await directDebit(store, { requestId: 'y-e', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', units: 500, multiSessionId: 'GS-Y' }, 'h');
     const w = await reserve(store, { requestId: 'y-v', accountId: 'sub', clientId: 'scscf', serviceId: 'ims-voice', requested: { units: 300 }, multiSessionId: 'GS-Y' }, 'h');
     await debitSession(store, w.body.sessionId as string, { requestId: 'y-vs', usedUnits: 120 }, 'h');
-    expect((await multiSessionView(store, 'GS-Y')).charged).toEqual({ amount: 20 - 4 + 5 });
+    expect((await multiSessionView(store, 'GS-Y')).charged).toEqual({ amount: 20 - 4 + 5, currency: 'EUR' });
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 20 - 21, reserved: 0 });
   });
 
@@ -155,13 +155,13 @@ describe('the seed 001 message flow', () => {
     await expect(debitSession(store, b, { requestId: 'o-2s', usedUnits: 700 }, 'h')).rejects.toThrow('exceeds');
     const replayed = await debitSession(store, b, { requestId: 'o-2s', usedUnits: 700 }, 'h');
     expect(replayed.body).toMatchObject({ state: 'closed', charged: { amount: 7 } });
-    expect((await multiSessionView(store, 'GS-4')).charged).toEqual({ amount: 14 });
+    expect((await multiSessionView(store, 'GS-4')).charged).toEqual({ amount: 14, currency: 'EUR' });
     // The closed session's entry on the account still says a settlement may be owed: the
     // sweep's visit of the account settles it before removing the entry, and only once.
     clock.advanceSeconds(6 * 60);
     await sweep(store, { batchSize: 10, maxBatches: 2 });
     await sweep(store, { batchSize: 10, maxBatches: 2 });
-    expect((await multiSessionView(store, 'GS-4')).charged).toEqual({ amount: 7 });
+    expect((await multiSessionView(store, 'GS-4')).charged).toEqual({ amount: 7, currency: 'EUR' });
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 7, reserved: 0 });
     expect(Object.keys((await requireAccount(store, 'sub')).ops ?? {})).toEqual([]);
   });
@@ -184,7 +184,7 @@ describe('the interim sweep', () => {
     // multi-session's last session: the traffic both domains reported is charged once.
     expect(await codeOf(updateSession(store, b, { requestId: 'g-2v', usedUnits: 0 }, 'h'))).toBe('session_closed');
     expect((await requireSession(store, b)).state).toBe('expired');
-    expect((await multiSessionView(store, 'GS-3')).charged).toEqual({ amount: 7 });
+    expect((await multiSessionView(store, 'GS-3')).charged).toEqual({ amount: 7, currency: 'EUR' });
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 7, reserved: 0 });
   });
 
