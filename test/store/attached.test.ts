@@ -245,6 +245,12 @@ describe('attached accounts', () => {
     expect((await session('c2', 'capped')).body).not.toHaveProperty('serviceAccount');
     // A member with a data account of its own uses that one (empty: refused, naming it).
     expect(await codeOf(event('o1', 'own'))).toBe('insufficient_credit');
+    // Filled from its own money, it serves the member's sessions and events, naming the member.
+    await topUp(store, 'own', 'own-t', 300, 'h');
+    await manualRecharge(store, 'own', 'data', { requestId: 'own-buy', amountMinor: 100 }, 'h'); // 1024 KB
+    expect((await session('o2', 'own')).body).toMatchObject({ chargedAccountId: 'own', serviceAccount: 'data', granted: { units: 100 } });
+    expect((await event('o3', 'own')).body).toMatchObject({ chargedAccountId: 'own', serviceAccount: 'data', charged: { units: 100 } });
+    expect(await reconciled(store, 'own~data')).toMatchObject({ balance: 1024 - 100, reserved: 100 });
     // An exhausted bundle refuses naming the main account's data account, with its final-unit action.
     const refusal = await event('k1', 'kid', 5000).catch((error) => error);
     expect([refusal.code, refusal.message, refusal.extra]).toEqual(['insufficient_credit', 'the data account of home cannot pay 5000 kilobytes', { finalUnitAction: 'redirect', redirectUrl: 'https://shop.example/data' }]);
