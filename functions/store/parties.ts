@@ -19,6 +19,7 @@ import { ChargingError, fail } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
 import { apportion, charges, chargesWithoutOutcome, mostPossibleShares, validatePrinciple, type Outcome, type Principle } from '../domain/parties.js';
 import { MAX_BALANCE_MINOR, priceOf } from '../domain/rating.js';
+import { nextDueAt } from '../domain/combined.js';
 import { sessionClosed, shownState } from '../domain/session.js';
 
 export interface PartyState {
@@ -261,14 +262,16 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
   const closing = !!done;
   const sessionUpdate = { Update: {
     TableName: store.tableName, Key: key.session(session.sessionId),
-    UpdateExpression: `SET #state = :state, seq = :next, parties = :parties, #hold = :hold, validUntil = :vu, lastUpdateAt = :at, returnedMinor = :returned${closing ? ' REMOVE dueShard, dueAt' : ', dueShard = :shard, dueAt = :vu'}`,
+    UpdateExpression: `SET #state = :state, seq = :next, parties = :parties, #hold = :hold, validUntil = :vu, lastUpdateAt = :at, returnedMinor = :returned${closing ? ' REMOVE dueShard, dueAt' : ', dueShard = :shard, dueAt = :due'}`,
     // A proposal is agreed to only within its validUntil (the sweep expires it after).
     ConditionExpression: `#state = :was AND seq = :seq${step.kind === 'activate' ? ' AND validUntil > :at' : ''}`,
     ExpressionAttributeNames: { '#state': 'state', '#hold': 'hold' },
     ExpressionAttributeValues: {
       ':state': step.next.state, ':next': step.next.seq, ':parties': step.next.parties, ':hold': step.next.hold, ':vu': step.next.validUntil,
       ':at': step.at, ':returned': step.next.returnedMinor, ':was': session.state, ':seq': session.seq,
-      ...(closing ? {} : { ':shard': dueShardOf(session.sessionId) }),
+      // An active game is due at its next interim report (the sweep asks the game server for
+      // it, as for any session), a proposal only at its expiry.
+      ...(closing ? {} : { ':shard': dueShardOf(session.sessionId), ':due': step.next.state === 'active' ? nextDueAt(step.at, session.interimIntervalSeconds, step.next.validUntil) : step.next.validUntil }),
     },
   } };
   try {

@@ -155,6 +155,30 @@ describe('cleanup', () => {
     expect(await reconciled(store, 'ben')).toMatchObject({ reserved: 0, balance: 1000 });
   });
 
+  it('a game whose server stops reporting is asked for an interim report once per step, like any session; a proposal is not', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    const capture = captureNotifications();
+    await players(store, { ann: 1000, ben: 1000 });
+    await proposePartySession(store, { requestId: 'g0', parties: ['ann', 'ben'], principle: { type: 'split' }, clientId: 'g', serviceId: 'game', requested: { units: 100 } }, 'h');
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' });
+    clock.advanceSeconds(61); // the game's interval is 60 s
+    expect(await sweep(store, { batchSize: 10, maxBatches: 5 })).toMatchObject({ reportsRequested: 1, expired: 0 });
+    expect(await relayUntil(store, capture, 1)).toEqual([expect.objectContaining({ type: 'interim_update_requested', sessionId, clientId: 'game-server', interimIntervalSeconds: 60 })]);
+    expect((await sweep(store, { batchSize: 10, maxBatches: 5 })).reportsRequested).toBe(0);
+    // The report comes; the next interval is counted from it.
+    await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 30 }, 'h');
+    clock.advanceSeconds(30);
+    expect((await sweep(store, { batchSize: 10, maxBatches: 5 })).reportsRequested).toBe(0);
+    clock.advanceSeconds(31);
+    expect((await sweep(store, { batchSize: 10, maxBatches: 5 })).reportsRequested).toBe(1);
+    // Silent to the end: both are expired, and everything held goes back.
+    clock.advanceSeconds(600);
+    expect((await sweep(store, { batchSize: 10, maxBatches: 5 })).expired).toBe(2);
+    expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 0, balance: 1000 - 15 });
+    expect(await reconciled(store, 'ben')).toMatchObject({ reserved: 0, balance: 1000 - 15 });
+  });
+
   it('a finished game leaves no entries on its parties\' accounts: the sweep visits them', async () => {
     const clock = testClock();
     const store = await testStore({ now: clock.now });
