@@ -43,6 +43,10 @@ export const esbuildOptions = {
   sourcemap: false,
   mainFields: ['module', 'main'],
   banner: esmRequireBanner,
+  // Non-ASCII characters as themselves, not as \uXXXX escapes (Node reads sources as UTF-8),
+  // and no end-of-file list of "legal" comments (the SDK's and Powertools' are coverage hints).
+  charset: 'utf8',
+  legalComments: 'none',
   external: [] as string[],
   /**
    * Parts of the AWS SDK a Lambda never runs, swapped for small stand-ins (infra/bundle-aliases/):
@@ -77,6 +81,8 @@ export function esbuildBuildOptions(entry: string): BuildOptions & { entryPoints
     sourcemap: esbuildOptions.sourcemap,
     mainFields: [...esbuildOptions.mainFields],
     banner: { js: esbuildOptions.banner },
+    charset: esbuildOptions.charset,
+    legalComments: esbuildOptions.legalComments,
     external: [...esbuildOptions.external],
     alias: { ...esbuildOptions.alias },
     outfile: 'index.mjs',

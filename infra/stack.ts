@@ -202,8 +202,12 @@ export class ChargingStack extends Stack {
           target: esbuildOptions.target,
           mainFields: [...esbuildOptions.mainFields],
           banner: esbuildOptions.banner,
+          charset: nodejs.Charset.UTF8,
           externalModules: [...esbuildOptions.external],
-          esbuildArgs: Object.fromEntries(Object.entries(esbuildOptions.alias).map(([from, to]) => [`--alias:${from}`, to])),
+          esbuildArgs: {
+            '--legal-comments': esbuildOptions.legalComments,
+            ...Object.fromEntries(Object.entries(esbuildOptions.alias).map(([from, to]) => [`--alias:${from}`, to])),
+          },
           forceDockerBundling: false,
         },
       });

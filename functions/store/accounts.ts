@@ -129,6 +129,8 @@ export async function requireAccount(store: Store, accountId: string): Promise<A
 export async function createAccount(store: Store, input: AccountInput): Promise<{ account: AccountItem; created: boolean }> {
   if (input.kind === 'prepaid' && input.creditLimit) fail('validation_failed', 'creditLimit is for postpaid accounts');
   if (input.mainAccountId === input.accountId) fail('validation_failed', 'an account cannot be its own main account');
+  // A cap on what an account may take from its main account: without one it would cap nothing.
+  if (input.consumptionLimit !== undefined && !input.mainAccountId) fail('validation_failed', 'consumptionLimit is for accounts attached to a main account (mainAccountId)');
   let mainValidUntil: string | undefined;
   if (input.mainAccountId) {
     const main = await requireAccount(store, input.mainAccountId);

@@ -243,8 +243,7 @@ const chargesAccount = (session: SessionItem, accountId: string) =>
 async function settledIfOwed(store: Store, session: SessionItem): Promise<boolean> {
   if (session.multiSessionId === session.sessionId || isOpen(session.state)) return true;
   try {
-    await settleMultiSession(store, session.multiSessionId);
-    return true;
+    return (await settleMultiSession(store, session.multiSessionId)).settled;
   } catch (error) {
     if (error instanceof ChargingError && error.code === 'temporarily_unavailable') return false;
     throw error;

@@ -8,7 +8,7 @@ import { systemRequestId } from './table.js';
 import { getAccountItem } from './accounts.js';
 import { getService } from './services.js';
 import { isServiceAccountId, publicAccountId } from './serviceAccounts.js';
-import { answerIn, getSessionItem, giveBackAdjustment, sessionView, type SessionItem } from './sessions.js';
+import { getSessionItem, giveBackAdjustment, settlementBasis, sessionView, type SessionItem } from './sessions.js';
 import { fail, ChargingError } from '../domain/errors.js';
 import { combinedAdjustments, type CombinedRule } from '../domain/combined.js';
 
@@ -79,12 +79,22 @@ export async function multiSessionView(store: Store, multiSessionId: string) {
 /**
  * Gives back what the combined rating takes off, once all members are final. Each
  * adjustment is a refund under a requestId derived from the multi-session, so two
- * settlements racing (two members closing together) give it back once.
+ * settlements racing (two members closing together) give it back once. It is computed on
+ * what each member charged less the refunds that were not the settlement's own
+ * (`settledMinor`), so running it again computes the same adjustments: each is then a repeat,
+ * and a member that got nothing is not given what another already got. `settled` is false
+ * when an adjustment could not be given now: a refund of the member landed since this run
+ * read it, so less is left than the adjustment; the closed session's entry on its account
+ * then stays, and the sweep's visit runs the settlement again on what is charged by then.
+ * Members charged in a service account's units take no part: units and money are never
+ * compared (a voice call with data from a bundle earns no discount).
  */
-export async function settleMultiSession(store: Store, multiSessionId: string): Promise<number> {
+export async function settleMultiSession(store: Store, multiSessionId: string): Promise<{ settled: boolean }> {
   const { sessions, events } = await members(store, multiSessionId);
-  if (sessions.some((s) => s.state === 'active' || s.state === 'pending_agreement')) return 0;
-  const serviceIds = new Set([...sessions.map((s) => s.serviceId), ...events.map((e) => e.serviceId)]);
+  if (sessions.some((s) => s.state === 'active' || s.state === 'pending_agreement')) return { settled: true };
+  const inMoney = sessions.filter((s) => !isServiceAccountId(s.chargedAccountId));
+  const eventsInMoney = events.filter((e) => !isServiceAccountId(e.accountId));
+  const serviceIds = new Set([...inMoney.map((s) => s.serviceId), ...eventsInMoney.map((e) => e.serviceId)]);
   const rules = new Map<string, CombinedRule>();
   for (const serviceId of serviceIds) {
     // A service nobody can read any more has no combined rule; a read that failed is not
@@ -92,28 +102,26 @@ export async function settleMultiSession(store: Store, multiSessionId: string): 
     const service = await getService(store, serviceId).catch((error) => { if (error instanceof ChargingError && error.code === 'not_found') return null; throw error; });
     if (service?.combined) rules.set(serviceId, service.combined);
   }
-  if (rules.size === 0) return 0;
+  if (rules.size === 0) return { settled: true };
   const adjustments = combinedAdjustments([
-    ...sessions.map((s) => ({ sessionId: s.sessionId, serviceId: s.serviceId, netChargedMinor: s.hold.chargedMinor - s.refundedMinor })),
+    ...inMoney.map((s) => ({ sessionId: s.sessionId, serviceId: s.serviceId, netChargedMinor: settlementBasis(s) })),
     // An event takes part by what it charged, but has no session to give anything back on.
-    ...events.map((e) => ({ sessionId: `event:${e.requestId}`, serviceId: e.serviceId, netChargedMinor: e.charged.amount, refundable: false })),
+    ...eventsInMoney.map((e) => ({ sessionId: `event:${e.requestId}`, serviceId: e.serviceId, netChargedMinor: e.charged.amount, refundable: false })),
   ], rules);
-  let given = 0;
+  let settled = true;
+  const requestId = systemRequestId(`settle:${multiSessionId}`);
   for (const adjustment of adjustments) {
-    const requestId = systemRequestId(`settle:${multiSessionId}`);
-    const session = sessions.find((s) => s.sessionId === adjustment.sessionId)!;
-    if (answerIn(session, requestId)) continue; // settled already
     try {
-      await giveBackAdjustment(store, adjustment.sessionId,
-        { requestId, amount: adjustment.amountMinor, reason: adjustment.reason === 'duplicate' ? 'charged by the service it duplicates' : `combined rating: ${adjustment.percent} % off` },
+      const basisMinor = settlementBasis(inMoney.find((s) => s.sessionId === adjustment.sessionId)!);
+      await giveBackAdjustment(store, adjustment.sessionId, { requestId, amount: adjustment.amountMinor, basisMinor, reason: adjustment.reason === 'duplicate' ? 'charged by the service it duplicates' : `combined rating: ${adjustment.percent} % off` },
         `settle:${adjustment.amountMinor}`);
-      given += adjustment.amountMinor;
     } catch (error) {
-      // A concurrent settlement gave it first; nothing is owed twice. Contention is not that:
-      // the caller fails, and the closed session's entry on its account keeps the settlement
-      // owed until the sweep runs it again (afterClose).
       if (!(error instanceof ChargingError) || error.code === 'temporarily_unavailable') throw error;
+      // Given before under another amount: a refund of the member landed after that
+      // settlement, which it does not undo. Anything else (less left than the adjustment):
+      // owed, the next run decides on what the member charges by then.
+      if (error.code !== 'idempotency_conflict') settled = false;
     }
   }
-  return given;
+  return { settled };
 }

@@ -75,6 +75,8 @@ export interface SessionItem {
   createdAt: string;
   lastUpdateAt: string;
   refundedMinor: number;
+  /** Of refundedMinor, what a multi-session's settlement gave back (its combined rating). */
+  settledMinor?: number;
   returnedMinor: number;
   /**
    * Answers for replays: body hash and answer, keyed by answerKey(requestId), never by the
@@ -708,7 +710,7 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
  * (compaction.ts, ensureRecorded).
  */
 async function afterClose(store: Store, session: SessionItem, closing: OpEntry): Promise<void> {
-  if (session.multiSessionId !== session.sessionId) await settleMultiSession(store, session.multiSessionId);
+  if (session.multiSessionId !== session.sessionId && !(await settleMultiSession(store, session.multiSessionId)).settled) return;
   markFinalized(store, session.chargedAccountId, session.sessionId, closing);
 }
 
@@ -759,16 +761,22 @@ export async function refundSession(store: Store, sessionId: string, command: { 
   return refunded === 'moved' ? refundSession(store, sessionId, command, bodyHash) : refunded;
 }
 
+/** What a multi-session's settlement computes a member's adjustment on: its charges, net of the refunds that were not the settlement's own. */
+export const settlementBasis = (session: SessionItem) => session.hold.chargedMinor - session.refundedMinor + (session.settledMinor ?? 0);
+
 /**
  * A multi-session's settlement gives an adjustment back on a closed member session as a
  * refund of its charges, once per requestId (the answer is kept like a refund's). Members are
  * never multi-party sessions (a proposal cannot join a multi-session).
  */
-export async function giveBackAdjustment(store: Store, sessionId: string, command: { requestId: string; amount: number; reason: string }, bodyHash: string): Promise<StoredAnswer> {
+export async function giveBackAdjustment(store: Store, sessionId: string, command: { requestId: string; amount: number; reason: string; basisMinor: number }, bodyHash: string): Promise<StoredAnswer> {
   const session = await requireSession(store, sessionId, command.requestId);
   const replay = replayOrConflict(session, command.requestId, bodyHash);
   if (replay) return replay;
   if (isOpen(session.state) || session.parties) fail('conflict', `session ${sessionId} is not a closed session of one account`);
+  // Computed on what the session charged net of other refunds: a refund since then moves that
+  // basis, and the adjustment must be computed again on the new one (the caller's next run).
+  if (settlementBasis(session) !== command.basisMinor) fail('conflict', `session ${sessionId} was refunded since the settlement read it`);
   const given = await refundCharged(store, session, command, bodyHash, 'adjustment');
   return given === 'moved' ? giveBackAdjustment(store, sessionId, command, bodyHash) : given;
 }
@@ -792,9 +800,12 @@ async function refundCharged(store: Store, session: SessionItem, command: { requ
   const items = [
     { Update: {
       TableName: store.tableName, Key: key.session(sessionId),
-      UpdateExpression: 'SET refundedMinor = :total',
+      // A settlement's give-back is also counted apart: the settlement is computed on what the
+      // session charged less the refunds that were not its own, so running it again (the
+      // sweep does, see afterClose) computes the very same adjustments.
+      UpdateExpression: ledgerType === 'adjustment' ? 'SET refundedMinor = :total, settledMinor = :settled' : 'SET refundedMinor = :total',
       ConditionExpression: 'refundedMinor = :before',
-      ExpressionAttributeValues: { ':total': refundedMinor, ':before': session.refundedMinor },
+      ExpressionAttributeValues: { ':total': refundedMinor, ':before': session.refundedMinor, ...(ledgerType === 'adjustment' ? { ':settled': (session.settledMinor ?? 0) + amount } : {}) },
     } },
     { Update: {
       TableName: store.tableName, Key: key.account(session.chargedAccountId),

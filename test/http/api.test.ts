@@ -155,6 +155,7 @@ describe('problems', () => {
     ['account: bad currency', 'POST', '/accounts', { accountId: 'z', currency: 'euro', kind: 'prepaid' }, 400, 'validation_failed'],
     ['account: bad kind', 'POST', '/accounts', { accountId: 'z', currency: 'EUR', kind: 'free' }, 400, 'validation_failed'],
     ['account: credit limit on prepaid', 'POST', '/accounts', { accountId: 'z', currency: 'EUR', kind: 'prepaid', creditLimit: 5 }, 400, 'validation_failed'],
+    ['account: consumption limit without a main account', 'POST', '/accounts', { accountId: 'z', currency: 'EUR', kind: 'prepaid', consumptionLimit: 100 }, 400, 'validation_failed'],
     ['account: unknown main account', 'POST', '/accounts', { accountId: 'z', currency: 'EUR', kind: 'prepaid', mainAccountId: 'nobody' }, 404, 'not_found'],
     ['account: exists with other settings', 'POST', '/accounts', { accountId: 'alice', currency: 'USD', kind: 'prepaid' }, 409, 'conflict'],
     ['account: unknown', 'GET', '/accounts/nobody', undefined, 404, 'not_found'],

@@ -86,7 +86,7 @@ describe('an attached account charges its main account', () => {
     expect(toppedUp.body).toEqual(await get('firm'));
     // Creating a member again answers it as it is, with the same figures as GET.
     expect(await api.call('POST', '/accounts', { accountId: 'ann', currency: 'EUR', kind: 'prepaid', mainAccountId: 'firm' }))
-      .toMatchObject({ status: 200, body: { balance: 0, consumed: 2 } });
+      .toMatchObject({ status: 201, body: { balance: 0, consumed: 2 } });
   });
 
   it('a member that was ever topped up shows its allotments as its money, and the main account does not count them', async () => {

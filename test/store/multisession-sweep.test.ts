@@ -1,9 +1,10 @@
 // Seed 001: accounting sessions of several clients under one multi-session id, the
 // server-dictated interim interval, the sweep, and the combined rating.
 import { describe, expect, it } from 'vitest';
-import { captureNotifications, relayUntil, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
+import { captureNotifications, relayUntil, codeOf, interleavingStore, reconciled, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
+import { manualRecharge, putServiceAccount } from '../../functions/store/serviceAccounts.js';
 import { countingDb, type Db, type Store } from '../../functions/store/db.js';
-import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { dueShardOf } from '../../functions/store/table.js';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
@@ -164,6 +165,66 @@ describe('the seed 001 message flow', () => {
     expect((await multiSessionView(store, 'GS-4')).charged).toEqual({ amount: 7, currency: 'EUR' });
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 7, reserved: 0 });
     expect(Object.keys((await requireAccount(store, 'sub')).ops ?? {})).toEqual([]);
+  });
+
+  it('running the settlement again (the sweep does) gives nothing twice: duplicates never get back more than the service they duplicate charged', async () => {
+    // Found by review: each run computed the adjustments on what members charged net of the
+    // first run's give-back, so a second duplicate was paid the allowance the first had used.
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await seedServices(store);
+    const open = (requestId: string, serviceId: string) =>
+      reserve(store, { requestId, accountId: 'sub', clientId: requestId, serviceId, requested: { units: 1000 }, multiSessionId: 'GS-D' }, 'h');
+    const ids = [await open('g', 'gprs-data'), await open('p1', 'ps-data'), await open('p2', 'ps-data')].map((a) => a.body.sessionId as string);
+    // The same 1000 KB reported by three clients, 10 each; the last close settles.
+    for (const [i, id] of ids.entries()) await debitSession(store, id, { requestId: `end-${i}`, usedUnits: 1000 }, 'h');
+    expect((await multiSessionView(store, 'GS-D')).charged).toEqual({ amount: 20, currency: 'EUR' });
+    clock.advanceSeconds(600);
+    await sweep(store, { batchSize: 50, maxBatches: 5 });
+    await sweep(store, { batchSize: 50, maxBatches: 5 });
+    const refunded = await Promise.all(ids.map(async (id) => (await requireSession(store, id)).refundedMinor));
+    expect(refunded.reduce((a, b) => a + b, 0)).toBe(10);
+    expect((await multiSessionView(store, 'GS-D')).charged).toEqual({ amount: 20, currency: 'EUR' });
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 20, reserved: 0 });
+  });
+
+  it('a refund that lands between the settlement\'s read and its give-back leaves the discount owed, and the sweep gives it on what is charged by then', async () => {
+    const clock = testClock();
+    const { store, runBefore, pending } = await interleavingStore((command) =>
+      command instanceof TransactWriteCommand && (command.input.TransactItems ?? []).some((i) => String(i.Put?.Item?.type ?? '') === 'adjustment'), { now: clock.now });
+    await seedServices(store);
+    const voice = (await reserve(store, { requestId: 'v', accountId: 'sub', clientId: 'scscf', serviceId: 'ims-voice', requested: { units: 600 }, multiSessionId: 'GS-R' }, 'h')).body.sessionId as string;
+    const data = (await reserve(store, { requestId: 'd', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: 'GS-R' }, 'h')).body.sessionId as string;
+    await debitSession(store, voice, { requestId: 'v-end', usedUnits: 600 }, 'h'); // 100
+    // The voice session's refund of 50 lands after the settlement read it at 100 (20 % off: 20).
+    runBefore(() => refundSession(store, voice, { requestId: 'goodwill', amount: 50 }, 'h'));
+    await debitSession(store, data, { requestId: 'd-end', usedUnits: 1000 }, 'h'); // 10; the last close
+    expect(pending()).toBe(false);
+    // The 20 computed on 100 is not given on the 50 left (before, it was: 70 in all, and a
+    // refund landing first could also lose the discount for good); it stays owed.
+    expect((await requireSession(store, voice)).refundedMinor).toBe(50);
+    clock.advanceSeconds(600);
+    await sweep(store, { batchSize: 50, maxBatches: 5 });
+    // 20 % off the 50 the voice session still charges: 10, once.
+    expect((await requireSession(store, voice)).refundedMinor).toBe(60);
+    await sweep(store, { batchSize: 50, maxBatches: 5 });
+    expect((await requireSession(store, voice)).refundedMinor).toBe(60);
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 100 - 10 + 60, reserved: 0 });
+  });
+
+  it('members charged in a service account\'s units take no part in the combined rating: units are never compared with money', async () => {
+    const store = await testStore();
+    await seedServices(store);
+    await putServiceAccount(store, 'sub', 'ps-data', { unit: 'kilobytes', rate: { amountMinor: 100, units: 1024 }, priority: 1, onEmpty: 'deny' });
+    await manualRecharge(store, 'sub', 'ps-data', { requestId: 'buy', amountMinor: 200 }, 'h'); // 2048 KB
+    const g = (await reserve(store, { requestId: 'g', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: 'GS-U' }, 'h')).body.sessionId as string;
+    const p = await reserve(store, { requestId: 'p', accountId: 'sub', clientId: 'pgw', serviceId: 'ps-data', requested: { units: 1000 }, multiSessionId: 'GS-U' }, 'h');
+    expect(p.body).toMatchObject({ serviceAccount: 'ps-data' });
+    await debitSession(store, g, { requestId: 'g-end', usedUnits: 1000 }, 'h');
+    await debitSession(store, p.body.sessionId as string, { requestId: 'p-end', usedUnits: 1000 }, 'h');
+    // Before, the duplicate got back 10 KB for the 10 cents gprs-data charged.
+    expect((await requireSession(store, p.body.sessionId as string)).refundedMinor).toBe(0);
+    expect((await multiSessionView(store, 'GS-U')).charged).toEqual({ amount: 10, currency: 'EUR', serviceAccountUnits: { 'ps-data': 1000 } });
   });
 });
 
