@@ -83,12 +83,13 @@ type RechargeLevels = Pick<ServiceAccountSettings, 'minimumLevel' | 'rechargeAmo
  * set or raised the minimum or gave the first rechargeAmount. Only a charge that crosses the
  * minimum downwards asks otherwise, and none will: the level is below it already. (Settings
  * that asked before have a request pending, or had it done.) A PUT that creates one
- * (`before` undefined) asks nothing: a new service account starts empty and its first units
- * are bought when the owner says so (on request, or on its schedule).
+ * (`before` undefined) with a minimum and a rechargeAmount asks too: it starts empty, below
+ * the level its owner asked to be kept above (API.md: a recharge happens by itself below
+ * minimumLevel), as an existing empty one given a minimum does.
  */
 export function putAsksForRecharge(before: RechargeLevels | undefined, after: RechargeLevels, availableUnits: number): boolean {
-  if (before === undefined || after.minimumLevel === undefined || after.rechargeAmountMinor === undefined || availableUnits >= after.minimumLevel) return false;
-  return before.minimumLevel === undefined || after.minimumLevel > before.minimumLevel || before.rechargeAmountMinor === undefined;
+  if (after.minimumLevel === undefined || after.rechargeAmountMinor === undefined || availableUnits >= after.minimumLevel) return false;
+  return before === undefined || before.minimumLevel === undefined || after.minimumLevel > before.minimumLevel || before.rechargeAmountMinor === undefined;
 }
 
 /** What a client is told to do when the units run out (RFC 8506 Final-Unit-Action). */

@@ -274,6 +274,26 @@ function thresholdMarkerUpdate(store: Store, saId: string, at: string) {
   } };
 }
 
+/**
+ * The sweep's visit of a service account (it visits one while its operations leave entries on
+ * it): a charge that took the level below the minimum asks for the recharge after its own
+ * write (afterCharge). If that write failed, or its handler died in between, no later charge
+ * crosses the minimum again (the level is below it already), and the recharge would never
+ * come. The visit asks then, only when no request is pending (a pending one keeps its
+ * markerId and its dueAt; the trigger checks the level again before it recharges).
+ */
+export async function askForMissedRecharge(store: Store, sa: AccountItem & Partial<ServiceAccountItem>): Promise<boolean> {
+  if (!sa.classification || !sa.rechargeAmountMinor || !isBelowMinimum(sa as ServiceAccountItem)) return false;
+  const { Update } = thresholdMarkerUpdate(store, sa.accountId, store.now().toISOString());
+  try {
+    await store.db.send(new UpdateCommand({ ...Update, ConditionExpression: 'attribute_not_exists(dueAt)' }));
+    return true;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    return false; // a request is pending
+  }
+}
+
 // ------------------------------------------------------------------ recharges
 
 /** Whether a threshold recharge is wanted: the service account has a minimum and is below it. */

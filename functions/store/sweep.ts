@@ -4,6 +4,7 @@
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { findDuePage, findDueSessions, sweepSession, type DueCursors, type SweepOutcome } from './sessions.js';
 import { returnIdleAllotment } from './allotments.js';
+import { askForMissedRecharge } from './serviceAccounts.js';
 import { markAccountDue, sweepAccount } from './compaction.js';
 import { key } from './table.js';
 import { isConditionFailure, type Store } from './db.js';
@@ -100,6 +101,7 @@ export async function sweep(store: Store, options: { batchSize: number; maxBatch
 async function sweepAccountItem(store: Store, accountId: string): Promise<Outcome> {
   const visit = await sweepAccount(store, accountId);
   if (!visit.account) return 'gone';
+  await askForMissedRecharge(store, visit.account);
   let outcome: Outcome = visit.released > 0 ? 'released' : 'not_due';
   if (visit.account.mainAccountId) {
     const idle = await returnIdleAllotment(store, accountId);

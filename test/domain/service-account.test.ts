@@ -56,7 +56,9 @@ describe('crossedBelow', () => {
 describe('putAsksForRecharge: settings written while the level is below the minimum, which no charge will cross', () => {
   const settings = { minimumLevel: 2048, rechargeAmountMinor: 500 };
   it.each([
-    { name: 'created (empty): its first units are bought on request or schedule', before: undefined, after: settings, level: 0, asks: false },
+    { name: 'created with a minimum (empty): below it from the start', before: undefined, after: settings, level: 0, asks: true },
+    { name: 'created with a minimum of 0', before: undefined, after: { ...settings, minimumLevel: 0 }, level: 0, asks: false },
+    { name: 'created without a rechargeAmount', before: undefined, after: { minimumLevel: 2048 }, level: 0, asks: false },
     { name: 'minimum set on an empty one', before: { rechargeAmountMinor: 500 }, after: settings, level: 0, asks: true },
     { name: 'minimum set', before: { rechargeAmountMinor: 500 }, after: settings, level: 1620, asks: true },
     { name: 'minimum raised', before: { ...settings, minimumLevel: 1024 }, after: settings, level: 1620, asks: true },

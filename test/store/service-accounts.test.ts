@@ -603,6 +603,40 @@ describe('charging a service account (sessions and events of its service draw un
   });
 });
 
+describe('a threshold recharge whose request was lost', () => {
+  it('is asked for by the sweep\'s visit of the service account: the level stays below the minimum and no later charge crosses it', async () => {
+    // Found by review: the marker is written after the charge; when that write failed (or the
+    // handler died in between), nothing ever asked again.
+    const clock = testClock();
+    let failMarker = false;
+    const store = await testStore({ now: clock.now, db: (inner) => ({
+      send: (command: any) => {
+        const marker = command instanceof TransactWriteCommand
+          && (command.input.TransactItems ?? []).some((i: any) => String(i.Update?.Key?.pk ?? '').startsWith('RCH#') && !i.Update?.ConditionExpression);
+        if (failMarker && marker) { failMarker = false; return Promise.reject(Object.assign(new Error('socket hang up'), { name: 'TimeoutError' })); }
+        return inner.send(command);
+      },
+    }) });
+    await owner(store, 10_000);
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 300, interimIntervalSeconds: 60 });
+    await putServiceAccount(store, 'alice', 'data', { ...data, minimumLevel: 2048 });
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 500 }, 'h'); // 5120 KB
+    failMarker = true;
+    expect((await directDebit(store, { requestId: 'e1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 4000 }, 'h')).status).toBe(201); // 1120 KB: below 2048
+    expect(failMarker).toBe(false);
+    await directDebit(store, { requestId: 'e2', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 100 }, 'h'); // below already: crosses nothing
+    let recharged = 0;
+    for (let minute = 0; minute < 10; minute++) {
+      clock.advanceSeconds(60);
+      await sweep(store, { batchSize: 50, maxBatches: 5 });
+      recharged += (await runDueRecharges(store)).recharged;
+    }
+    expect(recharged).toBe(1);
+    expect(await reconciled(store, 'alice~data')).toMatchObject({ balance: 1020 + 5120 });
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 10_000 - 1000 });
+  });
+});
+
 describe('sponsors, through the charging path', () => {
   it.each([['one write', false], ['two writes (a hot account)', true]])('a request answered long ago, sent again when the account is short, is answered as before: no sponsor pays for it (%s)', async (_path, twoWriteSteps) => {
     const store = await testStore({ twoWriteSteps });
