@@ -47,6 +47,8 @@ export interface OpEntry {
   done?: 'closed' | 'expired' | 'released' | 'charged';
   /** Set when the step could not grant (insufficient credit). */
   denied?: boolean;
+  /** With `denied`: it could not grant because the account may not charge now (suspended or expired). */
+  ia?: boolean;
   /**
    * Set when the step granted fewer units than it was asked for: its answer carries finalUnit
    * (Final-Unit-Indication). Kept here because a roll-forward records the answer without the

@@ -124,6 +124,15 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
   } else {
     conditions.push('ops.#op.seq = :seq', 'attribute_not_exists(ops.#op.done)');
     values[':seq'] = condition.seq;
+    if (entry.amt > 0 && !entry.done) {
+      // A new grant on an open session: only while the account may charge (RFC 8506: no
+      // quota for an account that expired or was suspended mid-session). Reported usage is
+      // still charged, by a step that grants nothing.
+      conditions.push(USABLE_CONDITION);
+      names['#status'] = 'status';
+      values[':active'] = 'active';
+      values[':now'] = store.now().toISOString();
+    }
   }
   // Entries of finished operations this process has fully recorded go with this write, each
   // only if it is still that very entry (its nonce): one removed already and created anew

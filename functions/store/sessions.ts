@@ -20,7 +20,7 @@ import { isServiceAccountId, mainAccountRoute, otherUnitDetail, publicAccountId,
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, refundPartySession, type PartyState } from './parties.js';
 import { settleMultiSession } from './multisession.js';
-import type { OpEntry, StoredAnswer } from './accounts.js';
+import { usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
 import { computeGrant, optimisticGrant, type Requested } from '../domain/reservation.js';
 import { isOpen, movementFor, sessionClosed, shownState, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement } from '../domain/session.js';
@@ -585,6 +585,7 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
     let grant = closing ? { units: 0, amountMinor: 0 } : regrant(command.requested, session.price, usage);
     let entry: OpEntry | null = null;
     let denied = false;
+    let inactive = false;
     for (let tries = 0; tries < MAX_ATTEMPTS; tries++) {
       const newHold = grant?.amountMinor ?? 0;
       const candidate: OpEntry = {
@@ -592,7 +593,7 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
         rid: command.requestId, h: bodyHash, n: newNonce(), at: now.toISOString(),
         vu: closing ? session.validUntil : addSeconds(now, session.validitySeconds),
         ...(closing ? { done: kind === 'release' ? 'released' : 'closed' } as const : {}),
-        ...(grant ? {} : { denied: true }),
+        ...(grant ? {} : { denied: true, ...(inactive ? { ia: true } : {}) }),
         ...(grant && command.requested && 'units' in command.requested && grant.units < command.requested.units ? { fu: true } : {}),
       };
       const movement = movementFor(session.hold, usage, newHold);
@@ -624,6 +625,9 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
         break;
       }
       if (!recorded || recorded.seq !== session.seq || recorded.done) break; // moved on: read the session again
+      // The account may not charge any more (expired, suspended, its main account's validity
+      // passed): the usage is charged, nothing is granted.
+      if (!usableAt(result.account!, now.toISOString())) { grant = null; inactive = true; continue; }
       // Only the money was short: grant what fits, or nothing.
       grant = regrant(command.requested, session.price, usage, result.account!.available);
     }
@@ -648,7 +652,9 @@ function stepRecord(store: Store, session: SessionItem, kind: StepKind, command:
   const intervalSeconds = interimIntervalFor(session, true);
   let answer: StoredAnswer;
   if (kind === 'update') {
-    answer = denied
+    answer = denied && entry.ia
+      ? { status: 403, body: { code: 'account_inactive', detail: `account ${publicAccountId(session.chargedAccountId)} is suspended or expired: no new grant; the reported usage was charged`, charged } }
+      : denied
       ? { status: 402, body: { code: 'insufficient_credit', detail: 'no credit left for another grant; the reported usage was charged', charged, ...finalUnitExtras(session.finalUnit) } }
       : { status: 200, body: {
         granted: { units: entry.gu, amount: entry.amt }, validUntil: entry.vu, interimIntervalSeconds: intervalSeconds, charged,

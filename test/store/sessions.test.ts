@@ -85,6 +85,35 @@ describe('a whole session', () => {
   });
 });
 
+describe('an account whose validity ends mid-session', () => {
+  it.each([
+    ['one write', false],
+    ['two writes', true],
+  ])('gets no new grant on an update: the usage is charged, 403 account_inactive, and a repeat answers alike (%s)', async (_label, twoWriteSteps) => {
+    // Found by review: an update re-reserved (and grew) the grant of an expired account.
+    const clock = testClock();
+    const store = await testStore({ now: clock.now, twoWriteSteps });
+    const { createAccount, topUp } = await import('../../functions/store/accounts.js');
+    await fundedAccount(store, 'frank', 0);
+    await createAccount(store, { accountId: 'ends', currency: 'EUR', kind: 'prepaid', validUntil: new Date(clock.now().getTime() + 120_000).toISOString() });
+    await topUp(store, 'ends', 't', 1000, 'h');
+    const sessionId = (await reserve(store, reserveCommand('r1', 'ends', 60), 'h')).body.sessionId as string;
+    clock.advanceSeconds(60);
+    // Still valid: the update grants as usual.
+    expect((await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 60, requested: { units: 60 } }, 'h')).status).toBe(200);
+    clock.advanceSeconds(90); // its validUntil has passed
+    const update = { requestId: 'u2', usedUnits: 60, requested: { units: 6000 } };
+    const refused = await updateSession(store, sessionId, update, 'h');
+    expect(refused).toMatchObject({ status: 403, body: { code: 'account_inactive', charged: { units: 120, amount: 4 } } });
+    expect(await updateSession(store, sessionId, update, 'h')).toEqual(refused);
+    expect(await reconciled(store, 'ends')).toMatchObject({ balance: 1000 - 4, reserved: 0 });
+    // The final report is still taken; usage past what was granted is never charged beyond
+    // what was held (nothing was, after the refusal).
+    expect((await debitSession(store, sessionId, { requestId: 'd', usedUnits: 30 }, 'h')).body).toMatchObject({ state: 'closed', charged: { units: 150, amount: 4 } });
+    expect(await reconciled(store, 'ends')).toMatchObject({ balance: 1000 - 4, reserved: 0 });
+  });
+});
+
 describe('idempotency', () => {
   it('answers a repeated request with the original answer and changes nothing', async () => {
     const store = await testStore();
