@@ -47,6 +47,11 @@ export const esbuildOptions = {
   // and no end-of-file list of "legal" comments (the SDK's and Powertools' are coverage hints).
   charset: 'utf8',
   legalComments: 'none',
+  // Regular expressions with Unicode property escapes (\p{...}) kept as literals: for every
+  // engine target (node22 and node24 alike) esbuild writes them as `new RegExp(...)` calls, which
+  // tree-shaking must keep even when nothing uses them (valibot's emoji pattern, ~0.5 KB, the
+  // only one in the bundles). Node has had them since 10; the pattern is the same either way.
+  supported: { 'regexp-unicode-property-escapes': true } as Record<string, boolean>,
   external: [] as string[],
   /**
    * Parts of the AWS SDK a Lambda never runs, swapped for small stand-ins (infra/bundle-aliases/):
@@ -54,8 +59,9 @@ export const esbuildOptions = {
    * streams (no DynamoDB or EventBridge operation has them) and the endpoint cache's LRU
    * library, ~145 KB less per function; then the pure-JavaScript SHA-256 fallback (Node
    * always has node:crypto's) and lib-dynamodb's paginators (its entry keeps them: the
-   * package declares no sideEffects), ~5 KB more. test/infra/bundle-size.test.ts runs
-   * bundled functions, and each stand-in, in a fresh Node process.
+   * package declares no sideEffects), ~5 KB more; then the endpoint-discovery cache (no
+   * DynamoDB command reads it), ~1 KB more. test/infra/bundle-size.test.ts runs bundled
+   * functions, and each stand-in, in a fresh Node process.
    */
   alias: {
     '@aws-sdk/credential-provider-node': resolve(repoRoot, 'infra/bundle-aliases/credential-provider-node.ts'),
@@ -63,6 +69,7 @@ export const esbuildOptions = {
     'mnemonist/lru-cache': resolve(repoRoot, 'infra/bundle-aliases/lru-cache.ts'),
     '@smithy/core/checksum': resolve(repoRoot, 'infra/bundle-aliases/checksum.ts'),
     '@aws-sdk/lib-dynamodb': resolve(repoRoot, 'infra/bundle-aliases/lib-dynamodb.ts'),
+    '@aws-sdk/middleware-endpoint-discovery': resolve(repoRoot, 'infra/bundle-aliases/endpoint-discovery.ts'),
   } as Record<string, string>,
 } as const;
 
@@ -83,6 +90,7 @@ export function esbuildBuildOptions(entry: string): BuildOptions & { entryPoints
     banner: { js: esbuildOptions.banner },
     charset: esbuildOptions.charset,
     legalComments: esbuildOptions.legalComments,
+    supported: { ...esbuildOptions.supported },
     external: [...esbuildOptions.external],
     alias: { ...esbuildOptions.alias },
     outfile: 'index.mjs',

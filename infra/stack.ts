@@ -206,6 +206,7 @@ export class ChargingStack extends Stack {
           externalModules: [...esbuildOptions.external],
           esbuildArgs: {
             '--legal-comments': esbuildOptions.legalComments,
+            ...Object.fromEntries(Object.entries(esbuildOptions.supported).map(([feature, on]) => [`--supported:${feature}`, String(on)])),
             ...Object.fromEntries(Object.entries(esbuildOptions.alias).map(([from, to]) => [`--alias:${from}`, to])),
           },
           forceDockerBundling: false,

@@ -139,6 +139,9 @@ describe('the charging functions, bundled, as Lambda runs them', () => {
 import { createHash, createHmac } from 'node:crypto';
 import { Sha256 } from '@smithy/core/checksum';
 import { DynamoDBDocumentClient, GetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { resolveEndpointDiscoveryConfig, NODE_ENDPOINT_DISCOVERY_CONFIG_OPTIONS } from '@aws-sdk/middleware-endpoint-discovery';
+// The package's own function (a relative path: no alias applies), to compare with.
+import { resolveEndpointDiscoveryConfig as packageDiscoveryConfig } from './node_modules/@aws-sdk/middleware-endpoint-discovery/dist-es/resolveEndpointDiscoveryConfig.js';
 const hex = (bytes) => Buffer.from(bytes).toString('hex');
 const out = {};
 const hash = new Sha256(); hash.update('abc'); hash.update(new Uint8Array([1, 2, 3]));
@@ -146,6 +149,15 @@ out.sha256 = hex(await hash.digest()) === createHash('sha256').update('abc').upd
 const hmac = new Sha256('key'); hmac.update('message');
 out.hmac = hex(await hmac.digest()) === createHmac('sha256', 'key').update('message').digest('hex');
 out.lib = [typeof DynamoDBDocumentClient.from, typeof GetCommand, typeof TransactWriteCommand];
+const discovery = async (resolve, input) => {
+  const config = resolve({ ...input }, { endpointDiscoveryCommandCtor: GetCommand });
+  return [config.endpointDiscoveryCommandCtor === GetCommand, config.isClientEndpointDiscoveryEnabled, await config.endpointDiscoveryEnabled()];
+};
+out.discovery = [];
+for (const input of [{ endpointDiscoveryEnabledProvider: async () => undefined }, { endpointDiscoveryEnabled: true, endpointDiscoveryEnabledProvider: async () => false }]) {
+  out.discovery.push(JSON.stringify(await discovery(resolveEndpointDiscoveryConfig, input)) === JSON.stringify(await discovery(packageDiscoveryConfig, input)));
+}
+out.discovery.push(NODE_ENDPOINT_DISCOVERY_CONFIG_OPTIONS.environmentVariableSelector({ AWS_ENABLE_ENDPOINT_DISCOVERY: 'false' }));
 console.log(JSON.stringify(out));` },
         outfile: join(dir, 'stand-ins.mjs'),
         logLevel: 'silent',
@@ -153,6 +165,7 @@ console.log(JSON.stringify(out));` },
       const { stdout } = await promisify(execFile)(process.execPath, [join(dir, 'stand-ins.mjs')], { cwd: dir, env: lambdaEnv(dir, 'unused') });
       expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual({
         sha256: true, hmac: true, lib: ['function', 'function', 'function'],
+        discovery: [true, true, false],
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });
