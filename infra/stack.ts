@@ -79,7 +79,7 @@ export const tableActions: Record<FunctionName, string[]> = {
   // allotment and tries again (GetItem account, transaction Update + Update + Put ledger). No
   // Query: agree never closes a session, so it never settles a multi-session.
   agree: ['GetItem', 'PutItem', 'UpdateItem'],
-  // requireSession (GetItem), multiSessionView (Query MS#, GetItem per member). Read only.
+  // requireSession (GetItem), multiSessionView (Query MS#, GetItem per member and per charged account). Read only.
   'sessions-read': ['GetItem', 'Query'],
   // getService, applyOp, storedAnswer (GetItem), transaction Put request + ledger, the
   // compensating UpdateItem on a requestId conflict.

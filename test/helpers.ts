@@ -67,6 +67,9 @@ export async function interleavingStore(matches: (command: unknown) => boolean, 
   return { store, runBefore: (run) => { waiting = run; }, pending: () => waiting !== null };
 }
 
+/** The two ways an operation writes an account (functions/store/ops.ts): for `it.each`, label and `twoWriteSteps`. */
+export const writePaths = [['one write', false], ['two writes', true]] as const;
+
 export const voice = { serviceId: 'voice', unit: 'seconds' as const, price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 30 };
 
 /** A service and a prepaid account holding `balance`. */

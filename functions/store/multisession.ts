@@ -40,6 +40,7 @@ export async function multiSessionView(store: Store, multiSessionId: string) {
   // together; nor is money of accounts in different currencies (members may charge several
   // accounts). The charged accounts' currencies are read here, on the read path only.
   const moneyAccounts = [...new Set([...sessions.map((s) => s.chargedAccountId), ...events.map((e) => e.accountId)])].filter((id) => !isServiceAccountId(id));
+  // One GetItem per account (usually one): the function's role may read items, not batch them.
   const currencyOf = new Map(await Promise.all(moneyAccounts.map(async (id) => [id, (await getAccountItem(store, id))?.currency ?? 'unknown'] as const)));
   // No prototype: a classification may be named like one of Object's methods (toString).
   const money: Record<string, number> = Object.create(null);
@@ -103,8 +104,9 @@ export async function settleMultiSession(store: Store, multiSessionId: string): 
     if (service?.combined) rules.set(serviceId, service.combined);
   }
   if (rules.size === 0) return { settled: true };
+  const basisOf = new Map(inMoney.map((s) => [s.sessionId, settlementBasis(s)]));
   const adjustments = combinedAdjustments([
-    ...inMoney.map((s) => ({ sessionId: s.sessionId, serviceId: s.serviceId, netChargedMinor: settlementBasis(s) })),
+    ...inMoney.map((s) => ({ sessionId: s.sessionId, serviceId: s.serviceId, netChargedMinor: basisOf.get(s.sessionId)! })),
     // An event takes part by what it charged, but has no session to give anything back on.
     ...eventsInMoney.map((e) => ({ sessionId: `event:${e.requestId}`, serviceId: e.serviceId, netChargedMinor: e.charged.amount, refundable: false })),
   ], rules);
@@ -112,8 +114,7 @@ export async function settleMultiSession(store: Store, multiSessionId: string): 
   const requestId = systemRequestId(`settle:${multiSessionId}`);
   for (const adjustment of adjustments) {
     try {
-      const basisMinor = settlementBasis(inMoney.find((s) => s.sessionId === adjustment.sessionId)!);
-      await giveBackAdjustment(store, adjustment.sessionId, { requestId, amount: adjustment.amountMinor, basisMinor, reason: adjustment.reason === 'duplicate' ? 'charged by the service it duplicates' : `combined rating: ${adjustment.percent} % off` },
+      await giveBackAdjustment(store, adjustment.sessionId, { requestId, amount: adjustment.amountMinor, basisMinor: basisOf.get(adjustment.sessionId)!, reason: adjustment.reason === 'duplicate' ? 'charged by the service it duplicates' : `combined rating: ${adjustment.percent} % off` },
         `settle:${adjustment.amountMinor}`);
     } catch (error) {
       if (!(error instanceof ChargingError) || error.code === 'temporarily_unavailable') throw error;

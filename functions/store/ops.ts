@@ -107,11 +107,17 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
   } else if (condition.kind === 'new' && condition.mainAccountId === null) {
     conditions.push('attribute_not_exists(mainAccountId)');
   }
-  if (condition.kind === 'new') {
-    conditions.push('attribute_not_exists(ops.#op)', USABLE_CONDITION);
+  // Only while the account may charge: any new operation, and a later step that grants (RFC
+  // 8506: no quota for an account that expired or was suspended mid-session). A step that
+  // grants nothing (a report refused its grant, a debit, an expiry) still charges its usage.
+  if (condition.kind === 'new' || (entry.amt > 0 && !entry.done)) {
+    conditions.push(USABLE_CONDITION);
     names['#status'] = 'status';
     values[':active'] = 'active';
     values[':now'] = store.now().toISOString();
+  }
+  if (condition.kind === 'new') {
+    conditions.push('attribute_not_exists(ops.#op)');
     // Into the due index, unless the account is there already: then nothing changes in the
     // index, so the hot path pays no index write (the sweep moves the mark, see compaction.ts).
     sets.push('dueShard = if_not_exists(dueShard, :shard)', 'dueAt = if_not_exists(dueAt, :due)');
@@ -124,15 +130,6 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
   } else {
     conditions.push('ops.#op.seq = :seq', 'attribute_not_exists(ops.#op.done)');
     values[':seq'] = condition.seq;
-    if (entry.amt > 0 && !entry.done) {
-      // A new grant on an open session: only while the account may charge (RFC 8506: no
-      // quota for an account that expired or was suspended mid-session). Reported usage is
-      // still charged, by a step that grants nothing.
-      conditions.push(USABLE_CONDITION);
-      names['#status'] = 'status';
-      values[':active'] = 'active';
-      values[':now'] = store.now().toISOString();
-    }
   }
   // Entries of finished operations this process has fully recorded go with this write, each
   // only if it is still that very entry (its nonce): one removed already and created anew

@@ -1,7 +1,7 @@
 // Top-ups, direct event charges and the account item staying small, on DynamoDB Local.
 import { describe, expect, it } from 'vitest';
 import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
-import { codeOf, fundedAccount, reconciled, testStore, twoWriteAndOneWriteStores, voice } from '../helpers.js';
+import { codeOf, fundedAccount, reconciled, testStore, twoWriteAndOneWriteStores, voice, writePaths } from '../helpers.js';
 import { createAccount, topUp } from '../../functions/store/accounts.js';
 import { directDebit } from '../../functions/store/debits.js';
 import { reserve, debitSession, requireSession, sessionIdFor } from '../../functions/store/sessions.js';
@@ -107,7 +107,7 @@ describe('direct debits', () => {
 });
 
 describe('refusals are kept (API.md: a repeat gets the original answer)', () => {
-  it.each([['one write', false], ['two writes', true]] as const)('%s: a reserve and an event charge refused for credit are refused alike after a top-up; another body is a conflict', async (_way, twoWriteSteps) => {
+  it.each(writePaths)('%s: a reserve and an event charge refused for credit are refused alike after a top-up; another body is a conflict', async (_way, twoWriteSteps) => {
     const store = await testStore({ twoWriteSteps });
     await fundedAccount(store, 'alice', 1);
     const session = { requestId: 'r1', accountId: 'alice', clientId: 'msc', serviceId: 'voice', requested: { units: 600 } };

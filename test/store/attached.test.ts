@@ -1,7 +1,7 @@
 // Seeds 002 and 003: accounts attached to a main account that pays for them, with
 // allotments so a busy family does not write the main account's item on every charge.
 import { describe, expect, it } from 'vitest';
-import { codeOf, interleavingStore, reconciled, testClock, testStore, voice } from '../helpers.js';
+import { codeOf, interleavingStore, reconciled, testClock, testStore, voice, writePaths } from '../helpers.js';
 import { countingDb, type Db, type Store } from '../../functions/store/db.js';
 import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { putService } from '../../functions/store/services.js';
@@ -185,10 +185,7 @@ describe('attached accounts', () => {
     expect(await reconciled(store, 'home')).toMatchObject({ balance: 998, allottedOut: 2 });
   });
 
-  it.each([
-    ['one write', false],
-    ['two writes', true],
-  ])('a member\'s sessions and events for a service its main account keeps a service account for draw units from that one (%s)', async (_label, twoWriteSteps) => {
+  it.each(writePaths)('a member\'s sessions and events for a service its main account keeps a service account for draw units from that one (%s)', async (_label, twoWriteSteps) => {
     // API.md: a session draws on a service account of the paying account, and an attached
     // account's charges are debited from its main account. A family's shared data bundle.
     const store = await testStore({ twoWriteSteps });
@@ -216,10 +213,7 @@ describe('attached accounts', () => {
     expect(await codeOf(directDebit(store, { requestId: 'e2', accountId: 'kid', clientId: 'mms', serviceId: 'data', units: 5000 }, 'h'))).toBe('insufficient_credit');
   });
 
-  it.each([
-    ['one write', false],
-    ['two writes', true],
-  ])('the main account\'s service accounts serve only members that may charge, have no consumption limit and keep none of their own (%s)', async (_label, twoWriteSteps) => {
+  it.each(writePaths)('the main account\'s service accounts serve only members that may charge, have no consumption limit and keep none of their own (%s)', async (_label, twoWriteSteps) => {
     const clock = testClock();
     const store = await testStore({ now: clock.now, twoWriteSteps });
     await putService(store, voice);

@@ -2,7 +2,7 @@
 // on a schedule, below a minimum level, in priority order when money is short; seed 003:
 // low-balance transfers from sponsors. Against DynamoDB Local.
 import { describe, expect, it } from 'vitest';
-import { captureNotifications, interleavingStore, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
+import { captureNotifications, interleavingStore, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores, writePaths } from '../helpers.js';
 import type { Store } from '../../functions/store/db.js';
 import { GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
@@ -638,7 +638,7 @@ describe('a threshold recharge whose request was lost', () => {
 });
 
 describe('sponsors, through the charging path', () => {
-  it.each([['one write', false], ['two writes (a hot account)', true]])('a request answered long ago, sent again when the account is short, is answered as before: no sponsor pays for it (%s)', async (_path, twoWriteSteps) => {
+  it.each(writePaths)('a request answered long ago, sent again when the account is short, is answered as before: no sponsor pays for it (%s)', async (_path, twoWriteSteps) => {
     const store = await testStore({ twoWriteSteps });
     await putService(store, { serviceId: 'voice', unit: 'seconds', price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 60 });
     await owner(store, 100, 'kid');

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from '../../functions/store/table.js';
 import { listNotifications } from '../../functions/store/notifications.js';
-import { codeOf, fundedAccount, reconciled, reserveCommand, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
+import { codeOf, fundedAccount, reconciled, reserveCommand, testClock, testStore, twoWriteAndOneWriteStores, writePaths } from '../helpers.js';
 import { answerIn, reserve, updateSession, debitSession, refundSession, expireSession, requireSession, sessionIdFor } from '../../functions/store/sessions.js';
 import { requireAccount } from '../../functions/store/accounts.js';
 import { ChargingError } from '../../functions/domain/errors.js';
@@ -86,10 +86,7 @@ describe('a whole session', () => {
 });
 
 describe('an account whose validity ends mid-session', () => {
-  it.each([
-    ['one write', false],
-    ['two writes', true],
-  ])('gets no new grant on an update: the usage is charged, 403 account_inactive, and a repeat answers alike (%s)', async (_label, twoWriteSteps) => {
+  it.each(writePaths)('gets no new grant on an update: the usage is charged, 403 account_inactive, and a repeat answers alike (%s)', async (_label, twoWriteSteps) => {
     // Found by review: an update re-reserved (and grew) the grant of an expired account.
     const clock = testClock();
     const store = await testStore({ now: clock.now, twoWriteSteps });
