@@ -7,12 +7,15 @@ import { TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { dueShardOf, key } from './table.js';
 import { cancellationReasons, withConflictRetry, type Store } from './db.js';
 import { ledgerPut } from './ledger.js';
-import { getAccountItem, USABLE_CONDITION, usableAt, type AccountItem } from './accounts.js';
-import { plainItem } from './db.js';
+import { getAccountItem, listMembers, USABLE_CONDITION, usableAt, type AccountItem } from './accounts.js';
+import { batchGetAll, plainItem } from './db.js';
 import { ORPHAN_GRACE_MS } from './compaction.js';
 import { allotmentFor, excessOverLimit } from '../domain/allotment.js';
 
 export type TakeResult = 'given' | 'moved' | 'insufficient' | 'limit' | 'inactive';
+
+/** At most this many members give back at once for one shortfall (see reclaimAllotments). */
+const RECLAIM_BATCH = 10;
 
 /** An allotment left unused this long goes back to the main account (by the sweep). */
 export const IDLE_RETURN_SECONDS = 600;
@@ -33,19 +36,57 @@ export async function takeAllotment(store: Store, member: AccountItem, neededMin
   // First try without reading the main account; a refusal hands back its item (ALL_OLD),
   // which sizes the next try. The main account's item sees one write per chunk.
   let main: AccountItem | null | undefined;
-  for (let attempt = 0; attempt < 4; attempt++) {
+  let reclaimed = false;
+  for (let attempt = 0; attempt < 5; attempt++) {
     const at = store.now().toISOString();
     if (main !== undefined && !mainIsUsable(main, at)) return 'inactive';
     const decision = allotmentFor({
       neededMinor, mainAvailableMinor: main?.available, consumptionLimitMinor: member.consumptionLimit, takenMinor: member.takenMinor ?? 0,
       streak: member.allotStreak ?? 0,
     });
+    // The main account cannot give the need, yet the family may hold it: its members' idle
+    // chunks (shown on the main account as heldByMembers) come back first, once.
+    const limitBound = 'refuse' in decision && decision.refuse === 'limit';
+    if (main && !reclaimed && !limitBound && main.available < neededMinor) {
+      reclaimed = true;
+      const back = await reclaimAllotments(store, main.accountId, neededMinor - main.available, member.accountId);
+      if (back > 0) { main = { ...main, available: main.available + back }; continue; }
+    }
     if ('refuse' in decision) return decision.refuse;
     const result = await transfer(store, { to: member.accountId, member, amountMinor: decision.give, at, direction: 'take' });
     if (typeof result === 'string') return result;
     main = result.main;
   }
   return 'insufficient';
+}
+
+/**
+ * Brings back up to `shortMinor` of the allotments that `mainAccountId`'s members hold and no
+ * session holds, largest first, so that a charge on the main account (or a member's take) is
+ * not refused while the family has the money: the main account's view counts those chunks as
+ * its money (accountView `heldByMembers`), and the sweep returns them only after
+ * IDLE_RETURN_SECONDS. Only on a shortfall, never on the hot path. A member that moves
+ * meanwhile keeps its chunk (its allotSeq guard), so the caller may still be short. Returns
+ * what came back.
+ */
+export async function reclaimAllotments(store: Store, mainAccountId: string, shortMinor: number, exceptMemberId?: string): Promise<number> {
+  const ids = (await listMembers(store, mainAccountId)).filter((id) => id !== exceptMemberId);
+  if (ids.length === 0 || shortMinor <= 0) return 0;
+  const members = ((await batchGetAll(store, ids.map((id) => key.account(id)), true)) as AccountItem[])
+    .filter((m) => m.mainAccountId === mainAccountId)
+    .map((member) => ({ member, spare: Math.min(unreservedMoney(member), member.takenMinor ?? 0) }))
+    .filter((m) => m.spare > 0)
+    .sort((a, b) => b.spare - a.spare);
+  let left = shortMinor;
+  const chosen: Array<{ member: AccountItem; amountMinor: number }> = [];
+  for (const { member, spare } of members) {
+    if (left <= 0 || chosen.length === RECLAIM_BATCH) break;
+    const amountMinor = Math.min(spare, left);
+    chosen.push({ member, amountMinor });
+    left -= amountMinor;
+  }
+  const results = await Promise.all(chosen.map(({ member, amountMinor }) => returnAllotment(store, member, amountMinor)));
+  return results.reduce((back, result, i) => back + (result === 'given' ? chosen[i]!.amountMinor : 0), 0);
 }
 
 /** Gives back `amountMinor` of a member's unspent allotment to its main account. */

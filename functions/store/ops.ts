@@ -11,7 +11,7 @@ export { plainItem } from './db.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry } from './accounts.js';
 import type { Movement } from '../domain/session.js';
 import { askSweepSoon, BACKSTOP_THRESHOLD, claimRemovals, finishedCount, settleRemovals, type Removal } from './compaction.js';
-import { takeAllotment } from './allotments.js';
+import { reclaimAllotments, takeAllotment } from './allotments.js';
 import { takeFromSponsors, type SponsoredAccount } from './sponsors.js';
 import { afterCharge, isServiceAccountId, serviceAccountId } from './serviceAccounts.js';
 
@@ -180,10 +180,12 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
       && refusalOf(account, opId, store.now()) !== 'account_inactive') {
       return { ok: false, account, route: serviceAccountId(accountId, condition.serviceId) };
     }
-    // Short of money only: an attached account takes an allotment from its main account, an
-    // account with sponsors (seed 003) asks them, once.
+    // Short of money only: an attached account takes an allotment from its main account; a
+    // main account brings back its members' idle allotments (its view counts them as its
+    // money); an account with sponsors (seed 003) asks them. Once.
     const sponsored = !!(account as SponsoredAccount | null)?.sponsors?.length;
-    if (!account || depth > 0 || !(account.mainAccountId || sponsored) || !onlyMoneyShort(account, opId, condition, need, store.now())) return { ok: false, account };
+    const lentOut = !!account && !account.mainAccountId && (account.allottedOut ?? 0) > 0;
+    if (!account || depth > 0 || !(account.mainAccountId || sponsored || lentOut) || !onlyMoneyShort(account, opId, condition, need, store.now())) return { ok: false, account };
     // A request answered before, its entry long gone from the account, makes no one pay: its
     // caller replays the answer.
     if (condition.kind === 'new' && condition.answeredBefore && await condition.answeredBefore()) return { ok: false, account };
@@ -192,8 +194,10 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
       if (taken === 'given' || taken === 'moved') return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
       return { ok: false, account, main: taken };
     }
-    const taken = await takeFromSponsors(store, account as SponsoredAccount, need - account.available);
-    if (taken === 'given' || taken === 'moved') return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
+    const back = lentOut ? await reclaimAllotments(store, accountId, need - account.available) : 0;
+    const shortMinor = need - account.available - back;
+    const taken = sponsored && shortMinor > 0 ? await takeFromSponsors(store, account as SponsoredAccount, shortMinor) : 'none';
+    if (back > 0 || taken === 'given' || taken === 'moved') return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
     return { ok: false, account };
   }
   settleRemovals(store, accountId, removals, 'applied');

@@ -12,7 +12,7 @@ import { newNonce, plainItem } from './ops.js';
 import { ledgerPut, stepEntry, type LedgerEntry } from './ledger.js';
 import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
 import { getService, type Service } from './services.js';
-import { takeAllotment } from './allotments.js';
+import { reclaimAllotments, takeAllotment } from './allotments.js';
 import { answerKey, answerPut, expiryNotice, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail } from '../domain/errors.js';
@@ -188,6 +188,11 @@ async function activate(store: Store, session: SessionItem, command: { requestId
     const taken = await takeAllotment(store, refused.account, refused.needMinor - refused.account.available);
     if (taken === 'given' || taken === 'moved') return activate(store, session, command, bodyHash, attempt, allotmentsTaken + 1);
     if (taken === 'inactive') refused.reason = 'inactive';
+  }
+  // A party that is a main account first brings back its members' idle allotments.
+  if (refused.reason === 'insufficient' && refused.account && !refused.account.mainAccountId && (refused.account.allottedOut ?? 0) > 0 && allotmentsTaken < parties.length) {
+    const back = await reclaimAllotments(store, refused.account.accountId, refused.needMinor - refused.account.available);
+    if (back > 0) return activate(store, session, command, bodyHash, attempt, allotmentsTaken + 1);
   }
   const problem = refused.reason === 'not_found'
     ? { status: 404, body: { code: 'not_found', detail: `account ${refused.accountId} does not exist`, accountId: refused.accountId } }

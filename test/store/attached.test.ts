@@ -5,7 +5,7 @@ import { codeOf, interleavingStore, reconciled, testClock, testStore, voice, wri
 import { countingDb, type Db, type Store } from '../../functions/store/db.js';
 import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { putService } from '../../functions/store/services.js';
-import { createAccount, getAccountItem, requireAccount, topUp } from '../../functions/store/accounts.js';
+import { accountView, createAccount, getAccountItem, requireAccount, topUp, withMembers } from '../../functions/store/accounts.js';
 import { reserve, updateSession, debitSession } from '../../functions/store/sessions.js';
 import { directDebit } from '../../functions/store/debits.js';
 import { applyConsumptionLimit } from '../../functions/store/allotments.js';
@@ -185,6 +185,71 @@ describe('attached accounts', () => {
     expect(await reconciled(store, 'home')).toMatchObject({ balance: 998, allottedOut: 2 });
   });
 
+  it.each(writePaths)('a main account\'s own charge gets what its view shows available: its members\' idle allotments come back first (%s)', async (_label, twoWriteSteps) => {
+    const store = await testStore({ twoWriteSteps });
+    await family(store, 1000, ['kid', 'mum']);
+    // Each member takes a chunk (10 times its need) and spends a little of it.
+    for (const member of ['kid', 'mum']) {
+      const opened = await reserve(store, call(`${member}-r`, member), 'h');
+      await debitSession(store, opened.body.sessionId as string, { requestId: `${member}-d`, usedUnits: 60 }, 'h');
+    }
+    const { account, members } = await withMembers(store, await requireAccount(store, 'home'));
+    const shown = accountView(account, store.now(), members);
+    expect(shown.available).toBe(1000 - 4);
+    expect(shown.heldByMembers).toBeGreaterThan(0);
+    // The main account asks for all of it: 996 is 498 blocks of 60 s, granted whole.
+    const own = await reserve(store, call('home-r', 'home', 498 * 60), 'h');
+    expect(own.body).toMatchObject({ chargedAccountId: 'home', granted: { units: 498 * 60, amount: 996 } });
+    // The members' chunks came back (ledger entries on both sides), and the family still adds up.
+    const [home, kid, mum] = await Promise.all(['home', 'kid', 'mum'].map((id) => reconciled(store, id)));
+    expect([kid!.balance, mum!.balance]).toEqual([0, 0]);
+    expect([home!.balance, home!.reserved, home!.available]).toEqual([996, 996, 0]);
+    // A member's next charge now finds the main account empty.
+    expect(await codeOf(directDebit(store, { requestId: 'kid-e', accountId: 'kid', clientId: 'c', serviceId: 'voice', units: 60 }, 'h'))).toBe('insufficient_credit');
+  });
+
+  it('a member\'s take brings back its siblings\' idle allotments when the main account alone is short; a session holding a chunk keeps it', async () => {
+    const store = await testStore();
+    await family(store, 100, ['kid', 'mum', 'dad']);
+    // kid takes half of what is left (fair share), mum a quarter; dad's session holds its chunk.
+    const kid = await reserve(store, call('kid-r', 'kid'), 'h');
+    await debitSession(store, kid.body.sessionId as string, { requestId: 'kid-d', usedUnits: 60 }, 'h');
+    const mum = await directDebit(store, { requestId: 'mum-e', accountId: 'mum', clientId: 'c', serviceId: 'voice', units: 60 }, 'h');
+    expect(mum.status).toBe(201);
+    const dad = await reserve(store, call('dad-r', 'dad', 60), 'h');
+    expect(dad.status).toBe(201);
+    const before = await Promise.all(['home', 'kid', 'mum', 'dad'].map((id) => requireAccount(store, id)));
+    const idle = before[1]!.balance + before[2]!.balance + before[3]!.balance - before[3]!.reserved;
+    // dad asks for everything the family has that no session holds.
+    const all = before[0]!.available + idle;
+    const event = await directDebit(store, { requestId: 'dad-e', accountId: 'dad', clientId: 'c', serviceId: 'voice', units: (all / 2) * 60 }, 'h');
+    expect(event.body).toMatchObject({ chargedAccountId: 'home', charged: { amount: all } });
+    const after = await Promise.all(['home', 'kid', 'mum', 'dad'].map((id) => reconciled(store, id)));
+    expect(after.map((a) => a!.available)).toEqual([0, 0, 0, 0]);
+    // dad's session still holds its reservation.
+    expect(after[3]!.reserved).toBe(2);
+    expect(after.reduce((total, a) => total + a!.balance, 0)).toBe(100 - 2 - 2 - all);
+  });
+
+  it.each(writePaths)('concurrent charges of a main account and its members never overdraw the family, and it adds up (%s)', async (_label, twoWriteSteps) => {
+    const store = await testStore({ twoWriteSteps });
+    await family(store, 500, ['a', 'b', 'c']);
+    const charges = Array.from({ length: 24 }, (_, i) => {
+      const accountId = ['home', 'a', 'b', 'c'][i % 4]!;
+      return i % 2 === 0
+        ? directDebit(store, { requestId: `e${i}`, accountId, clientId: 'c', serviceId: 'voice', units: 60 * (5 + i) }, 'h').then((r) => (r.body.charged as { amount: number }).amount, () => 0)
+        : reserve(store, call(`r${i}`, accountId, 60 * (10 + i)), 'h').then((r) => (r.body.granted as { amount: number }).amount, () => 0);
+    });
+    const spent = (await Promise.all(charges)).reduce((total, x) => total + x, 0);
+    expect(spent).toBeLessThanOrEqual(500);
+    const family4 = await Promise.all(['home', 'a', 'b', 'c'].map((id) => reconciled(store, id)));
+    expect(family4.every((a) => a!.balance >= 0 && a!.available >= 0)).toBe(true);
+    // What is left plus what was reserved or charged is what was topped up.
+    expect(family4.reduce((total, a) => total + a!.balance, 0) + spent - family4.reduce((total, a) => total + a!.reserved, 0)).toBe(500);
+    const home = family4[0]!;
+    expect(home.allottedOut ?? 0).toBe(family4.slice(1).reduce((total, m) => total + (m!.takenMinor ?? 0), 0));
+  });
+
   it.each(writePaths)('a member\'s sessions and events for a service its main account keeps a service account for draw units from that one (%s)', async (_label, twoWriteSteps) => {
     // API.md: a session draws on a service account of the paying account, and an attached
     // account's charges are debited from its main account. A family's shared data bundle.
@@ -249,6 +314,23 @@ describe('attached accounts', () => {
     const refusal = await event('k1', 'kid', 5000).catch((error) => error);
     expect([refusal.code, refusal.message, refusal.extra]).toEqual(['insufficient_credit', 'the data account of home cannot pay 5000 kilobytes', { finalUnitAction: 'redirect', redirectUrl: 'https://shop.example/data' }]);
     expect((await reconciled(store, 'home~data')).balance).toBe(2048);
+  });
+
+  it('a main account that is a party brings back its members\' idle allotments to pay its share', async () => {
+    const store = await testStore();
+    await family(store, 40, ['kid']);
+    await createAccount(store, { accountId: 'friend', currency: 'EUR', kind: 'prepaid' });
+    await topUp(store, 'friend', 't', 1000, 'h');
+    // kid takes a chunk of 20 and spends 2: home has 20 of its own, kid 18 idle.
+    expect((await directDebit(store, { requestId: 'kid-e', accountId: 'kid', clientId: 'c', serviceId: 'voice', units: 60 }, 'h')).status).toBe(201);
+    expect((await requireAccount(store, 'home')).available).toBe(20);
+    const proposed = await proposePartySession(store, { requestId: 'g', parties: ['home', 'friend'], principle: { type: 'split' }, clientId: 'game', serviceId: 'voice', requested: { units: 1800 } }, 'h');
+    const id = proposed.body.sessionId as string;
+    await agree(store, id, { requestId: 'a1', accountId: 'friend' }, 'h');
+    // home's share is 30 of 60: more than its own 20, within the family's 38.
+    expect((await agree(store, id, { requestId: 'a2', accountId: 'home' }, 'h')).body.state).toBe('active');
+    const [home, kid] = await Promise.all([reconciled(store, 'home'), reconciled(store, 'kid')]);
+    expect([home.reserved, home.balance + kid.balance]).toEqual([30, 38]);
   });
 
   it('a party attached to a main account pays its share through it', async () => {
