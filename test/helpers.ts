@@ -83,10 +83,15 @@ export async function fundedAccount(store: Store, accountId: string, balance: nu
 export const reserveCommand = (requestId: string, accountId = 'alice', units = 600) =>
   ({ requestId, accountId, clientId: 'scscf', serviceId: 'voice', requested: { units } });
 
-/** The ChargingError code a promise rejects with, or 'no error'; any other error is rethrown. */
+/**
+ * The ChargingError code a promise rejects with, or the code of a refusal it answers (a kept
+ * one: status 400 and up), or 'no error'; any other error is rethrown.
+ */
 export async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try { await promise; } catch (error) { if (error instanceof ChargingError) return error.code; throw error; }
-  return 'no error';
+  let answer: unknown;
+  try { answer = await promise; } catch (error) { if (error instanceof ChargingError) return error.code; throw error; }
+  const kept = answer as { status?: number; body?: { code?: unknown } } | undefined;
+  return (kept?.status ?? 0) >= 400 && typeof kept?.body?.code === 'string' ? kept.body.code : 'no error';
 }
 
 /**

@@ -30,10 +30,16 @@ export class ChargingError extends Error {
  * Stored with their HTTP status, which must be http/problem.ts's (test/http/problems.test.ts).
  */
 export const keptRefusalStatus: Partial<Record<ErrorCode, number>> = { insufficient_credit: 402, account_inactive: 403 };
+/**
+ * A refund's refusals are kept too (on its session): what it may give back changes with the
+ * session's state and other refunds, and a repeat must not succeed, or be told another
+ * `refundable`, later.
+ */
+export const keptRefundRefusalStatus: Partial<Record<ErrorCode, number>> = { conflict: 409 };
 
 /** The answer a refusal is kept as, or null when `error` is not one to keep. */
-export function keptRefusal(error: unknown): { status: number; body: Record<string, unknown> } | null {
-  const status = error instanceof ChargingError ? keptRefusalStatus[error.code] : undefined;
+export function keptRefusal(error: unknown, statuses = keptRefusalStatus): { status: number; body: Record<string, unknown> } | null {
+  const status = error instanceof ChargingError ? statuses[error.code] : undefined;
   if (status === undefined) return null;
   const refusal = error as ChargingError;
   return { status, body: { code: refusal.code, detail: refusal.message, ...refusal.extra } };

@@ -13,7 +13,7 @@ import { ledgerPut, stepEntry, type LedgerEntry } from './ledger.js';
 import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
 import { getService, type Service } from './services.js';
 import { reclaimAllotments, takeAllotment } from './allotments.js';
-import { answerKey, answerPut, expiryNotice, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
+import { answerKey, answerPut, expiryNotice, keepAnswer, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
@@ -144,21 +144,6 @@ export async function agree(store: Store, sessionId: string, command: { requestI
   }
   if (!session.parties!.every((p) => p.agreedAt)) return keepAnswer(store, sessionId, command.requestId, bodyHash, { status: 200, body: sessionView(session) });
   return activate(store, session, command, bodyHash, attempt);
-}
-
-/**
- * Keeps `answer` as the answer to `requestId` on the session, for repeats, where no step
- * records it (agreements, refusals). The first kept wins: a concurrent duplicate is answered
- * what was kept.
- */
-async function keepAnswer(store: Store, sessionId: string, requestId: string, bodyHash: string, answer: StoredAnswer): Promise<StoredAnswer> {
-  try {
-    await store.db.send(new PutCommand(answerPut(store, sessionId, requestId, bodyHash, answer, true).Put));
-    return answer;
-  } catch (error) {
-    if (!isConditionFailure(error)) throw error;
-    return replayOrConflict(await requireSession(store, sessionId, requestId), requestId, bodyHash) ?? answer;
-  }
 }
 
 /** The last agreement: reserve every party's most possible share, all or nothing. */

@@ -21,7 +21,7 @@ import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, refundPartySession, type PartyState } from './parties.js';
 import { settleMultiSession } from './multisession.js';
 import { usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
-import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
+import { ChargingError, fail, keptRefundRefusalStatus, keptRefusal } from '../domain/errors.js';
 import { computeGrant, optimisticGrant, type Requested } from '../domain/reservation.js';
 import { isOpen, movementFor, sessionClosed, shownState, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
@@ -744,6 +744,22 @@ export const debitSession = (store: Store, sessionId: string, command: StepComma
 
 // ------------------------------------------------------------------------------ refund
 
+/**
+ * Keeps `answer` as the answer to `requestId` on the session, for repeats, where no step
+ * records it (agreements, refusals). The first kept wins: a concurrent duplicate is answered
+ * what was kept.
+ */
+export async function keepAnswer(store: Store, sessionId: string, requestId: string, bodyHash: string, answer: StoredAnswer): Promise<StoredAnswer> {
+  try {
+    await store.db.send(new PutCommand(answerPut(store, sessionId, requestId, bodyHash, answer, true).Put));
+    return answer;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    return replayOrConflict(await requireSession(store, sessionId, requestId), requestId, bodyHash) ?? answer;
+  }
+}
+
+
 export async function refundSession(store: Store, sessionId: string, command: { requestId: string; amount?: number; reason?: string }, bodyHash: string): Promise<StoredAnswer> {
   const session = await requireSession(store, sessionId, command.requestId);
   const replay = replayOrConflict(session, command.requestId, bodyHash);
@@ -757,11 +773,20 @@ export async function refundSession(store: Store, sessionId: string, command: { 
     }
     return step(store, sessionId, 'release', { requestId: command.requestId, usedUnits: 0 }, bodyHash, session);
   }
-  if (session.state === 'active') fail('conflict', 'an active session has nothing to refund yet; refund without amount releases its reservation');
-  if (session.state === 'pending_agreement') fail('conflict', 'the session has not started');
-  const refunded = session.parties
-    ? await refundPartySession(store, session, { ...command, amount: command.amount }, bodyHash)
-    : await refundCharged(store, session, { ...command, amount: command.amount }, bodyHash, 'refund');
+  let refunded: StoredAnswer | 'moved';
+  try {
+    if (session.state === 'active') fail('conflict', 'an active session has nothing to refund yet; refund without amount releases its reservation');
+    if (session.state === 'pending_agreement') fail('conflict', 'the session has not started');
+    refunded = session.parties
+      ? await refundPartySession(store, session, { ...command, amount: command.amount }, bodyHash)
+      : await refundCharged(store, session, { ...command, amount: command.amount }, bodyHash, 'refund');
+  } catch (error) {
+    // A refusal is this request's answer for good (API.md: a repeat gets the original answer),
+    // not a success once the session closes, nor another `refundable` after other refunds.
+    const refusal = keptRefusal(error, keptRefundRefusalStatus);
+    if (!refusal) throw error;
+    return keepAnswer(store, sessionId, command.requestId, bodyHash, refusal);
+  }
   // The session moved (another refund), or this requestId got its answer meanwhile (a
   // duplicate): decide again on what it is now (a repeat replays, whatever the balance).
   return refunded === 'moved' ? refundSession(store, sessionId, command, bodyHash) : refunded;

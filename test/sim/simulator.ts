@@ -771,6 +771,8 @@ class Simulation {
     // A reserve's, an event charge's or a manual recharge's refusal by an account that exists
     // is kept: repeats, even after a top-up, answer it (API.md: the original answer).
     if ((req.kind === 'reserve' || req.kind === 'dd' || req.kind === 'recharge') && (answer.status === 402 || answer.status === 403)) req.first = answer;
+    // So is a refund's (it may give back more, or anything at all, later).
+    if (req.kind === 'refund' && answer.status === 409 && code === 'conflict') req.first = answer;
     if (req.kind === 'recharge' && answer.status === 400) {
       const sa = this.accounts.get(req.sa!)!;
       if (req.amount !== undefined && req.amount >= Math.ceil(sa.rate!.amount / sa.rate!.units)) this.fail('unexpected answer', `${what}: a recharge of ${req.amount} (buys ${unitsBought(req.amount, sa.rate!)} ${sa.unit}) refused: ${JSON.stringify(answer.body)}`);
@@ -781,7 +783,9 @@ class Simulation {
     }
     if (req.kind === 'refund' && req.sid) {
       const s = this.sessions.get(req.sid)!;
-      if (s.inDoubt.size === 0 && req.amount !== undefined && req.amount <= s.charged - s.refunded) {
+      // Judged on what the model knows now: only when this request was not sent before, since
+      // its refusal may be kept from an earlier attempt, on the session as it was then.
+      if (s.inDoubt.size === 0 && !req.wasInDoubt && req.amount !== undefined && req.amount <= s.charged - s.refunded) {
         this.fail('unexpected answer', `${what}: refund of ${req.amount} refused though ${s.charged - s.refunded} was refundable: ${JSON.stringify(answer.body)}`);
       }
     }

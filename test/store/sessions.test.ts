@@ -65,6 +65,24 @@ describe('a whole session', () => {
     expect(await reconciled(store, 'dave')).toMatchObject({ balance: 100, reserved: 0 });
   });
 
+  it('a refused refund is the answer for good: repeated once the session closed or after other refunds, it is refused the same', async () => {
+    const store = await testStore();
+    await fundedAccount(store, 'dave', 100);
+    const { body } = await reserve(store, reserveCommand('r1', 'dave'), 'h');
+    const sessionId = body.sessionId as string;
+    const early = await refundSession(store, sessionId, { requestId: 'f0', amount: 4 }, 'hf0');
+    expect(early).toMatchObject({ status: 409, body: { code: 'conflict' } });
+    await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 300 }, 'hd');
+    const tooMuch = await refundSession(store, sessionId, { requestId: 'f1', amount: 11 }, 'hf1');
+    expect(tooMuch).toMatchObject({ status: 409, body: { code: 'conflict', refundable: 10 } });
+    expect((await refundSession(store, sessionId, { requestId: 'f2', amount: 3 }, 'hf2')).status).toBe(200);
+    // Repeats: the closed session could refund 4 now, and its refundable is 7 by now.
+    expect(await refundSession(store, sessionId, { requestId: 'f0', amount: 4 }, 'hf0')).toEqual(early);
+    expect(await refundSession(store, sessionId, { requestId: 'f1', amount: 11 }, 'hf1')).toEqual(tooMuch);
+    expect(await codeOf(refundSession(store, sessionId, { requestId: 'f1', amount: 2 }, 'other'))).toBe('idempotency_conflict');
+    expect(await reconciled(store, 'dave')).toMatchObject({ balance: 100 - 10 + 3, reserved: 0 });
+  });
+
   it('releases an active session uncharged on refund without amount', async () => {
     const store = await testStore();
     await fundedAccount(store, 'erin', 100);
