@@ -10,12 +10,11 @@ import { ledgerPut } from './ledger.js';
 import { getAccountItem, listMembers, USABLE_CONDITION, usableAt, type AccountItem } from './accounts.js';
 import { batchGetAll, plainItem } from './db.js';
 import { ORPHAN_GRACE_MS } from './compaction.js';
-import { allotmentFor, excessOverLimit } from '../domain/allotment.js';
+import { allotmentFor, excessOverLimit, heldFromMain } from '../domain/allotment.js';
 
 export type TakeResult = 'given' | 'moved' | 'insufficient' | 'limit' | 'inactive';
 
-/** At most this many members give back at once for one shortfall (see reclaimAllotments). */
-const RECLAIM_BATCH = 10;
+
 
 /** An allotment left unused this long goes back to the main account (by the sweep). */
 export const IDLE_RETURN_SECONDS = 600;
@@ -36,57 +35,180 @@ export async function takeAllotment(store: Store, member: AccountItem, neededMin
   // First try without reading the main account; a refusal hands back its item (ALL_OLD),
   // which sizes the next try. The main account's item sees one write per chunk.
   let main: AccountItem | null | undefined;
-  let reclaimed = false;
-  for (let attempt = 0; attempt < 5; attempt++) {
+  let current = member;
+  let stillNeeded = neededMinor;
+  let fromSiblings = false;
+  for (let attempt = 0; attempt < 6; attempt++) {
     const at = store.now().toISOString();
     if (main !== undefined && !mainIsUsable(main, at)) return 'inactive';
-    const decision = allotmentFor({
-      neededMinor, mainAvailableMinor: main?.available, consumptionLimitMinor: member.consumptionLimit, takenMinor: member.takenMinor ?? 0,
-      streak: member.allotStreak ?? 0,
-    });
+    const sizing = { neededMinor: stillNeeded, consumptionLimitMinor: current.consumptionLimit, takenMinor: current.takenMinor ?? 0, streak: current.allotStreak ?? 0 };
+    const decision = allotmentFor({ ...sizing, mainAvailableMinor: main?.available });
     // The main account cannot give the need, yet the family may hold it: its members' idle
-    // chunks (shown on the main account as heldByMembers) come back first, once.
+    // chunks (shown on the main account as heldByMembers). They come straight to this member
+    // (takeFromSiblings), without writing the main account's item: in a family whose money
+    // all sits in chunks, members drawing on each other would otherwise write it twice per
+    // chunk (a give-back and a take). Then the main account is read again for the rest: a
+    // concurrent charge may have brought chunks back to it meanwhile.
     const limitBound = 'refuse' in decision && decision.refuse === 'limit';
-    if (main && !reclaimed && !limitBound && main.available < neededMinor) {
-      reclaimed = true;
-      const back = await reclaimAllotments(store, main.accountId, neededMinor - main.available, member.accountId);
-      if (back > 0) { main = { ...main, available: main.available + back }; continue; }
+    if (main && !fromSiblings && !limitBound && main.available < stillNeeded) {
+      fromSiblings = true;
+      const chunk = allotmentFor(sizing);
+      const moved = await takeFromSiblings(store, current, main.accountId, stillNeeded - main.available, 'give' in chunk ? chunk.give : 0, at);
+      if (moved.gainedMinor >= stillNeeded) return 'given';
+      current = moved.member;
+      stillNeeded -= moved.gainedMinor;
+      main = await getAccountItem(store, main.accountId);
+      continue;
     }
-    if ('refuse' in decision) return decision.refuse;
-    const result = await transfer(store, { to: member.accountId, member, amountMinor: decision.give, at, direction: 'take' });
+    if ('refuse' in decision) return current === member ? decision.refuse : 'moved';
+    // Sized without the main account's figures (the first try), a chunk is taken only if it
+    // is at most half of what is left (allotmentFor's fair share), else the refusal sizes it.
+    const result = await transfer(store, { to: current.accountId, member: current, amountMinor: decision.give, at, direction: 'take', leaveMinor: main === undefined ? decision.give : 0 });
     if (typeof result === 'string') return result;
     main = result.main;
   }
-  return 'insufficient';
+  return current === member ? 'insufficient' : 'moved';
+}
+
+/** What reclaimAllotments and takeFromSiblings read of each member (not its `ops`, which may be large). */
+const MEMBER_MONEY = ['pk', 'sk', 'accountId', 'mainAccountId', 'balance', 'reserved', 'takenMinor', 'allotSeq', 'allotStreak', 'allottedAt', 'ownMoney'] as const;
+
+/** The members of `mainAccountId` but `exceptMemberId` with money to give back, largest first. */
+async function membersWithSpare(store: Store, mainAccountId: string, exceptMemberId?: string): Promise<Array<{ member: AccountItem; spare: number }>> {
+  const ids = (await listMembers(store, mainAccountId)).filter((id) => id !== exceptMemberId);
+  if (ids.length === 0) return [];
+  const read = (await batchGetAll(store, ids.map((id) => key.account(id)), true, undefined, MEMBER_MONEY)) as AccountItem[];
+  return read
+    .filter((m) => m.mainAccountId === mainAccountId)
+    .map((member) => ({ member, spare: reclaimable(member) }))
+    .filter((m) => m.spare > 0)
+    .sort((a, b) => b.spare - a.spare);
 }
 
 /**
- * Brings back up to `shortMinor` of the allotments that `mainAccountId`'s members hold and no
- * session holds, largest first, so that a charge on the main account (or a member's take) is
- * not refused while the family has the money: the main account's view counts those chunks as
- * its money (accountView `heldByMembers`), and the sweep returns them only after
- * IDLE_RETURN_SECONDS. Only on a shortfall, never on the hot path. A member that moves
- * meanwhile keeps its chunk (its allotSeq guard), so the caller may still be short. Returns
- * what came back.
+ * A member short while its main account is dry takes its siblings' idle allotments straight
+ * from them (a lateral allotment): each move is one transaction of the two members' items
+ * and a ledger entry on each, guarded by both allotSeqs; the main account's item is not
+ * written, and its `allottedOut` (what its members have taken, together) does not change.
+ * From each sibling, at least what is still short, and up to half of what it holds idle
+ * (the fair share of allotmentFor), within this member's chunk and consumption limit.
+ * Returns what came, and the member as it is after it.
  */
-export async function reclaimAllotments(store: Store, mainAccountId: string, shortMinor: number, exceptMemberId?: string): Promise<number> {
-  const ids = (await listMembers(store, mainAccountId)).filter((id) => id !== exceptMemberId);
-  if (ids.length === 0 || shortMinor <= 0) return 0;
-  const members = ((await batchGetAll(store, ids.map((id) => key.account(id)), true)) as AccountItem[])
-    .filter((m) => m.mainAccountId === mainAccountId)
-    .map((member) => ({ member, spare: Math.min(unreservedMoney(member), member.takenMinor ?? 0) }))
-    .filter((m) => m.spare > 0)
-    .sort((a, b) => b.spare - a.spare);
-  let left = shortMinor;
+async function takeFromSiblings(store: Store, member: AccountItem, mainAccountId: string, shortMinor: number, chunkMinor: number, at: string):
+  Promise<{ gainedMinor: number; member: AccountItem }> {
+  const room = member.consumptionLimit === undefined ? Number.MAX_SAFE_INTEGER : member.consumptionLimit - (member.takenMinor ?? 0);
+  const wanted = Math.min(Math.max(shortMinor, chunkMinor), room);
+  let current = member;
+  let gainedMinor = 0;
+  for (const candidate of await membersWithSpare(store, mainAccountId, member.accountId)) {
+    // A sibling that moved as it was asked (it charged, or another member took from it) is
+    // read again and asked once more.
+    for (let sibling: AccountItem | null = candidate.member, asked = 0; sibling && asked < 2 && gainedMinor < wanted; asked++) {
+      const spare = reclaimable(sibling);
+      const amountMinor = Math.min(spare, wanted - gainedMinor, Math.max(shortMinor - gainedMinor, Math.floor(spare / 2)));
+      if (amountMinor <= 0) break;
+      const moved = await lateral(store, current, sibling, amountMinor, at);
+      if (moved === 'member') return { gainedMinor, member: current }; // this member moved: its caller looks again
+      if (moved === 'sibling') {
+        sibling = await getAccountItem(store, sibling.accountId);
+        if (sibling?.mainAccountId !== mainAccountId) break;
+        continue;
+      }
+      gainedMinor += amountMinor;
+      current = { ...current, balance: current.balance + amountMinor, available: current.available + amountMinor, takenMinor: (current.takenMinor ?? 0) + amountMinor, allotSeq: (current.allotSeq ?? 0) + 1, allotStreak: (current.allotStreak ?? 0) + 1 };
+      break;
+    }
+    if (gainedMinor >= wanted) break;
+  }
+  return { gainedMinor, member: current };
+}
+
+async function lateral(store: Store, member: AccountItem, sibling: AccountItem, x: number, at: string): Promise<'given' | 'member' | 'sibling'> {
+  const seq = member.allotSeq ?? 0;
+  const siblingSeq = sibling.allotSeq ?? 0;
+  const mainId = member.mainAccountId!;
+  const firstLookAt = new Date(Date.parse(at) + ORPHAN_GRACE_MS).toISOString();
+  const guard = (n: number) => (n === 0 ? 'attribute_not_exists(allotSeq)' : 'allotSeq = :seq');
+  const memberEntry = `allot:${member.accountId}:${seq + 1}:member`;
+  const siblingEntry = `allot:${sibling.accountId}:${siblingSeq + 1}:member`;
+  try {
+    await withConflictRetry(() => store.db.send(new TransactWriteCommand({
+      TransactItems: [
+        { Update: {
+          TableName: store.tableName, Key: key.account(sibling.accountId),
+          // As a give-back (transfer 'return'): only money the sibling holds and no session holds.
+          UpdateExpression: 'SET balance = balance - :x, available = available - :x, takenMinor = takenMinor - :x, allotSeq = :next, allotStreak = :zero',
+          ConditionExpression: `${guard(siblingSeq)} AND mainAccountId = :main AND balance >= :xr AND reserved <= :r`,
+          ExpressionAttributeValues: { ':x': x, ':zero': 0, ':next': siblingSeq + 1, ...(siblingSeq === 0 ? {} : { ':seq': siblingSeq }), ':main': mainId, ':xr': x + sibling.reserved, ':r': sibling.reserved },
+        } },
+        { Update: {
+          TableName: store.tableName, Key: key.account(member.accountId),
+          UpdateExpression: 'SET balance = balance + :x, available = available + :x, takenMinor = if_not_exists(takenMinor, :zero) + :x, allotSeq = :next, allotStreak = :streak, allottedAt = :at, dueShard = :shard, dueAt = if_not_exists(dueAt, :look)',
+          ConditionExpression: `${guard(seq)} AND mainAccountId = :main`,
+          ExpressionAttributeValues: {
+            ':x': x, ':zero': 0, ':next': seq + 1, ...(seq === 0 ? {} : { ':seq': seq }), ':main': mainId, ':streak': (member.allotStreak ?? 0) + 1,
+            ':at': at, ':shard': dueShardOf(member.accountId), ':look': firstLookAt,
+          },
+        } },
+        ledgerPut(store, { accountId: sibling.accountId, entryId: siblingEntry, at, type: 'allotment', amount: -x, reservedDelta: 0, counterparty: member.accountId, pairEntryId: memberEntry }),
+        ledgerPut(store, { accountId: member.accountId, entryId: memberEntry, at, type: 'allotment', amount: x, reservedDelta: 0, counterparty: sibling.accountId, pairEntryId: siblingEntry }),
+      ],
+    })));
+  } catch (error) {
+    const reasons = cancellationReasons(error);
+    if (!reasons) throw error;
+    if (reasons[1]?.Code === 'ConditionalCheckFailed') return 'member';
+    if (reasons[0]?.Code === 'ConditionalCheckFailed') return 'sibling';
+    throw error;
+  }
+  return 'given';
+}
+
+/** At most this many members give back at once (see reclaimAllotments). */
+const RECLAIM_CONCURRENCY = 10;
+
+/**
+ * What of a member's money its main account may bring back: what the main account's view
+ * counts as its own (heldFromMain: nothing of a member that was ever topped up, whose money
+ * is not told apart) and no session holds, within what the member holds unreserved.
+ */
+function reclaimable(member: AccountItem): number {
+  const held = heldFromMain(member);
+  return Math.max(0, Math.min(held.heldMinor - held.reservedMinor, unreservedMoney(member)));
+}
+
+/**
+ * Brings back up to `wantedMinor` of the allotments that `mainAccountId`'s members hold and no
+ * session holds, so that the main account's own charge is not refused while the family has
+ * the money: its view counts those chunks as its money (accountView `heldByMembers`), and
+ * the sweep returns them only after IDLE_RETURN_SECONDS. Largest first (fewest writes). Only
+ * on a shortfall, never on the hot path. A member that moved meanwhile (its allotSeq guard) is read again and asked
+ * once more; often it moved because a concurrent charge brought the chunk back already, so
+ * the caller writes again whatever this returns. Returns what came back.
+ */
+export async function reclaimAllotments(store: Store, mainAccountId: string, wantedMinor: number): Promise<number> {
+  if (wantedMinor <= 0) return 0;
+  const members = await membersWithSpare(store, mainAccountId);
+  let left = wantedMinor;
   const chosen: Array<{ member: AccountItem; amountMinor: number }> = [];
   for (const { member, spare } of members) {
-    if (left <= 0 || chosen.length === RECLAIM_BATCH) break;
+    if (left <= 0) break;
     const amountMinor = Math.min(spare, left);
     chosen.push({ member, amountMinor });
     left -= amountMinor;
   }
-  const results = await Promise.all(chosen.map(({ member, amountMinor }) => returnAllotment(store, member, amountMinor)));
-  return results.reduce((back, result, i) => back + (result === 'given' ? chosen[i]!.amountMinor : 0), 0);
+  const giveBack = async ({ member, amountMinor }: { member: AccountItem; amountMinor: number }): Promise<number> => {
+    if ((await returnAllotment(store, member, amountMinor)) === 'given') return amountMinor;
+    const now = await getAccountItem(store, member.accountId);
+    if (now?.mainAccountId !== mainAccountId) return 0;
+    const again = Math.min(amountMinor, reclaimable(now));
+    return again > 0 && (await returnAllotment(store, now, again)) === 'given' ? again : 0;
+  };
+  let back = 0;
+  for (let i = 0; i < chosen.length; i += RECLAIM_CONCURRENCY) {
+    back += (await Promise.all(chosen.slice(i, i + RECLAIM_CONCURRENCY).map(giveBack))).reduce((sum, x) => sum + x, 0);
+  }
+  return back;
 }
 
 /** Gives back `amountMinor` of a member's unspent allotment to its main account. */
@@ -96,7 +218,8 @@ export async function returnAllotment(store: Store, member: AccountItem, amountM
   return typeof result === 'string' ? result : 'moved';
 }
 
-async function transfer(store: Store, t: { to: string; member: AccountItem; amountMinor: number; at: string; direction: 'take' | 'return' }):
+/** `leaveMinor`: a take needs the main account to keep at least this much after it. */
+async function transfer(store: Store, t: { to: string; member: AccountItem; amountMinor: number; at: string; direction: 'take' | 'return'; leaveMinor?: number }):
   Promise<'given' | 'moved' | { main: AccountItem | null }> {
   const seq = t.member.allotSeq ?? 0;
   const transferId = `allot:${t.member.accountId}:${seq + 1}`;
@@ -119,7 +242,7 @@ async function transfer(store: Store, t: { to: string; member: AccountItem; amou
             ? `attribute_exists(pk) AND ${USABLE_CONDITION} AND available >= :x`
             : 'attribute_exists(pk)',
           ExpressionAttributeNames: t.direction === 'take' ? { '#status': 'status' } : undefined,
-          ExpressionAttributeValues: { ':dx': sign * x, ':zero': 0, ...(t.direction === 'take' ? { ':x': x, ':active': 'active', ':now': t.at } : {}) },
+          ExpressionAttributeValues: { ':dx': sign * x, ':zero': 0, ...(t.direction === 'take' ? { ':x': x + (t.leaveMinor ?? 0), ':active': 'active', ':now': t.at } : {}) },
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         } },
         { Update: {

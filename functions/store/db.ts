@@ -118,14 +118,17 @@ export async function withConflictRetry<T>(attempt: () => Promise<T>, attempts =
  * some back unprocessed (throttling) instead of failing; those are asked for again, with a
  * backoff. When they keep coming back the run ends as `temporarily_unavailable`.
  */
-export async function batchGetAll(store: Store, keys: Array<Record<string, unknown>>, consistentRead: boolean, attempts = 6): Promise<Array<Record<string, any>>> {
+export async function batchGetAll(store: Store, keys: Array<Record<string, unknown>>, consistentRead: boolean, attempts = 6, projection?: readonly string[]): Promise<Array<Record<string, any>>> {
+  const projected = projection
+    ? { ProjectionExpression: projection.map((_, i) => `#p${i}`).join(', '), ExpressionAttributeNames: Object.fromEntries(projection.map((name, i) => [`#p${i}`, name])) }
+    : {};
   const items: Array<Record<string, any>> = [];
   for (let i = 0; i < keys.length; i += 100) {
     let pending = keys.slice(i, i + 100);
     for (let attempt = 1; pending.length > 0; attempt++) {
       if (attempt > attempts) throw new ChargingError('temporarily_unavailable', 'reads came back unprocessed too often; retry later');
       if (attempt > 1) await new Promise((r) => setTimeout(r, Math.random() * 10 * 2 ** attempt));
-      const got = await store.db.send(new BatchGetCommand({ RequestItems: { [store.tableName]: { Keys: pending, ConsistentRead: consistentRead } } }));
+      const got = await store.db.send(new BatchGetCommand({ RequestItems: { [store.tableName]: { Keys: pending, ConsistentRead: consistentRead, ...projected } } }));
       items.push(...(got.Responses?.[store.tableName] ?? []));
       pending = got.UnprocessedKeys?.[store.tableName]?.Keys ?? [];
     }

@@ -23,6 +23,8 @@ export interface LedgerEntry {
   reason?: string;
   /** Allotments: the other account of the transfer. */
   counterparty?: string;
+  /** A lateral allotment (between two members): the entry of the other side. */
+  pairEntryId?: string;
 }
 
 export function ledgerPut(store: Store, entry: LedgerEntry) {

@@ -194,10 +194,13 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
       if (taken === 'given' || taken === 'moved') return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
       return { ok: false, account, main: taken };
     }
+    // After a reclaim the write goes again whatever came back: a concurrent charge (or a
+    // duplicate of this very request) may have brought the members' chunks back first, and a
+    // refusal on the account as read before would then be wrong (and kept, for a repeat).
     const back = lentOut ? await reclaimAllotments(store, accountId, need - account.available) : 0;
     const shortMinor = need - account.available - back;
     const taken = sponsored && shortMinor > 0 ? await takeFromSponsors(store, account as SponsoredAccount, shortMinor) : 'none';
-    if (back > 0 || taken === 'given' || taken === 'moved') return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
+    if (lentOut || taken === 'given' || taken === 'moved') return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
     return { ok: false, account };
   }
   settleRemovals(store, accountId, removals, 'applied');

@@ -176,8 +176,9 @@ async function activate(store: Store, session: SessionItem, command: { requestId
   }
   // A party that is a main account first brings back its members' idle allotments.
   if (refused.reason === 'insufficient' && refused.account && !refused.account.mainAccountId && (refused.account.allottedOut ?? 0) > 0 && allotmentsTaken < parties.length) {
-    const back = await reclaimAllotments(store, refused.account.accountId, refused.needMinor - refused.account.available);
-    if (back > 0) return activate(store, session, command, bodyHash, attempt, allotmentsTaken + 1);
+    // Tried again whatever came back: a concurrent charge may have brought the chunks back first.
+    await reclaimAllotments(store, refused.account.accountId, refused.needMinor - refused.account.available);
+    return activate(store, session, command, bodyHash, attempt, allotmentsTaken + 1);
   }
   const problem = refused.reason === 'not_found'
     ? { status: 404, body: { code: 'not_found', detail: `account ${refused.accountId} does not exist`, accountId: refused.accountId } }

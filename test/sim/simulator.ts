@@ -379,6 +379,8 @@ interface LedgerRow {
   requestId?: string;
   units?: number;
   counterparty?: string;
+  /** A lateral allotment's other side. */
+  pairEntryId?: string;
 }
 
 interface SessionLedger {
@@ -1103,7 +1105,7 @@ class Simulation {
       }));
       for (const item of page.Items ?? []) {
         if (!Number.isSafeInteger(item.amount) || !Number.isSafeInteger(item.reservedDelta)) this.fail('a: ledger', `entry ${item.sk} of ${accountId} is not integer money: ${JSON.stringify(item)}`);
-        ledger.add({ sk: item.sk, entryId: item.entryId, type: item.type, amount: item.amount, reservedDelta: item.reservedDelta, sessionId: item.sessionId, requestId: item.requestId, units: item.units, counterparty: item.counterparty });
+        ledger.add({ sk: item.sk, entryId: item.entryId, type: item.type, amount: item.amount, reservedDelta: item.reservedDelta, sessionId: item.sessionId, requestId: item.requestId, units: item.units, counterparty: item.counterparty, ...(item.pairEntryId ? { pairEntryId: item.pairEntryId } : {}) });
       }
       start = page.LastEvaluatedKey;
     } while (start);
@@ -1383,6 +1385,18 @@ class Simulation {
       for (const row of ledger.unpaired.splice(0)) {
         const what = `${final ? 'final ' : ''}audit of ${accountId}: ${row.type} ${row.entryId} of ${row.amount}`;
         const other = this.ledgers.get(row.counterparty ?? '');
+        if (row.type === 'allotment' && row.pairEntryId) {
+          // A lateral allotment: between two members of one main account, each side naming the other.
+          const pairId = row.pairEntryId;
+          const pair = other?.allotments.get(pairId);
+          const mainOf = (id: string) => this.accounts.get(id)?.mainAccountId;
+          if (!/^allot:(.+):(\d+):member$/.test(row.entryId) || !mainOf(accountId) || mainOf(accountId) !== mainOf(row.counterparty ?? '') || row.amount === 0
+            || !pair || pair.amount !== -row.amount || pair.counterparty !== accountId || pair.pairEntryId !== row.entryId) {
+            this.fail('a: allotment', `${what}: no matching lateral entry ${pairId} on ${row.counterparty} (${pair ? JSON.stringify(pair) : 'none'}), or not between two members of one main account`);
+          }
+          if (row.amount > 0) this.count('ledger: lateral allotments');
+          continue;
+        }
         if (row.type === 'allotment') {
           // allot:<member>:<seq>:main on the main account, :member on the member, opposite amounts.
           const m = /^allot:(.+):(\d+):(main|member)$/.exec(row.entryId);
