@@ -44,9 +44,11 @@ export const rechargeBody = schema(() => v.object({ requestId: identifier, amoun
 
 /** PATCH /accounts/{id}: what the owner may change at any time. */
 export const accountPatchBody = schema(() => v.pipe(
-  v.object({
+  // Strict: a field the owner cannot change here (mainAccountId, creditLimit…) is refused, not
+  // silently dropped with a 200 that looks like it took.
+  v.strictObject({
     consumptionLimit: v.optional(v.nullable(count)),
     sponsors: v.optional(v.pipe(v.array(v.object({ accountId: identifier, priority: integer(0, 1000) })), v.maxLength(10, 'at most 10 sponsors'))),
-  }),
+  }, 'only consumptionLimit and sponsors can be changed'),
   v.check((b) => b.consumptionLimit !== undefined || b.sponsors !== undefined, 'give consumptionLimit and/or sponsors'),
 ));

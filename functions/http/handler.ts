@@ -72,12 +72,13 @@ export function httpHandler(handle: Handler) {
     }));
 }
 
-export function parse<S extends GenericSchema>(schema: S, value: unknown): InferOutput<S> {
+/** `what`: how the problem names the value when the issue is with it as a whole (a path parameter's name). */
+export function parse<S extends GenericSchema>(schema: S, value: unknown, what = 'body'): InferOutput<S> {
   const result = safeParse(schema, value);
   if (!result.success) {
     const errors = result.issues.map((issue) => ({ path: getDotPath(issue) ?? '', message: issue.message }));
     const first = errors[0];
-    fail('validation_failed', first ? `${first.path || 'body'}: ${first.message}` : 'invalid request', { errors });
+    fail('validation_failed', first ? `${first.path || what}: ${first.message}` : 'invalid request', { errors });
   }
   return result.output as InferOutput<S>;
 }
@@ -98,6 +99,6 @@ export function requestHash(request: HttpRequest, body: unknown): string {
 export function pathParam(request: HttpRequest, name: string): string {
   const value = request.params[name];
   // Path parameters are identifiers too; API Gateway hands them URL-decoded.
-  return parse((identifierSchema), value);
+  return parse(identifierSchema, value, name);
 }
 

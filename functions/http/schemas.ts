@@ -55,6 +55,8 @@ export const serviceBody = schema(() => v.pipe(
     })),
   }),
   v.forward(v.check((s) => s.unit === 'money' || s.price !== undefined, 'price is required unless unit is money'), ['price']),
+  // Requests in money are charged as they are: a price other than 1 per 1 would be ignored.
+  v.forward(v.check((s) => s.unit !== 'money' || s.price === undefined || s.price.amount === s.price.per, 'a service in money is priced 1 per 1; leave price out'), ['price']),
 ));
 
 export const accountBody = schema(() => v.object({

@@ -775,7 +775,7 @@ export async function refundSession(store: Store, sessionId: string, command: { 
   }
   let refunded: StoredAnswer | 'moved';
   try {
-    if (session.state === 'active') fail('conflict', 'an active session has nothing to refund yet; refund without amount releases its reservation');
+    if (session.state === 'active') fail('conflict', 'an amount is refunded only once the session is closed; refund without amount releases its reservation');
     if (session.state === 'pending_agreement') fail('conflict', 'the session has not started');
     refunded = session.parties
       ? await refundPartySession(store, session, { ...command, amount: command.amount }, bodyHash)

@@ -192,6 +192,11 @@ describe('problems', () => {
     expect((await api.call('GET', '/accounts/alice/ledger?limit=1000')).body.entries.length).toBe(ledgerBefore.body.entries.length);
   });
 
+  it('a bad path parameter is named in the problem (not "body")', async () => {
+    expect((await api.call('POST', '/sessions/bad%20id/refund', { requestId: 'p-30' })).body.detail).toMatch(/^sessionId: /);
+    expect((await api.call('GET', '/accounts/a~b')).body.detail).toMatch(/^accountId: /);
+  });
+
   it('POST /accounts repeated with the same settings answers 201 again (a retried create), with the account as it is now', async () => {
     const first = await api.call('POST', '/accounts', { accountId: 'again', currency: 'EUR', kind: 'prepaid' });
     expect(first).toMatchObject({ status: 201, body: { accountId: 'again', balance: 0 } });
