@@ -16,6 +16,7 @@ import { DUE_SHARDS, key } from './table.js';
 import { batchGetAll, cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { ledgerPut, type LedgerEntryType } from './ledger.js';
 import { getAccountItem, keepRequestAnswer, requireAccount, USABLE_CONDITION, usableAt, type AccountItem, type StoredAnswer } from './accounts.js';
+import { takeAllotment } from './allotments.js';
 import { plainItem } from './db.js';
 import { findDueKeys, notificationItem, type AccountNotification } from './notifications.js';
 import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
@@ -338,7 +339,7 @@ function guardItem(store: Store, saId: string, guard: Guard, amountMinor: number
  * A recharge of `requestedMinor`, exactly once per guard: the units it buys go into `sa`, and
  * the owner pays what they cost (rechargeOf), never the rest of the amount.
  */
-async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor: number, guard: Guard): Promise<RechargeOutcome> {
+async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor: number, guard: Guard, allotted = false): Promise<RechargeOutcome> {
   const recharge = rechargeOf(requestedMinor, sa.rate);
   if (recharge === null) return { ok: false, reason: 'full' };
   const { units, amountMinor } = recharge;
@@ -393,7 +394,14 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor
     if (reasons[1]?.Code === 'ConditionalCheckFailed') {
       const ownerItem = plainItem(reasons[1].Item) as AccountItem | undefined;
       if (!ownerItem) return { ok: false, reason: 'gone' };
-      return { ok: false, reason: usableAt(ownerItem, at) ? 'insufficient' : 'inactive' };
+      if (!usableAt(ownerItem, at)) return { ok: false, reason: 'inactive' };
+      // An owner attached to a main account pays as its charges do: through an allotment (once).
+      if (ownerItem.mainAccountId && !allotted && ownerItem.available < amountMinor) {
+        const taken = await takeAllotment(store, ownerItem, amountMinor - ownerItem.available);
+        if (taken === 'given' || taken === 'moved') return rechargeOnce(store, sa, requestedMinor, guard, true);
+        if (taken === 'inactive') return { ok: false, reason: 'inactive' };
+      }
+      return { ok: false, reason: 'insufficient' };
     }
     throw error;
   }

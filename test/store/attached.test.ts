@@ -267,6 +267,21 @@ describe('attached accounts', () => {
     expect((await readLedger(store, 'big')).entries.some((e: any) => e.entryId === kidEntry.pairEntryId && e.amount === -kidEntry.amount)).toBe(true);
   });
 
+  it('a member\'s own service account is recharged from its main account\'s money, within its consumption limit (review finding: always 402)', async () => {
+    const store = await testStore();
+    await family(store, 500, ['kid'], { consumptionLimit: 200 });
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await putServiceAccount(store, 'kid', 'data', { unit: 'kilobytes', rate: { amountMinor: 100, units: 1024 }, priority: 1, onEmpty: 'deny' });
+    const bought = await manualRecharge(store, 'kid', 'data', { requestId: 'buy', amountMinor: 150 }, 'h');
+    expect(bought).toMatchObject({ status: 200, body: { recharged: { amount: 150 } } });
+    const [home, kid] = await Promise.all([reconciled(store, 'home'), reconciled(store, 'kid')]);
+    expect(home.balance + kid.balance).toBe(500 - 150);
+    expect((kid.takenMinor ?? 0) - kid.balance).toBe(150);
+    // Beyond the limit (150 of 200 used): refused, and the refusal is kept.
+    expect(await codeOf(manualRecharge(store, 'kid', 'data', { requestId: 'buy2', amountMinor: 100 }, 'h'))).toBe('insufficient_credit');
+    expect((await reconciled(store, 'home')).balance + (await reconciled(store, 'kid')).balance).toBe(350);
+  });
+
   it('a main account brings back only what its view counts as its own: not the money of a member that was topped up', async () => {
     const store = await testStore();
     await family(store, 300, ['kid']);
