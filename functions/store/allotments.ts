@@ -3,6 +3,9 @@
 // entry on each): all or nothing, and rare by design, one per chunk. The member's
 // `allotSeq` makes concurrent takes by one member fetch once; the main account's
 // `available >= :x` condition means members together can never take more than it has.
+// When the main account is short while members hold idle chunks, the family's money still
+// serves: a member takes them from its siblings directly (lateral allotments, which leave the
+// main account's item alone), and the main account's own charge brings them back to it.
 import { TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { dueShardOf, key } from './table.js';
 import { cancellationReasons, withConflictRetry, type Store } from './db.js';
@@ -13,8 +16,6 @@ import { ORPHAN_GRACE_MS } from './compaction.js';
 import { allotmentFor, excessOverLimit, heldFromMain } from '../domain/allotment.js';
 
 export type TakeResult = 'given' | 'moved' | 'insufficient' | 'limit' | 'inactive';
-
-
 
 /** An allotment left unused this long goes back to the main account (by the sweep). */
 export const IDLE_RETURN_SECONDS = 600;
@@ -182,9 +183,9 @@ function reclaimable(member: AccountItem): number {
  * session holds, so that the main account's own charge is not refused while the family has
  * the money: its view counts those chunks as its money (accountView `heldByMembers`), and
  * the sweep returns them only after IDLE_RETURN_SECONDS. Largest first (fewest writes). Only
- * on a shortfall, never on the hot path. A member that moved meanwhile (its allotSeq guard) is read again and asked
- * once more; often it moved because a concurrent charge brought the chunk back already, so
- * the caller writes again whatever this returns. Returns what came back.
+ * on a shortfall, never on the hot path. A member that moved meanwhile (its allotSeq guard)
+ * is read again and asked once more; often it moved because a concurrent charge brought the
+ * chunk back already, so the caller writes again whatever this returns. Returns what came back.
  */
 export async function reclaimAllotments(store: Store, mainAccountId: string, wantedMinor: number): Promise<number> {
   if (wantedMinor <= 0) return 0;

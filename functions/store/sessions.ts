@@ -759,7 +759,6 @@ export async function keepAnswer(store: Store, sessionId: string, requestId: str
   }
 }
 
-
 export async function refundSession(store: Store, sessionId: string, command: { requestId: string; amount?: number; reason?: string }, bodyHash: string): Promise<StoredAnswer> {
   const session = await requireSession(store, sessionId, command.requestId);
   const replay = replayOrConflict(session, command.requestId, bodyHash);
