@@ -8,7 +8,7 @@
 // main account's item alone), and the main account's own charge brings them back to it.
 import { TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { dueShardOf, key } from './table.js';
-import { cancellationReasons, withConflictRetry, type Store } from './db.js';
+import { cancellationReasons, conditionFailedAt, withConflictRetry, type Store } from './db.js';
 import { ledgerPut } from './ledger.js';
 import { getAccountItem, listMembers, USABLE_CONDITION, usableAt, type AccountItem } from './accounts.js';
 import { batchGetAll, plainItem } from './db.js';
@@ -156,10 +156,8 @@ async function lateral(store: Store, member: AccountItem, sibling: AccountItem, 
       ],
     })));
   } catch (error) {
-    const reasons = cancellationReasons(error);
-    if (!reasons) throw error;
-    if (reasons[1]?.Code === 'ConditionalCheckFailed') return 'member';
-    if (reasons[0]?.Code === 'ConditionalCheckFailed') return 'sibling';
+    if (conditionFailedAt(error, 1)) return 'member';
+    if (conditionFailedAt(error, 0)) return 'sibling';
     throw error;
   }
   return 'given';

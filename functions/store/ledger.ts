@@ -41,9 +41,10 @@ export function ledgerPut(store: Store, entry: LedgerEntry) {
  * The ledger entry of a session step on an account, net: what it charged (`amount`, negative)
  * and how the reservation moved (`reservedDelta`); none when nothing moved. Its type says what
  * the step did: `debit` when it charged (an expiry charging a party's usage too), else `expire`
- * for an expiry, else `reserve` or `release` by the reservation's move. One entry a step, not one per movement: every entry is an item
- * written on the charging path, in its transaction (two write units each). Its id derives
- * from the step, so a retry or a roll-forward writes the same one.
+ * for an expiry, else `reserve` or `release` by the reservation's move. One entry a step, not
+ * one per movement: every entry is an item written on the charging path, in its transaction
+ * (two write units each). Its id derives from the step, so a retry or a roll-forward writes
+ * the same one.
  */
 export function stepEntry(base: { accountId: string; sessionId: string; requestId: string; at: string; seq: number },
   step: { chargeMinor: number; reservedDelta: number; units?: number; expiry?: boolean }): LedgerEntry[] {

@@ -6,7 +6,7 @@
 // sponsor never goes below its floor.
 import { TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
-import { cancellationReasons, withConflictRetry, type Store } from './db.js';
+import { conditionFailedAt, withConflictRetry, type Store } from './db.js';
 import { ledgerPut, type LedgerEntryType } from './ledger.js';
 import { requireAccount, USABLE_CONDITION, type AccountItem } from './accounts.js';
 import { notificationItem } from './notifications.js';
@@ -53,10 +53,8 @@ async function transferFromSponsor(store: Store, account: SponsoredAccount, spon
       ],
     })));
   } catch (error) {
-    const reasons = cancellationReasons(error);
-    if (!reasons) throw error;
-    if (reasons[1]?.Code === 'ConditionalCheckFailed') return 'moved';
-    if (reasons[0]?.Code === 'ConditionalCheckFailed') return 'short';
+    if (conditionFailedAt(error, 1)) return 'moved';
+    if (conditionFailedAt(error, 0)) return 'short';
     throw error;
   }
   return 'given';
