@@ -31,6 +31,24 @@ function mainIsUsable(main: AccountItem | null, at: string): main is AccountItem
  */
 const unreservedMoney = (member: AccountItem) => Math.max(0, member.balance - member.reserved);
 
+/**
+ * An account short of `shortMinor` looks to its family (seeds 002, 003) before it is refused:
+ * an attached account takes an allotment from its main account (`taken`; write again when
+ * given or moved), and a main account with allotments out brings back its members' idle ones
+ * (`reclaimedMinor`; write again whatever came back: a concurrent charge, or a duplicate of
+ * the same request, may have brought them back first, and a refusal on the account as read
+ * before would be wrong, and kept). Null: the account has no family money to look to.
+ */
+export async function coverFromFamily(store: Store, account: AccountItem, shortMinor: number):
+  Promise<{ retry: boolean; taken?: TakeResult; reclaimedMinor?: number } | null> {
+  if (account.mainAccountId) {
+    const taken = await takeAllotment(store, account, shortMinor);
+    return { retry: taken === 'given' || taken === 'moved', taken };
+  }
+  if ((account.allottedOut ?? 0) > 0) return { retry: true, reclaimedMinor: await reclaimAllotments(store, account.accountId, shortMinor) };
+  return null;
+}
+
 /** Moves money from the main account to `member` so it can cover `neededMinor` more. */
 export async function takeAllotment(store: Store, member: AccountItem, neededMinor: number): Promise<TakeResult> {
   // First try without reading the main account; a refusal hands back its item (ALL_OLD),

@@ -11,7 +11,7 @@ export { plainItem } from './db.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry } from './accounts.js';
 import type { Movement } from '../domain/session.js';
 import { askSweepSoon, BACKSTOP_THRESHOLD, claimRemovals, finishedCount, settleRemovals, type Removal } from './compaction.js';
-import { reclaimAllotments, takeAllotment } from './allotments.js';
+import { coverFromFamily } from './allotments.js';
 import { takeFromSponsors, type SponsoredAccount } from './sponsors.js';
 import { afterCharge, isServiceAccountId, serviceAccountId } from './serviceAccounts.js';
 
@@ -184,23 +184,20 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     // main account brings back its members' idle allotments (its view counts them as its
     // money); an account with sponsors (seed 003) asks them. Once.
     const sponsored = !!(account as SponsoredAccount | null)?.sponsors?.length;
-    const lentOut = !!account && !account.mainAccountId && (account.allottedOut ?? 0) > 0;
-    if (!account || depth > 0 || !(account.mainAccountId || sponsored || lentOut) || !onlyMoneyShort(account, opId, condition, need, store.now())) return { ok: false, account };
+    const family = !!account && (!!account.mainAccountId || (account.allottedOut ?? 0) > 0);
+    if (!account || depth > 0 || !(family || sponsored) || !onlyMoneyShort(account, opId, condition, need, store.now())) return { ok: false, account };
     // A request answered before, its entry long gone from the account, makes no one pay: its
     // caller replays the answer.
     if (condition.kind === 'new' && condition.answeredBefore && await condition.answeredBefore()) return { ok: false, account };
-    if (account.mainAccountId) {
-      const taken = await takeAllotment(store, account, need - account.available);
-      if (taken === 'given' || taken === 'moved') return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
-      return { ok: false, account, main: taken };
+    const covered = await coverFromFamily(store, account, need - account.available);
+    if (covered?.taken !== undefined) {
+      const taken = covered.taken;
+      return taken === 'given' || taken === 'moved' ? applyOp(store, accountId, opId, condition, movement, entry, depth + 1) : { ok: false, account, main: taken };
     }
-    // After a reclaim the write goes again whatever came back: a concurrent charge (or a
-    // duplicate of this very request) may have brought the members' chunks back first, and a
-    // refusal on the account as read before would then be wrong (and kept, for a repeat).
-    const back = lentOut ? await reclaimAllotments(store, accountId, need - account.available) : 0;
-    const shortMinor = need - account.available - back;
+    // What the members did not bring back, sponsors may give.
+    const shortMinor = need - account.available - (covered?.reclaimedMinor ?? 0);
     const taken = sponsored && shortMinor > 0 ? await takeFromSponsors(store, account as SponsoredAccount, shortMinor) : 'none';
-    if (lentOut || taken === 'given' || taken === 'moved') return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
+    if (covered?.retry || taken === 'given' || taken === 'moved') return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
     return { ok: false, account };
   }
   settleRemovals(store, accountId, removals, 'applied');

@@ -12,7 +12,7 @@ import { newNonce, plainItem } from './ops.js';
 import { ledgerPut, stepEntry, type LedgerEntry } from './ledger.js';
 import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
 import { getService, type Service } from './services.js';
-import { reclaimAllotments, takeAllotment } from './allotments.js';
+import { coverFromFamily } from './allotments.js';
 import { answerKey, answerPut, expiryNotice, keepAnswer, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail } from '../domain/errors.js';
@@ -168,17 +168,11 @@ async function activate(store: Store, session: SessionItem, command: { requestId
   // Nothing was reserved from anyone. The refusal is the answer to this request; the session
   // stays proposed, so the parties may top up and agree again (a new requestId) before validUntil.
   const refused = result.refusedParty;
-  // A party attached to a main account pays through it: take an allotment, then try again.
-  if (refused.reason === 'insufficient' && refused.account?.mainAccountId && allotmentsTaken < parties.length) {
-    const taken = await takeAllotment(store, refused.account, refused.needMinor - refused.account.available);
-    if (taken === 'given' || taken === 'moved') return activate(store, session, command, bodyHash, attempt, allotmentsTaken + 1);
-    if (taken === 'inactive') refused.reason = 'inactive';
-  }
-  // A party that is a main account first brings back its members' idle allotments.
-  if (refused.reason === 'insufficient' && refused.account && !refused.account.mainAccountId && (refused.account.allottedOut ?? 0) > 0 && allotmentsTaken < parties.length) {
-    // Tried again whatever came back: a concurrent charge may have brought the chunks back first.
-    await reclaimAllotments(store, refused.account.accountId, refused.needMinor - refused.account.available);
-    return activate(store, session, command, bodyHash, attempt, allotmentsTaken + 1);
+  // A party in a family pays as its charges do (coverFromFamily), then the agreement tries again.
+  if (refused.reason === 'insufficient' && refused.account && allotmentsTaken < parties.length) {
+    const covered = await coverFromFamily(store, refused.account, refused.needMinor - refused.account.available);
+    if (covered?.retry) return activate(store, session, command, bodyHash, attempt, allotmentsTaken + 1);
+    if (covered?.taken === 'inactive') refused.reason = 'inactive';
   }
   const problem = refused.reason === 'not_found'
     ? { status: 404, body: { code: 'not_found', detail: `account ${refused.accountId} does not exist`, accountId: refused.accountId } }

@@ -16,7 +16,7 @@ import { DUE_SHARDS, key } from './table.js';
 import { batchGetAll, cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { ledgerPut, type LedgerEntryType } from './ledger.js';
 import { getAccountItem, keepRequestAnswer, requireAccount, USABLE_CONDITION, usableAt, type AccountItem, type StoredAnswer } from './accounts.js';
-import { takeAllotment } from './allotments.js';
+import { coverFromFamily } from './allotments.js';
 import { plainItem } from './db.js';
 import { findDueKeys, notificationItem, type AccountNotification } from './notifications.js';
 import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
@@ -395,11 +395,11 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor
       const ownerItem = plainItem(reasons[1].Item) as AccountItem | undefined;
       if (!ownerItem) return { ok: false, reason: 'gone' };
       if (!usableAt(ownerItem, at)) return { ok: false, reason: 'inactive' };
-      // An owner attached to a main account pays as its charges do: through an allotment (once).
-      if (ownerItem.mainAccountId && !allotted && ownerItem.available < amountMinor) {
-        const taken = await takeAllotment(store, ownerItem, amountMinor - ownerItem.available);
-        if (taken === 'given' || taken === 'moved') return rechargeOnce(store, sa, requestedMinor, guard, true);
-        if (taken === 'inactive') return { ok: false, reason: 'inactive' };
+      // An owner in a family pays as its charges do (coverFromFamily), once.
+      if (!allotted && ownerItem.available < amountMinor) {
+        const covered = await coverFromFamily(store, ownerItem, amountMinor - ownerItem.available);
+        if (covered?.retry) return rechargeOnce(store, sa, requestedMinor, guard, true);
+        if (covered?.taken === 'inactive') return { ok: false, reason: 'inactive' };
       }
       return { ok: false, reason: 'insufficient' };
     }

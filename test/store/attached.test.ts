@@ -282,6 +282,19 @@ describe('attached accounts', () => {
     expect((await reconciled(store, 'home')).balance + (await reconciled(store, 'kid')).balance).toBe(350);
   });
 
+  it('a main account\'s recharge of its own service account brings back its members\' idle allotments first, as its charges do', async () => {
+    const store = await testStore();
+    await family(store, 100, ['kid']);
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await putServiceAccount(store, 'home', 'data', { unit: 'kilobytes', rate: { amountMinor: 1, units: 1 }, priority: 1, onEmpty: 'deny' });
+    // kid takes a chunk of 20 and spends 2: home has 80 of its own, kid 18 idle; GET shows 98.
+    await directDebit(store, { requestId: 'kid-e', accountId: 'kid', clientId: 'c', serviceId: 'voice', units: 60 }, 'h');
+    expect((await requireAccount(store, 'home')).available).toBe(80);
+    expect(await manualRecharge(store, 'home', 'data', { requestId: 'buy', amountMinor: 90 }, 'h')).toMatchObject({ status: 200, body: { recharged: { amount: 90 } } });
+    const [home, kid] = await Promise.all([reconciled(store, 'home'), reconciled(store, 'kid')]);
+    expect([home.balance, kid.balance]).toEqual([0, 8]);
+  });
+
   it('a main account brings back only what its view counts as its own: not the money of a member that was topped up', async () => {
     const store = await testStore();
     await family(store, 300, ['kid']);
