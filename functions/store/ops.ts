@@ -11,8 +11,7 @@ export { plainItem } from './db.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry } from './accounts.js';
 import type { Movement } from '../domain/session.js';
 import { askSweepSoon, BACKSTOP_THRESHOLD, claimRemovals, finishedCount, settleRemovals, type Removal } from './compaction.js';
-import { coverFromFamily } from './allotments.js';
-import { takeFromSponsors, type SponsoredAccount } from './sponsors.js';
+import { coverShortfall, hasCover } from './cover.js';
 import { afterCharge, isServiceAccountId, serviceAccountId } from './serviceAccounts.js';
 
 /**
@@ -180,24 +179,14 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
       && refusalOf(account, opId, store.now()) !== 'account_inactive') {
       return { ok: false, account, route: serviceAccountId(accountId, condition.serviceId) };
     }
-    // Short of money only: an attached account takes an allotment from its main account; a
-    // main account brings back its members' idle allotments (its view counts them as its
-    // money); an account with sponsors (seed 003) asks them. Once.
-    const sponsored = !!(account as SponsoredAccount | null)?.sponsors?.length;
-    const family = !!account && (!!account.mainAccountId || (account.allottedOut ?? 0) > 0);
-    if (!account || depth > 0 || !(family || sponsored) || !onlyMoneyShort(account, opId, condition, need, store.now())) return { ok: false, account };
+    // Short of money only: whoever pays for the account is asked (coverShortfall), once.
+    if (!account || depth > 0 || !hasCover(account) || !onlyMoneyShort(account, opId, condition, need, store.now())) return { ok: false, account };
     // A request answered before, its entry long gone from the account, makes no one pay: its
     // caller replays the answer.
     if (condition.kind === 'new' && condition.answeredBefore && await condition.answeredBefore()) return { ok: false, account };
-    const covered = await coverFromFamily(store, account, need - account.available);
-    if (covered?.taken !== undefined) {
-      const taken = covered.taken;
-      return taken === 'given' || taken === 'moved' ? applyOp(store, accountId, opId, condition, movement, entry, depth + 1) : { ok: false, account, main: taken };
-    }
-    // What the members did not bring back, sponsors may give.
-    const shortMinor = need - account.available - (covered?.reclaimedMinor ?? 0);
-    const taken = sponsored && shortMinor > 0 ? await takeFromSponsors(store, account as SponsoredAccount, shortMinor) : 'none';
-    if (covered?.retry || taken === 'given' || taken === 'moved') return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
+    const covered = await coverShortfall(store, account, need - account.available);
+    if (covered.retry) return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
+    if (covered.taken !== undefined) return { ok: false, account, main: covered.taken };
     return { ok: false, account };
   }
   settleRemovals(store, accountId, removals, 'applied');

@@ -12,7 +12,7 @@ import { newNonce, plainItem } from './ops.js';
 import { ledgerPut, stepEntry, type LedgerEntry } from './ledger.js';
 import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
 import { getService, type Service } from './services.js';
-import { coverFromFamily } from './allotments.js';
+import { coverShortfall, hasCover } from './cover.js';
 import { answerKey, answerPut, expiryNotice, keepAnswer, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail } from '../domain/errors.js';
@@ -147,7 +147,7 @@ export async function agree(store: Store, sessionId: string, command: { requestI
 }
 
 /** The last agreement: reserve every party's most possible share, all or nothing. */
-async function activate(store: Store, session: SessionItem, command: { requestId: string; accountId: string }, bodyHash: string, attempt: number, allotmentsTaken = 0): Promise<StoredAnswer> {
+async function activate(store: Store, session: SessionItem, command: { requestId: string; accountId: string }, bodyHash: string, attempt: number, coversAsked = 0): Promise<StoredAnswer> {
   const requestId = command.requestId;
   const parties = session.parties!;
   const grant = optimisticGrant(session.requested!, session.price)!;
@@ -168,11 +168,12 @@ async function activate(store: Store, session: SessionItem, command: { requestId
   // Nothing was reserved from anyone. The refusal is the answer to this request; the session
   // stays proposed, so the parties may top up and agree again (a new requestId) before validUntil.
   const refused = result.refusedParty;
-  // A party in a family pays as its charges do (coverFromFamily), then the agreement tries again.
-  if (refused.reason === 'insufficient' && refused.account && allotmentsTaken < parties.length) {
-    const covered = await coverFromFamily(store, refused.account, refused.needMinor - refused.account.available);
-    if (covered?.retry) return activate(store, session, command, bodyHash, attempt, allotmentsTaken + 1);
-    if (covered?.taken === 'inactive') refused.reason = 'inactive';
+  // A short party is covered as its charges are (its family, its sponsors: coverShortfall),
+  // then the agreement tries again.
+  if (refused.reason === 'insufficient' && refused.account && coversAsked < parties.length && hasCover(refused.account)) {
+    const covered = await coverShortfall(store, refused.account, refused.needMinor - refused.account.available);
+    if (covered.retry) return activate(store, session, command, bodyHash, attempt, coversAsked + 1);
+    if (covered.taken === 'inactive') refused.reason = 'inactive';
   }
   const problem = refused.reason === 'not_found'
     ? { status: 404, body: { code: 'not_found', detail: `account ${refused.accountId} does not exist`, accountId: refused.accountId } }

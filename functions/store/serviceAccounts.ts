@@ -16,7 +16,7 @@ import { DUE_SHARDS, key } from './table.js';
 import { batchGetAll, cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { ledgerPut, type LedgerEntryType } from './ledger.js';
 import { getAccountItem, keepRequestAnswer, requireAccount, USABLE_CONDITION, usableAt, type AccountItem, type StoredAnswer } from './accounts.js';
-import { coverFromFamily } from './allotments.js';
+import { coverShortfall, hasCover } from './cover.js';
 import { plainItem } from './db.js';
 import { findDueKeys, notificationItem, type AccountNotification } from './notifications.js';
 import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
@@ -339,7 +339,7 @@ function guardItem(store: Store, saId: string, guard: Guard, amountMinor: number
  * A recharge of `requestedMinor`, exactly once per guard: the units it buys go into `sa`, and
  * the owner pays what they cost (rechargeOf), never the rest of the amount.
  */
-async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor: number, guard: Guard, allotted = false): Promise<RechargeOutcome> {
+async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor: number, guard: Guard, covered = false): Promise<RechargeOutcome> {
   const recharge = rechargeOf(requestedMinor, sa.rate);
   if (recharge === null) return { ok: false, reason: 'full' };
   const { units, amountMinor } = recharge;
@@ -395,11 +395,11 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor
       const ownerItem = plainItem(reasons[1].Item) as AccountItem | undefined;
       if (!ownerItem) return { ok: false, reason: 'gone' };
       if (!usableAt(ownerItem, at)) return { ok: false, reason: 'inactive' };
-      // An owner in a family pays as its charges do (coverFromFamily), once.
-      if (!allotted && ownerItem.available < amountMinor) {
-        const covered = await coverFromFamily(store, ownerItem, amountMinor - ownerItem.available);
-        if (covered?.retry) return rechargeOnce(store, sa, requestedMinor, guard, true);
-        if (covered?.taken === 'inactive') return { ok: false, reason: 'inactive' };
+      // A short owner is covered as its charges are (its family, its sponsors: coverShortfall), once.
+      if (!covered && ownerItem.available < amountMinor && hasCover(ownerItem)) {
+        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available);
+        if (cover.retry) return rechargeOnce(store, sa, requestedMinor, guard, true);
+        if (cover.taken === 'inactive') return { ok: false, reason: 'inactive' };
       }
       return { ok: false, reason: 'insufficient' };
     }

@@ -9,6 +9,7 @@ import { agree, proposePartySession } from '../../functions/store/parties.js';
 import { debitSession, getSessionItem, refundSession, requireSession, reserve, sessionIdFor, updateSession } from '../../functions/store/sessions.js';
 import { sweep } from '../../functions/store/sweep.js';
 import { readLedger } from '../../functions/store/ledger.js';
+import { setSponsors } from '../../functions/store/sponsors.js';
 import type { Principle } from '../../functions/domain/parties.js';
 
 // A game: 1 minor unit per started second, so costs are easy to make odd.
@@ -72,6 +73,18 @@ describe('verification before the start', () => {
     // Ben tops up and agrees again: now it starts.
     await topUp(store, 'ben', 't2', 100, 'h');
     expect((await agree(store, sessionId, { requestId: 'again', accountId: 'ben' }, 'h')).body.state).toBe('active');
+  });
+
+  it('a short party with a sponsor (seed 003) is covered as its charges are: the game starts, the sponsor paid the shortfall', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 50, gran: 500 });
+    await setSponsors(store, 'ben', [{ accountId: 'gran', priority: 1 }]);
+    const { last } = await started(store, 'g1', ['ann', 'ben'], { type: 'loser-pays' });
+    expect(last.body.state).toBe('active');
+    // ben's most possible share is 101: gran gave the 51 he lacked, and nothing more.
+    expect(await reconciled(store, 'ben')).toMatchObject({ balance: 101, reserved: 101 });
+    expect(await reconciled(store, 'gran')).toMatchObject({ balance: 449, reserved: 0 });
+    expect((await readLedger(store, 'gran')).entries[0]).toMatchObject({ type: 'sponsor_transfer', amount: -51 });
   });
 
   it('parties of different currencies: 409 conflict naming the currencies, nothing written', async () => {

@@ -168,6 +168,38 @@ describe('service accounts', () => {
     expect((await listNotifications(store, 'alice')).notifications[0]).toMatchObject({ type: 'recharge_failed', classification: 'portal' });
   });
 
+  it('an owner short of a recharge with a sponsor (seed 003) is covered as its charges are: the sponsor pays the shortfall, once', async () => {
+    const store = await testStore();
+    await owner(store, 100);
+    await owner(store, 1000, 'mum');
+    await setSponsors(store, 'alice', [{ accountId: 'mum', priority: 1 }]);
+    await putServiceAccount(store, 'alice', 'data', data);
+    const answer = await manualRecharge(store, 'alice', 'data', { requestId: 'r1' }, 'h'); // 500 for 5120 KB
+    expect(answer).toMatchObject({ status: 200 });
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 0 });
+    expect(await reconciled(store, 'mum')).toMatchObject({ balance: 600 });
+    expect((await getServiceAccount(store, 'alice', 'data'))!.balance).toBe(5120);
+    // A repeat is answered alike and makes nobody pay again.
+    expect(await manualRecharge(store, 'alice', 'data', { requestId: 'r1' }, 'h')).toEqual(answer);
+    expect((await reconciled(store, 'mum')).balance).toBe(600);
+  });
+
+  it('concurrent recharges of a sponsored owner: no one below zero, and money only moved', async () => {
+    const store = await testStore();
+    await owner(store, 0);
+    await owner(store, 1200, 'mum');
+    await setSponsors(store, 'alice', [{ accountId: 'mum', priority: 1 }]);
+    await putServiceAccount(store, 'alice', 'data', data);
+    const outcomes = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => manualRecharge(store, 'alice', 'data', { requestId: `r${i}` }, 'h')));
+    const recharged = outcomes.filter((o) => o.status === 'fulfilled' && o.value.status === 200).length;
+    expect(recharged).toBeGreaterThan(0);
+    const alice = await reconciled(store, 'alice');
+    const mum = await reconciled(store, 'mum');
+    expect(Math.min(alice.balance, mum.balance)).toBeGreaterThanOrEqual(0);
+    expect(alice.balance + mum.balance + recharged * 500).toBe(1200);
+    expect((await getServiceAccount(store, 'alice', 'data'))!.balance).toBe(recharged * 5120);
+  });
+
   /**
    * A service account `alice~data` with a threshold recharge pending (level 1620 < 2048) or a
    * daily one coming due at midnight, on a clock that moves 1 ms each time it is read (so two
