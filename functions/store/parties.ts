@@ -287,7 +287,7 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
 // ------------------------------------------------------------- steps of an active session
 
 export async function partyStep(store: Store, session: SessionItem, kind: 'update' | 'debit' | 'release',
-  command: { requestId: string; usedUnits: number; requested?: Requested; outcome?: Outcome }, bodyHash: string): Promise<StoredAnswer> {
+  command: { requestId: string; usedUnits: number; requested?: Requested; outcome?: Outcome }, bodyHash: string, covered = false): Promise<StoredAnswer> {
   const previous = replayOrConflict(session, command.requestId, bodyHash);
   if (previous) return previous;
   if (session.state === 'pending_agreement') {
@@ -327,19 +327,26 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   }
   const result = await partyTransaction(store, session, { kind, requestId: command.requestId, bodyHash, at, next, answer, moves });
   if (result.ok) return answer;
-  if (result.refusedParty && kind === 'update') {
+  const refused = result.refusedParty;
+  // A party short of a larger share is covered as its charges are (its family, its sponsors:
+  // coverShortfall), once; then the step is decided again on the session as it is.
+  if (refused?.reason === 'insufficient' && refused.account && !covered && hasCover(refused.account)) {
+    const cover = await coverShortfall(store, refused.account, refused.needMinor - refused.account.available);
+    if (cover.retry) return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, true);
+  }
+  if (refused && kind === 'update') {
     // No hold can grow, but the reported usage is recorded all the same, as on a plain
     // session (else a client that then terminates with nothing more used would not pay for
     // it): the same step with the holds as they are, which needs no money. The refusal is
     // the step's answer, so a repeat is refused alike even after a top-up.
-    const refusal: StoredAnswer = { status: 402, body: { code: 'insufficient_credit', detail: `party ${result.refusedParty.accountId} cannot pay a larger share; the reported usage was recorded`, accountId: result.refusedParty.accountId, charged: { units: usedUnits, amount: 0 } } };
+    const refusal: StoredAnswer = { status: 402, body: { code: 'insufficient_credit', detail: `party ${refused.accountId} cannot pay a larger share; the reported usage was recorded`, accountId: refused.accountId, charged: { units: usedUnits, amount: 0 } } };
     // It is a report like any other: the game lives validitySeconds from it, as after a grant.
     const usageOnly: SessionItem = { ...session, seq: session.seq + 1, lastUpdateAt: at, validUntil: addSeconds(at, session.validitySeconds), hold: { ...session.hold, seq: session.seq + 1, usedUnits } };
     const held = parties.map((p) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: p.holdMinor, grantedUnits: session.hold.grantedUnits }));
     if ((await partyTransaction(store, session, { kind, requestId: command.requestId, bodyHash, at, next: usageOnly, answer: refusal, moves: held })).ok) return refusal;
   }
   // The session moved (a duplicate, the sweep): decide again on what it is now.
-  return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash);
+  return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, covered);
 }
 
 /**

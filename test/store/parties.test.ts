@@ -288,6 +288,41 @@ describe('usage reported by updates is paid when the game is released or expires
     }
   });
 
+  it.each(['sponsor', 'main account'] as const)('an update that grows a short party\'s hold is covered by its %s, as its charges are', async (who) => {
+    const store = await testStore();
+    await players(store, { ann: 5000, gran: 5000 });
+    if (who === 'sponsor') {
+      await players(store, { ben: 60 });
+      await setSponsors(store, 'ben', [{ accountId: 'gran', priority: 1 }]);
+    } else {
+      await createAccount(store, { accountId: 'ben', currency: 'EUR', kind: 'prepaid', mainAccountId: 'gran' });
+    }
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' }); // 51 each
+    // More than any first chunk of gran's: ben's hold grows from 51 to 1025.
+    const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 50, requested: { units: 2000 } }, 'h');
+    expect(updated).toMatchObject({ status: 200, body: { granted: { units: 2000 } } });
+    expect((await requireSession(store, sessionId)).parties!.map((p) => p.holdMinor)).toEqual([1025, 1025]);
+    const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 0 }, 'h');
+    expect(closed.body).toMatchObject({ state: 'closed', charged: { units: 50, amount: 50 } });
+    // Money only moved: what ben paid came from gran, one way or the other (a main account's
+    // chunk may have left ben more than he spent; it is still in ben's balance).
+    const total = (await reconciled(store, 'ann')).balance + (await reconciled(store, 'gran')).balance + (await reconciled(store, 'ben')).balance;
+    expect(total).toBe(10_000 + (who === 'sponsor' ? 60 : 0) - 50);
+  });
+
+  it('concurrent duplicates of an update that grows a sponsored party\'s hold: answered alike, the sponsor pays once', async () => {
+    const store = await testStore();
+    await players(store, { ann: 5000, gran: 5000, ben: 60 });
+    await setSponsors(store, 'ben', [{ accountId: 'gran', priority: 1 }]);
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' }); // 51 each
+    const answers = await Promise.all(Array.from({ length: 5 }, () => updateSession(store, sessionId, { requestId: 'u1', usedUnits: 50, requested: { units: 2000 } }, 'h')));
+    for (const answer of answers) expect(answer).toEqual(answers[0]);
+    expect(answers[0]).toMatchObject({ status: 200, body: { granted: { units: 2000 } } });
+    // ben holds 1025: his 60 and what he lacked, 965, from gran; no more.
+    expect(await reconciled(store, 'ben')).toMatchObject({ balance: 1025, reserved: 1025 });
+    expect(await reconciled(store, 'gran')).toMatchObject({ balance: 5000 - 965 });
+  });
+
   it('usage past the grant (a refused update) is charged on release up to what was reserved, never more', async () => {
     const store = await testStore();
     await players(store, { ann: 1000, ben: 60 });
