@@ -1,5 +1,5 @@
-// How much to grant: the request, or less when credit is short, never zero.
-import { priceOrNull, unitsAffordable, type Price } from './rating.js';
+// How much to grant: the request, or less when credit is short, never zero units.
+import { blocksFor, priceOrNull, unitsAffordable, type Price } from './rating.js';
 
 export type Requested = { units: number } | { amount: number };
 
@@ -9,24 +9,34 @@ export interface Grant {
 }
 
 /**
- * The grant for `requested` when `availableMinor` can be spent. Returns null when not
- * even one block can be paid (the caller answers insufficient_credit).
+ * The grant for `requested` when `availableMinor` can be spent, after `usedUnits` of the
+ * session's usage. Usage is rated on its running total, so a grant costs what it adds to
+ * the total's price: the rest of the block the usage is in is paid already (units that cost
+ * nothing more), and only blocks past it cost money. Returns null when not even one unit
+ * can be granted (the caller answers insufficient_credit).
  */
-export function computeGrant(requested: Requested, price: Price, availableMinor: number): Grant | null {
+export function computeGrant(requested: Requested, price: Price, availableMinor: number, usedUnits = 0): Grant | null {
   // An available figure past 2^53-1 (an optimistic caller) spends like 2^53-1.
   const available = Math.min(Math.max(0, availableMinor), Number.MAX_SAFE_INTEGER);
-  const wantedUnits = 'units' in requested ? requested.units : unitsAffordable(requested.amount, price);
+  // Never a grant that takes the session's usage past 2^53-1 units (it could not be rated).
+  const wantedUnits = Math.min('units' in requested ? requested.units : unitsAffordable(requested.amount, price), Number.MAX_SAFE_INTEGER - usedUnits);
   if (wantedUnits <= 0) return null;
+  const paidBefore = priceOrNull(usedUnits, price);
+  const costOf = (units: number) => {
+    const total = priceOrNull(usedUnits + units, price);
+    return total === null || paidBefore === null ? null : total - paidBefore;
+  };
   // A request whose price is beyond 2^53-1 is simply more than can be paid: grant what fits.
-  const wantedAmount = priceOrNull(wantedUnits, price);
+  const wantedAmount = costOf(wantedUnits);
   if (wantedAmount !== null && wantedAmount <= available) return { units: wantedUnits, amountMinor: wantedAmount };
-  const affordable = Math.min(wantedUnits, unitsAffordable(available, price));
+  const paidUnits = blocksFor(usedUnits, price) * price.perUnits - usedUnits;
+  const affordable = Math.min(wantedUnits, paidUnits + unitsAffordable(available, price));
   if (affordable <= 0) return null;
-  // Whole blocks of what `available` pays for: their price is at most `available`.
-  return { units: affordable, amountMinor: priceOrNull(affordable, price)! };
+  // The paid rest of the block, then whole blocks of what `available` pays for: their price is at most `available`.
+  return { units: affordable, amountMinor: costOf(affordable)! };
 }
 
 /** The full grant, assuming credit is plentiful: the first, optimistic attempt. */
-export function optimisticGrant(requested: Requested, price: Price): Grant | null {
-  return computeGrant(requested, price, Number.MAX_SAFE_INTEGER);
+export function optimisticGrant(requested: Requested, price: Price, usedUnits = 0): Grant | null {
+  return computeGrant(requested, price, Number.MAX_SAFE_INTEGER, usedUnits);
 }

@@ -70,8 +70,9 @@ export function movementFor(hold: Hold, usage: Usage, newHoldMinor: number): Mov
  */
 export function regrant(requested: Requested | undefined, price: Price, usage: Usage, accountAvailableMinor?: number): Grant | null {
   if (!requested) return { units: 0, amountMinor: 0 };
-  if (accountAvailableMinor === undefined) return optimisticGrant(requested, price);
-  return computeGrant(requested, price, accountAvailableMinor + usage.remainderMinor);
+  // Priced after the usage reported so far (see computeGrant: the block it is in is paid).
+  if (accountAvailableMinor === undefined) return optimisticGrant(requested, price, usage.usedUnitsTotal);
+  return computeGrant(requested, price, accountAvailableMinor + usage.remainderMinor, usage.usedUnitsTotal);
 }
 
 /** `refused`: a reserve an existing account refused (short of credit, inactive); it holds nothing and keeps the refusal for repeats. */

@@ -44,3 +44,24 @@ describe('computeGrant', () => {
   ])('$requested with $available available grants $grant', ({ requested, available, grant }) =>
     expect(computeGrant(requested, perMinute, available)).toEqual(grant));
 });
+
+describe('computeGrant after usage: a grant costs what it adds to the running total\'s price', () => {
+  it.each([
+    // 30 s used: the rest of its minute is paid.
+    { used: 30, requested: { units: 30 }, available: 0, grant: { units: 30, amountMinor: 0 } },
+    { used: 30, requested: { units: 30 }, available: 100, grant: { units: 30, amountMinor: 0 } },
+    { used: 30, requested: { units: 90 }, available: 100, grant: { units: 90, amountMinor: 2 } },
+    { used: 30, requested: { units: 90 }, available: 1, grant: { units: 30, amountMinor: 0 } },
+    { used: 30, requested: { units: 600 }, available: 4, grant: { units: 150, amountMinor: 4 } },
+    // On a block boundary nothing is paid ahead.
+    { used: 60, requested: { units: 30 }, available: 1, grant: null },
+    { used: 60, requested: { units: 30 }, available: 2, grant: { units: 30, amountMinor: 2 } },
+    { used: 0, requested: { units: 30 }, available: 1, grant: null },
+    // { amount } buys whole blocks' worth of units, then costs what they add.
+    { used: 30, requested: { amount: 2 }, available: 100, grant: { units: 60, amountMinor: 2 } },
+  ])('$used used, $requested with $available available grants $grant', ({ used, requested, available, grant }) =>
+    expect(computeGrant(requested, perMinute, available, used)).toEqual(grant));
+
+  it('never takes the usage past 2^53-1 units', () =>
+    expect(computeGrant({ units: 600 }, perMinute, 1000, Number.MAX_SAFE_INTEGER - 10)).toEqual({ units: 10, amountMinor: expect.any(Number) }));
+});

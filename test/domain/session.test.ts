@@ -34,8 +34,10 @@ describe('regrant', () => {
   const usage = rateUsage(hold({}), 90, perMinute); // remainder 16
   it('without a request grants nothing', () => expect(regrant(undefined, perMinute, usage)).toEqual({ units: 0, amountMinor: 0 }));
   it('first asks for everything', () => expect(regrant({ units: 600 }, perMinute, usage)).toEqual({ units: 600, amountMinor: 20 }));
-  it('then fits in what the account had plus what the report released', () =>
-    expect(regrant({ units: 600 }, perMinute, usage, 2)).toEqual({ units: 540, amountMinor: 18 }));
+  it('then fits in what the account had plus what the report released, after the paid rest of the block the usage is in', () =>
+    expect(regrant({ units: 600 }, perMinute, usage, 2)).toEqual({ units: 570, amountMinor: 18 })); // 30 paid + 9 blocks
+  it('units inside the block the usage is in cost nothing more: granted with nothing left to pay', () =>
+    expect(regrant({ units: 30 }, perMinute, rateUsage(hold({ holdMinor: 0, usedUnits: 0 }), 30, perMinute), 0)).toEqual({ units: 30, amountMinor: 0 }));
   it('or nothing when not one block fits', () => expect(regrant({ units: 600 }, perMinute, rateUsage(hold({ holdMinor: 0 }), 0, perMinute), 1)).toBeNull());
 });
 

@@ -878,7 +878,10 @@ class Simulation {
         if (body.charged) s.charged = Math.max(s.charged, body.charged.amount);
         if (req.kind === 'update') {
           if (answer.status === 200) {
-            if (!int(body.granted?.units) || body.granted.amount !== costOf(service, body.granted.units, s.routed)) this.fail('rating', `${what}: granted ${JSON.stringify(body.granted)}`);
+            // A grant costs what it adds to the price of the usage so far (the block that usage is in is paid).
+            const usedSoFar = body.charged?.units;
+            const addedCost = int(usedSoFar) && int(body.granted?.units) ? costOf(service, usedSoFar + body.granted.units, s.routed) - costOf(service, usedSoFar, s.routed) : NaN;
+            if (!int(body.granted?.units) || body.granted.amount !== addedCost) this.fail('rating', `${what}: granted ${JSON.stringify(body.granted)} after ${usedSoFar} units used`);
             s.grantedUnits = body.granted.units;
           } else {
             if (body.code !== 'insufficient_credit') this.fail('unexpected answer', `${what}: ${JSON.stringify(body)}`);

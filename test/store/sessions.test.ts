@@ -41,6 +41,36 @@ describe('a whole session', () => {
     expect(await requireAccount(store, 'bob')).toMatchObject({ balance: 7, reserved: 6, available: 1 });
   });
 
+  it.each(writePaths)('grants what is left of a block the usage already paid, with nothing more to pay, even on an empty account (%s)', async (_path, twoWriteSteps) => {
+    const store = await testStore({ twoWriteSteps });
+    await fundedAccount(store, 'dan', 2);
+    const { body } = await reserve(store, reserveCommand('r1', 'dan', 30), 'h'); // 30 s: a whole minute paid (2)
+    expect(body).toMatchObject({ granted: { units: 30, amount: 2 } });
+    const sessionId = body.sessionId as string;
+    const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 30, requested: { units: 30 } }, 'hu');
+    expect(updated).toMatchObject({ status: 200, body: { granted: { units: 30, amount: 0 }, charged: { units: 30, amount: 2 } } });
+    expect(await reconciled(store, 'dan')).toMatchObject({ balance: 0, reserved: 0 });
+    const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 30 }, 'hd');
+    expect(closed.body).toMatchObject({ charged: { units: 60, amount: 2 }, returned: { amount: 0 } });
+  });
+
+  it.each(writePaths)('ten 30 s reports, each asking 30 s more, cost what one 300 s report costs: 10 cents last 300 s (%s)', async (_path, twoWriteSteps) => {
+    const store = await testStore({ twoWriteSteps });
+    await fundedAccount(store, 'eve', 10);
+    const { body } = await reserve(store, reserveCommand('r1', 'eve', 30), 'h');
+    const sessionId = body.sessionId as string;
+    for (let i = 1; i < 10; i++) {
+      const updated = await updateSession(store, sessionId, { requestId: `u${i}`, usedUnits: 30, requested: { units: 30 } }, `h${i}`);
+      expect(updated.status, `report ${i}`).toBe(200);
+      // Never more held than the next block: what is held plus what is charged stays within 10.
+      const eve = await requireAccount(store, 'eve');
+      expect(eve.reserved + (10 - eve.balance)).toBeLessThanOrEqual(10);
+    }
+    const closed = await debitSession(store, sessionId, { requestId: 'd', usedUnits: 30 }, 'hd');
+    expect(closed.body).toMatchObject({ charged: { units: 300, amount: 10 }, returned: { amount: 0 } });
+    expect(await reconciled(store, 'eve')).toMatchObject({ balance: 0, reserved: 0 });
+  });
+
   it('answers 402 on an update with no credit left, and still charges the usage', async () => {
     const store = await testStore();
     await fundedAccount(store, 'carol', 2);
