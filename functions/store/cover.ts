@@ -1,35 +1,56 @@
 // Who pays when an account is short (seeds 002 and 003), in one place for every path that
-// takes money from an account: charges (ops.ts), the last agreement of a multi-party session
-// (parties.ts) and service-account recharges (serviceAccounts.ts). Each asks the same people
-// in the same order, so an account is never refused on one path for what another would cover.
+// takes money from an account: charges (ops.ts), multi-party agreements and updates
+// (parties.ts) and service-account recharges (serviceAccounts.ts). Each asks the same
+// accounts in the same order, so an account is never refused on one path for what another
+// would cover.
 import { coverFromFamily, type TakeResult } from './allotments.js';
 import { takeFromSponsors, type SponsoredAccount } from './sponsors.js';
 import type { Store } from './db.js';
-import type { AccountItem } from './accounts.js';
+import { getAccountItem, type AccountItem } from './accounts.js';
 
 /** Whether anyone may pay for `account` when it is short: the checks cost no call. */
 export function hasCover(account: AccountItem): boolean {
-  return !!account.mainAccountId || (account.allottedOut ?? 0) > 0 || !!(account as SponsoredAccount).sponsors?.length;
+  return !!account.mainAccountId || (account.allottedOut ?? 0) > 0 || sponsored(account);
 }
+
+const sponsored = (account: AccountItem) => !!(account as SponsoredAccount).sponsors?.length;
 
 /** Write again, or the main account's refusal when an attached account's main gave nothing. */
 export type Covered = { retry: true } | { retry: false; taken?: Exclude<TakeResult, 'given' | 'moved'> };
 
+const movedMoney = (given: 'given' | 'moved' | 'none') => given === 'given' || given === 'moved';
+
 /**
- * `account`, as read, is short of `shortMinor`. An attached account takes an allotment from
- * its main account, and only that (its charges are its main account's: `taken` is the main
- * account's answer when it gave nothing). A main account brings back its members' idle
- * allotments, then its sponsors give what those did not bring. `retry`: money came, or the
- * account moved under us; the caller writes again, as it read nothing the write did not.
+ * `account`, as read, is short of `shortMinor`. In order:
+ * - an attached account takes an allotment from its main account (its charges are its main
+ *   account's); when the main account is short, the main account's sponsors top it up (the
+ *   next round takes from it), and then the member's own sponsors pay; past its
+ *   consumptionLimit only its own sponsors may (the limit caps what the main account gives);
+ * - any other account brings back its members' idle allotments, then its sponsors give what
+ *   those did not bring.
+ * `retry`: money came, or the account moved under us; the caller writes again. `firstRound`:
+ * a give-back that brought nothing is worth one more write only the first time (a
+ * concurrent charge may have brought the chunks back first), not on every round.
  */
-export async function coverShortfall(store: Store, account: AccountItem, shortMinor: number): Promise<Covered> {
+export async function coverShortfall(store: Store, account: AccountItem, shortMinor: number, firstRound = true): Promise<Covered> {
+  if (account.mainAccountId) return coverMember(store, account, shortMinor);
   const family = await coverFromFamily(store, account, shortMinor);
-  if (family?.taken !== undefined) {
-    const taken = family.taken;
-    return taken === 'given' || taken === 'moved' ? { retry: true } : { retry: false, taken };
+  const reclaimedMinor = family?.reclaimedMinor ?? 0;
+  const stillShortMinor = shortMinor - reclaimedMinor;
+  const given = sponsored(account) && stillShortMinor > 0 ? await takeFromSponsors(store, account as SponsoredAccount, stillShortMinor) : 'none';
+  const familyRetry = !!family?.retry && (firstRound || reclaimedMinor > 0);
+  return familyRetry || movedMoney(given) ? { retry: true } : { retry: false };
+}
+
+async function coverMember(store: Store, member: AccountItem, shortMinor: number): Promise<Covered> {
+  const taken = (await coverFromFamily(store, member, shortMinor))!.taken!;
+  if (taken === 'given' || taken === 'moved') return { retry: true };
+  if (taken === 'inactive') return { retry: false, taken };
+  if (taken === 'insufficient') {
+    const main = await getAccountItem(store, member.mainAccountId!);
+    const mainShortMinor = main ? shortMinor - Math.max(0, main.available) : 0;
+    if (main && sponsored(main) && mainShortMinor > 0 && movedMoney(await takeFromSponsors(store, main as SponsoredAccount, mainShortMinor))) return { retry: true };
   }
-  const stillShortMinor = shortMinor - (family?.reclaimedMinor ?? 0);
-  const sponsored = !!(account as SponsoredAccount).sponsors?.length;
-  const given = sponsored && stillShortMinor > 0 ? await takeFromSponsors(store, account as SponsoredAccount, stillShortMinor) : 'none';
-  return family?.retry || given === 'given' || given === 'moved' ? { retry: true } : { retry: false };
+  if (sponsored(member) && movedMoney(await takeFromSponsors(store, member as SponsoredAccount, shortMinor))) return { retry: true };
+  return { retry: false, taken };
 }

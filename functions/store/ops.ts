@@ -147,6 +147,9 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
   };
 }
 
+/** How many times one write asks for cover (coverShortfall) before it is refused. */
+const COVER_ROUNDS = 4;
+
 export async function applyOp(store: Store, accountId: string, opId: string, condition: OpCondition, movement: Movement, entry: OpEntry, depth = 0): Promise<OpResult> {
   const need = -movement.availableDelta;
   const removals = claimRemovals(store, accountId, opId);
@@ -179,12 +182,15 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
       && refusalOf(account, opId, store.now()) !== 'account_inactive') {
       return { ok: false, account, route: serviceAccountId(accountId, condition.serviceId) };
     }
-    // Short of money only: whoever pays for the account is asked (coverShortfall), once.
-    if (!account || depth > 0 || !hasCover(account) || !onlyMoneyShort(account, opId, condition, need, store.now())) return { ok: false, account };
+    // Short of money only: whoever pays for the account is asked (coverShortfall). Again
+    // after a write refused once more: concurrent shortfalls of one account each get what
+    // they lack in turn (each transfer is guarded to land once), and a retry may find the
+    // money taken by a concurrent charge. A bounded number of rounds.
+    if (!account || depth >= COVER_ROUNDS || !hasCover(account) || !onlyMoneyShort(account, opId, condition, need, store.now())) return { ok: false, account };
     // A request answered before, its entry long gone from the account, makes no one pay: its
     // caller replays the answer.
     if (condition.kind === 'new' && condition.answeredBefore && await condition.answeredBefore()) return { ok: false, account };
-    const covered = await coverShortfall(store, account, need - account.available);
+    const covered = await coverShortfall(store, account, need - account.available, depth === 0);
     if (covered.retry) return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
     if (covered.taken !== undefined) return { ok: false, account, main: covered.taken };
     return { ok: false, account };

@@ -43,9 +43,11 @@ async function transferFromSponsor(store: Store, account: SponsoredAccount, spon
         } },
         { Update: {
           TableName: store.tableName, Key: key.account(account.accountId),
-          UpdateExpression: 'SET balance = balance + :x, available = available + :x, sponsorSeq = :next',
+          // An attached account now holds money from outside its family, as after a top-up
+          // (ownMoney: its main account's view no longer counts its money as the main's).
+          UpdateExpression: `SET balance = balance + :x, available = available + :x, sponsorSeq = :next${account.mainAccountId ? ', ownMoney = :own' : ''}`,
           ConditionExpression: seq === 0 ? 'attribute_not_exists(sponsorSeq)' : 'sponsorSeq = :seq',
-          ExpressionAttributeValues: { ':x': x, ':next': seq + 1, ...(seq === 0 ? {} : { ':seq': seq }) },
+          ExpressionAttributeValues: { ':x': x, ':next': seq + 1, ...(seq === 0 ? {} : { ':seq': seq }), ...(account.mainAccountId ? { ':own': true } : {}) },
         } },
         entry(sponsorId, -x, account.accountId),
         entry(account.accountId, x, sponsorId),

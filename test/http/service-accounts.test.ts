@@ -23,9 +23,11 @@ describe('a data bundle in kilobytes bought from the main balance', () => {
   it('a top-up answers the account as GET shows it, service accounts and sponsors included', async () => {
     await api.call('POST', '/accounts', { accountId: 'bob', currency: 'EUR', kind: 'prepaid' });
     await api.call('PUT', '/accounts/bob/service-accounts/data', dataAccount);
-    await api.call('PATCH', '/accounts/bob', { sponsors: [{ accountId: 'alice', priority: 1 }] });
+    // A sponsor with nothing to give (a sponsor pays bob's recharges too: see below).
+    await api.call('POST', '/accounts', { accountId: 'zed', currency: 'EUR', kind: 'prepaid' });
+    await api.call('PATCH', '/accounts/bob', { sponsors: [{ accountId: 'zed', priority: 1 }] });
     const toppedUp = await api.call('POST', '/accounts/bob/topup', { requestId: 'bob-topup', amount: 100 });
-    expect(toppedUp).toMatchObject({ status: 200, body: { balance: 100, sponsors: [{ accountId: 'alice', priority: 1 }], serviceAccounts: [expect.objectContaining({ classification: 'data' })] } });
+    expect(toppedUp).toMatchObject({ status: 200, body: { balance: 100, sponsors: [{ accountId: 'zed', priority: 1 }], serviceAccounts: [expect.objectContaining({ classification: 'data' })] } });
     expect(toppedUp.body).toEqual((await api.call('GET', '/accounts/bob')).body);
   });
 
@@ -48,7 +50,8 @@ describe('a data bundle in kilobytes bought from the main balance', () => {
     // asked for a recharge (before the units run out, not after); the trigger does it.
     expect((await api.call('GET', '/accounts/alice/notifications')).body.notifications[0]).toMatchObject({ type: 'low_balance', classification: 'data', available: 1024 });
     const run = await api.call('POST', '/local/schedules/recharge-trigger/run');
-    // (bob's data account, created below its minimum by the test above, asked too: bob cannot pay it.)
+    // (bob's data account, created below its minimum by the test above, asked too: neither bob
+    // nor his sponsor can pay it.)
     expect(run.body.summary).toMatchObject({ recharged: 1 });
     expect((await api.call('POST', '/local/schedules/recharge-trigger/run')).body.summary).toMatchObject({ recharged: 0 });
     alice = await api.call('GET', '/accounts/alice');

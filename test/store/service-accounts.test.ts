@@ -705,4 +705,37 @@ describe('sponsors, through the charging path', () => {
     expect(kid.reserved).toBe(granted.reduce((s, a) => s + a.body.granted.amount, 0));
     expect(kid.available).toBeGreaterThanOrEqual(0);
   });
+
+  it.each(writePaths)('clients of one call reserving at once on an empty sponsored account are each covered in full (%s)', async (_path, twoWriteSteps) => {
+    const store = await testStore({ twoWriteSteps });
+    await putService(store, { serviceId: 'game', unit: 'seconds', price: { amountMinor: 7, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await owner(store, 0, 'user');
+    await owner(store, 1000, 'sponsor');
+    await setSponsors(store, 'user', [{ accountId: 'sponsor', priority: 1 }]);
+    const answers = await Promise.all(['smf', 'ims', 'tas'].map((client) =>
+      reserve(store, { requestId: `r-${client}`, accountId: 'user', clientId: client, serviceId: 'game', requested: { units: 600 }, multiSessionId: 'call' }, `h-${client}`)));
+    for (const answer of answers) expect(answer).toMatchObject({ status: 201, body: { granted: { units: 600, amount: 70 } } });
+    expect(await reconciled(store, 'user')).toMatchObject({ balance: 210, reserved: 210 });
+    expect(await reconciled(store, 'sponsor')).toMatchObject({ balance: 790 });
+  });
+
+  it.each([
+    ['its own sponsor, when its main account is dry', 'member'],
+    ['its main account\'s sponsor, when its main account is dry', 'main'],
+    ['its own sponsor, past its consumption limit', 'limit'],
+  ] as const)('an attached account short of money is covered by %s', async (_name, who) => {
+    const store = await testStore();
+    await putService(store, { serviceId: 'game', unit: 'seconds', price: { amountMinor: 7, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await owner(store, who === 'limit' ? 1000 : 0, 'parent');
+    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'prepaid', mainAccountId: 'parent', ...(who === 'limit' ? { consumptionLimit: 0 } : {}) });
+    await owner(store, 1000, 'gran');
+    await setSponsors(store, who === 'main' ? 'parent' : 'kid', [{ accountId: 'gran', priority: 1 }]);
+    const event = await directDebit(store, { requestId: 'e1', accountId: 'kid', clientId: 'mmsc', serviceId: 'game', units: 60 }, 'h');
+    expect(event).toMatchObject({ status: 201, body: { charged: { amount: 7 } } });
+    const session = await reserve(store, { requestId: 's1', accountId: 'kid', clientId: 'scscf', serviceId: 'game', requested: { units: 60 } }, 'h');
+    expect(session).toMatchObject({ status: 201, body: { granted: { units: 60, amount: 7 } } });
+    // gran paid what the family lacked, no more: 7 for each.
+    expect((await reconciled(store, 'gran')).balance).toBe(1000 - 14);
+    expect(await reconciled(store, 'kid')).toMatchObject({ reserved: 7 });
+  });
 });
