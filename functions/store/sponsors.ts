@@ -52,6 +52,7 @@ async function transferFromSponsor(store: Store, account: SponsoredAccount, spon
         entry(sponsorId, -x, account.accountId),
         entry(account.accountId, x, sponsorId),
         { Put: { TableName: store.tableName, Item: notificationItem(store, { type: 'sponsor_transfer', at, accountId: sponsorId, to: account.accountId, amount: x }, `${transferId}:from`) } },
+        { Put: { TableName: store.tableName, Item: notificationItem(store, { type: 'sponsor_transfer', at, accountId: account.accountId, from: sponsorId, amount: x }, `${transferId}:to`) } },
       ],
     })));
   } catch (error) {

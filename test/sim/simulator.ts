@@ -1867,7 +1867,8 @@ class Simulation {
       if (account.owner) continue;
       const ledger = this.ledgers.get(account.id)!;
       // (A notification past its TTL in real time may be gone: not expected.)
-      const expected = new Set([...ledger.transfers.values()].filter((r) => r.amount < 0 && Date.parse(r.sk.split('#')[0]!) + NOTIFICATION_TTL_MS > Date.now()).map((r) => r.entryId));
+      // The payer of every transfer is notified; so is the receiver of a sponsor's.
+      const expected = new Set([...ledger.transfers.values()].filter((r) => (r.amount < 0 || r.type === 'sponsor_transfer') && Date.parse(r.sk.split('#')[0]!) + NOTIFICATION_TTL_MS > Date.now()).map((r) => r.entryId));
       const notified = new Set<string>();
       const expiryNotes = new Map<string, number>();
       let start: Record<string, any> | undefined;

@@ -417,6 +417,7 @@ describe('sponsors (low-balance transfer)', () => {
     expect((await reconciled(store, 'mum')).balance).toBe(960);
     expect((await reconciled(store, 'granny')).balance).toBe(5);
     expect((await listNotifications(store, 'mum')).notifications[0]).toMatchObject({ type: 'sponsor_transfer', to: 'kid', amount: 40 });
+    expect((await listNotifications(store, 'kid')).notifications[0]).toMatchObject({ type: 'sponsor_transfer', from: 'mum', amount: 40 });
   });
 
   it('concurrent shortfalls of one account fetch once; no sponsor goes below zero', async () => {
