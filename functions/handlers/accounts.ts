@@ -1,7 +1,7 @@
 // Accounts: create, read, top up, ledger, notifications.
 import { httpHandler, parse, pathParam, requestHash } from '../http/handler.js';
 import { answerResponse, json } from '../http/problem.js';
-import { accountBody, ledgerQuery, topUpBody } from '../http/schemas.js';
+import { accountBody, pageQuery, topUpBody } from '../http/schemas.js';
 import { accountView, createAccount, requireAccount, topUp, withMembers } from '../store/accounts.js';
 import { readLedger } from '../store/ledger.js';
 import { store } from '../config.js';
@@ -53,14 +53,15 @@ export const handler = httpHandler(async (request) => {
     }
     case 'GET /accounts/{accountId}/ledger': {
       const accountId = pathParam(request, 'accountId');
-      const query = parse(ledgerQuery, request.query);
+      const query = parse(pageQuery, request.query);
       await requireAccount(s, accountId);
       return json(200, await readLedger(s, accountId, query));
     }
     case 'GET /accounts/{accountId}/notifications': {
       const accountId = pathParam(request, 'accountId');
+      const query = parse(pageQuery, request.query);
       await requireAccount(s, accountId);
-      return json(200, await listNotifications(s, accountId));
+      return json(200, await listNotifications(s, accountId, query));
     }
     default:
       return json(404, { code: 'not_found' });

@@ -4,7 +4,7 @@ import { answerResponse, json } from '../http/problem.js';
 import { rechargeBody, serviceAccountBody } from '../http/account-schemas.js';
 import { getServiceAccount, manualRecharge, putServiceAccount, serviceAccountId, serviceAccountView } from '../store/serviceAccounts.js';
 import { readLedger } from '../store/ledger.js';
-import { ledgerQuery } from '../http/schemas.js';
+import { pageQuery } from '../http/schemas.js';
 import { store } from '../config.js';
 import { fail } from '../domain/errors.js';
 
@@ -25,7 +25,7 @@ export const handler = httpHandler(async (request) => {
       return json(200, { accountId, ...serviceAccountView(sa) });
     }
     case 'GET /accounts/{accountId}/service-accounts/{classification}/ledger': {
-      const query = parse(ledgerQuery, request.query);
+      const query = parse(pageQuery, request.query);
       (await getServiceAccount(s, accountId, classification)) ?? fail('not_found', `account ${accountId} has no service account ${classification}`);
       return json(200, await readLedger(s, serviceAccountId(accountId, classification), query));
     }

@@ -136,7 +136,7 @@ export const directDebitBody = schema(() => v.pipe(
   v.check((b) => (b.units === undefined) !== (b.amount === undefined), 'give exactly one of units and amount'),
 ));
 
-export const ledgerQuery = schema(() => v.object({
+export const pageQuery = schema(() => v.object({
   // Query parameters are strings: a number in decimal.
   limit: v.optional(v.pipe(v.string(), v.regex(/^\d{1,4}$/, 'must be a whole number from 1 to 1000'), v.transform(Number), integer(1, 1000))),
   next: v.optional(v.pipe(v.string(), v.maxLength(1024, 'must be at most 1024 characters'))),

@@ -6,7 +6,7 @@
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
 import type { Store } from './db.js';
-import { fail } from '../domain/errors.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
 
 export type LedgerEntryType = 'topup' | 'reserve' | 'release' | 'debit' | 'charge' | 'refund' | 'adjustment' | 'expire' | 'allotment' | 'recharge' | 'sponsor_transfer';
 
@@ -57,12 +57,6 @@ export function stepEntry(base: { accountId: string; sessionId: string; requestI
   }];
 }
 
-const encodeCursor = (sk: string) => Buffer.from(sk, 'utf8').toString('base64url');
-const decodeCursor = (cursor: string) => {
-  const sk = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (!/^\d{4}-\d\d-\d\dT[^#]+#.+$/.test(sk)) fail('validation_failed', 'next is not a cursor this server gave');
-  return sk;
-};
 
 export async function readLedger(store: Store, accountId: string, options: { limit?: number; next?: string } = {}) {
   const pk = `LEDGER#${accountId}`;

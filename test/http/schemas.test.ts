@@ -2,7 +2,7 @@
 // and at which path. Every route's bad input is also fuzzed (test/fuzz/routes.fuzz.test.ts).
 import { describe, expect, it } from 'vitest';
 import { parse } from '../../functions/http/handler.js';
-import { accountBody, directDebitBody, ledgerQuery, proposeBody, reserveBody, serviceBody, updateBody } from '../../functions/http/schemas.js';
+import { accountBody, directDebitBody, pageQuery, proposeBody, reserveBody, serviceBody, updateBody } from '../../functions/http/schemas.js';
 import { accountPatchBody, serviceAccountBody } from '../../functions/http/account-schemas.js';
 import { ChargingError } from '../../functions/domain/errors.js';
 
@@ -27,7 +27,7 @@ describe('request schemas', () => {
     ['a reserve in money', reserveBody, { ...reserve, requested: { amount: 5 } }, { ...reserve, requested: { amount: 5 } }],
     ['a timestamp, normalized to milliseconds', accountBody, { ...account, validUntil: '2028-02-29T10:00:00Z' }, { ...account, validUntil: '2028-02-29T10:00:00.000Z' }],
     ['a service with its defaults', serviceBody, { unit: 'money' }, { unit: 'money', validitySeconds: 300, interimIntervalSeconds: 30 }],
-    ['a ledger page size from the query string', ledgerQuery, { limit: '50' }, { limit: 50 }],
+    ['a page size (ledger, notifications) from the query string', pageQuery, { limit: '50' }, { limit: 50 }],
     ['an update without a new request', updateBody, { requestId: 'u-1', used: { units: 0 } }, { requestId: 'u-1', used: { units: 0 } }],
     ['a consumption limit lifted', accountPatchBody, { consumptionLimit: null }, { consumptionLimit: null }],
   ] as const)('accepts %s', (_what, schema, value, expected) => {
@@ -50,8 +50,8 @@ describe('request schemas', () => {
     ['a price other than 1 per 1 for a service in money (it would be ignored)', serviceBody, { unit: 'money', price: { amount: 2, per: 60 } }, 'price'],
     ['a field PATCH cannot change (it was dropped with a 200)', accountPatchBody, { consumptionLimit: 5, mainAccountId: 'other' }, 'mainAccountId'],
     ['neither units nor amount', directDebitBody, { requestId: 'e-1', accountId: 'alice', clientId: 'smsc', serviceId: 'sms' }, ''],
-    ['a page size of 0', ledgerQuery, { limit: '0' }, 'limit'],
-    ['a page size in words', ledgerQuery, { limit: 'ten' }, 'limit'],
+    ['a page size of 0', pageQuery, { limit: '0' }, 'limit'],
+    ['a page size in words', pageQuery, { limit: 'ten' }, 'limit'],
     ['a schedule hour of 24', serviceAccountBody, { unit: 'kilobytes', rate: { amount: 1, units: 1 }, priority: 1, rechargeAmount: 1, schedule: { every: 'day', at: 24 }, onEmpty: 'deny' }, 'schedule.at'],
     ['a redirect without its URL', serviceAccountBody, { unit: 'kilobytes', rate: { amount: 1, units: 1 }, priority: 1, onEmpty: 'redirect' }, 'redirectUrl'],
     ['a body that is not an object', reserveBody, null, ''],

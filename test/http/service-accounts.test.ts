@@ -144,3 +144,30 @@ describe('sponsors', () => {
     expect((await api.call('GET', '/accounts/granny')).body.balance).toBe(10);
   });
 });
+
+describe('notifications', () => {
+  it('are paged like the ledger, newest first: every one is reached once, and a bad page is a 400', async () => {
+    await api.call('POST', '/accounts', { accountId: 'broke', currency: 'EUR', kind: 'prepaid' });
+    // Each refused event is a service_denied notification.
+    for (let i = 0; i < 7; i++) {
+      const denied = await api.call('POST', '/debits', { requestId: `broke-e${i}`, accountId: 'broke', clientId: 'mmsc', serviceId: 'games', units: 1 });
+      expect(denied.status).toBe(402);
+    }
+    const seen: string[] = [];
+    let next: string | undefined;
+    let pages = 0;
+    do {
+      const page = await api.call('GET', `/accounts/broke/notifications?limit=3${next ? `&next=${next}` : ''}`);
+      expect(page.status).toBe(200);
+      expect(page.body.notifications.length).toBeLessThanOrEqual(3);
+      seen.push(...page.body.notifications.map((n: any) => `${n.at}#${n.notificationId}`));
+      next = page.body.next;
+      pages++;
+    } while (next && pages < 10);
+    expect(seen).toHaveLength(7);
+    expect(new Set(seen).size).toBe(7);
+    expect([...seen].sort().reverse()).toEqual(seen);
+    expect((await api.call('GET', '/accounts/broke/notifications?limit=0')).body.code).toBe('validation_failed');
+    expect((await api.call('GET', '/accounts/broke/notifications?next=garbage')).body.code).toBe('validation_failed');
+  });
+});

@@ -1,0 +1,11 @@
+// The `next` of a page of items sorted by `<at>#<id>` sort keys (ledger entries, notifications):
+// the last sort key read, opaque to clients, and checked when it comes back.
+import { fail } from '../domain/errors.js';
+
+/** The `next` of a page of items keyed `<at>#<id>` (ledger entries, notifications). */
+export const encodeCursor = (sk: string) => Buffer.from(sk, 'utf8').toString('base64url');
+export const decodeCursor = (cursor: string) => {
+  const sk = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!/^\d{4}-\d\d-\d\dT[^#]+#.+$/.test(sk)) fail('validation_failed', 'next is not a cursor this server gave');
+  return sk;
+};
