@@ -107,7 +107,7 @@ export async function reconciled(store: Store, accountId: string) {
   return account;
 }
 
-export async function testApi(options: { now?: () => Date } = {}): Promise<LocalRuntime & { call: (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<{ status: number; body: any; contentType: string }> }> {
+export async function testApi(options: { now?: () => Date } = {}): Promise<LocalRuntime & { call: (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<{ status: number; body: any; contentType: string; text: string }> }> {
   const runtime = await startLocalRuntime({ endpoint: dynamodbEndpoint(), tableName: uniqueTable('api'), token: 'test-token', now: options.now });
   const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     const response = await fetch(`${runtime.url}${path}`, {
@@ -118,7 +118,7 @@ export async function testApi(options: { now?: () => Date } = {}): Promise<Local
     const text = await response.text();
     let parsed: unknown = text;
     try { parsed = JSON.parse(text); } catch { /* not JSON */ }
-    return { status: response.status, body: parsed as any, contentType: response.headers.get('content-type') ?? '' };
+    return { status: response.status, body: parsed as any, contentType: response.headers.get('content-type') ?? '', text };
   };
   return { ...runtime, call };
 }

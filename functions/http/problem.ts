@@ -26,6 +26,16 @@ export function problemBody(code: ErrorCode, detail: string, extra: Record<strin
 /** Seconds a client should wait before sending a 503'd request again. */
 const RETRY_AFTER_SECONDS = 1;
 
+/**
+ * Object keys in one order, whatever order they were built or stored in: a repeated request
+ * is answered from what the table kept (whose maps come back in no particular order), and
+ * API.md promises it the original answer, so the bytes must not depend on how it was read.
+ */
+function sortedKeys(_key: string, value: unknown): unknown {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return value;
+  return Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
 export function json(status: number, body: unknown): APIGatewayProxyResultV2 {
   const isProblem = status >= 400;
   return {
@@ -34,7 +44,7 @@ export function json(status: number, body: unknown): APIGatewayProxyResultV2 {
       'content-type': isProblem ? 'application/problem+json' : 'application/json',
       ...(status === 503 ? { 'retry-after': String(RETRY_AFTER_SECONDS) } : {}),
     },
-    body: JSON.stringify(body),
+    body: JSON.stringify(body, sortedKeys),
   };
 }
 

@@ -205,6 +205,32 @@ describe('problems', () => {
     expect(await api.call('POST', '/accounts', { accountId: 'again', currency: 'EUR', kind: 'postpaid' })).toMatchObject({ status: 409, body: { code: 'conflict' } });
   });
 
+  it('a repeated request gets the original answer byte for byte (API.md), refusals included, also after the state moved on', async () => {
+    await api.call('POST', '/accounts', { accountId: 'bytes', currency: 'EUR', kind: 'prepaid' });
+    const topUp = ['POST', '/accounts/bytes/topup', { requestId: 'b-t1', amount: 10 }] as const;
+    const reserve = ['POST', '/sessions', { requestId: 'b-r1', accountId: 'bytes', clientId: 'c', serviceId: 'voice', requested: { units: 120 } }] as const;
+    const refused = ['POST', '/sessions', { requestId: 'b-r2', accountId: 'bytes', clientId: 'c', serviceId: 'voice', requested: { units: 600 } }] as const;
+    const event = ['POST', '/debits', { requestId: 'b-e1', accountId: 'bytes', clientId: 'c', serviceId: 'sms', units: 1 }] as const;
+    const requests: Array<readonly [string, string, unknown]> = [topUp, reserve];
+    const firsts = [await api.call(...topUp), await api.call(...reserve)];
+    const sessionId = firsts[1]!.body.sessionId;
+    const steps = [
+      ['POST', `/sessions/${sessionId}/update`, { requestId: 'b-u1', used: { units: 60 }, requested: { units: 60 } }],
+      event, refused,
+      ['POST', `/sessions/${sessionId}/debit`, { requestId: 'b-d1', used: { units: 30 } }],
+      ['POST', `/sessions/${sessionId}/refund`, { requestId: 'b-f1', amount: 1 }],
+    ] as const;
+    for (const step of steps) {
+      requests.push(step);
+      firsts.push(await api.call(...step));
+    }
+    expect(firsts.map((f) => f.status)).toEqual([200, 201, 200, 201, 402, 200, 200]);
+    for (const [i, request] of requests.entries()) {
+      const again = await api.call(...request);
+      expect({ request: request[1], status: again.status, text: again.text }).toEqual({ request: request[1], status: firsts[i]!.status, text: firsts[i]!.text });
+    }
+  });
+
   it('same requestId with another body is 409 idempotency_conflict', async () => {
     await api.call('POST', '/accounts/alice/topup', { requestId: 'idem-1', amount: 5 });
     const conflict = await api.call('POST', '/accounts/alice/topup', { requestId: 'idem-1', amount: 6 });
