@@ -101,6 +101,8 @@ export const proposeBody = schema(() => v.object({
   // Its parties share one hold each, and a combined rating could not be settled on it (no
   // refund of a party session): refused rather than accepted and left out of the multi-session.
   multiSessionId: v.optional(v.never('a multi-party session cannot be part of a multi-session')),
+  // API.md: `parties` come instead of `accountId`; both is a request that means two things.
+  accountId: v.optional(v.never('a multi-party session names its accounts in parties, not accountId')),
 }));
 
 export const agreeBody = schema(() => v.object({ requestId: identifier, accountId: identifier }));

@@ -131,6 +131,10 @@ export async function requireAccount(store: Store, accountId: string): Promise<A
 export async function createAccount(store: Store, input: AccountInput): Promise<{ account: AccountItem; created: boolean }> {
   if (input.kind === 'prepaid' && input.creditLimit) fail('validation_failed', 'creditLimit is for postpaid accounts');
   if (input.mainAccountId === input.accountId) fail('validation_failed', 'an account cannot be its own main account');
+  // API.md: an attached account's charges are "authorized against and debited from the main
+  // account", so a credit line of its own would never be the one charged (it was, silently,
+  // while the answers named the main account).
+  if (input.mainAccountId && input.creditLimit) fail('validation_failed', 'creditLimit: an attached account is charged to its main account; give the credit line to the main account');
   // A cap on what an account may take from its main account: without one it would cap nothing.
   if (input.consumptionLimit !== undefined && !input.mainAccountId) fail('validation_failed', 'consumptionLimit is for accounts attached to a main account (mainAccountId)');
   let mainValidUntil: string | undefined;

@@ -222,11 +222,11 @@ describe('problems', () => {
     ] as const;
     for (const step of steps) {
       requests.push(step);
-      firsts.push(await api.call(...step));
+      firsts.push(await api.call(step[0], step[1], step[2]));
     }
     expect(firsts.map((f) => f.status)).toEqual([200, 201, 200, 201, 402, 200, 200]);
     for (const [i, request] of requests.entries()) {
-      const again = await api.call(...request);
+      const again = await api.call(request[0], request[1], request[2]);
       expect({ request: request[1], status: again.status, text: again.text }).toEqual({ request: request[1], status: firsts[i]!.status, text: firsts[i]!.text });
     }
   });

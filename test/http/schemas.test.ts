@@ -55,6 +55,7 @@ describe('request schemas', () => {
     ['a schedule hour of 24', serviceAccountBody, { unit: 'kilobytes', rate: { amount: 1, units: 1 }, priority: 1, rechargeAmount: 1, schedule: { every: 'day', at: 24 }, onEmpty: 'deny' }, 'schedule.at'],
     ['a redirect without its URL', serviceAccountBody, { unit: 'kilobytes', rate: { amount: 1, units: 1 }, priority: 1, onEmpty: 'redirect' }, 'redirectUrl'],
     ['a body that is not an object', reserveBody, null, ''],
+    ['a multi-party proposal that names an accountId too (API.md: parties instead of accountId)', proposeBody, { requestId: 'p-1', parties: [{ accountId: 'a' }, { accountId: 'b' }], principle: { type: 'split' }, clientId: 'as', serviceId: 'voice', requested: { units: 60 }, accountId: 'a' }, 'accountId'],
     ['a multi-party proposal in a multi-session', proposeBody, { requestId: 'p-1', parties: [{ accountId: 'a' }, { accountId: 'b' }], principle: { type: 'split' }, clientId: 'as', serviceId: 'voice', requested: { units: 60 }, multiSessionId: 'GS-1' }, 'multiSessionId'],
   ] as const)('refuses %s', (_what, schema, value, path) => {
     expect(refusal(schema, value)).toContain(path);

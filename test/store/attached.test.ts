@@ -129,47 +129,16 @@ describe('attached accounts', () => {
     expect((await reconciled(store, 'home')).balance + (await reconciled(store, 'kid')).balance).toBe(10_000 - 20);
   });
 
-  it('a lowered consumption limit takes back money the member holds, never its credit line', async () => {
+  it('an attached account has no credit line of its own: its charges are its main account\'s (API.md)', async () => {
     const store = await testStore();
     await family(store, 10_000, []);
-    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'postpaid', creditLimit: 10, mainAccountId: 'home', consumptionLimit: 50 });
-    const opened = await reserve(store, call('r1', 'kid'), 'h'); // 20 held: short by 10, it took an allotment of 50
-    await debitSession(store, opened.body.sessionId as string, { requestId: 'd1', usedUnits: 600 }, 'h'); // 20 spent: it holds 30, available 40
-    await applyConsumptionLimit(store, 'kid', 0);
-    // The 30 it holds went back (takenMinor 50 -> 20); its credit line of 10 stays its own.
-    expect(await reconciled(store, 'kid')).toMatchObject({ balance: 0, takenMinor: 20, available: 10 });
-    expect((await reconciled(store, 'home')).balance).toBe(10_000 - 20);
-  });
-
-  it('an idle allotment given back while a hold lands meanwhile turns none of the credit line into the main account\'s cash', async () => {
-    const clock = testClock();
-    const { store, runBefore } = await interleavingStore((command) =>
-      command instanceof TransactWriteCommand && (command.input.TransactItems ?? []).some((i) => String(i.Put?.Item?.entryId ?? '').endsWith(':member') && Number(i.Put?.Item?.amount) < 0),
-    { now: clock.now });
-    await family(store, 10_000, []);
-    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'postpaid', creditLimit: 10, mainAccountId: 'home' });
-    const opened = await reserve(store, call('r1', 'kid'), 'h'); // short by 10: an allotment of 100
-    await debitSession(store, opened.body.sessionId as string, { requestId: 'd1', usedUnits: 600 }, 'h'); // holds 80, available 90
-    clock.advanceSeconds(601);
-    // Between the sweep's read (80 unreserved) and its give-back of 80, a hold of 4 lands.
-    runBefore(() => reserve(store, call('r2', 'kid', 120), 'h'));
-    await sweep(store, { batchSize: 10, maxBatches: 3 });
-    const kid = await reconciled(store, 'kid');
-    expect(kid.reserved).toBe(4);
-    expect(kid.balance).toBeGreaterThanOrEqual(kid.reserved);
-  });
-
-  it('an idle allotment goes back from a postpaid member as money, never as its credit line', async () => {
-    const clock = testClock();
-    const store = await testStore({ now: clock.now });
-    await family(store, 10_000, []);
-    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'postpaid', creditLimit: 10, mainAccountId: 'home' });
-    const opened = await reserve(store, call('r1', 'kid'), 'h'); // short by 10: an allotment of 100
-    await debitSession(store, opened.body.sessionId as string, { requestId: 'd1', usedUnits: 600 }, 'h'); // holds 80, available 90
-    clock.advanceSeconds(601);
-    expect((await sweep(store, { batchSize: 10, maxBatches: 3 })).allotmentsReturned).toBe(1);
-    expect(await reconciled(store, 'kid')).toMatchObject({ balance: 0, takenMinor: 20, available: 10 });
-    expect((await reconciled(store, 'home')).balance).toBe(10_000 - 20);
+    // A credit line of its own was spent first while the answers named the main account (review).
+    expect(await codeOf(createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'postpaid', creditLimit: 10, mainAccountId: 'home' }))).toBe('validation_failed');
+    expect(await getAccountItem(store, 'kid')).toBeNull();
+    // A postpaid member without one is an attached account like any other.
+    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'postpaid', mainAccountId: 'home' });
+    const opened = await reserve(store, call('r1', 'kid'), 'h');
+    expect(opened.body).toMatchObject({ chargedAccountId: 'home', granted: { amount: 20 } });
   });
 
   it('an unused allotment goes back to the main account when the member is idle', async () => {
