@@ -316,7 +316,10 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
     next = { ...session, seq: session.seq + 1, lastUpdateAt: at, validUntil: addSeconds(at, session.validitySeconds),
       parties: parties.map((p, i) => ({ ...p, holdMinor: moves[i]!.newHoldMinor })),
       hold: { ...session.hold, seq: session.seq + 1, grantedUnits, usedUnits, holdMinor: moves.reduce((a, m) => a + m.newHoldMinor, 0) } };
-    answer = { status: 200, body: { granted: { units: grantedUnits - usedUnits, amount: priceOf(grantedUnits, session.price) - cost }, validUntil: next.validUntil, interimIntervalSeconds: session.interimIntervalSeconds, charged: { units: usedUnits, amount: 0 }, parties: sessionView(next).parties } };
+    // What was asked, as on a plain session (API.md: "re-reserves what is requested"), priced
+    // at what it adds to the usage's price; the holds may cover more (they only grow until the end).
+    const toldUnits = Math.min(wanted, grantedUnits - usedUnits);
+    answer = { status: 200, body: { granted: { units: toldUnits, amount: priceOf(usedUnits + toldUnits, session.price) - priceOf(usedUnits, session.price) }, validUntil: next.validUntil, interimIntervalSeconds: session.interimIntervalSeconds, charged: { units: usedUnits, amount: 0 }, parties: sessionView(next).parties } };
   } else {
     // A release has no outcome: the usage the updates recorded is charged all the same (on a
     // plain session each update charged it already), by the principle; loser-pays as split.

@@ -1007,9 +1007,9 @@ class Simulation {
       const holds = party.holds.map((h, i) => Math.max(h, shares[i]!));
       const reserved = body.parties?.map((p: any) => p.reserved?.amount);
       if (!Number.isSafeInteger(body.granted?.units) || body.charged?.amount !== 0
-        || (inStep && (body.granted.units !== grantedUnits - usedUnits || body.granted.amount !== price(grantedUnits) - cost
+        || (inStep && (body.granted.units !== wanted || body.granted.amount !== price(usedUnits + wanted) - price(usedUnits)
           || body.charged.units !== usedUnits || !isDeepStrictEqual(reserved, holds)))) {
-        this.fail('party', `${what}: update answered ${JSON.stringify(body)}; the model expects ${grantedUnits - usedUnits} units granted (${price(grantedUnits) - cost}), ${usedUnits} used, holds ${JSON.stringify(holds)}`);
+        this.fail('party', `${what}: update answered ${JSON.stringify(body)}; the model expects ${wanted} units granted (${price(usedUnits + wanted) - price(usedUnits)}), ${usedUnits} used, holds ${JSON.stringify(holds)}`);
       }
       Object.assign(party, { usedUnits, grantedUnits, holds });
       s.grantedUnits = body.granted.units;

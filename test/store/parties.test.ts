@@ -323,6 +323,18 @@ describe('usage reported by updates is paid when the game is released or expires
     expect(await reconciled(store, 'gran')).toMatchObject({ balance: 5000 - 965 });
   });
 
+  it('an update grants what it asks, as on a plain session, though the holds stay as large as they were', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 1000 });
+    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' }, 300); // 150 each
+    const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 61, requested: { units: 60 } }, 'h');
+    // 61 used, 60 more: 121 cost 121, 60 more than the 61 do.
+    expect(updated).toMatchObject({ status: 200, body: { granted: { units: 60, amount: 60 }, charged: { units: 61, amount: 0 } } });
+    expect((await requireSession(store, sessionId)).parties!.map((p) => p.holdMinor)).toEqual([150, 150]);
+    const silent = await updateSession(store, sessionId, { requestId: 'u2', usedUnits: 10 }, 'h');
+    expect(silent.body.granted).toEqual({ units: 0, amount: 0 });
+  });
+
   it('usage past the grant (a refused update) is charged on release up to what was reserved, never more', async () => {
     const store = await testStore();
     await players(store, { ann: 1000, ben: 60 });
