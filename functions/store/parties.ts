@@ -195,8 +195,8 @@ interface PartyStep {
   next: SessionItem;
   answer: StoredAnswer | null;
   moves: Move[];
-  /** An expiry's session_expired, written in the same transaction (see expiryNotice). */
-  notice?: ReturnType<typeof expiryNotice>;
+  /** An expiry's session_expired to each party, written in the same transaction (see partyExpiryNotices). */
+  notices?: Array<ReturnType<typeof expiryNotice>>;
 }
 
 type StepResult = { ok: true } | { ok: false; refusedParty?: { accountId: string; reason: 'not_found' | 'inactive' | 'insufficient'; needMinor: number; account?: AccountItem } };
@@ -266,7 +266,7 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
         ...accountUpdates.map(({ Update }) => ({ Update })), sessionUpdate, ...ledger.map((e) => ledgerPut(store, e)),
         // Last, unconditional: the session's seq condition makes the step, and its answer, once.
         ...(step.answer ? [answerPut(store, session.sessionId, step.requestId, step.bodyHash, step.answer)] : []),
-        ...(step.notice ? [expiryNoticePut(store, step.notice)] : []),
+        ...(step.notices ?? []).map((notice) => expiryNoticePut(store, notice)),
       ],
     })));
   } catch (error) {
@@ -434,8 +434,8 @@ export async function expirePartySession(store: Store, session: SessionItem): Pr
   if (session.state === 'pending_agreement') {
     // The last party may agree between the sweep's read and this write: the session is then
     // active, not expired, and the next sweep sees it as it is. Not a failure of the run.
-    const notice = expiryNotice(session, at, 0);
-    return closePending(store, session, 'expired', systemRequestId(`expire:${session.seq}`), 'sweep', notice).then(
+    const notices = partyExpiryNotices(session, at, session.parties!.map(() => 0));
+    return closePending(store, session, 'expired', systemRequestId(`expire:${session.seq}`), 'sweep', notices).then(
       (answer) => answer.status === 200,
       (error) => { if (error instanceof ChargingError && error.code === 'conflict') return false; throw error; });
   }
@@ -444,12 +444,17 @@ export async function expirePartySession(store: Store, session: SessionItem): Pr
   const usedUnits = session.hold.usedUnits;
   const split = chargesWithoutOutcome(session.principle!, session.parties!.map((p) => p.accountId), recordedCost(session, usedUnits));
   const { moves, next } = closingStep(session, split, 'expired', at, usedUnits);
-  const notice = expiryNotice(session, at, next.returnedMinor);
-  return (await partyTransaction(store, session, { kind: 'expire', requestId: systemRequestId(`expire:${session.seq}`), bodyHash: 'sweep', at, next, answer: null, moves, notice })).ok;
+  const notices = partyExpiryNotices(session, at, session.parties!.map((p, i) => p.holdMinor - split[i]!));
+  return (await partyTransaction(store, session, { kind: 'expire', requestId: systemRequestId(`expire:${session.seq}`), bodyHash: 'sweep', at, next, answer: null, moves, notices })).ok;
+}
+
+/** Every party is told its game expired, with what came back to it (its hold's rest). */
+function partyExpiryNotices(session: SessionItem, at: string, returnedEach: number[]) {
+  return session.parties!.map((p, i) => expiryNotice({ ...session, chargedAccountId: p.accountId }, at, returnedEach[i]!));
 }
 
 /** A proposal that never started holds nothing: closing it is one conditional write. */
-async function closePending(store: Store, session: SessionItem, state: 'expired' | 'released', requestId: string, bodyHash: string, notice?: ReturnType<typeof expiryNotice>): Promise<StoredAnswer> {
+async function closePending(store: Store, session: SessionItem, state: 'expired' | 'released', requestId: string, bodyHash: string, notices: Array<ReturnType<typeof expiryNotice>> = []): Promise<StoredAnswer> {
   const answer: StoredAnswer = { status: 200, body: { ...shownState(state), refunded: { amount: 0 }, returned: { amount: 0 } } };
   try {
     await store.db.send(new TransactWriteCommand({
@@ -462,7 +467,7 @@ async function closePending(store: Store, session: SessionItem, state: 'expired'
           ExpressionAttributeValues: { ':state': state, ':at': store.now().toISOString(), ':pending': 'pending_agreement' },
         } },
         answerPut(store, session.sessionId, requestId, bodyHash, answer),
-        ...(notice ? [expiryNoticePut(store, notice)] : []),
+        ...notices.map((notice) => expiryNoticePut(store, notice)),
       ],
     }));
   } catch (error) {

@@ -1502,9 +1502,12 @@ class Simulation {
         const refusedInDoubt = item.state === 'refused' && s.state === 'unknown' && s.charged === 0;
         if (!['closed', 'expired', 'released'].includes(item.state) && !refusedInDoubt) this.fail('c: session state', `${what}: still ${item.state} after the clock passed every validity and the sweep ran (the model has ${s.state})`);
         if (item.state === 'expired') {
-          const owner = String(item.chargedAccountId).split('~')[0]!;
-          if (!this.expiredSessions.has(owner)) this.expiredSessions.set(owner, new Map());
-          this.expiredSessions.get(owner)!.set(sid, String(item.lastUpdateAt));
+          // A game's expiry is told to every party; any other session's to its account.
+          const told = s.party ? s.party.ids : [String(item.chargedAccountId).split('~')[0]!];
+          for (const owner of told) {
+            if (!this.expiredSessions.has(owner)) this.expiredSessions.set(owner, new Map());
+            this.expiredSessions.get(owner)!.set(sid, String(item.lastUpdateAt));
+          }
         }
         // A party session's expiry charged the usage its answers recorded (partyPart).
         if (s.party && !s.party.charged && item.state === 'expired') s.charged = s.party.ids.reduce((sum, id) => sum + this.partyPart(s, id, true), 0);

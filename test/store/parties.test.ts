@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { captureNotifications, relayUntil, codeOf, reconciled, testApi, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
 import type { Store } from '../../functions/store/db.js';
-import { relayNotifications } from '../../functions/store/notifications.js';
+import { listNotifications, relayNotifications } from '../../functions/store/notifications.js';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import { agree, proposePartySession } from '../../functions/store/parties.js';
@@ -265,7 +265,8 @@ describe('usage reported by updates is paid when the game is released or expires
     const store = await testStore({ now: clock.now });
     await players(store, { ann: 1000, ben: 1000, cid: 1000 });
     const { sessionId } = await started(store, 'g1', ['ann', 'ben', 'cid'], principle);
-    const held = (await requireSession(store, sessionId)).parties!.reduce((a, p) => a + p.holdMinor, 0);
+    const heldEach = (await requireSession(store, sessionId)).parties!.map((p) => p.holdMinor);
+    const held = heldEach.reduce((a, b) => a + b, 0);
     const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 40 }, 'h');
     expect(updated.body.charged).toEqual({ units: 40, amount: 0 });
     if (end === 'release') {
@@ -280,8 +281,13 @@ describe('usage reported by updates is paid when the game is released or expires
     const session = await requireSession(store, sessionId);
     expect(session).toMatchObject({ state: end === 'release' ? 'released' : 'expired', returnedMinor: held - 40, hold: { usedUnits: 40, chargedMinor: 40, holdMinor: 0 } });
     expect(session.parties!.map((p) => p.chargedMinor)).toEqual(Object.values(chargedEach));
-    for (const [accountId, amount] of Object.entries(chargedEach)) {
+    for (const [i, [accountId, amount]] of Object.entries(chargedEach).entries()) {
       expect(await reconciled(store, accountId)).toMatchObject({ balance: 1000 - amount, reserved: 0 });
+      // An expiry is told to every party, with what came back to it.
+      if (end === 'expire') {
+        const expired = (await listNotifications(store, accountId)).notifications.filter((n) => n.type === 'session_expired');
+        expect(expired).toMatchObject([{ sessionId, accountId, returned: { amount: heldEach[i]! - amount } }]);
+      }
       // Each party's ledger shows its own charge.
       const { entries } = await readLedger(store, accountId, { limit: 100 });
       expect(entries.filter((e: any) => e.type === 'debit').reduce((a: number, e: any) => a - e.amount, 0)).toBe(amount);
@@ -445,12 +451,15 @@ describe('answers kept for repeats, and the proposal window', () => {
     const capture = captureNotifications();
     expect((await sweep(store, { batchSize: 10, maxBatches: 5 })).expired).toBe(1);
     expect((await requireSession(store, id)).state).toBe('expired');
-    expect(await relayUntil(store, capture, 1)).toMatchObject([{ type: 'session_expired', sessionId: id, returned: { amount: 0 } }]);
+    // Both parties are told.
+    const told = await relayUntil(store, capture, 2);
+    expect(told.map((n: any) => n.accountId).sort()).toEqual(['ann', 'ben']);
+    for (const note of told) expect(note).toMatchObject({ type: 'session_expired', sessionId: id, returned: { amount: 0 } });
     expect(await codeOf(agree(store, id, { requestId: 'ag-ben', accountId: 'ben' }, 'h'))).toBe('session_closed');
     expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 0, balance: 1000 });
     expect(await reconciled(store, 'ben')).toMatchObject({ reserved: 0, balance: 1000 });
     expect((await sweep(store, { batchSize: 10, maxBatches: 5 })).expired).toBe(0);
     expect(await relayNotifications(store, capture.notifier)).toBe(0);
-    expect(capture.published).toHaveLength(1);
+    expect(capture.published).toHaveLength(2);
   });
 });
