@@ -241,7 +241,7 @@ async function keepRefusal(store: Store, command: ReserveCommand, bodyHash: stri
   const at = store.now().toISOString();
   const session: SessionItem = {
     sessionId, state: 'refused', accountId: command.accountId, chargedAccountId: command.accountId, clientId: command.clientId,
-    serviceId: command.serviceId, unit: service.unit, price: service.price, multiSessionId: sessionId, validitySeconds: service.validitySeconds,
+    serviceId: command.serviceId, unit: service.unit, price: service.price, multiSessionId: command.multiSessionId ?? sessionId, validitySeconds: service.validitySeconds,
     interimIntervalSeconds: service.interimIntervalSeconds, seq: 0, hold: { seq: 0, holdMinor: 0, grantedUnits: 0, usedUnits: 0, chargedMinor: 0 },
     validUntil: at, createdAt: at, lastUpdateAt: at, refundedMinor: 0, returnedMinor: 0,
     answers: { [answerKey(command.requestId)]: { h: bodyHash, answer } },

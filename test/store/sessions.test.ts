@@ -39,6 +39,9 @@ describe('a whole session', () => {
     expect(opened.body).toMatchObject({ granted: { units: 180, amount: 6 }, finalUnit: { action: 'terminate' } });
     expect(await codeOf(reserve(store, reserveCommand('r2', 'bob'), 'h2'))).toBe('insufficient_credit');
     expect(await requireAccount(store, 'bob')).toMatchObject({ balance: 7, reserved: 6, available: 1 });
+    // A refused reserve is kept as a session holding nothing, under the multi-session it asked for.
+    expect(await codeOf(reserve(store, { ...reserveCommand('r3', 'bob'), multiSessionId: 'call-1' }, 'h3'))).toBe('insufficient_credit');
+    expect(await requireSession(store, sessionIdFor('r3'))).toMatchObject({ state: 'refused', multiSessionId: 'call-1' });
   });
 
   it.each(writePaths)('grants what is left of a block the usage already paid, with nothing more to pay, even on an empty account (%s)', async (_path, twoWriteSteps) => {
