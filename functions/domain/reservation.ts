@@ -1,5 +1,6 @@
 // How much to grant: the request, or less when credit is short, never zero units.
 import { blocksFor, priceOrNull, unitsAffordable, type Price } from './rating.js';
+import { invariant } from './errors.js';
 
 export type Requested = { units: number } | { amount: number };
 
@@ -16,24 +17,30 @@ export interface Grant {
  * can be granted (the caller answers insufficient_credit).
  */
 export function computeGrant(requested: Requested, price: Price, availableMinor: number, usedUnits = 0): Grant | null {
-  // An available figure past 2^53-1 (an optimistic caller) spends like 2^53-1.
-  const available = Math.min(Math.max(0, availableMinor), Number.MAX_SAFE_INTEGER);
   // Never a grant that takes the session's usage past 2^53-1 units (it could not be rated).
   const wantedUnits = Math.min('units' in requested ? requested.units : unitsAffordable(requested.amount, price), Number.MAX_SAFE_INTEGER - usedUnits);
   if (wantedUnits <= 0) return null;
   const paidBefore = priceOrNull(usedUnits, price);
+  // Usage priced past 2^53-1 (reported far beyond its grants) is charged no more than its
+  // holds (rateUsage): a grant after it is priced on its own, as a reserve's is.
+  if (paidBefore === null) return computeGrant({ units: wantedUnits }, price, availableMinor, 0);
+  // An available figure past 2^53-1 (an optimistic caller) spends like 2^53-1; and never so
+  // much that the price of the running total passes 2^53-1 (it could not be charged).
+  const spendable = Math.min(Math.max(0, availableMinor), Number.MAX_SAFE_INTEGER - paidBefore);
   const costOf = (units: number) => {
     const total = priceOrNull(usedUnits + units, price);
-    return total === null || paidBefore === null ? null : total - paidBefore;
+    return total === null ? null : total - paidBefore;
   };
-  // A request whose price is beyond 2^53-1 is simply more than can be paid: grant what fits.
+  // A request whose price is beyond what can be spent is simply more than can be paid: grant what fits.
   const wantedAmount = costOf(wantedUnits);
-  if (wantedAmount !== null && wantedAmount <= available) return { units: wantedUnits, amountMinor: wantedAmount };
+  if (wantedAmount !== null && wantedAmount <= spendable) return { units: wantedUnits, amountMinor: wantedAmount };
+  // The paid rest of the block the usage is in, then whole blocks of what can be spent.
   const paidUnits = blocksFor(usedUnits, price) * price.perUnits - usedUnits;
-  const affordable = Math.min(wantedUnits, paidUnits + unitsAffordable(available, price));
+  const affordable = Math.min(wantedUnits, paidUnits + unitsAffordable(spendable, price));
   if (affordable <= 0) return null;
-  // The paid rest of the block, then whole blocks of what `available` pays for: their price is at most `available`.
-  return { units: affordable, amountMinor: costOf(affordable)! };
+  const amountMinor = costOf(affordable);
+  invariant(amountMinor !== null && amountMinor <= spendable, `a grant of ${affordable} units after ${usedUnits} fits in ${spendable}`);
+  return { units: affordable, amountMinor };
 }
 
 /** The full grant, assuming credit is plentiful: the first, optimistic attempt. */

@@ -136,10 +136,13 @@ export async function batchGetAll(store: Store, keys: Array<Record<string, unkno
   return items;
 }
 
-/** A read made at most once, and only when first asked for (a refusal's look for a request's record). */
-export function readOnce<T>(read: () => Promise<T>): () => Promise<T> {
+/**
+ * A read made only when first asked for (a refusal's look for a request's record), and again
+ * only when asked `fresh`; every ask gets the latest read.
+ */
+export function lazyRead<T>(read: () => Promise<T>): (fresh?: boolean) => Promise<T> {
   let result: Promise<T> | undefined;
-  return () => (result ??= read());
+  return (fresh = false) => (fresh || !result ? (result = read()) : result);
 }
 
 /** DynamoDB returns the old item of a failed condition as raw attribute values. */

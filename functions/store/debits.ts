@@ -4,7 +4,7 @@
 // between the two writes and that nobody retries is recorded by the sweep (compaction.ts).
 import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
-import { conditionFailedAt, isConditionFailure, readOnce, withConflictRetry, type Store } from './db.js';
+import { conditionFailedAt, isConditionFailure, lazyRead, withConflictRetry, type Store } from './db.js';
 import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, refusalOf } from './ops.js';
 import { ledgerPut } from './ledger.js';
 import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
@@ -138,9 +138,9 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
       if (refused) return refused;
     }
   }
-  // The request's record, read only on a refusal, once.
-  const earlierAnswer = readOnce(() => storedAnswer(store, command.requestId, bodyHash));
-  const answeredBefore = async () => !!(await earlierAnswer());
+  // The request's record, read only on a refusal: once, and again before each further round of cover.
+  const earlierAnswer = lazyRead(() => storedAnswer(store, command.requestId, bodyHash));
+  const answeredBefore = async (fresh: boolean) => !!(await earlierAnswer(fresh));
   const charge = () => isServiceAccountId(accountId)
     ? applyOp(store, accountId, opId, { kind: 'new', dueAt, answeredBefore }, { balanceDelta: -entry.chg, reservedDelta: 0, availableDelta: -entry.chg }, entry)
     : applyOp(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId, answeredBefore, mainAccountId: payer ?? null }, movement, entry);

@@ -287,7 +287,7 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
 // ------------------------------------------------------------- steps of an active session
 
 export async function partyStep(store: Store, session: SessionItem, kind: 'update' | 'debit' | 'release',
-  command: { requestId: string; usedUnits: number; requested?: Requested; outcome?: Outcome }, bodyHash: string, covered = false): Promise<StoredAnswer> {
+  command: { requestId: string; usedUnits: number; requested?: Requested; outcome?: Outcome }, bodyHash: string, coversAsked = 0): Promise<StoredAnswer> {
   const previous = replayOrConflict(session, command.requestId, bodyHash);
   if (previous) return previous;
   if (session.state === 'pending_agreement') {
@@ -311,14 +311,16 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
     const grantedUnits = Math.max(session.hold.grantedUnits, usedUnits + wanted);
     if (!Number.isSafeInteger(grantedUnits)) fail('validation_failed', `requested.units brings the session's grant past 2^53-1 units`);
     const shares = mostPossibleShares(session.principle!, ids, priceOf(grantedUnits, session.price));
-    // Money moves only at the end (who pays depends on the outcome): an update grows the holds.
-    moves = parties.map((p, i) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: Math.max(p.holdMinor, shares[i]!), grantedUnits }));
+    // What was asked, as on a plain session (API.md: "re-reserves what is requested"), priced
+    // at what it adds to the usage's price. The holds may cover more (money moves only at the
+    // end, who pays depends on the outcome: they only grow), but what is charged stops where
+    // the grant told stops (recordedCost), as a plain session's usage past its grant is free.
+    const toldUnits = Math.min(wanted, grantedUnits - usedUnits);
+    const coveredUnits = usedUnits + toldUnits;
+    moves = parties.map((p, i) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: Math.max(p.holdMinor, shares[i]!), grantedUnits: coveredUnits }));
     next = { ...session, seq: session.seq + 1, lastUpdateAt: at, validUntil: addSeconds(at, session.validitySeconds),
       parties: parties.map((p, i) => ({ ...p, holdMinor: moves[i]!.newHoldMinor })),
-      hold: { ...session.hold, seq: session.seq + 1, grantedUnits, usedUnits, holdMinor: moves.reduce((a, m) => a + m.newHoldMinor, 0) } };
-    // What was asked, as on a plain session (API.md: "re-reserves what is requested"), priced
-    // at what it adds to the usage's price; the holds may cover more (they only grow until the end).
-    const toldUnits = Math.min(wanted, grantedUnits - usedUnits);
+      hold: { ...session.hold, seq: session.seq + 1, grantedUnits: coveredUnits, usedUnits, holdMinor: moves.reduce((a, m) => a + m.newHoldMinor, 0) } };
     answer = { status: 200, body: { granted: { units: toldUnits, amount: priceOf(usedUnits + toldUnits, session.price) - priceOf(usedUnits, session.price) }, validUntil: next.validUntil, interimIntervalSeconds: session.interimIntervalSeconds, charged: { units: usedUnits, amount: 0 }, parties: sessionView(next).parties } };
   } else {
     // A release has no outcome: the usage the updates recorded is charged all the same (on a
@@ -332,10 +334,11 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   if (result.ok) return answer;
   const refused = result.refusedParty;
   // A party short of a larger share is covered as its charges are (its family, its sponsors:
-  // coverShortfall), once; then the step is decided again on the session as it is.
-  if (refused?.reason === 'insufficient' && refused.account && !covered && hasCover(refused.account)) {
+  // coverShortfall); then the step is decided again on the session as it is. Each party may
+  // be the short one in turn, as at the last agreement.
+  if (refused?.reason === 'insufficient' && refused.account && coversAsked < parties.length && hasCover(refused.account)) {
     const cover = await coverShortfall(store, refused.account, refused.needMinor - refused.account.available);
-    if (cover.retry) return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, true);
+    if (cover.retry) return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, coversAsked + 1);
   }
   if (refused && kind === 'update') {
     // No hold can grow, but the reported usage is recorded all the same, as on a plain
@@ -349,7 +352,7 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
     if ((await partyTransaction(store, session, { kind, requestId: command.requestId, bodyHash, at, next: usageOnly, answer: refusal, moves: held })).ok) return refusal;
   }
   // The session moved (a duplicate, the sweep): decide again on what it is now.
-  return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, covered);
+  return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, coversAsked);
 }
 
 /**

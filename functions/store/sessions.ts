@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { GetCommand, PutCommand, QueryCommand, TransactGetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_INDEX, DUE_SHARDS, dueShardOf, key, systemRequestId } from './table.js';
-import { conditionFailedAt, isConditionFailure, readOnce, withConflictRetry, type Store } from './db.js';
+import { conditionFailedAt, isConditionFailure, lazyRead, withConflictRetry, type Store } from './db.js';
 import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, plainItem, refusalOf, type OpCondition } from './ops.js';
 import { ledgerPut, stepEntry } from './ledger.js';
 import { markFinalized, ORPHAN_GRACE_MS, REVISIT_MAX_MS } from './compaction.js';
@@ -338,9 +338,9 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   /** A hold of this request that the sweep released (its reserve died before the session write): record it expired. */
   let released: OpEntry | undefined;
   let committed = false;
-  // The session under this requestId, read only on a refusal, once.
-  const earlierSession = readOnce(() => getSessionItem(store, sessionId));
-  const answeredBefore = async () => !!(await earlierSession());
+  // The session under this requestId, read only on a refusal: once, and again before each further round of cover.
+  const earlierSession = lazyRead(() => getSessionItem(store, sessionId));
+  const answeredBefore = async (fresh: boolean) => !!(await earlierSession(fresh));
   for (let attempt = 0; attempt < MAX_ATTEMPTS && !committed; attempt++) {
     // A refusal (of the one write, or of the last attempt: `otherMain`) may have told this
     // process the account's main account.

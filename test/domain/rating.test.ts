@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { incrementalPriceOf, priceOf, unitsAffordable } from '../../functions/domain/rating.js';
+import { incrementalPriceOf, priceOf, priceOrNull, unitsAffordable } from '../../functions/domain/rating.js';
+import fc from 'fast-check';
 import { computeGrant } from '../../functions/domain/reservation.js';
+import { rateUsage } from '../../functions/domain/session.js';
 
 const perMinute = { amountMinor: 2, perUnits: 60 };
 
@@ -62,6 +64,43 @@ describe('computeGrant after usage: a grant costs what it adds to the running to
   ])('$used used, $requested with $available available grants $grant', ({ used, requested, available, grant }) =>
     expect(computeGrant(requested, perMinute, available, used)).toEqual(grant));
 
+  it('never prices the running total past 2^53-1: a huge request after usage is cut to what can be charged', () => {
+    const perKb = { amountMinor: 3, perUnits: 1 };
+    const grant = computeGrant({ units: 2 ** 52 }, perKb, Number.MAX_SAFE_INTEGER, 1)!;
+    expect(Number.isSafeInteger(grant.amountMinor)).toBe(true);
+    expect(grant.amountMinor).toBe((1 + grant.units) * 3 - 3);
+    expect((1 + grant.units) * 3).toBeLessThanOrEqual(Number.MAX_SAFE_INTEGER);
+    // With 1000 available: what 1000 buys, 333 kB.
+    expect(computeGrant({ units: 2 ** 52 }, perKb, 1000, 1)).toEqual({ units: 333, amountMinor: 999 });
+  });
+
+  it('after usage already priced past 2^53-1, prices the grant on its own, as a reserve', () =>
+    expect(computeGrant({ units: 100 }, { amountMinor: 1000, perUnits: 1 }, Number.MAX_SAFE_INTEGER, 1e13)).toEqual({ units: 100, amountMinor: 100_000 }));
+
   it('never takes the usage past 2^53-1 units', () =>
     expect(computeGrant({ units: 600 }, perMinute, 1000, Number.MAX_SAFE_INTEGER - 10)).toEqual({ units: 10, amountMinor: expect.any(Number) }));
 });
+
+describe('computeGrant properties (seeded)', () => {
+  const seed = 20261124;
+  const big = fc.oneof(fc.integer({ min: 0, max: 10_000 }), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }));
+  it(`a grant costs exactly what it adds to the running total's price, within what can be spent, and usage inside it is charged in full (seed ${seed})`, () => {
+    fc.assert(fc.property(
+      fc.integer({ min: 0, max: 1000 }), fc.integer({ min: 1, max: 3600 }), big, big, fc.integer({ min: 1, max: 2 ** 40 }),
+      (amountMinor, perUnits, usedUnits, available, wanted) => {
+        const price = { amountMinor, perUnits };
+        const grant = computeGrant({ units: wanted }, price, available, usedUnits);
+        if (!grant) return;
+        expect(grant.units).toBeGreaterThan(0);
+        expect(grant.units).toBeLessThanOrEqual(wanted);
+        expect(Number.isSafeInteger(grant.amountMinor) && grant.amountMinor >= 0 && grant.amountMinor <= available).toBe(true);
+        const before = priceOrNull(usedUnits, price);
+        const after = priceOrNull(usedUnits + grant.units, price);
+        if (before !== null) expect(after! - before).toBe(grant.amountMinor);
+        // Using it all is charged what was held (rateUsage charges the running total, capped at the hold).
+        const hold = { seq: 1, holdMinor: grant.amountMinor, grantedUnits: grant.units, usedUnits, chargedMinor: 0 };
+        if (before !== null) expect(rateUsage(hold, grant.units, price).chargeMinor).toBe(grant.amountMinor);
+      }), { seed, numRuns: 3000 });
+  });
+});
+

@@ -1002,7 +1002,6 @@ class Simulation {
       const usedUnits = party.usedUnits + used;
       const wanted = (req.body.requested as { units?: number } | undefined)?.units ?? 0;
       const grantedUnits = Math.max(party.grantedUnits, usedUnits + wanted);
-      const cost = Math.min(price(usedUnits), price(party.grantedUnits));
       const shares = mostPossibleShares(party.principle, party.ids, price(grantedUnits));
       const holds = party.holds.map((h, i) => Math.max(h, shares[i]!));
       const reserved = body.parties?.map((p: any) => p.reserved?.amount);
@@ -1011,7 +1010,8 @@ class Simulation {
           || body.charged.units !== usedUnits || !isDeepStrictEqual(reserved, holds)))) {
         this.fail('party', `${what}: update answered ${JSON.stringify(body)}; the model expects ${wanted} units granted (${price(usedUnits + wanted) - price(usedUnits)}), ${usedUnits} used, holds ${JSON.stringify(holds)}`);
       }
-      Object.assign(party, { usedUnits, grantedUnits, holds });
+      // Usage is charged up to what the update granted (usedUnits + wanted), as on a plain session; the holds may cover more.
+      Object.assign(party, { usedUnits, grantedUnits: usedUnits + wanted, holds });
       s.grantedUnits = body.granted.units;
       return;
     }

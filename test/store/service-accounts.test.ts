@@ -3,9 +3,10 @@
 // low-balance transfers from sponsors. Against DynamoDB Local.
 import { describe, expect, it } from 'vitest';
 import { captureNotifications, interleavingStore, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores, writePaths } from '../helpers.js';
-import type { Store } from '../../functions/store/db.js';
+import type { Db, Store } from '../../functions/store/db.js';
 import { GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
+import { key } from '../../functions/store/table.js';
 import { handler as rechargeTrigger } from '../../functions/handlers/recharge-trigger.js';
 import { useStore } from '../../functions/config.js';
 import { localEventLog } from '../../functions/notify.js';
@@ -705,6 +706,44 @@ describe('sponsors, through the charging path', () => {
     expect(mum.balance).toBeGreaterThanOrEqual(0);
     expect(kid.reserved).toBe(granted.reduce((s, a) => s + a.body.granted.amount, 0));
     expect(kid.available).toBeGreaterThanOrEqual(0);
+  });
+
+  it('a retransmission whose first copy is answered between two rounds of cover makes no sponsor pay again', async () => {
+    // This process's writes to kid; the second one (round 1) first lets another process answer
+    // the first copy, top kid up and charge another event, whose write removes the first
+    // copy's finished entry: only a fresh look for the request's record can see it was answered.
+    let inner!: Db;
+    let kidWrites = 0;
+    let meanwhile: (() => Promise<unknown>) | null = null;
+    const store = await testStore({ twoWriteSteps: true, db: (db) => { inner = db; return {
+      send: async (command: any) => {
+        if (command instanceof UpdateCommand && JSON.stringify(command.input.Key) === JSON.stringify(key.account('kid')) && ++kidWrites === 2 && meanwhile) {
+          const run = meanwhile;
+          meanwhile = null;
+          await run();
+        }
+        return inner.send(command);
+      },
+    }; } });
+    const other = { ...store, db: inner, twoWriteSteps: undefined };
+    await putService(store, { serviceId: 'sms', unit: 'events', price: { amountMinor: 100, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await owner(store, 0, 'kid');
+    await owner(store, 1000, 'mum');
+    await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
+    const sms = { requestId: 'R', accountId: 'kid', clientId: 'smsc', serviceId: 'sms', units: 1 };
+    let first: Awaited<ReturnType<typeof directDebit>> | undefined;
+    meanwhile = async () => {
+      first = await directDebit(other, sms, 'hR');
+      await topUp(other, 'kid', 'tk', 100, 'htk');
+      await directDebit(other, { ...sms, requestId: 'E' }, 'hE');
+    };
+    kidWrites = 0;
+    const copy = await directDebit(store, sms, 'hR');
+    expect(first).toMatchObject({ status: 201 });
+    expect(copy).toEqual(first);
+    // Two events of 100, a top-up of 100: mum gave 100, once.
+    expect(await reconciled(store, 'mum')).toMatchObject({ balance: 900 });
+    expect(await reconciled(store, 'kid')).toMatchObject({ balance: 0 });
   });
 
   it.each(writePaths)('clients of one call reserving at once on an empty sponsored account are each covered in full (%s)', async (_path, twoWriteSteps) => {

@@ -6,7 +6,8 @@ import { key } from '../../functions/store/table.js';
 import { listNotifications } from '../../functions/store/notifications.js';
 import { codeOf, fundedAccount, reconciled, reserveCommand, testClock, testStore, twoWriteAndOneWriteStores, writePaths } from '../helpers.js';
 import { answerIn, reserve, updateSession, debitSession, refundSession, expireSession, requireSession, sessionIdFor } from '../../functions/store/sessions.js';
-import { requireAccount } from '../../functions/store/accounts.js';
+import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
+import { putService } from '../../functions/store/services.js';
 import { ChargingError } from '../../functions/domain/errors.js';
 import type { Db } from '../../functions/store/db.js';
 
@@ -72,6 +73,20 @@ describe('a whole session', () => {
     const closed = await debitSession(store, sessionId, { requestId: 'd', usedUnits: 30 }, 'hd');
     expect(closed.body).toMatchObject({ charged: { units: 300, amount: 10 }, returned: { amount: 0 } });
     expect(await reconciled(store, 'eve')).toMatchObject({ balance: 0, reserved: 0 });
+  });
+
+  it.each(writePaths)('a huge request after usage is granted what can be charged, and its usage is charged (%s)', async (_path, twoWriteSteps) => {
+    const store = await testStore({ twoWriteSteps });
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 3, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await createAccount(store, { accountId: 'ann', currency: 'EUR', kind: 'prepaid' });
+    await topUp(store, 'ann', 't1', 1000, 'ht');
+    const opened = await reserve(store, { requestId: 'r1', accountId: 'ann', clientId: 'ggsn', serviceId: 'data', requested: { units: 1 } }, 'h');
+    const sessionId = opened.body.sessionId as string;
+    // 2^52 kB asked after 1 kB used: its price passes 2^53-1; 997 left buy 332 kB (review: it was granted with nothing held).
+    const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 1, requested: { units: 2 ** 52 } }, 'hu1');
+    expect(updated.body).toMatchObject({ granted: { units: 332, amount: 996 } });
+    await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 300 }, 'hd1');
+    expect(await reconciled(store, 'ann')).toMatchObject({ balance: 1000 - 903, reserved: 0 });
   });
 
   it('answers 402 on an update with no credit left, and still charges the usage', async () => {
