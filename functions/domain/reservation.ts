@@ -21,9 +21,9 @@ export function computeGrant(requested: Requested, price: Price, availableMinor:
   const wantedUnits = Math.min('units' in requested ? requested.units : unitsAffordable(requested.amount, price), Number.MAX_SAFE_INTEGER - usedUnits);
   if (wantedUnits <= 0) return null;
   const paidBefore = priceOrNull(usedUnits, price);
-  // Usage priced past 2^53-1 (reported far beyond its grants) is charged no more than its
-  // holds (rateUsage): a grant after it is priced on its own, as a reserve's is.
-  if (paidBefore === null) return computeGrant({ units: wantedUnits }, price, availableMinor, 0);
+  // Usage priced past 2^53-1 (reported far beyond its grants): no grant after it could be
+  // rated (rateUsage charges such usage its whole hold), so none is made.
+  if (paidBefore === null) return null;
   // An available figure past 2^53-1 (an optimistic caller) spends like 2^53-1; and never so
   // much that the price of the running total passes 2^53-1 (it could not be charged).
   const spendable = Math.min(Math.max(0, availableMinor), Number.MAX_SAFE_INTEGER - paidBefore);

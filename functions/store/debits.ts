@@ -138,9 +138,10 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
       if (refused) return refused;
     }
   }
-  // The request's record, read only on a refusal: once, and again before each further round of cover.
+  // The request's record, read only on a refusal: afresh before anyone is asked to cover it,
+  // and the replay below answers from the latest read.
   const earlierAnswer = lazyRead(() => storedAnswer(store, command.requestId, bodyHash));
-  const answeredBefore = async (fresh: boolean) => !!(await earlierAnswer(fresh));
+  const answeredBefore = async () => !!(await earlierAnswer(true));
   const charge = () => isServiceAccountId(accountId)
     ? applyOp(store, accountId, opId, { kind: 'new', dueAt, answeredBefore }, { balanceDelta: -entry.chg, reservedDelta: 0, availableDelta: -entry.chg }, entry)
     : applyOp(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId, answeredBefore, mainAccountId: payer ?? null }, movement, entry);

@@ -37,11 +37,11 @@ export type OpCondition =
     /**
      * Whether the request was answered before (its record exists). Asked only before a main
      * account or a sponsor is made to pay for a shortfall: a retransmission of a request
-     * answered long ago, whose entry has left the account, must not move their money.
-     * `fresh`: read again, not what an earlier round read (the request may have been
-     * answered by a concurrent copy since, and its entry removed).
+     * answered long ago, whose entry has left the account, must not move their money. Read
+     * afresh each time it is asked (each round of cover, each attempt): a concurrent copy
+     * of the request may have been answered since, and its entry removed.
      */
-    answeredBefore?: (fresh: boolean) => Promise<boolean>;
+    answeredBefore?: () => Promise<boolean>;
     /**
      * The main account the caller takes to pay (an attached account's: API.md has its
      * charges "debited from the main account", and its sessions draw on the main account's
@@ -191,7 +191,7 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     if (!account || depth >= COVER_ROUNDS || !hasCover(account) || !onlyMoneyShort(account, opId, condition, need, store.now())) return { ok: false, account };
     // A request answered before, its entry long gone from the account, makes no one pay: its
     // caller replays the answer.
-    if (condition.kind === 'new' && condition.answeredBefore && await condition.answeredBefore(depth > 0)) return { ok: false, account };
+    if (condition.kind === 'new' && condition.answeredBefore && await condition.answeredBefore()) return { ok: false, account };
     const covered = await coverShortfall(store, account, need - account.available, depth === 0);
     if (covered.retry) return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
     if (covered.taken !== undefined) return { ok: false, account, main: covered.taken };

@@ -311,17 +311,14 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
     const grantedUnits = Math.max(session.hold.grantedUnits, usedUnits + wanted);
     if (!Number.isSafeInteger(grantedUnits)) fail('validation_failed', `requested.units brings the session's grant past 2^53-1 units`);
     const shares = mostPossibleShares(session.principle!, ids, priceOf(grantedUnits, session.price));
-    // What was asked, as on a plain session (API.md: "re-reserves what is requested"), priced
-    // at what it adds to the usage's price. The holds may cover more (money moves only at the
-    // end, who pays depends on the outcome: they only grow), but what is charged stops where
-    // the grant told stops (recordedCost), as a plain session's usage past its grant is free.
-    const toldUnits = Math.min(wanted, grantedUnits - usedUnits);
-    const coveredUnits = usedUnits + toldUnits;
-    moves = parties.map((p, i) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: Math.max(p.holdMinor, shares[i]!), grantedUnits: coveredUnits }));
+    // Money moves only at the end (who pays depends on the outcome): an update grows the
+    // holds, never shrinks them, and the grant is all the holds cover: the usage so far plus
+    // at least what was asked (see the README: a game's grant is cumulative).
+    moves = parties.map((p, i) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: Math.max(p.holdMinor, shares[i]!), grantedUnits }));
     next = { ...session, seq: session.seq + 1, lastUpdateAt: at, validUntil: addSeconds(at, session.validitySeconds),
       parties: parties.map((p, i) => ({ ...p, holdMinor: moves[i]!.newHoldMinor })),
-      hold: { ...session.hold, seq: session.seq + 1, grantedUnits: coveredUnits, usedUnits, holdMinor: moves.reduce((a, m) => a + m.newHoldMinor, 0) } };
-    answer = { status: 200, body: { granted: { units: toldUnits, amount: priceOf(usedUnits + toldUnits, session.price) - priceOf(usedUnits, session.price) }, validUntil: next.validUntil, interimIntervalSeconds: session.interimIntervalSeconds, charged: { units: usedUnits, amount: 0 }, parties: sessionView(next).parties } };
+      hold: { ...session.hold, seq: session.seq + 1, grantedUnits, usedUnits, holdMinor: moves.reduce((a, m) => a + m.newHoldMinor, 0) } };
+    answer = { status: 200, body: { granted: { units: grantedUnits - usedUnits, amount: priceOf(grantedUnits, session.price) - cost }, validUntil: next.validUntil, interimIntervalSeconds: session.interimIntervalSeconds, charged: { units: usedUnits, amount: 0 }, parties: sessionView(next).parties } };
   } else {
     // A release has no outcome: the usage the updates recorded is charged all the same (on a
     // plain session each update charged it already), by the principle; loser-pays as split.

@@ -338,9 +338,10 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   /** A hold of this request that the sweep released (its reserve died before the session write): record it expired. */
   let released: OpEntry | undefined;
   let committed = false;
-  // The session under this requestId, read only on a refusal: once, and again before each further round of cover.
+  // The session under this requestId, read only on a refusal: afresh before anyone is asked
+  // to cover it, and the replay below answers from the latest read.
   const earlierSession = lazyRead(() => getSessionItem(store, sessionId));
-  const answeredBefore = async (fresh: boolean) => !!(await earlierSession(fresh));
+  const answeredBefore = async () => !!(await earlierSession(true));
   for (let attempt = 0; attempt < MAX_ATTEMPTS && !committed; attempt++) {
     // A refusal (of the one write, or of the last attempt: `otherMain`) may have told this
     // process the account's main account.

@@ -74,8 +74,8 @@ describe('computeGrant after usage: a grant costs what it adds to the running to
     expect(computeGrant({ units: 2 ** 52 }, perKb, 1000, 1)).toEqual({ units: 333, amountMinor: 999 });
   });
 
-  it('after usage already priced past 2^53-1, prices the grant on its own, as a reserve', () =>
-    expect(computeGrant({ units: 100 }, { amountMinor: 1000, perUnits: 1 }, Number.MAX_SAFE_INTEGER, 1e13)).toEqual({ units: 100, amountMinor: 100_000 }));
+  it('after usage already priced past 2^53-1, grants nothing (such usage could not be rated)', () =>
+    expect(computeGrant({ units: 100 }, { amountMinor: 1000, perUnits: 1 }, Number.MAX_SAFE_INTEGER, 1e13)).toBeNull());
 
   it('never takes the usage past 2^53-1 units', () =>
     expect(computeGrant({ units: 600 }, perMinute, 1000, Number.MAX_SAFE_INTEGER - 10)).toEqual({ units: 10, amountMinor: expect.any(Number) }));

@@ -1002,16 +1002,16 @@ class Simulation {
       const usedUnits = party.usedUnits + used;
       const wanted = (req.body.requested as { units?: number } | undefined)?.units ?? 0;
       const grantedUnits = Math.max(party.grantedUnits, usedUnits + wanted);
+      const cost = Math.min(price(usedUnits), price(party.grantedUnits));
       const shares = mostPossibleShares(party.principle, party.ids, price(grantedUnits));
       const holds = party.holds.map((h, i) => Math.max(h, shares[i]!));
       const reserved = body.parties?.map((p: any) => p.reserved?.amount);
       if (!Number.isSafeInteger(body.granted?.units) || body.charged?.amount !== 0
-        || (inStep && (body.granted.units !== wanted || body.granted.amount !== price(usedUnits + wanted) - price(usedUnits)
+        || (inStep && (body.granted.units !== grantedUnits - usedUnits || body.granted.amount !== price(grantedUnits) - cost
           || body.charged.units !== usedUnits || !isDeepStrictEqual(reserved, holds)))) {
-        this.fail('party', `${what}: update answered ${JSON.stringify(body)}; the model expects ${wanted} units granted (${price(usedUnits + wanted) - price(usedUnits)}), ${usedUnits} used, holds ${JSON.stringify(holds)}`);
+        this.fail('party', `${what}: update answered ${JSON.stringify(body)}; the model expects ${grantedUnits - usedUnits} units granted (${price(grantedUnits) - cost}), ${usedUnits} used, holds ${JSON.stringify(holds)}`);
       }
-      // Usage is charged up to what the update granted (usedUnits + wanted), as on a plain session; the holds may cover more.
-      Object.assign(party, { usedUnits, grantedUnits: usedUnits + wanted, holds });
+      Object.assign(party, { usedUnits, grantedUnits, holds });
       s.grantedUnits = body.granted.units;
       return;
     }

@@ -46,7 +46,7 @@ describe('every principle, odd amounts', () => {
     const { sessionId, last } = await started(store, 'g1', ['ann', 'ben', 'cid'], principle);
     expect(last.body.state).toBe('active');
     for (const [accountId, amount] of Object.entries(reservedEach)) expect((await requireAccount(store, accountId)).reserved).toBe(amount);
-    // 40 used, the rest of the grant asked again (an update grants what it asks, as on a plain session).
+    // 40 used, and the rest of the grant asked again.
     await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 40, requested: { units: 61 } }, 'h');
     const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 37, outcome }, 'h');
     expect(closed.body).toMatchObject({ state: 'closed', charged: { units: 77, amount: 77 } });
@@ -340,32 +340,6 @@ describe('usage reported by updates is paid when the game is released or expires
     // ben holds 1025: his 60 and what he lacked, 965, from gran; no more.
     expect(await reconciled(store, 'ben')).toMatchObject({ balance: 1025, reserved: 1025 });
     expect(await reconciled(store, 'gran')).toMatchObject({ balance: 5000 - 965 });
-  });
-
-  it('an update grants what it asks, as on a plain session, though the holds stay as large as they were', async () => {
-    const store = await testStore();
-    await players(store, { ann: 1000, ben: 1000 });
-    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' }, 300); // 150 each
-    const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 61, requested: { units: 60 } }, 'h');
-    // 61 used, 60 more: 121 cost 121, 60 more than the 61 do.
-    expect(updated).toMatchObject({ status: 200, body: { granted: { units: 60, amount: 60 }, charged: { units: 61, amount: 0 } } });
-    expect((await requireSession(store, sessionId)).parties!.map((p) => p.holdMinor)).toEqual([150, 150]);
-    const silent = await updateSession(store, sessionId, { requestId: 'u2', usedUnits: 10 }, 'h');
-    expect(silent.body.granted).toEqual({ units: 0, amount: 0 });
-  });
-
-  it('usage past the grant an update told is not charged, as on a plain session, though the holds cover more', async () => {
-    const store = await testStore();
-    await players(store, { ann: 1000, ben: 1000, solo: 1000 });
-    const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' }, 300);
-    expect((await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 61, requested: { units: 60 } }, 'h')).body.granted).toEqual({ units: 60, amount: 60 });
-    const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 200 }, 'h');
-    const plain = await reserve(store, { requestId: 'p1', accountId: 'solo', clientId: 'gs', serviceId: 'game', requested: { units: 300 } }, 'hp');
-    const plainId = plain.body.sessionId as string;
-    await updateSession(store, plainId, { requestId: 'pu1', usedUnits: 61, requested: { units: 60 } }, 'h');
-    const plainClosed = await debitSession(store, plainId, { requestId: 'pd1', usedUnits: 200 }, 'h');
-    expect(closed.body.charged).toEqual({ units: 261, amount: 121 });
-    expect(plainClosed.body.charged).toEqual(closed.body.charged);
   });
 
   it('usage past the grant (a refused update) is charged on release up to what was reserved, never more', async () => {

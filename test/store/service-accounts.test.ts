@@ -746,6 +746,44 @@ describe('sponsors, through the charging path', () => {
     expect(await reconciled(store, 'kid')).toMatchObject({ balance: 0 });
   });
 
+  it('a reserve retransmission whose first copy is answered between two attempts makes no sponsor pay', async () => {
+    let inner!: Db;
+    let kidWrites = 0;
+    let meanwhile: (() => Promise<unknown>) | null = null;
+    const store = await testStore({ twoWriteSteps: true, db: (db) => { inner = db; return {
+      send: async (command: any) => {
+        if (command instanceof UpdateCommand && JSON.stringify(command.input.Key) === JSON.stringify(key.account('kid')) && ++kidWrites === 2 && meanwhile) {
+          const run = meanwhile;
+          meanwhile = null;
+          await run();
+        }
+        return inner.send(command);
+      },
+    }; } });
+    const other = { ...store, db: inner, twoWriteSteps: undefined };
+    await putService(store, { serviceId: 'sms', unit: 'events', price: { amountMinor: 100, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await owner(store, 150, 'kid');
+    await owner(store, 0, 'mum');
+    await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
+    const R = { requestId: 'R', accountId: 'kid', clientId: 'c', serviceId: 'sms', requested: { units: 3 } };
+    let first: any;
+    // Attempt 0 (300 asked, 150 there, mum empty) is refused and looks for R's session: none.
+    // Before attempt 1 (1 unit), another process answers R, closes it, charges an event whose
+    // write removes R's entry, and mum is topped up: only a fresh look sees R was answered.
+    meanwhile = async () => {
+      first = await reserve(other, R, 'hR');
+      await debitSession(other, first.body.sessionId, { requestId: 'D', usedUnits: 0 }, 'hD');
+      await directDebit(other, { requestId: 'E', accountId: 'kid', clientId: 'c', serviceId: 'sms', units: 1 }, 'hE');
+      await topUp(other, 'mum', 'tm', 1000, 'h');
+    };
+    kidWrites = 0;
+    const copy = await reserve(store, R, 'hR');
+    expect(first).toMatchObject({ status: 201, body: { granted: { units: 1, amount: 100 } } });
+    expect(copy).toEqual(first);
+    expect(await reconciled(store, 'mum')).toMatchObject({ balance: 1000 });
+    expect(await reconciled(store, 'kid')).toMatchObject({ balance: 50, reserved: 0 });
+  });
+
   it.each(writePaths)('clients of one call reserving at once on an empty sponsored account are each covered in full (%s)', async (_path, twoWriteSteps) => {
     const store = await testStore({ twoWriteSteps });
     await putService(store, { serviceId: 'game', unit: 'seconds', price: { amountMinor: 7, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 30 });

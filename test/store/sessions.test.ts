@@ -89,6 +89,21 @@ describe('a whole session', () => {
     expect(await reconciled(store, 'ann')).toMatchObject({ balance: 1000 - 903, reserved: 0 });
   });
 
+  it.each(writePaths)('grants nothing after usage priced past 2^53-1, and charges it no more than its hold (%s)', async (_path, twoWriteSteps) => {
+    const store = await testStore({ twoWriteSteps });
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 3, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await createAccount(store, { accountId: 'ann', currency: 'EUR', kind: 'prepaid' });
+    await topUp(store, 'ann', 't1', 1000, 'ht');
+    const opened = await reserve(store, { requestId: 'r1', accountId: 'ann', clientId: 'ggsn', serviceId: 'data', requested: { units: 1 } }, 'h');
+    const sessionId = opened.body.sessionId as string;
+    // 2^52 kB reported on a grant of 1: charged the hold (3); no grant after it could be rated.
+    const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 2 ** 52, requested: { units: 10 } }, 'hu1');
+    expect(updated).toMatchObject({ status: 402, body: { charged: { amount: 3 } } });
+    const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 0 }, 'hd1');
+    expect(closed.body).toMatchObject({ charged: { amount: 3 }, returned: { amount: 0 } });
+    expect(await reconciled(store, 'ann')).toMatchObject({ balance: 997, reserved: 0 });
+  });
+
   it('answers 402 on an update with no credit left, and still charges the usage', async () => {
     const store = await testStore();
     await fundedAccount(store, 'carol', 2);
