@@ -57,7 +57,6 @@ export function stepEntry(base: { accountId: string; sessionId: string; requestI
   }];
 }
 
-
 export async function readLedger(store: Store, accountId: string, options: { limit?: number; next?: string } = {}) {
   const pk = `LEDGER#${accountId}`;
   const result = await store.db.send(
