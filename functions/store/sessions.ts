@@ -23,7 +23,7 @@ import { settleMultiSession } from './multisession.js';
 import { usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail, keptRefundRefusalStatus, keptRefusal } from '../domain/errors.js';
 import { computeGrant, optimisticGrant, type Requested } from '../domain/reservation.js';
-import { isOpen, movementFor, sessionClosed, shownState, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement } from '../domain/session.js';
+import { isOpen, movementFor, sessionClosed, shownState, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement, type Usage } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
 import { MAX_BALANCE_MINOR, MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
 import { interimIntervalFor, nextDueAt } from '../domain/combined.js';
@@ -581,7 +581,17 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
 
     const now = store.now();
     const used = kind === 'release' ? 0 : command.usedUnits;
-    const usage = rateUsage(session.hold, used, session.price);
+    let usage: Usage;
+    try {
+      usage = rateUsage(session.hold, used, session.price);
+    } catch (error) {
+      // Usage too large to rate on top of what the session recorded: a repeat of a request
+      // answered before (which recorded that very usage) is answered as before, not refused.
+      // The light read has not looked for its answer yet.
+      const kept = light && oneWrite ? replayOrConflict(await withKeptAnswer(store, session, command.requestId), command.requestId, bodyHash) : null;
+      if (kept) return kept;
+      throw error;
+    }
     const closing = kind !== 'update';
     let grant = closing ? { units: 0, amountMinor: 0 } : regrant(command.requested, session.price, usage);
     let entry: OpEntry | null = null;

@@ -99,6 +99,8 @@ describe('a whole session', () => {
     // 2^52 kB reported on a grant of 1: charged the hold (3); no grant after it could be rated.
     const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 2 ** 52, requested: { units: 10 } }, 'hu1');
     expect(updated).toMatchObject({ status: 402, body: { charged: { amount: 3 } } });
+    // Repeated, it is answered alike (its usage on top of what it recorded would pass 2^53-1: review).
+    expect(await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 2 ** 52, requested: { units: 10 } }, 'hu1')).toEqual(updated);
     const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 0 }, 'hd1');
     expect(closed.body).toMatchObject({ charged: { amount: 3 }, returned: { amount: 0 } });
     expect(await reconciled(store, 'ann')).toMatchObject({ balance: 997, reserved: 0 });
