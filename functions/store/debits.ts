@@ -31,10 +31,26 @@ async function requestRecord(store: Store, requestId: string): Promise<Record<st
   return result.Item ?? null;
 }
 
-async function storedAnswer(store: Store, requestId: string, bodyHash: string): Promise<StoredAnswer | null> {
+/**
+ * The answer of a request answered before. `settleStray`: first give back a debit of it that
+ * an earlier attempt left on the account the record names, under another nonce: one whose
+ * record write failed unseen (a timeout) because the request was answered already. It can
+ * never be recorded, and a repeat that replays without writing (a process that did not know
+ * where the request routes) would otherwise leave it to the sweep's next visit.
+ */
+async function storedAnswer(store: Store, requestId: string, bodyHash: string, settleStray = false): Promise<StoredAnswer | null> {
   const record = await requestRecord(store, requestId);
   if (!record) return null;
   if (record.h !== bodyHash) fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
+  if (settleStray && record.kind === 'debit' && typeof record.accountId === 'string') {
+    const opId = `evt:${requestId}`;
+    const read = await store.db.send(new GetCommand({
+      TableName: store.tableName, Key: key.account(record.accountId), ConsistentRead: true,
+      ProjectionExpression: 'ops.#op', ExpressionAttributeNames: { '#op': opId },
+    }));
+    const stray = read.Item?.ops?.[opId] as OpEntry | undefined;
+    if (stray && stray.n !== record.n) await giveBack(store, record.accountId, stray);
+  }
   return record.answer as StoredAnswer;
 }
 
@@ -128,7 +144,7 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
       return answerOf(accountId, entry, payer);
     }
     if (written.outcome === 'record_refused') {
-      const replay = await storedAnswer(store, command.requestId, bodyHash);
+      const replay = await storedAnswer(store, command.requestId, bodyHash, true);
       if (replay) return replay;
     }
     // Anything else: the two-write way below decides, knowing the account's main account if
@@ -140,7 +156,7 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
   }
   // The request's record, read only on a refusal: afresh before anyone is asked to cover it,
   // and the replay below answers from the latest read.
-  const earlierAnswer = lazyRead(() => storedAnswer(store, command.requestId, bodyHash));
+  const earlierAnswer = lazyRead(() => storedAnswer(store, command.requestId, bodyHash, true));
   const answeredBefore = async () => !!(await earlierAnswer(true));
   const charge = () => isServiceAccountId(accountId)
     ? applyOp(store, accountId, opId, { kind: 'new', dueAt, answeredBefore }, { balanceDelta: -entry.chg, reservedDelta: 0, availableDelta: -entry.chg }, entry)

@@ -1,9 +1,10 @@
 // Seeds 002 and 003: accounts attached to a main account that pays for them, with
 // allotments so a busy family does not write the main account's item on every charge.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { codeOf, interleavingStore, reconciled, testClock, testStore, voice, writePaths } from '../helpers.js';
 import { countingDb, type Db, type Store } from '../../functions/store/db.js';
-import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { key } from '../../functions/store/table.js';
 import { putService } from '../../functions/store/services.js';
 import { accountView, createAccount, getAccountItem, requireAccount, topUp, withMembers } from '../../functions/store/accounts.js';
 import { reserve, updateSession, debitSession } from '../../functions/store/sessions.js';
@@ -354,6 +355,34 @@ describe('attached accounts', () => {
     // Voice, for which the main account keeps none, is paid in money as before.
     expect((await reserve(store, call('v1', 'kid'), 'h')).body).toMatchObject({ chargedAccountId: 'home', granted: { amount: 20 } });
     expect(await codeOf(directDebit(store, { requestId: 'e2', accountId: 'kid', clientId: 'mms', serviceId: 'data', units: 5000 }, 'h'))).toBe('insufficient_credit');
+  });
+
+  it('a repeat of a member\'s event, in a process that has not learnt where it routes, gives back what an unseen failed attempt left on the bundle', async () => {
+    const store = await testStore();
+    await family(store, 1000, ['kid']);
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await putServiceAccount(store, 'home', 'data', { unit: 'kilobytes', rate: { amountMinor: 100, units: 1024 }, priority: 1, onEmpty: 'deny' });
+    await manualRecharge(store, 'home', 'data', { requestId: 'buy', amountMinor: 200 }, 'h'); // 2048 KB
+    const event = { requestId: 'e1', accountId: 'kid', clientId: 'mms', serviceId: 'data', units: 289 };
+    const first = await directDebit(store, event, 'h');
+    expect(first).toMatchObject({ status: 201, body: { serviceAccount: 'data' } });
+    // Long after (its entry gone), a retransmission charged the bundle again, and its record
+    // write, refused as the request was answered, failed unseen (a timeout): its charge stays
+    // on the bundle under another nonce (the simulator's seed 5 met it once, by timing).
+    const bundleKey = key.account('home~data');
+    await store.db.send(new UpdateCommand({ TableName: store.tableName, Key: bundleKey, UpdateExpression: 'REMOVE ops.#op', ExpressionAttributeNames: { '#op': 'evt:e1' } }));
+    const stray = { seq: 1, amt: 0, gu: 0, u: 289, chg: 289, rid: 'e1', h: 'h', n: 'stray', at: store.now().toISOString(), vu: store.now().toISOString(), done: 'charged' };
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: bundleKey,
+      UpdateExpression: 'SET ops.#op = :stray, balance = balance - :x, available = available - :x',
+      ExpressionAttributeNames: { '#op': 'evt:e1' }, ExpressionAttributeValues: { ':stray': stray, ':x': 289 },
+    }));
+    // Another repeat, in a fresh process: it does not know the kid's main account, writes
+    // nothing (the record exists) and replays; the stray charge goes back now.
+    vi.resetModules();
+    const fresh = await import('../../functions/store/debits.js');
+    expect(await fresh.directDebit(store, event, 'h')).toEqual(first);
+    expect(await reconciled(store, 'home~data')).toMatchObject({ balance: 2048 - 289 });
   });
 
   it.each(writePaths)('the main account\'s service accounts serve only members that may charge, have no consumption limit and keep none of their own (%s)', async (_label, twoWriteSteps) => {
