@@ -55,10 +55,10 @@ export async function twoWriteAndOneWriteStores(options: { now?: () => Date } = 
  * (and finishes) just before the next command `matches` picks, as if it landed between a
  * handler's read and its write. `pending()` says whether it is still waiting to run.
  */
-export async function interleavingStore(matches: (command: unknown) => boolean, options: { now?: () => Date } = {}):
+export async function interleavingStore(matches: (command: unknown) => boolean, options: { now?: () => Date; twoWriteSteps?: boolean } = {}):
   Promise<{ store: Store; runBefore: (run: () => Promise<unknown>) => void; pending: () => boolean }> {
   let waiting: (() => Promise<unknown>) | null = null;
-  const store = await testStore({ now: options.now, db: (inner: Db): Db => ({
+  const store = await testStore({ now: options.now, twoWriteSteps: options.twoWriteSteps, db: (inner: Db): Db => ({
     send: async (command) => {
       if (waiting && matches(command)) { const run = waiting; waiting = null; await run(); }
       return inner.send(command);

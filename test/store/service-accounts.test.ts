@@ -3,7 +3,7 @@
 // low-balance transfers from sponsors. Against DynamoDB Local.
 import { describe, expect, it } from 'vitest';
 import { captureNotifications, interleavingStore, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores, writePaths } from '../helpers.js';
-import type { Db, Store } from '../../functions/store/db.js';
+import type { Store } from '../../functions/store/db.js';
 import { GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import { key } from '../../functions/store/table.js';
@@ -671,6 +671,19 @@ describe('a threshold recharge whose request was lost', () => {
   });
 });
 
+/**
+ * A process writing kid the two-write way, and `other`, another process on the same table:
+ * `runBeforeSecondKidWrite(run)` has `run` go (and finish) just before this process's second
+ * account write to kid from then on, as if it landed between two of its rounds or attempts.
+ */
+async function pausingBeforeSecondKidWrite() {
+  let kidWrites = 0;
+  const { store, runBefore } = await interleavingStore((command) =>
+    command instanceof UpdateCommand && JSON.stringify(command.input.Key) === JSON.stringify(key.account('kid')) && ++kidWrites === 2, { twoWriteSteps: true });
+  const other = { ...store, twoWriteSteps: undefined };
+  return { store, other, runBeforeSecondKidWrite: (run: () => Promise<unknown>) => { kidWrites = 0; runBefore(run); } };
+}
+
 describe('sponsors, through the charging path', () => {
   it.each(writePaths)('a request answered long ago, sent again when the account is short, is answered as before: no sponsor pays for it (%s)', async (_path, twoWriteSteps) => {
     const store = await testStore({ twoWriteSteps });
@@ -712,32 +725,18 @@ describe('sponsors, through the charging path', () => {
     // This process's writes to kid; the second one (round 1) first lets another process answer
     // the first copy, top kid up and charge another event, whose write removes the first
     // copy's finished entry: only a fresh look for the request's record can see it was answered.
-    let inner!: Db;
-    let kidWrites = 0;
-    let meanwhile: (() => Promise<unknown>) | null = null;
-    const store = await testStore({ twoWriteSteps: true, db: (db) => { inner = db; return {
-      send: async (command: any) => {
-        if (command instanceof UpdateCommand && JSON.stringify(command.input.Key) === JSON.stringify(key.account('kid')) && ++kidWrites === 2 && meanwhile) {
-          const run = meanwhile;
-          meanwhile = null;
-          await run();
-        }
-        return inner.send(command);
-      },
-    }; } });
-    const other = { ...store, db: inner, twoWriteSteps: undefined };
+    const { store, other, runBeforeSecondKidWrite } = await pausingBeforeSecondKidWrite();
     await putService(store, { serviceId: 'sms', unit: 'events', price: { amountMinor: 100, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
     await owner(store, 0, 'kid');
     await owner(store, 1000, 'mum');
     await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
     const sms = { requestId: 'R', accountId: 'kid', clientId: 'smsc', serviceId: 'sms', units: 1 };
     let first: Awaited<ReturnType<typeof directDebit>> | undefined;
-    meanwhile = async () => {
+    runBeforeSecondKidWrite(async () => {
       first = await directDebit(other, sms, 'hR');
       await topUp(other, 'kid', 'tk', 100, 'htk');
       await directDebit(other, { ...sms, requestId: 'E' }, 'hE');
-    };
-    kidWrites = 0;
+    });
     const copy = await directDebit(store, sms, 'hR');
     expect(first).toMatchObject({ status: 201 });
     expect(copy).toEqual(first);
@@ -747,20 +746,7 @@ describe('sponsors, through the charging path', () => {
   });
 
   it('a reserve retransmission whose first copy is answered between two attempts makes no sponsor pay', async () => {
-    let inner!: Db;
-    let kidWrites = 0;
-    let meanwhile: (() => Promise<unknown>) | null = null;
-    const store = await testStore({ twoWriteSteps: true, db: (db) => { inner = db; return {
-      send: async (command: any) => {
-        if (command instanceof UpdateCommand && JSON.stringify(command.input.Key) === JSON.stringify(key.account('kid')) && ++kidWrites === 2 && meanwhile) {
-          const run = meanwhile;
-          meanwhile = null;
-          await run();
-        }
-        return inner.send(command);
-      },
-    }; } });
-    const other = { ...store, db: inner, twoWriteSteps: undefined };
+    const { store, other, runBeforeSecondKidWrite } = await pausingBeforeSecondKidWrite();
     await putService(store, { serviceId: 'sms', unit: 'events', price: { amountMinor: 100, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
     await owner(store, 150, 'kid');
     await owner(store, 0, 'mum');
@@ -770,13 +756,12 @@ describe('sponsors, through the charging path', () => {
     // Attempt 0 (300 asked, 150 there, mum empty) is refused and looks for R's session: none.
     // Before attempt 1 (1 unit), another process answers R, closes it, charges an event whose
     // write removes R's entry, and mum is topped up: only a fresh look sees R was answered.
-    meanwhile = async () => {
+    runBeforeSecondKidWrite(async () => {
       first = await reserve(other, R, 'hR');
       await debitSession(other, first.body.sessionId, { requestId: 'D', usedUnits: 0 }, 'hD');
       await directDebit(other, { requestId: 'E', accountId: 'kid', clientId: 'c', serviceId: 'sms', units: 1 }, 'hE');
       await topUp(other, 'mum', 'tm', 1000, 'h');
-    };
-    kidWrites = 0;
+    });
     const copy = await reserve(store, R, 'hR');
     expect(first).toMatchObject({ status: 201, body: { granted: { units: 1, amount: 100 } } });
     expect(copy).toEqual(first);
