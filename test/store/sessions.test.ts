@@ -11,6 +11,16 @@ import { putService } from '../../functions/store/services.js';
 import { ChargingError } from '../../functions/domain/errors.js';
 import type { Db } from '../../functions/store/db.js';
 
+/** ann, with 1000, holds 1 kB of data at 3 per kB (3 held). */
+async function oneKilobyteHeld(twoWriteSteps: boolean) {
+  const store = await testStore({ twoWriteSteps });
+  await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 3, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+  await createAccount(store, { accountId: 'ann', currency: 'EUR', kind: 'prepaid' });
+  await topUp(store, 'ann', 't1', 1000, 'ht');
+  const opened = await reserve(store, { requestId: 'r1', accountId: 'ann', clientId: 'ggsn', serviceId: 'data', requested: { units: 1 } }, 'h');
+  return { store, sessionId: opened.body.sessionId as string };
+}
+
 describe('a whole session', () => {
   it('reserves, debits usage and re-reserves, terminates and returns the rest', async () => {
     const store = await testStore();
@@ -76,12 +86,7 @@ describe('a whole session', () => {
   });
 
   it.each(writePaths)('a huge request after usage is granted what can be charged, and its usage is charged (%s)', async (_path, twoWriteSteps) => {
-    const store = await testStore({ twoWriteSteps });
-    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 3, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
-    await createAccount(store, { accountId: 'ann', currency: 'EUR', kind: 'prepaid' });
-    await topUp(store, 'ann', 't1', 1000, 'ht');
-    const opened = await reserve(store, { requestId: 'r1', accountId: 'ann', clientId: 'ggsn', serviceId: 'data', requested: { units: 1 } }, 'h');
-    const sessionId = opened.body.sessionId as string;
+    const { store, sessionId } = await oneKilobyteHeld(twoWriteSteps);
     // 2^52 kB asked after 1 kB used: its price passes 2^53-1; 997 left buy 332 kB (review: it was granted with nothing held).
     const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 1, requested: { units: 2 ** 52 } }, 'hu1');
     expect(updated.body).toMatchObject({ granted: { units: 332, amount: 996 } });
@@ -90,12 +95,7 @@ describe('a whole session', () => {
   });
 
   it.each(writePaths)('grants nothing after usage priced past 2^53-1, and charges it no more than its hold (%s)', async (_path, twoWriteSteps) => {
-    const store = await testStore({ twoWriteSteps });
-    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 3, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
-    await createAccount(store, { accountId: 'ann', currency: 'EUR', kind: 'prepaid' });
-    await topUp(store, 'ann', 't1', 1000, 'ht');
-    const opened = await reserve(store, { requestId: 'r1', accountId: 'ann', clientId: 'ggsn', serviceId: 'data', requested: { units: 1 } }, 'h');
-    const sessionId = opened.body.sessionId as string;
+    const { store, sessionId } = await oneKilobyteHeld(twoWriteSteps);
     // 2^52 kB reported on a grant of 1: charged the hold (3); no grant after it could be rated.
     const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 2 ** 52, requested: { units: 10 } }, 'hu1');
     expect(updated).toMatchObject({ status: 402, body: { charged: { amount: 3 } } });
