@@ -7,12 +7,12 @@
 // charges, and DynamoDB retries (or we do) the rare conflict.
 import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { dueShardOf, key, systemRequestId } from './table.js';
-import { cancellationReasons, conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
+import { cancellationReasons, conditionFailedAt, withConflictRetry, type Store } from './db.js';
 import { newNonce, plainItem } from './ops.js';
 import { ledgerPut, stepEntry, type LedgerEntry } from './ledger.js';
 import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
 import { getService, type Service } from './services.js';
-import { coverShortfall, hasCover } from './cover.js';
+import { coverShortfall, hasCover, type Covered } from './cover.js';
 import { answerKey, answerPut, expiryNotice, keepAnswer, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail } from '../domain/errors.js';
@@ -168,13 +168,10 @@ async function activate(store: Store, session: SessionItem, command: { requestId
   // Nothing was reserved from anyone. The refusal is the answer to this request; the session
   // stays proposed, so the parties may top up and agree again (a new requestId) before validUntil.
   const refused = result.refusedParty;
-  // A short party is covered as its charges are (its family, its sponsors: coverShortfall),
-  // then the agreement tries again.
-  if (refused.reason === 'insufficient' && refused.account && coversAsked < parties.length && hasCover(refused.account)) {
-    const covered = await coverShortfall(store, refused.account, refused.needMinor - refused.account.available);
-    if (covered.retry) return activate(store, session, command, bodyHash, attempt, coversAsked + 1);
-    if (covered.taken === 'inactive') refused.reason = 'inactive';
-  }
+  // A short party is covered as its charges are, then the agreement tries again.
+  const covered = await coverParty(store, refused, coversAsked, parties.length);
+  if (covered?.retry) return activate(store, session, command, bodyHash, attempt, coversAsked + 1);
+  if (covered?.taken === 'inactive') refused.reason = 'inactive';
   const problem = refused.reason === 'not_found'
     ? { status: 404, body: { code: 'not_found', detail: `account ${refused.accountId} does not exist`, accountId: refused.accountId } }
     : refused.reason === 'inactive'
@@ -199,7 +196,18 @@ interface PartyStep {
   notices?: Array<ReturnType<typeof expiryNotice>>;
 }
 
-type StepResult = { ok: true } | { ok: false; refusedParty?: { accountId: string; reason: 'not_found' | 'inactive' | 'insufficient'; needMinor: number; account?: AccountItem } };
+type RefusedParty = { accountId: string; reason: 'not_found' | 'inactive' | 'insufficient'; needMinor: number; account?: AccountItem };
+type StepResult = { ok: true } | { ok: false; refusedParty?: RefusedParty };
+
+/**
+ * A party refused for money is covered as its charges are (its family, its sponsors:
+ * coverShortfall), at the last agreement and on an update alike; each party may be the short
+ * one in turn (`coversAsked` of `partyCount`). Null: nobody was asked.
+ */
+async function coverParty(store: Store, refused: RefusedParty | undefined, coversAsked: number, partyCount: number): Promise<Covered | null> {
+  if (refused?.reason !== 'insufficient' || !refused.account || coversAsked >= partyCount || !hasCover(refused.account)) return null;
+  return coverShortfall(store, refused.account, refused.needMinor - refused.account.available);
+}
 
 async function partyTransaction(store: Store, session: SessionItem, step: PartyStep): Promise<StepResult> {
   const parties = session.parties!;
@@ -330,12 +338,10 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   const result = await partyTransaction(store, session, { kind, requestId: command.requestId, bodyHash, at, next, answer, moves });
   if (result.ok) return answer;
   const refused = result.refusedParty;
-  // A party short of a larger share is covered as its charges are (its family, its sponsors:
-  // coverShortfall); then the step is decided again on the session as it is. Each party may
-  // be the short one in turn, as at the last agreement.
-  if (refused?.reason === 'insufficient' && refused.account && coversAsked < parties.length && hasCover(refused.account)) {
-    const cover = await coverShortfall(store, refused.account, refused.needMinor - refused.account.available);
-    if (cover.retry) return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, coversAsked + 1);
+  // A party short of a larger share is covered as its charges are; then the step is decided
+  // again on the session as it is.
+  if ((await coverParty(store, refused, coversAsked, parties.length))?.retry) {
+    return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, coversAsked + 1);
   }
   if (refused && kind === 'update') {
     // No hold can grow, but the reported usage is recorded all the same, as on a plain
