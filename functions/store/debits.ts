@@ -9,7 +9,7 @@ import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed
 import { ledgerPut } from './ledger.js';
 import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
 import { serviceFor } from './services.js';
-import type { AccountItem, OpEntry, StoredAnswer } from './accounts.js';
+import { getAccountItem, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
 import { fail, keptRefusal } from '../domain/errors.js';
 import { priceOrNull, unitsAffordable } from '../domain/rating.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
@@ -43,12 +43,7 @@ async function storedAnswer(store: Store, requestId: string, bodyHash: string, s
   if (!record) return null;
   if (record.h !== bodyHash) fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
   if (settleStray && record.kind === 'debit' && typeof record.accountId === 'string') {
-    const opId = `evt:${requestId}`;
-    const read = await store.db.send(new GetCommand({
-      TableName: store.tableName, Key: key.account(record.accountId), ConsistentRead: true,
-      ProjectionExpression: 'ops.#op', ExpressionAttributeNames: { '#op': opId },
-    }));
-    const stray = read.Item?.ops?.[opId] as OpEntry | undefined;
+    const stray = (await getAccountItem(store, record.accountId))?.ops?.[`evt:${requestId}`];
     if (stray && stray.n !== record.n) await giveBack(store, record.accountId, stray);
   }
   return record.answer as StoredAnswer;
