@@ -3,6 +3,7 @@
 // attach SMS, e-mail, webhooks); locally an in-memory event log the local server shows at
 // GET /local/events, plus a POST to the session's notifyUri when it gave one.
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { userAgentOf } from './sdk-clients.js';
 
 export interface Notification {
   type: 'interim_update_requested' | 'session_expired' | 'multi_session_settled'
@@ -21,7 +22,7 @@ export interface Notifier {
   publish(notifications: Notification[]): Promise<void>;
 }
 
-export function eventBridgeNotifier(busName: string, client = new EventBridgeClient({})): Notifier {
+export function eventBridgeNotifier(busName: string, client = new EventBridgeClient({ defaultUserAgentProvider: userAgentOf('EventBridge') })): Notifier {
   return {
     publish: async (notifications) => {
       // PutEvents takes at most 10 entries per call.

@@ -60,8 +60,10 @@ export const esbuildOptions = {
    * library, ~145 KB less per function; then the pure-JavaScript SHA-256 fallback (Node
    * always has node:crypto's) and lib-dynamodb's paginators (its entry keeps them: the
    * package declares no sideEffects), ~5 KB more; then the endpoint-discovery cache (no
-   * DynamoDB command reads it), ~1 KB more. test/infra/bundle-size.test.ts runs bundled
-   * functions, and each stand-in, in a fresh Node process.
+   * DynamoDB command reads it), ~1 KB more; then the adaptive retry mode's rate limiter (the
+   * functions retry in the standard mode) and the strict date grammars (no call of theirs
+   * answers a date), ~6.5 KB more. test/infra/bundle-size.test.ts runs bundled functions,
+   * and each stand-in, in a fresh Node process.
    */
   alias: {
     '@aws-sdk/credential-provider-node': resolve(repoRoot, 'infra/bundle-aliases/credential-provider-node.ts'),
@@ -70,7 +72,16 @@ export const esbuildOptions = {
     '@smithy/core/checksum': resolve(repoRoot, 'infra/bundle-aliases/checksum.ts'),
     '@aws-sdk/lib-dynamodb': resolve(repoRoot, 'infra/bundle-aliases/lib-dynamodb.ts'),
     '@aws-sdk/middleware-endpoint-discovery': resolve(repoRoot, 'infra/bundle-aliases/endpoint-discovery.ts'),
+    '@smithy/core/retry': resolve(repoRoot, 'infra/bundle-aliases/retry.ts'),
+    '@smithy/core/serde': resolve(repoRoot, 'infra/bundle-aliases/serde.ts'),
   } as Record<string, string>,
+  /**
+   * JSON files bundle as nothing. The only ones the functions import are the SDK clients'
+   * whole package.json (~2 KB each), read for one field, the version in the user agent, which
+   * functions/sdk-version.ts gives the clients instead; test/infra/bundle-size.test.ts fails
+   * if a bundle imports any other JSON.
+   */
+  loader: { '.json': 'empty' } as Record<string, 'empty'>,
 } as const;
 
 /**
@@ -93,6 +104,7 @@ export function esbuildBuildOptions(entry: string): BuildOptions & { entryPoints
     supported: { ...esbuildOptions.supported },
     external: [...esbuildOptions.external],
     alias: { ...esbuildOptions.alias },
+    loader: { ...esbuildOptions.loader },
     outfile: 'index.mjs',
   };
 }

@@ -204,6 +204,7 @@ export class ChargingStack extends Stack {
           banner: esbuildOptions.banner,
           charset: nodejs.Charset.UTF8,
           externalModules: [...esbuildOptions.external],
+          loader: { ...esbuildOptions.loader },
           esbuildArgs: {
             '--legal-comments': esbuildOptions.legalComments,
             ...Object.fromEntries(Object.entries(esbuildOptions.supported).map(([feature, on]) => [`--supported:${feature}`, String(on)])),

@@ -7,6 +7,7 @@ import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { tableDefinition, TTL_ATTRIBUTE } from './table.js';
 import { ChargingError } from '../domain/errors.js';
 import { isTransientConflict } from './errors.js';
+import { userAgentOf } from '../sdk-clients.js';
 
 export interface Db {
   // The document client's send, narrowed to what the store uses.
@@ -41,6 +42,7 @@ export function documentClient(options: { endpoint?: string; region?: string } =
     ...(options.endpoint ? { endpoint: options.endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
     region: options.region ?? process.env.AWS_REGION ?? 'us-east-1',
     maxAttempts: 3,
+    defaultUserAgentProvider: userAgentOf('DynamoDB'),
   });
   return DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
 }

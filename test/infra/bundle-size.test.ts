@@ -1,7 +1,7 @@
 // Bundle size per function, built the way the stack builds it (infra/bundling.ts), in
-// memory. A loose guard only: it fails on a blow-up (an accidental heavy dependency, or a
-// validation library that does not tree-shake), not on the growth every dependency bump brings. Figures,
-// load times and the targets are `npm run bench:bundles`, not a test.
+// memory, held to the deploy issue's target of 250 KB minified: the charging functions passed
+// it unseen at stops 21 and 22, when this test checked only a blow-up. Figures and load
+// times (a timing, so not a test) are `npm run bench:bundles`.
 import { describe, expect, it } from 'vitest';
 import { build, type Metafile } from 'esbuild';
 import { execFile } from 'node:child_process';
@@ -13,8 +13,8 @@ import { entryOf, esbuildBuildOptions, functionNames, repoRoot, type FunctionNam
 import { createStore, ensureTable } from '../../functions/store/db.js';
 import { dynamodbEndpoint, uniqueTable } from '../helpers.js';
 
-/** Every function is ~230-300 KB today (bench:bundles), of which the DynamoDB client is ~200 KB. */
-const LIMIT_BYTES = 768 * 1024;
+/** The target. The functions are 197-248 KB (health 37 KB), of which the slimmed DynamoDB client is ~152 KB. */
+const LIMIT_BYTES = 250 * 1024;
 /** valibot with the schemas a handler uses is 3-10 KB (zod/mini was 12-31 KB, the full zod ~450 KB). */
 const VALIDATION_LIMIT_BYTES = 32 * 1024;
 const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
@@ -33,19 +33,24 @@ function byPackage(metafile: Metafile): Array<[string, number]> {
 }
 
 describe('bundle sizes', () => {
-  it(`every function bundles (minified ESM, AWS SDK included) under ${kb(LIMIT_BYTES)}, valibot under ${kb(VALIDATION_LIMIT_BYTES)}`, async () => {
+  it(`every function bundles (minified ESM, AWS SDK included) within ${kb(LIMIT_BYTES)}, valibot under ${kb(VALIDATION_LIMIT_BYTES)}`, async () => {
     const rows: Array<{ function: string; minified: string; bytes: number; validation: number; largest: string }> = [];
+    const jsonImports: string[] = [];
     for (const name of functionNames) {
       const result = await build({ ...esbuildBuildOptions(entryOf(name)), write: false, metafile: true, logLevel: 'silent' });
       const bytes = result.outputFiles.reduce((sum, file) => sum + file.contents.byteLength, 0);
       const packages = byPackage(result.metafile);
       const largest = packages.slice(0, 4).map(([pkg, size]) => `${pkg} ${kb(size)}`).join(', ');
       rows.push({ function: name, minified: kb(bytes), bytes, validation: packages.find(([pkg]) => pkg === 'valibot')?.[1] ?? 0, largest });
+      jsonImports.push(...Object.keys(result.metafile.inputs).filter((input) => input.endsWith('.json')));
     }
-    console.log(`\nbundle sizes (limit ${kb(LIMIT_BYTES)}; figures and load times: npm run bench:bundles):`);
+    // JSON bundles as nothing (infra/bundling.ts): only the SDK clients' package.json, whose
+    // one field read, the version, functions/sdk-clients.ts gives them.
+    expect(new Set(jsonImports)).toEqual(new Set(jsonImports.filter((input) => /^node_modules\/@aws-sdk\/client-(dynamodb|eventbridge)\/package\.json$/.test(input))));
+    console.log(`\nbundle sizes (target ${kb(LIMIT_BYTES)}; figures and load times: npm run bench:bundles):`);
     console.table(rows.map(({ bytes: _bytes, validation: _validation, ...row }) => row));
     for (const row of rows) {
-      expect({ function: row.function, tooLarge: row.bytes >= LIMIT_BYTES }).toEqual({ function: row.function, tooLarge: false });
+      expect({ function: row.function, tooLarge: row.bytes > LIMIT_BYTES }).toEqual({ function: row.function, tooLarge: false });
       expect({ function: row.function, validationTooLarge: row.validation >= VALIDATION_LIMIT_BYTES }).toEqual({ function: row.function, validationTooLarge: false });
     }
   }, 120_000);
@@ -142,6 +147,10 @@ import { DynamoDBDocumentClient, GetCommand, TransactWriteCommand } from '@aws-s
 import { resolveEndpointDiscoveryConfig, NODE_ENDPOINT_DISCOVERY_CONFIG_OPTIONS } from '@aws-sdk/middleware-endpoint-discovery';
 // The package's own function (a relative path: no alias applies), to compare with.
 import { resolveEndpointDiscoveryConfig as packageDiscoveryConfig } from './node_modules/@aws-sdk/middleware-endpoint-discovery/dist-es/resolveEndpointDiscoveryConfig.js';
+import { resolveRetryConfig } from '@smithy/core/retry';
+import { resolveRetryConfig as packageRetryConfig } from './node_modules/@smithy/core/dist-es/submodules/retry/middleware-retry/configurations.js';
+import { dateToUtcString, parseEpochTimestamp, parseRfc3339DateTime, parseRfc3339DateTimeWithOffset, parseRfc7231DateTime, v4, toBase64, fromUtf8, Uint8ArrayBlobAdapter } from '@smithy/core/serde';
+import * as serdeDates from './node_modules/@smithy/core/dist-es/submodules/serde/date-utils.js';
 const hex = (bytes) => Buffer.from(bytes).toString('hex');
 const out = {};
 const hash = new Sha256(); hash.update('abc'); hash.update(new Uint8Array([1, 2, 3]));
@@ -158,6 +167,29 @@ for (const input of [{ endpointDiscoveryEnabledProvider: async () => undefined }
   out.discovery.push(JSON.stringify(await discovery(resolveEndpointDiscoveryConfig, input)) === JSON.stringify(await discovery(packageDiscoveryConfig, input)));
 }
 out.discovery.push(NODE_ENDPOINT_DISCOVERY_CONFIG_OPTIONS.environmentVariableSelector({ AWS_ENABLE_ENDPOINT_DISCOVERY: 'false' }));
+// The retry configuration: the package's for the standard mode, a loud refusal of the adaptive one.
+const retry = async (resolve, input) => {
+  const config = resolve({ ...input });
+  const strategy = await config.retryStrategy();
+  return [strategy.constructor.name, strategy.mode, await config.maxAttempts(), await strategy.maxAttemptsProvider?.()];
+};
+out.retry = [];
+for (const input of [{ maxAttempts: 3 }, { retryMode: 'standard' }, { maxAttempts: 5, retryMode: async () => 'standard' }]) {
+  out.retry.push(JSON.stringify(await retry(resolveRetryConfig, input)) === JSON.stringify(await retry(packageRetryConfig, input)));
+}
+out.retry.push(await retry(resolveRetryConfig, { retryMode: 'adaptive' }).then(() => 'retried adaptively', (error) => error.message.includes('not bundled')));
+const given = { tag: 'given' };
+out.retry.push(await resolveRetryConfig({ retryStrategy: given }).retryStrategy() === given);
+// The dates: the package's results for what DynamoDB or EventBridge could send, and a refusal of an invalid date.
+const same = (a, b) => { try { return String(a()?.getTime?.() ?? a()) === String(b()?.getTime?.() ?? b()); } catch (error) { try { b(); return 'only the stand-in threw'; } catch { return true; } } };
+out.dates = [
+  ...[1700000000, '1700000000.123', 0, -1.5, undefined, null, { tag: 1, value: 12.5 }, 'x', Infinity, {}].map((v) => same(() => parseEpochTimestamp(v), () => serdeDates.parseEpochTimestamp(v))),
+  ...['2026-11-24T18:30:38Z', '2026-11-24T18:30:38.123+02:00', 'not a date'].map((v) => same(() => parseRfc3339DateTimeWithOffset(v), () => serdeDates.parseRfc3339DateTimeWithOffset(v))),
+  ...['2026-11-24T18:30:38Z', '2026-11-24T18:30:38.5Z', 'nope'].map((v) => same(() => parseRfc3339DateTime(v), () => serdeDates.parseRfc3339DateTime(v))),
+  ...['Tue, 24 Nov 2026 18:30:38 GMT', 'Sun, 06 Nov 1994 08:49:37 GMT', 'nonsense GMT'].map((v) => same(() => parseRfc7231DateTime(v), () => serdeDates.parseRfc7231DateTime(v))),
+  ...[new Date(0), new Date(Date.UTC(2026, 10, 24, 8, 5, 9)), new Date(Date.UTC(1999, 11, 31, 23, 59, 59))].map((d) => dateToUtcString(d) === serdeDates.dateToUtcString(d)),
+];
+out.serde = [typeof v4(), toBase64(fromUtf8('ok')), typeof Uint8ArrayBlobAdapter.fromString];
 console.log(JSON.stringify(out));` },
         outfile: join(dir, 'stand-ins.mjs'),
         logLevel: 'silent',
@@ -166,6 +198,9 @@ console.log(JSON.stringify(out));` },
       expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual({
         sha256: true, hmac: true, lib: ['function', 'function', 'function'],
         discovery: [true, true, false],
+        retry: [true, true, true, true, true],
+        dates: Array(22).fill(true),
+        serde: ['string', 'b2s=', 'function'],
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -186,5 +221,26 @@ describe('the LRU stand-in of the bundles (infra/bundle-aliases/lru-cache.ts)', 
     expect([cache.has('a'), cache.has('c'), cache.has('d')]).toEqual([false, true, true]);
     cache.clear();
     expect(cache.has('a')).toBe(false);
+  });
+});
+
+describe('the SDK clients, told their version (functions/sdk-clients.ts)', () => {
+  // The bundles leave out the clients' package.json (infra/bundling.ts): the user agent they
+  // are given must be the one they build from it. (The packages' CommonJS builds, which tests
+  // load, carry the version inlined at their build, a release behind: the bundles' ESM reads
+  // package.json.)
+  it('send the user agent their own package.json gives them', async () => {
+    const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
+    const { EventBridgeClient } = await import('@aws-sdk/client-eventbridge');
+    const { userAgentOf, SDK_CLIENT_VERSION } = await import('../../functions/sdk-clients.js');
+    const userAgent = async (client: unknown) => (client as { config: { defaultUserAgentProvider: () => Promise<Array<[string, string?]>> } }).config.defaultUserAgentProvider();
+    for (const serviceId of ['DynamoDB', 'EventBridge'] as const) {
+      const version = JSON.parse(readFileSync(join(repoRoot, 'node_modules', '@aws-sdk', `client-${serviceId.toLowerCase()}`, 'package.json'), 'utf8')).version;
+      expect(SDK_CLIENT_VERSION).toBe(version);
+      const Client = serviceId === 'DynamoDB' ? DynamoDBClient : EventBridgeClient;
+      const byDefault = await userAgent(new Client({ region: 'us-east-1' }));
+      const versioned = byDefault.map((pair) => (pair[0] === 'aws-sdk-js' || pair[0] === `api/${serviceId}` ? [pair[0], version] : pair));
+      expect(await userAgent(new Client({ region: 'us-east-1', defaultUserAgentProvider: userAgentOf(serviceId) }))).toEqual(versioned);
+    }
   });
 });
