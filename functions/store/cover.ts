@@ -28,29 +28,31 @@ const movedMoney = (given: 'given' | 'moved' | 'none') => given === 'given' || g
  *   consumptionLimit only its own sponsors may (the limit caps what the main account gives);
  * - any other account brings back its members' idle allotments, then its sponsors give what
  *   those did not bring.
- * `retry`: money came, or the account moved under us; the caller writes again. `firstRound`:
- * a give-back that brought nothing is worth one more write only the first time (a
- * concurrent charge may have brought the chunks back first), not on every round.
+ * `retry`: money came, or the account moved under us; the caller writes again. `coverKey`
+ * names what asks (an operation and its round): a sponsor pays once per key and account, so
+ * a retry or a duplicate of the same request never makes it pay twice (sponsors.ts).
+ * `firstRound`: a give-back that brought nothing is worth one more write only the first time
+ * (a concurrent charge may have brought the chunks back first), not on every round.
  */
-export async function coverShortfall(store: Store, account: AccountItem, shortMinor: number, firstRound = true): Promise<Covered> {
-  if (account.mainAccountId) return coverMember(store, account, shortMinor);
+export async function coverShortfall(store: Store, account: AccountItem, shortMinor: number, coverKey: string, firstRound = true): Promise<Covered> {
+  if (account.mainAccountId) return coverMember(store, account, shortMinor, coverKey);
   const family = await coverFromFamily(store, account, shortMinor);
   const reclaimedMinor = family?.reclaimedMinor ?? 0;
   const stillShortMinor = shortMinor - reclaimedMinor;
-  const given = sponsored(account) && stillShortMinor > 0 ? await takeFromSponsors(store, account as SponsoredAccount, stillShortMinor) : 'none';
+  const given = sponsored(account) && stillShortMinor > 0 ? await takeFromSponsors(store, account as SponsoredAccount, stillShortMinor, coverKey) : 'none';
   const familyRetry = !!family?.retry && (firstRound || reclaimedMinor > 0);
   return familyRetry || movedMoney(given) ? { retry: true } : { retry: false };
 }
 
-async function coverMember(store: Store, member: AccountItem, shortMinor: number): Promise<Covered> {
+async function coverMember(store: Store, member: AccountItem, shortMinor: number, coverKey: string): Promise<Covered> {
   const taken = (await coverFromFamily(store, member, shortMinor))!.taken!;
   if (taken === 'given' || taken === 'moved') return { retry: true };
   if (taken === 'inactive') return { retry: false, taken };
   if (taken === 'insufficient') {
     const main = await getAccountItem(store, member.mainAccountId!);
     const mainShortMinor = main ? shortMinor - Math.max(0, main.available) : 0;
-    if (main && sponsored(main) && mainShortMinor > 0 && movedMoney(await takeFromSponsors(store, main as SponsoredAccount, mainShortMinor))) return { retry: true };
+    if (main && sponsored(main) && mainShortMinor > 0 && movedMoney(await takeFromSponsors(store, main as SponsoredAccount, mainShortMinor, coverKey))) return { retry: true };
   }
-  if (sponsored(member) && movedMoney(await takeFromSponsors(store, member as SponsoredAccount, shortMinor))) return { retry: true };
+  if (sponsored(member) && movedMoney(await takeFromSponsors(store, member as SponsoredAccount, shortMinor, coverKey))) return { retry: true };
   return { retry: false, taken };
 }

@@ -185,14 +185,16 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
       return { ok: false, account, route: serviceAccountId(accountId, condition.serviceId) };
     }
     // Short of money only: whoever pays for the account is asked (coverShortfall). Again
-    // after a write refused once more: concurrent shortfalls of one account each get what
-    // they lack in turn (each transfer is guarded to land once), and a retry may find the
-    // money taken by a concurrent charge. A bounded number of rounds.
+    // after a write refused once more: a retry may find the money taken by a concurrent
+    // charge (concurrent shortfalls each get what they lack, each transfer guarded to land
+    // once per operation and round). A bounded number of rounds.
     if (!account || depth >= COVER_ROUNDS || !hasCover(account) || !onlyMoneyShort(account, opId, condition, need, store.now())) return { ok: false, account };
     // A request answered before, its entry long gone from the account, makes no one pay: its
     // caller replays the answer.
     if (condition.kind === 'new' && condition.answeredBefore && await condition.answeredBefore()) return { ok: false, account };
-    const covered = await coverShortfall(store, account, need - account.available, depth === 0);
+    // What asks for cover: this operation (a session's step by its seq) in this round.
+    const coverKey = `${opId}:${condition.kind === 'step' ? `${condition.seq}:` : ''}${depth}`;
+    const covered = await coverShortfall(store, account, need - account.available, coverKey, depth === 0);
     if (covered.retry) return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
     if (covered.taken !== undefined) return { ok: false, account, main: covered.taken };
     return { ok: false, account };

@@ -169,7 +169,7 @@ async function activate(store: Store, session: SessionItem, command: { requestId
   // stays proposed, so the parties may top up and agree again (a new requestId) before validUntil.
   const refused = result.refusedParty;
   // A short party is covered as its charges are, then the agreement tries again.
-  const covered = await coverParty(store, refused, coversAsked, parties.length);
+  const covered = await coverParty(store, session, refused, coversAsked, parties.length);
   if (covered?.retry) return activate(store, session, command, bodyHash, attempt, coversAsked + 1);
   if (covered?.taken === 'inactive') refused.reason = 'inactive';
   const problem = refused.reason === 'not_found'
@@ -204,9 +204,10 @@ type StepResult = { ok: true } | { ok: false; refusedParty?: RefusedParty };
  * coverShortfall), at the last agreement and on an update alike; each party may be the short
  * one in turn (`coversAsked` of `partyCount`). Null: nobody was asked.
  */
-async function coverParty(store: Store, refused: RefusedParty | undefined, coversAsked: number, partyCount: number): Promise<Covered | null> {
+async function coverParty(store: Store, session: SessionItem, refused: RefusedParty | undefined, coversAsked: number, partyCount: number): Promise<Covered | null> {
   if (refused?.reason !== 'insufficient' || !refused.account || coversAsked >= partyCount || !hasCover(refused.account)) return null;
-  return coverShortfall(store, refused.account, refused.needMinor - refused.account.available);
+  // What asks: this step of the session (its seq; 0 for the agreement) in this round.
+  return coverShortfall(store, refused.account, refused.needMinor - refused.account.available, `${session.sessionId}:${session.seq}:${coversAsked}`);
 }
 
 async function partyTransaction(store: Store, session: SessionItem, step: PartyStep): Promise<StepResult> {
@@ -340,7 +341,7 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   const refused = result.refusedParty;
   // A party short of a larger share is covered as its charges are; then the step is decided
   // again on the session as it is.
-  if ((await coverParty(store, refused, coversAsked, parties.length))?.retry) {
+  if ((await coverParty(store, session, refused, coversAsked, parties.length))?.retry) {
     return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, coversAsked + 1);
   }
   if (refused && kind === 'update') {

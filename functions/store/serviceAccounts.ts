@@ -397,7 +397,7 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor
       if (!usableAt(ownerItem, at)) return { ok: false, reason: 'inactive' };
       // A short owner is covered as its charges are (its family, its sponsors: coverShortfall), once.
       if (!covered && ownerItem.available < amountMinor && hasCover(ownerItem)) {
-        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available);
+        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available, `recharge:${rechargeId}`);
         if (cover.retry) return rechargeOnce(store, sa, requestedMinor, guard, true);
         if (cover.taken === 'inactive') return { ok: false, reason: 'inactive' };
       }

@@ -1,33 +1,43 @@
 // Low-balance transfers from sponsors (seed 003): an account may list sponsors with
 // priorities; when a grant finds its balance too low, the first sponsor (by priority) that
 // can cover the shortfall transfers it. One transaction per transfer (sponsor -x, account
-// +x, a ledger entry and a notification on each side); the account's `sponsorSeq` makes
-// concurrent shortfalls of one account fetch once, the sponsor's `available >= x` means a
+// +x, a guard, a ledger entry and a notification on each side). The guard is one item per
+// account and cover key (the asking operation and its round): a request, its retries and its
+// concurrent duplicates make a sponsor pay once, while concurrent shortfalls of different
+// requests each get theirs at once. Until stop 23 the account's sponsorSeq was the guard,
+// one transfer per account at a time: ten concurrent charges of an empty sponsored account
+// got four refusals while the sponsor held plenty. The sponsor's `available >= x` means a
 // sponsor never goes below its floor.
 import { TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { key } from './table.js';
+import { key, TTL_ATTRIBUTE } from './table.js';
 import { conditionFailedAt, withConflictRetry, type Store } from './db.js';
-import { ledgerPut, type LedgerEntryType } from './ledger.js';
+import { ledgerPut } from './ledger.js';
 import { requireAccount, USABLE_CONDITION, type AccountItem } from './accounts.js';
 import { notificationItem } from './notifications.js';
 import { fail } from '../domain/errors.js';
 import { sponsorsInOrder, type Sponsor } from '../domain/serviceAccount.js';
 
+/** `sponsorSeq`: how many transfers the account received (the simulator's auditor counts them). */
 export type SponsoredAccount = AccountItem & { sponsors?: Sponsor[]; sponsorSeq?: number };
 
-/** Covers `shortfallMinor` of `account` from its sponsors; 'moved' when the account changed under us. */
-export async function takeFromSponsors(store: Store, account: SponsoredAccount, shortfallMinor: number): Promise<'given' | 'moved' | 'none'> {
+/** How long a transfer's guard outlives it: retries and retransmissions of its request come within minutes. */
+const TRANSFER_GUARD_DAYS = 7;
+
+/**
+ * Covers `shortfallMinor` of `account` from its sponsors, once per `coverKey`. 'given': the
+ * money came, now or for an earlier attempt of the same key; the caller writes again.
+ */
+export async function takeFromSponsors(store: Store, account: SponsoredAccount, shortfallMinor: number, coverKey: string): Promise<'given' | 'moved' | 'none'> {
   if (shortfallMinor <= 0) return 'moved';
   for (const sponsor of sponsorsInOrder(account.sponsors ?? [])) {
-    const result = await transferFromSponsor(store, account, sponsor.accountId, shortfallMinor);
+    const result = await transferFromSponsor(store, account, sponsor.accountId, shortfallMinor, coverKey);
     if (result !== 'short') return result;
   }
   return 'none';
 }
 
-async function transferFromSponsor(store: Store, account: SponsoredAccount, sponsorId: string, x: number): Promise<'given' | 'moved' | 'short'> {
-  const seq = account.sponsorSeq ?? 0;
-  const transferId = `sponsor:${account.accountId}:${seq + 1}`;
+async function transferFromSponsor(store: Store, account: SponsoredAccount, sponsorId: string, x: number, coverKey: string): Promise<'given' | 'moved' | 'short'> {
+  const transferId = `sponsor:${account.accountId}:${coverKey}`;
   const at = store.now().toISOString();
   const entry = (accountId: string, amount: number, counterparty: string) =>
     ledgerPut(store, { accountId, entryId: `${transferId}:${amount < 0 ? 'from' : 'to'}`, at, type: 'sponsor_transfer', amount, reservedDelta: 0, counterparty });
@@ -45,9 +55,14 @@ async function transferFromSponsor(store: Store, account: SponsoredAccount, spon
           TableName: store.tableName, Key: key.account(account.accountId),
           // An attached account now holds money from outside its family, as after a top-up
           // (ownMoney: its main account's view no longer counts its money as the main's).
-          UpdateExpression: `SET balance = balance + :x, available = available + :x, sponsorSeq = :next${account.mainAccountId ? ', ownMoney = :own' : ''}`,
-          ConditionExpression: seq === 0 ? 'attribute_not_exists(sponsorSeq)' : 'sponsorSeq = :seq',
-          ExpressionAttributeValues: { ':x': x, ':next': seq + 1, ...(seq === 0 ? {} : { ':seq': seq }), ...(account.mainAccountId ? { ':own': true } : {}) },
+          UpdateExpression: `SET balance = balance + :x, available = available + :x, sponsorSeq = if_not_exists(sponsorSeq, :zero) + :one${account.mainAccountId ? ', ownMoney = :own' : ''}`,
+          ConditionExpression: 'attribute_exists(pk)',
+          ExpressionAttributeValues: { ':x': x, ':zero': 0, ':one': 1, ...(account.mainAccountId ? { ':own': true } : {}) },
+        } },
+        { Put: {
+          TableName: store.tableName,
+          Item: { ...key.sponsorTransfer(transferId), sponsorId, amount: x, at, [TTL_ATTRIBUTE]: Math.floor(Date.parse(at) / 1000) + TRANSFER_GUARD_DAYS * 86_400 },
+          ConditionExpression: 'attribute_not_exists(pk)',
         } },
         entry(sponsorId, -x, account.accountId),
         entry(account.accountId, x, sponsorId),
@@ -56,7 +71,8 @@ async function transferFromSponsor(store: Store, account: SponsoredAccount, spon
       ],
     })));
   } catch (error) {
-    if (conditionFailedAt(error, 1)) return 'moved';
+    if (conditionFailedAt(error, 2)) return 'given'; // an earlier attempt of this key transferred
+    if (conditionFailedAt(error, 1)) return 'moved'; // the account is gone: the caller's write finds out
     if (conditionFailedAt(error, 0)) return 'short';
     throw error;
   }

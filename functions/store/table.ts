@@ -37,6 +37,8 @@ export const key = {
   multiSessionEvent: (multiSessionId: string, requestId: string) => ({ pk: `MS#${multiSessionId}`, sk: `EVT#${requestId}` }),
   ledger: (accountId: string, at: string, entryId: string) => ({ pk: `LEDGER#${accountId}`, sk: `${at}#${entryId}` }),
   request: (requestId: string) => ({ pk: `REQ#${requestId}`, sk: 'REQUEST' }),
+  /** A sponsor transfer's guard: one per account and cover key (sponsors.ts). */
+  sponsorTransfer: (transferId: string) => ({ pk: `SPT#${transferId}`, sk: 'TRANSFER' }),
 };
 
 /**

@@ -413,7 +413,7 @@ describe('sponsors (low-balance transfer)', () => {
     await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 2 }, { accountId: 'granny', priority: 1 }]);
     const kid = await requireAccount(store, 'kid');
     // granny (priority 1) cannot cover 40; mum (priority 2) can.
-    expect(await takeFromSponsors(store, kid, 40)).toBe('given');
+    expect(await takeFromSponsors(store, kid, 40, 'op-1:0')).toBe('given');
     expect((await reconciled(store, 'kid')).balance).toBe(50);
     expect((await reconciled(store, 'mum')).balance).toBe(960);
     expect((await reconciled(store, 'granny')).balance).toBe(5);
@@ -421,15 +421,41 @@ describe('sponsors (low-balance transfer)', () => {
     expect((await listNotifications(store, 'kid')).notifications[0]).toMatchObject({ type: 'sponsor_transfer', from: 'mum', amount: 40 });
   });
 
-  it('concurrent shortfalls of one account fetch once; no sponsor goes below zero', async () => {
+  it('a sponsor pays once per cover key, each concurrent key its own, and never goes below zero', async () => {
     const store = await testStore();
     await owner(store, 0, 'kid');
     await owner(store, 100, 'mum');
     await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
     const kid = await requireAccount(store, 'kid');
-    const results = await Promise.all(Array.from({ length: 6 }, () => takeFromSponsors(store, kid, 30)));
-    expect(results.filter((r) => r === 'given')).toHaveLength(1);
-    expect((await reconciled(store, 'kid')).balance + (await reconciled(store, 'mum')).balance).toBe(100);
+    // Six copies of one request's round (a retry, concurrent duplicates): one transfer, all told it came.
+    const copies = await Promise.all(Array.from({ length: 6 }, () => takeFromSponsors(store, kid, 30, 'evt:r1:0')));
+    expect(copies).toEqual(Array(6).fill('given'));
+    expect((await reconciled(store, 'kid')).balance).toBe(30);
+    // Four other requests at once: 70 left covers two of them, the others find no sponsor able.
+    const others = await Promise.all(['a', 'b', 'c', 'd'].map((r) => takeFromSponsors(store, kid, 30, `evt:${r}:0`)));
+    expect(others.filter((r) => r === 'given')).toHaveLength(2);
+    expect(others.filter((r) => r === 'none')).toHaveLength(2);
+    expect((await reconciled(store, 'kid')).balance).toBe(90);
+    expect((await reconciled(store, 'mum')).balance).toBe(10);
+    expect((await reconciled(store, 'kid') as { sponsorSeq?: number }).sponsorSeq).toBe(3); // one per transfer
+  });
+
+  it('concurrent charges of an empty sponsored account are all served while the sponsor can pay (fails before: 12 of 20 refused)', async () => {
+    const store = await testStore();
+    await putService(store, { serviceId: 'voice', unit: 'seconds', price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 60 });
+    await owner(store, 0, 'kid');
+    await owner(store, 100_000, 'mum');
+    await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
+    const outcomes = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2
+      ? directDebit(store, { requestId: `e${i}`, accountId: 'kid', clientId: 'smsc', serviceId: 'voice', units: 300 }, `h${i}`)
+      : reserve(store, { requestId: `k${i}`, accountId: 'kid', clientId: 'msc', serviceId: 'voice', requested: { units: 300 } }, `h${i}`)
+    ).then(() => 'served', (error) => error.code ?? String(error))));
+    expect(outcomes).toEqual(Array(20).fill('served'));
+    const kid = await reconciled(store, 'kid');
+    const mum = await reconciled(store, 'mum');
+    expect(kid.balance + mum.balance + 10 * 10).toBe(100_000); // moved or charged (ten events of 10), never made
+    expect(kid.balance).toBeGreaterThanOrEqual(kid.reserved); // no overdraft: the balance covers every hold
+    expect(kid.reserved).toBe(100); // ten holds of 10 (300 s at 2 per 60 s); ten events charged 10 each
   });
 
   it('sponsors must exist, hold the same currency and not be the account itself', async () => {
