@@ -1443,13 +1443,16 @@ class Simulation {
             this.fail('a: unexplained recharge', `${what}: unknown recharge`);
           }
         } else {
-          const m = /^sponsor:(.+):(\d+):(from|to)$/.exec(row.entryId);
-          const to = m?.[3] === 'to';
-          const sponsoredId = m?.[1] ?? '';
-          const pair = other?.transfers.get(`sponsor:${m?.[1]}:${m?.[2]}:${to ? 'from' : 'to'}`);
+          // `sponsor:<sponsored account>:<cover key>:from|to`; ids and keys may hold colons, so
+          // the sponsored account is read from the entry's side, not parsed out of the id.
+          const side = /:(from|to)$/.exec(row.entryId)?.[1];
+          const to = side === 'to';
+          const sponsoredId = (to ? accountId : row.counterparty) ?? '';
+          const transferId = side && row.entryId.startsWith(`sponsor:${sponsoredId}:`) ? row.entryId.slice(0, -(side.length + 1)) : undefined;
+          const pair = transferId ? other?.transfers.get(`${transferId}:${to ? 'from' : 'to'}`) : undefined;
           const sponsored = this.accounts.get(sponsoredId);
           const sponsorId = to ? row.counterparty! : accountId;
-          if (!m || !sponsored || (to ? sponsoredId !== accountId : sponsoredId !== row.counterparty) || (to ? row.amount <= 0 : row.amount >= 0)
+          if (!transferId || !sponsored || (to ? row.amount <= 0 : row.amount >= 0)
             || !pair || pair.amount !== -row.amount || pair.counterparty !== accountId) {
             this.fail('a: sponsor transfer', `${what}: no matching entry on ${row.counterparty} (${pair ? JSON.stringify(pair) : 'none'})`);
           }
