@@ -241,7 +241,7 @@ const chargesAccount = (session: SessionItem, accountId: string) =>
  * False when it could not be done now (the entry stays for the next visit).
  */
 async function settledIfOwed(store: Store, session: SessionItem): Promise<boolean> {
-  if (session.multiSessionId === session.sessionId || isOpen(session.state)) return true;
+  if ((session.multiSessionId === session.sessionId && !session.membersJoined) || isOpen(session.state)) return true;
   try {
     return (await settleMultiSession(store, session.multiSessionId)).settled;
   } catch (error) {

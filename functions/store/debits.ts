@@ -5,6 +5,7 @@
 import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
 import { conditionFailedAt, isConditionFailure, lazyRead, withConflictRetry, type Store } from './db.js';
+import { adoptFounder } from './multisession.js';
 import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, refusalOf } from './ops.js';
 import { ledgerPut } from './ledger.js';
 import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
@@ -51,6 +52,7 @@ async function storedAnswer(store: Store, requestId: string, bodyHash: string, s
 
 export async function directDebit(store: Store, command: DirectDebitCommand, bodyHash: string): Promise<StoredAnswer> {
   try {
+    if (command.multiSessionId) await adoptFounder(store, command.multiSessionId);
     return await debitOnce(store, command, bodyHash);
   } catch (error) {
     const answer = keptRefusal(error);

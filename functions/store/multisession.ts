@@ -2,9 +2,9 @@
 // sends an event) under one multi-session id. Members are listed under `MS#<id>`; the
 // multi-session is collated on read and, once no member is open any more, settled once
 // under the combined rating of the services that took part together.
-import { QueryCommand } from '@aws-sdk/lib-dynamodb';
-import type { Store } from './db.js';
-import { systemRequestId } from './table.js';
+import { QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { withConflictRetry, type Store } from './db.js';
+import { key, systemRequestId } from './table.js';
 import { getAccountItem } from './accounts.js';
 import { getService } from './services.js';
 import { isServiceAccountId, publicAccountId } from './serviceAccounts.js';
@@ -28,12 +28,40 @@ async function members(store: Store, multiSessionId: string) {
   return { sessions, events };
 }
 
+/**
+ * A session opened without a multiSessionId is a multi-session of one, under its own id
+ * (the answer's `multiSessionId`), listed nowhere: the charging path writes no member item
+ * for it. Another client may join it by that id (seed 001: the id is handed to every network
+ * entity of the call); the first to join lists the founding session as a member and marks it
+ * (`membersJoined`), so GET collates it and its close settles the combined rating as any
+ * member's does. Before stop 23 a joiner took its place: the founder's charges left the
+ * collation and its discount was never given. One read, only for a multiSessionId shaped like
+ * a session id, and one write for the first joiner. A multi-party game takes no members.
+ */
+export async function adoptFounder(store: Store, multiSessionId: string, joinerSessionId?: string): Promise<void> {
+  if (multiSessionId === joinerSessionId || !multiSessionId.startsWith('ses_')) return;
+  const founder = await getSessionItem(store, multiSessionId);
+  if (!founder || founder.multiSessionId !== founder.sessionId || founder.state === 'refused' || founder.membersJoined) return;
+  if (founder.parties) fail('conflict', `session ${multiSessionId} is a multi-party session, which cannot be part of a multi-session`);
+  await withConflictRetry(() => store.db.send(new TransactWriteCommand({
+    TransactItems: [
+      { Put: { TableName: store.tableName, Item: { ...key.multiSessionMember(multiSessionId, multiSessionId), sessionId: multiSessionId, at: founder.createdAt } } },
+      { Update: {
+        TableName: store.tableName, Key: key.session(multiSessionId),
+        UpdateExpression: 'SET membersJoined = :joined', ConditionExpression: 'attribute_exists(pk)',
+        ExpressionAttributeValues: { ':joined': true },
+      } },
+    ],
+  })));
+}
+
 export async function multiSessionView(store: Store, multiSessionId: string) {
   const { sessions, events } = await members(store, multiSessionId);
   if (sessions.length === 0 && events.length === 0) {
-    // A session opened without a multiSessionId is a multi-session of one.
+    // A session opened without a multiSessionId is a multi-session of one; a session that
+    // is a member of another multi-session is not one.
     const solo = await getSessionItem(store, multiSessionId);
-    if (!solo) fail('not_found', `multi-session ${multiSessionId} does not exist`);
+    if (!solo || solo.multiSessionId !== multiSessionId) fail('not_found', `multi-session ${multiSessionId} does not exist`);
     sessions.push(solo!);
   }
   // Money and the units of service accounts (seed 004) are collated apart: never summed

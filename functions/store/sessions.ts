@@ -19,7 +19,7 @@ import { serviceFor, type Service } from './services.js';
 import { isServiceAccountId, mainAccountRoute, otherUnitDetail, publicAccountId, type ServiceAccountItem, type ServiceAccountRef } from './serviceAccounts.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, refundPartySession, type PartyState } from './parties.js';
-import { settleMultiSession } from './multisession.js';
+import { adoptFounder, settleMultiSession } from './multisession.js';
 import { usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail, keptRefundRefusalStatus, keptRefusal } from '../domain/errors.js';
 import { computeGrant, optimisticGrant, type Requested } from '../domain/reservation.js';
@@ -93,6 +93,8 @@ export interface SessionItem {
   nonce?: string;
   /** Multi-party sessions only (seed 000): the parties, the principle, what was asked for. */
   parties?: PartyState[];
+  /** A session opened without a multiSessionId that others joined since (multisession.ts, adoptFounder). */
+  membersJoined?: boolean;
   principle?: Principle;
   requested?: Requested;
 }
@@ -218,6 +220,7 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
     if (session) replayOrConflict(session, command.requestId, bodyHash);
   });
   try {
+    if (command.multiSessionId) await adoptFounder(store, command.multiSessionId, sessionIdFor(command.requestId));
     return await reserveOnce(store, command, bodyHash, service);
   } catch (error) {
     if (!keptRefusal(error)) throw error;
@@ -727,7 +730,7 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
  * (compaction.ts, ensureRecorded).
  */
 async function afterClose(store: Store, session: SessionItem, closing: OpEntry): Promise<void> {
-  if (session.multiSessionId !== session.sessionId && !(await settleMultiSession(store, session.multiSessionId)).settled) return;
+  if ((session.multiSessionId !== session.sessionId || session.membersJoined) && !(await settleMultiSession(store, session.multiSessionId)).settled) return;
   markFinalized(store, session.chargedAccountId, session.sessionId, closing);
 }
 

@@ -124,6 +124,42 @@ describe('the seed 001 message flow', () => {
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 20 - 21, reserved: 0 });
   });
 
+  it('clients joining the multi-session a first session was handed keep that session in it, and its discount (fails before: it left, charged in full)', async () => {
+    const store = await testStore();
+    await seedServices(store);
+    // Voice opens without a multiSessionId: its answer names its own id as the multi-session.
+    const v = await reserve(store, { requestId: 'f-v', accountId: 'sub', clientId: 'scscf', serviceId: 'ims-voice', requested: { units: 300 } }, 'h');
+    const founded = v.body.multiSessionId as string;
+    expect(founded).toBe(v.body.sessionId);
+    // Data and an event join by that id; voice closes first, data last.
+    const d = await reserve(store, { requestId: 'f-d', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: founded }, 'h');
+    await directDebit(store, { requestId: 'f-e', accountId: 'sub', clientId: 'as', serviceId: 'as-content', units: 1, multiSessionId: founded }, 'h');
+    await debitSession(store, v.body.sessionId as string, { requestId: 'f-vs', usedUnits: 120 }, 'h'); // 20
+    const view = await multiSessionView(store, founded);
+    expect(view.sessions.map((s) => s.sessionId).sort()).toEqual([v.body.sessionId, d.body.sessionId].sort());
+    expect(view.events.map((e) => e.requestId)).toEqual(['f-e']);
+    expect(view.charged).toEqual({ amount: 20 + 10, currency: 'EUR' });
+    await debitSession(store, d.body.sessionId as string, { requestId: 'f-ds', usedUnits: 500 }, 'h'); // 5
+    // Voice with data: 20 % of its 20 back, given when the last member closed.
+    expect((await multiSessionView(store, founded)).charged).toEqual({ amount: 20 - 4 + 10 + 5, currency: 'EUR' });
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 31, reserved: 0 });
+  });
+
+  it('the founder of a joined multi-session closing last settles it; a member of another multi-session is no multi-session of its own', async () => {
+    const store = await testStore();
+    await seedServices(store);
+    const v = await reserve(store, { requestId: 'g-v', accountId: 'sub', clientId: 'scscf', serviceId: 'ims-voice', requested: { units: 300 } }, 'h');
+    const d = await reserve(store, { requestId: 'g-d', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: v.body.sessionId as string }, 'h');
+    await debitSession(store, d.body.sessionId as string, { requestId: 'g-ds', usedUnits: 500 }, 'h'); // 5
+    await debitSession(store, v.body.sessionId as string, { requestId: 'g-vs', usedUnits: 120 }, 'h'); // 20, then 4 back
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 21, reserved: 0 });
+    // A session that joined one is not a multi-session by its own id.
+    expect(await codeOf(multiSessionView(store, d.body.sessionId as string))).toBe('not_found');
+    const m = await reserve(store, { requestId: 'g-m', accountId: 'sub', clientId: 'c', serviceId: 'ims-voice', requested: { units: 60 }, multiSessionId: 'call-g' }, 'h');
+    expect(await codeOf(multiSessionView(store, m.body.sessionId as string))).toBe('not_found');
+    expect((await multiSessionView(store, 'call-g')).sessions.map((s) => s.sessionId)).toEqual([m.body.sessionId]);
+  });
+
   it('a client\'s requestId never stands for the system\'s settlement', async () => {
     const store = await testStore();
     await seedServices(store);

@@ -151,6 +151,17 @@ describe('verification before the start', () => {
   });
 });
 
+describe('a game and multi-sessions', () => {
+  it('a session cannot join a game by its multi-session id (fails before: it took the game\'s place there)', async () => {
+    const store = await testStore();
+    await players(store, { ann: 500, ben: 500 });
+    const { sessionId } = await started(store, 'mg', ['ann', 'ben'], { type: 'split' });
+    const joining = { requestId: 'mg-join', accountId: 'ann', clientId: 'scscf', serviceId: 'game', requested: { units: 10 }, multiSessionId: sessionId };
+    expect(await codeOf(reserve(store, joining, 'h'))).toBe('conflict');
+    expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 101 - 50 });
+  });
+});
+
 describe('cleanup', () => {
   it('a proposal nobody finishes agreeing, and a silent game, are cleaned up by the sweep', async () => {
     const clock = testClock();
