@@ -57,6 +57,9 @@ export const serviceBody = schema(() => v.pipe(
   v.forward(v.check((s) => s.unit === 'money' || s.price !== undefined, 'price is required unless unit is money'), ['price']),
   // Requests in money are charged as they are: a price other than 1 per 1 would be ignored.
   v.forward(v.check((s) => s.unit !== 'money' || s.price === undefined || s.price.amount === s.price.per, 'a service in money is priced 1 per 1; leave price out'), ['price']),
+  // A grant lapses at its validity: a client told to report less often would always be expired.
+  v.forward(v.check((s) => s.interimIntervalSeconds <= s.validitySeconds, 'must not exceed validitySeconds: a grant lapses before the report is due'), ['interimIntervalSeconds']),
+  v.forward(v.check((s) => (s.establishedInterimIntervalSeconds ?? 0) <= s.validitySeconds, 'must not exceed validitySeconds: a grant lapses before the report is due'), ['establishedInterimIntervalSeconds']),
 ));
 
 export const accountBody = schema(() => v.object({

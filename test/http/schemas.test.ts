@@ -47,6 +47,8 @@ describe('request schemas', () => {
     ['an hour that does not exist', accountBody, { ...account, validUntil: '2026-01-01T24:00:00Z' }, 'validUntil'],
     ['a local time', accountBody, { ...account, validUntil: '2026-01-01T10:00:00+02:00' }, 'validUntil'],
     ['a price missing', serviceBody, { unit: 'seconds' }, 'price'],
+    ['an interim interval past the validity (every client that obeys it expires)', serviceBody, { unit: 'money', validitySeconds: 10, interimIntervalSeconds: 30 }, 'interimIntervalSeconds'],
+    ['an established interim interval past the validity', serviceBody, { unit: 'money', establishedInterimIntervalSeconds: 600 }, 'establishedInterimIntervalSeconds'],
     ['a price other than 1 per 1 for a service in money (it would be ignored)', serviceBody, { unit: 'money', price: { amount: 2, per: 60 } }, 'price'],
     ['a field PATCH cannot change (it was dropped with a 200)', accountPatchBody, { consumptionLimit: 5, mainAccountId: 'other' }, 'mainAccountId'],
     ['neither units nor amount', directDebitBody, { requestId: 'e-1', accountId: 'alice', clientId: 'smsc', serviceId: 'sms' }, ''],
