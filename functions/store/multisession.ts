@@ -133,11 +133,15 @@ export async function settleMultiSession(store: Store, multiSessionId: string): 
   }
   if (rules.size === 0) return { settled: true };
   const basisOf = new Map(inMoney.map((s) => [s.sessionId, settlementBasis(s)]));
-  const adjustments = combinedAdjustments([
-    ...inMoney.map((s) => ({ sessionId: s.sessionId, serviceId: s.serviceId, netChargedMinor: basisOf.get(s.sessionId)! })),
+  // The rating combines what one account was charged: anyone may name a multi-session id,
+  // and a discount or a duplicate's give-back earned on another account's charges would be
+  // money for knowing an id (review, stop 23).
+  const chargedAccounts = new Set([...inMoney.map((s) => s.chargedAccountId), ...eventsInMoney.map((e) => e.accountId)]);
+  const adjustments = [...chargedAccounts].flatMap((accountId) => combinedAdjustments([
+    ...inMoney.filter((s) => s.chargedAccountId === accountId).map((s) => ({ sessionId: s.sessionId, serviceId: s.serviceId, netChargedMinor: basisOf.get(s.sessionId)! })),
     // An event takes part by what it charged, but has no session to give anything back on.
-    ...eventsInMoney.map((e) => ({ sessionId: `event:${e.requestId}`, serviceId: e.serviceId, netChargedMinor: e.charged.amount, refundable: false })),
-  ], rules);
+    ...eventsInMoney.filter((e) => e.accountId === accountId).map((e) => ({ sessionId: `event:${e.requestId}`, serviceId: e.serviceId, netChargedMinor: e.charged.amount, refundable: false })),
+  ], rules));
   let settled = true;
   const requestId = systemRequestId(`settle:${multiSessionId}`);
   for (const adjustment of adjustments) {

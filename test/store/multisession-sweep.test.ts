@@ -160,6 +160,21 @@ describe('the seed 001 message flow', () => {
     expect((await multiSessionView(store, 'call-g')).sessions.map((s) => s.sessionId)).toEqual([m.body.sessionId]);
   });
 
+  it('the combined rating combines one account\'s charges: another account naming the id earns nothing (fails before: discount and duplicate give-back)', async () => {
+    const store = await testStore();
+    await seedServices(store);
+    await createAccount(store, { accountId: 'other', currency: 'EUR', kind: 'prepaid' });
+    await topUp(store, 'other', 'seed-o', 10_000, 'h');
+    const data = await reserve(store, { requestId: 'o-d', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: 'GS-O' }, 'h');
+    const voice = await reserve(store, { requestId: 'o-v', accountId: 'other', clientId: 'scscf', serviceId: 'ims-voice', requested: { units: 300 }, multiSessionId: 'GS-O' }, 'h');
+    const dup = await reserve(store, { requestId: 'o-p', accountId: 'other', clientId: 'pgw', serviceId: 'ps-data', requested: { units: 1000 }, multiSessionId: 'GS-O' }, 'h');
+    await debitSession(store, data.body.sessionId as string, { requestId: 'o-ds', usedUnits: 700 }, 'h'); // 7
+    await debitSession(store, voice.body.sessionId as string, { requestId: 'o-vs', usedUnits: 120 }, 'h'); // 20
+    await debitSession(store, dup.body.sessionId as string, { requestId: 'o-ps', usedUnits: 700 }, 'h'); // 7
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 7 });
+    expect(await reconciled(store, 'other')).toMatchObject({ balance: 10_000 - 27, reserved: 0 });
+  });
+
   it('a client\'s requestId never stands for the system\'s settlement', async () => {
     const store = await testStore();
     await seedServices(store);
