@@ -4,6 +4,16 @@ import { invariant } from './errors.js';
 
 export type Requested = { units: number } | { amount: number };
 
+/**
+ * A request for a service account, which holds the service's own units and pays one for one:
+ * a request in money means the units it buys at the service's price (whole blocks), as it
+ * would of money (a client need not know the subscriber holds a bundle); one in units is
+ * as it is.
+ */
+export function inServiceUnits(requested: Requested, servicePrice: Price): { units: number } {
+  return 'units' in requested ? requested : { units: unitsAffordable(requested.amount, servicePrice) };
+}
+
 export interface Grant {
   units: number;
   amountMinor: number;

@@ -113,15 +113,15 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
   let owner = command.accountId;
   /**
    * Charges `owner`'s service account `id` instead (seed 004), in its units: it holds the
-   * service's own units and pays one for one, so an { amount } is that many of its units, as
-   * on a routed reserve. The refusal when it holds another unit, else null.
+   * service's own units and pays one for one, so an { amount } is the units it buys at the
+   * service's price (`units`), as on a routed reserve (until stop 23, that many units: an
+   * amount of 12 at 5 per SMS took 12 SMS). The refusal when it holds another unit, else null.
    */
   const routeTo = (id: string, routeOwner: string, ref: ServiceAccountRef): Promise<StoredAnswer> | null => {
     if (ref.unit !== service.unit) return refuse('conflict', otherUnitDetail(command.serviceId, service.unit, routeOwner, ref));
     accountId = id;
     owner = routeOwner;
-    const routedUnits = command.units ?? command.amount!;
-    entry = { ...entry, u: routedUnits, chg: routedUnits };
+    entry = { ...entry, u: units, chg: units };
     return null;
   };
   /** An attached account's event may draw on its main account's service account (see reserve's routeViaMain). */

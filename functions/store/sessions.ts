@@ -15,14 +15,14 @@ import { conditionFailedAt, isConditionFailure, lazyRead, withConflictRetry, typ
 import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, plainItem, refusalOf, type OpCondition } from './ops.js';
 import { ledgerPut, stepEntry } from './ledger.js';
 import { markFinalized, ORPHAN_GRACE_MS, REVISIT_MAX_MS } from './compaction.js';
-import { serviceFor, type Service } from './services.js';
+import { getService, serviceFor, type Service } from './services.js';
 import { isServiceAccountId, mainAccountRoute, otherUnitDetail, publicAccountId, type ServiceAccountItem, type ServiceAccountRef } from './serviceAccounts.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, refundPartySession, type PartyState } from './parties.js';
 import { adoptFounder, settleMultiSession } from './multisession.js';
-import { usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
+import { getAccountItem, usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail, keptRefundRefusalStatus, keptRefusal } from '../domain/errors.js';
-import { computeGrant, optimisticGrant, type Requested } from '../domain/reservation.js';
+import { computeGrant, inServiceUnits, optimisticGrant, type Requested } from '../domain/reservation.js';
 import { isOpen, movementFor, sessionClosed, shownState, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement, type Usage } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
 import { MAX_BALANCE_MINOR, MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
@@ -279,6 +279,8 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   const firstGrant = optimisticGrant(command.requested, price);
   if (!firstGrant) return refuse('validation_failed', 'requested must be at least one unit');
   let grant = firstGrant;
+  /** What is asked, in the charged account's terms: in units once routed to a service account. */
+  let requested: Requested = command.requested;
   /**
    * The session draws on `owner`'s service account `id` from now on, in its units (one unit
    * pays for one unit); false when it holds another unit than the service is rated in.
@@ -287,8 +289,9 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     if (ref.unit !== service.unit) return false;
     chargedAccountId = id;
     serviceAccount = { classification: command.serviceId, owner, finalUnit: { action: 'terminate' } };
+    requested = inServiceUnits(command.requested, service.price);
     price = MONEY_PRICE;
-    grant = optimisticGrant(command.requested, price)!;
+    grant = optimisticGrant(requested, price)!;
     return true;
   };
   const otherUnit = (owner: string, ref: ServiceAccountRef) => refuse('conflict', otherUnitDetail(command.serviceId, service.unit, owner, ref));
@@ -321,7 +324,7 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   // (the hot path pays no index write): so it is never set further than a revisit away, or a
   // long grant (validity up to 30 days) would keep the sweep from a short one's orphan as long.
   const orphanDueAt = (hold: OpEntry) => new Date(Math.min(Date.parse(hold.vu!) + ORPHAN_GRACE_MS, Date.parse(hold.at) + REVISIT_MAX_MS)).toISOString();
-  const record = (entry: OpEntry, recordedAt: string) => reserveRecord(store, command, bodyHash, service, { sessionId, chargedAccountId, payer, price, serviceAccount, entry, recordedAt });
+  const record = (entry: OpEntry, recordedAt: string) => reserveRecord(store, command, bodyHash, service, { sessionId, chargedAccountId, payer, price, requested, serviceAccount, entry, recordedAt });
   if (oneWriteAllowed(store, chargedAccountId)) {
     // The hold and its session in one transaction (see ops.ts, one-write operations).
     const candidate = holdEntry(store.now());
@@ -400,7 +403,7 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     if (refusal === 'not_found') fail('not_found', `${shown} does not exist`);
     if (refusal === 'account_inactive') fail('account_inactive', `${shown} is suspended or expired`);
     if (result.main === 'inactive') fail('account_inactive', `the main account of ${chargedAccountId} fails authorization`);
-    const shorter = computeGrant(command.requested, price, result.account!.available);
+    const shorter = computeGrant(requested, price, result.account!.available);
     if (!shorter) {
       const why = result.main === 'limit' ? ': its consumption limit is reached' : result.account!.mainAccountId ? ' (nor can its main account)' : '';
       fail('insufficient_credit', `${shown} cannot pay one block of ${command.serviceId}${why}`, finalUnitExtras(serviceAccount?.finalUnit));
@@ -439,9 +442,9 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
  * the session (only if new), its ledger entry and its multi-session membership.
  */
 function reserveRecord(store: Store, command: ReserveCommand, bodyHash: string, service: Service,
-  hold: { sessionId: string; chargedAccountId: string; payer?: string; price: Price; serviceAccount?: { classification: string; finalUnit: FinalUnit }; entry: OpEntry; recordedAt: string }) {
-  const { sessionId, chargedAccountId, payer, price, serviceAccount, entry, recordedAt } = hold;
-  const wantedUnits = optimisticGrant(command.requested, price)!.units;
+  hold: { sessionId: string; chargedAccountId: string; payer?: string; price: Price; requested: Requested; serviceAccount?: { classification: string; finalUnit: FinalUnit }; entry: OpEntry; recordedAt: string }) {
+  const { sessionId, chargedAccountId, payer, price, requested, serviceAccount, entry, recordedAt } = hold;
+  const wantedUnits = optimisticGrant(requested, price)!.units;
   const answer: StoredAnswer = {
     status: 201,
     body: {
@@ -596,10 +599,15 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
       throw error;
     }
     const closing = kind !== 'update';
-    let grant = closing ? { units: 0, amountMinor: 0 } : regrant(command.requested, session.price, usage);
+    const onServiceAccount = isServiceAccountId(session.chargedAccountId);
+    const requested = command.requested && onServiceAccount ? await inUnitsOfService(store, session, command.requested) : command.requested;
+    let grant = closing ? { units: 0, amountMinor: 0 } : regrant(requested, session.price, usage);
     let entry: OpEntry | null = null;
     let denied = false;
     let inactive = false;
+    // A service account's item holds no validity of its own: it spends only while the
+    // accounts it spends for may (fails before: their updates were granted after expiry).
+    if (grant && grant.units > 0 && onServiceAccount && !(await serviceAccountSpends(store, session, now.toISOString()))) { grant = null; inactive = true; }
     for (let tries = 0; tries < MAX_ATTEMPTS; tries++) {
       const newHold = grant?.amountMinor ?? 0;
       const candidate: OpEntry = {
@@ -608,7 +616,7 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
         vu: closing ? session.validUntil : addSeconds(now, session.validitySeconds),
         ...(closing ? { done: kind === 'release' ? 'released' : 'closed' } as const : {}),
         ...(grant ? {} : { denied: true, ...(inactive ? { ia: true } : {}) }),
-        ...(grant && command.requested && 'units' in command.requested && grant.units < command.requested.units ? { fu: true } : {}),
+        ...(grant && requested && 'units' in requested && grant.units < requested.units ? { fu: true } : {}),
       };
       const movement = movementFor(session.hold, usage, newHold);
       if (oneWrite && tries === 0) {
@@ -643,13 +651,30 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
       // passed): the usage is charged, nothing is granted.
       if (!usableAt(result.account!, now.toISOString())) { grant = null; inactive = true; continue; }
       // Only the money was short: grant what fits, or nothing.
-      grant = regrant(command.requested, session.price, usage, result.account!.available);
+      grant = regrant(requested, session.price, usage, result.account!.available);
     }
     if (!entry) continue;
     return finishStep(store, session, kind, command, bodyHash, entry, denied);
   }
   // Nothing of this request was applied (each try that found its step applied returned).
   throw new ChargingError('temporarily_unavailable', `session ${sessionId} changed too often to apply this request; retry it with the same requestId`);
+}
+
+/** An update's request on a service-account session in its units (the session is rated 1 per 1): an { amount } at the service's price. */
+async function inUnitsOfService(store: Store, session: SessionItem, requested: Requested): Promise<Requested> {
+  return 'units' in requested ? requested : inServiceUnits(requested, (await getService(store, session.serviceId)).price);
+}
+
+/**
+ * Whether a service account may grant more to a session: while its owner, and the account
+ * that asked (a member drawing on its main account's), are active and valid (usableAt: a
+ * member's item carries its main account's validity too). One read each, only on an update
+ * of a service-account session that asks for more.
+ */
+async function serviceAccountSpends(store: Store, session: SessionItem, at: string): Promise<boolean> {
+  const ids = [...new Set([publicAccountId(session.chargedAccountId), session.accountId])];
+  const items = await Promise.all(ids.map((id) => getAccountItem(store, id)));
+  return items.every((item) => !!item && usableAt(item, at));
 }
 
 /**

@@ -19,7 +19,7 @@ import { takeFromSponsors, setSponsors } from '../../functions/store/sponsors.js
 import { ChargingError } from '../../functions/domain/errors.js';
 import type { ServiceAccountSettings } from '../../functions/domain/serviceAccount.js';
 import { putService } from '../../functions/store/services.js';
-import { debitSession, refundSession, requireSession, reserve } from '../../functions/store/sessions.js';
+import { debitSession, refundSession, requireSession, reserve, updateSession } from '../../functions/store/sessions.js';
 import { sweep } from '../../functions/store/sweep.js';
 import { directDebit } from '../../functions/store/debits.js';
 import { readLedger } from '../../functions/store/ledger.js';
@@ -73,17 +73,23 @@ describe('service accounts', () => {
     expect(await lows()).toMatchObject([{ available: 100, level: 600 }, { available: 500 }]);
   });
 
-  it('an { amount } on a routed event charge is that many of the service account\'s units, as on a routed reserve', async () => {
+  it('an { amount } routed to a service account is the units it buys at the service\'s price, on a reserve, an update and an event (fails before: that many units)', async () => {
     const store = await testStore();
     await owner(store, 1000);
     await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 300, interimIntervalSeconds: 60 });
     await putServiceAccount(store, 'alice', 'data', data);
     await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 500 }, 'h'); // 5120 KB
+    // 200 buys two blocks of 1024 KB at 100 per 1024 KB: the client need not know of the bundle.
     const reserved = await reserve(store, { requestId: 's1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { amount: 200 } }, 'h');
-    expect(reserved.body).toMatchObject({ serviceAccount: 'data', granted: { units: 200, amount: 200 } });
+    expect(reserved.body).toMatchObject({ serviceAccount: 'data', granted: { units: 2048, amount: 2048 } });
+    const updated = await updateSession(store, reserved.body.sessionId as string, { requestId: 's1-u', usedUnits: 1000, requested: { amount: 100 } }, 'h');
+    expect(updated.body).toMatchObject({ granted: { units: 1024 }, charged: { units: 1000, amount: 1000 } });
     const charged = await directDebit(store, { requestId: 'e1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', amount: 200 }, 'h');
-    expect(charged.body).toMatchObject({ serviceAccount: 'data', charged: { units: 200, amount: 200 } });
-    expect((await getServiceAccount(store, 'alice', 'data'))!).toMatchObject({ balance: 5120 - 200, reserved: 200 });
+    expect(charged.body).toMatchObject({ serviceAccount: 'data', charged: { units: 2048, amount: 2048 } });
+    expect((await getServiceAccount(store, 'alice', 'data'))!).toMatchObject({ balance: 5120 - 1000 - 2048, reserved: 1024 });
+    // An amount that buys no block is refused as it would be of money.
+    expect(await codeOf(directDebit(store, { requestId: 'e2', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', amount: 99 }, 'h'))).toBe('validation_failed');
+    expect(await codeOf(reserve(store, { requestId: 's2', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { amount: 99 } }, 'h'))).toBe('validation_failed');
     expect((await reconciled(store, 'alice')).balance).toBe(500);
   });
 
@@ -529,11 +535,33 @@ describe('charging a service account (sessions and events of its service draw un
     await topUp(store, 'alice', 'topup-alice', 1000, 'h');
     await putServiceAccount(store, 'alice', 'data', data);
     await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 500 }, 'h');
-    expect((await reserve(store, { requestId: 's1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 300 } }, 'h')).status).toBe(201);
+    const s1 = await reserve(store, { requestId: 's1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 300 } }, 'h');
+    expect(s1.status).toBe(201);
     clock.advanceSeconds(3600);
     expect(await codeOf(reserve(store, { requestId: 's2', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 300 } }, 'h'))).toBe('account_inactive');
     expect(await codeOf(directDebit(store, { requestId: 'e2', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 300 }, 'h'))).toBe('account_inactive');
     expect(await reconciled(store, serviceAccountId('alice', 'data'))).toMatchObject({ balance: 5120, reserved: 300 });
+    // The open session's update: its usage is charged, nothing more granted (fails before: 200, 300 more held).
+    const late = await updateSession(store, s1.body.sessionId as string, { requestId: 's1-u', usedUnits: 100, requested: { units: 300 } }, 'h');
+    expect(late).toMatchObject({ status: 403, body: { code: 'account_inactive', charged: { units: 100, amount: 100 } } });
+    expect(await reconciled(store, serviceAccountId('alice', 'data'))).toMatchObject({ balance: 5120 - 100, reserved: 0 });
+  });
+
+  it('a member drawing on its main account\'s service account gets no new grant once the main account expired (fails before: it did)', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await putService(store, dataService);
+    await createAccount(store, { accountId: 'home', currency: 'EUR', kind: 'prepaid', validUntil: '2026-01-01T01:00:00.000Z' });
+    await topUp(store, 'home', 'topup-home', 1000, 'h');
+    await putServiceAccount(store, 'home', 'data', data);
+    await manualRecharge(store, 'home', 'data', { requestId: 'r1', amountMinor: 500 }, 'h');
+    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
+    const s1 = await reserve(store, { requestId: 'k1', accountId: 'kid', clientId: 'ggsn', serviceId: 'data', requested: { units: 300 } }, 'h');
+    expect(s1.body).toMatchObject({ serviceAccount: 'data', granted: { units: 300 } });
+    clock.advanceSeconds(3600);
+    const late = await updateSession(store, s1.body.sessionId as string, { requestId: 'k1-u', usedUnits: 100, requested: { units: 300 } }, 'h');
+    expect(late).toMatchObject({ status: 403, body: { code: 'account_inactive', charged: { units: 100 } } });
+    expect(await reconciled(store, serviceAccountId('home', 'data'))).toMatchObject({ balance: 5120 - 100, reserved: 0 });
   });
 
   it('a threshold and a scheduled recharge due in one run: the owner pays once, the level being above the minimum by then', async () => {
