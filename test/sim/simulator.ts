@@ -235,6 +235,8 @@ interface SessionModel {
   inDoubt: Set<string>;
   updates: string[];
   reserveRid: string;
+  /** The multiSessionId its reserve named; none: its own id names its multi-session. */
+  multiSessionId?: string;
   /** Multi-party sessions: the parties and what the model knows of their money. */
   party?: PartyModel;
 }
@@ -836,7 +838,8 @@ class Simulation {
         const g = body.granted ?? {};
         const requested = req.body.requested as { units?: number; amount?: number };
         const routed = !!account.owner;
-        const wanted = requested.units ?? (routed ? requested.amount! : Math.floor(requested.amount! / SERVICES[service].amount) * SERVICES[service].per);
+        // An amount buys whole blocks at the service's price, routed to a service account or not.
+        const wanted = requested.units ?? Math.floor(requested.amount! / SERVICES[service].amount) * SERVICES[service].per;
         if (answer.status !== 201 || body.sessionId !== sid || body.state !== 'active' || body.chargedAccountId !== this.payerOf(req.accountId)
           || body.serviceAccount !== account.classification || (routed && body.unit !== SERVICES[service].unit)
           || !int(g.units) || g.units < 1 || g.units > wanted || g.amount !== costOf(service, g.units, routed)) {
@@ -1053,7 +1056,8 @@ class Simulation {
   private sessionFor(sid: string, req: Req, serviceId: ServiceId): SessionModel {
     let s = this.sessions.get(sid);
     if (!s) {
-      s = { sid, accountId: req.accountId, routed: !!this.accounts.get(req.accountId)!.owner, serviceId, client: -1, state: 'unknown', grantedUnits: 0, charged: 0, refunded: 0, inDoubt: new Set(), updates: [], reserveRid: req.rid };
+      s = { sid, accountId: req.accountId, routed: !!this.accounts.get(req.accountId)!.owner, serviceId, client: -1, state: 'unknown', grantedUnits: 0, charged: 0, refunded: 0, inDoubt: new Set(), updates: [], reserveRid: req.rid,
+        ...(typeof req.body?.multiSessionId === 'string' ? { multiSessionId: req.body.multiSessionId } : {}) };
       this.sessions.set(sid, s);
       this.accounts.get(req.accountId)!.sessions.add(sid);
     }
@@ -2191,7 +2195,7 @@ class Client {
     const serviceId = this.rng.weighted({ sms: 5, wallet: 3, data: 2 } as Record<ServiceId, number>);
     const units = serviceId === 'sms' ? this.rng.range(1, 4) : serviceId === 'data' ? this.rng.range(10, 3000) : this.rng.range(5, 200);
     // Sometimes an SMS event asks for an amount: the units it buys (whole events), charged their
-    // price; routed to a service account, that many of its units (as a routed reserve's amount).
+    // price; routed to a service account, the same units from its bundle (as a routed reserve's amount).
     const byAmount = serviceId === 'sms' && this.rng.chance(0.2);
     const amount = byAmount ? units * SERVICES.sms.amount + this.rng.int(SERVICES.sms.amount) : units;
     const body = serviceId === 'wallet'
@@ -2202,7 +2206,7 @@ class Client {
     const charged = this.chargedFor(a, serviceId);
     const routed = charged !== a.id;
     const req = this.api.newReq('dd', charged, rid, '/debits', body);
-    req.units = byAmount && routed ? amount : units;
+    req.units = units;
     req.amount = costOf(serviceId, req.units, routed);
     return req;
   }
@@ -2222,7 +2226,7 @@ class Client {
     let path = `/accounts/${a.id}`;
     if (choice === 1 && s) path = `/sessions/${s.sid}`;
     if (choice === 2) path = `/accounts/${a.id}/ledger?limit=${this.rng.range(1, 50)}`;
-    if (choice === 3 && s) path = `/multi-sessions/${s.sid}`;
+    if (choice === 3 && s) path = `/multi-sessions/${s.multiSessionId ?? s.sid}`;
     if (choice === 4) path = `/services/${this.rng.pick(['voice', 'sms', 'wallet', 'data'])}`;
     if (choice === 5) path = `/accounts/${a.id}/notifications`;
     if (choice === 6 && sa) path = `/accounts/${a.id}/service-accounts/${sa.classification}`;
