@@ -135,6 +135,11 @@ export async function putServiceAccount(store: Store, accountId: string, classif
   if (settings.rechargeAmountMinor !== undefined && unitsBought(settings.rechargeAmountMinor, settings.rate) === null) {
     fail('validation_failed', `rechargeAmount: buys more than an account may hold (${MAX_BALANCE_MINOR} ${settings.unit}) at this rate`, { maxBalance: MAX_BALANCE_MINOR });
   }
+  // A recharge that buys nothing would leave the account below its minimum for good, unseen
+  // (fails before: accepted, and every automatic recharge then did nothing; review).
+  if (settings.rechargeAmountMinor !== undefined && unitsBought(settings.rechargeAmountMinor, settings.rate) === 0) {
+    fail('validation_failed', `rechargeAmount: ${settings.rechargeAmountMinor} buys no ${settings.unit} at this rate`);
+  }
   const owner = await requireAccount(store, accountId);
   if (isServiceAccountId(accountId)) fail('validation_failed', 'a service account cannot own service accounts');
   // Sessions of the service draw units one for one: a service rated in another unit cannot

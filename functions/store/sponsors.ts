@@ -47,7 +47,8 @@ async function transferFromSponsor(store: Store, account: SponsoredAccount, spon
         { Update: {
           TableName: store.tableName, Key: key.account(sponsorId),
           UpdateExpression: 'SET balance = balance - :x, available = available - :x',
-          ConditionExpression: `attribute_exists(pk) AND ${USABLE_CONDITION} AND available >= :x`,
+          // Not an attached account (refused as a sponsor; one named before that was is skipped).
+          ConditionExpression: `attribute_exists(pk) AND attribute_not_exists(mainAccountId) AND ${USABLE_CONDITION} AND available >= :x`,
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: { ':x': x, ':active': 'active', ':now': at },
         } },
@@ -86,6 +87,9 @@ export async function setSponsors(store: Store, accountId: string, sponsors: Spo
     if (sponsor.accountId === accountId) fail('validation_failed', 'an account cannot sponsor itself');
     const sponsorAccount = await requireAccount(store, sponsor.accountId);
     if (sponsorAccount.currency !== account.currency) fail('conflict', `sponsor ${sponsor.accountId} holds ${sponsorAccount.currency}, not ${account.currency}`);
+    // Its money is its main account's allotment (its view shows none): it would pay outsiders
+    // with the family's money (fails before; review).
+    if (sponsorAccount.mainAccountId) fail('conflict', `sponsor ${sponsor.accountId} is attached to ${sponsorAccount.mainAccountId}, whose money it spends: name that account instead`);
   }
   await store.db.send(new UpdateCommand({
     TableName: store.tableName, Key: key.account(accountId),

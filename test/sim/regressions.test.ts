@@ -364,7 +364,7 @@ describe('simulator findings (bugs in functions/, fixed: kept as guards)', () =>
     const sent = { requestId: 'g2', amount: 100 };
     const second = await h.call('POST', '/accounts/a/service-accounts/sms/recharge', sent);
     expect(second.status).toBe(200);
-    expect((await h.call('PUT', '/accounts/a/service-accounts/sms', { ...sa, rate: { amount: 200, units: 1 } })).status).toBe(200);
+    expect((await h.call('PUT', '/accounts/a/service-accounts/sms', { ...sa, rate: { amount: 200, units: 1 }, rechargeAmount: 200 })).status).toBe(200);
     expect(await h.call('POST', '/accounts/a/service-accounts/sms/recharge', sent)).toEqual(second);
     // Not a repeat: refused as before.
     const refused = await h.call('POST', '/accounts/a/service-accounts/sms/recharge', { requestId: 'g3', amount: 100 });

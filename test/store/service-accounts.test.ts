@@ -472,6 +472,27 @@ describe('sponsors (low-balance transfer)', () => {
     expect(await codeOf(setSponsors(store, 'kid', [{ accountId: 'ghost', priority: 1 }]))).toBe('not_found');
     expect(await codeOf(setSponsors(store, 'kid', [{ accountId: 'uncle', priority: 1 }]))).toBe('conflict');
   });
+
+  it('an attached account cannot sponsor: its money is its main account\'s (fails before: it paid outsiders from an allotment)', async () => {
+    const store = await testStore();
+    await putService(store, { serviceId: 'voice', unit: 'seconds', price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 60 });
+    await owner(store, 1000, 'home');
+    await createAccount(store, { accountId: 'member', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
+    await owner(store, 0, 'z');
+    expect(await codeOf(setSponsors(store, 'z', [{ accountId: 'member', priority: 1 }]))).toBe('conflict');
+    // One named before the refusal (as stored then) is skipped: the member's allotment stays in the family.
+    await store.db.send(new UpdateCommand({ TableName: store.tableName, Key: key.account('z'), UpdateExpression: 'SET sponsors = :s', ExpressionAttributeValues: { ':s': [{ accountId: 'member', priority: 1 }] } }));
+    await directDebit(store, { requestId: 'm1', accountId: 'member', clientId: 'c', serviceId: 'voice', units: 60 }, 'h'); // the member now holds an allotment
+    expect(await codeOf(directDebit(store, { requestId: 'z1', accountId: 'z', clientId: 'c', serviceId: 'voice', units: 60 }, 'h'))).toBe('insufficient_credit');
+    expect((await reconciled(store, 'z')).balance).toBe(0);
+  });
+
+  it('a rechargeAmount that buys no unit at the rate is refused (fails before: accepted, and automatic recharges did nothing)', async () => {
+    const store = await testStore();
+    await owner(store, 1000);
+    expect(await codeOf(putServiceAccount(store, 'alice', 'data', { ...data, rechargeAmountMinor: 9, rate: { amountMinor: 10, units: 1 }, minimumLevel: 5 }))).toBe('validation_failed');
+    expect((await putServiceAccount(store, 'alice', 'data', { ...data, rechargeAmountMinor: 10, rate: { amountMinor: 10, units: 1 }, minimumLevel: 5 })).created).toBe(true);
+  });
 });
 
 describe('charging a service account (sessions and events of its service draw units)', () => {
