@@ -13,6 +13,7 @@ import { ledgerPut } from './ledger.js';
 import { getAccountItem, listMembers, USABLE_CONDITION, usableAt, type AccountItem } from './accounts.js';
 import { batchGetAll, plainItem } from './db.js';
 import { ORPHAN_GRACE_MS } from './compaction.js';
+import { afterCharge } from './serviceAccounts.js';
 import { allotmentFor, excessOverLimit, heldFromMain } from '../domain/allotment.js';
 
 export type TakeResult = 'given' | 'moved' | 'insufficient' | 'limit' | 'inactive';
@@ -287,7 +288,25 @@ async function transfer(store: Store, t: { to: string; member: AccountItem; amou
     if (reasons[0]?.Code === 'ConditionalCheckFailed') return { main: (plainItem(reasons[0].Item) as AccountItem | undefined) ?? null };
     throw error;
   }
+  if (t.direction === 'take') await lowBalanceAfterTake(store, mainId, x);
   return 'given';
+}
+
+/**
+ * A take is the main account's money spent by a member (its stored balance drops; thresholds
+ * are judged on the stored figures): it may cross the main account's lowBalanceThreshold, as
+ * a charge of its own would (fails before: a main account whose members did the spending was
+ * never told; review). Judged on the main account as read after the take (a transaction
+ * returns nothing), as after a recharge: one read per take, off the main account's item only
+ * when a member's money runs out. Like a charge's check, it never fails what it follows.
+ */
+async function lowBalanceAfterTake(store: Store, mainId: string, takenMinor: number): Promise<void> {
+  try {
+    const main = await getAccountItem(store, mainId);
+    if (main?.lowBalanceThreshold !== undefined) await afterCharge(store, main, { balanceDelta: -takenMinor, reservedDelta: 0, availableDelta: -takenMinor });
+  } catch (error) {
+    console.error(JSON.stringify({ level: 'ERROR', message: 'low balance after an allotment not judged', accountId: mainId, error: String(error) }));
+  }
 }
 
 /** A lowered consumption limit binds the next grant: the unspent allotment beyond it goes back now. */

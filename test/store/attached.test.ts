@@ -15,6 +15,7 @@ import { readLedger } from '../../functions/store/ledger.js';
 import { manualRecharge, putServiceAccount } from '../../functions/store/serviceAccounts.js';
 import { setSponsors } from '../../functions/store/sponsors.js';
 import { agree, proposePartySession } from '../../functions/store/parties.js';
+import { listNotifications } from '../../functions/store/notifications.js';
 
 async function family(store: Store, mainBalance: number, members: string[], options: { kind?: 'prepaid' | 'postpaid'; creditLimit?: number; consumptionLimit?: number } = {}) {
   await putService(store, voice);
@@ -454,6 +455,22 @@ describe('attached accounts', () => {
     const home = await reconciled(store, 'home');
     expect(kid.balance + home.balance).toBe(1000 - 5);
     expect((await reconciled(store, 'friend')).balance).toBe(1000 - 5);
+  });
+});
+
+describe('a main account\'s low-balance threshold', () => {
+  it('is crossed by its members\' spending: told once (fails before: never told)', async () => {
+    const store = await testStore();
+    await putService(store, voice);
+    await createAccount(store, { accountId: 'home', currency: 'EUR', kind: 'prepaid', lowBalanceThreshold: 300 });
+    await topUp(store, 'home', 'home-topup', 1000, 'h');
+    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
+    // 100 per event (3000 s at 2 per 60 s): the main account's money goes out in allotments.
+    for (let i = 0; i < 10; i++) await directDebit(store, { requestId: `e${i}`, accountId: 'kid', clientId: 'msc', serviceId: 'voice', units: 3000 }, 'h');
+    const lows = (await listNotifications(store, 'home')).notifications.filter((n) => n.type === 'low_balance');
+    expect(lows).toHaveLength(1);
+    expect(lows[0]).toMatchObject({ accountId: 'home', level: 300 });
+    expect((lows[0] as { available: number }).available).toBeLessThan(300);
   });
 });
 
