@@ -574,7 +574,8 @@ export async function runDueRecharges(store: Store, limitPerShard = 100): Promis
     list.push({ marker, sa });
     byOwner.set(sa.ownerAccountId, list);
   }
-  await Promise.all([...byOwner.values()].map(async (list) => {
+  await Promise.all([...byOwner.entries()].map(async ([owner, list]) => {
+    list.push(...await waitingBefore(store, owner, list));
     // Per service account, its schedule before its threshold ('SCHEDULE' < 'THRESHOLD'): a
     // scheduled recharge that lifts the level leaves the threshold one nothing to do.
     const order = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
@@ -586,6 +587,32 @@ export async function runDueRecharges(store: Store, limitPerShard = 100): Promis
     }
   }));
   return summary;
+}
+
+/**
+ * The owner's threshold recharges that wait for a retry (one the owner could not fund is
+ * tried again after THRESHOLD_RETRY_SECONDS) and come before every recharge due now by
+ * priority: tried first, in this run, so the owner's money goes to the lower priority number
+ * first (fails before: a priority-2 recharge due now took the money a waiting priority-1 one
+ * needed; review). One read of the owner, and of the markers and accounts of those before,
+ * per owner with a recharge due: off the charging path.
+ */
+async function waitingBefore(store: Store, owner: string, due: Array<{ marker: DueMarker; sa: ServiceAccountItem }>):
+  Promise<Array<{ marker: DueMarker; sa: ServiceAccountItem }>> {
+  const best = Math.min(...due.map((d) => d.sa.priority));
+  const ownerItem = await getAccountItem(store, owner);
+  const dueIds = new Set(due.map((d) => d.sa.accountId));
+  const before = Object.entries(ownerItem?.serviceAccounts ?? {})
+    .filter(([classification, ref]) => ref.priority < best && !dueIds.has(serviceAccountId(owner, classification)))
+    .map(([classification]) => serviceAccountId(owner, classification));
+  if (before.length === 0) return [];
+  const waiting = ((await batchGetAll(store, before.map((id) => markerKey(id, 'THRESHOLD')), true)) as DueMarker[]).filter((m) => m.dueAt !== undefined);
+  if (waiting.length === 0) return [];
+  const accounts = (await batchGetAll(store, waiting.map((m) => key.account(m.saId)), true)) as ServiceAccountItem[];
+  return waiting.flatMap((marker) => {
+    const sa = accounts.find((a) => a.accountId === marker.saId);
+    return sa ? [{ marker, sa }] : [];
+  });
 }
 
 async function runMarker(store: Store, marker: DueMarker, sa: ServiceAccountItem, now: Date): Promise<'recharged' | 'failed' | 'skipped'> {

@@ -351,6 +351,21 @@ describe('service accounts', () => {
     expect(failed).toEqual([expect.objectContaining({ classification: 'data', trigger: 'schedule' })]);
   });
 
+  it('a threshold recharge waiting for a retry goes before one of a higher priority number due now (fails before: the later one took the money)', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await owner(store, 0);
+    const events = { unit: 'events' as const, rate: { amountMinor: 10, units: 1 }, onEmpty: 'deny' as const, minimumLevel: 5, rechargeAmountMinor: 100 };
+    await putServiceAccount(store, 'alice', 'p1', { ...events, priority: 1 });
+    expect(await runDueRecharges(store)).toMatchObject({ recharged: 0, failed: 1 }); // nothing to fund it: waits for a retry
+    await topUp(store, 'alice', 'top', 100, 'h');
+    await putServiceAccount(store, 'alice', 'p2', { ...events, priority: 2 });
+    clock.advanceSeconds(60);
+    expect(await runDueRecharges(store)).toMatchObject({ recharged: 1, failed: 1 });
+    const balances = Object.fromEntries((await listServiceAccounts(store, await requireAccount(store, 'alice'))).map((sa) => [sa.classification, sa.balance]));
+    expect(balances).toEqual({ p1: 10, p2: 0 });
+  });
+
   it('pending notifications are relayed to the bus once', async () => {
     const store = await testStore();
     await owner(store, 1000);
