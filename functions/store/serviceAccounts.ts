@@ -402,7 +402,10 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor
       if (!usableAt(ownerItem, at)) return { ok: false, reason: 'inactive' };
       // A short owner is covered as its charges are (its family, its sponsors: coverShortfall), once.
       if (!covered && ownerItem.available < amountMinor && hasCover(ownerItem)) {
-        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available, `recharge:${rechargeId}`);
+        // Once per recharge and transfer the owner had received: a retry of this recharge (the
+        // trigger's, after the owner could not fund it) may be covered again once the money an
+        // earlier cover brought went elsewhere, while two runs of it at once make a sponsor pay once.
+        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available, `recharge:${rechargeId}:${(ownerItem as { sponsorSeq?: number }).sponsorSeq ?? 0}`);
         if (cover.retry) return rechargeOnce(store, sa, requestedMinor, guard, true);
         if (cover.taken === 'inactive') return { ok: false, reason: 'inactive' };
       }

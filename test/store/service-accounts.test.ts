@@ -615,6 +615,26 @@ describe('charging a service account (sessions and events of its service draw un
     expect(await runDueRecharges(store)).toMatchObject({ examined: 0 });
   });
 
+  it('a threshold recharge whose sponsor\'s money went elsewhere before it landed is covered again on its retry (fails before: the sponsor was asked once per recharge for good)', async () => {
+    const clock = testClock();
+    let recharges = 0;
+    // The recharge's second try (after the sponsor's cover) first meets a charge spending that money.
+    const { store, runBefore } = await interleavingStore((command) =>
+      command instanceof TransactWriteCommand && JSON.stringify(command.input).includes('recharge_done') && ++recharges === 2, { now: clock.now });
+    await putService(store, { serviceId: 'voice', unit: 'seconds', price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 60 });
+    await owner(store, 0);
+    await owner(store, 10_000, 'mum');
+    await setSponsors(store, 'alice', [{ accountId: 'mum', priority: 1 }]);
+    runBefore(() => directDebit(store, { requestId: 'spend', accountId: 'alice', clientId: 'msc', serviceId: 'voice', units: 15_000 }, 'h')); // 500
+    await putServiceAccount(store, 'alice', 'data', { ...data, minimumLevel: 2048 }); // empty: below its minimum
+    expect(await runDueRecharges(store)).toMatchObject({ recharged: 0, failed: 1 });
+    clock.advanceSeconds(THRESHOLD_RETRY_SECONDS);
+    expect(await runDueRecharges(store)).toMatchObject({ recharged: 1 });
+    expect((await reconciled(store, serviceAccountId('alice', 'data'))).balance).toBe(5120);
+    expect((await reconciled(store, 'mum')).balance).toBe(10_000 - 1000); // two covers: one spent on the call, one on the recharge
+    expect((await reconciled(store, 'alice')).balance).toBe(0);
+  });
+
   it('a crossing while the trigger drops a request it no longer needs is not lost', async () => {
     const { store, runBefore } = await interleavingStore((command) =>
       command instanceof UpdateCommand && String(command.input.Key?.pk).startsWith('RCH#') && command.input.UpdateExpression === 'REMOVE dueShard, dueAt');
