@@ -76,13 +76,12 @@ describe('attached accounts', () => {
     const last = await agree(store, proposed.body.sessionId as string, { requestId: 'a2', accountId: 'friend' }, 'h');
     expect(last).toMatchObject({ status: 403, body: { code: 'account_inactive', accountId: 'kid' } });
     expect(await reconciled(store, 'kid')).toMatchObject({ reserved: 20 }); // r1's hold only
-    // Nor does it buy units for a service account of its own, or pay as another's sponsor.
+    // Nor does it buy units for a service account of its own (nor can it sponsor anyone: its money is its main account's).
     const before = (await requireAccount(store, 'kid')).balance;
     await putServiceAccount(store, 'kid', 'data', { unit: 'kilobytes', rate: { amountMinor: 1, units: 1024 }, priority: 1, onEmpty: 'deny' });
     expect(await codeOf(manualRecharge(store, 'kid', 'data', { requestId: 'm1', amountMinor: 1 }, 'h'))).toBe('account_inactive');
     await createAccount(store, { accountId: 'pal', currency: 'EUR', kind: 'prepaid' });
-    await setSponsors(store, 'pal', [{ accountId: 'kid', priority: 1 }]);
-    expect(await codeOf(reserve(store, call('p1', 'pal'), 'h'))).toBe('insufficient_credit');
+    expect(await codeOf(setSponsors(store, 'pal', [{ accountId: 'kid', priority: 1 }]))).toBe('conflict');
     expect((await reconciled(store, 'kid')).balance).toBe(before);
   });
 
