@@ -14,6 +14,9 @@ import { randomInt } from 'node:crypto';
 import { startDynamoDbLocal } from '../../infra/local/dynamodb.js';
 import { KNOWN_BUGS, formatFailure, simulateAndShrink, type SimulationResult } from './simulator.js';
 
+/** DynamoDB Local's JVM options for a simulation unless DYNAMODB_LOCAL_JAVA_OPTS is set. */
+const SIMULATION_JAVA_OPTS = '-Xms2g -Xmx2g -XX:+UseSerialGC';
+
 function parseArgs(argv: string[]) {
   const args = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
@@ -81,6 +84,10 @@ async function main() {
     for (const [name, text] of Object.entries(KNOWN_BUGS)) console.log(`  - ${name}: ${text}`);
   }
 
+  // The run waits on DynamoDB Local: a fixed heap and the serial collector (2 cores here) take
+  // about a quarter off its time (seed 2413, 15,000 ops: 158 -> 210 ops/s). Set
+  // DYNAMODB_LOCAL_JAVA_OPTS to choose others (empty: the JVM's defaults).
+  process.env.DYNAMODB_LOCAL_JAVA_OPTS ??= SIMULATION_JAVA_OPTS;
   const dynamodb = await startDynamoDbLocal();
   let exitCode = 0;
   try {
