@@ -78,7 +78,7 @@ export const esbuildOptions = {
   /**
    * JSON files bundle as nothing. The only ones the functions import are the SDK clients'
    * whole package.json (~2 KB each), read for one field, the version in the user agent, which
-   * functions/sdk-version.ts gives the clients instead; test/infra/bundle-size.test.ts fails
+   * functions/sdk-clients.ts gives the clients instead; test/infra/bundle-size.test.ts fails
    * if a bundle imports any other JSON.
    */
   loader: { '.json': 'empty' } as Record<string, 'empty'>,

@@ -47,7 +47,8 @@ export const serviceBody = schema(() => v.pipe(
     unit: v.picklist(['seconds', 'kilobytes', 'events', 'money']),
     price: v.optional(v.object({ amount: count, per: positive })),
     validitySeconds: v.optional(integer(1, 86_400 * 30), 300),
-    interimIntervalSeconds: v.optional(integer(1, 86_400), 30),
+    // Default: 30, or the validity when shorter (set below, once the validity is known).
+    interimIntervalSeconds: v.optional(integer(1, 86_400)),
     establishedInterimIntervalSeconds: v.optional(integer(1, 86_400)),
     combined: v.optional(v.object({
       discounts: v.optional(v.pipe(v.array(v.object({ withServiceId: identifier, percent: integer(1, 100) })), v.maxLength(20, 'at most 20 discounts'))),
@@ -58,8 +59,9 @@ export const serviceBody = schema(() => v.pipe(
   // Requests in money are charged as they are: a price other than 1 per 1 would be ignored.
   v.forward(v.check((s) => s.unit !== 'money' || s.price === undefined || s.price.amount === s.price.per, 'a service in money is priced 1 per 1; leave price out'), ['price']),
   // A grant lapses at its validity: a client told to report less often would always be expired.
-  v.forward(v.check((s) => s.interimIntervalSeconds <= s.validitySeconds, 'must not exceed validitySeconds: a grant lapses before the report is due'), ['interimIntervalSeconds']),
+  v.forward(v.check((s) => (s.interimIntervalSeconds ?? 0) <= s.validitySeconds, 'must not exceed validitySeconds: a grant lapses before the report is due'), ['interimIntervalSeconds']),
   v.forward(v.check((s) => (s.establishedInterimIntervalSeconds ?? 0) <= s.validitySeconds, 'must not exceed validitySeconds: a grant lapses before the report is due'), ['establishedInterimIntervalSeconds']),
+  v.transform((s) => ({ ...s, interimIntervalSeconds: s.interimIntervalSeconds ?? Math.min(30, s.validitySeconds) })),
 ));
 
 export const accountBody = schema(() => v.object({

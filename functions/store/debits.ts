@@ -5,7 +5,7 @@
 import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
 import { conditionFailedAt, isConditionFailure, lazyRead, withConflictRetry, type Store } from './db.js';
-import { adoptFounder } from './multisession.js';
+import { adoptFounder, founderToAdopt } from './multisession.js';
 import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, refusalOf } from './ops.js';
 import { ledgerPut } from './ledger.js';
 import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
@@ -52,8 +52,10 @@ async function storedAnswer(store: Store, requestId: string, bodyHash: string, s
 
 export async function directDebit(store: Store, command: DirectDebitCommand, bodyHash: string): Promise<StoredAnswer> {
   try {
-    if (command.multiSessionId) await adoptFounder(store, command.multiSessionId);
-    return await debitOnce(store, command, bodyHash);
+    const founder = command.multiSessionId ? await founderToAdopt(store, command.multiSessionId) : null;
+    const answer = await debitOnce(store, command, bodyHash);
+    if (founder && answer.status === 201) await adoptFounder(store, founder);
+    return answer;
   } catch (error) {
     const answer = keptRefusal(error);
     if (!answer) throw error;

@@ -35,19 +35,24 @@ async function members(store: Store, multiSessionId: string) {
  * entity of the call); the first to join lists the founding session as a member and marks it
  * (`membersJoined`), so GET collates it and its close settles the combined rating as any
  * member's does. Before stop 23 a joiner took its place: the founder's charges left the
- * collation and its discount was never given. One read, only for a multiSessionId shaped like
- * a session id, and one write for the first joiner. A multi-party game takes no members.
+ * collation and its discount was never given. One read before a join (founderToAdopt), only
+ * for a multiSessionId shaped like a session id, and one write once the first join is
+ * answered (adoptFounder): a join refused writes nothing. A multi-party game takes no members.
  */
-export async function adoptFounder(store: Store, multiSessionId: string, joinerSessionId?: string): Promise<void> {
-  if (multiSessionId === joinerSessionId || !multiSessionId.startsWith('ses_')) return;
+export async function founderToAdopt(store: Store, multiSessionId: string, joinerSessionId?: string): Promise<SessionItem | null> {
+  if (multiSessionId === joinerSessionId || !multiSessionId.startsWith('ses_')) return null;
   const founder = await getSessionItem(store, multiSessionId);
-  if (!founder || founder.multiSessionId !== founder.sessionId || founder.state === 'refused' || founder.membersJoined) return;
+  if (!founder || founder.multiSessionId !== founder.sessionId || founder.state === 'refused' || founder.membersJoined) return null;
   if (founder.parties) fail('conflict', `session ${multiSessionId} is a multi-party session, which cannot be part of a multi-session`);
+  return founder;
+}
+
+export async function adoptFounder(store: Store, founder: SessionItem): Promise<void> {
   await withConflictRetry(() => store.db.send(new TransactWriteCommand({
     TransactItems: [
-      { Put: { TableName: store.tableName, Item: { ...key.multiSessionMember(multiSessionId, multiSessionId), sessionId: multiSessionId, at: founder.createdAt } } },
+      { Put: { TableName: store.tableName, Item: { ...key.multiSessionMember(founder.sessionId, founder.sessionId), sessionId: founder.sessionId, at: founder.createdAt } } },
       { Update: {
-        TableName: store.tableName, Key: key.session(multiSessionId),
+        TableName: store.tableName, Key: key.session(founder.sessionId),
         UpdateExpression: 'SET membersJoined = :joined', ConditionExpression: 'attribute_exists(pk)',
         ExpressionAttributeValues: { ':joined': true },
       } },

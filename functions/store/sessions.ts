@@ -19,7 +19,7 @@ import { getService, serviceFor, type Service } from './services.js';
 import { isServiceAccountId, mainAccountRoute, otherUnitDetail, publicAccountId, type ServiceAccountItem, type ServiceAccountRef } from './serviceAccounts.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, refundPartySession, type PartyState } from './parties.js';
-import { adoptFounder, settleMultiSession } from './multisession.js';
+import { adoptFounder, founderToAdopt, settleMultiSession } from './multisession.js';
 import { getAccountItem, usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail, keptRefundRefusalStatus, keptRefusal } from '../domain/errors.js';
 import { computeGrant, inServiceUnits, optimisticGrant, type Requested } from '../domain/reservation.js';
@@ -220,8 +220,10 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
     if (session) replayOrConflict(session, command.requestId, bodyHash);
   });
   try {
-    if (command.multiSessionId) await adoptFounder(store, command.multiSessionId, sessionIdFor(command.requestId));
-    return await reserveOnce(store, command, bodyHash, service);
+    const founder = command.multiSessionId ? await founderToAdopt(store, command.multiSessionId, sessionIdFor(command.requestId)) : null;
+    const answer = await reserveOnce(store, command, bodyHash, service);
+    if (founder && answer.status === 201) await adoptFounder(store, founder);
+    return answer;
   } catch (error) {
     if (!keptRefusal(error)) throw error;
     // The refusal names the session it is kept as, which GET /sessions/{id} shows (state `refused`).

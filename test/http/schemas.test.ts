@@ -27,6 +27,7 @@ describe('request schemas', () => {
     ['a reserve in money', reserveBody, { ...reserve, requested: { amount: 5 } }, { ...reserve, requested: { amount: 5 } }],
     ['a timestamp, normalized to milliseconds', accountBody, { ...account, validUntil: '2028-02-29T10:00:00Z' }, { ...account, validUntil: '2028-02-29T10:00:00.000Z' }],
     ['a service with its defaults', serviceBody, { unit: 'money' }, { unit: 'money', validitySeconds: 300, interimIntervalSeconds: 30 }],
+    ['a validity under 30 s: the interval defaults to it (fails before: 400, naming a field not sent)', serviceBody, { unit: 'money', validitySeconds: 20 }, { unit: 'money', validitySeconds: 20, interimIntervalSeconds: 20 }],
     ['a page size (ledger, notifications) from the query string', pageQuery, { limit: '50' }, { limit: 50 }],
     ['an update without a new request', updateBody, { requestId: 'u-1', used: { units: 0 } }, { requestId: 'u-1', used: { units: 0 } }],
     ['a consumption limit lifted', accountPatchBody, { consumptionLimit: null }, { consumptionLimit: null }],

@@ -149,7 +149,12 @@ describe('the seed 001 message flow', () => {
     const store = await testStore();
     await seedServices(store);
     const v = await reserve(store, { requestId: 'g-v', accountId: 'sub', clientId: 'scscf', serviceId: 'ims-voice', requested: { units: 300 } }, 'h');
+    // A join refused writes nothing: the founder is not listed, nor marked (fails before: it was).
+    expect(await codeOf(reserve(store, { requestId: 'g-x', accountId: 'ghost', clientId: 'c', serviceId: 'gprs-data', requested: { units: 100 }, multiSessionId: v.body.sessionId as string }, 'h'))).toBe('not_found');
+    expect(await codeOf(directDebit(store, { requestId: 'g-y', accountId: 'ghost', clientId: 'c', serviceId: 'as-content', units: 1, multiSessionId: v.body.sessionId as string }, 'h'))).toBe('not_found');
+    expect((await requireSession(store, v.body.sessionId as string)).membersJoined).toBeUndefined();
     const d = await reserve(store, { requestId: 'g-d', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: v.body.sessionId as string }, 'h');
+    expect((await requireSession(store, v.body.sessionId as string)).membersJoined).toBe(true);
     await debitSession(store, d.body.sessionId as string, { requestId: 'g-ds', usedUnits: 500 }, 'h'); // 5
     await debitSession(store, v.body.sessionId as string, { requestId: 'g-vs', usedUnits: 120 }, 'h'); // 20, then 4 back
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 21, reserved: 0 });
