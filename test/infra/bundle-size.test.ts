@@ -13,7 +13,7 @@ import { entryOf, esbuildBuildOptions, functionNames, repoRoot, type FunctionNam
 import { createStore, ensureTable } from '../../functions/store/db.js';
 import { dynamodbEndpoint, uniqueTable } from '../helpers.js';
 
-/** The target. The functions are 197-248 KB (health 37 KB), of which the slimmed DynamoDB client is ~152 KB. */
+/** The target. The functions are 197-250 KB (health 37 KB), of which the slimmed DynamoDB client is ~152 KB. */
 const LIMIT_BYTES = 250 * 1024;
 /** valibot with the schemas a handler uses is 3-10 KB (zod/mini was 12-31 KB, the full zod ~450 KB). */
 const VALIDATION_LIMIT_BYTES = 32 * 1024;
