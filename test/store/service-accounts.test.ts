@@ -32,6 +32,14 @@ async function owner(store: Store, balance: number, accountId = 'alice') {
   if (balance) await topUp(store, accountId, `topup-${accountId}`, balance, 'h');
 }
 
+/** The voice service (2 per 60 s), 'kid' holding `kidBalance` and sponsored by 'mum' holding `mumBalance`. */
+async function kidSponsoredByMum(store: Store, kidBalance: number, mumBalance: number) {
+  await putService(store, { serviceId: 'voice', unit: 'seconds', price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 60 });
+  await owner(store, kidBalance, 'kid');
+  await owner(store, mumBalance, 'mum');
+  await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
+}
+
 describe('service accounts', () => {
   it('PUT creates one in its own unit, a second PUT changes settings and never units; the owner lists it', async () => {
     const store = await testStore();
@@ -463,10 +471,7 @@ describe('sponsors (low-balance transfer)', () => {
 
   it('concurrent charges of an empty sponsored account are all served while the sponsor can pay (fails before: 12 of 20 refused)', async () => {
     const store = await testStore();
-    await putService(store, { serviceId: 'voice', unit: 'seconds', price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 60 });
-    await owner(store, 0, 'kid');
-    await owner(store, 100_000, 'mum');
-    await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
+    await kidSponsoredByMum(store, 0, 100_000);
     const outcomes = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2
       ? directDebit(store, { requestId: `e${i}`, accountId: 'kid', clientId: 'smsc', serviceId: 'voice', units: 300 }, `h${i}`)
       : reserve(store, { requestId: `k${i}`, accountId: 'kid', clientId: 'msc', serviceId: 'voice', requested: { units: 300 } }, `h${i}`)
@@ -563,14 +568,20 @@ describe('charging a service account (sessions and events of its service draw un
     expect(await reconciled(twoWrites, 'alice')).toMatchObject({ reserved: 0, balance: 500 });
   });
 
-  it('an owner past its validUntil spends its service accounts no more than its money', async () => {
+  /** `owner` valid for the test clock's first hour, with 1000 and a data service account of 5120 KB bought with 500 of it. */
+  async function ownerValidForAnHour(owner: string) {
     const clock = testClock();
     const store = await testStore({ now: clock.now });
     await putService(store, dataService);
-    await createAccount(store, { accountId: 'alice', currency: 'EUR', kind: 'prepaid', validUntil: '2026-01-01T01:00:00.000Z' });
-    await topUp(store, 'alice', 'topup-alice', 1000, 'h');
-    await putServiceAccount(store, 'alice', 'data', data);
-    await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 500 }, 'h');
+    await createAccount(store, { accountId: owner, currency: 'EUR', kind: 'prepaid', validUntil: '2026-01-01T01:00:00.000Z' });
+    await topUp(store, owner, `topup-${owner}`, 1000, 'h');
+    await putServiceAccount(store, owner, 'data', data);
+    await manualRecharge(store, owner, 'data', { requestId: 'r1', amountMinor: 500 }, 'h');
+    return { clock, store };
+  }
+
+  it('an owner past its validUntil spends its service accounts no more than its money', async () => {
+    const { clock, store } = await ownerValidForAnHour('alice');
     const s1 = await reserve(store, { requestId: 's1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 300 } }, 'h');
     expect(s1.status).toBe(201);
     clock.advanceSeconds(3600);
@@ -584,13 +595,7 @@ describe('charging a service account (sessions and events of its service draw un
   });
 
   it('a member drawing on its main account\'s service account gets no new grant once the main account expired (fails before: it did)', async () => {
-    const clock = testClock();
-    const store = await testStore({ now: clock.now });
-    await putService(store, dataService);
-    await createAccount(store, { accountId: 'home', currency: 'EUR', kind: 'prepaid', validUntil: '2026-01-01T01:00:00.000Z' });
-    await topUp(store, 'home', 'topup-home', 1000, 'h');
-    await putServiceAccount(store, 'home', 'data', data);
-    await manualRecharge(store, 'home', 'data', { requestId: 'r1', amountMinor: 500 }, 'h');
+    const { clock, store } = await ownerValidForAnHour('home');
     await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
     const s1 = await reserve(store, { requestId: 'k1', accountId: 'kid', clientId: 'ggsn', serviceId: 'data', requested: { units: 300 } }, 'h');
     expect(s1.body).toMatchObject({ serviceAccount: 'data', granted: { units: 300 } });
@@ -797,10 +802,7 @@ async function pausingBeforeSecondKidWrite() {
 describe('sponsors, through the charging path', () => {
   it.each(writePaths)('a request answered long ago, sent again when the account is short, is answered as before: no sponsor pays for it (%s)', async (_path, twoWriteSteps) => {
     const store = await testStore({ twoWriteSteps });
-    await putService(store, { serviceId: 'voice', unit: 'seconds', price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 60 });
-    await owner(store, 100, 'kid');
-    await owner(store, 1000, 'mum');
-    await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
+    await kidSponsoredByMum(store, 100, 1000);
     const sms = { requestId: 'e1', accountId: 'kid', clientId: 'smsc', serviceId: 'voice', units: 3000 };
     const first = await directDebit(store, sms, 'h1'); // 100: all kid had
     const session = await reserve(store, { requestId: 's1', accountId: 'kid', clientId: 'msc', serviceId: 'voice', requested: { units: 60 } }, 'h2');
@@ -814,10 +816,7 @@ describe('sponsors, through the charging path', () => {
 
   it('concurrent reserves of a sponsored account: no overdraft anywhere, and money is only moved, never made', async () => {
     const store = await testStore();
-    await putService(store, { serviceId: 'voice', unit: 'seconds', price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 60 });
-    await owner(store, 10, 'kid');
-    await owner(store, 100, 'mum');
-    await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
+    await kidSponsoredByMum(store, 10, 100);
     const outcomes = await Promise.all(Array.from({ length: 30 }, (_, i) =>
       reserve(store, { requestId: `k${i}`, accountId: 'kid', clientId: 'msc', serviceId: 'voice', requested: { units: 300 } }, `h${i}`)
         .then((answer) => answer, (error) => error)));
