@@ -125,7 +125,12 @@ export async function multiSessionView(store: Store, multiSessionId: string) {
  */
 export async function settleMultiSession(store: Store, multiSessionId: string): Promise<{ settled: boolean }> {
   const { sessions, events } = await members(store, multiSessionId);
-  if (sessions.some((s) => s.state === 'active' || s.state === 'pending_agreement')) return { settled: true };
+  const open = sessions.filter((s) => s.state === 'active' || s.state === 'pending_agreement');
+  // The last member to close settles. But a founder (a session joined by its own id) may have
+  // read itself before the first join and close without knowing it has members: then nobody
+  // would settle. While a founder is open, a closing member's entry stays owed (`settled`
+  // false), so the sweep's visit settles again once the founder closed (review, stop 23).
+  if (open.length) return { settled: !open.some((s) => s.sessionId === multiSessionId) };
   const inMoney = sessions.filter((s) => !isServiceAccountId(s.chargedAccountId));
   const eventsInMoney = events.filter((e) => !isServiceAccountId(e.accountId));
   const serviceIds = new Set([...inMoney.map((s) => s.serviceId), ...eventsInMoney.map((e) => e.serviceId)]);

@@ -165,6 +165,26 @@ describe('the seed 001 message flow', () => {
     expect((await multiSessionView(store, 'call-g')).sessions.map((s) => s.sessionId)).toEqual([m.body.sessionId]);
   });
 
+  it('a first join that races the founder\'s own close still gets the founder its discount, by the sweep (fails before: never given)', async () => {
+    const clock = testClock();
+    // The founder's close has read its session (no member yet) when a client joins it, and closes, first.
+    const { store, runBefore } = await interleavingStore((command) => command instanceof TransactWriteCommand && JSON.stringify(command.input).includes('"r-vs"'), { now: clock.now });
+    await seedServices(store);
+    const founder = (await reserve(store, { requestId: 'r-v', accountId: 'sub', clientId: 'scscf', serviceId: 'ims-voice', requested: { units: 300 } }, 'h')).body.sessionId as string;
+    runBefore(async () => {
+      const d = await reserve(store, { requestId: 'r-d', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 1000 }, multiSessionId: founder }, 'h');
+      await debitSession(store, d.body.sessionId as string, { requestId: 'r-ds', usedUnits: 500 }, 'h'); // 5
+    });
+    await debitSession(store, founder, { requestId: 'r-vs', usedUnits: 120 }, 'h'); // 20
+    // The same process writes the account again (the founder's entry goes with it).
+    await reserve(store, { requestId: 'r-later', accountId: 'sub', clientId: 'x', serviceId: 'gprs-data', requested: { units: 100 } }, 'h');
+    clock.advanceSeconds(3600);
+    await sweep(store, { batchSize: 100, maxBatches: 10 });
+    clock.advanceSeconds(86_400);
+    await sweep(store, { batchSize: 100, maxBatches: 10 });
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 25 + 4, reserved: 0 });
+  });
+
   it('the combined rating combines one account\'s charges: another account naming the id earns nothing (fails before: discount and duplicate give-back)', async () => {
     const store = await testStore();
     await seedServices(store);
