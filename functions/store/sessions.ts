@@ -603,6 +603,16 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
     const closing = kind !== 'update';
     const onServiceAccount = isServiceAccountId(session.chargedAccountId);
     const requested = command.requested && onServiceAccount ? await inUnitsOfService(store, session, command.requested) : command.requested;
+    // An { amount } that buys no block is refused as on a reserve or an event, before anything
+    // is written (fails before: 402 and a terminate while the account had credit; review). A
+    // repeat of a request answered before is answered as before (the rating may have changed).
+    if (!closing && requested && ('units' in requested ? requested.units === 0 : !optimisticGrant(requested, session.price))) {
+      const kept = light && oneWrite ? replayOrConflict(await withKeptAnswer(store, session, command.requestId), command.requestId, bodyHash) : null;
+      if (kept) return kept;
+      fail('validation_failed', `requested: ${command.requested && 'amount' in command.requested ? command.requested.amount : 0} does not buy one block of ${session.serviceId}`);
+    }
+    /** What the request asks, in units: a grant of fewer is the last (finalUnit), whichever way it was asked. */
+    const wantedUnits = requested ? ('units' in requested ? requested.units : optimisticGrant(requested, session.price, usage.usedUnitsTotal)?.units ?? 0) : 0;
     let grant = closing ? { units: 0, amountMinor: 0 } : regrant(requested, session.price, usage);
     let entry: OpEntry | null = null;
     let denied = false;
@@ -618,7 +628,7 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
         vu: closing ? session.validUntil : addSeconds(now, session.validitySeconds),
         ...(closing ? { done: kind === 'release' ? 'released' : 'closed' } as const : {}),
         ...(grant ? {} : { denied: true, ...(inactive ? { ia: true } : {}) }),
-        ...(grant && requested && 'units' in requested && grant.units < requested.units ? { fu: true } : {}),
+        ...(grant && requested && grant.units < wantedUnits ? { fu: true } : {}),
       };
       const movement = movementFor(session.hold, usage, newHold);
       if (oneWrite && tries === 0) {

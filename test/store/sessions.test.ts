@@ -504,3 +504,23 @@ describe('a long session', () => {
     expect((await requireSession(store, sessionId)).hold.usedUnits).toBe(41 * 60);
   });
 });
+
+describe('an update asked in money', () => {
+  it.each(writePaths)('an { amount } that buys no block is 400 and writes nothing (fails before: 402, the grant dropped) (%s)', async (_path, twoWriteSteps) => {
+    const store = await testStore({ twoWriteSteps });
+    await fundedAccount(store, 'alice', 1000);
+    const sid = (await reserve(store, reserveCommand('r1', 'alice', 60), 'h')).body.sessionId as string;
+    const before = await requireSession(store, sid);
+    expect(await codeOf(updateSession(store, sid, { requestId: 'u1', usedUnits: 30, requested: { amount: 1 } }, 'h'))).toBe('validation_failed');
+    expect(await requireSession(store, sid)).toMatchObject({ seq: before.seq, hold: before.hold });
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 1000, reserved: 2 });
+  });
+
+  it('a partial grant asked in money carries finalUnit, as one asked in units (fails before: none)', async () => {
+    const store = await testStore();
+    await fundedAccount(store, 'alice', 10);
+    const sid = (await reserve(store, { ...reserveCommand('r1', 'alice'), requested: { amount: 2 } }, 'h')).body.sessionId as string;
+    const updated = await updateSession(store, sid, { requestId: 'u1', usedUnits: 60, requested: { amount: 100 } }, 'h');
+    expect(updated.body).toMatchObject({ granted: { units: 240, amount: 8 }, finalUnit: { action: 'terminate' } });
+  });
+});
