@@ -52,7 +52,11 @@ async function storedAnswer(store: Store, requestId: string, bodyHash: string, s
 
 export async function directDebit(store: Store, command: DirectDebitCommand, bodyHash: string): Promise<StoredAnswer> {
   try {
-    const founder = command.multiSessionId ? await founderToAdopt(store, command.multiSessionId) : null;
+    // A game refuses members; a repeat of this request, or a reuse of its id, is answered as such first.
+    const founder = command.multiSessionId ? await founderToAdopt(store, command.multiSessionId).catch(async (error) => {
+      if (await storedAnswer(store, command.requestId, bodyHash)) return null;
+      throw error;
+    }) : null;
     const answer = await debitOnce(store, command, bodyHash);
     if (founder && answer.status === 201) await adoptFounder(store, founder);
     return answer;

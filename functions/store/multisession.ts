@@ -42,7 +42,8 @@ async function members(store: Store, multiSessionId: string) {
 export async function founderToAdopt(store: Store, multiSessionId: string, joinerSessionId?: string): Promise<SessionItem | null> {
   if (multiSessionId === joinerSessionId || !multiSessionId.startsWith('ses_')) return null;
   const founder = await getSessionItem(store, multiSessionId);
-  if (!founder || founder.multiSessionId !== founder.sessionId || founder.state === 'refused' || founder.membersJoined) return null;
+  // A refused founder is listed too (it holds nothing): a join does not change what the id names.
+  if (!founder || founder.multiSessionId !== founder.sessionId || founder.membersJoined) return null;
   if (founder.parties) fail('conflict', `session ${multiSessionId} is a multi-party session, which cannot be part of a multi-session`);
   return founder;
 }

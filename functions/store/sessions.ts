@@ -220,7 +220,12 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
     if (session) replayOrConflict(session, command.requestId, bodyHash);
   });
   try {
-    const founder = command.multiSessionId ? await founderToAdopt(store, command.multiSessionId, sessionIdFor(command.requestId)) : null;
+    // A game refuses members; a repeat of this request, or a reuse of its id, is answered as such first.
+    const founder = command.multiSessionId ? await founderToAdopt(store, command.multiSessionId, sessionIdFor(command.requestId)).catch(async (error) => {
+      const earlier = await getSessionItem(store, sessionIdFor(command.requestId));
+      if (earlier) return replayOrConflict(earlier, command.requestId, bodyHash) ? null : fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+      throw error;
+    }) : null;
     const answer = await reserveOnce(store, command, bodyHash, service);
     if (founder && answer.status === 201) await adoptFounder(store, founder);
     return answer;

@@ -185,6 +185,17 @@ describe('the seed 001 message flow', () => {
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 25 + 4, reserved: 0 });
   });
 
+  it('a refused founder stays in its multi-session when a client joins it (fails before: the joiner took its place)', async () => {
+    const store = await testStore();
+    await seedServices(store);
+    await createAccount(store, { accountId: 'broke', currency: 'EUR', kind: 'prepaid' });
+    const refused = await reserve(store, { requestId: 'b-v', accountId: 'broke', clientId: 'scscf', serviceId: 'ims-voice', requested: { units: 60 } }, 'h').catch((error) => error);
+    expect(refused.code).toBe('insufficient_credit');
+    const founder = refused.extra.sessionId as string; // kept as a session in state refused
+    const d = await reserve(store, { requestId: 'b-d', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', requested: { units: 100 }, multiSessionId: founder }, 'h');
+    expect((await multiSessionView(store, founder)).sessions.map((s) => s.sessionId).sort()).toEqual([founder, d.body.sessionId].sort());
+  });
+
   it('the combined rating combines one account\'s charges: another account naming the id earns nothing (fails before: discount and duplicate give-back)', async () => {
     const store = await testStore();
     await seedServices(store);

@@ -8,6 +8,7 @@ import { createAccount, requireAccount, topUp } from '../../functions/store/acco
 import { agree, proposePartySession } from '../../functions/store/parties.js';
 import { debitSession, getSessionItem, refundSession, requireSession, reserve, sessionIdFor, updateSession } from '../../functions/store/sessions.js';
 import { sweep } from '../../functions/store/sweep.js';
+import { directDebit } from '../../functions/store/debits.js';
 import { readLedger } from '../../functions/store/ledger.js';
 import { setSponsors } from '../../functions/store/sponsors.js';
 import type { Principle } from '../../functions/domain/parties.js';
@@ -159,6 +160,11 @@ describe('a game and multi-sessions', () => {
     const joining = { requestId: 'mg-join', accountId: 'ann', clientId: 'scscf', serviceId: 'game', requested: { units: 10 }, multiSessionId: sessionId };
     expect(await codeOf(reserve(store, joining, 'h'))).toBe('conflict');
     expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 101 - 50 });
+    // A used requestId with such a body is a reuse first (fails before: conflict).
+    await reserve(store, { ...joining, requestId: 'used', multiSessionId: undefined }, 'h1');
+    expect(await codeOf(reserve(store, { ...joining, requestId: 'used' }, 'h2'))).toBe('idempotency_conflict');
+    await directDebit(store, { requestId: 'used-e', accountId: 'ann', clientId: 'as', serviceId: 'game', units: 1 }, 'h1');
+    expect(await codeOf(directDebit(store, { requestId: 'used-e', accountId: 'ann', clientId: 'as', serviceId: 'game', units: 1, multiSessionId: sessionId }, 'h2'))).toBe('idempotency_conflict');
   });
 });
 
