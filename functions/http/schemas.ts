@@ -65,7 +65,9 @@ export const serviceBody = schema(() => v.pipe(
 ));
 
 export const accountBody = schema(() => v.object({
-  accountId: identifier,
+  // An id of dots alone is a path segment no URL reaches (/accounts/.. is /): such an account
+  // could be charged but never read or topped up (review).
+  accountId: v.pipe(identifier, v.check((id) => !/^\.+$/.test(id), 'must not be dots alone: no URL could name it')),
   currency: v.pipe(v.string(), v.regex(/^[A-Z]{3}$/, 'an ISO 4217 code such as EUR')),
   kind: v.picklist(['prepaid', 'postpaid']),
   creditLimit: v.optional(accountMoney),

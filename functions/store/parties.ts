@@ -349,7 +349,7 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
     // session (else a client that then terminates with nothing more used would not pay for
     // it): the same step with the holds as they are, which needs no money. The refusal is
     // the step's answer, so a repeat is refused alike even after a top-up.
-    const refusal: StoredAnswer = { status: 402, body: { code: 'insufficient_credit', detail: `party ${refused.accountId} cannot pay a larger share; the reported usage was recorded`, accountId: refused.accountId, charged: { units: usedUnits, amount: 0 } } };
+    const refusal: StoredAnswer = { status: 402, body: { code: 'insufficient_credit', detail: `party ${refused.accountId} cannot pay a larger share; the reported usage was recorded`, accountId: refused.accountId, finalUnitAction: 'terminate', charged: { units: usedUnits, amount: 0 } } };
     // It is a report like any other: the game lives validitySeconds from it, as after a grant.
     const usageOnly: SessionItem = { ...session, seq: session.seq + 1, lastUpdateAt: at, validUntil: addSeconds(at, session.validitySeconds), hold: { ...session.hold, seq: session.seq + 1, usedUnits } };
     const held = parties.map((p) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: p.holdMinor, grantedUnits: session.hold.grantedUnits }));

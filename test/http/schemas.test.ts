@@ -44,6 +44,7 @@ describe('request schemas', () => {
     ['a bad identifier', reserveBody, { ...reserve, accountId: 'al ice' }, 'accountId'],
     ['a missing field', reserveBody, { ...reserve, clientId: undefined }, 'clientId'],
     ['not a URL', reserveBody, { ...reserve, notifyUri: 'not a url' }, 'notifyUri'],
+    ['an account id of dots alone (no URL reaches it; fails before)', accountBody, { ...account, accountId: '..' }, 'accountId'],
     ['a day that does not exist', accountBody, { ...account, validUntil: '2026-02-30T00:00:00Z' }, 'validUntil'],
     ['an hour that does not exist', accountBody, { ...account, validUntil: '2026-01-01T24:00:00Z' }, 'validUntil'],
     ['a local time', accountBody, { ...account, validUntil: '2026-01-01T10:00:00+02:00' }, 'validUntil'],

@@ -448,7 +448,7 @@ describe('answers kept for repeats, and the proposal window', () => {
     await players(store, { ann: 1000, ben: 20 });
     const { sessionId } = await started(store, 'g1', ['ann', 'ben'], { type: 'split' }, 10);
     const refused = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 10, requested: { units: 500 } }, 'h');
-    expect(refused).toMatchObject({ status: 402, body: { code: 'insufficient_credit', accountId: 'ben', charged: { units: 10, amount: 0 } } });
+    expect(refused).toMatchObject({ status: 402, body: { code: 'insufficient_credit', accountId: 'ben', finalUnitAction: 'terminate', charged: { units: 10, amount: 0 } } }); // fails before: no finalUnitAction
     const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 0 }, 'h');
     expect(closed.body).toMatchObject({ state: 'closed', charged: { units: 10, amount: 10 }, returned: { amount: 0 } });
     expect(await reconciled(store, 'ann')).toMatchObject({ balance: 995, reserved: 0 });
