@@ -49,6 +49,9 @@ export const fail = (code: ErrorCode, detail: string, extra?: Record<string, unk
   throw new ChargingError(code, detail, extra);
 };
 
+/** The same requestId came with another body: refused whatever that body would have been answered. */
+export const reusedRequestId = (requestId: string): never => fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
+
 /** An invariant of the ledger is broken: a bug, never a client mistake. */
 export function invariant(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`invariant violated: ${message}`);

@@ -8,7 +8,7 @@ import { batchGetAll, cancellationReasons, conditionFailedAt, isConditionFailure
 import { heldFromMain, type Holding } from '../domain/allotment.js';
 import { ledgerPut } from './ledger.js';
 import { plainItem } from './db.js';
-import { fail } from '../domain/errors.js';
+import { fail, reusedRequestId } from '../domain/errors.js';
 import { MAX_BALANCE_MINOR } from '../domain/rating.js';
 
 export interface AccountInput {
@@ -303,7 +303,7 @@ export async function topUp(store: Store, accountId: string, requestId: string, 
     if (!reasons) throw error;
     const previous = plainItem(reasons[0]?.Item);
     if (previous) {
-      if (previous.h !== bodyHash || previous.kind !== 'topup') fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
+      if (previous.h !== bodyHash || previous.kind !== 'topup') reusedRequestId(requestId);
       return previous.answer ?? keepAnswer(store, accountId, requestId, view);
     }
     if (reasons[1]?.Code === 'ConditionalCheckFailed') {

@@ -11,7 +11,7 @@ import { ledgerPut } from './ledger.js';
 import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
 import { serviceFor } from './services.js';
 import { getAccountItem, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
-import { fail, keptRefusal } from '../domain/errors.js';
+import { fail, keptRefusal, reusedRequestId } from '../domain/errors.js';
 import { priceOrNull, unitsAffordable } from '../domain/rating.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { isServiceAccountId, mainAccountRoute, otherUnitDetail, publicAccountId, type ServiceAccountItem, type ServiceAccountRef } from './serviceAccounts.js';
@@ -42,7 +42,7 @@ async function requestRecord(store: Store, requestId: string): Promise<Record<st
 async function storedAnswer(store: Store, requestId: string, bodyHash: string, settleStray = false): Promise<StoredAnswer | null> {
   const record = await requestRecord(store, requestId);
   if (!record) return null;
-  if (record.h !== bodyHash) fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
+  if (record.h !== bodyHash) reusedRequestId(requestId);
   if (settleStray && record.kind === 'debit' && typeof record.accountId === 'string') {
     const stray = (await getAccountItem(store, record.accountId))?.ops?.[`evt:${requestId}`];
     if (stray && stray.n !== record.n) await giveBack(store, record.accountId, stray);
@@ -185,7 +185,7 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
     const refusal = refusalOf(result.account, opId, now);
     if (refusal === 'exists') {
       const recorded = result.account!.ops[opId]!;
-      if (recorded.h !== bodyHash) fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+      if (recorded.h !== bodyHash) reusedRequestId(command.requestId);
       entry = recorded;
     } else {
       const replay = await earlierAnswer();

@@ -15,7 +15,7 @@ import { getService, type Service } from './services.js';
 import { coverShortfall, hasCover, type Covered } from './cover.js';
 import { answerKey, answerPut, expiryNotice, keepAnswer, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
-import { ChargingError, fail } from '../domain/errors.js';
+import { ChargingError, fail, reusedRequestId } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
 import { apportion, charges, chargesWithoutOutcome, mostPossibleShares, validatePrinciple, type Outcome, type Principle } from '../domain/parties.js';
 import { MAX_BALANCE_MINOR, priceOf } from '../domain/rating.js';
@@ -72,7 +72,7 @@ export async function proposePartySession(store: Store, command: ProposeCommand,
     if (!(error instanceof ChargingError)) throw error;
     const existing = await getSessionItem(store, sessionId);
     if (!existing) throw error;
-    return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+    return replayOrConflict(existing, command.requestId, bodyHash) ?? reusedRequestId(command.requestId);
   }
   const at = store.now().toISOString();
   const validUntil = addSeconds(at, service.validitySeconds); // the parties have this long to agree

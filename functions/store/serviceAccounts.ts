@@ -19,7 +19,7 @@ import { getAccountItem, keepRequestAnswer, requireAccount, USABLE_CONDITION, us
 import { coverShortfall, hasCover } from './cover.js';
 import { plainItem } from './db.js';
 import { findDueKeys, notificationItem, type AccountNotification } from './notifications.js';
-import { ChargingError, fail, keptRefusal } from '../domain/errors.js';
+import { ChargingError, fail, keptRefusal, reusedRequestId } from '../domain/errors.js';
 import { getService } from './services.js';
 import {
   crossedBelow, finalUnitActionOf, nextScheduledAt, putAsksForRecharge, rechargeOf, smallestRechargeMinor, unitsBought,
@@ -436,7 +436,7 @@ export async function manualRecharge(store: Store, accountId: string, classifica
   const replay = async (): Promise<StoredAnswer | null> => {
     const previous = (await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.request(command.requestId), ConsistentRead: true }))).Item;
     if (!previous) return null;
-    if (previous.h !== bodyHash || previous.kind !== 'recharge') fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+    if (previous.h !== bodyHash || previous.kind !== 'recharge') reusedRequestId(command.requestId);
     if (previous.answer) return previous.answer as StoredAnswer;
     const after = (await getServiceAccount(store, accountId, classification)) ?? fail('not_found', `account ${accountId} has no service account ${classification}`);
     return keepRequestAnswer(store, command.requestId, answerOf({ amount: previous.amount, units: previous.units }, after));

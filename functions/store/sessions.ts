@@ -21,7 +21,7 @@ import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, refundPartySession, type PartyState } from './parties.js';
 import { adoptFounder, founderToAdopt, settleMultiSession } from './multisession.js';
 import { getAccountItem, usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
-import { ChargingError, fail, keptRefundRefusalStatus, keptRefusal } from '../domain/errors.js';
+import { ChargingError, fail, keptRefundRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
 import { computeGrant, inServiceUnits, optimisticGrant, type Requested } from '../domain/reservation.js';
 import { isOpen, movementFor, sessionClosed, shownState, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement, type Usage } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
@@ -208,7 +208,7 @@ export function answerPut(store: Store, sessionId: string, requestId: string, bo
 export function replayOrConflict(session: SessionItem, requestId: string, bodyHash: string): StoredAnswer | null {
   const previous = answerIn(session, requestId);
   if (!previous) return null;
-  if (previous.h !== bodyHash) fail('idempotency_conflict', `requestId ${requestId} was used with another body`);
+  if (previous.h !== bodyHash) reusedRequestId(requestId);
   return previous.answer;
 }
 
@@ -223,7 +223,7 @@ export async function reserve(store: Store, command: ReserveCommand, bodyHash: s
     // A game refuses members; a repeat of this request, or a reuse of its id, is answered as such first.
     const founder = command.multiSessionId ? await founderToAdopt(store, command.multiSessionId, sessionIdFor(command.requestId)).catch(async (error) => {
       const earlier = await getSessionItem(store, sessionIdFor(command.requestId));
-      if (earlier) return replayOrConflict(earlier, command.requestId, bodyHash) ? null : fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+      if (earlier) return replayOrConflict(earlier, command.requestId, bodyHash) ? null : reusedRequestId(command.requestId);
       throw error;
     }) : null;
     const answer = await reserveOnce(store, command, bodyHash, service);
@@ -261,7 +261,7 @@ async function keepRefusal(store: Store, command: ReserveCommand, bodyHash: stri
   } catch (error) {
     if (!isConditionFailure(error)) throw error;
     const existing = await requireSession(store, sessionId);
-    return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+    return replayOrConflict(existing, command.requestId, bodyHash) ?? reusedRequestId(command.requestId);
   }
   throw refusal;
 }
@@ -342,7 +342,7 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
       // The session exists: this requestId opened it (a repeat, answered as before), or
       // another body did. Nothing of this attempt was written.
       const existing = await getSessionItem(store, sessionId);
-      if (existing) return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+      if (existing) return replayOrConflict(existing, command.requestId, bodyHash) ?? reusedRequestId(command.requestId);
     }
     // Anything else: the two-write way below decides (a refusal, routing, a shortfall, a
     // conflict, or a timeout after which the transaction may have landed).
@@ -399,13 +399,13 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
       // A session that moved on (replay), or another body under this requestId (conflict).
       const existing = await getSessionItem(store, sessionId);
       return (existing && replayOrConflict(existing, command.requestId, bodyHash))
-        ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+        ?? reusedRequestId(command.requestId);
     }
     // Refused. A session under this requestId may exist already (its hold long gone from the
     // account): then this is a retransmission, answered as before whatever the account says
     // now, or another body. Read only on refusal: the hot path stays at two calls.
     const existing = await earlierSession();
-    if (existing) return replayOrConflict(existing, command.requestId, bodyHash) ?? fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+    if (existing) return replayOrConflict(existing, command.requestId, bodyHash) ?? reusedRequestId(command.requestId);
     const shown = serviceAccount ? `the ${serviceAccount.classification} account of ${serviceAccount.owner}` : `account ${chargedAccountId}`;
     if (refusal === 'not_found') fail('not_found', `${shown} does not exist`);
     if (refusal === 'account_inactive') fail('account_inactive', `${shown} is suspended or expired`);
@@ -435,7 +435,7 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     // (by this attempt or by an earlier one that died), or under another body: it goes back.
     if (existing.nonce !== entry.n) await voidHold(store, chargedAccountId, sessionId, entry);
     const previous = answerIn(existing, command.requestId);
-    if (previous?.h !== bodyHash) fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+    if (previous?.h !== bodyHash) reusedRequestId(command.requestId);
     result = previous!.answer;
     if (existing.nonce !== entry.n) return result;
   }
@@ -652,7 +652,7 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
       if (result.ok) { entry = candidate; denied = !grant; break; }
       const recorded = result.account?.ops?.[sessionId];
       if (recorded && recorded.rid === command.requestId && recorded.seq === session.seq + 1) {
-        if (recorded.h !== bodyHash) fail('idempotency_conflict', `requestId ${command.requestId} was used with another body`);
+        if (recorded.h !== bodyHash) reusedRequestId(command.requestId);
         entry = recorded; // applied by an earlier try of this very request
         denied = !!recorded.denied;
         break;
