@@ -64,6 +64,8 @@ export interface OpEntry {
   ms?: string;
   svc?: string;
   cl?: string;
+  /** ...and the account that asked, when another's service account paid (a member's, its main account's). */
+  ac?: string;
 }
 
 export interface AccountItem extends AccountInput {

@@ -127,7 +127,7 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
     if (ref.unit !== service.unit) return refuse('conflict', otherUnitDetail(command.serviceId, service.unit, routeOwner, ref));
     accountId = id;
     owner = routeOwner;
-    entry = { ...entry, u: units, chg: units };
+    entry = { ...entry, u: units, chg: units, ...(entry.ms && routeOwner !== command.accountId ? { ac: command.accountId } : {}) };
     return null;
   };
   /** An attached account's event may draw on its main account's service account (see reserve's routeViaMain). */
@@ -263,7 +263,7 @@ function recordItems(store: Store, accountId: string, entry: OpEntry, payer: str
     ledgerPut(store, { accountId, entryId: `evt:${entry.rid}`, at: entry.at, type: 'charge', amount: -entry.chg, reservedDelta: 0, units: entry.u, requestId: entry.rid }),
     ...(entry.ms ? [{ Put: {
       TableName: store.tableName,
-      Item: { ...key.multiSessionEvent(entry.ms, entry.rid), requestId: entry.rid, serviceId: entry.svc, clientId: entry.cl, accountId, charged: { units: entry.u, amount: entry.chg }, at: entry.at },
+      Item: { ...key.multiSessionEvent(entry.ms, entry.rid), requestId: entry.rid, serviceId: entry.svc, clientId: entry.cl, accountId, ...(entry.ac ? { askedBy: entry.ac } : {}), charged: { units: entry.u, amount: entry.chg }, at: entry.at },
     } }] : []),
   ];
 }

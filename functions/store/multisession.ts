@@ -12,7 +12,8 @@ import { getSessionItem, giveBackAdjustment, settlementBasis, sessionView, type 
 import { fail, ChargingError } from '../domain/errors.js';
 import { combinedAdjustments, type CombinedRule } from '../domain/combined.js';
 
-interface EventMember { requestId: string; serviceId: string; accountId: string; clientId: string; charged: { units: number; amount: number }; at: string }
+/** `accountId`: the account charged; `askedBy`: the account that asked, when another's service account paid. */
+interface EventMember { requestId: string; serviceId: string; accountId: string; askedBy?: string; clientId: string; charged: { units: number; amount: number }; at: string }
 
 async function members(store: Store, multiSessionId: string) {
   const result = await store.db.send(new QueryCommand({
@@ -101,7 +102,8 @@ export async function multiSessionView(store: Store, multiSessionId: string) {
     multiSessionId,
     state: sessions.some((s) => s.state === 'active' || s.state === 'pending_agreement') ? 'open' : 'final',
     sessions: sessions.map(sessionView),
-    events: events.map((e) => ({ ...e, accountId: publicAccountId(e.accountId), ...(isServiceAccountId(e.accountId) ? { serviceAccount: e.serviceId } : {}) })),
+    // `accountId` is the account that asked, as a session's (a member's event paid by its main account's service account names the member).
+    events: events.map(({ askedBy, ...e }) => ({ ...e, accountId: askedBy ?? publicAccountId(e.accountId), ...(isServiceAccountId(e.accountId) ? { serviceAccount: e.serviceId } : {}) })),
     charged: {
       amount: first === undefined ? 0 : money[first]!,
       ...(first === undefined ? {} : { currency: first }),

@@ -16,6 +16,7 @@ import { manualRecharge, putServiceAccount } from '../../functions/store/service
 import { setSponsors } from '../../functions/store/sponsors.js';
 import { agree, proposePartySession } from '../../functions/store/parties.js';
 import { listNotifications } from '../../functions/store/notifications.js';
+import { multiSessionView } from '../../functions/store/multisession.js';
 
 async function family(store: Store, mainBalance: number, members: string[], options: { kind?: 'prepaid' | 'postpaid'; creditLimit?: number; consumptionLimit?: number } = {}) {
   await putService(store, voice);
@@ -454,6 +455,21 @@ describe('attached accounts', () => {
     const home = await reconciled(store, 'home');
     expect(kid.balance + home.balance).toBe(1000 - 5);
     expect((await reconciled(store, 'friend')).balance).toBe(1000 - 5);
+  });
+});
+
+describe('a member\'s event in a multi-session', () => {
+  it('names the member, also when its main account\'s service account paid (fails before: the main account)', async () => {
+    const store = await testStore();
+    await family(store, 1000, ['carol']);
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 300, interimIntervalSeconds: 60 });
+    await putServiceAccount(store, 'home', 'data', { unit: 'kilobytes', rate: { amountMinor: 100, units: 1024 }, priority: 1, onEmpty: 'deny' });
+    await manualRecharge(store, 'home', 'data', { requestId: 'r1', amountMinor: 300 }, 'h');
+    await directDebit(store, { requestId: 'c-data', accountId: 'carol', clientId: 'mmsc', serviceId: 'data', units: 50, multiSessionId: 'fam-call' }, 'h');
+    await directDebit(store, { requestId: 'c-voice', accountId: 'carol', clientId: 'as', serviceId: 'voice', units: 60, multiSessionId: 'fam-call' }, 'h');
+    const view = await multiSessionView(store, 'fam-call');
+    expect(view.events.map((e) => [e.requestId, e.accountId])).toEqual([['c-data', 'carol'], ['c-voice', 'carol']]);
+    expect(view.events[0]).toMatchObject({ serviceAccount: 'data' });
   });
 });
 
