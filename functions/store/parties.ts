@@ -273,8 +273,12 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({
       TransactItems: [
         ...accountUpdates.map(({ Update }) => ({ Update })), sessionUpdate, ...ledger.map((e) => ledgerPut(store, e)),
-        // Last, unconditional: the session's seq condition makes the step, and its answer, once.
-        ...(step.answer ? [answerPut(store, session.sessionId, step.requestId, step.bodyHash, step.answer)] : []),
+        // The session's seq condition makes the step once; its answer only if none is kept yet:
+        // a concurrent duplicate of this request may have kept a refusal (keepAnswer) while
+        // this copy was covered, and a request has one answer (fails before: one copy answered
+        // 402 while the others activated the game; review). The step is then not taken, and
+        // the caller replays what was kept.
+        ...(step.answer ? [answerPut(store, session.sessionId, step.requestId, step.bodyHash, step.answer, true)] : []),
         ...(step.notices ?? []).map((notice) => expiryNoticePut(store, notice)),
       ],
     })));

@@ -1,12 +1,13 @@
 // Seed 000: multi-party sessions where the parties agree who pays, on DynamoDB Local.
 import { describe, expect, it } from 'vitest';
-import { captureNotifications, relayUntil, codeOf, reconciled, testApi, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
+import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { captureNotifications, interleavingStore, relayUntil, codeOf, reconciled, testApi, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
 import type { Store } from '../../functions/store/db.js';
 import { listNotifications, relayNotifications } from '../../functions/store/notifications.js';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import { agree, proposePartySession } from '../../functions/store/parties.js';
-import { debitSession, getSessionItem, refundSession, requireSession, reserve, sessionIdFor, updateSession } from '../../functions/store/sessions.js';
+import { debitSession, getSessionItem, keepAnswer, refundSession, requireSession, reserve, sessionIdFor, updateSession } from '../../functions/store/sessions.js';
 import { sweep } from '../../functions/store/sweep.js';
 import { directDebit } from '../../functions/store/debits.js';
 import { readLedger } from '../../functions/store/ledger.js';
@@ -165,6 +166,23 @@ describe('a game and multi-sessions', () => {
     expect(await codeOf(reserve(store, { ...joining, requestId: 'used' }, 'h2'))).toBe('idempotency_conflict');
     await directDebit(store, { requestId: 'used-e', accountId: 'ann', clientId: 'as', serviceId: 'game', units: 1 }, 'h1');
     expect(await codeOf(directDebit(store, { requestId: 'used-e', accountId: 'ann', clientId: 'as', serviceId: 'game', units: 1, multiSessionId: sessionId }, 'h2'))).toBe('idempotency_conflict');
+  });
+});
+
+describe('duplicates of the last agreement', () => {
+  it('a copy that activates the game after another copy kept a refusal answers that refusal, and nothing is reserved (fails before: 200, the game active)', async () => {
+    const { store, runBefore } = await interleavingStore((command) => command instanceof TransactWriteCommand && JSON.stringify(command.input).includes('"state":"active"'));
+    await players(store, { ann: 500, ben: 500 });
+    const proposed = await proposePartySession(store, { requestId: 'dg', parties: ['ann', 'ben'], principle: { type: 'split' }, clientId: 'game-server', serviceId: 'game', requested: { units: 100 } }, 'h');
+    const sessionId = proposed.body.sessionId as string;
+    await agree(store, sessionId, { requestId: 'dg-ann', accountId: 'ann' }, 'h');
+    // Another copy of ben's agreement was refused (say, before a cover landed) and kept its 402 first.
+    const kept = { status: 402, body: { code: 'insufficient_credit', accountId: 'ben' } };
+    runBefore(() => keepAnswer(store, sessionId, 'dg-ben', 'h', kept));
+    expect(await agree(store, sessionId, { requestId: 'dg-ben', accountId: 'ben' }, 'h')).toEqual(kept);
+    expect((await requireSession(store, sessionId)).state).toBe('pending_agreement');
+    expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 0 });
+    expect(await reconciled(store, 'ben')).toMatchObject({ reserved: 0 });
   });
 });
 
