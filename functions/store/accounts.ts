@@ -137,6 +137,9 @@ export async function createAccount(store: Store, input: AccountInput): Promise<
   // account", so a credit line of its own would never be the one charged (it was, silently,
   // while the answers named the main account).
   if (input.mainAccountId && input.creditLimit) fail('validation_failed', 'creditLimit: an attached account is charged to its main account; give the credit line to the main account');
+  // A member's stored balance is a chunk of its main account's money (its view shows none):
+  // a threshold on it would fire on chunks no one sees (review). The main account's does.
+  if (input.mainAccountId && input.lowBalanceThreshold !== undefined) fail('validation_failed', 'lowBalanceThreshold: an attached account spends its main account\'s money; give the threshold to the main account');
   // A cap on what an account may take from its main account: without one it would cap nothing.
   if (input.consumptionLimit !== undefined && !input.mainAccountId) fail('validation_failed', 'consumptionLimit is for accounts attached to a main account (mainAccountId)');
   let mainValidUntil: string | undefined;

@@ -50,7 +50,10 @@ async function coverMember(store: Store, member: AccountItem, shortMinor: number
   if (taken === 'inactive') return { retry: false, taken };
   if (taken === 'insufficient') {
     const main = await getAccountItem(store, member.mainAccountId!);
-    const mainShortMinor = main ? shortMinor - Math.max(0, main.available) : 0;
+    // The main account gives the member at most its consumptionLimit's headroom: its sponsors
+    // top it up for no more (fails before: they paid the whole shortfall; review).
+    const headroomMinor = member.consumptionLimit === undefined ? shortMinor : Math.max(0, member.consumptionLimit - (member.takenMinor ?? 0));
+    const mainShortMinor = main ? Math.min(shortMinor, headroomMinor) - Math.max(0, main.available) : 0;
     if (main && sponsored(main) && mainShortMinor > 0 && movedMoney(await takeFromSponsors(store, main as SponsoredAccount, mainShortMinor, coverKey))) return { retry: true };
   }
   if (sponsored(member) && movedMoney(await takeFromSponsors(store, member as SponsoredAccount, shortMinor, coverKey))) return { retry: true };

@@ -458,6 +458,27 @@ describe('attached accounts', () => {
   });
 });
 
+describe('a member within its consumption limit, its main account empty and sponsored', () => {
+  it('the main account\'s sponsor tops it up for no more than the limit leaves (fails before: the whole shortfall)', async () => {
+    const store = await testStore();
+    await putService(store, { serviceId: 'sec', unit: 'seconds', price: { amountMinor: 1, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await createAccount(store, { accountId: 'S', currency: 'EUR', kind: 'prepaid' });
+    await topUp(store, 'S', 't', 1000, 'h');
+    await createAccount(store, { accountId: 'M', currency: 'EUR', kind: 'prepaid' });
+    await setSponsors(store, 'M', [{ accountId: 'S', priority: 1 }]);
+    await createAccount(store, { accountId: 'C', currency: 'EUR', kind: 'prepaid', mainAccountId: 'M', consumptionLimit: 20 });
+    const answer = await reserve(store, { requestId: 'c1', accountId: 'C', clientId: 'c', serviceId: 'sec', requested: { units: 30 } }, 'h');
+    expect(answer.body).toMatchObject({ granted: { units: 20 }, finalUnit: { action: 'terminate' } });
+    expect((await reconciled(store, 'S')).balance).toBe(1000 - 20);
+  });
+
+  it('a member takes no low-balance threshold: its balance is its main account\'s money (fails before: it fired on internal chunks)', async () => {
+    const store = await testStore();
+    await family(store, 100, []);
+    expect(await codeOf(createAccount(store, { accountId: 'H', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home', lowBalanceThreshold: 50 }))).toBe('validation_failed');
+  });
+});
+
 describe('a member\'s event in a multi-session', () => {
   it('names the member, also when its main account\'s service account paid (fails before: the main account)', async () => {
     const store = await testStore();
