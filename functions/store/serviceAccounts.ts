@@ -14,7 +14,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_SHARDS, key } from './table.js';
 import { batchGetAll, cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
-import { ledgerPut, type LedgerEntryType } from './ledger.js';
+import { ledgerPut } from './ledger.js';
 import { getAccountItem, keepRequestAnswer, requireAccount, USABLE_CONDITION, usableAt, type AccountItem, type StoredAnswer } from './accounts.js';
 import { coverShortfall, hasCover } from './cover.js';
 import { plainItem } from './db.js';
@@ -27,6 +27,7 @@ import {
 } from '../domain/serviceAccount.js';
 import type { Movement } from '../domain/session.js';
 import { MAX_BALANCE_MINOR } from '../domain/rating.js';
+import type { SponsoredAccount } from './sponsors.js';
 
 /** The item id of the service account of `accountId` for `classification`. */
 export const serviceAccountId = (accountId: string, classification: string) => `${accountId}~${classification}`;
@@ -405,7 +406,7 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor
         // Once per recharge and transfer the owner had received: a retry of this recharge (the
         // trigger's, after the owner could not fund it) may be covered again once the money an
         // earlier cover brought went elsewhere, while two runs of it at once make a sponsor pay once.
-        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available, `recharge:${rechargeId}:${(ownerItem as { sponsorSeq?: number }).sponsorSeq ?? 0}`);
+        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available, `recharge:${rechargeId}:${(ownerItem as SponsoredAccount).sponsorSeq ?? 0}`);
         if (cover.retry) return rechargeOnce(store, sa, requestedMinor, guard, true);
         if (cover.taken === 'inactive') return { ok: false, reason: 'inactive' };
       }
