@@ -18,7 +18,7 @@ import { listNotifications, recordNotification, relayNotifications, relayStreamR
 import { takeFromSponsors, setSponsors } from '../../functions/store/sponsors.js';
 import { ChargingError } from '../../functions/domain/errors.js';
 import type { ServiceAccountSettings } from '../../functions/domain/serviceAccount.js';
-import { putService } from '../../functions/store/services.js';
+import { putService, type ServiceInput } from '../../functions/store/services.js';
 import { debitSession, refundSession, requireSession, reserve, updateSession } from '../../functions/store/sessions.js';
 import { sweep } from '../../functions/store/sweep.js';
 import { directDebit } from '../../functions/store/debits.js';
@@ -32,9 +32,12 @@ async function owner(store: Store, balance: number, accountId = 'alice') {
   if (balance) await topUp(store, accountId, `topup-${accountId}`, balance, 'h');
 }
 
-/** The voice service (2 per 60 s), 'kid' holding `kidBalance` and sponsored by 'mum' holding `mumBalance`. */
-async function kidSponsoredByMum(store: Store, kidBalance: number, mumBalance: number) {
-  await putService(store, { serviceId: 'voice', unit: 'seconds', price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 60 });
+const sponsoredVoice = { serviceId: 'voice', unit: 'seconds' as const, price: { amountMinor: 2, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 60 };
+const sponsoredSms = { serviceId: 'sms', unit: 'events' as const, price: { amountMinor: 100, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 };
+
+/** `service` (voice, 2 per 60 s, unless told), 'kid' holding `kidBalance` and sponsored by 'mum' holding `mumBalance`. */
+async function kidSponsoredByMum(store: Store, kidBalance: number, mumBalance: number, service: ServiceInput = sponsoredVoice) {
+  await putService(store, service);
   await owner(store, kidBalance, 'kid');
   await owner(store, mumBalance, 'mum');
   await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
@@ -835,10 +838,7 @@ describe('sponsors, through the charging path', () => {
     // the first copy, top kid up and charge another event, whose write removes the first
     // copy's finished entry: only a fresh look for the request's record can see it was answered.
     const { store, other, runBeforeSecondKidWrite } = await pausingBeforeSecondKidWrite();
-    await putService(store, { serviceId: 'sms', unit: 'events', price: { amountMinor: 100, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
-    await owner(store, 0, 'kid');
-    await owner(store, 1000, 'mum');
-    await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
+    await kidSponsoredByMum(store, 0, 1000, sponsoredSms);
     const sms = { requestId: 'R', accountId: 'kid', clientId: 'smsc', serviceId: 'sms', units: 1 };
     let first: Awaited<ReturnType<typeof directDebit>> | undefined;
     runBeforeSecondKidWrite(async () => {
@@ -856,10 +856,7 @@ describe('sponsors, through the charging path', () => {
 
   it('a reserve retransmission whose first copy is answered between two attempts makes no sponsor pay', async () => {
     const { store, other, runBeforeSecondKidWrite } = await pausingBeforeSecondKidWrite();
-    await putService(store, { serviceId: 'sms', unit: 'events', price: { amountMinor: 100, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
-    await owner(store, 150, 'kid');
-    await owner(store, 0, 'mum');
-    await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }]);
+    await kidSponsoredByMum(store, 150, 0, sponsoredSms);
     const R = { requestId: 'R', accountId: 'kid', clientId: 'c', serviceId: 'sms', requested: { units: 3 } };
     let first: any;
     // Attempt 0 (300 asked, 150 there, mum empty) is refused and looks for R's session: none.
