@@ -41,12 +41,15 @@ const unreservedMoney = (member: AccountItem) => Math.max(0, member.balance - me
  * before would be wrong, and kept). Null: the account has no family money to look to.
  */
 export async function coverFromFamily(store: Store, account: AccountItem, shortMinor: number):
-  Promise<{ retry: boolean; taken?: TakeResult; reclaimedMinor?: number } | null> {
+  Promise<{ retry: boolean; taken?: TakeResult; reclaimedMinor?: number; contended?: boolean } | null> {
   if (account.mainAccountId) {
     const taken = await takeAllotment(store, account, shortMinor);
     return { retry: taken === 'given' || taken === 'moved', taken };
   }
-  if ((account.allottedOut ?? 0) > 0) return { retry: true, reclaimedMinor: await reclaimAllotments(store, account.accountId, shortMinor) };
+  if ((account.allottedOut ?? 0) > 0) {
+    const reclaimed = await reclaimAllotments(store, account.accountId, shortMinor);
+    return { retry: true, reclaimedMinor: reclaimed.backMinor, contended: reclaimed.contended };
+  }
   return null;
 }
 
@@ -202,10 +205,12 @@ function reclaimable(member: AccountItem): number {
  * the sweep returns them only after IDLE_RETURN_SECONDS. Largest first (fewest writes). Only
  * on a shortfall, never on the hot path. A member that moved meanwhile (its allotSeq guard)
  * is read again and asked once more; often it moved because a concurrent charge brought the
- * chunk back already, so the caller writes again whatever this returns. Returns what came back.
+ * chunk back already, so the caller writes again whatever this returns. Returns what came back,
+ * and whether a member moved under a give-back (`contended`): concurrent charges of the main
+ * account bring back chunks for one another, so one that brought nothing may still pass.
  */
-export async function reclaimAllotments(store: Store, mainAccountId: string, wantedMinor: number): Promise<number> {
-  if (wantedMinor <= 0) return 0;
+export async function reclaimAllotments(store: Store, mainAccountId: string, wantedMinor: number): Promise<{ backMinor: number; contended: boolean }> {
+  if (wantedMinor <= 0) return { backMinor: 0, contended: false };
   const members = await membersWithSpare(store, mainAccountId);
   let left = wantedMinor;
   const chosen: Array<{ member: AccountItem; amountMinor: number }> = [];
@@ -215,8 +220,10 @@ export async function reclaimAllotments(store: Store, mainAccountId: string, wan
     chosen.push({ member, amountMinor });
     left -= amountMinor;
   }
+  let contended = false;
   const giveBack = async ({ member, amountMinor }: { member: AccountItem; amountMinor: number }): Promise<number> => {
     if ((await returnAllotment(store, member, amountMinor)) === 'given') return amountMinor;
+    contended = true;
     const now = await getAccountItem(store, member.accountId);
     if (now?.mainAccountId !== mainAccountId) return 0;
     const again = Math.min(amountMinor, reclaimable(now));
@@ -226,7 +233,7 @@ export async function reclaimAllotments(store: Store, mainAccountId: string, wan
   for (let i = 0; i < chosen.length; i += RECLAIM_CONCURRENCY) {
     back += (await Promise.all(chosen.slice(i, i + RECLAIM_CONCURRENCY).map(giveBack))).reduce((sum, x) => sum + x, 0);
   }
-  return back;
+  return { backMinor: back, contended };
 }
 
 /** Gives back `amountMinor` of a member's unspent allotment to its main account. */

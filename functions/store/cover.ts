@@ -8,6 +8,16 @@ import { takeFromSponsors, type SponsoredAccount } from './sponsors.js';
 import type { Store } from './db.js';
 import { getAccountItem, type AccountItem } from './accounts.js';
 
+/**
+ * How many times one write asks for cover (coverShortfall) before it is refused. Each ask
+ * that says "write again" stands on money that moved (for this request, or for a concurrent
+ * one that then spent it: the retry may pass now) or on a first look, so the bound only
+ * caps what a request waits among many contenders. Until stop 24 it was 4 rounds: 20
+ * concurrent reserves of one member of an empty, sponsored main account land one allotment
+ * per round between them, and 5–16 of the 20 were refused while the sponsor held plenty.
+ */
+export const MAX_COVER_TRIES = 32;
+
 /** Whether anyone may pay for `account` when it is short: the checks cost no call. */
 export function hasCover(account: AccountItem): boolean {
   return !!account.mainAccountId || (account.allottedOut ?? 0) > 0 || sponsored(account);
@@ -40,12 +50,17 @@ export async function coverShortfall(store: Store, account: AccountItem, shortMi
   const reclaimedMinor = family?.reclaimedMinor ?? 0;
   const stillShortMinor = shortMinor - reclaimedMinor;
   const given = sponsored(account) && stillShortMinor > 0 ? await takeFromSponsors(store, account as SponsoredAccount, stillShortMinor, coverKey) : 'none';
-  const familyRetry = !!family?.retry && (firstRound || reclaimedMinor > 0);
+  // Again on a first look, when chunks came back, or when a member moved under a give-back
+  // (a concurrent charge brought it back: fails before, 5–10 of 20 concurrent charges of a
+  // main account summing to its available were refused while its members held the money).
+  const familyRetry = !!family?.retry && (firstRound || reclaimedMinor > 0 || !!family.contended);
   return familyRetry || movedMoney(given) ? { retry: true } : { retry: false };
 }
 
 async function coverMember(store: Store, member: AccountItem, shortMinor: number, coverKey: string): Promise<Covered> {
   const taken = (await coverFromFamily(store, member, shortMinor))!.taken!;
+  // 'moved': the member took an allotment for another request meanwhile (its allotSeq
+  // moved), or took part of the need from its siblings: the write may pass now.
   if (taken === 'given' || taken === 'moved') return { retry: true };
   if (taken === 'inactive') return { retry: false, taken };
   if (taken === 'insufficient') {
@@ -54,6 +69,10 @@ async function coverMember(store: Store, member: AccountItem, shortMinor: number
     // top it up for no more (fails before: they paid the whole shortfall; review).
     const headroomMinor = member.consumptionLimit === undefined ? shortMinor : Math.max(0, member.consumptionLimit - (member.takenMinor ?? 0));
     const mainShortMinor = main ? Math.min(shortMinor, headroomMinor) - Math.max(0, main.available) : 0;
+    // The main account holds what the member may take now, though the take found it short:
+    // concurrent requests' sponsors topped it up meanwhile (fails before: 5 of 20 concurrent
+    // reserves of a member refused so, while the money sat in the main account).
+    if (main && mainShortMinor <= 0 && headroomMinor > 0) return { retry: true };
     if (main && sponsored(main) && mainShortMinor > 0 && movedMoney(await takeFromSponsors(store, main as SponsoredAccount, mainShortMinor, coverKey))) return { retry: true };
   }
   if (sponsored(member) && movedMoney(await takeFromSponsors(store, member as SponsoredAccount, shortMinor, coverKey))) return { retry: true };

@@ -11,7 +11,7 @@ export { plainItem } from './db.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry } from './accounts.js';
 import type { Movement } from '../domain/session.js';
 import { askSweepSoon, BACKSTOP_THRESHOLD, claimRemovals, finishedCount, settleRemovals, type Removal } from './compaction.js';
-import { coverShortfall, hasCover } from './cover.js';
+import { coverShortfall, hasCover, MAX_COVER_TRIES } from './cover.js';
 import { afterCharge, isServiceAccountId, serviceAccountId } from './serviceAccounts.js';
 
 /**
@@ -149,10 +149,7 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
   };
 }
 
-/** How many times one write asks for cover (coverShortfall) before it is refused. */
-const COVER_ROUNDS = 4;
-
-export async function applyOp(store: Store, accountId: string, opId: string, condition: OpCondition, movement: Movement, entry: OpEntry, depth = 0): Promise<OpResult> {
+export async function applyOp(store: Store, accountId: string, opId: string, condition: OpCondition, movement: Movement, entry: OpEntry, tries = 0): Promise<OpResult> {
   const need = -movement.availableDelta;
   const removals = claimRemovals(store, accountId, opId);
   let result;
@@ -175,7 +172,7 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     // (one more call, only when a removal was stale).
     const stale = removals.filter((removal) => account?.ops?.[removal.opId]?.n !== removal.n);
     settleRemovals(store, accountId, removals.filter((removal) => !stale.includes(removal)), 'refused');
-    if (stale.length) return applyOp(store, accountId, opId, condition, movement, entry, depth);
+    if (stale.length) return applyOp(store, accountId, opId, condition, movement, entry, tries);
     if (account && condition.kind === 'new' && condition.mainAccountId !== undefined && (account.mainAccountId ?? null) !== condition.mainAccountId) {
       return { ok: false, account, otherMain: true };
     }
@@ -187,15 +184,15 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     // Short of money only: whoever pays for the account is asked (coverShortfall). Again
     // after a write refused once more: a retry may find the money taken by a concurrent
     // charge (concurrent shortfalls each get what they lack, each transfer guarded to land
-    // once per operation and round). A bounded number of rounds.
-    if (!account || depth >= COVER_ROUNDS || !hasCover(account) || !onlyMoneyShort(account, opId, condition, need, store.now())) return { ok: false, account };
+    // once per operation and try). At most MAX_COVER_TRIES tries.
+    if (!account || tries >= MAX_COVER_TRIES || !hasCover(account) || !onlyMoneyShort(account, opId, condition, need, store.now())) return { ok: false, account };
     // A request answered before, its entry long gone from the account, makes no one pay: its
     // caller replays the answer.
     if (condition.kind === 'new' && condition.answeredBefore && await condition.answeredBefore()) return { ok: false, account };
-    // What asks for cover: this operation (a session's step by its seq) in this round.
-    const coverKey = `${opId}:${condition.kind === 'step' ? `${condition.seq}:` : ''}${depth}`;
-    const covered = await coverShortfall(store, account, need - account.available, coverKey, depth === 0);
-    if (covered.retry) return applyOp(store, accountId, opId, condition, movement, entry, depth + 1);
+    // What asks for cover: this operation (a session's step by its seq) in this try.
+    const coverKey = `${opId}:${condition.kind === 'step' ? `${condition.seq}:` : ''}${tries}`;
+    const covered = await coverShortfall(store, account, need - account.available, coverKey, tries === 0);
+    if (covered.retry) return applyOp(store, accountId, opId, condition, movement, entry, tries + 1);
     if (covered.taken !== undefined) return { ok: false, account, main: covered.taken };
     return { ok: false, account };
   }

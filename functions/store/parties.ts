@@ -12,7 +12,7 @@ import { newNonce, plainItem } from './ops.js';
 import { ledgerPut, stepEntry, type LedgerEntry } from './ledger.js';
 import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
 import { getService, type Service } from './services.js';
-import { coverShortfall, hasCover, type Covered } from './cover.js';
+import { coverShortfall, hasCover, MAX_COVER_TRIES, type Covered } from './cover.js';
 import { answerKey, answerPut, expiryNotice, keepAnswer, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail, reusedRequestId } from '../domain/errors.js';
@@ -202,12 +202,13 @@ type StepResult = { ok: true } | { ok: false; refusedParty?: RefusedParty };
 /**
  * A party refused for money is covered as its charges are (its family, its sponsors:
  * coverShortfall), at the last agreement and on an update alike; each party may be the short
- * one in turn (`coversAsked` of `partyCount`). Null: nobody was asked.
+ * one in turn (a first look each, of `partyCount`), and asked again when concurrent charges
+ * took what came (`coversAsked`, at most MAX_COVER_TRIES, as a charge's). Null: nobody was asked.
  */
 async function coverParty(store: Store, session: SessionItem, refused: RefusedParty | undefined, coversAsked: number, partyCount: number): Promise<Covered | null> {
-  if (refused?.reason !== 'insufficient' || !refused.account || coversAsked >= partyCount || !hasCover(refused.account)) return null;
+  if (refused?.reason !== 'insufficient' || !refused.account || coversAsked >= MAX_COVER_TRIES || !hasCover(refused.account)) return null;
   // What asks: this step of the session (its seq; 0 for the agreement) in this round.
-  return coverShortfall(store, refused.account, refused.needMinor - refused.account.available, `${session.sessionId}:${session.seq}:${coversAsked}`);
+  return coverShortfall(store, refused.account, refused.needMinor - refused.account.available, `${session.sessionId}:${session.seq}:${coversAsked}`, coversAsked < partyCount);
 }
 
 async function partyTransaction(store: Store, session: SessionItem, step: PartyStep): Promise<StepResult> {

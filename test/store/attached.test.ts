@@ -203,6 +203,24 @@ describe('attached accounts', () => {
     expect(family5.reduce((total, a) => total + a.balance, 0)).toBe(1500 - 16 - available - left);
   });
 
+  it('20 charges of a main account at once, summing to what its view shows available, are all paid while members hold the money (fails before: 5–10 refused)', async () => {
+    const store = await testStore();
+    const members = ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'];
+    await family(store, 1000, members);
+    for (const m of members) await directDebit(store, { requestId: `${m}-e`, accountId: m, clientId: 'c', serviceId: 'voice', units: 600 }, 'h');
+    const { account, members: read } = await withMembers(store, await requireAccount(store, 'home'));
+    const available = accountView(account, store.now(), read).available;
+    expect(available).toBe(1000 - 6 * 20);
+    // Their give-backs race on the same members (each guarded by the member's allotSeq): a
+    // charge that brought nothing back may still pass on what another brought.
+    const each = 44;
+    const amounts = [...Array(19).fill(each), available - 19 * each];
+    const answers = await Promise.all(amounts.map((amount, i) => directDebit(store, { requestId: `x${i}`, accountId: 'home', clientId: 'c', serviceId: 'voice', units: (amount / 2) * 60 }, 'h')));
+    expect(answers.map((a) => a.status)).toEqual(Array(20).fill(201));
+    const family7 = await Promise.all(['home', ...members].map((id) => reconciled(store, id)));
+    expect(family7.map((a) => a.balance)).toEqual(Array(7).fill(0));
+  });
+
   it('a main account with more than ten members idle brings all their chunks back', async () => {
     const store = await testStore();
     const names = Array.from({ length: 12 }, (_, i) => `m${i}`);
@@ -470,6 +488,24 @@ describe('a member within its consumption limit, its main account empty and spon
     const answer = await reserve(store, { requestId: 'c1', accountId: 'C', clientId: 'c', serviceId: 'sec', requested: { units: 30 } }, 'h');
     expect(answer.body).toMatchObject({ granted: { units: 20 }, finalUnit: { action: 'terminate' } });
     expect((await reconciled(store, 'S')).balance).toBe(1000 - 20);
+  });
+
+  it('20 concurrent reserves of the member are all granted, the sponsor paying what they take (fails before: 5–16 refused)', async () => {
+    const store = await testStore();
+    await family(store, 0, ['kid']);
+    await createAccount(store, { accountId: 'S', currency: 'EUR', kind: 'prepaid' });
+    await topUp(store, 'S', 't', 100_000, 'h');
+    await setSponsors(store, 'home', [{ accountId: 'S', priority: 1 }]);
+    // Each needs 20 from an empty family: the member's takes race one another (one lands per
+    // allotSeq), and a take that lost may find the main account topped up by another's sponsor.
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => reserve(store, call(`r${i}`, 'kid'), 'h')));
+    expect(answers.map((a) => a.status)).toEqual(Array(20).fill(201));
+    const sponsor = await reconciled(store, 'S');
+    const home = await reconciled(store, 'home');
+    const kid = await reconciled(store, 'kid');
+    expect(kid.reserved).toBe(20 * 20);
+    // What the sponsor paid is in the family: held by the member's sessions, or idle.
+    expect(100_000 - sponsor.balance).toBe(home.balance + kid.balance);
   });
 
   it('a member takes no low-balance threshold: its balance is its main account\'s money (fails before: it fired on internal chunks)', async () => {
