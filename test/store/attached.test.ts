@@ -508,6 +508,19 @@ describe('a member within its consumption limit, its main account empty and spon
     expect(100_000 - sponsor.balance).toBe(home.balance + kid.balance);
   });
 
+  it('10 copies of one reserve of the member at once are all granted alike, the sponsor paying once (fails before: all 402 while the member held what it paid)', async () => {
+    const store = await testStore();
+    await family(store, 0, ['kid']);
+    await createAccount(store, { accountId: 'S', currency: 'EUR', kind: 'prepaid' });
+    await topUp(store, 'S', 't', 100_000, 'h');
+    await setSponsors(store, 'home', [{ accountId: 'S', priority: 1 }]);
+    const copies = await Promise.all(Array.from({ length: 10 }, () => reserve(store, call('dup', 'kid'), 'h')));
+    expect(copies.map((a) => a.status)).toEqual(Array(10).fill(201));
+    for (const copy of copies) expect(copy).toEqual(copies[0]);
+    expect((await reconciled(store, 'S')).balance).toBe(100_000 - 20);
+    expect(await reconciled(store, 'kid')).toMatchObject({ balance: 20, reserved: 20 });
+  });
+
   it('a member takes no low-balance threshold: its balance is its main account\'s money (fails before: it fired on internal chunks)', async () => {
     const store = await testStore();
     await family(store, 100, []);
