@@ -67,7 +67,13 @@ export const serviceBody = schema(() => v.pipe(
 export const accountBody = schema(() => v.object({
   // An id of dots alone is a path segment no URL reaches (/accounts/.. is /): such an account
   // could be charged but never read or topped up (review).
-  accountId: v.pipe(identifier, v.check((id) => !/^\.+$/.test(id), 'must not be dots alone: no URL could name it')),
+  accountId: v.pipe(
+    identifier,
+    v.check((id) => !/^\.+$/.test(id), 'must not be dots alone: no URL could name it'),
+    // A JSON object key `__proto__` is dropped by every parser on the way (a multi-party
+    // `shares` map could never name such an account: a 400 for a valid game; review).
+    v.check((id) => id !== '__proto__', 'must not be __proto__: no JSON object could key it'),
+  ),
   currency: v.pipe(v.string(), v.regex(/^[A-Z]{3}$/, 'an ISO 4217 code such as EUR')),
   kind: v.picklist(['prepaid', 'postpaid']),
   creditLimit: v.optional(accountMoney),

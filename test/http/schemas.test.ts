@@ -45,6 +45,7 @@ describe('request schemas', () => {
     ['a missing field', reserveBody, { ...reserve, clientId: undefined }, 'clientId'],
     ['not a URL', reserveBody, { ...reserve, notifyUri: 'not a url' }, 'notifyUri'],
     ['an account id of dots alone (no URL reaches it; fails before)', accountBody, { ...account, accountId: '..' }, 'accountId'],
+    ['an account id __proto__ (a shares map could never name it; fails before)', accountBody, { ...account, accountId: '__proto__' }, 'accountId'],
     ['a day that does not exist', accountBody, { ...account, validUntil: '2026-02-30T00:00:00Z' }, 'validUntil'],
     ['an hour that does not exist', accountBody, { ...account, validUntil: '2026-01-01T24:00:00Z' }, 'validUntil'],
     ['a local time', accountBody, { ...account, validUntil: '2026-01-01T10:00:00+02:00' }, 'validUntil'],
