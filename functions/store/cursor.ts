@@ -9,3 +9,14 @@ export const decodeCursor = (cursor: string) => {
   if (!/^\d{4}-\d\d-\d\dT[^#]+#.+$/.test(sk)) fail('validation_failed', 'next is not a cursor this server gave');
   return sk;
 };
+
+/**
+ * One page of at most `limit` items from a query asked for `limit + 1`: `next` only when
+ * another item follows. DynamoDB hands back a LastEvaluatedKey whenever it stopped at its
+ * Limit, also on the last item, so a page that ended there offered a `next` to an empty page.
+ */
+export function pageOf<T extends Record<string, unknown>>(items: T[], limit: number): { items: T[]; next?: string } {
+  if (items.length <= limit) return { items };
+  const page = items.slice(0, limit);
+  return { items: page, next: encodeCursor(String(page[page.length - 1]!.sk)) };
+}

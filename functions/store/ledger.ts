@@ -6,7 +6,7 @@
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from './table.js';
 import type { Store } from './db.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
+import { decodeCursor, pageOf } from './cursor.js';
 
 export type LedgerEntryType = 'topup' | 'reserve' | 'release' | 'debit' | 'charge' | 'refund' | 'adjustment' | 'expire' | 'allotment' | 'recharge' | 'sponsor_transfer';
 
@@ -59,17 +59,19 @@ export function stepEntry(base: { accountId: string; sessionId: string; requestI
 
 export async function readLedger(store: Store, accountId: string, options: { limit?: number; next?: string } = {}) {
   const pk = `LEDGER#${accountId}`;
+  const limit = options.limit ?? 100;
   const result = await store.db.send(
     new QueryCommand({
       TableName: store.tableName,
       KeyConditionExpression: 'pk = :pk',
       ExpressionAttributeValues: { ':pk': pk },
       ScanIndexForward: false,
-      Limit: options.limit ?? 100,
+      Limit: limit + 1,
       ConsistentRead: true,
       ...(options.next ? { ExclusiveStartKey: { pk, sk: decodeCursor(options.next) } } : {}),
     }),
   );
-  const entries = (result.Items ?? []).map(({ pk: _pk, sk: _sk, accountId: _a, ...entry }: Record<string, any>) => entry);
-  return { entries, ...(result.LastEvaluatedKey ? { next: encodeCursor(result.LastEvaluatedKey.sk) } : {}) };
+  const page = pageOf(result.Items ?? [], limit);
+  const entries = page.items.map(({ pk: _pk, sk: _sk, accountId: _a, ...entry }: Record<string, any>) => entry);
+  return { entries, ...(page.next ? { next: page.next } : {}) };
 }

@@ -11,7 +11,7 @@ import { PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_INDEX, DUE_SHARDS, TTL_ATTRIBUTE } from './table.js';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { batchGetAll, type Store } from './db.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
+import { decodeCursor, pageOf } from './cursor.js';
 import type { Notification, Notifier } from '../notify.js';
 
 export type AccountNotificationType = 'low_balance' | 'recharge_done' | 'recharge_failed' | 'service_denied' | 'sponsor_transfer' | 'session_expired' | 'interim_update_requested';
@@ -54,15 +54,17 @@ const publicView = (item: Record<string, unknown>) => Object.fromEntries(Object.
 export async function listNotifications(store: Store, accountId: string, options: { limit?: number; next?: string } = {}):
   Promise<{ notifications: Array<Record<string, unknown>>; next?: string }> {
   const pk = `NOTE#${accountId}`;
-  const page = await store.db.send(new QueryCommand({
+  const limit = options.limit ?? 50;
+  const result = await store.db.send(new QueryCommand({
     TableName: store.tableName,
     KeyConditionExpression: 'pk = :pk',
     ExpressionAttributeValues: { ':pk': pk },
     ScanIndexForward: false,
-    Limit: options.limit ?? 50,
+    Limit: limit + 1,
     ...(options.next ? { ExclusiveStartKey: { pk, sk: decodeCursor(options.next) } } : {}),
   }));
-  return { notifications: (page.Items ?? []).map(publicView), ...(page.LastEvaluatedKey ? { next: encodeCursor(String(page.LastEvaluatedKey.sk)) } : {}) };
+  const page = pageOf(result.Items ?? [], limit);
+  return { notifications: page.items.map(publicView), ...(page.next ? { next: page.next } : {}) };
 }
 
 /** Keys of due-index entries in shards `<prefix>#0..7` due by `until`. */

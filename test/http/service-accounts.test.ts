@@ -165,7 +165,12 @@ describe('notifications', () => {
       pages++;
     } while (next && pages < 10);
     expect(seen).toHaveLength(7);
+    // Three pages of 3, 3 and 1, the last without a next.
+    expect(pages).toBe(3);
     expect(new Set(seen).size).toBe(7);
+    // A page that ends on the last one offers no next (fails before: a next to an empty page).
+    const whole = await api.call('GET', '/accounts/broke/notifications?limit=7');
+    expect([whole.body.notifications.length, whole.body.next]).toEqual([7, undefined]);
     expect([...seen].sort().reverse()).toEqual(seen);
     expect((await api.call('GET', '/accounts/broke/notifications?limit=0')).body.code).toBe('validation_failed');
     expect((await api.call('GET', '/accounts/broke/notifications?next=garbage')).body.code).toBe('validation_failed');

@@ -46,6 +46,10 @@ describe('accounts', () => {
     const second = await readLedger(store, 'a', { limit: 3, next: first.next });
     expect(second.entries.map((e: any) => e.amount)).toEqual([2, 1]);
     expect(second.next).toBeUndefined();
+    // A page that ends on the last entry offers no next (fails before: a next to an empty page).
+    const whole = await readLedger(store, 'a', { limit: 5 });
+    expect(whole.entries).toHaveLength(5);
+    expect(whole.next).toBeUndefined();
   });
 });
 
