@@ -257,6 +257,9 @@ async function transfer(store: Store, t: { to: string; member: AccountItem; amou
   // and keeps a mark already there; the sweep's visit then moves the mark to the earliest of
   // the idle return (from `allottedAt`) and what the open operations need.
   const firstLookAt = new Date(Date.parse(t.at) + ORPHAN_GRACE_MS).toISOString();
+  // `:x` is what the main account must hold: the chunk and what a first try leaves it (no
+  // main account holds 2^53-1, so a sum past it is capped, not sent: the SDK refuses such a
+  // number, and a huge request's first try was a 500; review).
   try {
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({
       TransactItems: [
@@ -267,7 +270,7 @@ async function transfer(store: Store, t: { to: string; member: AccountItem; amou
             ? `attribute_exists(pk) AND ${USABLE_CONDITION} AND available >= :x`
             : 'attribute_exists(pk)',
           ExpressionAttributeNames: t.direction === 'take' ? { '#status': 'status' } : undefined,
-          ExpressionAttributeValues: { ':dx': sign * x, ':zero': 0, ...(t.direction === 'take' ? { ':x': x + (t.leaveMinor ?? 0), ':active': 'active', ':now': t.at } : {}) },
+          ExpressionAttributeValues: { ':dx': sign * x, ':zero': 0, ...(t.direction === 'take' ? { ':x': Math.min(x + (t.leaveMinor ?? 0), Number.MAX_SAFE_INTEGER), ':active': 'active', ':now': t.at } : {}) },
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         } },
         { Update: {

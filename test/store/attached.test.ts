@@ -221,6 +221,15 @@ describe('attached accounts', () => {
     expect(family7.map((a) => a.balance)).toEqual(Array(7).fill(0));
   });
 
+  it('a member asking for more than any account holds is refused or granted what there is, never a 500 (fails before: the take sent a number past 2^53-1)', async () => {
+    const store = await testStore();
+    await family(store, 500, ['kid']);
+    expect(await codeOf(directDebit(store, { requestId: 'e', accountId: 'kid', clientId: 'c', serviceId: 'voice', amount: 10 ** 15 }, 'h'))).toBe('insufficient_credit');
+    expect(await codeOf(directDebit(store, { requestId: 'e2', accountId: 'kid', clientId: 'c', serviceId: 'voice', units: 10 ** 14 }, 'h'))).toBe('insufficient_credit');
+    const big = await reserve(store, { requestId: 'r', accountId: 'kid', clientId: 'c', serviceId: 'voice', requested: { amount: Number.MAX_SAFE_INTEGER } }, 'h');
+    expect(big.body).toMatchObject({ granted: { amount: 500 }, finalUnit: { action: 'terminate' } });
+  });
+
   it('a main account with more than ten members idle brings all their chunks back', async () => {
     const store = await testStore();
     const names = Array.from({ length: 12 }, (_, i) => `m${i}`);
