@@ -78,6 +78,11 @@ export async function takeAllotment(store: Store, member: AccountItem, neededMin
       const chunk = allotmentFor(sizing);
       const moved = await takeFromSiblings(store, current, main.accountId, stillNeeded - main.available, 'give' in chunk ? chunk.give : 0, at);
       if (moved.gainedMinor >= stillNeeded) return 'given';
+      // This member moved (a take for another of its requests landed), or siblings moved as
+      // they were asked: the family's money is moving, so the caller writes again rather than
+      // refuse (fails before: 3–6 of 20 concurrent events of 10 members refused while their
+      // siblings held 2,150 idle; review).
+      if (moved.contended) return 'moved';
       current = moved.member;
       stillNeeded -= moved.gainedMinor;
       main = await getAccountItem(store, main.accountId);
@@ -115,14 +120,16 @@ async function membersWithSpare(store: Store, mainAccountId: string, exceptMembe
  * written, and its `allottedOut` (what its members have taken, together) does not change.
  * From each sibling, at least what is still short, and up to half of what it holds idle
  * (the fair share of allotmentFor), within this member's chunk and consumption limit.
- * Returns what came, and the member as it is after it.
+ * Returns what came, the member as it is after it, and whether this member or a sibling
+ * moved under a move (`contended`).
  */
 async function takeFromSiblings(store: Store, member: AccountItem, mainAccountId: string, shortMinor: number, chunkMinor: number, at: string):
-  Promise<{ gainedMinor: number; member: AccountItem }> {
+  Promise<{ gainedMinor: number; member: AccountItem; contended: boolean }> {
   const room = member.consumptionLimit === undefined ? Number.MAX_SAFE_INTEGER : member.consumptionLimit - (member.takenMinor ?? 0);
   const wanted = Math.min(Math.max(shortMinor, chunkMinor), room);
   let current = member;
   let gainedMinor = 0;
+  let contended = false;
   for (const candidate of await membersWithSpare(store, mainAccountId, member.accountId)) {
     // A sibling that moved as it was asked (it charged, or another member took from it) is
     // read again and asked once more.
@@ -131,8 +138,9 @@ async function takeFromSiblings(store: Store, member: AccountItem, mainAccountId
       const amountMinor = Math.min(spare, wanted - gainedMinor, Math.max(shortMinor - gainedMinor, Math.floor(spare / 2)));
       if (amountMinor <= 0) break;
       const moved = await lateral(store, current, sibling, amountMinor, at);
-      if (moved === 'member') return { gainedMinor, member: current }; // this member moved: its caller looks again
+      if (moved === 'member') return { gainedMinor, member: current, contended: true }; // this member moved: its caller looks again
       if (moved === 'sibling') {
+        contended = true;
         sibling = await getAccountItem(store, sibling.accountId);
         if (sibling?.mainAccountId !== mainAccountId) break;
         continue;
@@ -143,7 +151,7 @@ async function takeFromSiblings(store: Store, member: AccountItem, mainAccountId
     }
     if (gainedMinor >= wanted) break;
   }
-  return { gainedMinor, member: current };
+  return { gainedMinor, member: current, contended };
 }
 
 async function lateral(store: Store, member: AccountItem, sibling: AccountItem, x: number, at: string): Promise<'given' | 'member' | 'sibling'> {

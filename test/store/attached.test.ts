@@ -230,6 +230,19 @@ describe('attached accounts', () => {
     expect(big.body).toMatchObject({ granted: { amount: 500 }, finalUnit: { action: 'terminate' } });
   });
 
+  it('20 events of 10 members at once, summing to all the family holds, are all paid (fails before: 3–9 refused while siblings held the money)', async () => {
+    const store = await testStore();
+    const members = Array.from({ length: 10 }, (_, i) => `k${i}`);
+    await family(store, 3000, members);
+    // 150 each (75 minutes): the first takes size chunks of 1,500 then halves, so most of the
+    // money sits in a few members' chunks, and the rest take it from them (lateral
+    // allotments) while those charge and the others take from them too.
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => directDebit(store, { requestId: `e${i}`, accountId: members[i % 10]!, clientId: 'c', serviceId: 'voice', units: 75 * 60 }, 'h')));
+    expect(answers.map((a) => a.status)).toEqual(Array(20).fill(201));
+    const all = await Promise.all(['home', ...members].map((id) => reconciled(store, id)));
+    expect(all.map((a) => a.balance)).toEqual(Array(11).fill(0));
+  });
+
   it('a main account with more than ten members idle brings all their chunks back', async () => {
     const store = await testStore();
     const names = Array.from({ length: 12 }, (_, i) => `m${i}`);
