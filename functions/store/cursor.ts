@@ -11,12 +11,14 @@ export const decodeCursor = (cursor: string) => {
 };
 
 /**
- * One page of at most `limit` items from a query asked for `limit + 1`: `next` only when
- * another item follows. DynamoDB hands back a LastEvaluatedKey whenever it stopped at its
- * Limit, also on the last item, so a page that ended there offered a `next` to an empty page.
+ * One page of at most `limit` items from a query asked for `limit + 1`: `next` when another
+ * item follows, or when DynamoDB stopped before (`lastKey`: its 1 MB cap; fails before: a
+ * page cut there had no next, and the rest was out of reach; review). DynamoDB hands back a
+ * LastEvaluatedKey whenever it stopped at its Limit, also on the last item, so the query
+ * asks one more: a page that ended there offered a `next` to an empty page.
  */
-export function pageOf<T extends Record<string, unknown>>(items: T[], limit: number): { items: T[]; next?: string } {
-  if (items.length <= limit) return { items };
+export function pageOf<T extends Record<string, unknown>>(items: T[], limit: number, lastKey: Record<string, unknown> | undefined): { items: T[]; next?: string } {
   const page = items.slice(0, limit);
-  return { items: page, next: encodeCursor(String(page[page.length - 1]!.sk)) };
+  const more = items.length > limit || lastKey !== undefined;
+  return more && page.length ? { items: page, next: encodeCursor(String(page[page.length - 1]!.sk)) } : { items: page };
 }

@@ -71,7 +71,7 @@ export async function readLedger(store: Store, accountId: string, options: { lim
       ...(options.next ? { ExclusiveStartKey: { pk, sk: decodeCursor(options.next) } } : {}),
     }),
   );
-  const page = pageOf(result.Items ?? [], limit);
+  const page = pageOf(result.Items ?? [], limit, result.LastEvaluatedKey);
   const entries = page.items.map(({ pk: _pk, sk: _sk, accountId: _a, ...entry }: Record<string, any>) => entry);
   return { entries, ...(page.next ? { next: page.next } : {}) };
 }

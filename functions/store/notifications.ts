@@ -63,7 +63,7 @@ export async function listNotifications(store: Store, accountId: string, options
     Limit: limit + 1,
     ...(options.next ? { ExclusiveStartKey: { pk, sk: decodeCursor(options.next) } } : {}),
   }));
-  const page = pageOf(result.Items ?? [], limit);
+  const page = pageOf(result.Items ?? [], limit, result.LastEvaluatedKey);
   return { notifications: page.items.map(publicView), ...(page.next ? { next: page.next } : {}) };
 }
 

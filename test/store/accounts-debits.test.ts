@@ -6,6 +6,7 @@ import { createAccount, topUp } from '../../functions/store/accounts.js';
 import { directDebit } from '../../functions/store/debits.js';
 import { reserve, debitSession, requireSession, sessionIdFor } from '../../functions/store/sessions.js';
 import { readLedger } from '../../functions/store/ledger.js';
+import { listNotifications, recordNotification } from '../../functions/store/notifications.js';
 import { putService } from '../../functions/store/services.js';
 import type { Db } from '../../functions/store/db.js';
 
@@ -50,6 +51,31 @@ describe('accounts', () => {
     const whole = await readLedger(store, 'a', { limit: 5 });
     expect(whole.entries).toHaveLength(5);
     expect(whole.next).toBeUndefined();
+  });
+});
+
+describe('notification pages past DynamoDB\'s 1 MB response', () => {
+  it('reach every notification by following next (fails before: a page cut at 1 MB had no next; review)', async () => {
+    const store = await testStore();
+    // 600 notifications of ~2 KB (a notifyUri may be 2,048 characters): 1,000 of them would pass 1 MB.
+    const notifyUri = `https://game.example/${'x'.repeat(2000)}`;
+    for (let i = 0; i < 600; i += 25) {
+      await Promise.all(Array.from({ length: 25 }, (_, j) => recordNotification(store, {
+        type: 'interim_update_requested', at: new Date(Date.UTC(2026, 0, 1, 0, 0, 0, i + j)).toISOString(), accountId: 'a',
+        sessionId: `ses_${i + j}`, clientId: 'c', notifyUri,
+      }, `n${i + j}`)));
+    }
+    const seen: unknown[] = [];
+    let next: string | undefined;
+    let pages = 0;
+    do {
+      const page = await listNotifications(store, 'a', { limit: 1000, ...(next ? { next } : {}) });
+      seen.push(...page.notifications);
+      next = page.next;
+      pages++;
+    } while (next && pages < 10);
+    expect(seen).toHaveLength(600);
+    expect(pages).toBeGreaterThan(1);
   });
 });
 
