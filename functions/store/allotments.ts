@@ -41,14 +41,14 @@ const unreservedMoney = (member: AccountItem) => Math.max(0, member.balance - me
  * before would be wrong, and kept). Null: the account has no family money to look to.
  */
 export async function coverFromFamily(store: Store, account: AccountItem, shortMinor: number):
-  Promise<{ retry: boolean; taken?: TakeResult; reclaimedMinor?: number; contended?: boolean } | null> {
+  Promise<{ retry: boolean; taken?: TakeResult; reclaimedMinor?: number; contended?: boolean; spareMinor?: number } | null> {
   if (account.mainAccountId) {
     const taken = await takeAllotment(store, account, shortMinor);
     return { retry: taken === 'given' || taken === 'moved', taken };
   }
   if ((account.allottedOut ?? 0) > 0) {
     const reclaimed = await reclaimAllotments(store, account.accountId, shortMinor);
-    return { retry: true, reclaimedMinor: reclaimed.backMinor, contended: reclaimed.contended };
+    return { retry: true, reclaimedMinor: reclaimed.backMinor, contended: reclaimed.contended, spareMinor: reclaimed.spareMinor };
   }
   return null;
 }
@@ -81,8 +81,9 @@ export async function takeAllotment(store: Store, member: AccountItem, neededMin
       // This member moved (a take for another of its requests landed), or siblings moved as
       // they were asked: the family's money is moving, so the caller writes again rather than
       // refuse (fails before: 3–6 of 20 concurrent events of 10 members refused while their
-      // siblings held 2,150 idle; review).
-      if (moved.contended) return 'moved';
+      // siblings held 2,150 idle; review). Only while the family, as read, can pay: siblings
+      // spending what it cannot would otherwise be waited on to the end of the tries.
+      if (moved.contended && moved.spareMinor + main.available >= stillNeeded) return 'moved';
       current = moved.member;
       stillNeeded -= moved.gainedMinor;
       main = await getAccountItem(store, main.accountId);
@@ -120,17 +121,20 @@ async function membersWithSpare(store: Store, mainAccountId: string, exceptMembe
  * written, and its `allottedOut` (what its members have taken, together) does not change.
  * From each sibling, at least what is still short, and up to half of what it holds idle
  * (the fair share of allotmentFor), within this member's chunk and consumption limit.
- * Returns what came, the member as it is after it, and whether this member or a sibling
- * moved under a move (`contended`).
+ * Returns what came, the member as it is after it, whether this member or a sibling moved
+ * under a move (`contended`), and what the siblings held to give as read (`spareMinor`;
+ * unbounded when this member moved: it may hold what it needs now).
  */
 async function takeFromSiblings(store: Store, member: AccountItem, mainAccountId: string, shortMinor: number, chunkMinor: number, at: string):
-  Promise<{ gainedMinor: number; member: AccountItem; contended: boolean }> {
+  Promise<{ gainedMinor: number; member: AccountItem; contended: boolean; spareMinor: number }> {
   const room = member.consumptionLimit === undefined ? Number.MAX_SAFE_INTEGER : member.consumptionLimit - (member.takenMinor ?? 0);
   const wanted = Math.min(Math.max(shortMinor, chunkMinor), room);
   let current = member;
   let gainedMinor = 0;
   let contended = false;
-  for (const candidate of await membersWithSpare(store, mainAccountId, member.accountId)) {
+  const candidates = await membersWithSpare(store, mainAccountId, member.accountId);
+  const spareMinor = candidates.reduce((sum, m) => sum + m.spare, 0);
+  for (const candidate of candidates) {
     // A sibling that moved as it was asked (it charged, or another member took from it) is
     // read again and asked once more.
     for (let sibling: AccountItem | null = candidate.member, asked = 0; sibling && asked < 2 && gainedMinor < wanted; asked++) {
@@ -138,7 +142,8 @@ async function takeFromSiblings(store: Store, member: AccountItem, mainAccountId
       const amountMinor = Math.min(spare, wanted - gainedMinor, Math.max(shortMinor - gainedMinor, Math.floor(spare / 2)));
       if (amountMinor <= 0) break;
       const moved = await lateral(store, current, sibling, amountMinor, at);
-      if (moved === 'member') return { gainedMinor, member: current, contended: true }; // this member moved: its caller looks again
+      // This member moved (money came for another of its requests): its caller looks again.
+      if (moved === 'member') return { gainedMinor, member: current, contended: true, spareMinor: Number.MAX_SAFE_INTEGER };
       if (moved === 'sibling') {
         contended = true;
         sibling = await getAccountItem(store, sibling.accountId);
@@ -151,7 +156,7 @@ async function takeFromSiblings(store: Store, member: AccountItem, mainAccountId
     }
     if (gainedMinor >= wanted) break;
   }
-  return { gainedMinor, member: current, contended };
+  return { gainedMinor, member: current, contended, spareMinor };
 }
 
 async function lateral(store: Store, member: AccountItem, sibling: AccountItem, x: number, at: string): Promise<'given' | 'member' | 'sibling'> {
@@ -214,12 +219,14 @@ function reclaimable(member: AccountItem): number {
  * on a shortfall, never on the hot path. A member that moved meanwhile (its allotSeq guard)
  * is read again and asked once more; often it moved because a concurrent charge brought the
  * chunk back already, so the caller writes again whatever this returns. Returns what came back,
- * and whether a member moved under a give-back (`contended`): concurrent charges of the main
- * account bring back chunks for one another, so one that brought nothing may still pass.
+ * whether a member moved under a give-back (`contended`: concurrent charges of the main
+ * account bring back chunks for one another, so one that brought nothing may still pass),
+ * and what the members held to give back as read (`spareMinor`).
  */
-export async function reclaimAllotments(store: Store, mainAccountId: string, wantedMinor: number): Promise<{ backMinor: number; contended: boolean }> {
-  if (wantedMinor <= 0) return { backMinor: 0, contended: false };
+export async function reclaimAllotments(store: Store, mainAccountId: string, wantedMinor: number): Promise<{ backMinor: number; contended: boolean; spareMinor: number }> {
+  if (wantedMinor <= 0) return { backMinor: 0, contended: false, spareMinor: 0 };
   const members = await membersWithSpare(store, mainAccountId);
+  const spareMinor = members.reduce((sum, m) => sum + m.spare, 0);
   let left = wantedMinor;
   const chosen: Array<{ member: AccountItem; amountMinor: number }> = [];
   for (const { member, spare } of members) {
@@ -241,7 +248,7 @@ export async function reclaimAllotments(store: Store, mainAccountId: string, wan
   for (let i = 0; i < chosen.length; i += RECLAIM_CONCURRENCY) {
     back += (await Promise.all(chosen.slice(i, i + RECLAIM_CONCURRENCY).map(giveBack))).reduce((sum, x) => sum + x, 0);
   }
-  return { backMinor: back, contended };
+  return { backMinor: back, contended, spareMinor };
 }
 
 /** Gives back `amountMinor` of a member's unspent allotment to its main account. */

@@ -48,13 +48,25 @@ export async function coverShortfall(store: Store, account: AccountItem, shortMi
   if (account.mainAccountId) return coverMember(store, account, shortMinor, coverKey);
   const family = await coverFromFamily(store, account, shortMinor);
   const reclaimedMinor = family?.reclaimedMinor ?? 0;
-  const stillShortMinor = shortMinor - reclaimedMinor;
-  const given = sponsored(account) && stillShortMinor > 0 ? await takeFromSponsors(store, account as SponsoredAccount, stillShortMinor, coverKey) : 'none';
-  // Again on a first look, when chunks came back, or when a member moved under a give-back
-  // (a concurrent charge brought it back: fails before, 5–10 of 20 concurrent charges of a
-  // main account summing to its available were refused while its members held the money).
-  const familyRetry = !!family?.retry && (firstRound || reclaimedMinor > 0 || !!family.contended);
-  return familyRetry || movedMoney(given) ? { retry: true } : { retry: false };
+  // The family's money first: when chunks came back, or when a member moved under a
+  // give-back while the family can still pay (a concurrent charge brought it back: fails
+  // before, 5–10 of 20 concurrent charges of a main account summing to its available were
+  // refused while its members held the money), write again before any sponsor pays (a
+  // sponsor paid half of what the family held, as a give-back lost its race; review).
+  if (family && (reclaimedMinor > 0 || (family.contended && await familyCanPay(store, account, shortMinor, family.spareMinor! - reclaimedMinor)))) return { retry: true };
+  const given = sponsored(account) ? await takeFromSponsors(store, account as SponsoredAccount, shortMinor, coverKey) : 'none';
+  return (family?.retry && firstRound) || movedMoney(given) ? { retry: true } : { retry: false };
+}
+
+/**
+ * Whether a main account, `shortMinor` short as read, can pay with what its members still
+ * held to give back (`spareMinor`, read after it) and what came to it since: read afresh. A
+ * give-back between the two reads counts twice (one more write, never a refusal); a member
+ * spending its chunk meanwhile is why this is asked, and why it is not assumed.
+ */
+async function familyCanPay(store: Store, account: AccountItem, shortMinor: number, spareMinor: number): Promise<boolean> {
+  const now = await getAccountItem(store, account.accountId);
+  return !!now && now.available - account.available + spareMinor >= shortMinor;
 }
 
 async function coverMember(store: Store, member: AccountItem, shortMinor: number, coverKey: string): Promise<Covered> {

@@ -185,7 +185,7 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     // after a write refused once more: a retry may find the money taken by a concurrent
     // charge (concurrent shortfalls each get what they lack, each transfer guarded to land
     // once per operation and try). At most MAX_COVER_TRIES tries.
-    if (!account || tries >= MAX_COVER_TRIES || !hasCover(account) || !onlyMoneyShort(account, opId, condition, need, store.now())) return { ok: false, account };
+    if (!account || tries >= MAX_COVER_TRIES || !hasCover(account) || !onlyMoneyShort(account, opId, condition, entry, need, store.now())) return { ok: false, account };
     // A request answered before, its entry long gone from the account, makes no one pay: its
     // caller replays the answer.
     if (condition.kind === 'new' && condition.answeredBefore && await condition.answeredBefore()) return { ok: false, account };
@@ -217,11 +217,15 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
 }
 
 /** The write failed only because `available` was below `need`. */
-function onlyMoneyShort(account: AccountItem, opId: string, condition: OpCondition, need: number, now: Date): boolean {
+function onlyMoneyShort(account: AccountItem, opId: string, condition: OpCondition, entry: OpEntry, need: number, now: Date): boolean {
   if (account.available >= need) return false;
   const recorded = account.ops?.[opId];
   if (condition.kind === 'new') return !recorded && refusalOf(account, opId, now) === 'insufficient';
-  return recorded?.seq === condition.seq && !recorded.done;
+  // A step that grants needs a usable account, as its write does (opUpdate): no one pays for
+  // a suspended or expired one (fails before: a main account's sponsor paid for an update
+  // answered 403; review). One that grants nothing still charges its usage.
+  const grants = entry.amt > 0 && !entry.done;
+  return recorded?.seq === condition.seq && !recorded.done && (!grants || usableAt(account, now.toISOString()));
 }
 
 /** Why a new operation was refused, in the order a caller should hear it. */

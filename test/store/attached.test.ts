@@ -203,10 +203,13 @@ describe('attached accounts', () => {
     expect(family5.reduce((total, a) => total + a.balance, 0)).toBe(1500 - 16 - available - left);
   });
 
-  it('20 charges of a main account at once, summing to what its view shows available, are all paid while members hold the money (fails before: 5–10 refused)', async () => {
+  it('20 charges of a main account at once, summing to what its view shows available, are all paid while members hold the money, and its sponsor pays nothing (fails before: 5–10 refused, or the sponsor paid half)', async () => {
     const store = await testStore();
     const members = ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'];
     await family(store, 1000, members);
+    await createAccount(store, { accountId: 'S', currency: 'EUR', kind: 'prepaid' });
+    await topUp(store, 'S', 't', 10_000, 'h');
+    await setSponsors(store, 'home', [{ accountId: 'S', priority: 1 }]);
     for (const m of members) await directDebit(store, { requestId: `${m}-e`, accountId: m, clientId: 'c', serviceId: 'voice', units: 600 }, 'h');
     const { account, members: read } = await withMembers(store, await requireAccount(store, 'home'));
     const available = accountView(account, store.now(), read).available;
@@ -219,6 +222,29 @@ describe('attached accounts', () => {
     expect(answers.map((a) => a.status)).toEqual(Array(20).fill(201));
     const family7 = await Promise.all(['home', ...members].map((id) => reconciled(store, id)));
     expect(family7.map((a) => a.balance)).toEqual(Array(7).fill(0));
+    expect((await reconciled(store, 'S')).balance).toBe(10_000);
+  });
+
+  it('a main account\'s charge its family cannot pay is refused after a bounded number of writes while a member keeps spending (review: 33 writes)', async () => {
+    let busy: (() => Promise<unknown>) | null = null;
+    let mainChargeWrites = 0;
+    const store = await testStore({ db: (inner: Db): Db => ({
+      send: async (command: any) => {
+        if (command instanceof UpdateCommand && command.input.Key?.pk === 'ACC#home' && String(command.input.ConditionExpression).includes('attribute_not_exists(ops.#op)')) mainChargeWrites++;
+        // The member spends between each give-back's read and its write.
+        const items = command instanceof TransactWriteCommand ? command.input.TransactItems ?? [] : [];
+        const giveBack = items[1]?.Update?.Key?.pk === 'ACC#m' && items[0]?.Update?.ExpressionAttributeValues?.[':dx'] < 0;
+        if (giveBack && busy) { const spend = busy; busy = null; await spend(); busy = spend; }
+        return inner.send(command);
+      },
+    }) });
+    await family(store, 1000, ['m']);
+    await directDebit(store, { requestId: 'm0', accountId: 'm', clientId: 'c', serviceId: 'voice', units: 3000 }, 'h'); // 100: m holds a chunk of 500
+    let n = 0;
+    busy = () => directDebit(store, { requestId: `busy${n++}`, accountId: 'm', clientId: 'c', serviceId: 'voice', units: 30 }, 'h');
+    expect(await codeOf(directDebit(store, { requestId: 'big', accountId: 'home', clientId: 'c', serviceId: 'voice', units: 60_000 }, 'h'))).toBe('insufficient_credit');
+    busy = null;
+    expect(mainChargeWrites).toBeLessThanOrEqual(4);
   });
 
   it('a member asking for more than any account holds is refused or granted what there is, never a 500 (fails before: the take sent a number past 2^53-1)', async () => {
@@ -541,6 +567,18 @@ describe('a member within its consumption limit, its main account empty and spon
     for (const copy of copies) expect(copy).toEqual(copies[0]);
     expect((await reconciled(store, 'S')).balance).toBe(100_000 - 20);
     expect(await reconciled(store, 'kid')).toMatchObject({ balance: 20, reserved: 20 });
+  });
+
+  it('an update of a member suspended mid-session makes no sponsor pay (fails before: the main account\'s sponsor paid 200 for a 403)', async () => {
+    const store = await testStore();
+    await family(store, 0, ['kid']);
+    await createAccount(store, { accountId: 'S', currency: 'EUR', kind: 'prepaid' });
+    await topUp(store, 'S', 't', 1000, 'h');
+    await setSponsors(store, 'home', [{ accountId: 'S', priority: 1 }]);
+    const session = await reserve(store, call('r0', 'kid'), 'h');
+    await store.db.send(new UpdateCommand({ TableName: store.tableName, Key: key.account('kid'), UpdateExpression: 'SET #s = :s', ExpressionAttributeNames: { '#s': 'status' }, ExpressionAttributeValues: { ':s': 'suspended' } }));
+    expect(await codeOf(updateSession(store, session.body.sessionId as string, { requestId: 'u1', usedUnits: 600, requested: { units: 6000 } }, 'h'))).toBe('account_inactive');
+    expect((await reconciled(store, 'S')).balance).toBe(1000 - 20);
   });
 
   it('a member takes no low-balance threshold: its balance is its main account\'s money (fails before: it fired on internal chunks)', async () => {
