@@ -83,6 +83,8 @@ async function transferFromSponsor(store: Store, account: SponsoredAccount, spon
 /** PATCH { sponsors }: who pays when this account runs low, in priority order. */
 export async function setSponsors(store: Store, accountId: string, sponsors: Sponsor[]): Promise<void> {
   const account = await requireAccount(store, accountId);
+  // A sponsor named twice would be asked twice per shortfall (review).
+  if (new Set(sponsors.map((s) => s.accountId)).size !== sponsors.length) fail('validation_failed', 'sponsors: an account is named more than once');
   for (const sponsor of sponsors) {
     if (sponsor.accountId === accountId) fail('validation_failed', 'an account cannot sponsor itself');
     const sponsorAccount = await requireAccount(store, sponsor.accountId);

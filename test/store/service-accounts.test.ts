@@ -487,11 +487,14 @@ describe('sponsors (low-balance transfer)', () => {
     expect(kid.reserved).toBe(100); // ten holds of 10 (300 s at 2 per 60 s); ten events charged 10 each
   });
 
-  it('sponsors must exist, hold the same currency and not be the account itself', async () => {
+  it('sponsors must exist, hold the same currency, not be the account itself, and be named once', async () => {
     const store = await testStore();
     await owner(store, 0, 'kid');
     await createAccount(store, { accountId: 'uncle', currency: 'USD', kind: 'prepaid' });
+    await createAccount(store, { accountId: 'aunt', currency: 'EUR', kind: 'prepaid' });
     expect(await codeOf(setSponsors(store, 'kid', [{ accountId: 'kid', priority: 1 }]))).toBe('validation_failed');
+    // Fails before: both stored (review).
+    expect(await codeOf(setSponsors(store, 'kid', [{ accountId: 'aunt', priority: 1 }, { accountId: 'aunt', priority: 2 }]))).toBe('validation_failed');
     expect(await codeOf(setSponsors(store, 'kid', [{ accountId: 'ghost', priority: 1 }]))).toBe('not_found');
     expect(await codeOf(setSponsors(store, 'kid', [{ accountId: 'uncle', priority: 1 }]))).toBe('conflict');
   });
