@@ -6,7 +6,7 @@
 import { coverFromFamily, type TakeResult } from './allotments.js';
 import { takeFromSponsors, type SponsoredAccount } from './sponsors.js';
 import type { Store } from './db.js';
-import { getAccountItem, type AccountItem } from './accounts.js';
+import { getAccountItem, usableAt, type AccountItem } from './accounts.js';
 
 /**
  * How many times one write asks for cover (coverShortfall) before it is refused. Each ask
@@ -53,21 +53,33 @@ export async function coverShortfall(store: Store, account: AccountItem, shortMi
   // before, 5–10 of 20 concurrent charges of a main account summing to its available were
   // refused while its members held the money), write again before any sponsor pays (a
   // sponsor paid half of what the family held, as a give-back lost its race; review).
-  if (family && (reclaimedMinor > 0 || (family.contended && await familyCanPay(store, account, shortMinor, family.spareMinor! - reclaimedMinor)))) return { retry: true };
+  // Whether it can: what its members still hold to give back (read after the account) and
+  // what came to it since (read afresh). A give-back between the two reads counts twice (one
+  // more write, never a refusal); a member spending its chunk meanwhile is why it is asked.
+  if (family && (reclaimedMinor > 0 || (family.contended && ((await getAccountItem(store, account.accountId))?.available ?? 0) - account.available + family.spareMinor! >= shortMinor))) return { retry: true };
   const given = sponsored(account) ? await takeFromSponsors(store, account as SponsoredAccount, shortMinor, coverKey) : 'none';
   return (family?.retry && firstRound) || movedMoney(given) ? { retry: true } : { retry: false };
 }
 
 /**
- * Whether a main account, `shortMinor` short as read, can pay with what its members still
- * held to give back (`spareMinor`, read after it) and what came to it since: read afresh. A
- * give-back between the two reads counts twice (one more write, never a refusal); a member
- * spending its chunk meanwhile is why this is asked, and why it is not assumed.
+ * What `account`'s payers could bring it now beyond its own `available` (a refused grant's
+ * size: a partial grant counts the money cover can bring, as it would the account's own):
+ * one sponsor's whole available at most (each pays a shortfall whole or not at all); for an
+ * attached account, what its main account holds and one of its sponsors could add, within the
+ * member's consumptionLimit headroom, or one of its own sponsors. Read only on a refusal.
+ * Before, an empty account whose sponsor held 500 was refused an ask of 502 (review).
  */
-async function familyCanPay(store: Store, account: AccountItem, shortMinor: number, spareMinor: number): Promise<boolean> {
-  const now = await getAccountItem(store, account.accountId);
-  return !!now && now.available - account.available + spareMinor >= shortMinor;
+export async function coverableMinor(store: Store, account: AccountItem): Promise<number> {
+  const at = store.now().toISOString();
+  // As a transfer's condition has it (sponsors.ts): a usable sponsor, not attached.
+  const mostOneSponsorGives = async (of: AccountItem) => Math.max(0, ...(await Promise.all(((of as SponsoredAccount).sponsors ?? []).map((s) => getAccountItem(store, s.accountId))))
+    .map((s) => (s && !s.mainAccountId && usableAt(s, at) ? s.available : 0)));
+  const main = account.mainAccountId && await getAccountItem(store, account.mainAccountId);
+  return Math.max(await mostOneSponsorGives(account), main ? Math.min(headroomOf(account), Math.max(0, main.available) + await mostOneSponsorGives(main)) : 0);
 }
+
+/** What the main account may still give `member` under its consumptionLimit. */
+const headroomOf = (member: AccountItem) => (member.consumptionLimit === undefined ? Number.MAX_SAFE_INTEGER : Math.max(0, member.consumptionLimit - (member.takenMinor ?? 0)));
 
 async function coverMember(store: Store, member: AccountItem, shortMinor: number, coverKey: string): Promise<Covered> {
   const taken = (await coverFromFamily(store, member, shortMinor))!.taken!;
@@ -79,8 +91,8 @@ async function coverMember(store: Store, member: AccountItem, shortMinor: number
     const main = await getAccountItem(store, member.mainAccountId!);
     // The main account gives the member at most its consumptionLimit's headroom: its sponsors
     // top it up for no more (fails before: they paid the whole shortfall; review).
-    const headroomMinor = member.consumptionLimit === undefined ? shortMinor : Math.max(0, member.consumptionLimit - (member.takenMinor ?? 0));
-    const mainShortMinor = main ? Math.min(shortMinor, headroomMinor) - Math.max(0, main.available) : 0;
+    const headroomMinor = Math.min(shortMinor, headroomOf(member));
+    const mainShortMinor = main ? headroomMinor - Math.max(0, main.available) : 0;
     // The main account holds what the member may take now, though the take found it short:
     // concurrent requests' sponsors topped it up meanwhile (fails before: 5 of 20 concurrent
     // reserves of a member refused so, while the money sat in the main account).

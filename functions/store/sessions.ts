@@ -20,6 +20,7 @@ import { isServiceAccountId, mainAccountRoute, otherUnitDetail, publicAccountId,
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, refundPartySession, type PartyState } from './parties.js';
 import { adoptFounder, founderToAdopt, settleMultiSession } from './multisession.js';
+import { coverableMinor, hasCover } from './cover.js';
 import { getAccountItem, usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail, keptRefundRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
 import { computeGrant, inServiceUnits, optimisticGrant, type Requested } from '../domain/reservation.js';
@@ -410,7 +411,10 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     if (refusal === 'not_found') fail('not_found', `${shown} does not exist`);
     if (refusal === 'account_inactive') fail('account_inactive', `${shown} is suspended or expired`);
     if (result.main === 'inactive') fail('account_inactive', `the main account of ${chargedAccountId} fails authorization`);
-    const shorter = computeGrant(requested, price, result.account!.available);
+    // What cover can bring counts as the account's own (coverableMinor: one read each of its
+    // payers, only on a refusal of an account someone pays for).
+    const account = result.account!;
+    const shorter = computeGrant(requested, price, account.available + (hasCover(account) ? await coverableMinor(store, account) : 0));
     if (!shorter) {
       const why = result.main === 'limit' ? ': its consumption limit is reached' : result.account!.mainAccountId ? ' (nor can its main account)' : '';
       fail('insufficient_credit', `${shown} cannot pay one block of ${command.serviceId}${why}`, finalUnitExtras(serviceAccount?.finalUnit));
@@ -440,7 +444,7 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     if (existing.nonce !== entry.n) return result;
   }
   // The sweep gave this hold back before the session existed: record that as its expiry.
-  if (released) await rollForward(store, await requireSession(store, sessionId), { ...released, at: recordedAt });
+  if (released) await rollForwardExpiry(store, await requireSession(store, sessionId), { ...released, at: recordedAt });
   return result;
 }
 
@@ -667,8 +671,9 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
       // The account may not charge any more (expired, suspended, its main account's validity
       // passed): the usage is charged, nothing is granted.
       if (!usableAt(result.account!, now.toISOString())) { grant = null; inactive = true; continue; }
-      // Only the money was short: grant what fits, or nothing.
-      grant = regrant(requested, session.price, usage, result.account!.available);
+      // Only the money was short: grant what fits, counting what cover can bring, or nothing.
+      const account = result.account!;
+      grant = regrant(requested, session.price, usage, account.available + (hasCover(account) ? await coverableMinor(store, account) : 0));
     }
     if (!entry) continue;
     return finishStep(store, session, kind, command, bodyHash, entry, denied);
@@ -778,18 +783,24 @@ async function afterClose(store: Store, session: SessionItem, closing: OpEntry):
 
 /** Records on the session item a step the account already applied (see `step`). */
 export async function rollForward(store: Store, session: SessionItem, recorded: OpEntry): Promise<void> {
-  // Only the step right after the session's: one recorded already (a retransmission of a
-  // reserve finds its released hold again long after) must not be recorded twice.
+  if (recorded.done === 'expired') return rollForwardExpiry(store, session, recorded);
+  // Only the step right after the session's: one recorded already must not be recorded twice.
   if (session.seq !== recorded.seq - 1) return;
-  if (recorded.done === 'expired') {
-    if (await recordExpiry(store, session, recorded)) await afterClose(store, session, recorded);
-    return;
-  }
   const kind: StepKind = recorded.done === 'closed' ? 'debit' : recorded.done === 'released' ? 'release' : 'update';
   // A refusal (the session moved: someone else recorded it) is fine; contention is not: the
   // step would stay unrecorded while its caller went on as if it were.
   await finishStep(store, session, kind, { requestId: recorded.rid, usedUnits: recorded.u - session.hold.usedUnits }, recorded.h, recorded, !!recorded.denied)
     .catch((error) => { if (!(error instanceof ChargingError) || error.code === 'temporarily_unavailable') throw error; });
+}
+
+/**
+ * rollForward of an expiry: apart, so that a reserve (which rolls forward only the expiry of
+ * its own released hold) does not carry the step records of updates and debits.
+ */
+async function rollForwardExpiry(store: Store, session: SessionItem, recorded: OpEntry): Promise<void> {
+  // Only the step right after the session's: one recorded already (a retransmission of a
+  // reserve finds its released hold again long after) must not be recorded twice.
+  if (session.seq === recorded.seq - 1 && await recordExpiry(store, session, recorded)) await afterClose(store, session, recorded);
 }
 
 export const updateSession = (store: Store, sessionId: string, command: StepCommand, bodyHash: string) =>

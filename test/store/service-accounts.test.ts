@@ -806,6 +806,39 @@ async function pausingBeforeSecondKidWrite() {
 }
 
 describe('sponsors, through the charging path', () => {
+  it.each(writePaths)('a grant larger than the sponsor can pay is partial, as on the account\'s own money (fails before: 402 while the sponsor held 500; review) (%s)', async (_path, twoWriteSteps) => {
+    const store = await testStore({ twoWriteSteps });
+    await kidSponsoredByMum(store, 0, 500); // voice: 2 per 60 s
+    const asked = await reserve(store, { requestId: 'r1', accountId: 'kid', clientId: 'msc', serviceId: 'voice', requested: { units: 251 * 60 } }, 'h');
+    expect(asked.body).toMatchObject({ granted: { units: 250 * 60, amount: 500 }, finalUnit: { action: 'terminate' } });
+    expect(await reconciled(store, 'mum')).toMatchObject({ balance: 0 });
+    // An update asking more than is left of it is granted what there is too.
+    await topUp(store, 'mum', 'more', 100, 'h');
+    const update = await updateSession(store, asked.body.sessionId as string, { requestId: 'u1', usedUnits: 250 * 60, requested: { units: 100 * 60 } }, 'h');
+    expect(update.body).toMatchObject({ granted: { units: 50 * 60, amount: 100 }, finalUnit: { action: 'terminate' } });
+    expect(await reconciled(store, 'kid')).toMatchObject({ balance: 100, reserved: 100 });
+  });
+
+  it('two sponsors of 300 each: an ask of 500 is granted what one of them can pay', async () => {
+    const store = await testStore();
+    await kidSponsoredByMum(store, 0, 300);
+    await owner(store, 300, 'dad');
+    await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1 }, { accountId: 'dad', priority: 2 }]);
+    const asked = await reserve(store, { requestId: 'r1', accountId: 'kid', clientId: 'msc', serviceId: 'voice', requested: { units: 250 * 60 } }, 'h');
+    expect(asked.body).toMatchObject({ granted: { amount: 300 } });
+  });
+
+  it('a member of an empty main account whose sponsor holds 500 is granted 500 of an ask of 600', async () => {
+    const store = await testStore();
+    await kidSponsoredByMum(store, 0, 500);
+    await setSponsors(store, 'kid', []);
+    await owner(store, 0, 'home');
+    await setSponsors(store, 'home', [{ accountId: 'mum', priority: 1 }]);
+    await createAccount(store, { accountId: 'carol', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
+    const asked = await reserve(store, { requestId: 'r1', accountId: 'carol', clientId: 'msc', serviceId: 'voice', requested: { units: 300 * 60 } }, 'h');
+    expect(asked.body).toMatchObject({ granted: { amount: 500 }, finalUnit: { action: 'terminate' } });
+  });
+
   it.each(writePaths)('a request answered long ago, sent again when the account is short, is answered as before: no sponsor pays for it (%s)', async (_path, twoWriteSteps) => {
     const store = await testStore({ twoWriteSteps });
     await kidSponsoredByMum(store, 100, 1000);
