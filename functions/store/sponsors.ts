@@ -92,6 +92,9 @@ export async function setSponsors(store: Store, accountId: string, sponsors: Spo
     // Its money is its main account's allotment (its view shows none): it would pay outsiders
     // with the family's money (fails before; review).
     if (sponsorAccount.mainAccountId) fail('conflict', `sponsor ${sponsor.accountId} is attached to ${sponsorAccount.mainAccountId}, whose money it spends: name that account instead`);
+    // Its main account's money comes within the member's consumptionLimit; as a sponsor it
+    // would come past it (fails before: a member capped at 100 took 950; review).
+    if (sponsor.accountId === account.mainAccountId) fail('conflict', `sponsor ${sponsor.accountId} is the main account of ${accountId}, which pays for it within its consumptionLimit`);
   }
   await store.db.send(new UpdateCommand({
     TableName: store.tableName, Key: key.account(accountId),

@@ -487,7 +487,7 @@ describe('sponsors (low-balance transfer)', () => {
     expect(kid.reserved).toBe(100); // ten holds of 10 (300 s at 2 per 60 s); ten events charged 10 each
   });
 
-  it('sponsors must exist, hold the same currency, not be the account itself, and be named once', async () => {
+  it('sponsors must exist, hold the same currency, not be the account itself nor its main account, and be named once', async () => {
     const store = await testStore();
     await owner(store, 0, 'kid');
     await createAccount(store, { accountId: 'uncle', currency: 'USD', kind: 'prepaid' });
@@ -495,6 +495,9 @@ describe('sponsors (low-balance transfer)', () => {
     expect(await codeOf(setSponsors(store, 'kid', [{ accountId: 'kid', priority: 1 }]))).toBe('validation_failed');
     // Fails before: both stored (review).
     expect(await codeOf(setSponsors(store, 'kid', [{ accountId: 'aunt', priority: 1 }, { accountId: 'aunt', priority: 2 }]))).toBe('validation_failed');
+    // A member's own main account: it would pay past the member's consumptionLimit (fails before: 200; review).
+    await createAccount(store, { accountId: 'carol', currency: 'EUR', kind: 'prepaid', mainAccountId: 'aunt', consumptionLimit: 100 });
+    expect(await codeOf(setSponsors(store, 'carol', [{ accountId: 'aunt', priority: 1 }]))).toBe('conflict');
     expect(await codeOf(setSponsors(store, 'kid', [{ accountId: 'ghost', priority: 1 }]))).toBe('not_found');
     expect(await codeOf(setSponsors(store, 'kid', [{ accountId: 'uncle', priority: 1 }]))).toBe('conflict');
   });
