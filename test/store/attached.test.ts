@@ -25,6 +25,13 @@ async function family(store: Store, mainBalance: number, members: string[], opti
   for (const m of members) await createAccount(store, { accountId: m, currency: 'EUR', kind: 'prepaid', mainAccountId: 'home', ...(options.consumptionLimit !== undefined ? { consumptionLimit: options.consumptionLimit } : {}) });
 }
 
+/** An account S holding `balance` sponsors the main account `home` (seed 003). */
+async function sponsorOfHome(store: Store, balance: number) {
+  await createAccount(store, { accountId: 'S', currency: 'EUR', kind: 'prepaid' });
+  await topUp(store, 'S', 't', balance, 'h');
+  await setSponsors(store, 'home', [{ accountId: 'S', priority: 1 }]);
+}
+
 const call = (requestId: string, accountId: string, units = 600) => ({ requestId, accountId, clientId: 'msc', serviceId: 'voice', requested: { units } });
 
 describe('attached accounts', () => {
@@ -207,9 +214,7 @@ describe('attached accounts', () => {
     const store = await testStore();
     const members = ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'];
     await family(store, 1000, members);
-    await createAccount(store, { accountId: 'S', currency: 'EUR', kind: 'prepaid' });
-    await topUp(store, 'S', 't', 10_000, 'h');
-    await setSponsors(store, 'home', [{ accountId: 'S', priority: 1 }]);
+    await sponsorOfHome(store, 10_000);
     for (const m of members) await directDebit(store, { requestId: `${m}-e`, accountId: m, clientId: 'c', serviceId: 'voice', units: 600 }, 'h');
     const { account, members: read } = await withMembers(store, await requireAccount(store, 'home'));
     const available = accountView(account, store.now(), read).available;
@@ -541,9 +546,7 @@ describe('a member within its consumption limit, its main account empty and spon
   it('20 concurrent reserves of the member are all granted, the sponsor paying what they take (fails before: 5–16 refused)', async () => {
     const store = await testStore();
     await family(store, 0, ['kid']);
-    await createAccount(store, { accountId: 'S', currency: 'EUR', kind: 'prepaid' });
-    await topUp(store, 'S', 't', 100_000, 'h');
-    await setSponsors(store, 'home', [{ accountId: 'S', priority: 1 }]);
+    await sponsorOfHome(store, 100_000);
     // Each needs 20 from an empty family: the member's takes race one another (one lands per
     // allotSeq), and a take that lost may find the main account topped up by another's sponsor.
     const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => reserve(store, call(`r${i}`, 'kid'), 'h')));
@@ -559,9 +562,7 @@ describe('a member within its consumption limit, its main account empty and spon
   it('10 copies of one reserve of the member at once are all granted alike, the sponsor paying once (fails before: all 402 while the member held what it paid)', async () => {
     const store = await testStore();
     await family(store, 0, ['kid']);
-    await createAccount(store, { accountId: 'S', currency: 'EUR', kind: 'prepaid' });
-    await topUp(store, 'S', 't', 100_000, 'h');
-    await setSponsors(store, 'home', [{ accountId: 'S', priority: 1 }]);
+    await sponsorOfHome(store, 100_000);
     const copies = await Promise.all(Array.from({ length: 10 }, () => reserve(store, call('dup', 'kid'), 'h')));
     expect(copies.map((a) => a.status)).toEqual(Array(10).fill(201));
     for (const copy of copies) expect(copy).toEqual(copies[0]);
@@ -572,9 +573,7 @@ describe('a member within its consumption limit, its main account empty and spon
   it('an update of a member suspended mid-session makes no sponsor pay (fails before: the main account\'s sponsor paid 200 for a 403)', async () => {
     const store = await testStore();
     await family(store, 0, ['kid']);
-    await createAccount(store, { accountId: 'S', currency: 'EUR', kind: 'prepaid' });
-    await topUp(store, 'S', 't', 1000, 'h');
-    await setSponsors(store, 'home', [{ accountId: 'S', priority: 1 }]);
+    await sponsorOfHome(store, 1000);
     const session = await reserve(store, call('r0', 'kid'), 'h');
     await store.db.send(new UpdateCommand({ TableName: store.tableName, Key: key.account('kid'), UpdateExpression: 'SET #s = :s', ExpressionAttributeNames: { '#s': 'status' }, ExpressionAttributeValues: { ':s': 'suspended' } }));
     expect(await codeOf(updateSession(store, session.body.sessionId as string, { requestId: 'u1', usedUnits: 600, requested: { units: 6000 } }, 'h'))).toBe('account_inactive');
