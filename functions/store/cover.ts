@@ -20,6 +20,9 @@ import { getAccountItem, usableAt, type AccountItem } from './accounts.js';
  */
 export const MAX_COVER_TRIES = 64;
 
+/** How many tries a contended give-back holds the sponsors back (coverShortfall). */
+const FAMILY_FIRST_TRIES = 8;
+
 /** Whether anyone may pay for `account` when it is short: the checks cost no call. */
 export function hasCover(account: AccountItem): boolean {
   return !!account.mainAccountId || (account.allottedOut ?? 0) > 0 || sponsored(account);
@@ -45,8 +48,9 @@ const movedMoney = (given: 'given' | 'moved' | 'none') => given === 'given' || g
  * a retry or a duplicate of the same request never makes it pay twice (sponsors.ts).
  * `firstRound`: a give-back that brought nothing is worth one more write only the first time
  * (a concurrent charge may have brought the chunks back first), not on every round.
+ * `tries`: how many times the caller's write asked before.
  */
-export async function coverShortfall(store: Store, account: AccountItem, shortMinor: number, coverKey: string, firstRound = true): Promise<Covered> {
+export async function coverShortfall(store: Store, account: AccountItem, shortMinor: number, coverKey: string, firstRound = true, tries = 0): Promise<Covered> {
   if (account.mainAccountId) return coverMember(store, account, shortMinor, coverKey);
   const family = await coverFromFamily(store, account, shortMinor);
   const reclaimedMinor = family?.reclaimedMinor ?? 0;
@@ -58,7 +62,9 @@ export async function coverShortfall(store: Store, account: AccountItem, shortMi
   // Whether it can: what its members still hold to give back (read after the account) and
   // what came to it since (read afresh). A give-back between the two reads counts twice (one
   // more write, never a refusal); a member spending its chunk meanwhile is why it is asked.
-  if (family && (reclaimedMinor > 0 || (family.contended && ((await getAccountItem(store, account.accountId))?.available ?? 0) - account.available + family.spareMinor! >= shortMinor))) return { retry: true };
+  // For the first FAMILY_FIRST_TRIES tries only: a member taking holds under every give-back
+  // would otherwise keep the sponsors from ever being asked (fails before: a 503; review).
+  if (family && (reclaimedMinor > 0 || (family.contended && tries < FAMILY_FIRST_TRIES && ((await getAccountItem(store, account.accountId))?.available ?? 0) - account.available + family.spareMinor! >= shortMinor))) return { retry: true };
   const given = sponsored(account) ? await takeFromSponsors(store, account as SponsoredAccount, shortMinor, coverKey) : 'none';
   return (family?.retry && firstRound) || movedMoney(given) ? { retry: true } : { retry: false };
 }
@@ -77,6 +83,9 @@ export async function coverableMinor(store: Store, account: AccountItem): Promis
   const mostOneSponsorGives = async (of: AccountItem) => Math.max(0, ...(await Promise.all(((of as SponsoredAccount).sponsors ?? []).map((s) => getAccountItem(store, s.accountId))))
     .map((s) => (s && !s.mainAccountId && usableAt(s, at) ? s.available : 0)));
   const main = account.mainAccountId && await getAccountItem(store, account.mainAccountId);
+  // A member of an unusable main account is covered by no one (coverMember stops at
+  // 'inactive'): counting its payers made an update ask for ever more (fails before: 503; review).
+  if (account.mainAccountId && !(main && usableAt(main, at))) return 0;
   return Math.max(await mostOneSponsorGives(account), main ? Math.min(headroomOf(account), Math.max(0, main.available) + await mostOneSponsorGives(main)) : 0);
 }
 

@@ -191,7 +191,7 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     if (condition.kind === 'new' && condition.answeredBefore && await condition.answeredBefore()) return { ok: false, account };
     // What asks for cover: this operation (a session's step by its seq) in this try.
     const coverKey = `${opId}:${condition.kind === 'step' ? `${condition.seq}:` : ''}${tries}`;
-    const covered = await coverShortfall(store, account, need - account.available, coverKey, tries === 0);
+    const covered = await coverShortfall(store, account, need - account.available, coverKey, tries === 0, tries);
     if (covered.retry) return applyOp(store, accountId, opId, condition, movement, entry, tries + 1);
     if (covered.taken !== undefined) return { ok: false, account, main: covered.taken };
     return { ok: false, account };

@@ -580,6 +580,37 @@ describe('a member within its consumption limit, its main account empty and spon
     expect((await reconciled(store, 'S')).balance).toBe(1000 - 20);
   });
 
+  it('an update of a member whose main account is suspended is granted what the member holds, not a 503 (fails before: its payers were counted; review)', async () => {
+    const store = await testStore();
+    await family(store, 1000, ['kid']);
+    const session = await reserve(store, call('r0', 'kid'), 'h');
+    await store.db.send(new UpdateCommand({ TableName: store.tableName, Key: key.account('home'), UpdateExpression: 'SET #s = :s', ExpressionAttributeNames: { '#s': 'status' }, ExpressionAttributeValues: { ':s': 'suspended' } }));
+    const update = await updateSession(store, session.body.sessionId as string, { requestId: 'u1', usedUnits: 60, requested: { units: 30_000 } }, 'h');
+    expect(update.status).toBe(200);
+    expect(update.body).toMatchObject({ finalUnit: { action: 'terminate' } });
+  });
+
+  it('a main account whose member keeps taking holds under every give-back asks its sponsor after a few tries, not never (fails before: 503; review)', async () => {
+    let busy = false;
+    let interleaved = 0;
+    let store!: Store;
+    store = await testStore({ db: (inner: Db): Db => ({
+      send: async (command: any) => {
+        // The member takes a hold between each give-back's read and its write.
+        const items = command instanceof TransactWriteCommand ? command.input.TransactItems ?? [] : [];
+        const giveBack = items[0]?.Update?.Key?.pk === 'ACC#home' && items[1]?.Update?.Key?.pk === 'ACC#kid' && items[1]?.Update?.ExpressionAttributeValues?.[':xr'] !== undefined;
+        if (giveBack && !busy) { busy = true; try { await reserve(store, call(`k${interleaved++}`, 'kid', 60), 'h'); } finally { busy = false; } }
+        return inner.send(command);
+      },
+    }) });
+    await family(store, 100_000, ['kid']);
+    await directDebit(store, { requestId: 'd', accountId: 'kid', clientId: 'c', serviceId: 'voice', units: 150_000 }, 'h');
+    await sponsorOfHome(store, 100_000);
+    const big = await reserve(store, call('big', 'home', 1_800_000), 'h'); // 60,000: more than home holds
+    expect(big.body).toMatchObject({ granted: { amount: 60_000 } });
+    expect(interleaved).toBeLessThan(64);
+  });
+
   it('a member takes no low-balance threshold: its balance is its main account\'s money (fails before: it fired on internal chunks)', async () => {
     const store = await testStore();
     await family(store, 100, []);
