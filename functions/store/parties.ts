@@ -208,7 +208,7 @@ type StepResult = { ok: true } | { ok: false; refusedParty?: RefusedParty };
 async function coverParty(store: Store, session: SessionItem, refused: RefusedParty | undefined, coversAsked: number, partyCount: number): Promise<Covered | null> {
   if (refused?.reason !== 'insufficient' || !refused.account || coversAsked >= MAX_COVER_TRIES || !hasCover(refused.account)) return null;
   // What asks: this step of the session (its seq; 0 for the agreement) in this round.
-  return coverShortfall(store, refused.account, refused.needMinor - refused.account.available, `${session.sessionId}:${session.seq}:${coversAsked}`, coversAsked < partyCount);
+  return coverShortfall(store, refused.account, refused.needMinor - refused.account.available, `${session.sessionId}:${session.seq}:${coversAsked}`, coversAsked < partyCount, coversAsked);
 }
 
 async function partyTransaction(store: Store, session: SessionItem, step: PartyStep): Promise<StepResult> {
