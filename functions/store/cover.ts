@@ -74,10 +74,12 @@ export async function coverShortfall(store: Store, account: AccountItem, shortMi
  * size: a partial grant counts the money cover can bring, as it would the account's own):
  * one sponsor's whole available at most (each pays a shortfall whole or not at all); for an
  * attached account, what its main account holds and one of its sponsors could add, within the
- * member's consumptionLimit headroom, or one of its own sponsors. Read only on a refusal.
+ * member's consumptionLimit headroom, or one of its own sponsors. Read only on a refusal;
+ * 0 without a read when no one pays for the account (hasCover).
  * Before, an empty account whose sponsor held 500 was refused an ask of 502 (review).
  */
 export async function coverableMinor(store: Store, account: AccountItem): Promise<number> {
+  if (!hasCover(account)) return 0;
   const at = store.now().toISOString();
   // As a transfer's condition has it (sponsors.ts): a usable sponsor, not attached.
   const mostOneSponsorGives = async (of: AccountItem) => Math.max(0, ...(await Promise.all(((of as SponsoredAccount).sponsors ?? []).map((s) => getAccountItem(store, s.accountId))))

@@ -20,7 +20,7 @@ import { isServiceAccountId, mainAccountRoute, otherUnitDetail, publicAccountId,
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, refundPartySession, type PartyState } from './parties.js';
 import { adoptFounder, founderToAdopt, settleMultiSession } from './multisession.js';
-import { coverableMinor, hasCover } from './cover.js';
+import { coverableMinor } from './cover.js';
 import { getAccountItem, usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail, keptRefundRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
 import { computeGrant, inServiceUnits, optimisticGrant, type Requested } from '../domain/reservation.js';
@@ -412,9 +412,9 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     if (refusal === 'account_inactive') fail('account_inactive', `${shown} is suspended or expired`);
     if (result.main === 'inactive') fail('account_inactive', `the main account of ${chargedAccountId} fails authorization`);
     // What cover can bring counts as the account's own (coverableMinor: one read each of its
-    // payers, only on a refusal of an account someone pays for).
+    // payers, only on a refusal, and none for an account no one pays for).
     const account = result.account!;
-    const shorter = computeGrant(requested, price, account.available + (hasCover(account) ? await coverableMinor(store, account) : 0));
+    const shorter = computeGrant(requested, price, account.available + await coverableMinor(store, account));
     if (!shorter) {
       const why = result.main === 'limit' ? ': its consumption limit is reached' : result.account!.mainAccountId ? ' (nor can its main account)' : '';
       fail('insufficient_credit', `${shown} cannot pay one block of ${command.serviceId}${why}`, finalUnitExtras(serviceAccount?.finalUnit));
@@ -673,7 +673,7 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
       if (!usableAt(result.account!, now.toISOString())) { grant = null; inactive = true; continue; }
       // Only the money was short: grant what fits, counting what cover can bring, or nothing.
       const account = result.account!;
-      grant = regrant(requested, session.price, usage, account.available + (hasCover(account) ? await coverableMinor(store, account) : 0));
+      grant = regrant(requested, session.price, usage, account.available + await coverableMinor(store, account));
     }
     if (!entry) continue;
     return finishStep(store, session, kind, command, bodyHash, entry, denied);
