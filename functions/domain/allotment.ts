@@ -29,9 +29,14 @@ export type AllotmentDecision =
   | { give: number }
   | { refuse: 'insufficient' | 'limit' };
 
+/** What a member may still take under its consumptionLimit (negative once a lowered limit is passed); unbounded without one. */
+export function roomUnderLimit(consumptionLimitMinor: number | undefined, takenMinor: number): number {
+  return consumptionLimitMinor === undefined ? Number.MAX_SAFE_INTEGER : consumptionLimitMinor - takenMinor;
+}
+
 /** How much to move from the main account to the member. */
 export function allotmentFor(input: AllotmentInput): AllotmentDecision {
-  const room = input.consumptionLimitMinor === undefined ? Number.MAX_SAFE_INTEGER : input.consumptionLimitMinor - input.takenMinor;
+  const room = roomUnderLimit(input.consumptionLimitMinor, input.takenMinor);
   const mainAvailable = input.mainAvailableMinor ?? Number.MAX_SAFE_INTEGER;
   // When the main account runs low, no member takes more than half of what is left (but
   // always its need), so one member's chunk does not starve the others.

@@ -14,7 +14,7 @@ import { getAccountItem, listMembers, USABLE_CONDITION, usableAt, type AccountIt
 import { batchGetAll, plainItem } from './db.js';
 import { ORPHAN_GRACE_MS } from './compaction.js';
 import { afterCharge } from './serviceAccounts.js';
-import { allotmentFor, excessOverLimit, heldFromMain } from '../domain/allotment.js';
+import { allotmentFor, excessOverLimit, heldFromMain, roomUnderLimit } from '../domain/allotment.js';
 
 export type TakeResult = 'given' | 'moved' | 'insufficient' | 'limit' | 'inactive';
 
@@ -127,7 +127,7 @@ async function membersWithSpare(store: Store, mainAccountId: string, exceptMembe
  */
 async function takeFromSiblings(store: Store, member: AccountItem, mainAccountId: string, shortMinor: number, chunkMinor: number, at: string):
   Promise<{ gainedMinor: number; member: AccountItem; contended: boolean; spareMinor: number }> {
-  const room = member.consumptionLimit === undefined ? Number.MAX_SAFE_INTEGER : member.consumptionLimit - (member.takenMinor ?? 0);
+  const room = roomUnderLimit(member.consumptionLimit, member.takenMinor ?? 0);
   const wanted = Math.min(Math.max(shortMinor, chunkMinor), room);
   let current = member;
   let gainedMinor = 0;

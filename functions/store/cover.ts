@@ -7,6 +7,7 @@ import { coverFromFamily, type TakeResult } from './allotments.js';
 import { takeFromSponsors, type SponsoredAccount } from './sponsors.js';
 import type { Store } from './db.js';
 import { getAccountItem, usableAt, type AccountItem } from './accounts.js';
+import { roomUnderLimit } from '../domain/allotment.js';
 
 /**
  * How many times one write asks for cover (coverShortfall) before it is refused. Each ask
@@ -92,7 +93,7 @@ export async function coverableMinor(store: Store, account: AccountItem): Promis
 }
 
 /** What the main account may still give `member` under its consumptionLimit. */
-const headroomOf = (member: AccountItem) => (member.consumptionLimit === undefined ? Number.MAX_SAFE_INTEGER : Math.max(0, member.consumptionLimit - (member.takenMinor ?? 0)));
+const headroomOf = (member: AccountItem) => Math.max(0, roomUnderLimit(member.consumptionLimit, member.takenMinor ?? 0));
 
 async function coverMember(store: Store, member: AccountItem, shortMinor: number, coverKey: string): Promise<Covered> {
   const taken = (await coverFromFamily(store, member, shortMinor))!.taken!;
