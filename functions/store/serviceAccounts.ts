@@ -133,14 +133,13 @@ export async function putServiceAccount(store: Store, accountId: string, classif
   // does not survive a read (unmarshall makes it the map's prototype, so the service account
   // would be neither listed nor charged): the one name refused.
   if (classification === '__proto__') fail('validation_failed', 'classification: __proto__ cannot name a service account');
-  if (settings.rechargeAmountMinor !== undefined && unitsBought(settings.rechargeAmountMinor, settings.rate) === null) {
+  const rechargeUnits = settings.rechargeAmountMinor === undefined ? undefined : unitsBought(settings.rechargeAmountMinor, settings.rate);
+  if (rechargeUnits === null) {
     fail('validation_failed', `rechargeAmount: buys more than an account may hold (${MAX_BALANCE_MINOR} ${settings.unit}) at this rate`, { maxBalance: MAX_BALANCE_MINOR });
   }
   // A recharge that buys nothing would leave the account below its minimum for good, unseen
   // (fails before: accepted, and every automatic recharge then did nothing; review).
-  if (settings.rechargeAmountMinor !== undefined && unitsBought(settings.rechargeAmountMinor, settings.rate) === 0) {
-    fail('validation_failed', `rechargeAmount: ${settings.rechargeAmountMinor} buys no ${settings.unit} at this rate`);
-  }
+  if (rechargeUnits === 0) fail('validation_failed', `rechargeAmount: ${settings.rechargeAmountMinor} buys no ${settings.unit} at this rate`);
   const owner = await requireAccount(store, accountId);
   if (isServiceAccountId(accountId)) fail('validation_failed', 'a service account cannot own service accounts');
   // Sessions of the service draw units one for one: a service rated in another unit cannot
