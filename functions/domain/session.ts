@@ -27,14 +27,22 @@ export interface Usage {
   remainderMinor: number;
 }
 
+/**
+ * What a report of `usedUnits` more charges: the price of the running total less what the
+ * session charged so far, capped at the hold. After a report over its grant the charge was
+ * capped, so what it left unpaid is charged by later reports, from what later grants held
+ * for it (see computeGrant); whatever no hold covers is never charged (fails before: rated
+ * from the price of the usage before, a report of 3601 s on a 3600 s grant priced per hour
+ * left the second hour free).
+ */
 export function rateUsage(hold: Hold, usedUnits: number, price: Price): Usage {
   const usedUnitsTotal = hold.usedUnits + usedUnits;
   // The running total is stored and rated: past 2^53-1 it would no longer be exact.
   if (!Number.isSafeInteger(usedUnitsTotal)) fail('validation_failed', `used.units brings the session's usage past 2^53-1 units`);
   // Usage priced beyond 2^53-1 is simply more than the hold: the hold is what is charged.
   const totalPrice = priceOrNull(usedUnitsTotal, price);
-  const previousPrice = priceOrNull(hold.usedUnits, price);
-  const fullCharge = totalPrice === null || previousPrice === null ? Number.MAX_SAFE_INTEGER : totalPrice - previousPrice;
+  invariant(totalPrice === null || hold.chargedMinor <= totalPrice, `charged ${hold.chargedMinor} for ${usedUnitsTotal} units costing ${totalPrice}`);
+  const fullCharge = totalPrice === null ? Number.MAX_SAFE_INTEGER : totalPrice - hold.chargedMinor;
   const chargeMinor = Math.min(fullCharge, hold.holdMinor);
   return {
     chargeMinor,
@@ -43,6 +51,14 @@ export function rateUsage(hold: Hold, usedUnits: number, price: Price): Usage {
     chargedMinorTotal: hold.chargedMinor + chargeMinor,
     remainderMinor: hold.holdMinor - chargeMinor,
   };
+}
+
+/**
+ * A step that charges nothing: a release (API.md: the reservation goes back uncharged) and
+ * an expiry. What an earlier report over its grant left unpaid stays unpaid.
+ */
+export function chargeNothing(hold: Hold): Usage {
+  return { chargeMinor: 0, unchargedMinor: 0, usedUnitsTotal: hold.usedUnits, chargedMinorTotal: hold.chargedMinor, remainderMinor: hold.holdMinor };
 }
 
 /** Signed changes to an account's three money attributes. */
@@ -70,9 +86,10 @@ export function movementFor(hold: Hold, usage: Usage, newHoldMinor: number): Mov
  */
 export function regrant(requested: Requested | undefined, price: Price, usage: Usage, accountAvailableMinor?: number): Grant | null {
   if (!requested) return { units: 0, amountMinor: 0 };
-  // Priced after the usage reported so far (see computeGrant: the block it is in is paid).
-  if (accountAvailableMinor === undefined) return optimisticGrant(requested, price, usage.usedUnitsTotal);
-  return computeGrant(requested, price, accountAvailableMinor + usage.remainderMinor, usage.usedUnitsTotal);
+  // Priced after the usage reported so far and what it was charged (see computeGrant).
+  const soFar = { usedUnits: usage.usedUnitsTotal, chargedMinor: usage.chargedMinorTotal };
+  if (accountAvailableMinor === undefined) return optimisticGrant(requested, price, soFar);
+  return computeGrant(requested, price, accountAvailableMinor + usage.remainderMinor, soFar);
 }
 
 /** `refused`: a reserve an existing account refused (short of credit, inactive); it holds nothing and keeps the refusal for repeats. */
@@ -91,6 +108,16 @@ export function shownState(state: SessionState): { state: Exclude<SessionState, 
 export function sessionClosed(sessionId: string, state: SessionState, why = ''): never {
   const shown = shownState(state);
   return fail('session_closed', `session ${sessionId} is ${shown.state}${why}`, shown);
+}
+
+/**
+ * The refusal of a release (a refund without amount) of a session no longer active, in the
+ * same words whichever check meets it: before the step, or in it when the session closed
+ * meanwhile (a repeat gets the original answer; fails before: a release that lost a race
+ * with the debit was told one thing, its repeat another).
+ */
+export function releaseClosed(sessionId: string, state: SessionState): never {
+  return sessionClosed(sessionId, state, ': only an amount of what it charged can be refunded');
 }
 
 export function isOpen(state: SessionState): boolean {

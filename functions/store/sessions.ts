@@ -24,7 +24,7 @@ import { coverableMinor } from './cover.js';
 import { getAccountItem, usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail, keptRefundRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
 import { computeGrant, inServiceUnits, optimisticGrant, type Requested } from '../domain/reservation.js';
-import { isOpen, movementFor, sessionClosed, shownState, rateUsage, regrant, refundable, type Hold, type SessionState, type Movement, type Usage } from '../domain/session.js';
+import { isOpen, movementFor, releaseClosed, sessionClosed, shownState, rateUsage, chargeNothing, regrant, refundable, type Hold, type SessionState, type Movement, type Usage } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
 import { MAX_BALANCE_MINOR, MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
 import { interimIntervalFor, nextDueAt } from '../domain/combined.js';
@@ -594,13 +594,12 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
     if (session.parties) return partyStep(store, session, kind, command, bodyHash);
     const replay = replayOrConflict(session, command.requestId, bodyHash);
     if (replay) return replay;
-    if (session.state !== 'active') sessionClosed(sessionId, session.state);
+    if (session.state !== 'active') (kind === 'release' ? releaseClosed : sessionClosed)(sessionId, session.state);
 
     const now = store.now();
-    const used = kind === 'release' ? 0 : command.usedUnits;
     let usage: Usage;
     try {
-      usage = rateUsage(session.hold, used, session.price);
+      usage = kind === 'release' ? chargeNothing(session.hold) : rateUsage(session.hold, command.usedUnits, session.price);
     } catch (error) {
       // Usage too large to rate on top of what the session recorded: a repeat of a request
       // answered before (which recorded that very usage) is answered as before, not refused.
@@ -621,7 +620,7 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
       fail('validation_failed', `requested: ${command.requested && 'amount' in command.requested ? command.requested.amount : 0} does not buy one block of ${session.serviceId}`);
     }
     /** What the request asks, in units: a grant of fewer is the last (finalUnit), whichever way it was asked. */
-    const wantedUnits = requested ? ('units' in requested ? requested.units : optimisticGrant(requested, session.price, usage.usedUnitsTotal)?.units ?? 0) : 0;
+    const wantedUnits = requested ? ('units' in requested ? requested.units : optimisticGrant(requested, session.price, { usedUnits: usage.usedUnitsTotal, chargedMinor: usage.chargedMinorTotal })?.units ?? 0) : 0;
     let grant = closing ? { units: 0, amountMinor: 0 } : regrant(requested, session.price, usage);
     let entry: OpEntry | null = null;
     let denied = false;
@@ -835,7 +834,7 @@ export async function refundSession(store: Store, sessionId: string, command: { 
     // release, and its charges go back only by an amount: a release that meets a session
     // closed meanwhile (expired by the sweep, say) never turns into a refund of what was used.
     if (session.state !== 'active' && !(session.parties && session.state === 'pending_agreement')) {
-      sessionClosed(sessionId, session.state, ': only an amount of what it charged can be refunded');
+      releaseClosed(sessionId, session.state);
     }
     return step(store, sessionId, 'release', { requestId: command.requestId, usedUnits: 0 }, bodyHash, session);
   }
@@ -946,7 +945,7 @@ export async function sweepSession(store: Store, sessionId: string): Promise<Swe
       return 'expired';
     }
     if (session.validUntil > now) return askForReport(store, session, now);
-    const usage = rateUsage(session.hold, 0, session.price);
+    const usage = chargeNothing(session.hold);
     const entry: OpEntry = {
       seq: session.seq + 1, amt: 0, gu: 0, u: session.hold.usedUnits, chg: session.hold.chargedMinor,
       rid: systemRequestId(`expire:${session.seq}`), h: 'sweep', n: newNonce(), at: now, vu: session.validUntil, done: 'expired',

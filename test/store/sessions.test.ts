@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from '../../functions/store/table.js';
 import { listNotifications } from '../../functions/store/notifications.js';
-import { codeOf, fundedAccount, reconciled, reserveCommand, testClock, testStore, twoWriteAndOneWriteStores, writePaths } from '../helpers.js';
+import { codeOf, fundedAccount, interleavingStore, reconciled, reserveCommand, testClock, testStore, twoWriteAndOneWriteStores, writePaths } from '../helpers.js';
 import { answerIn, reserve, updateSession, debitSession, refundSession, expireSession, requireSession, sessionIdFor } from '../../functions/store/sessions.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import { putService } from '../../functions/store/services.js';
@@ -83,6 +83,46 @@ describe('a whole session', () => {
     const closed = await debitSession(store, sessionId, { requestId: 'd', usedUnits: 30 }, 'hd');
     expect(closed.body).toMatchObject({ charged: { units: 300, amount: 10 }, returned: { amount: 0 } });
     expect(await reconciled(store, 'eve')).toMatchObject({ balance: 0, reserved: 0 });
+  });
+
+  describe('a report over its grant (review: 1 s over a 3600 s grant priced per hour made the next hour free)', () => {
+    const hourly = { serviceId: 'hourly', unit: 'seconds' as const, price: { amountMinor: 100, perUnits: 3600 }, validitySeconds: 300, interimIntervalSeconds: 30 };
+    async function anHourHeld(twoWriteSteps: boolean, balance: number) {
+      const store = await testStore({ twoWriteSteps });
+      await putService(store, hourly);
+      await createAccount(store, { accountId: 'hal', currency: 'EUR', kind: 'prepaid' });
+      await topUp(store, 'hal', 't1', balance, 'ht');
+      const opened = await reserve(store, { requestId: 'r1', accountId: 'hal', clientId: 'scscf', serviceId: 'hourly', requested: { units: 3600 } }, 'h');
+      expect(opened.body).toMatchObject({ granted: { units: 3600, amount: 100 } });
+      return { store, sessionId: opened.body.sessionId as string };
+    }
+
+    it.each(writePaths)('pays the hour it started from the next grant: 7200 s cost two hours, as reported exactly (%s)', async (_path, twoWriteSteps) => {
+      const { store, sessionId } = await anHourHeld(twoWriteSteps, 1000);
+      const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 3601, requested: { units: 3600 } }, 'hu1');
+      // 100 charged (the hold); the next grant holds the second hour, which the 3601st second started, and the third.
+      expect(updated).toMatchObject({ status: 200, body: { granted: { units: 3600, amount: 200 }, charged: { units: 3601, amount: 100 } } });
+      const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 3599 }, 'hd1');
+      expect(closed.body).toMatchObject({ charged: { units: 7200, amount: 200 }, returned: { amount: 100 } });
+      expect(await reconciled(store, 'hal')).toMatchObject({ balance: 800, reserved: 0 });
+    });
+
+    it.each(writePaths)('grants nothing when nothing is left to pay the hour it started (fails before: 3599 s granted with nothing held) (%s)', async (_path, twoWriteSteps) => {
+      const { store, sessionId } = await anHourHeld(twoWriteSteps, 100);
+      const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 3601, requested: { units: 3600 } }, 'hu1');
+      expect(updated).toMatchObject({ status: 402, body: { code: 'insufficient_credit', charged: { units: 3601, amount: 100 } } });
+      const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 0 }, 'hd1');
+      expect(closed.body).toMatchObject({ charged: { units: 3601, amount: 100 }, returned: { amount: 0 } });
+      expect(await reconciled(store, 'hal')).toMatchObject({ balance: 0, reserved: 0 });
+    });
+
+    it.each(writePaths)('a release gives the whole hold back: what the report left unpaid stays unpaid (%s)', async (_path, twoWriteSteps) => {
+      const { store, sessionId } = await anHourHeld(twoWriteSteps, 1000);
+      await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 3601, requested: { units: 3600 } }, 'hu1');
+      const released = await refundSession(store, sessionId, { requestId: 'x1' }, 'hx1');
+      expect(released.body).toMatchObject({ refunded: { amount: 0 }, state: 'closed', released: true });
+      expect(await reconciled(store, 'hal')).toMatchObject({ balance: 900, reserved: 0 });
+    });
   });
 
   it.each(writePaths)('a huge request after usage is granted what can be charged, and its usage is charged (%s)', async (_path, twoWriteSteps) => {
@@ -225,6 +265,21 @@ describe('idempotency', () => {
     expect(await codeOf(updateSession(store, body.sessionId as string, { requestId: 'u1', usedUnits: 61 }, 'other'))).toBe('idempotency_conflict');
     // The refused attempt on bob left nothing behind.
     expect(await reconciled(store, 'bob')).toMatchObject({ balance: 1000, reserved: 0 });
+  });
+
+  it.each(writePaths)('a release that the debit beats is refused in the words its repeat gets (review: two wordings) (%s)', async (_path, twoWriteSteps) => {
+    const { store, runBefore, pending } = await interleavingStore((command) =>
+      (command instanceof TransactWriteCommand || command instanceof UpdateCommand) && JSON.stringify(command.input).includes('"rel-1"'), { twoWriteSteps });
+    await fundedAccount(store, 'alice', 1000);
+    const { body } = await reserve(store, reserveCommand('r1'), 'h1');
+    const sessionId = body.sessionId as string;
+    runBefore(() => debitSession(store, sessionId, { requestId: 'd1', usedUnits: 60 }, 'hd1'));
+    const refusal = (promise: Promise<unknown>) => promise.then(() => null, (error: ChargingError) => ({ code: error.code, message: error.message, extra: error.extra }));
+    const first = await refusal(refundSession(store, sessionId, { requestId: 'rel-1' }, 'hr'));
+    expect(pending()).toBe(false);
+    expect(first).toMatchObject({ code: 'session_closed' });
+    expect(await refusal(refundSession(store, sessionId, { requestId: 'rel-1' }, 'hr'))).toEqual(first);
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 998, reserved: 0 });
   });
 
   it('concurrent duplicates reserve once and all get the same answer', async () => {
