@@ -20,7 +20,7 @@ import { optimisticGrant, type Requested } from '../domain/reservation.js';
 import { apportion, charges, chargesWithoutOutcome, mostPossibleShares, validatePrinciple, type Outcome, type Principle } from '../domain/parties.js';
 import { MAX_BALANCE_MINOR, priceOf } from '../domain/rating.js';
 import { nextDueAt } from '../domain/combined.js';
-import { sessionClosed, shownState } from '../domain/session.js';
+import { isOpen, releaseClosed, sessionClosed, shownState } from '../domain/session.js';
 
 export interface PartyState {
   accountId: string;
@@ -308,7 +308,7 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
     if (kind !== 'release') fail('conflict', `session ${session.sessionId} waits for every party to agree`);
     return closePending(store, session, 'released', command.requestId, bodyHash);
   }
-  if (session.state !== 'active') sessionClosed(session.sessionId, session.state);
+  if (session.state !== 'active') (kind === 'release' ? releaseClosed : sessionClosed)(session.sessionId, session.state);
   const parties = session.parties!;
   const ids = parties.map((p) => p.accountId);
   const usedUnits = session.hold.usedUnits + (kind === 'release' ? 0 : command.usedUnits);
@@ -485,7 +485,14 @@ async function closePending(store: Store, session: SessionItem, state: 'expired'
   } catch (error) {
     if (!conditionFailedAt(error, 0)) throw error;
     const now = await requireSession(store, session.sessionId, requestId);
-    return replayOrConflict(now, requestId, bodyHash) ?? fail('conflict', `session ${session.sessionId} is ${now.state}`);
+    const replay = replayOrConflict(now, requestId, bodyHash);
+    if (replay) return replay;
+    // A release that the last agreement beat releases the game it started; one the sweep or
+    // another release beat is refused as any release of a closed session (fails before:
+    // 409 conflict, kept nowhere, so its repeat released the game).
+    if (state === 'released' && now.state === 'active') return partyStep(store, now, 'release', { requestId, usedUnits: 0 }, bodyHash);
+    if (state === 'released' && !isOpen(now.state)) releaseClosed(session.sessionId, now.state);
+    return fail('conflict', `session ${session.sessionId} is ${now.state}`);
   }
   return answer;
 }

@@ -186,6 +186,24 @@ describe('duplicates of the last agreement', () => {
   });
 });
 
+describe('a release racing the last agreement (review: 409 conflict, and its repeat released the game)', () => {
+  it('releases the game the agreement started, and its repeat is answered alike', async () => {
+    const { store, runBefore, pending } = await interleavingStore((command) => command instanceof TransactWriteCommand && JSON.stringify(command.input).includes('rel-1'));
+    await players(store, { ann: 500, ben: 500 });
+    const proposed = await proposePartySession(store, { requestId: 'rg', parties: ['ann', 'ben'], principle: { type: 'split' }, clientId: 'game-server', serviceId: 'game', requested: { units: 100 } }, 'h');
+    const sessionId = proposed.body.sessionId as string;
+    await agree(store, sessionId, { requestId: 'rg-ann', accountId: 'ann' }, 'h');
+    // The release read the proposal pending; ben's agreement starts the game before its write.
+    runBefore(() => agree(store, sessionId, { requestId: 'rg-ben', accountId: 'ben' }, 'h'));
+    const released = await refundSession(store, sessionId, { requestId: 'rel-1' }, 'hr');
+    expect(pending()).toBe(false);
+    expect(released).toMatchObject({ status: 200, body: { state: 'closed', released: true } });
+    expect(await refundSession(store, sessionId, { requestId: 'rel-1' }, 'hr')).toEqual(released);
+    expect(await reconciled(store, 'ann')).toMatchObject({ balance: 500, reserved: 0 });
+    expect(await reconciled(store, 'ben')).toMatchObject({ balance: 500, reserved: 0 });
+  });
+});
+
 describe('cleanup', () => {
   it('a proposal nobody finishes agreeing, and a silent game, are cleaned up by the sweep', async () => {
     const clock = testClock();
