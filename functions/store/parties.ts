@@ -247,6 +247,14 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     } else {
       conditions.push('ops.#op.seq = :seq');
       values[':seq'] = session.seq;
+      // A hold grows only on an account that may still spend, as a plain session's grant
+      // (fails before: an expired party's hold grew with every update; review 4).
+      if (step.kind === 'update' && reservedDelta > 0) {
+        conditions.push(USABLE_CONDITION);
+        names['#status'] = 'status';
+        values[':active'] = 'active';
+        values[':now'] = step.at;
+      }
     }
     return { Update: {
       TableName: store.tableName, Key: key.account(move.accountId),
@@ -354,7 +362,9 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
     // session (else a client that then terminates with nothing more used would not pay for
     // it): the same step with the holds as they are, which needs no money. The refusal is
     // the step's answer, so a repeat is refused alike even after a top-up.
-    const refusal: StoredAnswer = { status: 402, body: { code: 'insufficient_credit', detail: `party ${refused.accountId} cannot pay a larger share; the reported usage was recorded`, accountId: refused.accountId, finalUnitAction: 'terminate', charged: { units: usedUnits, amount: 0 } } };
+    const refusal: StoredAnswer = refused.reason === 'inactive'
+      ? { status: 403, body: { code: 'account_inactive', detail: `party ${refused.accountId} may not spend (suspended, or past its validity): no new grant; the reported usage was recorded`, accountId: refused.accountId, charged: { units: usedUnits, amount: 0 } } }
+      : { status: 402, body: { code: 'insufficient_credit', detail: `party ${refused.accountId} cannot pay a larger share; the reported usage was recorded`, accountId: refused.accountId, finalUnitAction: 'terminate', charged: { units: usedUnits, amount: 0 } } };
     // It is a report like any other: the game lives validitySeconds from it, as after a grant.
     const usageOnly: SessionItem = { ...session, seq: session.seq + 1, lastUpdateAt: at, validUntil: addSeconds(at, session.validitySeconds), hold: { ...session.hold, seq: session.seq + 1, usedUnits } };
     const held = parties.map((p) => ({ accountId: p.accountId, chargeMinor: 0, newHoldMinor: p.holdMinor, grantedUnits: session.hold.grantedUnits }));

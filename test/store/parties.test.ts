@@ -186,6 +186,31 @@ describe('duplicates of the last agreement', () => {
   });
 });
 
+describe('a party whose account expires mid-game (review: its hold grew with every update)', () => {
+  it('an update that would grow its hold records the usage and grants nothing: 403 naming it, even when it is short too; the debit is taken', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await putService(store, game);
+    await createAccount(store, { accountId: 'ann', currency: 'EUR', kind: 'prepaid', validUntil: '2026-01-01T00:01:00.000Z' });
+    await topUp(store, 'ann', 't-ann', 60, 'h');
+    await players(store, { ben: 1000 });
+    const { sessionId, last } = await started(store, 'xg', ['ann', 'ben'], { type: 'split' }, 100);
+    expect(last.body.state).toBe('active');
+    clock.advanceSeconds(120);
+    const updated = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 40, requested: { units: 600 } }, 'h');
+    expect(updated).toMatchObject({ status: 403, body: { code: 'account_inactive', accountId: 'ann', charged: { units: 40 } } });
+    expect(await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 40, requested: { units: 600 } }, 'h')).toEqual(updated);
+    expect(await reconciled(store, 'ann')).toMatchObject({ balance: 60, reserved: 50 });
+    expect(await reconciled(store, 'ben')).toMatchObject({ balance: 1000, reserved: 50 });
+    // An update within the holds grows nothing: it is granted.
+    expect(await updateSession(store, sessionId, { requestId: 'u2', usedUnits: 10, requested: { units: 10 } }, 'h')).toMatchObject({ status: 200 });
+    const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 10 }, 'h');
+    expect(closed.body).toMatchObject({ state: 'closed', charged: { units: 60, amount: 60 } });
+    expect(await reconciled(store, 'ann')).toMatchObject({ balance: 30, reserved: 0 });
+    expect(await reconciled(store, 'ben')).toMatchObject({ balance: 970, reserved: 0 });
+  });
+});
+
 describe('a release racing the last agreement (review: 409 conflict, and its repeat released the game)', () => {
   it('releases the game the agreement started, and its repeat is answered alike', async () => {
     const { store, runBefore, pending } = await interleavingStore((command) => command instanceof TransactWriteCommand && JSON.stringify(command.input).includes('rel-1'));
