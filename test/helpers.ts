@@ -1,7 +1,7 @@
 // Shared test fixtures: a fresh table on the run's DynamoDB Local, and the local API.
 import { expect, inject } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { createStore, ensureTable, type Db, type Store } from '../functions/store/db.js';
 import { putService } from '../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../functions/store/accounts.js';
@@ -65,6 +65,20 @@ export async function interleavingStore(matches: (command: unknown) => boolean, 
     },
   }) });
   return { store, runBefore: (run) => { waiting = run; }, pending: () => waiting !== null };
+}
+
+/**
+ * The store, but its first read of a session or a request record finds nothing: a copy of a
+ * request that read just before another copy recorded it (the race a repeat's first read
+ * cannot close), so it goes on to write the account. For the paths that finish what such a
+ * copy leaves.
+ */
+export function readingBeforeTheRecord(store: Store): Store {
+  let missed = false;
+  return { ...store, db: { send: (command: any) => {
+    if (!missed && command instanceof GetCommand && /^(SES|REQ)#/.test(String(command.input.Key?.pk))) { missed = true; return Promise.resolve({}) as any; }
+    return store.db.send(command);
+  } } };
 }
 
 /** The two ways an operation writes an account (functions/store/ops.ts): for `it.each`, label and `twoWriteSteps`. */

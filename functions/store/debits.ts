@@ -139,6 +139,8 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
   };
   const refusedViaMain = await routeViaMain();
   if (refusedViaMain) return refusedViaMain;
+  /** Whether the one write looked for the request's record (and found none of its own). */
+  let recordChecked = false;
   if (oneWriteAllowed(store, accountId)) {
     // The charge and its record in one transaction (see ops.ts, one-write operations).
     const written = await applyOpWithRecord(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId, mainAccountId: payer ?? null }, movement, entry, recordItems(store, accountId, entry, payer));
@@ -152,6 +154,7 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
     }
     // Anything else: the two-write way below decides, knowing the account's main account if
     // the refusal told it.
+    recordChecked = written.outcome === 'fallback' && written.recordChecked;
     if (payer === undefined) {
       const refused = await routeViaMain();
       if (refused) return refused;
@@ -161,6 +164,12 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
   // and the replay below answers from the latest read.
   const earlierAnswer = lazyRead(() => storedAnswer(store, command.requestId, bodyHash, true));
   const answeredBefore = async () => !!(await earlierAnswer(true));
+  // A repeat of an event answered before is answered before anything is written (see
+  // reserve: the charge taken and given back refused others meanwhile; review 1).
+  if (!recordChecked) {
+    const replay = await earlierAnswer();
+    if (replay) return replay;
+  }
   const charge = () => isServiceAccountId(accountId)
     ? applyOp(store, accountId, opId, { kind: 'new', dueAt, answeredBefore }, { balanceDelta: -entry.chg, reservedDelta: 0, availableDelta: -entry.chg }, entry)
     : applyOp(store, accountId, opId, { kind: 'new', dueAt, serviceId: command.serviceId, answeredBefore, mainAccountId: payer ?? null }, movement, entry);
@@ -188,7 +197,8 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
       if (recorded.h !== bodyHash) reusedRequestId(command.requestId);
       entry = recorded;
     } else {
-      const replay = await earlierAnswer();
+      // Afresh if it was read before the charge (a concurrent duplicate may have recorded it since).
+      const replay = await earlierAnswer(!recordChecked);
       if (replay) return replay;
       const routed = isServiceAccountId(accountId);
       const shown = routed ? `the ${command.serviceId} account of ${owner}` : `account ${command.accountId}`;

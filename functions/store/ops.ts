@@ -304,9 +304,11 @@ function preferTwoWrites(store: Store, accountId: string, forMs: number): void {
  * landed): go the two-write way, which finds out. That includes a record refused while the
  * account carries an entry of this operation: it may be what an earlier two-write attempt of
  * this very request left (a charge or a hold taken before it learnt the record existed, and
- * not yet given back), which only the two-write path finishes.
+ * not yet given back), which only the two-write path finishes. `recordChecked`: the
+ * transaction was refused on its conditions alone, so the record was looked at (absent, or
+ * this operation's entry is on the account); not after a conflict or a timeout.
  */
-export type OneWriteOutcome = { outcome: 'applied' } | { outcome: 'record_refused'; index: number } | { outcome: 'fallback' };
+export type OneWriteOutcome = { outcome: 'applied' } | { outcome: 'record_refused'; index: number } | { outcome: 'fallback'; recordChecked: boolean };
 
 export async function applyOpWithRecord(store: Store, accountId: string, opId: string, condition: OpCondition, movement: Movement, entry: OpEntry,
   record: Array<Record<string, unknown>>): Promise<OneWriteOutcome> {
@@ -325,10 +327,10 @@ export async function applyOpWithRecord(store: Store, accountId: string, opId: s
   } catch (error) {
     const reasons = cancellationReasons(error);
     settleRemovals(store, accountId, removals, reasons ? 'refused' : 'unknown');
-    if (!reasons) return { outcome: 'fallback' };
+    if (!reasons) return { outcome: 'fallback', recordChecked: false };
     if (reasons.some((r) => r.Code === 'TransactionConflict')) {
       preferTwoWrites(store, accountId, CONTENDED_MS);
-      return { outcome: 'fallback' };
+      return { outcome: 'fallback', recordChecked: false };
     }
     const index = reasons.findIndex((r, i) => i > 0 && r.Code === 'ConditionalCheckFailed');
     const account = plainItem(reasons[0]?.Item) as Partial<AccountItem & { classification: string }> | undefined;
@@ -344,7 +346,7 @@ export async function applyOpWithRecord(store: Store, accountId: string, opId: s
     if (account && (account.lowBalanceThreshold !== undefined || account.classification !== undefined || account.serviceAccounts)) {
       preferTwoWrites(store, accountId, NEEDS_TWO_WRITES_MS);
     }
-    return { outcome: 'fallback' };
+    return { outcome: 'fallback', recordChecked: true };
   }
   settleRemovals(store, accountId, removals, 'applied');
   return { outcome: 'applied' };

@@ -333,6 +333,8 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   // long grant (validity up to 30 days) would keep the sweep from a short one's orphan as long.
   const orphanDueAt = (hold: OpEntry) => new Date(Math.min(Date.parse(hold.vu!) + ORPHAN_GRACE_MS, Date.parse(hold.at) + REVISIT_MAX_MS)).toISOString();
   const record = (entry: OpEntry, recordedAt: string) => reserveRecord(store, command, bodyHash, service, { sessionId, chargedAccountId, payer, price, requested, serviceAccount, entry, recordedAt });
+  /** Whether the one write looked for the session under this requestId (and found none of its own). */
+  let recordChecked = false;
   if (oneWriteAllowed(store, chargedAccountId)) {
     // The hold and its session in one transaction (see ops.ts, one-write operations).
     const candidate = holdEntry(store.now());
@@ -347,6 +349,7 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     }
     // Anything else: the two-write way below decides (a refusal, routing, a shortfall, a
     // conflict, or a timeout after which the transaction may have landed).
+    recordChecked = written.outcome === 'fallback' && written.recordChecked;
   }
   let entry!: OpEntry;
   /** A hold of this request that the sweep released (its reserve died before the session write): record it expired. */
@@ -356,6 +359,15 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   // to cover it, and the replay below answers from the latest read.
   const earlierSession = lazyRead(() => getSessionItem(store, sessionId));
   const answeredBefore = async () => !!(await earlierSession(true));
+  // A repeat of a reserve whose session is over (its hold gone from the account) is answered
+  // before anything is written: the two writes would hold its money again until the session
+  // write failed, refusing others meanwhile and telling a low balance that never was (fails
+  // before; review 1). One read, only where the one write did not look (a hot account, a
+  // threshold to watch, service accounts), and the refusals below reuse it.
+  if (!recordChecked) {
+    const existing = await earlierSession();
+    if (existing) return replayOrConflict(existing, command.requestId, bodyHash) ?? reusedRequestId(command.requestId);
+  }
   for (let attempt = 0; attempt < MAX_ATTEMPTS && !committed; attempt++) {
     // A refusal (of the one write, or of the last attempt: `otherMain`) may have told this
     // process the account's main account.
@@ -404,8 +416,9 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     }
     // Refused. A session under this requestId may exist already (its hold long gone from the
     // account): then this is a retransmission, answered as before whatever the account says
-    // now, or another body. Read only on refusal: the hot path stays at two calls.
-    const existing = await earlierSession();
+    // now, or another body. Read afresh if it was read before the write (a concurrent
+    // duplicate may have opened the session since).
+    const existing = await earlierSession(!recordChecked);
     if (existing) return replayOrConflict(existing, command.requestId, bodyHash) ?? reusedRequestId(command.requestId);
     const shown = serviceAccount ? `the ${serviceAccount.classification} account of ${serviceAccount.owner}` : `account ${chargedAccountId}`;
     if (refusal === 'not_found') fail('not_found', `${shown} does not exist`);

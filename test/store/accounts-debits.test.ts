@@ -1,7 +1,7 @@
 // Top-ups, direct event charges and the account item staying small, on DynamoDB Local.
 import { describe, expect, it } from 'vitest';
 import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
-import { codeOf, fundedAccount, reconciled, testStore, twoWriteAndOneWriteStores, voice, writePaths } from '../helpers.js';
+import { codeOf, fundedAccount, readingBeforeTheRecord, reconciled, testStore, twoWriteAndOneWriteStores, voice, writePaths } from '../helpers.js';
 import { createAccount, topUp } from '../../functions/store/accounts.js';
 import { directDebit } from '../../functions/store/debits.js';
 import { reserve, debitSession, requireSession, sessionIdFor } from '../../functions/store/sessions.js';
@@ -113,7 +113,7 @@ describe('direct debits', () => {
     await fundedAccount(oneWrite, 'alice', 100);
     await topUp(oneWrite, 'alice', 't1', 10, 'ht');
     failNextTransaction(new Error('throttled'));
-    await expect(directDebit(twoWrites, event('t1'), 'he')).rejects.toThrow('throttled');
+    await expect(directDebit(readingBeforeTheRecord(twoWrites), event('t1'), 'he')).rejects.toThrow('throttled');
     expect(await codeOf(directDebit(oneWrite, event('t1'), 'he'))).toBe('idempotency_conflict');
     expect(await reconciled(oneWrite, 'alice')).toMatchObject({ balance: 110, ops: {} });
   });

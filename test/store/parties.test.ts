@@ -1,7 +1,7 @@
 // Seed 000: multi-party sessions where the parties agree who pays, on DynamoDB Local.
 import { describe, expect, it } from 'vitest';
 import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
-import { captureNotifications, interleavingStore, relayUntil, codeOf, reconciled, testApi, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
+import { captureNotifications, interleavingStore, readingBeforeTheRecord, relayUntil, codeOf, reconciled, testApi, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
 import type { Store } from '../../functions/store/db.js';
 import { listNotifications, relayNotifications } from '../../functions/store/notifications.js';
 import { putService } from '../../functions/store/services.js';
@@ -290,7 +290,7 @@ describe('cleanup', () => {
     await players(store, { ann: 1000, ben: 1000, cat: 1000 });
     await proposePartySession(store, { requestId: 'g', parties: ['ann', 'ben'], principle: { type: 'split' }, clientId: 'g', serviceId: 'game', requested: { units: 100 } }, 'h');
     failNextTransaction(Object.assign(new Error('handler died'), { name: 'HandlerDied' }));
-    await expect(reserve(store, { requestId: 'g', accountId: 'cat', clientId: 'g', serviceId: 'game', requested: { units: 100 } }, 'other')).rejects.toThrow('handler died');
+    await expect(reserve(readingBeforeTheRecord(store), { requestId: 'g', accountId: 'cat', clientId: 'g', serviceId: 'game', requested: { units: 100 } }, 'other')).rejects.toThrow('handler died');
     expect((await requireAccount(store, 'cat')).reserved).toBe(100);
     clock.advanceSeconds(600 + 61);
     await sweep(store, { batchSize: 10, maxBatches: 5 });

@@ -2,7 +2,7 @@
 // on a schedule, below a minimum level, in priority order when money is short; seed 003:
 // low-balance transfers from sponsors. Against DynamoDB Local.
 import { describe, expect, it } from 'vitest';
-import { captureNotifications, interleavingStore, codeOf, reconciled, testClock, testStore, twoWriteAndOneWriteStores, writePaths } from '../helpers.js';
+import { captureNotifications, interleavingStore, codeOf, readingBeforeTheRecord, reconciled, testClock, testStore, twoWriteAndOneWriteStores, writePaths } from '../helpers.js';
 import type { Store } from '../../functions/store/db.js';
 import { GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
@@ -563,7 +563,7 @@ describe('charging a service account (sessions and events of its service draw un
     await owner(twoWrites, 1000);
     const command = { requestId: 'r1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 1024 } };
     failNextTransaction(Object.assign(new Error('handler died'), { name: 'HandlerDied' }));
-    await expect(reserve(twoWrites, command, 'h')).rejects.toThrow('handler died'); // a hold on alice, no session
+    await expect(reserve(readingBeforeTheRecord(twoWrites), command, 'h')).rejects.toThrow('handler died'); // a hold on alice, no session
     clock.advanceSeconds(3600 + 61);
     expect(await sweep(twoWrites, { batchSize: 10, maxBatches: 3 })).toMatchObject({ orphansReleased: 1 });
     await putServiceAccount(twoWrites, 'alice', 'data', data);
@@ -738,7 +738,7 @@ describe('charging a service account (sessions and events of its service draw un
     expect(Object.keys((await requireAccount(twoWrites, serviceAccountId('alice', 'data'))).ops)).not.toContain(opened.body.sessionId);
     // The late duplicate takes a new hold on the service account and dies before finding the session.
     failNextTransaction(Object.assign(new Error('handler died'), { name: 'HandlerDied' }));
-    await expect(reserve(twoWrites, command, 'h')).rejects.toThrow('handler died');
+    await expect(reserve(readingBeforeTheRecord(twoWrites), command, 'h')).rejects.toThrow('handler died');
     expect((await requireAccount(twoWrites, serviceAccountId('alice', 'data'))).reserved).toBe(780);
     // Its retry (one write this time) replays the original answer and gives that hold back.
     expect(await reserve(oneWrite, command, 'h')).toEqual(opened);

@@ -4,12 +4,13 @@ import { describe, expect, it } from 'vitest';
 import { GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from '../../functions/store/table.js';
 import { listNotifications } from '../../functions/store/notifications.js';
-import { codeOf, fundedAccount, interleavingStore, reconciled, reserveCommand, testClock, testStore, twoWriteAndOneWriteStores, writePaths } from '../helpers.js';
+import { codeOf, fundedAccount, interleavingStore, readingBeforeTheRecord, reconciled, reserveCommand, testClock, testStore, twoWriteAndOneWriteStores, writePaths } from '../helpers.js';
 import { answerIn, reserve, updateSession, debitSession, refundSession, expireSession, requireSession, sessionIdFor } from '../../functions/store/sessions.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import { putService } from '../../functions/store/services.js';
 import { ChargingError } from '../../functions/domain/errors.js';
-import type { Db } from '../../functions/store/db.js';
+import { countingDb, type Db } from '../../functions/store/db.js';
+import { directDebit } from '../../functions/store/debits.js';
 
 /** ann, with 1000, holds 1 kB of data at 3 per kB (3 held). */
 async function oneKilobyteHeld(twoWriteSteps: boolean) {
@@ -453,11 +454,31 @@ describe('one write: the account and the record in one transaction', () => {
     await oneWrite.db.send(new UpdateCommand({ TableName: oneWrite.tableName, Key: key.account('alice'), UpdateExpression: 'REMOVE ops.#op', ExpressionAttributeNames: { '#op': sessionId } }));
     // A late duplicate on a hot account's path takes a new hold, and dies before it learns the session exists.
     failNextTransaction(new Error('handler died'));
-    await expect(reserve(twoWrites, reserveCommand('r1'), 'h1')).rejects.toThrow('handler died');
+    await expect(reserve(readingBeforeTheRecord(twoWrites), reserveCommand('r1'), 'h1')).rejects.toThrow('handler died');
     expect(await requireAccount(oneWrite, 'alice')).toMatchObject({ reserved: 20 });
     // Its retry, in a process where the account is quiet, is answered as before, and the hold goes back.
     expect(await reserve(oneWrite, reserveCommand('r1'), 'h1')).toEqual(opened);
     expect(await reconciled(oneWrite, 'alice')).toMatchObject({ balance: 98, reserved: 0 });
+  });
+
+  it('a repeat of a reserve or an event answered long ago writes nothing on the two-write path: no money held again, no low balance told again (review 1)', async () => {
+    const store = await testStore();
+    await fundedAccount(store, 'alice', 1000);
+    await store.db.send(new UpdateCommand({ TableName: store.tableName, Key: key.account('alice'), UpdateExpression: 'SET lowBalanceThreshold = :t', ExpressionAttributeValues: { ':t': 990 } }));
+    const opened = await reserve(store, reserveCommand('r1'), 'h1'); // 20 held: 980 available, below 990
+    await debitSession(store, opened.body.sessionId as string, { requestId: 'd1', usedUnits: 0 }, 'hd');
+    const event = { requestId: 'e1', accountId: 'alice', clientId: 'as', serviceId: 'voice', units: 60 };
+    const charged = await directDebit(store, event, 'he'); // carries away the session's finished entry
+    await directDebit(store, { ...event, requestId: 'e2' }, 'he2'); // and this one e1's
+    const lowBalances = async () => (await listNotifications(store, 'alice')).notifications.filter((n) => n.type === 'low_balance').length;
+    expect(await lowBalances()).toBe(1);
+    const calls = countingDb(store.db);
+    const counted = { ...store, db: calls };
+    expect(await reserve(counted, reserveCommand('r1'), 'h1')).toEqual(opened);
+    expect(await directDebit(counted, event, 'he')).toEqual(charged);
+    expect([...calls.counts.keys()].filter((kind) => kind !== 'Get')).toEqual([]);
+    expect(await lowBalances()).toBe(1);
+    expect(await reconciled(store, 'alice')).toMatchObject({ balance: 996, reserved: 0 });
   });
 
   it('an account with a low-balance threshold is written the two-write way, and its crossing is noticed', async () => {
