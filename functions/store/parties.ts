@@ -147,7 +147,7 @@ export async function agree(store: Store, sessionId: string, command: { requestI
 }
 
 /** The last agreement: reserve every party's most possible share, all or nothing. */
-async function activate(store: Store, session: SessionItem, command: { requestId: string; accountId: string }, bodyHash: string, attempt: number, coversAsked = 0): Promise<StoredAnswer> {
+async function activate(store: Store, session: SessionItem, command: { requestId: string; accountId: string }, bodyHash: string, attempt: number, covers = NO_COVERS): Promise<StoredAnswer> {
   const requestId = command.requestId;
   const parties = session.parties!;
   const grant = optimisticGrant(session.requested!, session.price)!;
@@ -169,8 +169,8 @@ async function activate(store: Store, session: SessionItem, command: { requestId
   // stays proposed, so the parties may top up and agree again (a new requestId) before validUntil.
   const refused = result.refusedParty;
   // A short party is covered as its charges are, then the agreement tries again.
-  const covered = await coverParty(store, session, refused, coversAsked, parties.length);
-  if (covered?.retry) return activate(store, session, command, bodyHash, attempt, coversAsked + 1);
+  const covered = await coverParty(store, session, refused, covers, parties.length);
+  if (covered?.retry) return activate(store, session, command, bodyHash, attempt, coveredOnce(covers, refused!.accountId));
   if (covered?.taken === 'inactive') refused.reason = 'inactive';
   const problem = refused.reason === 'not_found'
     ? { status: 404, body: { code: 'not_found', detail: `account ${refused.accountId} does not exist`, accountId: refused.accountId } }
@@ -200,15 +200,29 @@ type RefusedParty = { accountId: string; reason: 'not_found' | 'inactive' | 'ins
 type StepResult = { ok: true } | { ok: false; refusedParty?: RefusedParty };
 
 /**
+ * How often a request's step asked cover: in all (at most MAX_COVER_TRIES, as a charge's),
+ * and for each party.
+ */
+type Covers = { asked: number; byParty: Readonly<Record<string, number>> };
+const NO_COVERS: Covers = { asked: 0, byParty: {} };
+const coveredOnce = (covers: Covers, accountId: string): Covers =>
+  ({ asked: covers.asked + 1, byParty: { ...covers.byParty, [`a:${accountId}`]: (covers.byParty[`a:${accountId}`] ?? 0) + 1 } });
+
+/**
  * A party refused for money is covered as its charges are (its family, its sponsors:
  * coverShortfall), at the last agreement and on an update alike; each party may be the short
  * one in turn (a first look each, of `partyCount`), and asked again when concurrent charges
- * took what came (`coversAsked`, at most MAX_COVER_TRIES, as a charge's). Null: nobody was asked.
+ * took what came. Null: nobody was asked.
  */
-async function coverParty(store: Store, session: SessionItem, refused: RefusedParty | undefined, coversAsked: number, partyCount: number): Promise<Covered | null> {
-  if (refused?.reason !== 'insufficient' || !refused.account || coversAsked >= MAX_COVER_TRIES || !hasCover(refused.account)) return null;
-  // What asks: this step of the session (its seq; 0 for the agreement) in this round.
-  return coverShortfall(store, refused.account, refused.needMinor - refused.account.available, `${session.sessionId}:${session.seq}:${coversAsked}`, coversAsked < partyCount, coversAsked);
+async function coverParty(store: Store, session: SessionItem, refused: RefusedParty | undefined, covers: Covers, partyCount: number): Promise<Covered | null> {
+  if (refused?.reason !== 'insufficient' || !refused.account || covers.asked >= MAX_COVER_TRIES || !hasCover(refused.account)) return null;
+  // What asks: this step of the session (its seq; 0 for the agreement), for the party's n-th
+  // shortfall in this request. Copies of one request find the parties short in another
+  // order, so the key counts this party's asks, not all of them: each copy's first ask for a
+  // party is the same key, and the sponsor pays it once (fails before: copies of the last
+  // agreement made a sponsor pay a party's shortfall twice; review 4).
+  const nth = covers.byParty[`a:${refused.accountId}`] ?? 0;
+  return coverShortfall(store, refused.account, refused.needMinor - refused.account.available, `${session.sessionId}:${session.seq}:${refused.accountId}:${nth}`, covers.asked < partyCount, covers.asked);
 }
 
 async function partyTransaction(store: Store, session: SessionItem, step: PartyStep): Promise<StepResult> {
@@ -309,12 +323,15 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
 // ------------------------------------------------------------- steps of an active session
 
 export async function partyStep(store: Store, session: SessionItem, kind: 'update' | 'debit' | 'release',
-  command: { requestId: string; usedUnits: number; requested?: Requested; outcome?: Outcome }, bodyHash: string, coversAsked = 0): Promise<StoredAnswer> {
+  command: { requestId: string; usedUnits: number; requested?: Requested; outcome?: Outcome }, bodyHash: string, covers = NO_COVERS): Promise<StoredAnswer> {
   const previous = replayOrConflict(session, command.requestId, bodyHash);
   if (previous) return previous;
   if (session.state === 'pending_agreement') {
     if (kind !== 'release') fail('conflict', `session ${session.sessionId} waits for every party to agree`);
-    return closePending(store, session, 'released', command.requestId, bodyHash);
+    const released = await closePending(store, session, 'released', command.requestId, bodyHash);
+    // The last agreement came first: the release releases the game it started (fails before:
+    // 409 conflict, kept nowhere, so its repeat released the game; review 4).
+    return released === 'started' ? partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, covers) : released;
   }
   if (session.state !== 'active') (kind === 'release' ? releaseClosed : sessionClosed)(session.sessionId, session.state);
   const parties = session.parties!;
@@ -354,8 +371,8 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   const refused = result.refusedParty;
   // A party short of a larger share is covered as its charges are; then the step is decided
   // again on the session as it is.
-  if ((await coverParty(store, session, refused, coversAsked, parties.length))?.retry) {
-    return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, coversAsked + 1);
+  if ((await coverParty(store, session, refused, covers, parties.length))?.retry) {
+    return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, coveredOnce(covers, refused!.accountId));
   }
   if (refused && kind === 'update') {
     // No hold can grow, but the reported usage is recorded all the same, as on a plain
@@ -371,7 +388,7 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
     if ((await partyTransaction(store, session, { kind, requestId: command.requestId, bodyHash, at, next: usageOnly, answer: refusal, moves: held })).ok) return refusal;
   }
   // The session moved (a duplicate, the sweep): decide again on what it is now.
-  return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, coversAsked);
+  return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, covers);
 }
 
 /**
@@ -458,7 +475,7 @@ export async function expirePartySession(store: Store, session: SessionItem): Pr
     // active, not expired, and the next sweep sees it as it is. Not a failure of the run.
     const notices = partyExpiryNotices(session, at, session.parties!.map(() => 0));
     return closePending(store, session, 'expired', systemRequestId(`expire:${session.seq}`), 'sweep', notices).then(
-      (answer) => answer.status === 200,
+      (answer) => answer !== 'started' && answer.status === 200,
       (error) => { if (error instanceof ChargingError && error.code === 'conflict') return false; throw error; });
   }
   // The usage the updates recorded is charged, as a release charges it (loser-pays, with no
@@ -476,7 +493,7 @@ function partyExpiryNotices(session: SessionItem, at: string, returnedEach: numb
 }
 
 /** A proposal that never started holds nothing: closing it is one conditional write. */
-async function closePending(store: Store, session: SessionItem, state: 'expired' | 'released', requestId: string, bodyHash: string, notices: Array<ReturnType<typeof expiryNotice>> = []): Promise<StoredAnswer> {
+async function closePending(store: Store, session: SessionItem, state: 'expired' | 'released', requestId: string, bodyHash: string, notices: Array<ReturnType<typeof expiryNotice>> = []): Promise<StoredAnswer | 'started'> {
   const answer: StoredAnswer = { status: 200, body: { ...shownState(state), refunded: { amount: 0 }, returned: { amount: 0 } } };
   try {
     await store.db.send(new TransactWriteCommand({
@@ -497,10 +514,9 @@ async function closePending(store: Store, session: SessionItem, state: 'expired'
     const now = await requireSession(store, session.sessionId, requestId);
     const replay = replayOrConflict(now, requestId, bodyHash);
     if (replay) return replay;
-    // A release that the last agreement beat releases the game it started; one the sweep or
-    // another release beat is refused as any release of a closed session (fails before:
-    // 409 conflict, kept nowhere, so its repeat released the game).
-    if (state === 'released' && now.state === 'active') return partyStep(store, now, 'release', { requestId, usedUnits: 0 }, bodyHash);
+    // A release that the last agreement beat goes on to release the game (the caller); one the
+    // sweep or another release beat is refused as any release of a closed session.
+    if (state === 'released' && now.state === 'active') return 'started';
     if (state === 'released' && !isOpen(now.state)) releaseClosed(session.sessionId, now.state);
     return fail('conflict', `session ${session.sessionId} is ${now.state}`);
   }

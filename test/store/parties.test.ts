@@ -186,6 +186,28 @@ describe('duplicates of the last agreement', () => {
   });
 });
 
+describe('copies of the last agreement covering short parties in another order (review 4: the sponsor paid a party\'s shortfall twice)', () => {
+  it('the sponsor pays each party\'s shortfall once', async () => {
+    // Copy A covers ann, then ben; copy B runs whole between the two: it finds ben short first.
+    const { store, runBefore, pending } = await interleavingStore((command) => command instanceof TransactWriteCommand && JSON.stringify(command.input).includes('SPT#sponsor:ben:'));
+    await players(store, { ann: 0, ben: 0, cid: 0, spo: 1000 });
+    for (const accountId of ['ann', 'ben', 'cid']) await setSponsors(store, accountId, [{ accountId: 'spo', priority: 1 }]);
+    const proposed = await proposePartySession(store, { requestId: 'cg', parties: ['ann', 'ben', 'cid'], principle: { type: 'loser-pays' }, clientId: 'game-server', serviceId: 'game', requested: { units: 100 } }, 'h');
+    const sessionId = proposed.body.sessionId as string;
+    await agree(store, sessionId, { requestId: 'cg-ann', accountId: 'ann' }, 'h');
+    await agree(store, sessionId, { requestId: 'cg-ben', accountId: 'ben' }, 'h');
+    const last = { requestId: 'cg-cid', accountId: 'cid' };
+    let copyB: unknown;
+    runBefore(async () => { copyB = await agree(store, sessionId, last, 'h'); });
+    const copyA = await agree(store, sessionId, last, 'h');
+    expect(pending()).toBe(false);
+    expect(copyA).toMatchObject({ status: 200, body: { state: 'active' } });
+    expect(copyB).toEqual(copyA);
+    for (const accountId of ['ann', 'ben', 'cid']) expect(await reconciled(store, accountId)).toMatchObject({ balance: 100, reserved: 100 });
+    expect(await reconciled(store, 'spo')).toMatchObject({ balance: 700 });
+  });
+});
+
 describe('a party whose account expires mid-game (review: its hold grew with every update)', () => {
   it('an update that would grow its hold records the usage and grants nothing: 403 naming it, even when it is short too; the debit is taken', async () => {
     const clock = testClock();
