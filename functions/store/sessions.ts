@@ -366,7 +366,11 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   // threshold to watch, service accounts), and the refusals below reuse it.
   if (!recordChecked) {
     const existing = await earlierSession();
-    if (existing) return replayOrConflict(existing, command.requestId, bodyHash) ?? reusedRequestId(command.requestId);
+    if (existing) {
+      const replay = replayOrConflict(existing, command.requestId, bodyHash) ?? reusedRequestId(command.requestId);
+      await settleStrayHold(store, existing);
+      return replay;
+    }
   }
   for (let attempt = 0; attempt < MAX_ATTEMPTS && !committed; attempt++) {
     // A refusal (of the one write, or of the last attempt: `otherMain`) may have told this
@@ -533,6 +537,18 @@ function heldBefore(released: OpEntry): OpEntry | null {
   const o = released.o;
   if (!o) return null;
   return { seq: 1, amt: o.amt, gu: o.gu, u: 0, chg: 0, rid: o.rid, h: o.h, n: o.n, at: o.at, vu: released.vu };
+}
+
+/**
+ * A repeat answered from its session before writing first gives back a hold that a copy of
+ * it took and left on the account: a copy that read before the session was recorded and died
+ * before it learnt so (the retry finishes what its first attempt left, as it did when it
+ * wrote first). One read of the account, only on such repeats; a game's stray is the sweep's.
+ */
+async function settleStrayHold(store: Store, session: SessionItem): Promise<void> {
+  if (session.parties) return;
+  const stray = (await getAccountItem(store, session.chargedAccountId))?.ops?.[session.sessionId];
+  if (stray && stray.seq === 1 && !stray.done && stray.n !== session.nonce) await voidHold(store, session.chargedAccountId, session.sessionId, stray);
 }
 
 /**

@@ -881,9 +881,12 @@ class Simulation {
         if (body.charged) s.charged = Math.max(s.charged, body.charged.amount);
         if (req.kind === 'update') {
           if (answer.status === 200) {
-            // A grant costs what it adds to the price of the usage so far (the block that usage is in is paid).
+            // A grant costs what takes the session's charge so far to the price of its usage with
+            // the grant used: the block the usage is in is paid, unless a report over its grant
+            // left it unpaid, and then the grant pays it first.
             const usedSoFar = body.charged?.units;
-            const addedCost = int(usedSoFar) && int(body.granted?.units) ? costOf(service, usedSoFar + body.granted.units, s.routed) - costOf(service, usedSoFar, s.routed) : NaN;
+            const addedCost = body.granted?.units === 0 ? 0
+              : int(usedSoFar) && int(body.granted?.units) && int(body.charged?.amount) ? costOf(service, usedSoFar + body.granted.units, s.routed) - body.charged.amount : NaN;
             if (!int(body.granted?.units) || body.granted.amount !== addedCost) this.fail('rating', `${what}: granted ${JSON.stringify(body.granted)} after ${usedSoFar} units used`);
             s.grantedUnits = body.granted.units;
           } else {

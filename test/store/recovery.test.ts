@@ -307,8 +307,7 @@ describe('accounts in the due index', () => {
 
 describe('removals of finished entries', () => {
   it('never take a newer entry under the same id (a late duplicate that died holding)', async () => {
-    const clock = testClock();
-    const store = await testStore({ now: clock.now, twoWriteSteps: true });
+    const store = await testStore({ twoWriteSteps: true });
     await fundedAccount(store, 'alice', 100);
     const first = await reserve(store, reserveCommand('r1'), 'h');
     await debitSession(store, first.body.sessionId as string, { requestId: 'd1', usedUnits: 60 }, 'hd'); // queued for removal
@@ -324,10 +323,7 @@ describe('removals of finished entries', () => {
     // The queued removal is stale: this write drops it and goes through, the new hold stays.
     await directDebit(store, event('e1'), 'he');
     expect((await requireAccount(store, 'alice')).ops[sessionId]).toMatchObject({ seq: 1, amt: 20 });
-    // A retry is answered from the session before it writes; the sweep gives the stray hold back.
-    expect(await reserve(store, reserveCommand('r1'), 'h')).toEqual(first);
-    clock.advanceSeconds(3600);
-    await runSweep(store);
+    expect(await reserve(store, reserveCommand('r1'), 'h')).toEqual(first); // ...and is voided by the retry
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 96, reserved: 0 });
   });
 });
