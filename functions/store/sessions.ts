@@ -656,7 +656,8 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
     let inactive = false;
     // A service account's item holds no validity of its own: it spends only while the
     // accounts it spends for may (fails before: their updates were granted after expiry).
-    if (grant && grant.units > 0 && onServiceAccount && !(await serviceAccountSpends(store, session, now.toISOString()))) { grant = null; inactive = true; }
+    const refusal = grant && grant.units > 0 && onServiceAccount ? await serviceAccountRefusal(store, session, now.toISOString()) : null;
+    if (refusal) { grant = null; inactive = refusal === 'inactive'; }
     for (let tries = 0; tries < MAX_ATTEMPTS; tries++) {
       const newHold = grant?.amountMinor ?? 0;
       const candidate: OpEntry = {
@@ -716,15 +717,23 @@ async function inUnitsOfService(store: Store, session: SessionItem, requested: R
 }
 
 /**
- * Whether a service account may grant more to a session: while its owner, and the account
- * that asked (a member drawing on its main account's), are active and valid (usableAt: a
- * member's item carries its main account's validity too). One read each, only on an update
- * of a service-account session that asks for more.
+ * Why a service account may not grant a session more, or null: it grants while its owner, and
+ * the account that asked (a member drawing on its main account's), are active and valid
+ * (usableAt: a member's item carries its main account's validity too), and while such a
+ * member has no consumptionLimit. One read each, only on an update of a service-account
+ * session that asks for more.
  */
-async function serviceAccountSpends(store: Store, session: SessionItem, at: string): Promise<boolean> {
-  const ids = [...new Set([publicAccountId(session.chargedAccountId), session.accountId])];
+async function serviceAccountRefusal(store: Store, session: SessionItem, at: string): Promise<'inactive' | 'limit' | null> {
+  const owner = publicAccountId(session.chargedAccountId);
+  const ids = [...new Set([owner, session.accountId])];
   const items = await Promise.all(ids.map((id) => getAccountItem(store, id)));
-  return items.every((item) => !!item && usableAt(item, at));
+  if (!items.every((item) => !!item && usableAt(item, at))) return 'inactive';
+  // A member given a consumptionLimit since its session opened no longer draws on its main
+  // account's service account, whose units would slip past the limit (mainAccountRoute): its
+  // session is granted no more, as a money session past its limit (fails before: it was
+  // granted from the bundle without end; review 3).
+  const member = items.find((item) => item!.accountId !== owner);
+  return member?.consumptionLimit !== undefined ? 'limit' : null;
 }
 
 /**

@@ -3,6 +3,7 @@
 // low-balance transfers from sponsors. Against DynamoDB Local.
 import { describe, expect, it } from 'vitest';
 import { captureNotifications, interleavingStore, codeOf, readingBeforeTheRecord, reconciled, testClock, testStore, twoWriteAndOneWriteStores, writePaths } from '../helpers.js';
+import { applyConsumptionLimit } from '../../functions/store/allotments.js';
 import type { Store } from '../../functions/store/db.js';
 import { GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
@@ -612,6 +613,21 @@ describe('charging a service account (sessions and events of its service draw un
     const late = await updateSession(store, s1.body.sessionId as string, { requestId: 'k1-u', usedUnits: 100, requested: { units: 300 } }, 'h');
     expect(late).toMatchObject({ status: 403, body: { code: 'account_inactive', charged: { units: 100 } } });
     expect(await reconciled(store, serviceAccountId('home', 'data'))).toMatchObject({ balance: 5120 - 100, reserved: 0 });
+  });
+
+  it('a member given a consumptionLimit since its session opened on its main account\'s service account is granted no more from it (review 3: granted without end)', async () => {
+    const { store } = await ownerValidForAnHour('home');
+    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
+    const s1 = await reserve(store, { requestId: 'k1', accountId: 'kid', clientId: 'ggsn', serviceId: 'data', requested: { units: 300 } }, 'h');
+    expect(s1.body).toMatchObject({ serviceAccount: 'data', granted: { units: 300 } });
+    await applyConsumptionLimit(store, 'kid', 0);
+    const late = await updateSession(store, s1.body.sessionId as string, { requestId: 'k1-u', usedUnits: 100, requested: { units: 300 } }, 'h');
+    expect(late).toMatchObject({ status: 402, body: { code: 'insufficient_credit', charged: { units: 100 } } });
+    expect(await reconciled(store, serviceAccountId('home', 'data'))).toMatchObject({ balance: 5120 - 100, reserved: 0 });
+    // Lifted, the next update is granted again.
+    await applyConsumptionLimit(store, 'kid', null);
+    const again = await updateSession(store, s1.body.sessionId as string, { requestId: 'k1-u2', usedUnits: 0, requested: { units: 300 } }, 'h');
+    expect(again).toMatchObject({ status: 200, body: { granted: { units: 300 } } });
   });
 
   it('a threshold and a scheduled recharge due in one run: the owner pays once, the level being above the minimum by then', async () => {
