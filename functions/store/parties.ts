@@ -492,7 +492,11 @@ function partyExpiryNotices(session: SessionItem, at: string, returnedEach: numb
   return session.parties!.map((p, i) => expiryNotice({ ...session, chargedAccountId: p.accountId }, at, returnedEach[i]!));
 }
 
-/** A proposal that never started holds nothing: closing it is one conditional write. */
+/**
+ * A proposal that never started holds nothing: closing it is one conditional write.
+ * `started`: a release found the game started by the last agreement meanwhile (the caller
+ * releases it as an active game).
+ */
 async function closePending(store: Store, session: SessionItem, state: 'expired' | 'released', requestId: string, bodyHash: string, notices: Array<ReturnType<typeof expiryNotice>> = []): Promise<StoredAnswer | 'started'> {
   const answer: StoredAnswer = { status: 200, body: { ...shownState(state), refunded: { amount: 0 }, returned: { amount: 0 } } };
   try {

@@ -363,7 +363,7 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   // before anything is written: the two writes would hold its money again until the session
   // write failed, refusing others meanwhile and telling a low balance that never was (fails
   // before; review 1). One read, only where the one write did not look (a hot account, a
-  // threshold to watch, service accounts), and the refusals below reuse it.
+  // threshold to watch, service accounts).
   if (!recordChecked) {
     const existing = await earlierSession();
     if (existing) {
