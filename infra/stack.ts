@@ -65,25 +65,31 @@ export const tableActions: Record<FunctionName, string[]> = {
   'service-accounts': ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
   // getService, applyOp (UpdateItem on the account), getSessionItem, transaction Put
   // session + ledger entries + multi-session member; the duplicate-hold give-back (UpdateItem).
-  reserve: ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
+  // Every function that grants or charges more than it holds: a main account short of money
+  // takes back its members' idle allotments (store/cover.ts: Query of its MEMBER# items,
+  // BatchGetItem of the members; until stop 25 not granted: review 6).
+  reserve: ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
   // requireSession with the request's answer item (TransactGetItems: GetItem on each),
   // applyOp, finishStep / rollForward (transaction: Update session + Put ledger + Put
   // answer); a closing step settles its multi-session (Query MS#, refund transaction).
-  update: ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
+  update: ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
+  // A closing step only charges from its hold and gives the rest back: it never asks for cover.
   debit: ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
   // As debit, plus the refund transaction (Update session + Update account + Put ledger).
   refund: ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
   // Multi-party: requireSession with the request's answer item (TransactGetItems), the agreement
   // (UpdateItem session), activation (one transaction: Update each party account + Update
   // session + Put ledger entries + Put answer), the kept answer (PutItem); a party attached to a main account that is short takes an
-  // allotment and tries again (GetItem account, transaction Update + Update + Put ledger). No
-  // Query: agree never closes a session, so it never settles a multi-session.
-  agree: ['GetItem', 'PutItem', 'UpdateItem'],
+  // allotment and tries again (GetItem account, transaction Update + Update + Put ledger); a
+  // short main account takes back its members' allotments (Query MEMBER#, BatchGetItem; until
+  // stop 25 not granted: review 6). agree never closes a session, so it never settles a
+  // multi-session.
+  agree: ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
   // requireSession (GetItem), multiSessionView (Query MS#, GetItem per member and per charged account). Read only.
   'sessions-read': ['GetItem', 'Query'],
   // getService, applyOp, storedAnswer (GetItem), transaction Put request + ledger, the
   // compensating UpdateItem on a requestId conflict.
-  'direct-debit': ['GetItem', 'PutItem', 'UpdateItem', 'Query'],
+  'direct-debit': ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
   // findDueSessions (Query on the due index), sweepSession (GetItem, UpdateItem session
   // and account), recordExpiry / rollForward (transaction: Update session + Put ledger),
   // settling the multi-session of an expired session (Query MS#).
@@ -92,8 +98,9 @@ export const tableActions: Record<FunctionName, string[]> = {
   // service accounts), each recharge a transaction (Update marker + Update owner + Update
   // service account + Put ledger entries + Put notification; then the service account and the
   // owner, BatchGetItem, and the owner's low_balance, PutItem), a failure notice (PutItem),
-  // consuming a stale marker (UpdateItem).
-  'recharge-trigger': ['GetItem', 'PutItem', 'UpdateItem', 'BatchGetItem', `Query@${DUE_INDEX}`],
+  // consuming a stale marker (UpdateItem); an owner short of money takes back its members'
+  // allotments (Query MEMBER#: until stop 25 not granted; review 6).
+  'recharge-trigger': ['GetItem', 'PutItem', 'UpdateItem', 'BatchGetItem', 'Query', `Query@${DUE_INDEX}`],
   // From the stream: clearing each relayed entry from the outbox (UpdateItem). On its schedule:
   // the pending entries (Query on the due index, BatchGetItem), cleared alike.
   'notification-relay': ['UpdateItem', 'BatchGetItem', `Query@${DUE_INDEX}`],

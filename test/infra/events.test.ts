@@ -243,4 +243,54 @@ describe('events/', () => {
     expect(sent.get('interim-sweep')).toContain('Query@due');
     expect(sent.get('health')!.size).toBe(0);
   });
+
+  // Review 6: a main account short of money takes back its members' idle allotments (a Query
+  // of its members, a BatchGetItem of them), which no replay above reaches: reserve, update,
+  // direct-debit and agree lacked BatchGetItem, agree the Query, the recharge trigger the
+  // Query, and would have answered 500 (AccessDenied) in AWS.
+  it('sends DynamoDB only what the stack grants each function, also where a main account takes back its members\' allotments', async () => {
+    const template = readEvent('reserve');
+    const call = async (method: string, path: string, body?: unknown) => {
+      const route = routes.find((r) => r.method === method && new RegExp(`^${r.path.replace(/\{\w+\}/g, '[^/]+')}$`).test(path))!;
+      const names = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
+      const values = new RegExp(`^${route.path.replace(/\{\w+\}/g, '([^/]+)')}$`).exec(path)!.slice(1);
+      const routeKey = `${method} ${route.path}`;
+      const event = { ...template, routeKey, rawPath: path, pathParameters: names.length ? Object.fromEntries(names.map((n, i) => [n, values[i]])) : undefined,
+        requestContext: { ...template.requestContext, routeKey, http: { ...template.requestContext.http, method, path } },
+        body: body === undefined ? undefined : JSON.stringify(body) };
+      running = route.handler;
+      const result = await handlers.get(route.handler)!(event, context) as APIGatewayProxyStructuredResultV2;
+      running = undefined;
+      return { status: result.statusCode, body: JSON.parse(result.body ?? 'null') };
+    };
+    for (const name of functionNames) sent.get(name)!.clear();
+    await call('PUT', '/services/tick', { unit: 'seconds', price: { amount: 1, per: 1 }, validitySeconds: 300 });
+    /** A main account holding 100, whose member took an allotment (three charges of 5). */
+    const family = async (main: string) => {
+      await call('POST', '/accounts', { accountId: main, currency: 'EUR', kind: 'prepaid' });
+      await call('POST', `/accounts/${main}/topup`, { requestId: `${main}-t`, amount: 100 });
+      await call('POST', '/accounts', { accountId: `${main}-kid`, currency: 'EUR', kind: 'prepaid', mainAccountId: main });
+      for (let i = 0; i < 3; i++) await call('POST', '/debits', { requestId: `${main}-k${i}`, accountId: `${main}-kid`, clientId: 'c', serviceId: 'tick', units: 5 });
+    };
+    for (const main of ['fa', 'fb', 'fc', 'fd', 'fe']) await family(main);
+    for (const name of functionNames) sent.get(name)!.clear();
+    expect(await call('POST', '/sessions', { requestId: 'fa-s', accountId: 'fa', clientId: 'c', serviceId: 'tick', requested: { units: 95 } })).toMatchObject({ status: 201 });
+    expect((await call('POST', '/debits', { requestId: 'fb-e', accountId: 'fb', clientId: 'c', serviceId: 'tick', units: 85 })).status).toBe(201); // all the family holds
+    await call('POST', '/accounts', { accountId: 'fc-rival', currency: 'EUR', kind: 'prepaid' });
+    await call('POST', '/accounts/fc-rival/topup', { requestId: 'fc-rival-t', amount: 1000 });
+    const game = await call('POST', '/sessions', { requestId: 'fc-g', parties: [{ accountId: 'fc' }, { accountId: 'fc-rival' }], principle: { type: 'loser-pays' }, clientId: 'g', serviceId: 'tick', requested: { units: 80 } });
+    await call('POST', `/sessions/${game.body.sessionId}/agree`, { requestId: 'fc-a1', accountId: 'fc-rival' });
+    expect(await call('POST', `/sessions/${game.body.sessionId}/agree`, { requestId: 'fc-a2', accountId: 'fc' })).toMatchObject({ status: 200, body: { state: 'active' } });
+    await call('PUT', '/accounts/fd/service-accounts/data', { unit: 'kilobytes', rate: { amount: 1, units: 1 }, priority: 1, minimumLevel: 10, rechargeAmount: 80, onEmpty: 'deny' });
+    running = 'recharge-trigger';
+    expect(await handlers.get('recharge-trigger')!(readEvent('recharge-trigger'), context)).toMatchObject({ recharged: 1 });
+    running = undefined;
+    const session = await call('POST', '/sessions', { requestId: 'fe-s', accountId: 'fe', clientId: 'c', serviceId: 'tick', requested: { units: 10 } });
+    expect((await call('POST', `/sessions/${session.body.sessionId}/update`, { requestId: 'fe-u', used: { units: 10 }, requested: { units: 70 } })).status).toBe(200);
+    for (const name of ['reserve', 'direct-debit', 'agree', 'recharge-trigger', 'update'] as const) expect(sent.get(name), name).toContain('BatchGetItem');
+    for (const name of functionNames) {
+      const missing = [...sent.get(name)!].filter((action) => !tableActions[name].includes(action));
+      expect({ function: name, missing }).toEqual({ function: name, missing: [] });
+    }
+  });
 });
