@@ -32,6 +32,20 @@ export interface SoFar {
 const NOTHING_YET: SoFar = { usedUnits: 0, chargedMinor: 0 };
 
 /**
+ * The units an ask of `amountMinor` wants: whole blocks' worth at the price, and never more
+ * than the amount pays for on the running total, so a grant never holds more than was asked:
+ * after a report over its grant, the amount pays the block that report left unpaid first
+ * (fails before: such an ask held up to twice its amount; review 5). Without such a block,
+ * this is the blocks' worth (the rest of a paid block is not counted).
+ */
+function unitsForAmount(amountMinor: number, price: Price, soFar: SoFar): number {
+  const blocksWorth = unitsAffordable(amountMinor, price);
+  const room = Number.MAX_SAFE_INTEGER - soFar.chargedMinor;
+  if (amountMinor > room) return blocksWorth;
+  return Math.min(blocksWorth, unitsAffordable(soFar.chargedMinor + amountMinor, price) - soFar.usedUnits);
+}
+
+/**
  * The grant for `requested` when `availableMinor` can be spent, after the session's usage
  * `soFar`. Usage is rated on its running total, so a grant costs what takes the total's
  * charge to the price of the total with the grant used: the rest of a block already paid
@@ -43,7 +57,7 @@ const NOTHING_YET: SoFar = { usedUnits: 0, chargedMinor: 0 };
 export function computeGrant(requested: Requested, price: Price, availableMinor: number, soFar: SoFar = NOTHING_YET): Grant | null {
   const { usedUnits, chargedMinor } = soFar;
   // Never a grant that takes the session's usage past 2^53-1 units (it could not be rated).
-  const wantedUnits = Math.min('units' in requested ? requested.units : unitsAffordable(requested.amount, price), Number.MAX_SAFE_INTEGER - usedUnits);
+  const wantedUnits = Math.min('units' in requested ? requested.units : unitsForAmount(requested.amount, price, soFar), Number.MAX_SAFE_INTEGER - usedUnits);
   if (wantedUnits <= 0) return null;
   const priceSoFar = priceOrNull(usedUnits, price);
   // Usage priced past 2^53-1 (reported far beyond its grants): no grant after it could be

@@ -14,7 +14,7 @@ import { getAccountItem, type AccountItem, type OpEntry, type StoredAnswer } fro
 import { fail, keptRefusal, reusedRequestId } from '../domain/errors.js';
 import { priceOrNull, unitsAffordable } from '../domain/rating.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
-import { isServiceAccountId, mainAccountRoute, otherUnitDetail, publicAccountId, type ServiceAccountItem, type ServiceAccountRef } from './serviceAccounts.js';
+import { isServiceAccountId, mainAccountRoute, otherUnitDetail, publicAccountId, serviceAccountId, type ServiceAccountItem, type ServiceAccountRef } from './serviceAccounts.js';
 
 export interface DirectDebitCommand {
   requestId: string;
@@ -165,10 +165,18 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
   const earlierAnswer = lazyRead(() => storedAnswer(store, command.requestId, bodyHash, true));
   const answeredBefore = async () => !!(await earlierAnswer(true));
   // A repeat of an event answered before is answered before anything is written (see
-  // reserve: the charge taken and given back refused others meanwhile; review 1).
+  // reserve: the charge taken and given back refused others meanwhile; review 1). What an
+  // earlier attempt of it charged and left (it died, or timed out, before it learnt the
+  // record existed) goes back first, as when the retry wrote first and found it: on the
+  // account it charges, and on the service account that account routes the service to.
   if (!recordChecked) {
-    const replay = await earlierAnswer();
-    if (replay) return replay;
+    const record = await requestRecord(store, command.requestId);
+    if (record) {
+      const charged = [accountId, ...(isServiceAccountId(accountId) ? [] : [serviceAccountId(accountId, command.serviceId)]), ...(record.kind === 'debit' && typeof record.accountId === 'string' ? [record.accountId] : [])];
+      await settleStrays(store, record, opId, [...new Set(charged)]);
+      if (record.h !== bodyHash) reusedRequestId(command.requestId);
+      return record.answer as StoredAnswer;
+    }
   }
   const charge = () => isServiceAccountId(accountId)
     ? applyOp(store, accountId, opId, { kind: 'new', dueAt, answeredBefore }, { balanceDelta: -entry.chg, reservedDelta: 0, availableDelta: -entry.chg }, entry)
@@ -240,6 +248,18 @@ const answerOf = (accountId: string, entry: OpEntry, payer?: string): StoredAnsw
     ...(isServiceAccountId(accountId) ? { serviceAccount: accountId.slice(accountId.indexOf('~') + 1) } : {}),
   },
 });
+
+/**
+ * Gives back the entries under `opId` on `accountIds` that are not the charge `record`
+ * records (a record of another request, or of this one under another nonce): charges that
+ * attempts of a request answered before took and left. One read per account, only on repeats.
+ */
+async function settleStrays(store: Store, record: Record<string, any>, opId: string, accountIds: string[]): Promise<void> {
+  for (const accountId of accountIds) {
+    const stray = (await getAccountItem(store, accountId))?.ops?.[opId];
+    if (stray && !(record.kind === 'debit' && stray.n === record.n)) await giveBack(store, accountId, stray);
+  }
+}
 
 /** Undoes a debit recorded only on the account (this very entry, by nonce). */
 async function giveBack(store: Store, accountId: string, entry: OpEntry): Promise<boolean> {

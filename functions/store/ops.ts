@@ -305,8 +305,8 @@ function preferTwoWrites(store: Store, accountId: string, forMs: number): void {
  * account carries an entry of this operation: it may be what an earlier two-write attempt of
  * this very request left (a charge or a hold taken before it learnt the record existed, and
  * not yet given back), which only the two-write path finishes. `recordChecked`: the
- * transaction was refused on its conditions alone, so the record was looked at (absent, or
- * this operation's entry is on the account); not after a conflict or a timeout.
+ * transaction was refused on its conditions alone and the record's passed (it is absent);
+ * not after a conflict or a timeout.
  */
 export type OneWriteOutcome = { outcome: 'applied' } | { outcome: 'record_refused'; index: number } | { outcome: 'fallback'; recordChecked: boolean };
 
@@ -346,7 +346,8 @@ export async function applyOpWithRecord(store: Store, accountId: string, opId: s
     if (account && (account.lowBalanceThreshold !== undefined || account.classification !== undefined || account.serviceAccounts)) {
       preferTwoWrites(store, accountId, NEEDS_TWO_WRITES_MS);
     }
-    return { outcome: 'fallback', recordChecked: true };
+    // A record refused while the account may carry the operation: the record exists.
+    return { outcome: 'fallback', recordChecked: index < 0 };
   }
   settleRemovals(store, accountId, removals, 'applied');
   return { outcome: 'applied' };

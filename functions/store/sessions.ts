@@ -367,9 +367,8 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   if (!recordChecked) {
     const existing = await earlierSession();
     if (existing) {
-      const replay = replayOrConflict(existing, command.requestId, bodyHash) ?? reusedRequestId(command.requestId);
-      await settleStrayHold(store, existing);
-      return replay;
+      await settleStrayHold(store, existing); // also under another body: such a hold is never recorded
+      return replayOrConflict(existing, command.requestId, bodyHash) ?? reusedRequestId(command.requestId);
     }
   }
   for (let attempt = 0; attempt < MAX_ATTEMPTS && !committed; attempt++) {

@@ -80,6 +80,13 @@ describe('computeGrant after usage: a grant costs what it adds to the running to
     { used: 3601, charged: 100, requested: { units: 7200 }, available: 200, grant: { units: 7199, amountMinor: 200 } },
     // The same usage, paid: the rest of the second hour costs nothing more.
     { used: 3601, charged: 200, requested: { units: 3599 }, available: 0, grant: { units: 3599, amountMinor: 0 } },
+    // An { amount } never holds more than it asks: it pays the unpaid hour first (review 5: it held 200).
+    { used: 3601, charged: 100, requested: { amount: 150 }, available: 1000, grant: { units: 3599, amountMinor: 100 } },
+    { used: 3601, charged: 100, requested: { amount: 100 }, available: 1000, grant: { units: 3599, amountMinor: 100 } },
+    { used: 3601, charged: 100, requested: { amount: 200 }, available: 1000, grant: { units: 7199, amountMinor: 200 } },
+    { used: 3601, charged: 100, requested: { amount: 99 }, available: 1000, grant: null },
+    // Paid: whole blocks' worth, as before (the rest of the paid block is not counted).
+    { used: 3601, charged: 200, requested: { amount: 100 }, available: 1000, grant: { units: 3600, amountMinor: 100 } },
   ])('$used used and $charged charged, $requested with $available available grants $grant', ({ used, charged, requested, available, grant }) =>
     expect(computeGrant(requested, perHour, available, { usedUnits: used, chargedMinor: charged })).toEqual(grant));
 
@@ -112,6 +119,9 @@ describe('computeGrant properties (seeded)', () => {
         // What the session charged: the price of its usage, or less after a report over its grant.
         const chargedMinor = before === null ? 0 : before - Math.min(unpaidMinor, before);
         const grant = computeGrant({ units: wanted }, price, available, { usedUnits, chargedMinor });
+        // Asked in money, a grant never holds more than the amount asked.
+        const byAmount = before === null ? null : computeGrant({ amount: wanted }, price, available, { usedUnits, chargedMinor });
+        if (byAmount) expect(byAmount.amountMinor).toBeLessThanOrEqual(wanted);
         if (before === null) {
           expect(grant).toBeNull();
           return;

@@ -761,6 +761,33 @@ describe('charging a service account (sessions and events of its service draw un
     expect(await reconciled(twoWrites, serviceAccountId('alice', 'data'))).toMatchObject({ reserved: 0, balance: 5119 });
   });
 
+  // Found by the simulator (seed 2525, op 83,999): an event reusing a top-up's requestId, routed
+  // to the owner's service account, charged it (its one write, refused, had not said the record
+  // existed); its record write was refused but timed out unseen. Its retry, answered from the
+  // record before writing (stop 25), left that charge.
+  it('the retry of an event whose first attempt charged the service account and timed out gives that charge back, answered as before', async () => {
+    let timeoutNext = false;
+    const store = await testStore({ twoWriteSteps: true, db: (inner) => ({ send: async (c: any) => {
+      if (!(timeoutNext && c instanceof TransactWriteCommand)) return inner.send(c);
+      timeoutNext = false;
+      await inner.send(c).catch(() => undefined); // refused: the top-up's record is there
+      throw Object.assign(new Error('socket hang up'), { name: 'TimeoutError' });
+    } }) });
+    await putService(store, dataService);
+    await owner(store, 1000);
+    await putServiceAccount(store, 'alice', 'data', data);
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r0' }, 'h'); // 5120 KB
+    await topUp(store, 'alice', 'used-id', 10, 'ht');
+    const event = { requestId: 'used-id', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', units: 1 };
+    timeoutNext = true;
+    await expect(directDebit(readingBeforeTheRecord(store), event, 'he')).rejects.toThrow('socket hang up');
+    expect((await requireAccount(store, serviceAccountId('alice', 'data'))).balance).toBe(5119);
+    expect(await codeOf(directDebit(store, event, 'he'))).toBe('idempotency_conflict');
+    const bundle = await reconciled(store, serviceAccountId('alice', 'data'));
+    expect(bundle).toMatchObject({ balance: 5120, reserved: 0 });
+    expect(bundle.ops['evt:used-id']).toBeUndefined();
+  });
+
   it('routes only the service it is for, and refuses a service rated in another unit', async () => {
     const store = await testStore();
     await putService(store, dataService);
