@@ -2,7 +2,7 @@
 import { httpHandler, parse, pathParam, requestHash } from '../http/handler.js';
 import { answerResponse, json } from '../http/problem.js';
 import { accountBody, pageQuery, topUpBody } from '../http/schemas.js';
-import { accountView, createAccount, requireAccount, topUp, withMembers } from '../store/accounts.js';
+import { accountView, createAccount, requireAccount, setAccountStatus, topUp, withMembers } from '../store/accounts.js';
 import { readLedger } from '../store/ledger.js';
 import { store } from '../config.js';
 import { applyConsumptionLimit } from '../store/allotments.js';
@@ -44,6 +44,7 @@ export const handler = httpHandler(async (request) => {
       }
       if (body.sponsors) await setSponsors(s, accountId, body.sponsors);
       if (body.consumptionLimit !== undefined) await applyConsumptionLimit(s, accountId, body.consumptionLimit);
+      if (body.status !== undefined) await setAccountStatus(s, accountId, body.status);
       return json(200, await fullView(s, await requireAccount(s, accountId)));
     }
     case 'POST /accounts/{accountId}/topup': {

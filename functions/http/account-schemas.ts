@@ -49,6 +49,7 @@ export const accountPatchBody = schema(() => v.pipe(
   v.strictObject({
     consumptionLimit: v.optional(v.nullable(count)),
     sponsors: v.optional(v.pipe(v.array(v.object({ accountId: identifier, priority: integer(0, 1000) })), v.maxLength(10, 'at most 10 sponsors'))),
-  }, 'only consumptionLimit and sponsors can be changed'),
-  v.check((b) => b.consumptionLimit !== undefined || b.sponsors !== undefined, 'give consumptionLimit and/or sponsors'),
+    status: v.optional(v.picklist(['active', 'suspended'], 'status: active or suspended')),
+  }, 'only consumptionLimit, sponsors and status can be changed'),
+  v.check((b) => b.consumptionLimit !== undefined || b.sponsors !== undefined || b.status !== undefined, 'give consumptionLimit, sponsors and/or status'),
 ));

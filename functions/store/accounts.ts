@@ -90,6 +90,11 @@ export interface AccountItem extends AccountInput {
    * stops charging with it even while it spends an allotment taken before.
    */
   mainValidUntil?: string;
+  /**
+   * Attached accounts: set while the main account is suspended (setAccountStatus writes it on
+   * each member), so a member stops charging with it, even from an allotment taken before.
+   */
+  mainStatus?: 'suspended';
   /** Main accounts: allotments moved to attached accounts and not given back. */
   allottedOut?: number;
   /** Set by a top-up: the account holds money from outside (see domain/allotment.ts heldFromMain). */
@@ -104,9 +109,9 @@ export interface AccountItem extends AccountInput {
  * at `:now`, the status as `#status`, `:active` = 'active'); usableAt the same rule on an item
  * as read, to tell a caller why a write was refused.
  */
-export const USABLE_CONDITION = '#status = :active AND (attribute_not_exists(validUntil) OR validUntil > :now) AND (attribute_not_exists(mainValidUntil) OR mainValidUntil > :now)';
+export const USABLE_CONDITION = '#status = :active AND (attribute_not_exists(validUntil) OR validUntil > :now) AND (attribute_not_exists(mainValidUntil) OR mainValidUntil > :now) AND attribute_not_exists(mainStatus)';
 export const usableAt = (account: AccountItem, at: string) =>
-  account.status === 'active' && [account.validUntil, account.mainValidUntil].every((until) => until === undefined || until > at);
+  account.status === 'active' && account.mainStatus === undefined && [account.validUntil, account.mainValidUntil].every((until) => until === undefined || until > at);
 
 function settingsOf(input: AccountInput) {
   return {
@@ -143,12 +148,14 @@ export async function createAccount(store: Store, input: AccountInput): Promise<
   // A cap on what an account may take from its main account: without one it would cap nothing.
   if (input.consumptionLimit !== undefined && !input.mainAccountId) fail('validation_failed', 'consumptionLimit is for accounts attached to a main account (mainAccountId)');
   let mainValidUntil: string | undefined;
+  let mainSuspended = false;
   if (input.mainAccountId) {
     const main = await requireAccount(store, input.mainAccountId);
     if (main.mainAccountId) fail('conflict', `account ${input.mainAccountId} is itself attached to ${main.mainAccountId}`);
     // Allotments move minor units as they are: across currencies they would create or lose money.
     if (main.currency !== input.currency) fail('conflict', `account ${input.mainAccountId} is in ${main.currency}, not ${input.currency}`);
     mainValidUntil = main.validUntil;
+    mainSuspended = main.status === 'suspended';
   }
   const creditLimit = input.creditLimit ?? 0;
   const item: AccountItem = {
@@ -163,6 +170,7 @@ export async function createAccount(store: Store, input: AccountInput): Promise<
     ops: {},
     createdAt: store.now().toISOString(),
     ...(mainValidUntil ? { mainValidUntil } : {}),
+    ...(mainSuspended ? { mainStatus: 'suspended' as const } : {}),
   };
   try {
     const put = { TableName: store.tableName, Item: { ...key.account(input.accountId), ...item }, ConditionExpression: 'attribute_not_exists(pk)' };
@@ -221,6 +229,40 @@ export function accountView(account: AccountItem, now: Date, members: readonly H
 }
 
 /** The ids of the accounts attached to `mainAccountId` (their links, written at their creation). */
+/**
+ * Suspends an account or makes it active again (PATCH). A suspended account authorizes
+ * nothing (API.md: 403 account_inactive): every charging write carries USABLE_CONDITION. A
+ * main account's status is written on each of its members too (`mainStatus`), after its own:
+ * their charges are "authorized against" it (API.md), the ones they make from an allotment
+ * taken before included. A member created meanwhile reads the main account's status as it
+ * creates itself; one whose creation read it just before the change (and linked itself just
+ * after the members were listed) is not told: PATCH the main account again.
+ */
+export async function setAccountStatus(store: Store, accountId: string, status: 'active' | 'suspended'): Promise<void> {
+  try {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.account(accountId),
+      UpdateExpression: 'SET #status = :status', ConditionExpression: 'attribute_exists(pk)',
+      ExpressionAttributeNames: { '#status': 'status' }, ExpressionAttributeValues: { ':status': status },
+    }));
+  } catch (error) {
+    if (isConditionFailure(error)) fail('not_found', `account ${accountId} does not exist`);
+    throw error;
+  }
+  for (const memberId of await listMembers(store, accountId)) {
+    try {
+      await store.db.send(new UpdateCommand({
+        TableName: store.tableName, Key: key.account(memberId),
+        UpdateExpression: status === 'suspended' ? 'SET mainStatus = :suspended' : 'REMOVE mainStatus',
+        ConditionExpression: 'mainAccountId = :main',
+        ExpressionAttributeValues: { ':main': accountId, ...(status === 'suspended' ? { ':suspended': 'suspended' } : {}) },
+      }));
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error; // no longer its member
+    }
+  }
+}
+
 export async function listMembers(store: Store, mainAccountId: string): Promise<string[]> {
   const ids: string[] = [];
   let startKey: Record<string, unknown> | undefined;

@@ -31,6 +31,7 @@ describe('request schemas', () => {
     ['a page size (ledger, notifications) from the query string', pageQuery, { limit: '50' }, { limit: 50 }],
     ['an update without a new request', updateBody, { requestId: 'u-1', used: { units: 0 } }, { requestId: 'u-1', used: { units: 0 } }],
     ['a consumption limit lifted', accountPatchBody, { consumptionLimit: null }, { consumptionLimit: null }],
+    ['an account suspended', accountPatchBody, { status: 'suspended' }, { status: 'suspended' }],
   ] as const)('accepts %s', (_what, schema, value, expected) => {
     expect(parse(schema, value)).toEqual(expected);
   });
@@ -54,6 +55,7 @@ describe('request schemas', () => {
     ['an established interim interval past the validity', serviceBody, { unit: 'money', establishedInterimIntervalSeconds: 600 }, 'establishedInterimIntervalSeconds'],
     ['a price other than 1 per 1 for a service in money (it would be ignored)', serviceBody, { unit: 'money', price: { amount: 2, per: 60 } }, 'price'],
     ['a field PATCH cannot change (it was dropped with a 200)', accountPatchBody, { consumptionLimit: 5, mainAccountId: 'other' }, 'mainAccountId'],
+    ['a status that is not active or suspended', accountPatchBody, { status: 'expired' }, 'status'],
     ['neither units nor amount', directDebitBody, { requestId: 'e-1', accountId: 'alice', clientId: 'smsc', serviceId: 'sms' }, ''],
     ['a page size of 0', pageQuery, { limit: '0' }, 'limit'],
     ['a page size in words', pageQuery, { limit: 'ten' }, 'limit'],

@@ -99,6 +99,16 @@ describe('a data bundle in kilobytes bought from the main balance', () => {
     expect(opened).toMatchObject({ status: 201, body: { granted: { units: 1024 }, finalUnit: { action: 'redirect', redirectUrl: 'https://shop.example/data' } } });
   });
 
+  it('PATCH suspends an account, which then authorizes nothing, and makes it active again', async () => {
+    await api.call('POST', '/accounts', { accountId: 'sue', currency: 'EUR', kind: 'prepaid' });
+    await api.call('POST', '/accounts/sue/topup', { requestId: 'sue-t', amount: 100 });
+    expect(await api.call('PATCH', '/accounts/sue', { status: 'suspended' })).toMatchObject({ status: 200, body: { accountId: 'sue', status: 'suspended' } });
+    const event = { requestId: 'sue-e1', accountId: 'sue', clientId: 'smsc', serviceId: 'voice', units: 60 };
+    expect(await api.call('POST', '/debits', event)).toMatchObject({ status: 403, body: { code: 'account_inactive' } });
+    expect(await api.call('PATCH', '/accounts/sue', { status: 'active' })).toMatchObject({ status: 200, body: { status: 'active' } });
+    expect((await api.call('POST', '/debits', { ...event, requestId: 'sue-e2' })).status).toBe(201);
+  });
+
   it('refuses bad service-account input with a 4xx problem and writes nothing', async () => {
     const cases: Array<[string, string, unknown, number]> = [
       ['PUT', '/accounts/alice/service-accounts/video', { ...dataAccount, onEmpty: 'redirect', redirectUrl: undefined }, 400],
@@ -113,6 +123,8 @@ describe('a data bundle in kilobytes bought from the main balance', () => {
       ['POST', '/accounts/alice/service-accounts/data/recharge', { requestId: 'x3', amount: 1_000_000 }, 402],
       ['PATCH', '/accounts/alice', { sponsors: [{ accountId: 'ghost', priority: 1 }] }, 404],
       ['PATCH', '/accounts/alice', {}, 400],
+      ['PATCH', '/accounts/alice', { status: 'closed' }, 400],
+      ['PATCH', '/accounts/nobody', { status: 'suspended' }, 404],
     ];
     const before = (await api.call('GET', '/accounts/alice')).body;
     for (const [method, path, body, status] of cases) {

@@ -6,7 +6,7 @@ import { countingDb, type Db, type Store } from '../../functions/store/db.js';
 import { TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key } from '../../functions/store/table.js';
 import { putService } from '../../functions/store/services.js';
-import { accountView, createAccount, getAccountItem, requireAccount, topUp, withMembers } from '../../functions/store/accounts.js';
+import { accountView, createAccount, getAccountItem, requireAccount, setAccountStatus, topUp, withMembers } from '../../functions/store/accounts.js';
 import { reserve, updateSession, debitSession } from '../../functions/store/sessions.js';
 import { directDebit } from '../../functions/store/debits.js';
 import { applyConsumptionLimit } from '../../functions/store/allotments.js';
@@ -588,6 +588,29 @@ describe('a member within its consumption limit, its main account empty and spon
     const update = await updateSession(store, session.body.sessionId as string, { requestId: 'u1', usedUnits: 60, requested: { units: 30_000 } }, 'h');
     expect(update.status).toBe(200);
     expect(update.body).toMatchObject({ finalUnit: { action: 'terminate' } });
+  });
+
+  it('a main account suspended (PATCH) authorizes nothing: its own charges, its members\' (from an allotment held, and from its service account) and new members\' are 403 until it is active again (review 3)', async () => {
+    const store = await testStore();
+    await family(store, 10_000, ['kid']);
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 1, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await putServiceAccount(store, 'home', 'data', { unit: 'kilobytes', rate: { amountMinor: 1, units: 1 }, priority: 1, onEmpty: 'deny', rechargeAmountMinor: 500 });
+    await manualRecharge(store, 'home', 'data', { requestId: 'g1' }, 'h');
+    const event = (requestId: string, accountId: string, serviceId = 'voice') => ({ requestId, accountId, clientId: 'msc', serviceId, units: 60 });
+    expect((await directDebit(store, event('e0', 'kid'), 'h')).status).toBe(201); // kid now holds an allotment
+    expect((await requireAccount(store, 'kid')).balance).toBeGreaterThan(2);
+    await setAccountStatus(store, 'home', 'suspended');
+    await createAccount(store, { accountId: 'kid2', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
+    expect(await codeOf(reserve(store, call('r1', 'home'), 'h'))).toBe('account_inactive');
+    expect(await codeOf(directDebit(store, event('e1', 'kid'), 'h'))).toBe('account_inactive');
+    expect(await codeOf(directDebit(store, event('e2', 'kid', 'data'), 'h'))).toBe('account_inactive');
+    expect(await codeOf(reserve(store, { ...call('r2', 'kid2'), serviceId: 'data' }, 'h'))).toBe('account_inactive');
+    expect(accountView(await requireAccount(store, 'home'), store.now())).toMatchObject({ status: 'suspended' });
+    await setAccountStatus(store, 'home', 'active');
+    expect((await directDebit(store, event('e3', 'kid'), 'h')).status).toBe(201);
+    expect((await directDebit(store, event('e4', 'kid2', 'data'), 'h')).status).toBe(201);
+    expect((await reserve(store, call('r3', 'home'), 'h')).status).toBe(201);
+    await expect(setAccountStatus(store, 'nobody', 'suspended')).rejects.toThrow(/does not exist/);
   });
 
   it('a main account whose member keeps taking holds under every give-back asks its sponsor after a few tries, not never (fails before: 503; review)', async () => {
