@@ -228,7 +228,6 @@ export function accountView(account: AccountItem, now: Date, members: readonly H
   };
 }
 
-/** The ids of the accounts attached to `mainAccountId` (their links, written at their creation). */
 /**
  * Suspends an account or makes it active again (PATCH). A suspended account authorizes
  * nothing (API.md: 403 account_inactive): every charging write carries USABLE_CONDITION. A
@@ -263,6 +262,7 @@ export async function setAccountStatus(store: Store, accountId: string, status: 
   }
 }
 
+/** The ids of the accounts attached to `mainAccountId` (their links, written at their creation). */
 export async function listMembers(store: Store, mainAccountId: string): Promise<string[]> {
   const ids: string[] = [];
   let startKey: Record<string, unknown> | undefined;

@@ -205,8 +205,7 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
       if (recorded.h !== bodyHash) reusedRequestId(command.requestId);
       entry = recorded;
     } else {
-      // Afresh if it was read before the charge (a concurrent duplicate may have recorded it since).
-      const replay = await earlierAnswer(!recordChecked);
+      const replay = await earlierAnswer();
       if (replay) return replay;
       const routed = isServiceAccountId(accountId);
       const shown = routed ? `the ${command.serviceId} account of ${owner}` : `account ${command.accountId}`;
