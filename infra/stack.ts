@@ -56,7 +56,9 @@ export const tableActions: Record<FunctionName, string[]> = {
   // PATCH: applyConsumptionLimit (UpdateItem; giving back an allotment: transaction Update
   // main + Update member + Put ledger entries, store/allotments.ts).
   // GET lists the service accounts (BatchGetItem); PATCH sets sponsors (GetItem, UpdateItem).
-  accounts: ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
+  // A member's creation requires its main account's status as read (ConditionCheckItem); PATCH
+  // status writes the main account and its members (UpdateItem, Query MEMBER#).
+  accounts: ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem', 'ConditionCheckItem'],
   // putServiceAccount (conditional PutItem or UpdateItem, UpdateItem on the owner, the
   // schedule marker: GetItem, PutItem, UpdateItem), manualRecharge (transaction: Put
   // request + Update owner + Update service account + Put ledger entries + Put notification;

@@ -95,6 +95,13 @@ export interface AccountItem extends AccountInput {
    * each member), so a member stops charging with it, even from an allotment taken before.
    */
   mainStatus?: 'suspended';
+  /**
+   * Main accounts: how many times their status was set (PATCH); members: the count their
+   * `mainStatus` reflects. A member takes a status only newer than the one it has, so PATCHes
+   * racing each other leave every member as the main account's last write left it.
+   */
+  statusSeq?: number;
+  mainStatusSeq?: number;
   /** Main accounts: allotments moved to attached accounts and not given back. */
   allottedOut?: number;
   /** Set by a top-up: the account holds money from outside (see domain/allotment.ts heldFromMain). */
@@ -149,6 +156,7 @@ export async function createAccount(store: Store, input: AccountInput): Promise<
   if (input.consumptionLimit !== undefined && !input.mainAccountId) fail('validation_failed', 'consumptionLimit is for accounts attached to a main account (mainAccountId)');
   let mainValidUntil: string | undefined;
   let mainSuspended = false;
+  let mainStatusSeq = 0;
   if (input.mainAccountId) {
     const main = await requireAccount(store, input.mainAccountId);
     if (main.mainAccountId) fail('conflict', `account ${input.mainAccountId} is itself attached to ${main.mainAccountId}`);
@@ -156,6 +164,7 @@ export async function createAccount(store: Store, input: AccountInput): Promise<
     if (main.currency !== input.currency) fail('conflict', `account ${input.mainAccountId} is in ${main.currency}, not ${input.currency}`);
     mainValidUntil = main.validUntil;
     mainSuspended = main.status === 'suspended';
+    mainStatusSeq = main.statusSeq ?? 0;
   }
   const creditLimit = input.creditLimit ?? 0;
   const item: AccountItem = {
@@ -171,19 +180,29 @@ export async function createAccount(store: Store, input: AccountInput): Promise<
     createdAt: store.now().toISOString(),
     ...(mainValidUntil ? { mainValidUntil } : {}),
     ...(mainSuspended ? { mainStatus: 'suspended' as const } : {}),
+    ...(input.mainAccountId ? { mainStatusSeq } : {}),
   };
   try {
     const put = { TableName: store.tableName, Item: { ...key.account(input.accountId), ...item }, ConditionExpression: 'attribute_not_exists(pk)' };
-    // A member is created with its link under the main account (listMembers), in one write.
+    // A member is created with its link under the main account (listMembers), in one write,
+    // which requires the main account's status as read: a status set meanwhile either finds
+    // the link (it lists members after its own write) or makes this write read it again
+    // (fails before: a member created as its main account was suspended could miss it; review 7).
     if (input.mainAccountId) {
       await withConflictRetry(() => store.db.send(new TransactWriteCommand({
-        TransactItems: [{ Put: put }, { Put: { TableName: store.tableName, Item: key.member(input.mainAccountId!, input.accountId) } }],
+        TransactItems: [{ Put: put }, { Put: { TableName: store.tableName, Item: key.member(input.mainAccountId!, input.accountId) } },
+          { ConditionCheck: {
+            TableName: store.tableName, Key: key.account(input.mainAccountId!),
+            ConditionExpression: mainStatusSeq === 0 ? 'attribute_not_exists(statusSeq)' : 'statusSeq = :seq',
+            ...(mainStatusSeq === 0 ? {} : { ExpressionAttributeValues: { ':seq': mainStatusSeq } }),
+          } }],
       })));
     } else {
       await store.db.send(new PutCommand(put));
     }
     return { account: item, created: true };
   } catch (error) {
+    if (input.mainAccountId && conditionFailedAt(error, 2)) return createAccount(store, input); // its status moved: read it again
     if (!isConditionFailure(error) && !conditionFailedAt(error, 0)) throw error;
   }
   const existing = await requireAccount(store, input.accountId);
@@ -219,6 +238,8 @@ export function accountView(account: AccountItem, now: Date, members: readonly H
     available: balance - reserved + account.creditLimit,
     creditLimit: account.creditLimit,
     status: account.status === 'active' && expired ? 'expired' : account.status,
+    // A member of a suspended main account may not charge either: shown beside its own status.
+    ...(account.mainStatus ? { mainStatus: account.mainStatus } : {}),
     ...(account.validUntil ? { validUntil: account.validUntil } : {}),
     ...(account.mainAccountId ? { mainAccountId: account.mainAccountId, consumed: (account.takenMinor ?? 0) - own.heldMinor } : {}),
     ...(heldByMembers > 0 ? { heldByMembers } : {}),
@@ -233,17 +254,20 @@ export function accountView(account: AccountItem, now: Date, members: readonly H
  * nothing (API.md: 403 account_inactive): every charging write carries USABLE_CONDITION. A
  * main account's status is written on each of its members too (`mainStatus`), after its own:
  * their charges are "authorized against" it (API.md), the ones they make from an allotment
- * taken before included. A member created meanwhile reads the main account's status as it
- * creates itself; one whose creation read it just before the change (and linked itself just
- * after the members were listed) is not told: PATCH the main account again.
+ * taken before included, in the order of the main account's writes (`statusSeq`). A member
+ * created meanwhile is created with the status it read only if it is still the main
+ * account's (createAccount).
  */
 export async function setAccountStatus(store: Store, accountId: string, status: 'active' | 'suspended'): Promise<void> {
+  let seq: number;
   try {
-    await store.db.send(new UpdateCommand({
+    const written = await store.db.send(new UpdateCommand({
       TableName: store.tableName, Key: key.account(accountId),
-      UpdateExpression: 'SET #status = :status', ConditionExpression: 'attribute_exists(pk)',
-      ExpressionAttributeNames: { '#status': 'status' }, ExpressionAttributeValues: { ':status': status },
+      UpdateExpression: 'SET #status = :status, statusSeq = if_not_exists(statusSeq, :zero) + :one', ConditionExpression: 'attribute_exists(pk)',
+      ExpressionAttributeNames: { '#status': 'status' }, ExpressionAttributeValues: { ':status': status, ':zero': 0, ':one': 1 },
+      ReturnValues: 'UPDATED_NEW',
     }));
+    seq = written.Attributes!.statusSeq as number;
   } catch (error) {
     if (isConditionFailure(error)) fail('not_found', `account ${accountId} does not exist`);
     throw error;
@@ -252,12 +276,14 @@ export async function setAccountStatus(store: Store, accountId: string, status: 
     try {
       await store.db.send(new UpdateCommand({
         TableName: store.tableName, Key: key.account(memberId),
-        UpdateExpression: status === 'suspended' ? 'SET mainStatus = :suspended' : 'REMOVE mainStatus',
-        ConditionExpression: 'mainAccountId = :main',
-        ExpressionAttributeValues: { ':main': accountId, ...(status === 'suspended' ? { ':suspended': 'suspended' } : {}) },
+        UpdateExpression: status === 'suspended' ? 'SET mainStatus = :suspended, mainStatusSeq = :seq' : 'SET mainStatusSeq = :seq REMOVE mainStatus',
+        // Only a newer status than the member has (fails before: a suspension and a resumption
+        // racing each other could leave members as the older one left them; review 7).
+        ConditionExpression: 'mainAccountId = :main AND (attribute_not_exists(mainStatusSeq) OR mainStatusSeq < :seq)',
+        ExpressionAttributeValues: { ':main': accountId, ':seq': seq, ...(status === 'suspended' ? { ':suspended': 'suspended' } : {}) },
       }));
     } catch (error) {
-      if (!isConditionFailure(error)) throw error; // no longer its member
+      if (!isConditionFailure(error)) throw error; // no longer its member, or a newer status came first
     }
   }
 }

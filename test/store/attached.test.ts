@@ -613,6 +613,30 @@ describe('a member within its consumption limit, its main account empty and spon
     await expect(setAccountStatus(store, 'nobody', 'suspended')).rejects.toThrow(/does not exist/);
   });
 
+  it('a suspension and a resumption racing leave every member as the main account\'s last status (review 7: members stayed suspended)', async () => {
+    const { store, runBefore, pending } = await interleavingStore((command) => command instanceof UpdateCommand && JSON.stringify(command.input).includes('SET mainStatus = :suspended'));
+    await family(store, 1000, ['kid']);
+    // The suspension's write on kid comes after the whole resumption.
+    runBefore(() => setAccountStatus(store, 'home', 'active'));
+    await setAccountStatus(store, 'home', 'suspended');
+    expect(pending()).toBe(false);
+    expect(await requireAccount(store, 'home')).toMatchObject({ status: 'active' });
+    expect((await requireAccount(store, 'kid')).mainStatus).toBeUndefined();
+    expect((await directDebit(store, { requestId: 'e1', accountId: 'kid', clientId: 'msc', serviceId: 'voice', units: 60 }, 'h')).status).toBe(201);
+  });
+
+  it('a member created as its main account is suspended starts suspended (review 7: it was missed, and charged)', async () => {
+    const { store, runBefore, pending } = await interleavingStore((command) => command instanceof TransactWriteCommand && JSON.stringify(command.input).includes('MEMBER#kid2'));
+    await family(store, 1000, ['kid']);
+    // The suspension lands between kid2's read of home and its write.
+    runBefore(() => setAccountStatus(store, 'home', 'suspended'));
+    await createAccount(store, { accountId: 'kid2', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
+    expect(pending()).toBe(false);
+    expect(await requireAccount(store, 'kid2')).toMatchObject({ mainStatus: 'suspended' });
+    expect(accountView(await requireAccount(store, 'kid2'), store.now())).toMatchObject({ status: 'active', mainStatus: 'suspended' });
+    expect(await codeOf(directDebit(store, { requestId: 'e1', accountId: 'kid2', clientId: 'msc', serviceId: 'voice', units: 60 }, 'h'))).toBe('account_inactive');
+  });
+
   it('a main account whose member keeps taking holds under every give-back asks its sponsor after a few tries, not never (fails before: 503; review)', async () => {
     let busy = false;
     let interleaved = 0;
