@@ -187,6 +187,8 @@ interface Req {
   units?: number;
   /** Manual recharges: the service account recharged (`accountId` is its owner, who pays). */
   sa?: string;
+  /** Suspensions sent, over the accounts it involves, when it was first sent (see mayBeInactive). */
+  suspensionsAtSend?: number;
 }
 
 /**
@@ -290,6 +292,12 @@ interface AccountModel {
   limitPatches: OverlappingWrites;
   /** Main accounts: their attached accounts. */
   members: string[];
+  /**
+   * Suspensions (PATCH status) sent of this account, and whether one may hold now: from
+   * before the suspension is sent until its resumption is answered.
+   */
+  suspensions?: number;
+  suspended?: boolean;
 }
 
 type Currency = 'EUR' | 'USD';
@@ -713,8 +721,9 @@ class Simulation {
   }
 
   private isSuccess(kind: Kind, answer: Answer) {
-    // An update's 402 and the last agreement's 402 are recorded on the session: repeats answer them.
-    return (answer.status >= 200 && answer.status < 300) || ((kind === 'update' || kind === 'agree') && answer.status === 402);
+    // An update's 402 and the last agreement's 402 are recorded on the session: repeats answer
+    // them; so are their 403s (a suspended account: the update's usage is charged all the same).
+    return (answer.status >= 200 && answer.status < 300) || ((kind === 'update' || kind === 'agree') && (answer.status === 402 || answer.status === 403));
   }
 
   private sameAnswer(a: Answer, b: Answer): boolean {
@@ -763,7 +772,9 @@ class Simulation {
       // The sweep expires a proposal nobody finished agreeing to.
       agree: [[409, 'session_closed']],
     };
-    if (!allowed[req.kind].some(([s, c]) => s === answer.status && c === code)) {
+    // A suspended account (or its main account, or a party) authorizes nothing new.
+    const inactive = answer.status === 403 && code === 'account_inactive' && ['reserve', 'dd', 'recharge', 'propose'].includes(req.kind) && this.mayBeInactive(req);
+    if (!inactive && !allowed[req.kind].some(([s, c]) => s === answer.status && c === code)) {
       this.fail('unexpected answer', `${what}: ${answer.status} ${JSON.stringify(answer.body)}`);
     }
     const charged = this.accounts.get(req.accountId)!;
@@ -890,7 +901,8 @@ class Simulation {
             if (!int(body.granted?.units) || body.granted.amount !== addedCost) this.fail('rating', `${what}: granted ${JSON.stringify(body.granted)} after ${usedSoFar} units used`);
             s.grantedUnits = body.granted.units;
           } else {
-            if (body.code !== 'insufficient_credit') this.fail('unexpected answer', `${what}: ${JSON.stringify(body)}`);
+            const inactive = answer.status === 403 && body.code === 'account_inactive' && this.mayBeInactive(req);
+            if (body.code !== 'insufficient_credit' && !inactive) this.fail('unexpected answer', `${what}: ${JSON.stringify(body)}`);
             s.grantedUnits = 0;
           }
           return;
@@ -957,8 +969,9 @@ class Simulation {
     const party = s.party!;
     const body = answer.body ?? {};
     const agreeing = req.body.accountId as string;
-    if (answer.status === 402) {
-      if (body.code !== 'insufficient_credit' || !party.ids.includes(body.accountId)) this.fail('party', `${what}: 402 that names no party: ${JSON.stringify(body)}`);
+    if (answer.status === 402 || answer.status === 403) {
+      const expected = answer.status === 402 ? 'insufficient_credit' : 'account_inactive';
+      if (body.code !== expected || !party.ids.includes(body.accountId) || (answer.status === 403 && !this.mayBeInactive(req))) this.fail('party', `${what}: ${answer.status} that names no party: ${JSON.stringify(body)}`);
       party.agreed.add(agreeing);
       return;
     }
@@ -996,10 +1009,11 @@ class Simulation {
     const price = (units: number) => priceOf(s.serviceId, units);
     const partsShown = (): number[] => body.parties?.map((p: any) => p.charged?.amount);
     if (req.kind === 'update') {
-      if (answer.status === 402) {
-        // No hold grew, but the reported usage is recorded.
-        if (body.code !== 'insufficient_credit' || !party.ids.includes(body.accountId) || (inStep && body.charged?.units !== party.usedUnits + used)) {
-          this.fail('party', `${what}: 402 ${JSON.stringify(body)} (model used ${party.usedUnits} + ${used})`);
+      if (answer.status === 402 || answer.status === 403) {
+        // No hold grew (a party short, or suspended), but the reported usage is recorded.
+        const expected = answer.status === 402 ? 'insufficient_credit' : 'account_inactive';
+        if (body.code !== expected || !party.ids.includes(body.accountId) || (inStep && body.charged?.units !== party.usedUnits + used) || (answer.status === 403 && !this.mayBeInactive(req))) {
+          this.fail('party', `${what}: ${answer.status} ${JSON.stringify(body)} (model used ${party.usedUnits} + ${used})`);
         }
         party.usedUnits += used;
         s.grantedUnits = 0;
@@ -1696,8 +1710,42 @@ class Simulation {
 
   private newReq(kind: Kind, accountId: string, rid: string, path: string, body: Record<string, unknown>, sid?: string): Req {
     const req: Req = { rid, kind, accountId, sid, method: 'POST', path, body, text: JSON.stringify(body), answered: false, inDoubt: false };
+    req.suspensionsAtSend = this.suspensionsOver(this.involvedIn(req));
     this.reqs.set(rid, req);
     return req;
+  }
+
+  /**
+   * The accounts whose suspension may refuse `req`: the one it names and the one its session
+   * charges, a game's parties, and the owners and main accounts behind them (a member's
+   * charges are authorized against its main account).
+   */
+  private involvedIn(req: { accountId: string; sid?: string }): AccountModel[] {
+    const ids = new Set<string>([req.accountId]);
+    const s = req.sid ? this.sessions.get(req.sid) : undefined;
+    if (s) {
+      ids.add(s.accountId);
+      s.party?.ids.forEach((id) => ids.add(id));
+    }
+    for (const id of [...ids]) {
+      const owner = this.accounts.get(id)?.owner;
+      if (owner) ids.add(owner);
+    }
+    for (const id of [...ids]) {
+      const main = this.accounts.get(id)?.mainAccountId;
+      if (main) ids.add(main);
+    }
+    return [...ids].map((id) => this.accounts.get(id)).filter((a): a is AccountModel => a !== undefined);
+  }
+
+  private suspensionsOver(accounts: AccountModel[]): number {
+    return accounts.reduce((n, a) => n + (a.suspensions ?? 0), 0);
+  }
+
+  /** Whether a suspension may have refused `req` (403 account_inactive): one may hold now, or one was sent since `req` was. */
+  private mayBeInactive(req: Req): boolean {
+    const involved = this.involvedIn(req);
+    return involved.some((a) => a.suspended) || this.suspensionsOver(involved) !== req.suspensionsAtSend;
   }
 
   // ------------------------------------------------------------------------------ run
@@ -2007,7 +2055,7 @@ class Client {
       topup: 6, reserve: this.active.length >= 4 ? 2 : 14, update: 24, debit: 10, release: 3, refund: 4, dd: 8,
       sweep: 1, read: 6, duplicate: 5, concurrent: 3, outOfOrder: 3, reuse: 3, clock: 1.5,
       recharge: 3, saPut: 0.7, sponsors: 0.7, trigger: 1,
-      propose: this.proposals.length >= 3 ? 0.5 : 2, agree: this.proposals.length ? 5 : 0, limit: 0.7,
+      propose: this.proposals.length >= 3 ? 0.5 : 2, agree: this.proposals.length ? 5 : 0, limit: 0.7, suspend: 0.4,
     };
     let kind = this.rng.weighted(weights);
     if ((kind === 'update' || kind === 'debit' || kind === 'release') && this.active.length === 0) kind = 'reserve';
@@ -2031,6 +2079,7 @@ class Client {
         case 'propose': text = await this.propose(trace); break;
         case 'agree': text = await this.agree(trace); break;
         case 'limit': text = await this.limit(trace); break;
+        case 'suspend': text = await this.suspend(trace); break;
         case 'read': text = await this.read(trace); break;
         case 'duplicate': text = await this.duplicate(trace); break;
         case 'concurrent': text = await this.concurrent(trace); break;
@@ -2453,6 +2502,31 @@ class Client {
       this.api.fail('unexpected answer', `PATCH ${path} ${text}: ${answer!.status} ${JSON.stringify(b)}`);
     }
     return `PATCH ${path} ${text}`;
+  }
+
+  /**
+   * Suspends an account (not a member, not a service account) and makes it active again, while
+   * the other clients go on: meanwhile its charges, its members' and its games' may be refused
+   * 403 account_inactive (the model tolerates that only for requests a suspension may have met).
+   */
+  private async suspend(trace: string[]) {
+    const candidates = this.api.accounts().filter((x) => !x.owner && !x.mainAccountId && !x.suspended);
+    if (candidates.length === 0) return this.topup(trace);
+    const a = this.rng.pick(candidates);
+    const path = `/accounts/${a.id}`;
+    a.suspensions = (a.suspensions ?? 0) + 1;
+    a.suspended = true;
+    for (const status of ['suspended', 'active'] as const) {
+      const text = JSON.stringify({ status });
+      const answer = await this.api.send(this, 'PATCH', path, text, { faults: true, giveUp: false, label: `PATCH ${path}`, trace });
+      this.api.checkProblemShape(answer!, `PATCH ${path}`);
+      if (answer!.status !== 200 || answer!.body?.accountId !== a.id || answer!.body?.status !== status) {
+        this.api.fail('unexpected answer', `PATCH ${path} ${text}: ${answer!.status} ${JSON.stringify(answer!.body)}`);
+      }
+      if (status === 'suspended') this.api.advance(this.rng.int(30)); // a while suspended
+    }
+    a.suspended = false;
+    return `PATCH ${path} suspended, then active`;
   }
 
   /** Resends a past request (same requestId and body): it must answer as it first did. */
