@@ -187,8 +187,9 @@ interface Req {
   units?: number;
   /** Manual recharges: the service account recharged (`accountId` is its owner, who pays). */
   sa?: string;
-  /** Suspensions sent, over the accounts it involves, when it was first sent (see mayBeInactive). */
+  /** Suspensions sent, over the accounts it involves, when it was first sent, and whether one held then (see mayBeInactive). */
   suspensionsAtSend?: number;
+  suspendedAtSend?: boolean;
 }
 
 /**
@@ -1710,7 +1711,9 @@ class Simulation {
 
   private newReq(kind: Kind, accountId: string, rid: string, path: string, body: Record<string, unknown>, sid?: string): Req {
     const req: Req = { rid, kind, accountId, sid, method: 'POST', path, body, text: JSON.stringify(body), answered: false, inDoubt: false };
-    req.suspensionsAtSend = this.suspensionsOver(this.involvedIn(req));
+    const involved = this.involvedIn(req);
+    req.suspensionsAtSend = this.suspensionsOver(involved);
+    req.suspendedAtSend = involved.some((a) => a.suspended);
     this.reqs.set(rid, req);
     return req;
   }
@@ -1742,10 +1745,14 @@ class Simulation {
     return accounts.reduce((n, a) => n + (a.suspensions ?? 0), 0);
   }
 
-  /** Whether a suspension may have refused `req` (403 account_inactive): one may hold now, or one was sent since `req` was. */
+  /**
+   * Whether a suspension may have refused `req` (403 account_inactive): one held when it was
+   * first sent, or holds now, or was sent since (fails before: a request sent during a
+   * suspension and answered after its resumption was not allowed its 403; seed 2528).
+   */
   private mayBeInactive(req: Req): boolean {
     const involved = this.involvedIn(req);
-    return involved.some((a) => a.suspended) || this.suspensionsOver(involved) !== req.suspensionsAtSend;
+    return !!req.suspendedAtSend || involved.some((a) => a.suspended) || this.suspensionsOver(involved) !== req.suspensionsAtSend;
   }
 
   // ------------------------------------------------------------------------------ run
