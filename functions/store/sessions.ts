@@ -367,7 +367,7 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   if (!recordChecked) {
     const existing = await earlierSession();
     if (existing) {
-      await settleStrayHold(store, existing); // also under another body: such a hold is never recorded
+      await settleStrayHold(store, existing, command); // also under another body: such a hold is never recorded
       return replayOrConflict(existing, command.requestId, bodyHash) ?? reusedRequestId(command.requestId);
     }
   }
@@ -542,12 +542,15 @@ function heldBefore(released: OpEntry): OpEntry | null {
  * A repeat answered from its session before writing first gives back a hold that a copy of
  * it took and left on the account: a copy that read before the session was recorded and died
  * before it learnt so (the retry finishes what its first attempt left, as it did when it
- * wrote first). One read of the account, only on such repeats; a game's stray is the sweep's.
+ * wrote first). One read of the account, only on such repeats. Under a game's id (a reserve
+ * reusing a proposal's requestId) the hold is on the account the reserve names, where the
+ * game's own entry would be its party's, under another request (fails before: left for good,
+ * and the game could not start; review 9).
  */
-async function settleStrayHold(store: Store, session: SessionItem): Promise<void> {
-  if (session.parties) return;
-  const stray = (await getAccountItem(store, session.chargedAccountId))?.ops?.[session.sessionId];
-  if (stray && stray.seq === 1 && !stray.done && stray.n !== session.nonce) await voidHold(store, session.chargedAccountId, session.sessionId, stray);
+async function settleStrayHold(store: Store, session: SessionItem, command: { requestId: string; accountId: string }): Promise<void> {
+  const accountId = session.parties ? command.accountId : session.chargedAccountId;
+  const stray = (await getAccountItem(store, accountId))?.ops?.[session.sessionId];
+  if (stray && stray.seq === 1 && !stray.done && stray.rid === command.requestId && stray.n !== session.nonce) await voidHold(store, accountId, session.sessionId, stray);
 }
 
 /**
@@ -640,15 +643,19 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
     const onServiceAccount = isServiceAccountId(session.chargedAccountId);
     const requested = command.requested && onServiceAccount ? await inUnitsOfService(store, session, command.requested) : command.requested;
     // An { amount } that buys no block is refused as on a reserve or an event, before anything
-    // is written (fails before: 402 and a terminate while the account had credit; review). A
-    // repeat of a request answered before is answered as before (the rating may have changed).
-    if (!closing && requested && ('units' in requested ? requested.units === 0 : !optimisticGrant(requested, session.price))) {
+    // is written (fails before: 402 and a terminate while the account had credit; review), and
+    // so is one that does not even pay the block a report over its grant left unpaid (fails
+    // before: 402 and a terminate; review 9). A repeat of a request answered before is
+    // answered as before (the rating may have changed).
+    const soFar = { usedUnits: usage.usedUnitsTotal, chargedMinor: usage.chargedMinorTotal };
+    if (!closing && requested && ('units' in requested ? requested.units === 0 : !optimisticGrant(requested, session.price, soFar))) {
       const kept = light && oneWrite ? replayOrConflict(await withKeptAnswer(store, session, command.requestId), command.requestId, bodyHash) : null;
       if (kept) return kept;
-      fail('validation_failed', `requested: ${command.requested && 'amount' in command.requested ? command.requested.amount : 0} does not buy one block of ${session.serviceId}`);
+      const unpaid = optimisticGrant(requested, session.price) ? ` after the ${soFar.usedUnits} units reported, which it must pay first` : '';
+      fail('validation_failed', `requested: ${command.requested && 'amount' in command.requested ? command.requested.amount : 0} does not buy one block of ${session.serviceId}${unpaid}`);
     }
     /** What the request asks, in units: a grant of fewer is the last (finalUnit), whichever way it was asked. */
-    const wantedUnits = requested ? ('units' in requested ? requested.units : optimisticGrant(requested, session.price, { usedUnits: usage.usedUnitsTotal, chargedMinor: usage.chargedMinorTotal })?.units ?? 0) : 0;
+    const wantedUnits = requested ? ('units' in requested ? requested.units : optimisticGrant(requested, session.price, soFar)?.units ?? 0) : 0;
     let grant = closing ? { units: 0, amountMinor: 0 } : regrant(requested, session.price, usage);
     let entry: OpEntry | null = null;
     let denied = false;
@@ -712,7 +719,11 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
 
 /** An update's request on a service-account session in its units (the session is rated 1 per 1): an { amount } at the service's price. */
 async function inUnitsOfService(store: Store, session: SessionItem, requested: Requested): Promise<Requested> {
-  return 'units' in requested ? requested : inServiceUnits(requested, (await getService(store, session.serviceId)).price);
+  if ('units' in requested) return requested;
+  // Still an amount, in the session's units (1 per 1): it holds no more than it is worth, as a
+  // money session's (fails before: after a report over its grant it held that report's whole
+  // overrun on top; review 9).
+  return { amount: inServiceUnits(requested, (await getService(store, session.serviceId)).price).units };
 }
 
 /**

@@ -233,6 +233,23 @@ describe('a party whose account expires mid-game (review: its hold grew with eve
   });
 });
 
+describe('a reserve reusing a proposal\'s requestId that died holding on a party (review 9: the hold stayed for good, and the game could not start)', () => {
+  it('its repeat gives the hold back, and the game starts', async () => {
+    const { twoWrites: store, failNextTransaction } = await twoWriteAndOneWriteStores();
+    await players(store, { p1: 1000, p2: 1000 });
+    const proposed = await proposePartySession(store, { requestId: 'g1', parties: ['p1', 'p2'], principle: { type: 'split' }, clientId: 'gs', serviceId: 'game', requested: { units: 100 } }, 'hg');
+    const sessionId = proposed.body.sessionId as string;
+    const plain = { requestId: 'g1', accountId: 'p1', clientId: 'x', serviceId: 'game', requested: { units: 300 } };
+    failNextTransaction(Object.assign(new Error('handler died'), { name: 'HandlerDied' }));
+    await expect(reserve(readingBeforeTheRecord(store), plain, 'hr')).rejects.toThrow('handler died');
+    expect((await requireAccount(store, 'p1')).reserved).toBe(300);
+    expect(await codeOf(reserve(store, plain, 'hr'))).toBe('idempotency_conflict');
+    expect(await reconciled(store, 'p1')).toMatchObject({ balance: 1000, reserved: 0 });
+    await agree(store, sessionId, { requestId: 'a1', accountId: 'p1' }, 'h');
+    expect(await agree(store, sessionId, { requestId: 'a2', accountId: 'p2' }, 'h')).toMatchObject({ status: 200, body: { state: 'active' } });
+  });
+});
+
 describe('a release racing the last agreement (review: 409 conflict, and its repeat released the game)', () => {
   it('releases the game the agreement started, and its repeat is answered alike', async () => {
     const { store, runBefore, pending } = await interleavingStore((command) => command instanceof TransactWriteCommand && JSON.stringify(command.input).includes('rel-1'));

@@ -788,6 +788,21 @@ describe('charging a service account (sessions and events of its service draw un
     expect(bundle.ops['evt:used-id']).toBeUndefined();
   });
 
+  it('an update asking { amount } after a report over its grant holds no more than the amount is worth in units (review 9: it held the whole overrun on top)', async () => {
+    const store = await testStore();
+    await putService(store, dataService);
+    await owner(store, 1000);
+    await putServiceAccount(store, 'alice', 'data', data);
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r0' }, 'h'); // 5120 KB
+    const opened = await reserve(store, { requestId: 's1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { amount: 100 } }, 'h');
+    expect(opened.body).toMatchObject({ serviceAccount: 'data', granted: { units: 1024, amount: 1024 } });
+    // 3000 KB reported on 1024: 1024 charged, 1976 unpaid. 100 is worth 1024 KB: not even that.
+    expect(await codeOf(updateSession(store, opened.body.sessionId as string, { requestId: 'u1', usedUnits: 3000, requested: { amount: 100 } }, 'h'))).toBe('validation_failed');
+    const updated = await updateSession(store, opened.body.sessionId as string, { requestId: 'u2', usedUnits: 3000, requested: { amount: 300 } }, 'h');
+    expect(updated).toMatchObject({ status: 200, body: { granted: { amount: 3072 } } }); // 300 is worth 3072 KB: 1976 unpaid and 1096 more
+    expect(await reconciled(store, serviceAccountId('alice', 'data'))).toMatchObject({ balance: 5120 - 1024, reserved: 3072 });
+  });
+
   it('routes only the service it is for, and refuses a service rated in another unit', async () => {
     const store = await testStore();
     await putService(store, dataService);

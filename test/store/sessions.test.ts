@@ -117,6 +117,16 @@ describe('a whole session', () => {
       expect(await reconciled(store, 'hal')).toMatchObject({ balance: 0, reserved: 0 });
     });
 
+    it.each(writePaths)('an { amount } that does not even pay the hours a report over its grant left unpaid is 400, writing nothing (review 9: 402 and a terminate on an account with credit) (%s)', async (_path, twoWriteSteps) => {
+      const { store, sessionId } = await anHourHeld(twoWriteSteps, 1000);
+      // 7201 s on a 3600 s grant, nothing asked: the hour held is charged, two hours (200) left unpaid.
+      expect(await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 7201 }, 'hu1')).toMatchObject({ status: 200, body: { charged: { units: 7201, amount: 100 } } });
+      expect(await codeOf(updateSession(store, sessionId, { requestId: 'u2', usedUnits: 0, requested: { amount: 100 } }, 'hu2'))).toBe('validation_failed');
+      expect(await reconciled(store, 'hal')).toMatchObject({ balance: 900, reserved: 0 });
+      // 300 pays those two hours and 3599 s more.
+      expect(await updateSession(store, sessionId, { requestId: 'u3', usedUnits: 0, requested: { amount: 300 } }, 'hu3')).toMatchObject({ status: 200, body: { granted: { units: 7199, amount: 300 } } });
+    });
+
     it.each(writePaths)('a release gives the whole hold back: what the report left unpaid stays unpaid (%s)', async (_path, twoWriteSteps) => {
       const { store, sessionId } = await anHourHeld(twoWriteSteps, 1000);
       await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 3601, requested: { units: 3600 } }, 'hu1');
