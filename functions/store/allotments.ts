@@ -13,7 +13,7 @@ import { ledgerPut } from './ledger.js';
 import { getAccountItem, listMembers, USABLE_CONDITION, usableAt, type AccountItem } from './accounts.js';
 import { batchGetAll, plainItem } from './db.js';
 import { ORPHAN_GRACE_MS } from './compaction.js';
-import { afterCharge } from './serviceAccounts.js';
+import { lowBalanceAfter } from './serviceAccounts.js';
 import { allotmentFor, excessOverLimit, heldFromMain, roomUnderLimit } from '../domain/allotment.js';
 
 export type TakeResult = 'given' | 'moved' | 'insufficient' | 'limit' | 'inactive';
@@ -325,14 +325,7 @@ async function transfer(store: Store, t: { to: string; member: AccountItem; amou
  * returns nothing), as after a recharge: one read per take, off the main account's item only
  * when a member's money runs out. Like a charge's check, it never fails what it follows.
  */
-async function lowBalanceAfterTake(store: Store, mainId: string, takenMinor: number): Promise<void> {
-  try {
-    const main = await getAccountItem(store, mainId);
-    if (main?.lowBalanceThreshold !== undefined) await afterCharge(store, main, { balanceDelta: -takenMinor, reservedDelta: 0, availableDelta: -takenMinor });
-  } catch (error) {
-    console.error(JSON.stringify({ level: 'ERROR', message: 'low balance after an allotment not judged', accountId: mainId, error: String(error) }));
-  }
-}
+const lowBalanceAfterTake = (store: Store, mainId: string, takenMinor: number) => lowBalanceAfter(store, mainId, takenMinor, 'an allotment');
 
 /** A lowered consumption limit binds the next grant: the unspent allotment beyond it goes back now. */
 export async function applyConsumptionLimit(store: Store, accountId: string, limitMinor: number | null): Promise<void> {

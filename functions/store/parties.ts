@@ -13,6 +13,7 @@ import { ledgerPut, stepEntry, type LedgerEntry } from './ledger.js';
 import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
 import { getService, type Service } from './services.js';
 import { coverShortfall, hasCover, MAX_COVER_TRIES, type Covered } from './cover.js';
+import { lowBalanceAfter } from './serviceAccounts.js';
 import { answerKey, answerPut, expiryNotice, keepAnswer, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail, reusedRequestId } from '../domain/errors.js';
@@ -317,6 +318,9 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     return { ok: false, refusedParty: { accountId, reason, needMinor: accountUpdates[refusedAt]!.need, account } };
   }
   if (closing) step.moves.forEach((m) => markFinalized(store, m.accountId, session.sessionId, { n: nonce }));
+  // Each party whose available money went down: its threshold, as a plain charge's (fails
+  // before: a game never told a party it crossed; review 8). One read each, only then.
+  await Promise.all(accountUpdates.map(({ need }, i) => (need > 0 ? lowBalanceAfter(store, step.moves[i]!.accountId, need, 'a game\'s step') : undefined)));
   return { ok: true };
 }
 

@@ -241,6 +241,21 @@ async function placeScheduleMarker(store: Store, saId: string, settings: Service
  * low-balance notification. Concurrent charges are serialized by the item, so exactly one
  * of them crosses; the marker's condition makes a second marker impossible anyway.
  */
+/**
+ * A crossing judged after a transaction that moved `takenMinor` out of `accountId`'s
+ * available money (it returns nothing): one read of the account, then afterCharge on it as
+ * read (a charge meanwhile may hide or repeat the crossing: README). A failure is logged, not
+ * thrown: what was judged has landed, and its caller must still answer.
+ */
+export async function lowBalanceAfter(store: Store, accountId: string, takenMinor: number, what: string): Promise<void> {
+  try {
+    const account = await getAccountItem(store, accountId);
+    if (account?.lowBalanceThreshold !== undefined) await afterCharge(store, account, { balanceDelta: -takenMinor, reservedDelta: 0, availableDelta: -takenMinor });
+  } catch (error) {
+    console.error(JSON.stringify({ level: 'ERROR', message: `low balance after ${what} not judged`, accountId, error: String(error) }));
+  }
+}
+
 export async function afterCharge(store: Store, account: AccountItem & Partial<ServiceAccountItem>, movement: Movement): Promise<void> {
   if (movement.availableDelta >= 0) return;
   const after = account.available;

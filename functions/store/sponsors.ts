@@ -14,6 +14,7 @@ import { conditionFailedAt, withConflictRetry, type Store } from './db.js';
 import { ledgerPut } from './ledger.js';
 import { requireAccount, USABLE_CONDITION, type AccountItem } from './accounts.js';
 import { notificationItem } from './notifications.js';
+import { lowBalanceAfter } from './serviceAccounts.js';
 import { fail } from '../domain/errors.js';
 import { sponsorsInOrder, type Sponsor } from '../domain/serviceAccount.js';
 
@@ -77,6 +78,9 @@ async function transferFromSponsor(store: Store, account: SponsoredAccount, spon
     if (conditionFailedAt(error, 0)) return 'short';
     throw error;
   }
+  // The sponsor's own threshold (fails before: a transfer that took it below was never told,
+  // and no later charge of its crossed again; review 8).
+  await lowBalanceAfter(store, sponsorId, x, 'a sponsor transfer');
   return 'given';
 }
 

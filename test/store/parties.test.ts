@@ -250,6 +250,28 @@ describe('a reserve reusing a proposal\'s requestId that died holding on a party
   });
 });
 
+describe('low balances (review 8: a game never told a party it crossed its threshold, nor did a sponsor transfer)', () => {
+  it('the last agreement that takes a party below its lowBalanceThreshold tells it, once; a sponsor a transfer takes below its own is told too', async () => {
+    const store = await testStore();
+    await putService(store, game);
+    await createAccount(store, { accountId: 'ann', currency: 'EUR', kind: 'prepaid', lowBalanceThreshold: 500 });
+    await topUp(store, 'ann', 't-ann', 1000, 'h');
+    await createAccount(store, { accountId: 'gran', currency: 'EUR', kind: 'prepaid', lowBalanceThreshold: 500 });
+    await topUp(store, 'gran', 't-gran', 1000, 'h');
+    await players(store, { ben: 0 });
+    await setSponsors(store, 'ben', [{ accountId: 'gran', priority: 1 }]);
+    const lows = async (accountId: string) => (await listNotifications(store, accountId)).notifications.filter((n) => n.type === 'low_balance');
+    // A split of 1200: 600 held from each; ben's share comes from gran (1000 -> 400).
+    const { sessionId, last } = await started(store, 'lg', ['ann', 'ben'], { type: 'split' }, 1200);
+    expect(last.body.state).toBe('active');
+    expect(await lows('ann')).toEqual([expect.objectContaining({ available: 400, level: 500 })]);
+    expect(await lows('gran')).toEqual([expect.objectContaining({ available: 400, level: 500 })]);
+    await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 1200 }, 'h');
+    expect(await lows('ann')).toHaveLength(1);
+    expect(await reconciled(store, 'ann')).toMatchObject({ balance: 400, reserved: 0 });
+  });
+});
+
 describe('a release racing the last agreement (review: 409 conflict, and its repeat released the game)', () => {
   it('releases the game the agreement started, and its repeat is answered alike', async () => {
     const { store, runBefore, pending } = await interleavingStore((command) => command instanceof TransactWriteCommand && JSON.stringify(command.input).includes('rel-1'));
