@@ -72,9 +72,9 @@ async function serviceAccountsOf(store: Store, mainAccountId: string): Promise<R
  * The service account an attached account's new charge of `serviceId` draws on: its main
  * account's for that service (API.md: a session draws on a service account of the paying
  * account, and an attached account's charges are "debited from the main account"; a
- * family's shared data bundle). Null when the member's own write decides instead: its main
- * account keeps none; the member may not charge (inactive, expired, or its main account's
- * validity passed: its write refuses it); it has a `consumptionLimit`, which caps the money it
+ * family's shared data bundle). A member that may not charge (inactive, expired, its main
+ * account suspended or past its validity) is refused (403) here. Null when the member's own
+ * write decides instead: its main account keeps none; it has a `consumptionLimit`, which caps the money it
  * takes and which the bundle's units would slip past (its charges stay money); or it keeps a
  * service account of its own for the service. The member is read (its limit may change at any
  * time) only when its main account keeps one.
@@ -84,8 +84,12 @@ export async function mainAccountRoute(store: Store, memberId: string, mainAccou
   const refs = await serviceAccountsOf(store, mainAccountId);
   if (!Object.hasOwn(refs, serviceId)) return null;
   const member = await getAccountItem(store, memberId) as (AccountItem & { serviceAccounts?: Record<string, ServiceAccountRef> }) | null;
-  if (!member || member.mainAccountId !== mainAccountId || !usableAt(member, store.now().toISOString())
-    || member.consumptionLimit !== undefined || Object.hasOwn(member.serviceAccounts ?? {}, serviceId)) return null;
+  if (!member || member.mainAccountId !== mainAccountId) return null;
+  // Refused here, as its own write would refuse it: left to that write, a member made usable
+  // again meanwhile (its main account resumed) was charged money instead of the bundle
+  // (simulator, seed 2529).
+  if (!usableAt(member, store.now().toISOString())) fail('account_inactive', `account ${memberId} is suspended or expired`);
+  if (member.consumptionLimit !== undefined || Object.hasOwn(member.serviceAccounts ?? {}, serviceId)) return null;
   return { id: serviceAccountId(mainAccountId, serviceId), owner: mainAccountId, ref: refs[serviceId]! };
 }
 

@@ -17,6 +17,7 @@ import { setSponsors } from '../../functions/store/sponsors.js';
 import { agree, proposePartySession } from '../../functions/store/parties.js';
 import { listNotifications } from '../../functions/store/notifications.js';
 import { multiSessionView } from '../../functions/store/multisession.js';
+import { ChargingError } from '../../functions/domain/errors.js';
 
 async function family(store: Store, mainBalance: number, members: string[], options: { kind?: 'prepaid' | 'postpaid'; creditLimit?: number; consumptionLimit?: number } = {}) {
   await putService(store, voice);
@@ -623,6 +624,26 @@ describe('a member within its consumption limit, its main account empty and spon
     expect(await requireAccount(store, 'home')).toMatchObject({ status: 'active' });
     expect((await requireAccount(store, 'kid')).mainStatus).toBeUndefined();
     expect((await directDebit(store, { requestId: 'e1', accountId: 'kid', clientId: 'msc', serviceId: 'voice', units: 60 }, 'h')).status).toBe(201);
+  });
+
+  it('a member\'s charge racing its main account\'s resumption is refused or draws on the bundle, never money (simulator, seed 2529: charged money)', async () => {
+    const { store, runBefore, pending } = await interleavingStore((command) => (command instanceof UpdateCommand || command instanceof TransactWriteCommand) && JSON.stringify(command.input).includes('"ACC#kid"'));
+    await family(store, 10_000, ['kid']);
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 1, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await putServiceAccount(store, 'home', 'data', { unit: 'kilobytes', rate: { amountMinor: 1, units: 1 }, priority: 1, onEmpty: 'deny', rechargeAmountMinor: 500 });
+    await manualRecharge(store, 'home', 'data', { requestId: 'g1' }, 'h');
+    // An event of kid's first: this process now knows home is kid's main account, so the charge
+    // below looks at the bundle before kid's first write.
+    expect((await directDebit(store, { requestId: 'e0', accountId: 'kid', clientId: 'msc', serviceId: 'voice', units: 60 }, 'h')).status).toBe(201);
+    const kidBalance = (await requireAccount(store, 'kid')).balance;
+    await setAccountStatus(store, 'home', 'suspended');
+    // The resumption lands after the charge looked at kid, before any write of kid's.
+    runBefore(() => setAccountStatus(store, 'home', 'active'));
+    const answer = await reserve(store, { ...call('r1', 'kid', 100), serviceId: 'data' }, 'h').catch((error: ChargingError) => ({ status: 403, body: { code: error.code } }));
+    expect(answer.status === 403 || (answer.body as { serviceAccount?: string }).serviceAccount === 'data', JSON.stringify(answer)).toBe(true);
+    if (pending()) await setAccountStatus(store, 'home', 'active');
+    expect((await requireAccount(store, 'kid')).reserved).toBe(0); // no money held for it
+    expect((await requireAccount(store, 'kid')).balance).toBeLessThanOrEqual(kidBalance);
   });
 
   it('a member created as its main account is suspended starts suspended (review 7: it was missed, and charged)', async () => {
