@@ -76,10 +76,13 @@ export async function interleavingStore(matches: (command: unknown) => boolean, 
 export function readingBeforeTheRecord(store: Store): Store {
   let missed = false;
   return { ...store, db: { send: (command: any) => {
-    if (!missed && command instanceof GetCommand && /^(SES|REQ)#/.test(String(command.input.Key?.pk))) { missed = true; return Promise.resolve({}) as any; }
+    if (!missed && isRecordRead(command)) { missed = true; return Promise.resolve({}) as any; }
     return store.db.send(command);
   } } };
 }
+
+/** A read of a session item or of a request record (what readingBeforeTheRecord misses). */
+export const isRecordRead = (command: unknown) => command instanceof GetCommand && /^(SES|REQ)#/.test(String(command.input.Key?.pk));
 
 /** The two ways an operation writes an account (functions/store/ops.ts): for `it.each`, label and `twoWriteSteps`. */
 export const writePaths = [['one write', false], ['two writes', true]] as const;

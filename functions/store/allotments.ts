@@ -313,19 +313,13 @@ async function transfer(store: Store, t: { to: string; member: AccountItem; amou
     if (reasons[0]?.Code === 'ConditionalCheckFailed') return { main: (plainItem(reasons[0].Item) as AccountItem | undefined) ?? null };
     throw error;
   }
-  if (t.direction === 'take') await lowBalanceAfterTake(store, mainId, x);
+  // A take is the main account's money spent by a member: it may cross the main account's
+  // lowBalanceThreshold, as a charge of its own would (fails before: a main account whose
+  // members did the spending was never told; review). One read per take, only when a member's
+  // money runs out; it never fails what it follows.
+  if (t.direction === 'take') await lowBalanceAfter(store, mainId, x, 'an allotment');
   return 'given';
 }
-
-/**
- * A take is the main account's money spent by a member (its stored balance drops; thresholds
- * are judged on the stored figures): it may cross the main account's lowBalanceThreshold, as
- * a charge of its own would (fails before: a main account whose members did the spending was
- * never told; review). Judged on the main account as read after the take (a transaction
- * returns nothing), as after a recharge: one read per take, off the main account's item only
- * when a member's money runs out. Like a charge's check, it never fails what it follows.
- */
-const lowBalanceAfterTake = (store: Store, mainId: string, takenMinor: number) => lowBalanceAfter(store, mainId, takenMinor, 'an allotment');
 
 /** A lowered consumption limit binds the next grant: the unspent allotment beyond it goes back now. */
 export async function applyConsumptionLimit(store: Store, accountId: string, limitMinor: number | null): Promise<void> {

@@ -43,10 +43,7 @@ async function storedAnswer(store: Store, requestId: string, bodyHash: string, s
   const record = await requestRecord(store, requestId);
   if (!record) return null;
   if (record.h !== bodyHash) reusedRequestId(requestId);
-  if (settleStray && record.kind === 'debit' && typeof record.accountId === 'string') {
-    const stray = (await getAccountItem(store, record.accountId))?.ops?.[`evt:${requestId}`];
-    if (stray && stray.n !== record.n) await giveBack(store, record.accountId, stray);
-  }
+  if (settleStray && record.kind === 'debit' && typeof record.accountId === 'string') await settleStrays(store, record, `evt:${requestId}`, [record.accountId]);
   return record.answer as StoredAnswer;
 }
 

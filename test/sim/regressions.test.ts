@@ -10,7 +10,7 @@ import { useStore, apiToken } from '../../functions/config.js';
 import { requireAccount } from '../../functions/store/accounts.js';
 import { logger } from '../../functions/http/handler.js';
 import type { Db, Store } from '../../functions/store/db.js';
-import { fundedAccount, reconciled, reserveCommand, testClock, testStore } from '../helpers.js';
+import { fundedAccount, isRecordRead, reconciled, reserveCommand, testClock, testStore } from '../helpers.js';
 import { requireSession, reserve, updateSession } from '../../functions/store/sessions.js';
 
 beforeAll(() => {
@@ -39,7 +39,7 @@ async function harness(balance = 100, options: { twoWriteSteps?: boolean } = {})
     twoWriteSteps: options.twoWriteSteps,
     db: (inner: Db): Db => ({
       send: async (command: any) => {
-        if (missRecordRead && command.constructor.name === 'GetCommand' && /^(SES|REQ)#/.test(String(command.input?.Key?.pk))) {
+        if (missRecordRead && isRecordRead(command)) {
           missRecordRead = false;
           return {};
         }
