@@ -780,7 +780,9 @@ function stepRecord(store: Store, session: SessionItem, kind: StepKind, command:
   const values: Record<string, unknown> = {
     ':seq': session.seq, ':next': entry.seq, ':state': state, ':hold': hold, ':at': entry.at, ':vu': entry.vu,
     ':returned': closing ? remainder : 0,
-    ...(closing ? {} : { ':iv': intervalSeconds, ':due': nextDueAt(entry.at, intervalSeconds, entry.vu!) }),
+    // A step that granted nothing (refused 402/403, or asked for nothing) leaves no usage to
+    // report: the session is next due at its expiry, not asked for an interim report.
+    ...(closing ? {} : { ':iv': intervalSeconds, ':due': entry.gu > 0 ? nextDueAt(entry.at, intervalSeconds, entry.vu!) : entry.vu! }),
   };
   const sets = ['seq = :next', '#state = :state', '#hold = :hold', 'lastUpdateAt = :at', 'validUntil = :vu', 'returnedMinor = returnedMinor + :returned'];
   const update = closing ? `SET ${sets.join(', ')} REMOVE dueShard, dueAt` : `SET ${sets.join(', ')}, interimIntervalSeconds = :iv, dueAt = :due`;
@@ -1054,10 +1056,14 @@ export function expiryNoticePut(store: Store, notice: { notification: AccountNot
 }
 
 async function askForReport(store: Store, session: SessionItem, now: string): Promise<SweepOutcome> {
-  const reportDue = nextDueAt(session.lastUpdateAt, session.interimIntervalSeconds, '9999-12-31T23:59:59.999Z') <= now;
+  // A session granted nothing by its last step (an update refused 402 or 403: its client was
+  // told to terminate) has no usage to report: it is left to expire (fails before: the sweep
+  // asked it for a report all the same).
+  const granted = session.parties !== undefined || session.hold.grantedUnits > 0;
+  const reportDue = granted && nextDueAt(session.lastUpdateAt, session.interimIntervalSeconds, '9999-12-31T23:59:59.999Z') <= now;
   const ask = reportDue && session.reportRequestedSeq !== session.seq;
   // After asking, the next thing due is the expiry; otherwise put it back where it belongs.
-  const dueAt = ask || session.reportRequestedSeq === session.seq ? session.validUntil : nextDueAt(session.lastUpdateAt, session.interimIntervalSeconds, session.validUntil);
+  const dueAt = ask || !granted || session.reportRequestedSeq === session.seq ? session.validUntil : nextDueAt(session.lastUpdateAt, session.interimIntervalSeconds, session.validUntil);
   const sessionUpdate = {
     TableName: store.tableName, Key: key.session(session.sessionId),
     UpdateExpression: ask ? 'SET dueAt = :due, reportRequestedSeq = :seq' : 'SET dueAt = :due',

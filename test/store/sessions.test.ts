@@ -11,6 +11,7 @@ import { putService } from '../../functions/store/services.js';
 import { ChargingError } from '../../functions/domain/errors.js';
 import { countingDb, type Db } from '../../functions/store/db.js';
 import { directDebit } from '../../functions/store/debits.js';
+import { sweep } from '../../functions/store/sweep.js';
 
 /** ann, with 1000, holds 1 kB of data at 3 per kB (3 held). */
 async function oneKilobyteHeld(twoWriteSteps: boolean) {
@@ -165,6 +166,23 @@ describe('a whole session', () => {
     expect(answer.status).toBe(402);
     expect(answer.body).toMatchObject({ code: 'insufficient_credit', charged: { amount: 2 } });
     expect(await reconciled(store, 'carol')).toMatchObject({ balance: 0, reserved: 0 });
+  });
+
+  it('a session refused a grant is not asked for an interim report, and expires at its validity (fails before: the sweep asked it)', async () => {
+    for (const twoWriteSteps of [false, true]) {
+      const clock = testClock();
+      const store = await testStore({ now: clock.now, twoWriteSteps });
+      await putService(store, { serviceId: 'call', unit: 'seconds', price: { amountMinor: 1, perUnits: 60 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+      await fundedAccount(store, 'carol', 2);
+      const { body } = await reserve(store, { requestId: 'r1', accountId: 'carol', clientId: 'c', serviceId: 'call', requested: { units: 120 } }, 'h');
+      clock.advanceSeconds(10);
+      expect((await updateSession(store, body.sessionId as string, { requestId: 'u1', usedUnits: 120, requested: { units: 60 } }, 'hu')).status).toBe(402);
+      clock.advanceSeconds(31);
+      expect(await sweep(store, { batchSize: 10, maxBatches: 2 })).toMatchObject({ reportsRequested: 0, expired: 0 });
+      clock.advanceSeconds(300);
+      expect(await sweep(store, { batchSize: 10, maxBatches: 2 })).toMatchObject({ reportsRequested: 0, expired: 1 });
+      expect(await reconciled(store, 'carol')).toMatchObject({ balance: 0, reserved: 0 });
+    }
   });
 
   it('refunds part of a closed session, never more than it charged', async () => {
