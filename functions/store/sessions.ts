@@ -1035,6 +1035,9 @@ export const expireSession = (store: Store, sessionId: string) => sweepSession(s
 function sessionRefs(session: SessionItem) {
   return {
     sessionId: session.sessionId, multiSessionId: session.multiSessionId, accountId: publicAccountId(session.chargedAccountId), clientId: session.clientId,
+    // A session on a service account moves units, not money: its notices say so, as its
+    // reserve's answer does (fails before: a bare amount in units; review 8).
+    ...(isServiceAccountId(session.chargedAccountId) ? { serviceAccount: session.serviceId, unit: session.unit } : {}),
     ...(session.notifyUri ? { notifyUri: session.notifyUri } : {}),
   };
 }

@@ -557,6 +557,20 @@ describe('charging a service account (sessions and events of its service draw un
     expect(notes).toHaveLength(1);
   });
 
+  it('an expired session on a service account is told in its units (fails before: a bare amount; review 8)', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await putService(store, dataService);
+    await owner(store, 1000);
+    await putServiceAccount(store, 'alice', 'data', data);
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 100 }, 'h'); // 1024 KB
+    const opened = await reserve(store, { requestId: 's1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 300 } }, 'h');
+    clock.advanceSeconds(301);
+    expect(await sweep(store, { batchSize: 10, maxBatches: 2 })).toMatchObject({ expired: 1 });
+    const expired = (await listNotifications(store, 'alice')).notifications.filter((n) => n.type === 'session_expired');
+    expect(expired).toEqual([expect.objectContaining({ sessionId: opened.body.sessionId, accountId: 'alice', serviceAccount: 'data', unit: 'kilobytes', returned: { amount: 300 } })]);
+  });
+
   it('a late retry routed to a service account created meanwhile keeps its session: the owner\'s visit does not take it for the orphan it released', async () => {
     const clock = testClock();
     const { twoWrites, failNextTransaction } = await twoWriteAndOneWriteStores({ now: clock.now });
