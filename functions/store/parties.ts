@@ -491,9 +491,16 @@ export async function expirePartySession(store: Store, session: SessionItem): Pr
   return (await partyTransaction(store, session, { kind: 'expire', requestId: systemRequestId(`expire:${session.seq}`), bodyHash: 'sweep', at, next, answer: null, moves, notices })).ok;
 }
 
-/** Every party is told its game expired, with what came back to it (its hold's rest). */
+/**
+ * Every party is told its game expired, with what came back to it (its hold's rest), each
+ * notice under an id of its own: a consumer that drops repeated ids must get every party's
+ * (fails before: all carried `expired:<sessionId>`; review 8 of stop 25).
+ */
 function partyExpiryNotices(session: SessionItem, at: string, returnedEach: number[]) {
-  return session.parties!.map((p, i) => expiryNotice({ ...session, chargedAccountId: p.accountId }, at, returnedEach[i]!));
+  return session.parties!.map((p, i) => {
+    const notice = expiryNotice({ ...session, chargedAccountId: p.accountId }, at, returnedEach[i]!);
+    return { ...notice, id: `${notice.id}:${p.accountId}` };
+  });
 }
 
 /**

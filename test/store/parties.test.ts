@@ -595,6 +595,8 @@ describe('answers kept for repeats, and the proposal window', () => {
     const told = await relayUntil(store, capture, 2);
     expect(told.map((n: any) => n.accountId).sort()).toEqual(['ann', 'ben']);
     for (const note of told) expect(note).toMatchObject({ type: 'session_expired', sessionId: id, returned: { amount: 0 } });
+    // Each under an id of its own: a consumer dropping repeated ids gets both (fails before: one id).
+    expect(new Set(told.map((n: any) => n.notificationId)).size).toBe(2);
     expect(await codeOf(agree(store, id, { requestId: 'ag-ben', accountId: 'ben' }, 'h'))).toBe('session_closed');
     expect(await reconciled(store, 'ann')).toMatchObject({ reserved: 0, balance: 1000 });
     expect(await reconciled(store, 'ben')).toMatchObject({ reserved: 0, balance: 1000 });
