@@ -94,7 +94,8 @@ export const tableActions: Record<FunctionName, string[]> = {
   'direct-debit': ['GetItem', 'PutItem', 'UpdateItem', 'Query', 'BatchGetItem'],
   // findDueSessions (Query on the due index), sweepSession (GetItem, UpdateItem session
   // and account), recordExpiry / rollForward (transaction: Update session + Put ledger),
-  // settling the multi-session of an expired session (Query MS#).
+  // settling the multi-session of an expired session (Query MS#); a main account's status a
+  // PATCH left on the way to its members (Query MEMBER#, UpdateItem on each).
   'interim-sweep': ['GetItem', 'PutItem', 'UpdateItem', 'Query', `Query@${DUE_INDEX}`],
   // Due recharge markers (Query on the due index, BatchGetItem of the markers and their
   // service accounts), each recharge a transaction (Update marker + Update owner + Update

@@ -3,7 +3,7 @@
 // `ops` records, per session (or one-shot request) applied to the account, what was done
 // last: it is what makes a retried write recognisable as already applied.
 import { GetCommand, PutCommand, QueryCommand, TransactGetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { key, MEMBER_SK_PREFIX } from './table.js';
+import { dueShardOf, key, MEMBER_SK_PREFIX } from './table.js';
 import { batchGetAll, cancellationReasons, conditionFailedAt, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { heldFromMain, type Holding } from '../domain/allotment.js';
 import { ledgerPut } from './ledger.js';
@@ -102,6 +102,11 @@ export interface AccountItem extends AccountInput {
    */
   statusSeq?: number;
   mainStatusSeq?: number;
+  /**
+   * Main accounts: set with a status (PATCH) until every member took it. A PATCH whose handler
+   * died before it reached them all is finished by the sweep, which the same write calls.
+   */
+  statusPendingSince?: string;
   /** Main accounts: allotments moved to attached accounts and not given back. */
   allottedOut?: number;
   /** Set by a top-up: the account holds money from outside (see domain/allotment.ts heldFromMain). */
@@ -260,11 +265,21 @@ export function accountView(account: AccountItem, now: Date, members: readonly H
  */
 export async function setAccountStatus(store: Store, accountId: string, status: 'active' | 'suspended'): Promise<void> {
   let seq: number;
+  const now = store.now();
   try {
+    // The status, and the mark that members have yet to take it, in one write; the account is
+    // then due for the sweep a minute later, unless due sooner already: if this handler dies
+    // before every member took the status, the sweep's visit finishes the job (fails before:
+    // the members it had not reached charged on until the PATCH was sent again).
     const written = await store.db.send(new UpdateCommand({
       TableName: store.tableName, Key: key.account(accountId),
-      UpdateExpression: 'SET #status = :status, statusSeq = if_not_exists(statusSeq, :zero) + :one', ConditionExpression: 'attribute_exists(pk)',
-      ExpressionAttributeNames: { '#status': 'status' }, ExpressionAttributeValues: { ':status': status, ':zero': 0, ':one': 1 },
+      UpdateExpression: 'SET #status = :status, statusSeq = if_not_exists(statusSeq, :zero) + :one, statusPendingSince = :now, dueShard = :shard, dueAt = if_not_exists(dueAt, :later)',
+      ConditionExpression: 'attribute_exists(pk)',
+      ExpressionAttributeNames: { '#status': 'status' },
+      ExpressionAttributeValues: {
+        ':status': status, ':zero': 0, ':one': 1, ':now': now.toISOString(), ':shard': dueShardOf(accountId),
+        ':later': new Date(now.getTime() + STATUS_GRACE_MS).toISOString(),
+      },
       ReturnValues: 'UPDATED_NEW',
     }));
     seq = written.Attributes!.statusSeq as number;
@@ -272,6 +287,18 @@ export async function setAccountStatus(store: Store, accountId: string, status: 
     if (isConditionFailure(error)) fail('not_found', `account ${accountId} does not exist`);
     throw error;
   }
+  await giveMembersStatus(store, accountId, status, seq);
+}
+
+/** How long a PATCH has to reach its members before the sweep does it. */
+const STATUS_GRACE_MS = 60_000;
+
+/**
+ * Every member of `accountId` takes its main account's status number `seq`, then the mark
+ * that one is pending goes (only if no newer status came meanwhile: that one has its own).
+ * Run by the PATCH, and by the sweep's visit of an account whose PATCH died on the way.
+ */
+export async function giveMembersStatus(store: Store, accountId: string, status: 'active' | 'suspended', seq: number): Promise<void> {
   for (const memberId of await listMembers(store, accountId)) {
     try {
       await store.db.send(new UpdateCommand({
@@ -285,6 +312,15 @@ export async function setAccountStatus(store: Store, accountId: string, status: 
     } catch (error) {
       if (!isConditionFailure(error)) throw error; // no longer its member, or a newer status came first
     }
+  }
+  try {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.account(accountId),
+      UpdateExpression: 'REMOVE statusPendingSince', ConditionExpression: 'statusSeq = :seq',
+      ExpressionAttributeValues: { ':seq': seq },
+    }));
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error; // a newer status: its own PATCH (or the sweep) clears it
   }
 }
 

@@ -6,6 +6,7 @@ import { findDuePage, findDueSessions, sweepSession, type DueCursors, type Sweep
 import { returnIdleAllotment } from './allotments.js';
 import { askForMissedRecharge } from './serviceAccounts.js';
 import { markAccountDue, sweepAccount } from './compaction.js';
+import { giveMembersStatus } from './accounts.js';
 import { key } from './table.js';
 import { isConditionFailure, type Store } from './db.js';
 
@@ -101,6 +102,9 @@ export async function sweep(store: Store, options: { batchSize: number; maxBatch
 async function sweepAccountItem(store: Store, accountId: string): Promise<Outcome> {
   const visit = await sweepAccount(store, accountId);
   if (!visit.account) return 'gone';
+  const { status, statusSeq, statusPendingSince } = visit.account;
+  // A PATCH that died before its members all took the status (setAccountStatus).
+  if (statusPendingSince && statusSeq !== undefined) await giveMembersStatus(store, accountId, status, statusSeq);
   await askForMissedRecharge(store, visit.account);
   let outcome: Outcome = visit.released > 0 ? 'released' : 'not_due';
   if (visit.account.mainAccountId) {
@@ -127,7 +131,8 @@ async function unmarkIfEmpty(store: Store, accountId: string, allotSeq?: number)
     await store.db.send(new UpdateCommand({
       TableName: store.tableName, Key: key.account(accountId),
       UpdateExpression: 'REMOVE dueShard, dueAt',
-      ConditionExpression: `size(ops) = :zero${allotGuard}`,
+      // Nor while a status is on its way to the members (a newer PATCH's, since the visit).
+      ConditionExpression: `size(ops) = :zero AND attribute_not_exists(statusPendingSince)${allotGuard}`,
       ExpressionAttributeValues: { ':zero': 0, ...(allotSeq ? { ':seq': allotSeq } : {}) },
     }));
   } catch (error) {

@@ -646,6 +646,39 @@ describe('a member within its consumption limit, its main account empty and spon
     expect((await requireAccount(store, 'kid')).balance).toBeLessThanOrEqual(kidBalance);
   });
 
+  it('a suspension whose handler died before it reached every member is finished by the sweep (fails before: those members charged on)', async () => {
+    const clock = testClock();
+    let dying = false;
+    const store = await testStore({ now: clock.now, db: (inner: Db): Db => ({
+      send: ((command: any) => {
+        // The handler dies at its first write on a member.
+        if (dying && command instanceof UpdateCommand && String(command.input.UpdateExpression).includes('mainStatusSeq')) return Promise.reject(new Error('Task timed out'));
+        return inner.send(command);
+      }) as Db['send'],
+    }) });
+    await family(store, 10_000, ['kid', 'kid2']);
+    expect((await directDebit(store, { requestId: 'e0', accountId: 'kid', clientId: 'msc', serviceId: 'voice', units: 60 }, 'h')).status).toBe(201); // kid holds an allotment
+    dying = true;
+    await expect(setAccountStatus(store, 'home', 'suspended')).rejects.toThrow(/timed out/);
+    dying = false;
+    expect((await requireAccount(store, 'kid')).mainStatus).toBeUndefined();
+    // Within a minute the PATCH's own handler may still be at it: the sweep leaves it be.
+    await sweep(store, { batchSize: 10, maxBatches: 2 });
+    expect((await requireAccount(store, 'kid')).mainStatus).toBeUndefined();
+    clock.advanceSeconds(61);
+    await sweep(store, { batchSize: 10, maxBatches: 2 });
+    for (const member of ['kid', 'kid2']) expect(await requireAccount(store, member)).toMatchObject({ mainStatus: 'suspended' });
+    expect(await requireAccount(store, 'home')).not.toHaveProperty('statusPendingSince');
+    expect(await codeOf(directDebit(store, { requestId: 'e1', accountId: 'kid', clientId: 'msc', serviceId: 'voice', units: 60 }, 'h'))).toBe('account_inactive');
+    // A PATCH that finishes leaves nothing for the sweep but one look.
+    await setAccountStatus(store, 'home', 'active');
+    expect(await requireAccount(store, 'home')).not.toHaveProperty('statusPendingSince');
+    expect((await requireAccount(store, 'kid')).mainStatus).toBeUndefined();
+    clock.advanceSeconds(61);
+    await sweep(store, { batchSize: 10, maxBatches: 2 });
+    expect(await requireAccount(store, 'home')).not.toHaveProperty('dueAt');
+  });
+
   it('a member created as its main account is suspended starts suspended (review 7: it was missed, and charged)', async () => {
     const { store, runBefore, pending } = await interleavingStore((command) => command instanceof TransactWriteCommand && JSON.stringify(command.input).includes('MEMBER#kid2'));
     await family(store, 1000, ['kid']);
