@@ -16,7 +16,7 @@ import { DUE_SHARDS, key } from './table.js';
 import { batchGetAll, cancellationReasons, isConditionFailure, withConflictRetry, type Store } from './db.js';
 import { ledgerPut } from './ledger.js';
 import { getAccountItem, keepRequestAnswer, requireAccount, USABLE_CONDITION, usableAt, type AccountItem, type StoredAnswer } from './accounts.js';
-import { coverShortfall, hasCover } from './cover.js';
+import { coverShortfall, hasCover, MAX_COVER_TRIES } from './cover.js';
 import { plainItem } from './db.js';
 import { findDueKeys, notificationItem, type AccountNotification } from './notifications.js';
 import { ChargingError, fail, keptRefusal, reusedRequestId } from '../domain/errors.js';
@@ -363,7 +363,7 @@ function guardItem(store: Store, saId: string, guard: Guard, amountMinor: number
  * A recharge of `requestedMinor`, exactly once per guard: the units it buys go into `sa`, and
  * the owner pays what they cost (rechargeOf), never the rest of the amount.
  */
-async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor: number, guard: Guard, covered = false): Promise<RechargeOutcome> {
+async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor: number, guard: Guard, tries = 0): Promise<RechargeOutcome> {
   const recharge = rechargeOf(requestedMinor, sa.rate);
   if (recharge === null) return { ok: false, reason: 'full' };
   const { units, amountMinor } = recharge;
@@ -419,13 +419,17 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor
       const ownerItem = plainItem(reasons[1].Item) as AccountItem | undefined;
       if (!ownerItem) return { ok: false, reason: 'gone' };
       if (!usableAt(ownerItem, at)) return { ok: false, reason: 'inactive' };
-      // A short owner is covered as its charges are (its family, its sponsors: coverShortfall), once.
-      if (!covered && ownerItem.available < amountMinor && hasCover(ownerItem)) {
+      // A short owner is covered as its charges are (its family, its sponsors: coverShortfall),
+      // and again when a concurrent charge or recharge took what came before this write
+      // could, up to MAX_COVER_TRIES tries, as a charge's write (fails before: asked once,
+      // concurrent recharges of a sponsored owner were refused 402 while the sponsor held
+      // plenty; review 2 of stop 26).
+      if (tries < MAX_COVER_TRIES && ownerItem.available < amountMinor && hasCover(ownerItem)) {
         // Once per recharge and transfer the owner had received: a retry of this recharge (the
         // trigger's, after the owner could not fund it) may be covered again once the money an
         // earlier cover brought went elsewhere, while two runs of it at once make a sponsor pay once.
-        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available, `recharge:${rechargeId}:${(ownerItem as SponsoredAccount).sponsorSeq ?? 0}`);
-        if (cover.retry) return rechargeOnce(store, sa, requestedMinor, guard, true);
+        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available, `recharge:${rechargeId}:${(ownerItem as SponsoredAccount).sponsorSeq ?? 0}`, tries === 0, tries);
+        if (cover.retry) return rechargeOnce(store, sa, requestedMinor, guard, tries + 1);
         if (cover.taken === 'inactive') return { ok: false, reason: 'inactive' };
       }
       return { ok: false, reason: 'insufficient' };

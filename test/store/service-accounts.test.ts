@@ -219,6 +219,22 @@ describe('service accounts', () => {
     expect((await getServiceAccount(store, 'alice', 'data'))!.balance).toBe(recharged * 5120);
   });
 
+  it('concurrent recharges of an empty owner whose sponsor can pay them all are all made (fails before: some were refused 402 for good; review 2 of stop 26)', async () => {
+    const store = await testStore();
+    await owner(store, 0);
+    await owner(store, 10_000, 'mum');
+    await setSponsors(store, 'alice', [{ accountId: 'mum', priority: 1 }]);
+    await putServiceAccount(store, 'alice', 'data', data);
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => manualRecharge(store, 'alice', 'data', { requestId: `r${i}` }, 'h').catch((error: ChargingError) => ({ status: error.status }))));
+    expect(answers.map((a) => a.status)).toEqual(Array(10).fill(200));
+    const alice = await reconciled(store, 'alice');
+    const mum = await reconciled(store, 'mum');
+    expect(Math.min(alice.balance, mum.balance)).toBeGreaterThanOrEqual(0);
+    expect(alice.balance + mum.balance).toBe(10_000 - 10 * 500);
+    expect((await getServiceAccount(store, 'alice', 'data'))!.balance).toBe(10 * 5120);
+    expect(await failures(store)).toEqual([]);
+  });
+
   /**
    * A service account `alice~data` with a threshold recharge pending (level 1620 < 2048) or a
    * daily one coming due at midnight, on a clock that moves 1 ms each time it is read (so two
