@@ -507,7 +507,12 @@ export async function manualRecharge(store: Store, accountId: string, classifica
     return keepRefusal(new ChargingError('insufficient_credit', `account ${accountId} cannot fund ${cost} for ${classification}`, finalUnitActionExtra(sa)),
       failureItem(store, sa, cost, 'manual', 'insufficient_credit', `recharge_failed:${command.requestId}`));
   }
-  if (outcome.reason === 'inactive') return keepRefusal(new ChargingError('account_inactive', `account ${accountId} is suspended or expired`));
+  // Told as an automatic recharge's refusal is (fails before: a manual one refused 403 was
+  // never told; review 2 of stop 26).
+  if (outcome.reason === 'inactive') {
+    return keepRefusal(new ChargingError('account_inactive', `account ${accountId} is suspended or expired`),
+      failureItem(store, sa, rechargeOf(amountMinor, sa.rate)!.amountMinor, 'manual', 'account_inactive', `recharge_failed:${command.requestId}`));
+  }
   return fail('not_found', `account ${accountId} has no service account ${classification}`);
 }
 
