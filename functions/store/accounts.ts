@@ -243,8 +243,10 @@ export function accountView(account: AccountItem, now: Date, members: readonly H
     available: balance - reserved + account.creditLimit,
     creditLimit: account.creditLimit,
     status: account.status === 'active' && expired ? 'expired' : account.status,
-    // A member of a suspended main account may not charge either: shown beside its own status.
-    ...(account.mainStatus ? { mainStatus: account.mainStatus } : {}),
+    // A member of a suspended or expired main account may not charge either: shown beside its
+    // own status (fails before: an expired main account's member showed nothing; review 4).
+    ...(account.mainStatus ? { mainStatus: account.mainStatus }
+      : account.mainValidUntil !== undefined && account.mainValidUntil <= now.toISOString() ? { mainStatus: 'expired' } : {}),
     ...(account.validUntil ? { validUntil: account.validUntil } : {}),
     ...(account.mainAccountId ? { mainAccountId: account.mainAccountId, consumed: (account.takenMinor ?? 0) - own.heldMinor } : {}),
     ...(heldByMembers > 0 ? { heldByMembers } : {}),

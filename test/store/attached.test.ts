@@ -679,6 +679,19 @@ describe('a member within its consumption limit, its main account empty and spon
     expect(await requireAccount(store, 'home')).not.toHaveProperty('dueAt');
   });
 
+  it('a member of a main account past its validUntil shows mainStatus expired (fails before: it showed nothing; review 4 of stop 26)', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await putService(store, voice);
+    await createAccount(store, { accountId: 'home', currency: 'EUR', kind: 'prepaid', validUntil: '2026-01-02T00:00:00.000Z' });
+    await topUp(store, 'home', 't', 1000, 'h');
+    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
+    expect(accountView(await requireAccount(store, 'kid'), store.now())).not.toHaveProperty('mainStatus');
+    clock.advanceSeconds(2 * 86_400);
+    expect(accountView(await requireAccount(store, 'kid'), store.now())).toMatchObject({ status: 'active', mainStatus: 'expired' });
+    expect(await codeOf(directDebit(store, { requestId: 'e1', accountId: 'kid', clientId: 'msc', serviceId: 'voice', units: 60 }, 'h'))).toBe('account_inactive');
+  });
+
   it('a member created as its main account is suspended starts suspended (review 7: it was missed, and charged)', async () => {
     const { store, runBefore, pending } = await interleavingStore((command) => command instanceof TransactWriteCommand && JSON.stringify(command.input).includes('MEMBER#kid2'));
     await family(store, 1000, ['kid']);
