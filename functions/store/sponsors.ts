@@ -10,9 +10,10 @@
 // sponsor never goes below its floor.
 import { TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { key, TTL_ATTRIBUTE } from './table.js';
-import { conditionFailedAt, withConflictRetry, type Store } from './db.js';
+import { cancellationReasons, conditionFailedAt, plainItem, withConflictRetry, type Store } from './db.js';
 import { ledgerPut } from './ledger.js';
-import { requireAccount, USABLE_CONDITION, type AccountItem } from './accounts.js';
+import { requireAccount, USABLE_CONDITION, usableAt, type AccountItem } from './accounts.js';
+import { reclaimAllotments } from './allotments.js';
 import { notificationItem } from './notifications.js';
 import { lowBalanceAfter } from './serviceAccounts.js';
 import { fail } from '../domain/errors.js';
@@ -37,7 +38,10 @@ export async function takeFromSponsors(store: Store, account: SponsoredAccount, 
   return 'none';
 }
 
-async function transferFromSponsor(store: Store, account: SponsoredAccount, sponsorId: string, x: number, coverKey: string): Promise<'given' | 'moved' | 'short'> {
+/** How many times a sponsor short only of what its members hold idle brings it back and is asked again. */
+const SPONSOR_RECLAIM_TRIES = 3;
+
+async function transferFromSponsor(store: Store, account: SponsoredAccount, sponsorId: string, x: number, coverKey: string, tries = 0): Promise<'given' | 'moved' | 'short'> {
   const transferId = `sponsor:${account.accountId}:${coverKey}`;
   const at = store.now().toISOString();
   const entry = (accountId: string, amount: number, counterparty: string) =>
@@ -52,6 +56,7 @@ async function transferFromSponsor(store: Store, account: SponsoredAccount, spon
           ConditionExpression: `attribute_exists(pk) AND attribute_not_exists(mainAccountId) AND ${USABLE_CONDITION} AND available >= :x`,
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: { ':x': x, ':active': 'active', ':now': at },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         } },
         { Update: {
           TableName: store.tableName, Key: key.account(account.accountId),
@@ -75,7 +80,17 @@ async function transferFromSponsor(store: Store, account: SponsoredAccount, spon
   } catch (error) {
     if (conditionFailedAt(error, 2)) return 'given'; // an earlier attempt of this key transferred
     if (conditionFailedAt(error, 1)) return 'moved'; // the account is gone: the caller's write finds out
-    if (conditionFailedAt(error, 0)) return 'short';
+    if (conditionFailedAt(error, 0)) {
+      // A main account sponsors with what its GET shows available, its members' idle
+      // allotments included, as it charges with them: it brings those back and is asked again
+      // (fails before: it could pay only what its own item held; review 4 of stop 26).
+      const sponsor = plainItem(cancellationReasons(error)?.[0]?.Item) as AccountItem | undefined;
+      if (tries < SPONSOR_RECLAIM_TRIES && sponsor && (sponsor.allottedOut ?? 0) > 0 && sponsor.available < x && usableAt(sponsor, at)) {
+        const back = await reclaimAllotments(store, sponsorId, x - sponsor.available);
+        if (back.backMinor > 0 || back.contended) return transferFromSponsor(store, account, sponsorId, x, coverKey, tries + 1);
+      }
+      return 'short';
+    }
     throw error;
   }
   // The sponsor's own threshold (fails before: a transfer that took it below was never told,

@@ -732,6 +732,23 @@ describe('a member within its consumption limit, its main account empty and spon
   });
 });
 
+describe('a main account as a sponsor', () => {
+  it.each(writePaths)('pays with what its GET shows available, its members\' idle allotments included (%s; fails before: 402; review 4 of stop 26)', async (_, twoWriteSteps) => {
+    const store = await testStore({ twoWriteSteps });
+    await putService(store, { serviceId: 'cash', unit: 'events', price: { amountMinor: 1, perUnits: 1 }, validitySeconds: 300, interimIntervalSeconds: 30 });
+    await family(store, 1000, ['kid']);
+    expect((await directDebit(store, { requestId: 'e0', accountId: 'kid', clientId: 'c', serviceId: 'cash', units: 50 }, 'h')).status).toBe(201); // kid holds an allotment
+    const { account, members } = await withMembers(store, await requireAccount(store, 'home'));
+    expect(accountView(account, store.now(), members).available).toBe(950);
+    await createAccount(store, { accountId: 'Z', currency: 'EUR', kind: 'prepaid' });
+    await setSponsors(store, 'Z', [{ accountId: 'home', priority: 1 }]);
+    expect((await directDebit(store, { requestId: 'z1', accountId: 'Z', clientId: 'c', serviceId: 'cash', units: 900 }, 'h')).body).toMatchObject({ charged: { amount: 900 } });
+    const after = await withMembers(store, await reconciled(store, 'home'));
+    expect(accountView(after.account, store.now(), after.members).available).toBe(50);
+    expect((await reconciled(store, 'Z')).balance).toBe(0);
+  });
+});
+
 describe('a member\'s event in a multi-session', () => {
   it('names the member, also when its main account\'s service account paid (fails before: the main account)', async () => {
     const store = await testStore();
