@@ -1897,6 +1897,23 @@ class Simulation {
     await this.fullAudit(true);
     await this.finalSessionChecks();
     await this.finalRechargeChecks();
+    await this.finalStatusChecks();
+  }
+
+  /**
+   * Every suspension was followed by a resumption: no member still carries its main account's
+   * suspension, and no main account a status on its way to its members (a PATCH whose handler
+   * died midway is finished by its retry, or by the sweep's visit).
+   */
+  private async finalStatusChecks() {
+    for (const account of this.accounts.values()) {
+      if (account.owner) continue;
+      const { Item } = await this.audit.send(new GetCommand({ TableName: this.tableName, Key: { pk: `ACC#${account.id}`, sk: 'ACCOUNT' }, ConsistentRead: true }));
+      if (!Item) continue;
+      if (Item.status !== 'active' || Item.mainStatus !== undefined || Item.statusPendingSince !== undefined) {
+        this.fail('c: status', `final audit of ${account.id}: status ${Item.status}, mainStatus ${Item.mainStatus}, statusPendingSince ${Item.statusPendingSince} after every suspension was lifted`);
+      }
+    }
   }
 
   /** Runs the interim sweep (no faults) until a run expires nothing more. */
