@@ -47,7 +47,8 @@ export const accountPatchBody = schema(() => v.pipe(
   // Strict: a field the owner cannot change here (mainAccountId, creditLimit…) is refused, not
   // silently dropped with a 200 that looks like it took.
   v.strictObject({
-    consumptionLimit: v.optional(v.nullable(count)),
+    // As POST /accounts takes it (fails before: a limit POST took was refused here; review 7).
+    consumptionLimit: v.optional(v.nullable(integer(0, Number.MAX_SAFE_INTEGER))),
     sponsors: v.optional(v.pipe(v.array(v.object({ accountId: identifier, priority: integer(0, 1000) })), v.maxLength(10, 'at most 10 sponsors'))),
     status: v.optional(v.picklist(['active', 'suspended'], 'status: active or suspended')),
   }, 'only consumptionLimit, sponsors and status can be changed'),

@@ -22,7 +22,13 @@ export function integer(min: number, max: number) {
   return v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(min, `must be at least ${min}`), v.maxValue(max, `must be at most ${max}`));
 }
 
-export const identifier = schema(() => v.pipe(v.string(), v.regex(/^[A-Za-z0-9._:-]{1,128}$/, 'must match ^[A-Za-z0-9._:-]{1,128}$')));
+const IDENTIFIER = /^[A-Za-z0-9._:-]{1,128}$/;
+export const identifier = schema(() => v.pipe(v.string(), v.regex(IDENTIFIER, 'must match ^[A-Za-z0-9._:-]{1,128}$')));
+/**
+ * An identifier a URL path can name: not dots alone (/multi-sessions/.. is /multi-sessions,
+ * whatever the encoding): such a thing could be made but never read (review).
+ */
+const reachable = schema(() => v.pipe(identifier, v.check((id) => !/^\.+$/.test(id), 'must not be dots alone: no URL could name it')));
 const count = schema(() => integer(0, Number.MAX_SAFE_INTEGER));
 const positive = schema(() => integer(1, Number.MAX_SAFE_INTEGER));
 /**
@@ -68,8 +74,7 @@ export const accountBody = schema(() => v.object({
   // An id of dots alone is a path segment no URL reaches (/accounts/.. is /): such an account
   // could be charged but never read or topped up (review).
   accountId: v.pipe(
-    identifier,
-    v.check((id) => !/^\.+$/.test(id), 'must not be dots alone: no URL could name it'),
+    reachable,
     // A JSON object key `__proto__` is dropped by every parser on the way (a multi-party
     // `shares` map could never name such an account: a 400 for a valid game; review).
     v.check((id) => id !== '__proto__', 'must not be __proto__: no JSON object could key it'),
@@ -91,15 +96,27 @@ export const reserveBody = schema(() => v.object({
   clientId: identifier,
   serviceId: identifier,
   requested,
-  multiSessionId: v.optional(identifier),
+  multiSessionId: v.optional(reachable),
   notifyUri: v.optional(url),
 }));
+
+/**
+ * Account ids to percents, key by key: valibot's record drops the keys `constructor` and
+ * `prototype`, which name accounts like any other (fails before: such a party could never be
+ * in a `shares` game, and such a key named no party unseen; review 7 of stop 26).
+ */
+const sharesMap = schema(() => v.pipe(
+  v.custom<Record<string, number>>((m) => typeof m === 'object' && m !== null && !Array.isArray(m), 'must be an object of account ids to percents'),
+  v.check((m) => Object.keys(m).every((id) => IDENTIFIER.test(id)), 'keys are account ids: ^[A-Za-z0-9._:-]{1,128}$'),
+  v.check((m) => Object.values(m).every((n) => Number.isSafeInteger(n) && n >= 0 && n <= 100), 'percents are whole numbers from 0 to 100'),
+  v.transform((m) => ({ ...m })),
+));
 
 const principle = schema(() => v.variant('type', [
   v.object({ type: v.literal('loser-pays') }),
   v.object({ type: v.literal('split') }),
   v.object({ type: v.literal('initiator-pays') }),
-  v.object({ type: v.literal('shares'), shares: v.record(identifier, integer(0, 100)) }),
+  v.object({ type: v.literal('shares'), shares: sharesMap }),
 ]));
 
 /** A multi-party proposal: `parties` and a `principle` instead of `accountId`. */
@@ -146,7 +163,7 @@ export const directDebitBody = schema(() => v.pipe(
     serviceId: identifier,
     units: v.optional(positive),
     amount: v.optional(positive),
-    multiSessionId: v.optional(identifier),
+    multiSessionId: v.optional(reachable),
   }),
   v.check((b) => (b.units === undefined) !== (b.amount === undefined), 'give exactly one of units and amount'),
 ));

@@ -44,7 +44,10 @@ export function documentClient(options: { endpoint?: string; region?: string } =
     maxAttempts: 3,
     defaultUserAgentProvider: userAgentOf('DynamoDB'),
   });
-  return DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+  // convertClassInstanceToMap: a map whose keys are ids may hold the key `constructor` (a
+  // `shares` map naming an account so), which the marshaller otherwise takes for a class
+  // instance and refuses (review 7 of stop 26). No item holds an instance of a class.
+  return DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: true } });
 }
 
 export function createStore(options: StoreOptions): Store {

@@ -31,20 +31,24 @@ const matchers = routes.map((route) => {
 });
 
 export function matchRoute(method: string, path: string): { route: Route; params: Record<string, string> } | 'method_not_allowed' | null {
-  let pathMatched = false;
+  return matchRouteOrAllowed(method, path).matched;
+}
+
+/** The route, or what methods the path allows (for a 405's `Allow`, RFC 9110). */
+function matchRouteOrAllowed(method: string, path: string): { matched: { route: Route; params: Record<string, string> } | 'method_not_allowed' | null; allowed: string[] } {
+  const allowed: string[] = [];
   for (const { route, names, regex } of matchers) {
     const m = regex.exec(path);
     if (!m) continue;
-    pathMatched = true;
-    if (route.method !== method) continue;
+    if (route.method !== method) { allowed.push(route.method); continue; }
     const params: Record<string, string> = {};
     names.forEach((name, i) => {
       const raw = m[i + 1]!;
       try { params[name] = decodeURIComponent(raw); } catch { params[name] = raw; }
     });
-    return { route, params };
+    return { matched: { route, params }, allowed };
   }
-  return pathMatched ? 'method_not_allowed' : null;
+  return { matched: allowed.length ? 'method_not_allowed' : null, allowed };
 }
 
 export function toEvent(method: string, url: URL, route: Route, params: Record<string, string>, headers: Record<string, string>, body: string): APIGatewayProxyEventV2 {
@@ -69,9 +73,15 @@ export function toEvent(method: string, url: URL, route: Route, params: Record<s
   } as APIGatewayProxyEventV2;
 }
 
-function problem(res: ServerResponse, status: number, code: string, detail: string) {
-  res.writeHead(status, { 'content-type': 'application/problem+json' });
-  res.end(JSON.stringify({ type: `https://charging.example/problems/${code}`, title: detail, status, code, detail }));
+/** Fixed titles, one per problem type (RFC 9457): the detail says what happened this time. */
+const localTitles: Record<number, string> = {
+  400: 'The request is not valid', 401: 'Credentials are missing or wrong', 404: 'Not found', 405: 'Method not allowed',
+  409: 'Conflict with the current state', 413: 'The body is too large', 500: 'The local server failed',
+};
+
+function problem(res: ServerResponse, status: number, code: string, detail: string, headers: Record<string, string> = {}) {
+  res.writeHead(status, { 'content-type': 'application/problem+json', ...headers });
+  res.end(JSON.stringify({ type: `https://charging.example/problems/${code}`, title: localTitles[status] ?? detail, status, code, detail }));
 }
 
 async function readBody(req: IncomingMessage, limitBytes: number): Promise<string | null> {
@@ -101,7 +111,9 @@ export function startLocalApi(options: LocalApiOptions): Promise<Server> {
       const url = new URL(req.url ?? '/', 'http://localhost');
       const method = (req.method ?? 'GET').toUpperCase();
       const body = await readBody(req, 1024 * 1024); // API Gateway's payload cap is larger; 1 MiB is plenty here
-      if (body === null) return problem(res, 413, 'validation_failed', 'body over 1 MiB');
+      // The rest of the body is not read: the connection closes (fails before: the client's
+      // next request on it was reset; review 7 of stop 26).
+      if (body === null) return problem(res, 413, 'payload_too_large', 'body over 1 MiB', { connection: 'close' });
       const local = options.extra?.(method, url.pathname);
       if (local) {
         // The local operator routes need the same token as the API (API.md: every route but /health).
@@ -114,9 +126,9 @@ export function startLocalApi(options: LocalApiOptions): Promise<Server> {
         res.writeHead(status, { 'content-type': 'application/json' });
         return res.end(JSON.stringify(answer));
       }
-      const matched = matchRoute(method, url.pathname);
+      const { matched, allowed } = matchRouteOrAllowed(method, url.pathname);
       if (matched === null) return problem(res, 404, 'not_found', `no route ${method} ${url.pathname}`);
-      if (matched === 'method_not_allowed') return problem(res, 405, 'method_not_allowed', `${method} is not allowed on ${url.pathname}`);
+      if (matched === 'method_not_allowed') return problem(res, 405, 'method_not_allowed', `${method} is not allowed on ${url.pathname}`, { allow: [...new Set(allowed)].join(', ') });
       const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k.toLowerCase(), Array.isArray(v) ? v.join(',') : String(v ?? '')]));
       const result = await dispatch(method, url, headers, body);
       res.writeHead(result.statusCode ?? 200, (result.headers ?? {}) as Record<string, string>);

@@ -1,6 +1,7 @@
 // The HTTP contract through the local server: API Gateway 2.0 events fed to the Lambda handlers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testApi } from '../helpers.js';
+import { dispatch } from '../../infra/local/api-gateway.js';
 
 let api: Awaited<ReturnType<typeof testApi>>;
 beforeAll(async () => {
@@ -177,6 +178,13 @@ describe('problems', () => {
     ['propose: unknown party', 'POST', '/sessions', { requestId: 'p-23', parties: [{ accountId: 'alice' }, { accountId: 'nobody' }], principle: { type: 'split' }, clientId: 'g', serviceId: 'voice', requested: { units: 1 } }, 404, 'not_found'],
     ['agree: unknown session', 'POST', '/sessions/ses_nothing/agree', { requestId: 'p-24', accountId: 'alice' }, 404, 'not_found'],
     ['agree: no accountId', 'POST', '/sessions/ses_nothing/agree', { requestId: 'p-25' }, 400, 'validation_failed'],
+    // Floats JSON.parse rounds to a whole number (review 7 of stop 26: applied before).
+    ['topup: 1.0000000000000001', 'POST', '/accounts/alice/topup', '{"requestId":"p-40","amount":1.0000000000000001}', 400, 'validation_failed'],
+    ['topup: 10.0', 'POST', '/accounts/alice/topup', '{"requestId":"p-41","amount":10.0}', 400, 'validation_failed'],
+    ['topup: 1e1', 'POST', '/accounts/alice/topup', '{"requestId":"p-42","amount":1e1}', 400, 'validation_failed'],
+    ['reserve: a multiSessionId of dots (no URL could read it)', 'POST', '/sessions', { ...reserveOk, requestId: 'p-43', multiSessionId: '..' }, 400, 'validation_failed'],
+    ['debits: a multiSessionId of dots', 'POST', '/debits', { requestId: 'p-44', accountId: 'alice', clientId: 'c', serviceId: 'sms', units: 1, multiSessionId: '.' }, 400, 'validation_failed'],
+    ['propose: a shares key naming no party (constructor: valibot dropped it)', 'POST', '/sessions', { requestId: 'p-45', parties: [{ accountId: 'alice' }, { accountId: 'bob' }], principle: { type: 'shares', shares: { alice: 50, bob: 50, constructor: 0 } }, clientId: 'g', serviceId: 'voice', requested: { units: 1 } }, 400, 'validation_failed'],
   ];
 
   it.each(cases)('%s (%s %s): a problem, nothing written', async (_name, method, path, body, status, code) => {
@@ -190,6 +198,30 @@ describe('problems', () => {
     expect(typeof answer.body.detail).toBe('string');
     expect(await api.call('GET', '/accounts/alice')).toEqual(before);
     expect((await api.call('GET', '/accounts/alice/ledger?limit=1000')).body.entries.length).toBe(ledgerBefore.body.entries.length);
+  });
+
+  it('a party named constructor can be in a shares game (review 7 of stop 26: valibot dropped its key, 400)', async () => {
+    expect((await api.call('POST', '/accounts', { accountId: 'constructor', currency: 'EUR', kind: 'prepaid' })).status).toBe(201);
+    const proposed = await api.call('POST', '/sessions', { requestId: 'p-46', parties: [{ accountId: 'constructor' }, { accountId: 'alice' }], principle: { type: 'shares', shares: { constructor: 30, alice: 70 } }, clientId: 'g', serviceId: 'voice', requested: { units: 60 } });
+    expect(proposed).toMatchObject({ status: 201, body: { state: 'pending_agreement' } });
+    await api.call('POST', '/accounts/constructor/topup', { requestId: 'p-47', amount: 1000 });
+    const id = proposed.body.sessionId;
+    for (const party of ['constructor', 'alice']) expect((await api.call('POST', `/sessions/${id}/agree`, { requestId: `p-48-${party}`, accountId: party })).status).toBe(200);
+    expect((await api.call('POST', `/sessions/${id}/debit`, { requestId: 'p-49', used: { units: 60 } })).status).toBe(200);
+    const session = await api.call('GET', `/sessions/${id}`);
+    expect(session.body.parties.map((p: { accountId: string }) => p.accountId)).toEqual(['constructor', 'alice']);
+  });
+
+  it('the local server: a 405 says what is allowed, a body too large is 413 and closes the connection, a GET ignores a body (review 7 of stop 26)', async () => {
+    const notAllowed = await fetch(`${api.url}/accounts/alice`, { method: 'DELETE', headers: { authorization: 'Bearer test-token' } });
+    expect(notAllowed.status).toBe(405);
+    expect(notAllowed.headers.get('allow')).toBe('GET, PATCH');
+    expect(await notAllowed.json()).toMatchObject({ code: 'method_not_allowed', title: 'Method not allowed' });
+    const tooLarge = await fetch(`${api.url}/accounts/alice/topup`, { method: 'POST', headers: { authorization: 'Bearer test-token' }, body: 'x'.repeat(2 * 1024 * 1024) });
+    expect(tooLarge.status).toBe(413);
+    expect(tooLarge.headers.get('connection')).toBe('close');
+    expect(await tooLarge.json()).toMatchObject({ status: 413, code: 'payload_too_large' });
+    expect((await dispatch('GET', new URL('http://localhost/health'), {}, '{')).statusCode).toBe(200);
   });
 
   it('a bad path parameter is named in the problem (not "body")', async () => {
