@@ -116,7 +116,8 @@ describe('the charging functions, bundled, as Lambda runs them', () => {
     const reserveBody = JSON.parse(reserve.body);
     for (const [name, file] of [['services', 'put-service'], ['accounts', 'create-account'], ['accounts', 'topup'], ['reserve', 'reserve'],
       ['update', 'update'], ['debit', 'debit'], ['refund', 'refund']] as Array<[FunctionName, string]>) steps.push([name, sampleEvent(file)]);
-    steps.push(['reserve', badReserve({ ...reserveBody, requested: { units: 1.5 }, clientId: 7, extra: true })]);
+    // (A float is refused before the schema, by the body's text: a negative has valibot's issues.)
+    steps.push(['reserve', badReserve({ ...reserveBody, requested: { units: -1 }, clientId: 7, extra: true })]);
     steps.push(['reserve', badReserve({ ...reserveBody, requested: { units: 1, amount: 1 }, notifyUri: 'not a url' })]);
     steps.push(['reserve', badReserve({ requestId: 'p-1', parties: [{ accountId: 'alice' }], principle: { type: 'shares', shares: { 'bad key!': 101 } }, clientId: 'c', serviceId: 'voice', requested: { units: 0 } })]);
     const answers = await runBundled(steps);
