@@ -428,7 +428,10 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor
         // Once per recharge and transfer the owner had received: a retry of this recharge (the
         // trigger's, after the owner could not fund it) may be covered again once the money an
         // earlier cover brought went elsewhere, while two runs of it at once make a sponsor pay once.
-        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available, `recharge:${rechargeId}:${(ownerItem as SponsoredAccount).sponsorSeq ?? 0}`, tries === 0, tries);
+        // The try is in the key too: a member owner's cover goes to its main account, so its
+        // own sponsorSeq never moves, and without it every try found the first one's guard and
+        // moved nothing (review 5 of stop 26).
+        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available, `recharge:${rechargeId}:${(ownerItem as SponsoredAccount).sponsorSeq ?? 0}:${tries}`, tries === 0, tries);
         if (cover.retry) return rechargeOnce(store, sa, requestedMinor, guard, tries + 1);
         if (cover.taken === 'inactive') return { ok: false, reason: 'inactive' };
       }

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { captureNotifications, interleavingStore, codeOf, readingBeforeTheRecord, reconciled, testClock, testStore, twoWriteAndOneWriteStores, writePaths } from '../helpers.js';
 import { applyConsumptionLimit } from '../../functions/store/allotments.js';
-import type { Store } from '../../functions/store/db.js';
+import type { Db, Store } from '../../functions/store/db.js';
 import { GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import { key } from '../../functions/store/table.js';
@@ -246,6 +246,35 @@ describe('service accounts', () => {
     expect(alice.balance + mum.balance).toBe(10_000 - 10 * 500);
     expect((await getServiceAccount(store, 'alice', 'data'))!.balance).toBe(10 * 5120);
     expect(await failures(store)).toEqual([]);
+  });
+
+  it('a member owner\'s recharge whose main-account cover was spent meanwhile is covered again (fails before: 402 after 64 tries that moved nothing; review 5 of stop 26)', async () => {
+    let sawTransfer = false;
+    let spender: (() => Promise<unknown>) | null = null;
+    const store = await testStore({ db: (inner: Db): Db => ({
+      send: (async (command: any) => {
+        if (command instanceof TransactWriteCommand) {
+          const text = JSON.stringify(command.input);
+          // The first allotment after the sponsor topped up home: a charge of home's spends that money first.
+          if (sawTransfer && spender && text.includes('"allotment"')) { const run = spender; spender = null; await run(); }
+          const result = await inner.send(command);
+          if (text.includes('sponsor_transfer')) sawTransfer = true;
+          return result;
+        }
+        return inner.send(command);
+      }) as Db['send'],
+    }) });
+    await putService(store, sponsoredVoice);
+    await createAccount(store, { accountId: 'home', currency: 'EUR', kind: 'prepaid' });
+    await createAccount(store, { accountId: 'kid', currency: 'EUR', kind: 'prepaid', mainAccountId: 'home' });
+    await owner(store, 10_000, 'S');
+    await setSponsors(store, 'home', [{ accountId: 'S', priority: 1 }]);
+    await putServiceAccount(store, 'kid', 'data', data);
+    spender = () => directDebit(store, { requestId: 'spend', accountId: 'home', clientId: 'msc', serviceId: 'voice', units: 15_000 }, 'h'); // 500: all home holds
+    expect((await manualRecharge(store, 'kid', 'data', { requestId: 'r1' }, 'h')).status).toBe(200);
+    expect((await getServiceAccount(store, 'kid', 'data'))!.balance).toBe(5120);
+    expect((await reconciled(store, 'S')).balance).toBe(10_000 - 1000); // two covers: one spent on home's call, one on the recharge
+    expect((await listNotifications(store, 'kid')).notifications.filter((n) => n.type === 'recharge_failed')).toEqual([]);
   });
 
   /**
