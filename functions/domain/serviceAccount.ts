@@ -152,7 +152,17 @@ export function planRecharges(availableMinor: number, due: DueRecharge[]): { fun
 export interface Sponsor {
   accountId: string;
   priority: number;
+  /**
+   * The most this sponsor gives in one transfer, in minor units (API name, as stored and
+   * shown): a shortfall above it is not this sponsor's to pay (each pays whole or not at
+   * all), and a partial grant counts no more of it. Without it, all it holds above its floor.
+   */
+  maxTransfer?: number;
 }
+
+/** What `sponsor`, holding `availableMinor`, may give in one transfer. */
+export const sponsorGives = (sponsor: Sponsor, availableMinor: number) =>
+  Math.max(0, Math.min(availableMinor, sponsor.maxTransfer ?? Number.MAX_SAFE_INTEGER));
 
 /** Sponsors in the order they are asked (seed 003's prioritized providers). */
 export const sponsorsInOrder = (sponsors: Sponsor[]) =>

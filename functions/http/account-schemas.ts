@@ -49,7 +49,7 @@ export const accountPatchBody = schema(() => v.pipe(
   v.strictObject({
     // As POST /accounts takes it (fails before: a limit POST took was refused here; review 7).
     consumptionLimit: v.optional(v.nullable(integer(0, Number.MAX_SAFE_INTEGER))),
-    sponsors: v.optional(v.pipe(v.array(v.object({ accountId: identifier, priority: integer(0, 1000) })), v.maxLength(10, 'at most 10 sponsors'))),
+    sponsors: v.optional(v.pipe(v.array(v.object({ accountId: identifier, priority: integer(0, 1000), maxTransfer: v.optional(positive) })), v.maxLength(10, 'at most 10 sponsors'))),
     status: v.optional(v.picklist(['active', 'suspended'], 'status: active or suspended')),
   }, 'only consumptionLimit, sponsors and status can be changed'),
   v.check((b) => b.consumptionLimit !== undefined || b.sponsors !== undefined || b.status !== undefined, 'give consumptionLimit, sponsors and/or status'),

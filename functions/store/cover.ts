@@ -8,6 +8,7 @@ import { takeFromSponsors, type SponsoredAccount } from './sponsors.js';
 import type { Store } from './db.js';
 import { getAccountItem, usableAt, type AccountItem } from './accounts.js';
 import { roomUnderLimit } from '../domain/allotment.js';
+import { sponsorGives } from '../domain/serviceAccount.js';
 
 /**
  * How many times one write asks for cover (coverShortfall) before it is refused. Each ask
@@ -83,8 +84,11 @@ export async function coverableMinor(store: Store, account: AccountItem): Promis
   if (!hasCover(account)) return 0;
   const at = store.now().toISOString();
   // As a transfer's condition has it (sponsors.ts): a usable sponsor, not attached.
-  const mostOneSponsorGives = async (of: AccountItem) => Math.max(0, ...(await Promise.all(((of as SponsoredAccount).sponsors ?? []).map((s) => getAccountItem(store, s.accountId))))
-    .map((s) => (s && !s.mainAccountId && usableAt(s, at) ? s.available : 0)));
+  const mostOneSponsorGives = async (of: AccountItem) => {
+    const sponsors = (of as SponsoredAccount).sponsors ?? [];
+    const items = await Promise.all(sponsors.map((s) => getAccountItem(store, s.accountId)));
+    return Math.max(0, ...items.map((s, i) => (s && !s.mainAccountId && usableAt(s, at) ? sponsorGives(sponsors[i]!, s.available) : 0)));
+  };
   const main = account.mainAccountId && await getAccountItem(store, account.mainAccountId);
   // A member of an unusable main account is covered by no one (coverMember stops at
   // 'inactive'): counting its payers made an update ask for ever more (fails before: 503; review).

@@ -32,6 +32,9 @@ const TRANSFER_GUARD_DAYS = 7;
 export async function takeFromSponsors(store: Store, account: SponsoredAccount, shortfallMinor: number, coverKey: string): Promise<'given' | 'moved' | 'none'> {
   if (shortfallMinor <= 0) return 'moved';
   for (const sponsor of sponsorsInOrder(account.sponsors ?? [])) {
+    // Past its cap, a shortfall is the next sponsor's (fails before: one oversized reserve
+    // could empty any sponsor into the account; review 4 of stop 26).
+    if (shortfallMinor > (sponsor.maxTransfer ?? Number.MAX_SAFE_INTEGER)) continue;
     const result = await transferFromSponsor(store, account, sponsor.accountId, shortfallMinor, coverKey);
     if (result !== 'short') return result;
   }

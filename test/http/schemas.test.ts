@@ -33,6 +33,7 @@ describe('request schemas', () => {
     ['a consumption limit lifted', accountPatchBody, { consumptionLimit: null }, { consumptionLimit: null }],
     ['a consumption limit of 2^53-1, as POST /accounts takes it (fails before: 400 above 10^12; review 7 of stop 26)', accountPatchBody, { consumptionLimit: Number.MAX_SAFE_INTEGER }, { consumptionLimit: Number.MAX_SAFE_INTEGER }],
     ['an account suspended', accountPatchBody, { status: 'suspended' }, { status: 'suspended' }],
+    ['a sponsor with a cap on each transfer', accountPatchBody, { sponsors: [{ accountId: 'mum', priority: 1, maxTransfer: 500 }] }, { sponsors: [{ accountId: 'mum', priority: 1, maxTransfer: 500 }] }],
   ] as const)('accepts %s', (_what, schema, value, expected) => {
     expect(parse(schema, value)).toEqual(expected);
   });
@@ -57,6 +58,7 @@ describe('request schemas', () => {
     ['a price other than 1 per 1 for a service in money (it would be ignored)', serviceBody, { unit: 'money', price: { amount: 2, per: 60 } }, 'price'],
     ['a field PATCH cannot change (it was dropped with a 200)', accountPatchBody, { consumptionLimit: 5, mainAccountId: 'other' }, 'mainAccountId'],
     ['a status that is not active or suspended', accountPatchBody, { status: 'expired' }, 'status'],
+    ['a sponsor capped at 0', accountPatchBody, { sponsors: [{ accountId: 'mum', priority: 1, maxTransfer: 0 }] }, 'sponsors.0.maxTransfer'],
     ['neither units nor amount', directDebitBody, { requestId: 'e-1', accountId: 'alice', clientId: 'smsc', serviceId: 'sms' }, ''],
     ['a page size of 0', pageQuery, { limit: '0' }, 'limit'],
     ['a page size in words', pageQuery, { limit: 'ten' }, 'limit'],

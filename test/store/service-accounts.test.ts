@@ -951,6 +951,24 @@ describe('sponsors, through the charging path', () => {
     expect(await reconciled(store, 'kid')).toMatchObject({ balance: 100, reserved: 100 });
   });
 
+  it.each(writePaths)('a sponsor gives at most its maxTransfer at once: a larger reserve is granted what that buys, a larger event is the next sponsor\'s (fails before: one oversized reserve emptied the sponsor; review 4 of stop 26) (%s)', async (_path, twoWriteSteps) => {
+    const store = await testStore({ twoWriteSteps });
+    await kidSponsoredByMum(store, 0, 100_000); // voice: 2 per 60 s
+    await owner(store, 1000, 'gran');
+    await setSponsors(store, 'kid', [{ accountId: 'mum', priority: 1, maxTransfer: 100 }, { accountId: 'gran', priority: 2 }]);
+    const day = await reserve(store, { requestId: 'r1', accountId: 'kid', clientId: 'msc', serviceId: 'voice', requested: { units: 86_400 } }, 'h');
+    // One of mum's transfers (100) or all of gran's (1000): gran's is the larger grant.
+    expect(day.body).toMatchObject({ granted: { units: 500 * 60, amount: 1000 }, finalUnit: { action: 'terminate' } });
+    expect(await reconciled(store, 'mum')).toMatchObject({ balance: 100_000 });
+    expect(await reconciled(store, 'gran')).toMatchObject({ balance: 0 });
+    await debitSession(store, day.body.sessionId as string, { requestId: 'd1', usedUnits: 60 }, 'h'); // 998 back to kid
+    await createAccount(store, { accountId: 'ann', currency: 'EUR', kind: 'prepaid' });
+    await setSponsors(store, 'ann', [{ accountId: 'mum', priority: 1, maxTransfer: 100 }]);
+    expect(await codeOf(directDebit(store, { requestId: 'e1', accountId: 'ann', clientId: 'msc', serviceId: 'voice', units: 101 * 30 }, 'h'))).toBe('insufficient_credit');
+    expect((await directDebit(store, { requestId: 'e2', accountId: 'ann', clientId: 'msc', serviceId: 'voice', units: 100 * 30 }, 'h')).body).toMatchObject({ charged: { amount: 100 } });
+    expect(await reconciled(store, 'mum')).toMatchObject({ balance: 100_000 - 100 });
+  });
+
   it('two sponsors of 300 each: an ask of 500 is granted what one of them can pay', async () => {
     const store = await testStore();
     await kidSponsoredByMum(store, 0, 300);
