@@ -267,7 +267,9 @@ interface AccountModel {
   routes: Map<string, string>;
   /** Every account ever named as a sponsor of this one; the list last sent; the PATCHes of it. */
   sponsorsEver: Set<string>;
-  sponsors: Array<{ accountId: string; priority: number }>;
+  /** The largest maxTransfer each sponsor was ever given here (Infinity: once named without one). */
+  sponsorCapEver: Map<string, number>;
+  sponsors: Array<{ accountId: string; priority: number; maxTransfer?: number }>;
   sponsorPatches: OverlappingWrites;
   /** Answered manual recharges (owners), and how many were already found in the ledger. */
   confirmedRecharges: Req[];
@@ -1485,6 +1487,9 @@ class Simulation {
           if (!sponsored!.sponsorsEver.has(sponsorId) || this.accounts.get(sponsorId)?.currency !== sponsored!.currency) {
             this.fail('a: sponsor transfer', `${what}: ${sponsorId} was never a sponsor of ${sponsoredId} (sponsors named: ${[...sponsored!.sponsorsEver].join(', ') || 'none'})`);
           }
+          if (to && row.amount > (sponsored!.sponsorCapEver.get(sponsorId) ?? Infinity)) {
+            this.fail('a: sponsor transfer', `${what}: ${row.amount} from ${sponsorId}, whose maxTransfer was never above ${sponsored!.sponsorCapEver.get(sponsorId)}`);
+          }
         }
       }
     }
@@ -1693,7 +1698,7 @@ class Simulation {
     const account: AccountModel = {
       ...a, topups: 0, dd: 0, refunds: 0, inDoubt: new Set(), sessions: new Set(),
       confirmedTopups: [], confirmedDd: [], verifiedTopups: 0, verifiedDd: 0, confirmedRecharges: [], verifiedRecharges: 0,
-      rechargeAmounts: new Set(), onEmpty: new Set(), puts: new OverlappingWrites(), routes: new Map(), sponsorsEver: new Set(), sponsors: [], sponsorPatches: new OverlappingWrites(),
+      rechargeAmounts: new Set(), onEmpty: new Set(), puts: new OverlappingWrites(), routes: new Map(), sponsorsEver: new Set(), sponsorCapEver: new Map(), sponsors: [], sponsorPatches: new OverlappingWrites(),
       limitsEver: [], limitPatches: new OverlappingWrites(), members: [],
     };
     this.accounts.set(a.id, account);
@@ -1707,9 +1712,12 @@ class Simulation {
     sa.onEmpty.add(String(body.onEmpty));
   }
 
-  private noteSponsors(account: AccountModel, sponsors: Array<{ accountId: string; priority: number }>) {
+  private noteSponsors(account: AccountModel, sponsors: Array<{ accountId: string; priority: number; maxTransfer?: number }>) {
     account.sponsors = sponsors;
-    for (const s of sponsors) account.sponsorsEver.add(s.accountId);
+    for (const s of sponsors) {
+      account.sponsorsEver.add(s.accountId);
+      account.sponsorCapEver.set(s.accountId, Math.max(account.sponsorCapEver.get(s.accountId) ?? 0, s.maxTransfer ?? Infinity));
+    }
   }
 
   private newReq(kind: Kind, accountId: string, rid: string, path: string, body: Record<string, unknown>, sid?: string): Req {
@@ -2007,7 +2015,7 @@ class Simulation {
     checkProblemShape: (answer: Answer, what: string) => this.checkProblemShape(answer, what),
     sessionFor: (sid: string, req: Req, serviceId: ServiceId) => this.sessionFor(sid, req, serviceId),
     noteSettings: (sa: AccountModel, body: Record<string, unknown>) => this.noteSettings(sa, body),
-    noteSponsors: (account: AccountModel, sponsors: Array<{ accountId: string; priority: number }>) => this.noteSponsors(account, sponsors),
+    noteSponsors: (account: AccountModel, sponsors: Array<{ accountId: string; priority: number; maxTransfer?: number }>) => this.noteSponsors(account, sponsors),
     account: (id: string) => this.accounts.get(id),
     trigger: (client: Client, trace: string[]) => this.runScheduled('trigger', client, trace),
     sweep: (client: Client, trace: string[]) => this.runScheduled('sweep', client, trace),
@@ -2407,7 +2415,8 @@ class Client {
     const mixed = other.length > 0 && this.rng.chance(0.1);
     const count = mixed ? 1 : same.length === 0 || this.rng.chance(0.15) ? 0 : this.rng.range(1, 2);
     const chosen = mixed ? [this.rng.pick(other)] : [...new Set(Array.from({ length: count }, () => this.rng.pick(same)))];
-    const sponsors = chosen.map((x) => ({ accountId: x.id, priority: this.rng.int(5) }));
+    // Some capped per transfer (maxTransfer): a transfer past a sponsor's cap is an audit failure.
+    const sponsors = chosen.map((x) => ({ accountId: x.id, priority: this.rng.int(5), ...(this.rng.chance(0.3) ? { maxTransfer: this.rng.range(50, 2000) } : {}) }));
     const path = `/accounts/${a.id}`;
     const text = JSON.stringify({ sponsors });
     this.doing = `PATCH ${path} ${text}`;
