@@ -33,17 +33,19 @@ export function validatePrinciple(principle: Principle, parties: string[]): void
  */
 export function apportion(amount: number, weights: number[]): number[] {
   const total = weights.reduce((a, b) => a + b, 0);
-  invariant(Number.isSafeInteger(amount) && amount >= 0 && total > 0 && weights.every(Number.isSafeInteger), 'apportion of a safe integer by integer weights');
+  invariant(Number.isSafeInteger(amount) && amount >= 0 && total > 0 && Number.isSafeInteger(total) && weights.every(Number.isSafeInteger), 'apportion of a safe integer by integer weights');
   // amount = whole · total + rest: each party's exact share is whole · w + rest · w / total,
-  // so only `rest` (< total) needs splitting, and every product stays a small integer (amount
-  // · w itself could pass 2^53-1). The remainders, and so the tie-breaks, are those of amount · w.
+  // so only `rest` (< total) needs splitting. rest · w can still pass 2^53-1 when the weights
+  // are large (a refund of a game by what each party paid: fails before, a 500 for a game of
+  // a million euros a party; review 6 of stop 26), so it is a BigInt; its quotient (< w) and
+  // remainder (< total) are safe again. The remainders, and so the tie-breaks, are those of amount · w.
   const rest = amount % total;
   const whole = (amount - rest) / total;
-  const products = weights.map((w) => rest * w);
-  invariant(products.every(Number.isSafeInteger), 'apportion within safe integers');
-  const parts = products.map((p, i) => whole * weights[i]! + (p - (p % total)) / total);
+  const bigTotal = BigInt(total);
+  const products = weights.map((w) => BigInt(rest) * BigInt(w));
+  const parts = products.map((p, i) => whole * weights[i]! + Number(p / bigTotal));
   let left = amount - parts.reduce((a, b) => a + b, 0);
-  const order = products.map((p, i) => ({ i, r: p % total })).sort((a, b) => b.r - a.r || a.i - b.i);
+  const order = products.map((p, i) => ({ i, r: Number(p % bigTotal) })).sort((a, b) => b.r - a.r || a.i - b.i);
   for (const { i } of order) {
     if (left === 0) break;
     parts[i]! += 1;

@@ -69,4 +69,20 @@ describe('properties (seeded)', () => {
     fc.assert(fc.property(fc.integer({ min: 0, max: 10 ** 12 }), fc.array(fc.integer({ min: 1, max: 1000 }), { minLength: 1, maxLength: 40 }),
       (amount, weights) => { expect(apportion(amount, weights).reduce((x, y) => x + y, 0)).toBe(amount); }), { seed, numRuns: 2000 });
   });
+
+  it(`apportion by large weights (what each party paid, up to 10^15) adds up and is exact (seed ${seed}; fails before: an invariant past 2^53, a 500 on the refund of a large game; review 6 of stop 26)`, () => {
+    fc.assert(fc.property(fc.array(fc.integer({ min: 1, max: 10 ** 15 }), { minLength: 1, maxLength: 4 }).chain((weights) =>
+      fc.tuple(fc.integer({ min: 0, max: Math.min(Number.MAX_SAFE_INTEGER, weights.reduce((a, b) => a + b, 0)) }), fc.constant(weights))),
+    ([amount, weights]) => {
+      const parts = apportion(amount, weights);
+      expect(parts.reduce((x, y) => x + y, 0)).toBe(amount);
+      // Each part is within one of its exact share amount · w / total.
+      const total = BigInt(weights.reduce((a, b) => a + b, 0));
+      parts.forEach((part, i) => {
+        const exact = BigInt(amount) * BigInt(weights[i]!);
+        expect(BigInt(part) * total >= exact - total && BigInt(part) * total <= exact + total).toBe(true);
+      });
+    }), { seed, numRuns: 2000 });
+    expect(apportion(100_000_001, [100_000_000, 100_000_000])).toEqual([50_000_001, 50_000_000]);
+  });
 });
