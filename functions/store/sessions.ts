@@ -26,7 +26,7 @@ import { ChargingError, fail, keptRefundRefusalStatus, keptRefusal, reusedReques
 import { computeGrant, inServiceUnits, optimisticGrant, type Requested } from '../domain/reservation.js';
 import { isOpen, movementFor, releaseClosed, sessionClosed, shownState, rateUsage, chargeNothing, regrant, refundable, type Hold, type SessionState, type Movement, type Usage } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
-import { MAX_BALANCE_MINOR, MONEY_PRICE, type Price, type Unit } from '../domain/rating.js';
+import { MAX_BALANCE_MINOR, MONEY_PRICE, priceOrNull, type Price, type Unit } from '../domain/rating.js';
 import { interimIntervalFor, nextDueAt } from '../domain/combined.js';
 import { notificationItem, type AccountNotification } from './notifications.js';
 
@@ -138,7 +138,10 @@ export function sessionView(session: SessionItem) {
     clientId: session.clientId,
     serviceId: session.serviceId,
     unit: session.unit,
-    granted: { units: session.hold.grantedUnits, amount: session.hold.holdMinor },
+    // A game's holds add up to more than its grant is worth (loser-pays holds the whole price
+    // from every party): its grant shows its price, the holds each party's `reserved` (fails
+    // before: the sum of the holds, 200 for 100 units at 1; review 6 of stop 26).
+    granted: { units: session.hold.grantedUnits, amount: session.parties ? (priceOrNull(session.hold.grantedUnits, session.price) ?? session.hold.holdMinor) : session.hold.holdMinor },
     charged: { units: session.hold.usedUnits, amount: session.hold.chargedMinor },
     refunded: { amount: session.refundedMinor },
     validUntil: session.validUntil,

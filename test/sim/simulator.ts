@@ -992,7 +992,7 @@ class Simulation {
     const granted = body.granted?.units;
     const shares = mostPossibleShares(party.principle, party.ids, priceOf(s.serviceId, granted));
     const reserved = body.parties.map((p: any) => p.reserved?.amount);
-    if (!Number.isSafeInteger(granted) || granted < 1 || !isDeepStrictEqual(reserved, shares) || body.granted.amount !== shares.reduce((a, b) => a + b, 0)) {
+    if (!Number.isSafeInteger(granted) || granted < 1 || !isDeepStrictEqual(reserved, shares) || body.granted.amount !== priceOf(s.serviceId, granted)) {
       this.fail('party', `${what}: activated with ${JSON.stringify(body.granted)}, parties reserving ${JSON.stringify(reserved)}; the principle reserves ${JSON.stringify(shares)}`);
     }
     party.grantedUnits = granted;

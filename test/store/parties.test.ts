@@ -47,6 +47,9 @@ describe('every principle, odd amounts', () => {
     await players(store, { ann: 1000, ben: 1000, cid: 1000 });
     const { sessionId, last } = await started(store, 'g1', ['ann', 'ben', 'cid'], principle);
     expect(last.body.state).toBe('active');
+    // The grant shows its price, whatever the parties hold for it (fails before: the sum of
+    // the holds, 303 for loser pays; review 6 of stop 26).
+    expect(last.body.granted).toEqual({ units: 101, amount: 101 });
     for (const [accountId, amount] of Object.entries(reservedEach)) expect((await requireAccount(store, accountId)).reserved).toBe(amount);
     // 40 used, and the rest of the grant asked again.
     await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 40, requested: { units: 61 } }, 'h');
