@@ -289,8 +289,10 @@ export class ChargingStack extends Stack {
     }
 
     // Throttled requests of every operation the functions send (transactions included).
+    // ConditionCheckItem is an IAM action only: its throttles are TransactWriteItems' (fails
+    // before: a series nothing publishes, billed as an alarm metric; review 9 of stop 26).
     const operations = [...new Set([
-      ...Object.values(tableActions).flat().map((action) => action.split('@')[0]!),
+      ...Object.values(tableActions).flat().map((action) => action.split('@')[0]!).filter((action) => action !== 'ConditionCheckItem'),
       'TransactWriteItems', 'TransactGetItems',
     ])].map((operation) => operation as dynamodb.Operation);
     // DynamoDB publishes ThrottledRequests only for operations that were throttled, and a sum
