@@ -115,11 +115,6 @@ async function coverMember(store: Store, member: AccountItem, shortMinor: number
     // concurrent requests' sponsors topped it up meanwhile (fails before: 5 of 20 concurrent
     // reserves of a member refused so, while the money sat in the main account).
     if (main && mainShortMinor <= 0 && headroomMinor > 0) return { retry: true };
-    // Nor when the member took an allotment since it was read (read after the main account:
-    // a take in between shows here): a copy of this request brought the money, and the
-    // sponsor paid for it once under the main account's count before this one (fails
-    // before: the sponsor paid again, under the count the take left; one read, only here).
-    if (main && sponsored(main) && mainShortMinor > 0 && ((await getAccountItem(store, member.accountId))?.allotSeq ?? 0) !== (member.allotSeq ?? 0)) return { retry: true };
     if (main && sponsored(main) && mainShortMinor > 0 && movedMoney(await takeFromSponsors(store, main as SponsoredAccount, mainShortMinor, coverKey))) return { retry: true };
   }
   if (sponsored(member) && movedMoney(await takeFromSponsors(store, member as SponsoredAccount, shortMinor, coverKey))) return { retry: true };
