@@ -189,9 +189,8 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     // A request answered before, its entry long gone from the account, makes no one pay: its
     // caller replays the answer.
     if (condition.kind === 'new' && condition.answeredBefore && await condition.answeredBefore()) return { ok: false, account };
-    // What asks for cover: this operation (a session's step by its seq); takeFromSponsors
-    // adds the transfers the paid account had received (until stop 26 this try's number).
-    const coverKey = `${opId}${condition.kind === 'step' ? `:${condition.seq}` : ''}`;
+    // What asks for cover: this operation (a session's step by its seq) in this try.
+    const coverKey = `${opId}:${condition.kind === 'step' ? `${condition.seq}:` : ''}${tries}`;
     const covered = await coverShortfall(store, account, need - account.available, coverKey, tries === 0, tries);
     if (covered.retry) return applyOp(store, accountId, opId, condition, movement, entry, tries + 1);
     if (covered.taken !== undefined) return { ok: false, account, main: covered.taken };

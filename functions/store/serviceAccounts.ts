@@ -425,13 +425,13 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor
       // concurrent recharges of a sponsored owner were refused 402 while the sponsor held
       // plenty; review 2 of stop 26).
       if (tries < MAX_COVER_TRIES && ownerItem.available < amountMinor && hasCover(ownerItem)) {
-        // Once per recharge and transfer the paid account had received (takeFromSponsors adds
-        // it: the owner's, or a member owner's main account's): a retry of this recharge (the
+        // Once per recharge and transfer the owner had received: a retry of this recharge (the
         // trigger's, after the owner could not fund it) may be covered again once the money an
-        // earlier cover brought went elsewhere, while two runs of it at once make a sponsor pay
-        // once (fails before: a member owner's key held its own sponsorSeq, which never moves,
-        // and every try met the first one's guard; review 5 of stop 26).
-        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available, `recharge:${rechargeId}`, tries === 0, tries);
+        // earlier cover brought went elsewhere, while two runs of it at once make a sponsor pay once.
+        // The try is in the key too: a member owner's cover goes to its main account, so its
+        // own sponsorSeq never moves, and without it every try found the first one's guard and
+        // moved nothing (review 5 of stop 26).
+        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available, `recharge:${rechargeId}:${(ownerItem as SponsoredAccount).sponsorSeq ?? 0}:${tries}`, tries === 0, tries);
         if (cover.retry) return rechargeOnce(store, sa, requestedMinor, guard, tries + 1);
         if (cover.taken === 'inactive') return { ok: false, reason: 'inactive' };
       }

@@ -2,8 +2,7 @@
 // priorities; when a grant finds its balance too low, the first sponsor (by priority) that
 // can cover the shortfall transfers it. One transaction per transfer (sponsor -x, account
 // +x, a guard, a ledger entry and a notification on each side). The guard is one item per
-// account and cover key (the asking operation, and the transfers the account had received as
-// read: takeFromSponsors): a request, its retries and its
+// account and cover key (the asking operation and its round): a request, its retries and its
 // concurrent duplicates make a sponsor pay once, while concurrent shortfalls of different
 // requests each get theirs at once. Until stop 23 the account's sponsorSeq was the guard,
 // one transfer per account at a time: ten concurrent charges of an empty sponsored account
@@ -32,12 +31,6 @@ const TRANSFER_GUARD_DAYS = 7;
  */
 export async function takeFromSponsors(store: Store, account: SponsoredAccount, shortfallMinor: number, coverKey: string): Promise<'given' | 'moved' | 'none'> {
   if (shortfallMinor <= 0) return 'moved';
-  // Once per asking operation and per transfer the account had received as read: copies of
-  // one request that find it in the same state ask under one key, whichever round each is in
-  // (fails before: a copy whose first round went to the family asked under another key, and
-  // the sponsor paid for each; review 8 of stop 26), while a round that finds the money a
-  // transfer brought taken by another charge asks under a new one.
-  coverKey = `${coverKey}:r${account.sponsorSeq ?? 0}`;
   for (const sponsor of sponsorsInOrder(account.sponsors ?? [])) {
     // Past its cap, a shortfall is the next sponsor's (fails before: one oversized reserve
     // could empty any sponsor into the account; review 4 of stop 26).
