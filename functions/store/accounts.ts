@@ -272,17 +272,7 @@ export async function setAccountStatus(store: Store, accountId: string, status: 
   // Due for the sweep a minute from now, or sooner (an account's mark may be up to 5 minutes
   // out: fails before, a dead PATCH waited for it; review 5 of stop 26); the status write
   // below puts the mark back should a visit have removed it in between.
-  // (compaction.ts's markAccountDue, inline: importing it would bring the charging path into this bundle.)
-  try {
-    await store.db.send(new UpdateCommand({
-      TableName: store.tableName, Key: key.account(accountId),
-      UpdateExpression: 'SET dueShard = :shard, dueAt = :due',
-      ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(dueAt) OR dueAt > :due)',
-      ExpressionAttributeValues: { ':shard': dueShardOf(accountId), ':due': later },
-    }));
-  } catch (error) {
-    if (!isConditionFailure(error)) throw error; // due sooner already, or no such account (the write below says so)
-  }
+  await markAccountDue(store, accountId, later, { onlyEarlier: true });
   try {
     // The status, and the mark that members have yet to take it, in one write: if this
     // handler dies before every member took the status, the sweep's visit finishes the job
@@ -303,6 +293,23 @@ export async function setAccountStatus(store: Store, accountId: string, status: 
     throw error;
   }
   await giveMembersStatus(store, accountId, status, seq);
+}
+
+/**
+ * Puts the account in the due index at `dueAt` (its shard, its time). `onlyEarlier`: only if
+ * that brings its mark forward (or it has none). An account that is gone is left alone.
+ */
+export async function markAccountDue(store: Store, accountId: string, dueAt: string, options: { onlyEarlier?: boolean } = {}): Promise<void> {
+  try {
+    await store.db.send(new UpdateCommand({
+      TableName: store.tableName, Key: key.account(accountId),
+      UpdateExpression: 'SET dueShard = :shard, dueAt = :due',
+      ConditionExpression: options.onlyEarlier ? 'attribute_exists(pk) AND (attribute_not_exists(dueAt) OR dueAt > :due)' : 'attribute_exists(pk)',
+      ExpressionAttributeValues: { ':shard': dueShardOf(accountId), ':due': dueAt },
+    }));
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error; // gone, or (onlyEarlier) due already
+  }
 }
 
 /** How long a PATCH has to reach its members before the sweep does it. */

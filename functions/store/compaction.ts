@@ -17,9 +17,9 @@
 // again under the same id (a late duplicate of a debit or a reserve) is another entry, and a
 // removal queued for the first one must never take the second (its money would be stranded).
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { dueShardOf, key } from './table.js';
+import { key } from './table.js';
 import { isConditionFailure, type Store } from './db.js';
-import { getAccountItem, type AccountItem, type OpEntry } from './accounts.js';
+import { getAccountItem, markAccountDue, type AccountItem, type OpEntry } from './accounts.js';
 import { ensureDirectDebitRecorded } from './debits.js';
 import { getSessionItem, releaseOrphanHold, rollForward, voidHold, type SessionItem } from './sessions.js';
 import { settleMultiSession } from './multisession.js';
@@ -110,22 +110,6 @@ export async function askSweepSoon(store: Store, accountId: string): Promise<voi
   await markAccountDue(store, accountId, new Date(nowMs).toISOString(), { onlyEarlier: true });
 }
 
-/**
- * Puts the account in the due index at `dueAt` (its shard, its time). `onlyEarlier`: only if
- * that brings its mark forward (or it has none). An account that is gone is left alone.
- */
-export async function markAccountDue(store: Store, accountId: string, dueAt: string, options: { onlyEarlier?: boolean } = {}): Promise<void> {
-  try {
-    await store.db.send(new UpdateCommand({
-      TableName: store.tableName, Key: key.account(accountId),
-      UpdateExpression: 'SET dueShard = :shard, dueAt = :due',
-      ConditionExpression: options.onlyEarlier ? 'attribute_exists(pk) AND (attribute_not_exists(dueAt) OR dueAt > :due)' : 'attribute_exists(pk)',
-      ExpressionAttributeValues: { ':shard': dueShardOf(accountId), ':due': dueAt },
-    }));
-  } catch (error) {
-    if (!isConditionFailure(error)) throw error; // gone, or (onlyEarlier) due already
-  }
-}
 
 export interface AccountSweep {
   /** Holds whose reserve never wrote its session, given back. */

@@ -240,12 +240,6 @@ async function placeScheduleMarker(store: Store, saId: string, settings: Service
 // ------------------------------------------------------------------ levels (charging path)
 
 /**
- * After a charge on `account` (its item as written): if this write took the level below a
- * minimum, leave a threshold-recharge marker for the trigger (service accounts) and a
- * low-balance notification. Concurrent charges are serialized by the item, so exactly one
- * of them crosses; the marker's condition makes a second marker impossible anyway.
- */
-/**
  * A crossing judged after a transaction that moved `takenMinor` out of `accountId`'s
  * available money (it returns nothing): one read of the account, then afterCharge on it as
  * read (a charge meanwhile may hide or repeat the crossing: README). A failure is logged, not
@@ -260,6 +254,12 @@ export async function lowBalanceAfter(store: Store, accountId: string, takenMino
   }
 }
 
+/**
+ * After a charge on `account` (its item as written): if this write took the level below a
+ * minimum, leave a threshold-recharge marker for the trigger (service accounts) and a
+ * low-balance notification. Concurrent charges are serialized by the item, so exactly one
+ * of them crosses; the marker's condition makes a second marker impossible anyway.
+ */
 export async function afterCharge(store: Store, account: AccountItem & Partial<ServiceAccountItem>, movement: Movement): Promise<void> {
   if (movement.availableDelta >= 0) return;
   const after = account.available;

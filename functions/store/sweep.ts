@@ -5,8 +5,8 @@ import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { findDuePage, findDueSessions, sweepSession, type DueCursors, type SweepOutcome } from './sessions.js';
 import { returnIdleAllotment } from './allotments.js';
 import { askForMissedRecharge } from './serviceAccounts.js';
-import { markAccountDue, sweepAccount } from './compaction.js';
-import { giveMembersStatus } from './accounts.js';
+import { sweepAccount } from './compaction.js';
+import { giveMembersStatus, markAccountDue } from './accounts.js';
 import { key } from './table.js';
 import { isConditionFailure, type Store } from './db.js';
 
