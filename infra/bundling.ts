@@ -62,7 +62,8 @@ export const esbuildOptions = {
    * package declares no sideEffects), ~5 KB more; then the endpoint-discovery cache (no
    * DynamoDB command reads it), ~1 KB more; then the adaptive retry mode's rate limiter (the
    * functions retry in the standard mode) and the strict date grammars (no call of theirs
-   * answers a date), ~6.5 KB more. test/infra/bundle-size.test.ts runs bundled functions,
+   * answers a date), ~6.5 KB more; then the invocation store (the runtime publishes its own),
+   * ~1.8 KB more. test/infra/bundle-size.test.ts runs bundled functions,
    * and each stand-in, in a fresh Node process.
    */
   alias: {
@@ -74,6 +75,7 @@ export const esbuildOptions = {
     '@aws-sdk/middleware-endpoint-discovery': resolve(repoRoot, 'infra/bundle-aliases/endpoint-discovery.ts'),
     '@smithy/core/retry': resolve(repoRoot, 'infra/bundle-aliases/retry.ts'),
     '@smithy/core/serde': resolve(repoRoot, 'infra/bundle-aliases/serde.ts'),
+    '@aws/lambda-invoke-store': resolve(repoRoot, 'infra/bundle-aliases/invoke-store.ts'),
   } as Record<string, string>,
   /**
    * JSON files bundle as nothing. The only ones the functions import are the SDK clients'

@@ -152,6 +152,8 @@ import { resolveRetryConfig } from '@smithy/core/retry';
 import { resolveRetryConfig as packageRetryConfig } from './node_modules/@smithy/core/dist-es/submodules/retry/middleware-retry/configurations.js';
 import { dateToUtcString, parseEpochTimestamp, parseRfc3339DateTime, parseRfc3339DateTimeWithOffset, parseRfc7231DateTime, v4, toBase64, fromUtf8, Uint8ArrayBlobAdapter } from '@smithy/core/serde';
 import * as serdeDates from './node_modules/@smithy/core/dist-es/submodules/serde/date-utils.js';
+import { InvokeStore } from '@aws/lambda-invoke-store';
+import { InvokeStore as PackageInvokeStore } from './node_modules/@aws/lambda-invoke-store/dist-es/invoke-store.js';
 const hex = (bytes) => Buffer.from(bytes).toString('hex');
 const out = {};
 const hash = new Sha256(); hash.update('abc'); hash.update(new Uint8Array([1, 2, 3]));
@@ -191,6 +193,18 @@ out.dates = [
   ...[new Date(0), new Date(Date.UTC(2026, 10, 24, 8, 5, 9)), new Date(Date.UTC(1999, 11, 31, 23, 59, 59))].map((d) => dateToUtcString(d) === serdeDates.dateToUtcString(d)),
 ];
 out.serde = [typeof v4(), toBase64(fromUtf8('ok')), typeof Uint8ArrayBlobAdapter.fromString];
+// The invocation store: no context before the runtime publishes one (the package then
+// publishes its own, empty), the published one after; a loud refusal where the package would
+// build the concurrent store.
+const traceOf = (s) => [s.getXRayTraceId(), s.getTraceparent(), s.getTracestate(), s.getBaggage()];
+out.invokeStore = [typeof globalThis.awslambda, JSON.stringify(traceOf(await InvokeStore.getInstanceAsync())) === JSON.stringify(traceOf(await PackageInvokeStore.getInstanceAsync()))];
+out.invokeStore.push(await InvokeStore.getInstanceAsync() === await PackageInvokeStore.getInstanceAsync());
+const runtimeStore = { getXRayTraceId: () => 'Root=1-abc', getTraceparent: () => '00-x', getTracestate: () => undefined, getBaggage: () => undefined };
+globalThis.awslambda.InvokeStore = runtimeStore;
+out.invokeStore.push(await InvokeStore.getInstanceAsync() === runtimeStore);
+delete globalThis.awslambda.InvokeStore;
+process.env.AWS_LAMBDA_MAX_CONCURRENCY = '4';
+out.invokeStore.push(await InvokeStore.getInstanceAsync().then(() => 'built a store', (error) => error.message.includes('not bundled')));
 console.log(JSON.stringify(out));` },
         outfile: join(dir, 'stand-ins.mjs'),
         logLevel: 'silent',
@@ -202,6 +216,7 @@ console.log(JSON.stringify(out));` },
         retry: [true, true, true, true, true],
         dates: Array(22).fill(true),
         serde: ['string', 'b2s=', 'function'],
+        invokeStore: ['object', true, true, true, true],
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });
