@@ -32,10 +32,11 @@ export function hasCover(account: AccountItem): boolean {
 
 const sponsored = (account: AccountItem) => !!(account as SponsoredAccount).sponsors?.length;
 
-/** Write again, or the main account's refusal when an attached account's main gave nothing. */
-export type Covered = { retry: true } | { retry: false; taken?: Exclude<TakeResult, 'given' | 'moved'> };
-
-const movedMoney = (given: 'given' | 'moved' | 'none') => given === 'given' || given === 'moved';
+/**
+ * Write again (`gave`: a sponsor transferred under the key asked, now or for a copy of the
+ * request), or the main account's refusal when an attached account's main gave nothing.
+ */
+export type Covered = { retry: true; gave?: true } | { retry: false; taken?: Exclude<TakeResult, 'given' | 'moved'> };
 
 /**
  * `account`, as read, is short of `shortMinor`. In order:
@@ -46,8 +47,14 @@ const movedMoney = (given: 'given' | 'moved' | 'none') => given === 'given' || g
  * - any other account brings back its members' idle allotments, then its sponsors give what
  *   those did not bring.
  * `retry`: money came, or the account moved under us; the caller writes again. `coverKey`
- * names what asks (an operation and its round): a sponsor pays once per key and account, so
- * a retry or a duplicate of the same request never makes it pay twice (sponsors.ts).
+ * names what asks: the request and how many sponsor transfers it has seen (`gave`), never
+ * its round. A sponsor pays once per key and account, so copies of one request make it pay
+ * once whichever round each is in, while a request whose transfer a concurrent charge spent
+ * asks under the next key (fails before, with the round in the key: a copy whose first
+ * round brought the family's idle money back asked under another key than a copy that
+ * asked at once, and the sponsor paid for each: 600 for a shortfall of 300; review 8 of
+ * stop 26). The key counts the request's own transfers only: the paid account's count
+ * moves with other requests' transfers between two copies' reads (review 10 of stop 26).
  * `firstRound`: a give-back that brought nothing is worth one more write only the first time
  * (a concurrent charge may have brought the chunks back first), not on every round.
  * `tries`: how many times the caller's write asked before.
@@ -68,7 +75,7 @@ export async function coverShortfall(store: Store, account: AccountItem, shortMi
   // would otherwise keep the sponsors from ever being asked (fails before: a 503; review).
   if (family && (reclaimedMinor > 0 || (family.contended && tries < FAMILY_FIRST_TRIES && ((await getAccountItem(store, account.accountId))?.available ?? 0) - account.available + family.spareMinor! >= shortMinor))) return { retry: true };
   const given = sponsored(account) ? await takeFromSponsors(store, account as SponsoredAccount, shortMinor, coverKey) : 'none';
-  return (family?.retry && firstRound) || movedMoney(given) ? { retry: true } : { retry: false };
+  return given === 'given' ? { retry: true, gave: true } : (family?.retry && firstRound) || given === 'moved' ? { retry: true } : { retry: false };
 }
 
 /**
@@ -115,8 +122,12 @@ async function coverMember(store: Store, member: AccountItem, shortMinor: number
     // concurrent requests' sponsors topped it up meanwhile (fails before: 5 of 20 concurrent
     // reserves of a member refused so, while the money sat in the main account).
     if (main && mainShortMinor <= 0 && headroomMinor > 0) return { retry: true };
-    if (main && sponsored(main) && mainShortMinor > 0 && movedMoney(await takeFromSponsors(store, main as SponsoredAccount, mainShortMinor, coverKey))) return { retry: true };
+    if (main && sponsored(main) && mainShortMinor > 0) {
+      const given = await takeFromSponsors(store, main as SponsoredAccount, mainShortMinor, coverKey);
+      if (given !== 'none') return given === 'given' ? { retry: true, gave: true } : { retry: true };
+    }
   }
-  if (sponsored(member) && movedMoney(await takeFromSponsors(store, member as SponsoredAccount, shortMinor, coverKey))) return { retry: true };
+  const given = sponsored(member) ? await takeFromSponsors(store, member as SponsoredAccount, shortMinor, coverKey) : 'none';
+  if (given !== 'none') return given === 'given' ? { retry: true, gave: true } : { retry: true };
   return { retry: false, taken };
 }

@@ -149,7 +149,11 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
   };
 }
 
-export async function applyOp(store: Store, accountId: string, opId: string, condition: OpCondition, movement: Movement, entry: OpEntry, tries = 0): Promise<OpResult> {
+/**
+ * `tries`: how many writes of this request were refused before; `gave`: how many sponsor
+ * transfers it has seen (its cover key; cover.ts).
+ */
+export async function applyOp(store: Store, accountId: string, opId: string, condition: OpCondition, movement: Movement, entry: OpEntry, tries = 0, gave = 0): Promise<OpResult> {
   const need = -movement.availableDelta;
   const removals = claimRemovals(store, accountId, opId);
   let result;
@@ -172,7 +176,7 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     // (one more call, only when a removal was stale).
     const stale = removals.filter((removal) => account?.ops?.[removal.opId]?.n !== removal.n);
     settleRemovals(store, accountId, removals.filter((removal) => !stale.includes(removal)), 'refused');
-    if (stale.length) return applyOp(store, accountId, opId, condition, movement, entry, tries);
+    if (stale.length) return applyOp(store, accountId, opId, condition, movement, entry, tries, gave);
     if (account && condition.kind === 'new' && condition.mainAccountId !== undefined && (account.mainAccountId ?? null) !== condition.mainAccountId) {
       return { ok: false, account, otherMain: true };
     }
@@ -189,10 +193,11 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     // A request answered before, its entry long gone from the account, makes no one pay: its
     // caller replays the answer.
     if (condition.kind === 'new' && condition.answeredBefore && await condition.answeredBefore()) return { ok: false, account };
-    // What asks for cover: this operation (a session's step by its seq) in this try.
-    const coverKey = `${opId}:${condition.kind === 'step' ? `${condition.seq}:` : ''}${tries}`;
+    // What asks for cover: this operation (a session's step by its seq), for its n-th sponsor
+    // transfer (coverShortfall).
+    const coverKey = `${opId}:${condition.kind === 'step' ? `${condition.seq}:` : ''}#${gave}`;
     const covered = await coverShortfall(store, account, need - account.available, coverKey, tries === 0, tries);
-    if (covered.retry) return applyOp(store, accountId, opId, condition, movement, entry, tries + 1);
+    if (covered.retry) return applyOp(store, accountId, opId, condition, movement, entry, tries + 1, gave + (covered.gave ? 1 : 0));
     if (covered.taken !== undefined) return { ok: false, account, main: covered.taken };
     return { ok: false, account };
   }

@@ -171,7 +171,7 @@ async function activate(store: Store, session: SessionItem, command: { requestId
   const refused = result.refusedParty;
   // A short party is covered as its charges are, then the agreement tries again.
   const covered = await coverParty(store, session, refused, covers, parties.length);
-  if (covered?.retry) return activate(store, session, command, bodyHash, attempt, coveredOnce(covers, refused!.accountId));
+  if (covered?.retry) return activate(store, session, command, bodyHash, attempt, coveredOnce(covers, refused!.accountId, covered));
   if (covered?.taken === 'inactive') refused.reason = 'inactive';
   const problem = refused.reason === 'not_found'
     ? { status: 404, body: { code: 'not_found', detail: `account ${refused.accountId} does not exist`, accountId: refused.accountId } }
@@ -201,13 +201,13 @@ type RefusedParty = { accountId: string; reason: 'not_found' | 'inactive' | 'ins
 type StepResult = { ok: true } | { ok: false; refusedParty?: RefusedParty };
 
 /**
- * How often a request's step asked cover: in all (at most MAX_COVER_TRIES, as a charge's),
- * and for each party.
+ * How often a request's step asked cover in all (at most MAX_COVER_TRIES, as a charge's),
+ * and how many sponsor transfers it has seen for each party (its cover key).
  */
 type Covers = { asked: number; byParty: Readonly<Record<string, number>> };
 const NO_COVERS: Covers = { asked: 0, byParty: {} };
-const coveredOnce = (covers: Covers, accountId: string): Covers =>
-  ({ asked: covers.asked + 1, byParty: { ...covers.byParty, [`a:${accountId}`]: (covers.byParty[`a:${accountId}`] ?? 0) + 1 } });
+const coveredOnce = (covers: Covers, accountId: string, covered: Covered): Covers =>
+  ({ asked: covers.asked + 1, byParty: covered.retry && covered.gave ? { ...covers.byParty, [`a:${accountId}`]: (covers.byParty[`a:${accountId}`] ?? 0) + 1 } : covers.byParty });
 
 /**
  * A party refused for money is covered as its charges are (its family, its sponsors:
@@ -218,12 +218,14 @@ const coveredOnce = (covers: Covers, accountId: string): Covers =>
 async function coverParty(store: Store, session: SessionItem, refused: RefusedParty | undefined, covers: Covers, partyCount: number): Promise<Covered | null> {
   if (refused?.reason !== 'insufficient' || !refused.account || covers.asked >= MAX_COVER_TRIES || !hasCover(refused.account)) return null;
   // What asks: this step of the session (its seq; 0 for the agreement), for the party's n-th
-  // shortfall in this request. Copies of one request find the parties short in another
-  // order, so the key counts this party's asks, not all of them: each copy's first ask for a
-  // party is the same key, and the sponsor pays it once (fails before: copies of the last
-  // agreement made a sponsor pay a party's shortfall twice; review 4).
+  // sponsor transfer in this request. Copies of one request find the parties short in another
+  // order, so the key counts this party's transfers, not all of them: each copy's first ask
+  // for a party is the same key, and the sponsor pays it once (fails before: copies of the last
+  // agreement made a sponsor pay a party's shortfall twice; review 4). Transfers, not asks:
+  // a copy whose ask brought the family's idle money back asks the sponsor under the same key
+  // as one that asked it at once (cover.ts).
   const nth = covers.byParty[`a:${refused.accountId}`] ?? 0;
-  return coverShortfall(store, refused.account, refused.needMinor - refused.account.available, `${session.sessionId}:${session.seq}:${refused.accountId}:${nth}`, covers.asked < partyCount, covers.asked);
+  return coverShortfall(store, refused.account, refused.needMinor - refused.account.available, `${session.sessionId}:${session.seq}:${refused.accountId}:#${nth}`, covers.asked < partyCount, covers.asked);
 }
 
 async function partyTransaction(store: Store, session: SessionItem, step: PartyStep): Promise<StepResult> {
@@ -375,8 +377,9 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   const refused = result.refusedParty;
   // A party short of a larger share is covered as its charges are; then the step is decided
   // again on the session as it is.
-  if ((await coverParty(store, session, refused, covers, parties.length))?.retry) {
-    return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, coveredOnce(covers, refused!.accountId));
+  const covered = await coverParty(store, session, refused, covers, parties.length);
+  if (covered?.retry) {
+    return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, coveredOnce(covers, refused!.accountId, covered));
   }
   if (refused && kind === 'update') {
     // No hold can grow, but the reported usage is recorded all the same, as on a plain

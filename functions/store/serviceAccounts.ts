@@ -27,7 +27,6 @@ import {
 } from '../domain/serviceAccount.js';
 import type { Movement } from '../domain/session.js';
 import { MAX_BALANCE_MINOR } from '../domain/rating.js';
-import type { SponsoredAccount } from './sponsors.js';
 
 /** The item id of the service account of `accountId` for `classification`. */
 export const serviceAccountId = (accountId: string, classification: string) => `${accountId}~${classification}`;
@@ -363,7 +362,7 @@ function guardItem(store: Store, saId: string, guard: Guard, amountMinor: number
  * A recharge of `requestedMinor`, exactly once per guard: the units it buys go into `sa`, and
  * the owner pays what they cost (rechargeOf), never the rest of the amount.
  */
-async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor: number, guard: Guard, tries = 0): Promise<RechargeOutcome> {
+async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor: number, guard: Guard, tries = 0, gave = 0): Promise<RechargeOutcome> {
   const recharge = rechargeOf(requestedMinor, sa.rate);
   if (recharge === null) return { ok: false, reason: 'full' };
   const { units, amountMinor } = recharge;
@@ -425,14 +424,14 @@ async function rechargeOnce(store: Store, sa: ServiceAccountItem, requestedMinor
       // concurrent recharges of a sponsored owner were refused 402 while the sponsor held
       // plenty; review 2 of stop 26).
       if (tries < MAX_COVER_TRIES && ownerItem.available < amountMinor && hasCover(ownerItem)) {
-        // Once per recharge and transfer the owner had received: a retry of this recharge (the
-        // trigger's, after the owner could not fund it) may be covered again once the money an
-        // earlier cover brought went elsewhere, while two runs of it at once make a sponsor pay once.
-        // The try is in the key too: a member owner's cover goes to its main account, so its
-        // own sponsorSeq never moves, and without it every try found the first one's guard and
-        // moved nothing (review 5 of stop 26).
-        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available, `recharge:${rechargeId}:${(ownerItem as SponsoredAccount).sponsorSeq ?? 0}:${tries}`, tries === 0, tries);
-        if (cover.retry) return rechargeOnce(store, sa, requestedMinor, guard, tries + 1);
+        // Once per recharge and sponsor transfer this run has seen (cover.ts): two runs of it
+        // at once make a sponsor pay once, whichever round each is in, while a run whose
+        // transfer a concurrent charge spent, or a later run of the trigger after the owner
+        // could not fund it, asks under the next key (it first finds the earlier keys' guards).
+        // Before, the key was the owner's sponsorSeq as read and the try: copies in different
+        // rounds each made the sponsor pay (review 8 of stop 26).
+        const cover = await coverShortfall(store, ownerItem, amountMinor - ownerItem.available, `recharge:${rechargeId}:#${gave}`, tries === 0, tries);
+        if (cover.retry) return rechargeOnce(store, sa, requestedMinor, guard, tries + 1, gave + (cover.gave ? 1 : 0));
         if (cover.taken === 'inactive') return { ok: false, reason: 'inactive' };
       }
       return { ok: false, reason: 'insufficient' };
