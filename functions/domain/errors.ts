@@ -37,6 +37,13 @@ export const keptRefusalStatus: Partial<Record<ErrorCode, number>> = { insuffici
  */
 export const keptRefundRefusalStatus: Partial<Record<ErrorCode, number>> = { conflict: 409 };
 
+/**
+ * A recharge refused against its service account's settings as they are now (no
+ * rechargeAmount, an amount that buys nothing at today's rate) is kept too: a PUT may change
+ * them, and a repeat must not then move money (review 12 of stop 27).
+ */
+export const keptRechargeRefusalStatus: Partial<Record<ErrorCode, number>> = { ...keptRefusalStatus, validation_failed: 400 };
+
 /** The answer a refusal is kept as, or null when `error` is not one to keep. */
 export function keptRefusal(error: unknown, statuses = keptRefusalStatus): { status: number; body: Record<string, unknown> } | null {
   const status = error instanceof ChargingError ? statuses[error.code] : undefined;

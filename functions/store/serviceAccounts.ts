@@ -19,7 +19,7 @@ import { getAccountItem, keepRequestAnswer, requireAccount, USABLE_CONDITION, us
 import { coverShortfall, hasCover, MAX_COVER_TRIES } from './cover.js';
 import { plainItem } from './db.js';
 import { findDueKeys, notificationItem, type AccountNotification } from './notifications.js';
-import { ChargingError, fail, keptRefusal, reusedRequestId } from '../domain/errors.js';
+import { ChargingError, fail, keptRechargeRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
 import { getService } from './services.js';
 import {
   crossedBelow, finalUnitActionOf, nextScheduledAt, putAsksForRecharge, rechargeOf, smallestRechargeMinor, unitsBought,
@@ -467,27 +467,15 @@ export async function manualRecharge(store: Store, accountId: string, classifica
     return keepRequestAnswer(store, command.requestId, answerOf({ amount: previous.amount, units: previous.units }, after));
   };
   const sa = await getServiceAccount(store, accountId, classification);
-  const amountMinor = command.amountMinor ?? sa?.rechargeAmountMinor;
-  if (!sa || amountMinor === undefined || amountMinor < smallestRechargeMinor(sa.rate) || unitsBought(amountMinor, sa.rate) === null) {
-    // Refused against the service account as it is now (gone, no rechargeAmount, an amount
-    // that buys nothing, or more than an account may hold, at today's rate): it may be a
-    // repeat of a request that was fine when it came first, or a requestId reused with
-    // another body, so the request record answers first. Only refusals pay this read.
-    const previous = await replay();
-    if (previous) return previous;
-    if (!sa) return fail('not_found', `account ${accountId} has no service account ${classification}`);
-    if (amountMinor === undefined) return fail('validation_failed', `service account ${classification} has no rechargeAmount: give an amount`);
-    if (amountMinor < smallestRechargeMinor(sa.rate)) return fail('validation_failed', `${amountMinor} buys no ${sa.unit} at this rate`);
-    return tooManyUnits(sa);
-  }
   /**
    * A recharge refused by the owner (short of money, suspended) is kept as the request's
    * record, with its recharge_failed notification in the same write, so a repeat is refused
-   * alike even after a top-up (API.md: a repeat gets the original answer) and notifies once.
+   * alike even after a top-up (API.md: a repeat gets the original answer) and notifies once;
+   * so is one refused against the service account's settings (keptRechargeRefusalStatus).
    * If a record exists already (a concurrent duplicate recharged first), its answer is the answer.
    */
-  const keepRefusal = async (refusal: ChargingError, notification?: ReturnType<typeof failureItem>): Promise<StoredAnswer> => {
-    const record = { ...key.request(command.requestId), requestId: command.requestId, h: bodyHash, kind: 'recharge', saId: sa.accountId, at: store.now().toISOString(), answer: keptRefusal(refusal) };
+  const keepRefusal = async (saId: string, refusal: ChargingError, notification?: ReturnType<typeof failureItem>): Promise<StoredAnswer> => {
+    const record = { ...key.request(command.requestId), requestId: command.requestId, h: bodyHash, kind: 'recharge', saId, at: store.now().toISOString(), answer: keptRefusal(refusal, keptRechargeRefusalStatus) };
     try {
       await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: [
         { Put: { TableName: store.tableName, Item: record, ConditionExpression: 'attribute_not_exists(pk)' } },
@@ -499,6 +487,21 @@ export async function manualRecharge(store: Store, accountId: string, classifica
     }
     throw refusal;
   };
+  const amountMinor = command.amountMinor ?? sa?.rechargeAmountMinor;
+  if (!sa || amountMinor === undefined || amountMinor < smallestRechargeMinor(sa.rate) || unitsBought(amountMinor, sa.rate) === null) {
+    // Refused against the service account as it is now (gone, no rechargeAmount, an amount
+    // that buys nothing, or more than an account may hold, at today's rate): it may be a
+    // repeat of a request that was fine when it came first, or a requestId reused with
+    // another body, so the request record answers first. Only refusals pay this read.
+    const previous = await replay();
+    if (previous) return previous;
+    if (!sa) return fail('not_found', `account ${accountId} has no service account ${classification}`);
+    // Kept (fails before: repeated after a PUT gave a rechargeAmount or a cheaper rate, the
+    // refused request recharged; review 12 of stop 27).
+    if (amountMinor === undefined) return keepRefusal(sa.accountId, new ChargingError('validation_failed', `service account ${classification} has no rechargeAmount: give an amount`));
+    if (amountMinor < smallestRechargeMinor(sa.rate)) return keepRefusal(sa.accountId, new ChargingError('validation_failed', `${amountMinor} buys no ${sa.unit} at this rate`));
+    return tooManyUnits(sa);
+  }
   const outcome = await rechargeOnce(store, sa, amountMinor, { kind: 'manual', requestId: command.requestId, bodyHash });
   // What was paid, which is less than what was asked when the rate does not divide it.
   if (outcome.ok) return keepRequestAnswer(store, command.requestId, answerOf({ amount: outcome.amountMinor, units: outcome.units }, outcome.serviceAccount));
@@ -506,13 +509,13 @@ export async function manualRecharge(store: Store, accountId: string, classifica
   if (outcome.reason === 'full') return tooManyUnits(sa);
   if (outcome.reason === 'insufficient') {
     const cost = rechargeOf(amountMinor, sa.rate)!.amountMinor;
-    return keepRefusal(new ChargingError('insufficient_credit', `account ${accountId} cannot fund ${cost} for ${classification}`, finalUnitActionExtra(sa)),
+    return keepRefusal(sa.accountId, new ChargingError('insufficient_credit', `account ${accountId} cannot fund ${cost} for ${classification}`, finalUnitActionExtra(sa)),
       failureItem(store, sa, cost, 'manual', 'insufficient_credit', `recharge_failed:${command.requestId}`));
   }
   // Told as an automatic recharge's refusal is (fails before: a manual one refused 403 was
   // never told; review 2 of stop 26).
   if (outcome.reason === 'inactive') {
-    return keepRefusal(new ChargingError('account_inactive', `account ${accountId} is suspended or expired`),
+    return keepRefusal(sa.accountId, new ChargingError('account_inactive', `account ${accountId} is suspended or expired`),
       failureItem(store, sa, rechargeOf(amountMinor, sa.rate)!.amountMinor, 'manual', 'account_inactive', `recharge_failed:${command.requestId}`));
   }
   return fail('not_found', `account ${accountId} has no service account ${classification}`);

@@ -188,3 +188,23 @@ describe('notifications', () => {
     expect((await api.call('GET', '/accounts/broke/notifications?next=garbage')).body.code).toBe('validation_failed');
   });
 });
+
+describe('a manual recharge refused against its service account\'s settings (review 12 of stop 27)', () => {
+  it('is refused alike when repeated after a PUT that would let it through, and moves no money (fails before: 200, and the owner paid)', async () => {
+    await api.call('POST', '/accounts', { accountId: 'rita', currency: 'EUR', kind: 'prepaid' });
+    await api.call('POST', '/accounts/rita/topup', { requestId: 'rita-topup', amount: 600 });
+    const games = { unit: 'events', rate: { amount: 10, units: 1 }, priority: 1, onEmpty: 'deny' };
+    expect((await api.call('PUT', '/accounts/rita/service-accounts/games', games)).status).toBe(201);
+    const noAmount = { requestId: 'rita-r1' };
+    const tooLittle = { requestId: 'rita-r2', amount: 5 };
+    const first = [await api.call('POST', '/accounts/rita/service-accounts/games/recharge', noAmount), await api.call('POST', '/accounts/rita/service-accounts/games/recharge', tooLittle)];
+    expect(first.map((a) => [a.status, a.body.code])).toEqual([[400, 'validation_failed'], [400, 'validation_failed']]);
+    expect((await api.call('PUT', '/accounts/rita/service-accounts/games', { ...games, rate: { amount: 5, units: 1 }, rechargeAmount: 100 })).status).toBe(200);
+    expect(await api.call('POST', '/accounts/rita/service-accounts/games/recharge', noAmount)).toEqual(first[0]);
+    expect(await api.call('POST', '/accounts/rita/service-accounts/games/recharge', tooLittle)).toEqual(first[1]);
+    expect((await api.call('POST', '/accounts/rita/service-accounts/games/recharge', { ...tooLittle, amount: 6 })).body.code).toBe('idempotency_conflict');
+    expect((await api.call('GET', '/accounts/rita')).body).toMatchObject({ balance: 600, serviceAccounts: [expect.objectContaining({ classification: 'games', balance: 0 })] });
+    // A new request is served under the new settings.
+    expect(await api.call('POST', '/accounts/rita/service-accounts/games/recharge', { requestId: 'rita-r3' })).toMatchObject({ status: 200, body: { recharged: { amount: 100, units: 20 } } });
+  });
+});

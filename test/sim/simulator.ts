@@ -792,6 +792,9 @@ class Simulation {
     // A reserve's, an event charge's or a manual recharge's refusal by an account that exists
     // is kept: repeats, even after a top-up, answer it (API.md: the original answer).
     if ((req.kind === 'reserve' || req.kind === 'dd' || req.kind === 'recharge') && (answer.status === 402 || answer.status === 403)) req.first = answer;
+    // So is a manual recharge's refusal by its service account's settings (no rechargeAmount,
+    // an amount that buys nothing): a PUT may change them (stop 27); not the balance cap's.
+    if (req.kind === 'recharge' && answer.status === 400 && code === 'validation_failed' && answer.body?.maxBalance === undefined) req.first = answer;
     // So is a refund's (it may give back more, or anything at all, later).
     if (req.kind === 'refund' && answer.status === 409 && code === 'conflict') req.first = answer;
     if (req.kind === 'recharge' && answer.status === 400) {
