@@ -19,6 +19,8 @@ export interface Member {
    * measured against what it charged) but nothing is given back on it.
    */
   refundable?: boolean;
+  /** What an earlier run of the settlement gave back on it (a member joined since). */
+  givenBackMinor?: number;
 }
 
 export interface Adjustment {
@@ -38,7 +40,12 @@ export interface Adjustment {
  * adjustment never gives back a minor unit that was not earned.
  */
 export function combinedAdjustments(members: Member[], rules: ReadonlyMap<string, CombinedRule>): Adjustment[] {
-  const charging = members.filter((m) => m.netChargedMinor > 0);
+  // Members an earlier run gave back on come first, in their order then, so they are given
+  // the same again (repeats) and a member that joined a finished multi-session gets only what
+  // they left (fails before: a late duplicate whose id sorted first took the whole allowance
+  // again, and the traffic was charged zero times; review 11 of stop 27). Sorting is stable.
+  const settledFirst = (m: Member) => ((m.givenBackMinor ?? 0) > 0 ? 0 : 1);
+  const charging = members.filter((m) => m.netChargedMinor > 0).sort((a, b) => settledFirst(a) - settledFirst(b));
   const present = new Set(charging.map((m) => m.serviceId));
   /** What each service still charges: what its members charged, less what was given back on them. */
   const kept = new Map<string, number>();

@@ -151,7 +151,7 @@ export async function settleMultiSession(store: Store, multiSessionId: string): 
   // money for knowing an id (review, stop 23).
   const chargedAccounts = new Set([...inMoney.map((s) => s.chargedAccountId), ...eventsInMoney.map((e) => e.accountId)]);
   const adjustments = [...chargedAccounts].flatMap((accountId) => combinedAdjustments([
-    ...inMoney.filter((s) => s.chargedAccountId === accountId).map((s) => ({ sessionId: s.sessionId, serviceId: s.serviceId, netChargedMinor: basisOf.get(s.sessionId)! })),
+    ...inMoney.filter((s) => s.chargedAccountId === accountId).map((s) => ({ sessionId: s.sessionId, serviceId: s.serviceId, netChargedMinor: basisOf.get(s.sessionId)!, givenBackMinor: s.settledMinor ?? 0 })),
     // An event takes part by what it charged, but has no session to give anything back on.
     ...eventsInMoney.filter((e) => e.accountId === accountId).map((e) => ({ sessionId: `event:${e.requestId}`, serviceId: e.serviceId, netChargedMinor: e.charged.amount, refundable: false })),
   ], rules));

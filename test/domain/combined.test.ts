@@ -29,8 +29,12 @@ describe('combinedAdjustments', () => {
     { name: 'an event of data earns the discount', members: [['s1', 'voice', 100], ['event:e', 'data', 5, false]], expected: [{ sessionId: 's1', amountMinor: 20, reason: 'discount', percent: 20 }] },
     { name: 'a duplicate of an event is given back', members: [['s1', 'ps-data', 30], ['event:e', 'ims-data', 30, false]], expected: [{ sessionId: 's1', amountMinor: 30, reason: 'duplicate' }] },
     { name: 'an event that duplicates is not given back', members: [['event:e', 'ps-data', 30, false], ['s1', 'ims-data', 30]], expected: [] },
+    // A member joined after a run gave back on s2: s2 is given the same again, the newcomer what is left (review 11 of stop 27).
+    { name: 'a duplicate joining after the settlement gets only what the earlier ones left', members: [['s0', 'ps-data', 10], ['s1', 'ims-data', 10], ['s2', 'ps-data', 10, true, 10]], expected: [{ sessionId: 's2', amountMinor: 10, reason: 'duplicate' }] },
+    { name: 'one joining after a capped give-back', members: [['s0', 'ps-data', 30], ['s1', 'ims-data', 40], ['s2', 'ps-data', 30, true, 30]], expected: [{ sessionId: 's2', amountMinor: 30, reason: 'duplicate' }, { sessionId: 's0', amountMinor: 10, reason: 'duplicate' }] },
+    { name: 'a discount is the same again, and a newcomer earns its own', members: [['s0', 'voice', 50], ['s1', 'voice', 100, true, 20], ['s2', 'data', 1]], expected: [{ sessionId: 's1', amountMinor: 20, reason: 'discount', percent: 20 }, { sessionId: 's0', amountMinor: 10, reason: 'discount', percent: 20 }] },
   ])('$name', ({ members, expected }) => {
-    const list = members.map(([sessionId, serviceId, netChargedMinor, refundable]) => ({ sessionId: sessionId as string, serviceId: serviceId as string, netChargedMinor: netChargedMinor as number, ...(refundable === false ? { refundable: false } : {}) }));
+    const list = members.map(([sessionId, serviceId, netChargedMinor, refundable, givenBackMinor]) => ({ sessionId: sessionId as string, serviceId: serviceId as string, netChargedMinor: netChargedMinor as number, ...(refundable === false ? { refundable: false } : {}), ...(givenBackMinor ? { givenBackMinor: givenBackMinor as number } : {}) }));
     expect(combinedAdjustments(list, rules)).toEqual(expected);
   });
 });

@@ -275,6 +275,26 @@ describe('the seed 001 message flow', () => {
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 20, reserved: 0 });
   });
 
+  it('a duplicate joining a multi-session that settled gets back only what the earlier duplicates left: the traffic is charged once (fails before: zero times; review 11 of stop 27)', async () => {
+    const store = await testStore();
+    await seedServices(store);
+    const open = (requestId: string, serviceId: string) =>
+      reserve(store, { requestId, accountId: 'sub', clientId: requestId, serviceId, requested: { units: 1000 }, multiSessionId: 'GS-L' }, 'h');
+    // The late session's id sorts before the first duplicate's (the members' order).
+    let i = 0;
+    while (sessionIdFor(`late-${i}`) > sessionIdFor(`p1-${i}`)) i++;
+    const g = (await open(`g-${i}`, 'gprs-data')).body.sessionId as string;
+    const p1 = (await open(`p1-${i}`, 'ps-data')).body.sessionId as string;
+    await debitSession(store, g, { requestId: 'g-end', usedUnits: 1000 }, 'h'); // 10
+    await debitSession(store, p1, { requestId: 'p1-end', usedUnits: 1000 }, 'h'); // 10, given back
+    expect((await multiSessionView(store, 'GS-L'))).toMatchObject({ state: 'final', charged: { amount: 10 } });
+    const late = (await open(`late-${i}`, 'ps-data')).body.sessionId as string;
+    await debitSession(store, late, { requestId: 'late-end', usedUnits: 1000 }, 'h'); // 10, the same traffic reported late
+    const refunded = await Promise.all([g, p1, late].map(async (id) => (await requireSession(store, id)).refundedMinor));
+    expect(refunded).toEqual([0, 10, 0]);
+    expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 20, reserved: 0 });
+  });
+
   it('a refund that lands between the settlement\'s read and its give-back leaves the discount owed, and the sweep gives it on what is charged by then', async () => {
     const clock = testClock();
     const { store, runBefore, pending } = await interleavingStore((command) =>
