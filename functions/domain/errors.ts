@@ -44,6 +44,13 @@ export const keptRefundRefusalStatus: Partial<Record<ErrorCode, number>> = { con
  */
 export const keptRechargeRefusalStatus: Partial<Record<ErrorCode, number>> = { ...keptRefusalStatus, validation_failed: 400 };
 
+/**
+ * A step, refund or agreement refused because the session is closed is kept on it too: a
+ * session never reopens, but the same requestId with another body went through (a refund),
+ * and a repeat was told idempotency_conflict (review 11 of stop 27).
+ */
+export const keptClosedRefusalStatus: Partial<Record<ErrorCode, number>> = { session_closed: 409 };
+
 /** The answer a refusal is kept as, or null when `error` is not one to keep. */
 export function keptRefusal(error: unknown, statuses = keptRefusalStatus): { status: number; body: Record<string, unknown> } | null {
   const status = error instanceof ChargingError ? statuses[error.code] : undefined;

@@ -14,7 +14,7 @@ import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
 import { getService, type Service } from './services.js';
 import { coverShortfall, hasCover, MAX_COVER_TRIES, type Covered } from './cover.js';
 import { lowBalanceAfter } from './serviceAccounts.js';
-import { answerKey, answerPut, expiryNotice, keepAnswer, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
+import { answerKey, answerPut, expiryNotice, keepAnswer, keepingClosedRefusal, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail, reusedRequestId } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
@@ -105,7 +105,10 @@ export async function proposePartySession(store: Store, command: ProposeCommand,
 
 // -------------------------------------------------------------------------------- agree
 
-export async function agree(store: Store, sessionId: string, command: { requestId: string; accountId: string }, bodyHash: string, attempt = 0): Promise<StoredAnswer> {
+export const agree = (store: Store, sessionId: string, command: { requestId: string; accountId: string }, bodyHash: string) =>
+  keepingClosedRefusal(store, sessionId, command.requestId, bodyHash, () => agreeOnce(store, sessionId, command, bodyHash));
+
+async function agreeOnce(store: Store, sessionId: string, command: { requestId: string; accountId: string }, bodyHash: string, attempt = 0): Promise<StoredAnswer> {
   // Each new attempt follows a change of the session (agreed, activated, lapsed): a few suffice.
   if (attempt >= 8) throw new ChargingError('temporarily_unavailable', `session ${sessionId} changed too often to agree; retry with the same requestId`);
   let session = await requireSession(store, sessionId, command.requestId);
@@ -140,7 +143,7 @@ export async function agree(store: Store, sessionId: string, command: { requestI
     } catch (error) {
       if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
       session = await requireSession(store, sessionId, command.requestId); // agreed meanwhile (a duplicate) or activated
-      if (session.state !== 'pending_agreement') return agree(store, sessionId, command, bodyHash, attempt + 1);
+      if (session.state !== 'pending_agreement') return agreeOnce(store, sessionId, command, bodyHash, attempt + 1);
     }
   }
   if (!session.parties!.every((p) => p.agreedAt)) return keepAnswer(store, sessionId, command.requestId, bodyHash, { status: 200, body: sessionView(session) });
@@ -165,7 +168,7 @@ async function activate(store: Store, session: SessionItem, command: { requestId
   });
   if (result.ok) return answer;
   // The session changed (a concurrent agreement activated it) or lapsed: answer for what it is now.
-  if (result.refusedParty === undefined) return agree(store, session.sessionId, command, bodyHash, attempt + 1);
+  if (result.refusedParty === undefined) return agreeOnce(store, session.sessionId, command, bodyHash, attempt + 1);
   // Nothing was reserved from anyone. The refusal is the answer to this request; the session
   // stays proposed, so the parties may top up and agree again (a new requestId) before validUntil.
   const refused = result.refusedParty;

@@ -22,7 +22,7 @@ import { expirePartySession, partyStep, refundPartySession, type PartyState } fr
 import { adoptFounder, founderToAdopt, settleMultiSession } from './multisession.js';
 import { coverableMinor } from './cover.js';
 import { getAccountItem, usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
-import { ChargingError, fail, keptRefundRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
+import { ChargingError, fail, keptClosedRefusalStatus, keptRefundRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
 import { computeGrant, inServiceUnits, optimisticGrant, type Requested } from '../domain/reservation.js';
 import { isOpen, movementFor, releaseClosed, sessionClosed, shownState, rateUsage, chargeNothing, regrant, refundable, type Hold, type SessionState, type Movement, type Usage } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
@@ -856,10 +856,21 @@ async function rollForwardExpiry(store: Store, session: SessionItem, recorded: O
 }
 
 export const updateSession = (store: Store, sessionId: string, command: StepCommand, bodyHash: string) =>
-  step(store, sessionId, 'update', command, bodyHash);
+  keepingClosedRefusal(store, sessionId, command.requestId, bodyHash, () => step(store, sessionId, 'update', command, bodyHash));
 
 export const debitSession = (store: Store, sessionId: string, command: StepCommand, bodyHash: string) =>
-  step(store, sessionId, 'debit', command, bodyHash);
+  keepingClosedRefusal(store, sessionId, command.requestId, bodyHash, () => step(store, sessionId, 'debit', command, bodyHash));
+
+/** `run`'s answer; its `session_closed` refusal kept as the request's answer (keptClosedRefusalStatus). */
+export async function keepingClosedRefusal(store: Store, sessionId: string, requestId: string, bodyHash: string, run: () => Promise<StoredAnswer>): Promise<StoredAnswer> {
+  try {
+    return await run();
+  } catch (error) {
+    const refusal = keptRefusal(error, keptClosedRefusalStatus);
+    if (!refusal) throw error;
+    return keepAnswer(store, sessionId, requestId, bodyHash, refusal);
+  }
+}
 
 // ------------------------------------------------------------------------------ refund
 
@@ -878,7 +889,10 @@ export async function keepAnswer(store: Store, sessionId: string, requestId: str
   }
 }
 
-export async function refundSession(store: Store, sessionId: string, command: { requestId: string; amount?: number; reason?: string }, bodyHash: string): Promise<StoredAnswer> {
+export const refundSession = (store: Store, sessionId: string, command: { requestId: string; amount?: number; reason?: string }, bodyHash: string) =>
+  keepingClosedRefusal(store, sessionId, command.requestId, bodyHash, () => refundOnce(store, sessionId, command, bodyHash));
+
+async function refundOnce(store: Store, sessionId: string, command: { requestId: string; amount?: number; reason?: string }, bodyHash: string): Promise<StoredAnswer> {
   const session = await requireSession(store, sessionId, command.requestId);
   const replay = replayOrConflict(session, command.requestId, bodyHash);
   if (replay) return replay;
@@ -907,7 +921,7 @@ export async function refundSession(store: Store, sessionId: string, command: { 
   }
   // The session moved (another refund), or this requestId got its answer meanwhile (a
   // duplicate): decide again on what it is now (a repeat replays, whatever the balance).
-  return refunded === 'moved' ? refundSession(store, sessionId, command, bodyHash) : refunded;
+  return refunded === 'moved' ? refundOnce(store, sessionId, command, bodyHash) : refunded;
 }
 
 /** What a multi-session's settlement computes a member's adjustment on: its charges, net of the refunds that were not the settlement's own. */

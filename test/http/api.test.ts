@@ -87,6 +87,27 @@ describe('a whole session over HTTP', () => {
   });
 });
 
+describe('a request refused because the session is closed (review 11 of stop 27)', () => {
+  it('is kept: its repeat gets the same 409, and its requestId with another body is idempotency_conflict (fails before: a refund went through under it, and the repeat was told idempotency_conflict)', async () => {
+    const opened = await api.call('POST', '/sessions', { requestId: 'kc-r1', accountId: 'alice', clientId: 'pgw', serviceId: 'voice', requested: { units: 60 } });
+    const id = opened.body.sessionId;
+    expect((await api.call('POST', `/sessions/${id}/debit`, { requestId: 'kc-d1', used: { units: 60 } })).status).toBe(200);
+    // A release, then a refund under its id; an update, then a refund under its id; a debit, then another debit.
+    for (const [step, body, otherStep, other] of [
+      ['refund', { requestId: 'kc-x' }, 'refund', { requestId: 'kc-x', amount: 1 }],
+      ['update', { requestId: 'kc-y', used: { units: 10 } }, 'refund', { requestId: 'kc-y', amount: 1 }],
+      ['debit', { requestId: 'kc-z', used: { units: 10 } }, 'debit', { requestId: 'kc-z', used: { units: 20 } }],
+    ] as const) {
+      const first = await api.call('POST', `/sessions/${id}/${step}`, body);
+      expect([first.status, first.body.code]).toEqual([409, 'session_closed']);
+      expect((await api.call('POST', `/sessions/${id}/${otherStep}`, other)).body.code).toBe('idempotency_conflict');
+      expect(await api.call('POST', `/sessions/${id}/${step}`, body)).toEqual(first);
+    }
+    const session = await api.call('GET', `/sessions/${id}`);
+    expect(session.body).toMatchObject({ state: 'closed', refunded: { amount: 0 } });
+  });
+});
+
 describe('multi-party over HTTP', () => {
   it('proposes, agrees, plays, and the loser pays', async () => {
     await api.call('PUT', '/services/game', { unit: 'seconds', price: { amount: 1, per: 1 }, validitySeconds: 600 });

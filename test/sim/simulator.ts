@@ -797,6 +797,8 @@ class Simulation {
     if (req.kind === 'recharge' && answer.status === 400 && code === 'validation_failed' && answer.body?.maxBalance === undefined) req.first = answer;
     // So is a refund's (it may give back more, or anything at all, later).
     if (req.kind === 'refund' && answer.status === 409 && code === 'conflict') req.first = answer;
+    // And any refusal because the session is closed (stop 27): a reuse of its id is a conflict.
+    if (answer.status === 409 && code === 'session_closed') req.first = answer;
     if (req.kind === 'recharge' && answer.status === 400) {
       const sa = this.accounts.get(req.sa!)!;
       if (req.amount !== undefined && req.amount >= Math.ceil(sa.rate!.amount / sa.rate!.units)) this.fail('unexpected answer', `${what}: a recharge of ${req.amount} (buys ${unitsBought(req.amount, sa.rate!)} ${sa.unit}) refused: ${JSON.stringify(answer.body)}`);
