@@ -43,6 +43,11 @@ export const keptRefundRefusalStatus: Partial<Record<ErrorCode, number>> = { con
  * them, and a repeat must not then move money (review 12 of stop 27).
  */
 export const keptRechargeRefusalStatus: Partial<Record<ErrorCode, number>> = { ...keptRefusalStatus, validation_failed: 400 };
+/**
+ * Likewise a reserve or an event charge refused against today's rating or routing (an amount
+ * that buys no block at the price, a service account in another unit): a PUT may change them.
+ */
+export const keptRatingRefusalStatus: Partial<Record<ErrorCode, number>> = { ...keptRechargeRefusalStatus, conflict: 409 };
 
 /**
  * A step, refund or agreement refused because the session is closed is kept on it too: a

@@ -11,7 +11,7 @@ import { ledgerPut } from './ledger.js';
 import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
 import { serviceFor } from './services.js';
 import { getAccountItem, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
-import { fail, keptRefusal, reusedRequestId } from '../domain/errors.js';
+import { ChargingError, fail, keptRatingRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
 import { priceOrNull, unitsAffordable } from '../domain/rating.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { isServiceAccountId, mainAccountRoute, otherUnitDetail, publicAccountId, serviceAccountId, type ServiceAccountItem, type ServiceAccountRef } from './serviceAccounts.js';
@@ -92,8 +92,14 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
    * looks for the request record: a repeat is answered as before, another body is
    * idempotency_conflict. Only refusals pay the read.
    */
-  const refuse = async (code: 'validation_failed' | 'insufficient_credit' | 'conflict', detail: string, extra?: Record<string, unknown>) =>
-    (await storedAnswer(store, command.requestId, bodyHash)) ?? fail(code, detail, extra);
+  const refuse = async (code: 'validation_failed' | 'insufficient_credit' | 'conflict', detail: string, extra?: Record<string, unknown>) => {
+    const replay = await storedAnswer(store, command.requestId, bodyHash);
+    if (replay) return replay;
+    // Kept as a refusal of the account is (fails before: repeated after a PUT that would let
+    // it through, it charged; review 12 of stop 27).
+    const refusal = new ChargingError(code, detail, extra);
+    return keepRefusal(store, command, bodyHash, keptRefusal(refusal, keptRatingRefusalStatus)!, refusal);
+  };
   // { amount } is the units it buys at the service's price, as on a reserve (whole blocks;
   // what is charged is their price, never more than the amount).
   const units = command.units ?? (service.unit === 'money' ? command.amount! : unitsAffordable(command.amount!, service.price));

@@ -22,7 +22,7 @@ import { expirePartySession, partyStep, refundPartySession, type PartyState } fr
 import { adoptFounder, founderToAdopt, settleMultiSession } from './multisession.js';
 import { coverableMinor } from './cover.js';
 import { getAccountItem, usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
-import { ChargingError, fail, keptClosedRefusalStatus, keptRefundRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
+import { ChargingError, fail, keptClosedRefusalStatus, keptRatingRefusalStatus, keptRefundRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
 import { computeGrant, inServiceUnits, optimisticGrant, type Requested } from '../domain/reservation.js';
 import { isOpen, movementFor, releaseClosed, sessionClosed, shownState, rateUsage, chargeNothing, regrant, refundable, type Hold, type SessionState, type Movement, type Usage } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
@@ -281,11 +281,16 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   /**
    * A refusal against today's rating or routing (a PUT may have changed either since) first
    * looks for a session under this requestId: a repeat is answered as before, another body is
-   * idempotency_conflict. Only refusals pay the read.
+   * idempotency_conflict. Only refusals pay the read. Then it is kept as a refusal of the
+   * account is (fails before: repeated after a PUT that would let it through, it opened a
+   * session; review 12 of stop 27).
    */
   const refuse = async (code: 'validation_failed' | 'conflict', detail: string): Promise<StoredAnswer> => {
     const existing = await getSessionItem(store, sessionId);
-    return (existing && replayOrConflict(existing, command.requestId, bodyHash)) ?? fail(code, detail);
+    const replay = existing && replayOrConflict(existing, command.requestId, bodyHash);
+    if (replay) return replay;
+    const refusal = new ChargingError(code, detail, { sessionId });
+    return keepRefusal(store, command, bodyHash, service, keptRefusal(refusal, keptRatingRefusalStatus)!, refusal);
   };
   const firstGrant = optimisticGrant(command.requested, price);
   if (!firstGrant) return refuse('validation_failed', 'requested must be at least one unit');
@@ -861,14 +866,20 @@ export const updateSession = (store: Store, sessionId: string, command: StepComm
 export const debitSession = (store: Store, sessionId: string, command: StepCommand, bodyHash: string) =>
   keepingClosedRefusal(store, sessionId, command.requestId, bodyHash, () => step(store, sessionId, 'debit', command, bodyHash));
 
-/** `run`'s answer; its `session_closed` refusal kept as the request's answer (keptClosedRefusalStatus). */
+/**
+ * `run`'s answer; its `session_closed` refusal kept as the request's answer
+ * (keptClosedRefusalStatus), and thrown as any refusal (a concurrent duplicate that kept it
+ * first answers it).
+ */
 export async function keepingClosedRefusal(store: Store, sessionId: string, requestId: string, bodyHash: string, run: () => Promise<StoredAnswer>): Promise<StoredAnswer> {
   try {
     return await run();
   } catch (error) {
     const refusal = keptRefusal(error, keptClosedRefusalStatus);
     if (!refusal) throw error;
-    return keepAnswer(store, sessionId, requestId, bodyHash, refusal);
+    const kept = await keepAnswer(store, sessionId, requestId, bodyHash, refusal);
+    if (kept === refusal) throw error;
+    return kept;
   }
 }
 

@@ -108,6 +108,24 @@ describe('a request refused because the session is closed (review 11 of stop 27)
   });
 });
 
+describe('a reserve or an event charge refused against today\'s price (review 12 of stop 27)', () => {
+  it('is refused alike when repeated after a PUT that would let it through (fails before: the repeat opened a session, and charged)', async () => {
+    await api.call('PUT', '/services/mms', { unit: 'events', price: { amount: 5, per: 1 } });
+    const reserve = { requestId: 'kp-r1', accountId: 'alice', clientId: 'mmsc', serviceId: 'mms', requested: { amount: 3 } };
+    const event = { requestId: 'kp-e1', accountId: 'alice', clientId: 'mmsc', serviceId: 'mms', amount: 3 };
+    const first = [await api.call('POST', '/sessions', reserve), await api.call('POST', '/debits', event)];
+    expect(first.map((a) => [a.status, a.body.code])).toEqual([[400, 'validation_failed'], [400, 'validation_failed']]);
+    const before = (await api.call('GET', '/accounts/alice')).body;
+    await api.call('PUT', '/services/mms', { unit: 'events', price: { amount: 1, per: 1 } });
+    expect(await api.call('POST', '/sessions', reserve)).toEqual(first[0]);
+    expect(await api.call('POST', '/debits', event)).toEqual(first[1]);
+    expect((await api.call('POST', '/debits', { ...event, amount: 4 })).body.code).toBe('idempotency_conflict');
+    expect((await api.call('GET', '/accounts/alice')).body).toMatchObject({ balance: before.balance, reserved: before.reserved });
+    // A new request is served at the new price.
+    expect(await api.call('POST', '/debits', { ...event, requestId: 'kp-e2' })).toMatchObject({ status: 201, body: { charged: { amount: 3 } } });
+  });
+});
+
 describe('multi-party over HTTP', () => {
   it('proposes, agrees, plays, and the loser pays', async () => {
     await api.call('PUT', '/services/game', { unit: 'seconds', price: { amount: 1, per: 1 }, validitySeconds: 600 });

@@ -307,7 +307,8 @@ describe('idempotency', () => {
     const first = await refusal(refundSession(store, sessionId, { requestId: 'rel-1' }, 'hr'));
     expect(pending()).toBe(false);
     expect(first).toMatchObject({ code: 'session_closed' });
-    expect(await refusal(refundSession(store, sessionId, { requestId: 'rel-1' }, 'hr'))).toEqual(first);
+    // Kept on the session since stop 27: the repeat is answered with it.
+    expect(await refundSession(store, sessionId, { requestId: 'rel-1' }, 'hr')).toEqual({ status: 409, body: { code: first!.code, detail: first!.message, ...first!.extra } });
     expect(await reconciled(store, 'alice')).toMatchObject({ balance: 998, reserved: 0 });
   });
 
