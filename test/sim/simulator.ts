@@ -307,9 +307,15 @@ type Currency = 'EUR' | 'USD';
 type ServiceId = 'voice' | 'sms' | 'wallet' | 'data';
 const SERVICES: Record<ServiceId, { unit: string; amount: number; per: number; body: Record<string, unknown> }> = {
   data: { unit: 'kilobytes', amount: 100, per: 1024, body: { unit: 'kilobytes', price: { amount: 100, per: 1024 }, validitySeconds: VALIDITY_SECONDS, interimIntervalSeconds: 30 } },
-  voice: { unit: 'seconds', amount: 2, per: 60, body: { unit: 'seconds', price: { amount: 2, per: 60 }, validitySeconds: VALIDITY_SECONDS, interimIntervalSeconds: 30 } },
+  // Voice dictates a longer interval once a session has reported (seed 001's 30 s → 90 s).
+  voice: { unit: 'seconds', amount: 2, per: 60, body: { unit: 'seconds', price: { amount: 2, per: 60 }, validitySeconds: VALIDITY_SECONDS, interimIntervalSeconds: 30, establishedInterimIntervalSeconds: 90 } },
   sms: { unit: 'events', amount: 5, per: 1, body: { unit: 'events', price: { amount: 5, per: 1 }, validitySeconds: VALIDITY_SECONDS, interimIntervalSeconds: 30 } },
   wallet: { unit: 'money', amount: 1, per: 1, body: { unit: 'money', validitySeconds: VALIDITY_SECONDS, interimIntervalSeconds: 60 } },
+};
+/** The interim interval a session of the service is told: before its first report, and after. */
+const intervalOf = (serviceId: ServiceId, reported: boolean) => {
+  const body = SERVICES[serviceId].body as { interimIntervalSeconds: number; establishedInterimIntervalSeconds?: number };
+  return reported ? body.establishedInterimIntervalSeconds ?? body.interimIntervalSeconds : body.interimIntervalSeconds;
 };
 const priceOf = (serviceId: ServiceId, units: number) => Math.ceil(units / SERVICES[serviceId].per) * SERVICES[serviceId].amount;
 /** What `units` cost where they are charged: a service account pays one unit per unit. */
@@ -867,6 +873,7 @@ class Simulation {
           || !int(g.units) || g.units < 1 || g.units > wanted || g.amount !== costOf(service, g.units, routed)) {
           this.fail('rating', `${what}: reserve answer ${answer.status} ${JSON.stringify(body)} (wanted ${wanted} units)`);
         }
+        if (body.interimIntervalSeconds !== intervalOf(service, false)) this.fail('interval', `${what}: interimIntervalSeconds ${body.interimIntervalSeconds}, the service dictates ${intervalOf(service, false)}`);
         const s = this.sessionFor(sid, req, service);
         s.state = 'active';
         s.grantedUnits = g.units;
@@ -910,6 +917,8 @@ class Simulation {
             const addedCost = body.granted?.units === 0 ? 0
               : int(usedSoFar) && int(body.granted?.units) && int(body.charged?.amount) ? costOf(service, usedSoFar + body.granted.units, s.routed) - body.charged.amount : NaN;
             if (!int(body.granted?.units) || body.granted.amount !== addedCost) this.fail('rating', `${what}: granted ${JSON.stringify(body.granted)} after ${usedSoFar} units used`);
+            // The server-dictated interval (seed 001): the longer one once the session reported.
+            if (body.interimIntervalSeconds !== intervalOf(service, true)) this.fail('interval', `${what}: interimIntervalSeconds ${body.interimIntervalSeconds} after a report, the service dictates ${intervalOf(service, true)}`);
             s.grantedUnits = body.granted.units;
           } else {
             const inactive = answer.status === 403 && body.code === 'account_inactive' && this.mayBeInactive(req);
@@ -1911,6 +1920,37 @@ class Simulation {
     await this.finalSessionChecks();
     await this.finalRechargeChecks();
     await this.finalStatusChecks();
+    await this.finalLedgerPages();
+  }
+
+  /**
+   * Every ledger read through the API as a client pages it (following `next`): the entries
+   * the table holds, each once, newest first, so they reconcile with the balance as the
+   * auditor's own read does (API.md). The page size varies by account; at most ~40 pages each.
+   */
+  private async finalLedgerPages() {
+    let index = 0;
+    for (const account of this.accounts.values()) {
+      const ledger = this.ledgers.get(account.id);
+      if (!ledger) continue;
+      const path = account.owner ? `/accounts/${account.owner}/service-accounts/${account.classification}/ledger` : `/accounts/${account.id}/ledger`;
+      const limit = Math.min(100, Math.max(Math.ceil(ledger.rows.size / 40), 1 + ((this.seed + 7 * index++) % 50)));
+      const keys: string[] = [];
+      let sum = 0;
+      let next: string | undefined;
+      do {
+        const page = `${path}?limit=${limit}${next ? `&next=${encodeURIComponent(next)}` : ''}`;
+        const answer = await this.send(null, 'GET', page, undefined, { faults: false, giveUp: false, label: 'end: ledger page', trace: [] });
+        if (answer?.status !== 200 || !Array.isArray(answer.body?.entries) || answer.body.entries.length > limit) this.fail('a: ledger pages', `GET ${page}: ${answer?.status} ${JSON.stringify(answer?.body).slice(0, 300)}`);
+        for (const entry of answer!.body.entries) { keys.push(`${entry.at}#${entry.entryId}`); sum += entry.amount; }
+        next = answer!.body.next;
+        if (keys.length > ledger.rows.size) break;
+      } while (next);
+      const newestFirst = keys.every((key, i) => i === 0 || keys[i - 1]! > key);
+      if (!newestFirst || keys.length !== ledger.rows.size || keys.some((key) => !ledger.rows.has(key)) || sum !== ledger.sumAmount) {
+        this.fail('a: ledger pages', `${path} paged by ${limit}: ${keys.length} entries summing to ${sum}${newestFirst ? '' : ', not newest first'}; the table holds ${ledger.rows.size} summing to ${ledger.sumAmount}`);
+      }
+    }
   }
 
   /**
