@@ -30,9 +30,45 @@ import { DUE_INDEX, DUE_SHARDS } from '../../functions/store/table.js';
 import { Rng, splitmix32 } from './prng.js';
 import { drawPlan, type FaultPlan } from './faults.js';
 import { DirectDb, LambdaRuntime, ProcessRuntime, type DbClient, type Runtime, type RuntimeStats } from './runtime.js';
-// The payment principles of multi-party sessions are pure rules: the model applies the very
-// same ones to the totals the answers report, and checks each party's part against them.
-import { charges as partyCharges, chargesWithoutOutcome, mostPossibleShares, type Principle } from '../../functions/domain/parties.js';
+import type { Principle } from '../../functions/domain/parties.js';
+
+// ----------------------------------------------------------------- payment principles
+
+// The payment principles of multi-party sessions (seed 000), the model's own: written apart
+// from functions/domain/parties.ts, so that a slip there is not copied into the oracle (until
+// stop 27 the model imported those very functions, and a wrong split could never fail a run;
+// review 14). Exact shares in BigInt; the cents left over go one each to the largest
+// remainders, ties to the party listed first.
+function apportionModel(amount: number, weights: number[]): number[] {
+  const total = BigInt(weights.reduce((a, b) => a + b, 0));
+  const exact = weights.map((w) => BigInt(amount) * BigInt(w));
+  const parts = exact.map((e) => Number(e / total));
+  const byRemainder = exact.map((e, i) => ({ i, r: e % total })).sort((a, b) => (a.r === b.r ? a.i - b.i : a.r > b.r ? -1 : 1));
+  for (let left = amount - parts.reduce((a, b) => a + b, 0), k = 0; left > 0; left--, k++) parts[byRemainder[k]!.i]! += 1;
+  return parts;
+}
+
+const weightsOf = (principle: Principle, ids: string[]) => ids.map((id) => (principle.type === 'shares' ? principle.shares[id]! : 1));
+
+/** What each party pays of `amount`: the loser all of it, the initiator all of it, or by weights. */
+function partyCharges(principle: Principle, ids: string[], amount: number, outcome?: { loser?: string }): number[] {
+  if (principle.type === 'loser-pays') return ids.map((id) => (id === outcome?.loser ? amount : 0));
+  if (principle.type === 'initiator-pays') return ids.map((_, i) => (i === 0 ? amount : 0));
+  return apportionModel(amount, weightsOf(principle, ids));
+}
+
+/** A game ended without a final debit: loser-pays has no loser, and is split. */
+const chargesWithoutOutcome = (principle: Principle, ids: string[], amount: number) =>
+  partyCharges(principle.type === 'loser-pays' ? { type: 'split' } : principle, ids, amount);
+
+/** The most each party can owe of at most `max`: what the game holds of it (the ceiling of its exact share). */
+function mostPossibleShares(principle: Principle, ids: string[], max: number): number[] {
+  if (principle.type === 'loser-pays') return ids.map(() => max);
+  if (principle.type === 'initiator-pays') return ids.map((_, i) => (i === 0 ? max : 0));
+  const weights = weightsOf(principle, ids);
+  const total = BigInt(weights.reduce((a, b) => a + b, 0));
+  return weights.map((w) => Number((BigInt(max) * BigInt(w) + total - 1n) / total));
+}
 
 // ------------------------------------------------------------------------------ options
 
