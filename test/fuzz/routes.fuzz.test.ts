@@ -130,14 +130,25 @@ const anyId = fc.oneof(validId, badId, hostileString.filter((s) => s.length > 0 
 type Kind = 'id' | 'positive' | 'count' | 'requested' | 'used' | 'unit' | 'kind' | 'currency' | 'timestamp' | 'price' | 'url' | 'reason' | 'record' | 'limit'
   // Service accounts (functions/http/account-schemas.ts): money and units there are capped at
   // 10^12 (saAmount 1..10^12, saLevel 0..10^12), a rate's terms at 10^6, a priority at 1000.
-  | 'saUnit' | 'rate' | 'priority' | 'saAmount' | 'saLevel' | 'schedule' | 'onEmpty';
+  | 'saUnit' | 'rate' | 'priority' | 'saAmount' | 'saLevel' | 'schedule' | 'onEmpty'
+  // A multi-party proposal (seed 000) and PATCH's sponsors (seed 003) and status (seed 002).
+  | 'parties' | 'principle' | 'sponsors' | 'status';
+interface Form {
+  body: (rid: string) => Record<string, unknown>;
+  fields: Record<string, { kind: Kind; required: boolean }>;
+}
 interface Spec {
   params: Record<string, fc.Arbitrary<string>>;
   validParams: () => Record<string, string>;
   body?: (rid: string) => Record<string, unknown>;
   fields?: Record<string, { kind: Kind; required: boolean }>;
+  /** Other valid bodies the route takes (a proposal on POST /sessions), fuzzed alike. */
+  forms?: Form[];
   query?: boolean;
 }
+
+/** The body forms of a spec: its body and fields, then its other forms. */
+const formsOf = (spec: Spec): Form[] => [...(spec.body ? [{ body: spec.body, fields: spec.fields ?? {} }] : []), ...(spec.forms ?? [])];
 
 const requiredId = { kind: 'id' as const, required: true };
 /** The probe's data account (set up in beforeAll), and the valid body of the PUT route. */
@@ -166,6 +177,11 @@ const specs: Record<string, Spec> = {
     validParams: () => ({ accountId: 'probe' }),
     body: () => ({ consumptionLimit: 100 }),
     fields: { consumptionLimit: { kind: 'limit', required: true } },
+    forms: [
+      { body: () => ({ sponsors: [{ accountId: 'fz-acc2', priority: 1, maxTransfer: 500 }, { accountId: 'fz-owner', priority: 2 }] }), fields: { sponsors: { kind: 'sponsors', required: true } } },
+      // (Only `active`: property 1 must not suspend the accounts the other routes charge.)
+      { body: () => ({ status: 'active' }), fields: { status: { kind: 'status', required: true } } },
+    ],
   },
   'POST /accounts/{accountId}/topup': {
     params: { accountId: fc.oneof(fc.constant('fz-acc'), anyId) },
@@ -208,6 +224,10 @@ const specs: Record<string, Spec> = {
     validParams: () => ({}),
     body: (rid) => ({ requestId: rid, accountId: 'fz-acc', clientId: 'fuzz', serviceId: 'voice', requested: { units: 60 }, multiSessionId: 'fz-multi', notifyUri: 'https://client.example/notify' }),
     fields: { requestId: requiredId, accountId: requiredId, clientId: requiredId, serviceId: requiredId, requested: { kind: 'requested', required: true }, multiSessionId: { kind: 'id', required: false }, notifyUri: { kind: 'url', required: false } },
+    forms: [{
+      body: (rid) => ({ requestId: rid, parties: [{ accountId: 'fz-acc' }, { accountId: 'fz-acc2' }], principle: { type: 'shares', shares: { 'fz-acc': 70, 'fz-acc2': 30 } }, clientId: 'fuzz', serviceId: 'voice', requested: { units: 60 } }),
+      fields: { requestId: requiredId, parties: { kind: 'parties', required: true }, principle: { kind: 'principle', required: true }, clientId: requiredId, serviceId: requiredId, requested: { kind: 'requested', required: true } },
+    }],
   },
   'POST /sessions/{sessionId}/update': {
     params: { sessionId: fc.oneof(fc.constant('@fuzz-session'), anyId) },
@@ -325,6 +345,25 @@ function invalidFor(kind: Kind): fc.Arbitrary<unknown> {
       fc.constantFrom('day', 'week', 'month').chain((every) => fc.oneof(notInteger, fc.integer({ min: 32 }), fc.integer({ max: -1 })).map((at) => ({ every, at }))),
       fc.constantFrom('day', 'monthly', '0 0 1 * *'), notString);
     case 'onEmpty': return fc.oneof(fc.constantFrom('terminate', 'Deny', 'DENY', 'redirect ', 'block', ''), notString);
+    // Against the proposal's valid body (parties fz-acc and fz-acc2, or probe and fz-acc).
+    case 'parties': return fc.oneof(
+      fc.constantFrom([], [{ accountId: 'fz-acc' }], [{ accountId: 'fz-acc' }, { accountId: 'fz-acc' }], [{ accountId: 'a b' }, { accountId: 'fz-acc' }],
+        [{}, { accountId: 'fz-acc' }], ['fz-acc', 'fz-acc2'], { accountId: 'fz-acc' },
+        Array.from({ length: 21 }, (_, i) => ({ accountId: `p${i}` }))),
+      invalidFor('id').map((accountId) => [{ accountId }, { accountId: 'fz-acc2' }]), notString);
+    case 'principle': return fc.oneof(
+      fc.constantFrom({ type: 'winner-pays' }, {}, { type: 'shares' }, { type: 'shares', shares: {} }, { type: 'shares', shares: { 'fz-acc': 100 } },
+        { type: 'shares', shares: { 'fz-acc': 70, 'fz-acc2': 31 } }, { type: 'shares', shares: { 'fz-acc': 70, other: 30 } }, { type: 'Split' }, [{ type: 'split' }]),
+      invalidFor('count').map((share) => ({ type: 'shares', shares: { 'fz-acc': share, 'fz-acc2': 30 } })),
+      fc.constantFrom('split', 'loser-pays'), notString);
+    case 'sponsors': return fc.oneof(
+      fc.constantFrom([{ accountId: 'fz-acc2' }], [{ accountId: 'fz-acc2', priority: 1001 }], [{ accountId: 'fz-acc2', priority: 1, maxTransfer: 0 }],
+        'fz-acc2', { accountId: 'fz-acc2', priority: 1 },
+        Array.from({ length: 11 }, (_, i) => ({ accountId: `s${i}`, priority: i }))),
+      invalidFor('id').map((accountId) => [{ accountId, priority: 1 }]),
+      invalidFor('positive').map((maxTransfer) => [{ accountId: 'fz-acc2', priority: 1, maxTransfer }]),
+      notString);
+    case 'status': return fc.oneof(fc.constantFrom('deleted', 'Active', 'SUSPENDED', 'expired', '', 'active '), notString);
   }
 }
 
@@ -366,21 +405,20 @@ function anyRequest(route: Route): fc.Arbitrary<Request> {
       fc.record({ next: fc.oneof(fc.base64String({ maxLength: 200 }), hostileString, fc.constant(Buffer.from('2026-01-01T00:00:00.000Z#x', 'utf8').toString('base64url'))) }, { requiredKeys: [] }),
       fc.dictionary(hostileKey, hostileString, { maxKeys: 3 }))
     : fc.oneof(fc.constant(undefined), fc.dictionary(hostileKey, hostileString, { maxKeys: 2 }));
-  const valid = spec.body;
   const bodies: Array<fc.Arbitrary<string>> = [
     fc.constant(''),
     hostileValue.map((v) => JSON.stringify(v) ?? 'null'),
     fc.string({ maxLength: 60 }),
     deepJson,
   ];
-  if (valid) {
-    const fields = Object.keys(spec.fields ?? {});
+  for (const { body: valid, fields: fieldKinds } of formsOf(spec)) {
+    const fields = Object.keys(fieldKinds);
     bodies.push(
       fc.constant(null).map(() => JSON.stringify(valid(requestIds()))),
       fc.record({ field: fc.constantFrom(...fields), value: hostileValue }).map(({ field, value }) => JSON.stringify({ ...valid(requestIds()), [field]: value })),
       fc.record({ field: fc.constantFrom(...fields) }).map(({ field }) => { const b = valid(requestIds()); delete b[field]; return JSON.stringify(b); }),
       // Valid, at the edges: huge amounts, identifiers that are JavaScript property names.
-      ...Object.entries(spec.fields ?? {}).flatMap(([field, { kind }]) => {
+      ...Object.entries(fieldKinds).flatMap(([field, { kind }]) => {
         const edge = boundaryFor(kind);
         return edge ? [edge.map((value) => JSON.stringify({ ...valid(requestIds()), [field]: value }))] : [];
       }),
@@ -403,23 +441,29 @@ function invalidRequest(route: Route): fc.Arbitrary<Request> | null {
   if (!spec) return null;
   const options: Array<fc.Arbitrary<Request>> = [];
   const base = () => ({ method: route.method, validParams: spec.validParams() });
-  const probeBody = (rid: string) => {
-    const body = spec.body!(rid);
+  /** A form's valid body, aimed at the probe (a proposal's first party is the probe). */
+  const probeBody = (form: Form, rid: string) => {
+    const body = form.body(rid);
     if ('accountId' in body && routeKey(route) !== 'POST /accounts') body.accountId = 'probe';
+    if (Array.isArray(body.parties)) {
+      body.parties = [{ accountId: 'probe' }, { accountId: 'fz-acc' }];
+      body.principle = { type: 'shares', shares: { probe: 70, 'fz-acc': 30 } };
+    }
     return body;
   };
+  const forms = formsOf(spec);
   // A bad identifier in the path.
   for (const name of Object.keys(spec.params)) {
     options.push(badId.map((bad) => {
       const { method, validParams } = base();
-      return { method, path: buildPath(route, { ...validParams, [name]: bad }), body: spec.body ? JSON.stringify(probeBody(requestIds())) : '' };
+      return { method, path: buildPath(route, { ...validParams, [name]: bad }), body: forms.length ? JSON.stringify(probeBody(forms[0]!, requestIds())) : '' };
     }));
   }
-  if (spec.body) {
-    const fields = Object.entries(spec.fields!);
+  for (const form of forms) {
+    const fields = Object.entries(form.fields);
     // One field made invalid.
     options.push(fc.constantFrom(...fields).chain(([field, { kind }]) => invalidFor(kind).map((value) => {
-      const body = probeBody(requestIds());
+      const body = probeBody(form, requestIds());
       body[field] = value;
       return { method: route.method, path: buildPath(route, spec.validParams()), body: JSON.stringify(body) };
     })));
@@ -427,11 +471,13 @@ function invalidRequest(route: Route): fc.Arbitrary<Request> | null {
     const required = fields.filter(([, f]) => f.required).map(([k]) => k);
     if (required.length) {
       options.push(fc.constantFrom(...required).map((field) => {
-        const body = probeBody(requestIds());
+        const body = probeBody(form, requestIds());
         delete body[field];
         return { method: route.method, path: buildPath(route, spec.validParams()), body: JSON.stringify(body) };
       }));
     }
+  }
+  if (forms.length) {
     // Not JSON, or JSON that is not an object.
     options.push(fc.oneof(
       fc.constantFrom('{', '{"requestId": ', 'nul', '[1,2', "{'a':1}", '\u0000', '{"a":1}}', 'undefined'),
