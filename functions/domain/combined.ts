@@ -40,10 +40,13 @@ export interface Adjustment {
  * adjustment never gives back a minor unit that was not earned.
  */
 export function combinedAdjustments(members: Member[], rules: ReadonlyMap<string, CombinedRule>): Adjustment[] {
-  // Members an earlier run gave back on come first, in their order then, so they are given
-  // the same again (repeats) and a member that joined a finished multi-session gets only what
-  // they left (fails before: a late duplicate whose id sorted first took the whole allowance
-  // again, and the traffic was charged zero times; review 11 of stop 27). Sorting is stable.
+  // Members an earlier run gave back on come first, in their order then, and are given what
+  // they were given (a repeat: a give-back under the settlement's requestId never changes), so
+  // a member that joined a finished multi-session gets what they left, no more (fails before:
+  // a late duplicate whose id sorted first took the whole allowance again, and the traffic was
+  // charged zero times; review 11 of stop 27) and no less (fails before the repeat counted as
+  // given: an earlier duplicate was counted by what it would get now, not what it got, and a
+  // late one got 5 where 10 were left; review 15 of stop 27). Sorting is stable.
   const settledFirst = (m: Member) => ((m.givenBackMinor ?? 0) > 0 ? 0 : 1);
   const charging = members.filter((m) => m.netChargedMinor > 0).sort((a, b) => settledFirst(a) - settledFirst(b));
   const present = new Set(charging.map((m) => m.serviceId));
@@ -56,9 +59,10 @@ export function combinedAdjustments(members: Member[], rules: ReadonlyMap<string
   for (const member of charging) {
     const rule = rules.get(member.serviceId);
     if (!rule || member.refundable === false) continue;
+    const givenMinor = member.givenBackMinor ?? 0;
     if (rule.duplicates && rule.duplicates !== member.serviceId && present.has(rule.duplicates)) {
       const target = rule.duplicates;
-      const amountMinor = Math.min(member.netChargedMinor, (kept.get(target) ?? 0) - (covered.get(target) ?? 0));
+      const amountMinor = givenMinor > 0 ? givenMinor : Math.min(member.netChargedMinor, (kept.get(target) ?? 0) - (covered.get(target) ?? 0));
       if (amountMinor > 0) {
         adjustments.push({ sessionId: member.sessionId, amountMinor, reason: 'duplicate' });
         covered.set(target, (covered.get(target) ?? 0) + amountMinor);
@@ -67,7 +71,7 @@ export function combinedAdjustments(members: Member[], rules: ReadonlyMap<string
       continue;
     }
     const percent = Math.max(0, ...(rule.discounts ?? []).filter((d) => present.has(d.withServiceId) && d.withServiceId !== member.serviceId).map((d) => d.percent));
-    const amountMinor = Math.floor((member.netChargedMinor * percent) / 100);
+    const amountMinor = givenMinor > 0 ? givenMinor : Math.floor((member.netChargedMinor * percent) / 100);
     if (amountMinor > 0) adjustments.push({ sessionId: member.sessionId, amountMinor, reason: 'discount', percent });
   }
   return adjustments;
