@@ -289,6 +289,9 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     const existing = await getSessionItem(store, sessionId);
     const replay = existing && replayOrConflict(existing, command.requestId, bodyHash);
     if (replay) return replay;
+    // Of an account that exists, as a 404 is not kept (one read, only here: else anyone could
+    // leave refused sessions naming any id; review 15 of stop 27).
+    if (!(await getAccountItem(store, command.accountId))) fail(code, detail);
     const refusal = new ChargingError(code, detail, { sessionId });
     return keepRefusal(store, command, bodyHash, service, keptRefusal(refusal, keptRatingRefusalStatus)!, refusal);
   };

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testApi } from '../helpers.js';
 import { dispatch } from '../../infra/local/api-gateway.js';
+import { sessionIdFor } from '../../functions/store/sessions.js';
 
 let api: Awaited<ReturnType<typeof testApi>>;
 beforeAll(async () => {
@@ -123,6 +124,12 @@ describe('a reserve or an event charge refused against today\'s price (review 12
     expect((await api.call('GET', '/accounts/alice')).body).toMatchObject({ balance: before.balance, reserved: before.reserved });
     // A new request is served at the new price.
     expect(await api.call('POST', '/debits', { ...event, requestId: 'kp-e2' })).toMatchObject({ status: 201, body: { charged: { amount: 3 } } });
+    // Refused so for an account that does not exist, nothing is kept, as for a 404 (review 15).
+    await api.call('PUT', '/services/mms', { unit: 'events', price: { amount: 5, per: 1 } });
+    const nobody = { ...reserve, requestId: 'kp-r9', accountId: 'kp-nobody' };
+    expect((await api.call('POST', '/sessions', nobody)).status).toBe(400);
+    expect((await api.call('POST', '/debits', { ...event, requestId: 'kp-e9', accountId: 'kp-nobody' })).status).toBe(400);
+    expect((await api.call('GET', `/sessions/${sessionIdFor('kp-r9')}`)).status).toBe(404);
   });
 });
 
