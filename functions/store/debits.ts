@@ -96,8 +96,8 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
     const replay = await storedAnswer(store, command.requestId, bodyHash);
     if (replay) return replay;
     // Kept as a refusal of the account is (fails before: repeated after a PUT that would let
-    // it through, it charged; review 12 of stop 27).
-    // Of an account that exists, as a 404 is not kept (one read, only here; review 15 of stop 27).
+    // it through, it charged; review 12 of stop 27), for an account that exists only, as a 404
+    // is not kept (one read, only here; review 15 of stop 27).
     if (!(await getAccountItem(store, command.accountId))) fail(code, detail, extra);
     const refusal = new ChargingError(code, detail, extra);
     return keepRefusal(store, command, bodyHash, keptRefusal(refusal, keptRatingRefusalStatus)!, refusal);
