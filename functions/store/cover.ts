@@ -57,10 +57,11 @@ export type Covered = { retry: true; gave?: true } | { retry: false; taken?: Exc
  * moves with other requests' transfers between two copies' reads (review 10 of stop 26).
  * `firstRound`: a give-back that brought nothing is worth one more write only the first time
  * (a concurrent charge may have brought the chunks back first), not on every round.
- * `tries`: how many times the caller's write asked before.
+ * `tries`: how many times the caller's write asked before. `stillShort`: asked before a
+ * sponsor pays (sponsors.ts).
  */
-export async function coverShortfall(store: Store, account: AccountItem, shortMinor: number, coverKey: string, firstRound = true, tries = 0): Promise<Covered> {
-  if (account.mainAccountId) return coverMember(store, account, shortMinor, coverKey);
+export async function coverShortfall(store: Store, account: AccountItem, shortMinor: number, coverKey: string, firstRound = true, tries = 0, stillShort?: () => Promise<boolean>): Promise<Covered> {
+  if (account.mainAccountId) return coverMember(store, account, shortMinor, coverKey, stillShort);
   const family = await coverFromFamily(store, account, shortMinor);
   const reclaimedMinor = family?.reclaimedMinor ?? 0;
   // The family's money first: when chunks came back, or when a member moved under a
@@ -74,7 +75,7 @@ export async function coverShortfall(store: Store, account: AccountItem, shortMi
   // For the first FAMILY_FIRST_TRIES tries only: a member taking holds under every give-back
   // would otherwise keep the sponsors from ever being asked (fails before: a 503; review).
   if (family && (reclaimedMinor > 0 || (family.contended && tries < FAMILY_FIRST_TRIES && ((await getAccountItem(store, account.accountId))?.available ?? 0) - account.available + family.spareMinor! >= shortMinor))) return { retry: true };
-  const given = sponsored(account) ? await takeFromSponsors(store, account as SponsoredAccount, shortMinor, coverKey) : 'none';
+  const given = sponsored(account) ? await takeFromSponsors(store, account as SponsoredAccount, shortMinor, coverKey, stillShort) : 'none';
   return given === 'given' ? { retry: true, gave: true } : (family?.retry && firstRound) || given === 'moved' ? { retry: true } : { retry: false };
 }
 
@@ -106,7 +107,7 @@ export async function coverableMinor(store: Store, account: AccountItem): Promis
 /** What the main account may still give `member` under its consumptionLimit. */
 const headroomOf = (member: AccountItem) => Math.max(0, roomUnderLimit(member.consumptionLimit, member.takenMinor ?? 0));
 
-async function coverMember(store: Store, member: AccountItem, shortMinor: number, coverKey: string): Promise<Covered> {
+async function coverMember(store: Store, member: AccountItem, shortMinor: number, coverKey: string, stillShort?: () => Promise<boolean>): Promise<Covered> {
   const taken = (await coverFromFamily(store, member, shortMinor))!.taken!;
   // 'moved': the member took an allotment for another request meanwhile (its allotSeq
   // moved), or took part of the need from its siblings: the write may pass now.
@@ -123,11 +124,11 @@ async function coverMember(store: Store, member: AccountItem, shortMinor: number
     // reserves of a member refused so, while the money sat in the main account).
     if (main && mainShortMinor <= 0 && headroomMinor > 0) return { retry: true };
     if (main && sponsored(main) && mainShortMinor > 0) {
-      const given = await takeFromSponsors(store, main as SponsoredAccount, mainShortMinor, coverKey);
+      const given = await takeFromSponsors(store, main as SponsoredAccount, mainShortMinor, coverKey, stillShort);
       if (given !== 'none') return given === 'given' ? { retry: true, gave: true } : { retry: true };
     }
   }
-  const given = sponsored(member) ? await takeFromSponsors(store, member as SponsoredAccount, shortMinor, coverKey) : 'none';
+  const given = sponsored(member) ? await takeFromSponsors(store, member as SponsoredAccount, shortMinor, coverKey, stillShort) : 'none';
   if (given !== 'none') return given === 'given' ? { retry: true, gave: true } : { retry: true };
   return { retry: false, taken };
 }

@@ -8,7 +8,7 @@ import { dueShardOf, key } from './table.js';
 import { cancellationReasons, isConditionFailure, plainItem, withConflictRetry, type Store } from './db.js';
 // Re-exported: callers import it from here.
 export { plainItem } from './db.js';
-import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry } from './accounts.js';
+import { getAccountItem, USABLE_CONDITION, usableAt, type AccountItem, type OpEntry } from './accounts.js';
 import type { Movement } from '../domain/session.js';
 import { askSweepSoon, BACKSTOP_THRESHOLD, claimRemovals, finishedCount, settleRemovals, type Removal } from './compaction.js';
 import { coverShortfall, hasCover, MAX_COVER_TRIES } from './cover.js';
@@ -196,7 +196,13 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     // What asks for cover: this operation (a session's step by its seq), for its n-th sponsor
     // transfer (coverShortfall).
     const coverKey = `${opId}:${condition.kind === 'step' ? `${condition.seq}:` : ''}#${gave}`;
-    const covered = await coverShortfall(store, account, need - account.available, coverKey, tries === 0, tries);
+    // Before a sponsor pays, the write is looked at again (one read, only then): a copy of
+    // this request may have been applied meanwhile.
+    const stillShort = async () => {
+      const fresh = await getAccountItem(store, accountId);
+      return !!fresh && onlyMoneyShort(fresh, opId, condition, entry, need, store.now());
+    };
+    const covered = await coverShortfall(store, account, need - account.available, coverKey, tries === 0, tries, stillShort);
     if (covered.retry) return applyOp(store, accountId, opId, condition, movement, entry, tries + 1, gave + (covered.gave ? 1 : 0));
     if (covered.taken !== undefined) return { ok: false, account, main: covered.taken };
     return { ok: false, account };

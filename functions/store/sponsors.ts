@@ -28,9 +28,14 @@ const TRANSFER_GUARD_DAYS = 7;
 /**
  * Covers `shortfallMinor` of `account` from its sponsors, once per `coverKey`. 'given': the
  * money came, now or for an earlier attempt of the same key; the caller writes again.
+ * `stillShort`: asked first, false when the caller's write need not be covered any more.
  */
-export async function takeFromSponsors(store: Store, account: SponsoredAccount, shortfallMinor: number, coverKey: string): Promise<'given' | 'moved' | 'none'> {
+export async function takeFromSponsors(store: Store, account: SponsoredAccount, shortfallMinor: number, coverKey: string, stillShort?: () => Promise<boolean>): Promise<'given' | 'moved' | 'none'> {
   if (shortfallMinor <= 0) return 'moved';
+  // A copy of the same request may have been applied since this one's write was refused
+  // (with money another request brought): it asks no sponsor (fails before: the sponsor paid
+  // the shortfall, and the money stayed in the account; review 15 of stop 27).
+  if (stillShort && !(await stillShort())) return 'moved';
   for (const sponsor of sponsorsInOrder(account.sponsors ?? [])) {
     // Past its cap, a shortfall is the next sponsor's (fails before: one oversized reserve
     // could empty any sponsor into the account; review 4 of stop 26).

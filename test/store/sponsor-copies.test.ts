@@ -2,7 +2,7 @@
 // is in (review 8 of stop 26: a copy whose first round went to the family asked the sponsor
 // under another key than a copy that asked it at once, and the sponsor paid for each).
 import { describe, expect, it } from 'vitest';
-import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { reconciled, testStore, voice } from '../helpers.js';
 import type { Db, Store } from '../../functions/store/db.js';
 import { putService } from '../../functions/store/services.js';
@@ -137,5 +137,34 @@ describe('copies of one request and the family\'s money', () => {
     expect(copyB).toEqual(copyA);
     expect(1000 - (await reconciled(base, 'spo')).balance).toBe(40);
     expect(await reconciled(base, 'cid')).toMatchObject({ reserved: 100 });
+  });
+
+  it('a copy whose write was refused, while the other copy was applied with the account\'s own money, makes the sponsor pay nothing (fails before: 500; review 15 of stop 27)', async () => {
+    let inner!: Db;
+    let wroteOnce = false;
+    let copy: (() => Promise<unknown>) | null = null;
+    const wrapped = await testStore({ db: (db) => { inner = db; return { send: (async (command: any) => {
+      const text = JSON.stringify(command.input ?? {});
+      // After this copy's refused write, before it asks the sponsor (its look at the account,
+      // or its transfer): the other copy runs through, with money a top-up brought.
+      const asksNow = (command instanceof GetCommand && wroteOnce && text.includes('"ACC#alice"')) || (command instanceof TransactWriteCommand && text.includes('SPT#'));
+      if (copy && asksNow) { const run = copy; copy = null; await run(); }
+      if (command instanceof TransactWriteCommand || command instanceof UpdateCommand) wroteOnce = true;
+      return db.send(command);
+    }) as Db['send'] }; } });
+    const base: Store = { ...wrapped, db: inner };
+    await putService(base, voice);
+    await createAccount(base, { accountId: 'alice', currency: 'EUR', kind: 'prepaid' });
+    await createAccount(base, { accountId: 'mum', currency: 'EUR', kind: 'prepaid' });
+    await topUp(base, 'mum', 'tm', 10_000, 'h');
+    await setSponsors(base, 'alice', [{ accountId: 'mum', priority: 1 }]);
+    const call = { requestId: 'call1', accountId: 'alice', clientId: 'c', serviceId: 'voice', requested: { units: 15_000 } }; // 500
+    copy = async () => { await topUp(base, 'alice', 'ta', 500, 'h'); return reserve(base, call, 'h'); };
+    const answer = await reserve(wrapped, call, 'h');
+    expect(copy).toBe(null);
+    expect(answer).toEqual(await reserve(base, call, 'h'));
+    expect(answer).toMatchObject({ status: 201, body: { granted: { amount: 500 } } });
+    expect((await reconciled(base, 'mum')).balance).toBe(10_000);
+    expect(await reconciled(base, 'alice')).toMatchObject({ balance: 500, reserved: 500 });
   });
 });
