@@ -110,7 +110,6 @@ export async function askSweepSoon(store: Store, accountId: string): Promise<voi
   await markAccountDue(store, accountId, new Date(nowMs).toISOString(), { onlyEarlier: true });
 }
 
-
 export interface AccountSweep {
   /** Holds whose reserve never wrote its session, given back. */
   released: number;

@@ -2,9 +2,9 @@
 // priorities; when a grant finds its balance too low, the first sponsor (by priority) that
 // can cover the shortfall transfers it. One transaction per transfer (sponsor -x, account
 // +x, a guard, a ledger entry and a notification on each side). The guard is one item per
-// account and cover key (the asking operation and its n-th transfer; cover.ts): a request, its retries and its
-// concurrent duplicates make a sponsor pay once, while concurrent shortfalls of different
-// requests each get theirs at once. Until stop 23 the account's sponsorSeq was the guard,
+// account and cover key (the asking operation and its n-th transfer; cover.ts): a request,
+// its retries and its concurrent duplicates make a sponsor pay once, while concurrent
+// shortfalls of different requests each get theirs at once. Until stop 23 the account's sponsorSeq was the guard,
 // one transfer per account at a time: ten concurrent charges of an empty sponsored account
 // got four refusals while the sponsor held plenty. The sponsor's `available >= x` means a
 // sponsor never goes below its floor.
