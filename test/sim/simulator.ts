@@ -226,6 +226,8 @@ interface Req {
   /** Suspensions sent, over the accounts it involves, when it was first sent, and whether one held then (see mayBeInactive). */
   suspensionsAtSend?: number;
   suspendedAtSend?: boolean;
+  /** The simulated clock when it was first sent (see checkNotExpired). */
+  sentAtMs?: number;
 }
 
 /**
@@ -337,6 +339,11 @@ interface AccountModel {
    */
   suspensions?: number;
   suspended?: boolean;
+  /**
+   * The account's validUntil (API.md), when it has one: from then on it authorizes nothing new,
+   * nor do its attached accounts (their items carry it) or its service accounts.
+   */
+  validUntilMs?: number;
 }
 
 type Currency = 'EUR' | 'USD';
@@ -793,6 +800,7 @@ class Simulation {
         return;
       }
       req.first = answer;
+      this.checkNotExpired(req, answer, what);
       this.applyEffect(req, answer, what);
       return;
     }
@@ -1664,8 +1672,12 @@ class Simulation {
       const creditLimit = kind === 'postpaid' ? rng.range(200, 3000) : 0;
       // Two currencies: conservation holds per currency, and a sponsor must hold the account's.
       const currency: Currency = i % 4 === 3 ? 'USD' : 'EUR';
-      await must('POST', '/accounts', { accountId: id, currency, kind, ...(kind === 'postpaid' ? { creditLimit } : {}), ...(i % 5 === 0 ? { lowBalanceThreshold: 300 } : {}) }, [201]);
-      const account = this.newAccount({ id, kind, creditLimit, poor: i % 3 === 2, currency, unit: 'money' });
+      // One account (an owner of a service account) is valid for a while only, and passes its
+      // validUntil in a short run: from then on everything new it is asked is 403 (API.md).
+      // Not drawn from `rng`, so the rest of the setup is the same for a seed as before.
+      const validUntilMs = i === 1 ? START + (900 + (this.seed % 1800)) * 1000 : undefined;
+      await must('POST', '/accounts', { accountId: id, currency, kind, ...(kind === 'postpaid' ? { creditLimit } : {}), ...(i % 5 === 0 ? { lowBalanceThreshold: 300 } : {}), ...(validUntilMs ? { validUntil: this.iso(validUntilMs) } : {}) }, [201]);
+      const account = this.newAccount({ id, kind, creditLimit, poor: i % 3 === 2, currency, unit: 'money', validUntilMs });
       money.push(account);
       if (kind === 'prepaid' && i % 3 !== 2) {
         const req = this.newReq('topup', id, `setup-topup-${id}`, `/accounts/${id}/topup`, { requestId: `setup-topup-${id}`, amount: rng.range(500, 3000) });
@@ -1723,10 +1735,14 @@ class Simulation {
     const families = [
       { id: 'home-0', kind: 'prepaid' as const, currency: 'EUR' as const, creditLimit: 0, topup: rng.range(3000, 8000), limits: [undefined, rng.range(2, 8) * 100, undefined] },
       { id: 'home-1', kind: 'postpaid' as const, currency: 'USD' as const, creditLimit: rng.range(1000, 3000), topup: 0, limits: [rng.range(3, 10) * 100, undefined] },
+      // Valid for a while only (its validUntil passes in a run of a few thousand operations):
+      // then neither it nor its members may charge, whatever allotments they hold.
+      { id: 'home-2', kind: 'prepaid' as const, currency: 'EUR' as const, creditLimit: 0, topup: rng.range(2000, 5000), limits: [undefined, rng.range(2, 6) * 100], validUntilMs: START + (2400 + (this.seed % 3600)) * 1000 },
     ];
     for (const f of families) {
-      await must('POST', '/accounts', { accountId: f.id, currency: f.currency, kind: f.kind, ...(f.creditLimit ? { creditLimit: f.creditLimit } : {}) }, [201]);
-      const main = this.newAccount({ id: f.id, kind: f.kind, creditLimit: f.creditLimit, poor: false, currency: f.currency, unit: 'money' });
+      const validUntilMs = 'validUntilMs' in f ? f.validUntilMs : undefined;
+      await must('POST', '/accounts', { accountId: f.id, currency: f.currency, kind: f.kind, ...(f.creditLimit ? { creditLimit: f.creditLimit } : {}), ...(validUntilMs ? { validUntil: this.iso(validUntilMs) } : {}) }, [201]);
+      const main = this.newAccount({ id: f.id, kind: f.kind, creditLimit: f.creditLimit, poor: false, currency: f.currency, unit: 'money', validUntilMs });
       if (f.topup) {
         const req = this.newReq('topup', f.id, `setup-topup-${f.id}`, `/accounts/${f.id}/topup`, { requestId: `setup-topup-${f.id}`, amount: f.topup });
         req.amount = f.topup;
@@ -1744,7 +1760,7 @@ class Simulation {
     }
   }
 
-  private newAccount(a: Pick<AccountModel, 'id' | 'kind' | 'creditLimit' | 'poor' | 'currency' | 'unit' | 'owner' | 'classification' | 'rate' | 'mainAccountId'>): AccountModel {
+  private newAccount(a: Pick<AccountModel, 'id' | 'kind' | 'creditLimit' | 'poor' | 'currency' | 'unit' | 'owner' | 'classification' | 'rate' | 'mainAccountId' | 'validUntilMs'>): AccountModel {
     const account: AccountModel = {
       ...a, topups: 0, dd: 0, refunds: 0, inDoubt: new Set(), sessions: new Set(),
       confirmedTopups: [], confirmedDd: [], verifiedTopups: 0, verifiedDd: 0, confirmedRecharges: [], verifiedRecharges: 0,
@@ -1775,6 +1791,7 @@ class Simulation {
     const involved = this.involvedIn(req);
     req.suspensionsAtSend = this.suspensionsOver(involved);
     req.suspendedAtSend = involved.some((a) => a.suspended);
+    req.sentAtMs = this.nowMs;
     this.reqs.set(rid, req);
     return req;
   }
@@ -1813,7 +1830,25 @@ class Simulation {
    */
   private mayBeInactive(req: Req): boolean {
     const involved = this.involvedIn(req);
-    return !!req.suspendedAtSend || involved.some((a) => a.suspended) || this.suspensionsOver(involved) !== req.suspensionsAtSend;
+    return !!req.suspendedAtSend || involved.some((a) => a.suspended) || this.suspensionsOver(involved) !== req.suspensionsAtSend || involved.some((a) => this.isExpired(a));
+  }
+
+  private isExpired(account: AccountModel, atMs = this.nowMs): boolean {
+    return account.validUntilMs !== undefined && account.validUntilMs <= atMs;
+  }
+
+  /**
+   * Nothing new is authorized for an account past its validUntil, nor for its attached and
+   * service accounts (API.md: 403 account_inactive): a first success that granted or charged
+   * something, of a request first sent after that moment, fails the run. The shared clock only
+   * moves forward, so every attempt's handler saw the account expired too.
+   */
+  private checkNotExpired(req: Req, answer: Answer, what: string) {
+    // A proposal holds nothing: each party's agreement is what authorizes (403 there).
+    const authorizes = ['reserve', 'dd', 'recharge'].includes(req.kind) || (req.kind === 'update' && req.body.requested !== undefined && answer.status === 200 && (answer.body?.granted?.units ?? 0) > 0);
+    if (!authorizes || req.sentAtMs === undefined) return;
+    const expired = this.involvedIn(req).filter((a) => this.isExpired(a, req.sentAtMs));
+    if (expired.length) this.fail('b: expired account authorized', `${what}: ${answer.status} ${JSON.stringify(answer.body)}, though ${expired.map((a) => `${a.id} (validUntil ${this.iso(a.validUntilMs)})`).join(', ')} had expired when it was sent at ${this.iso(req.sentAtMs)}`);
   }
 
   // ------------------------------------------------------------------------------ run
@@ -2637,7 +2672,9 @@ class Client {
       const text = JSON.stringify({ status });
       const answer = await this.api.send(this, 'PATCH', path, text, { faults: true, giveUp: false, label: `PATCH ${path}`, trace });
       this.api.checkProblemShape(answer!, `PATCH ${path}`);
-      if (answer!.status !== 200 || answer!.body?.accountId !== a.id || answer!.body?.status !== status) {
+      // An account past its validUntil shows `expired` once active again.
+      const shown = status === 'active' && a.validUntilMs !== undefined && a.validUntilMs <= this.api.now() ? 'expired' : status;
+      if (answer!.status !== 200 || answer!.body?.accountId !== a.id || answer!.body?.status !== shown) {
         this.api.fail('unexpected answer', `PATCH ${path} ${text}: ${answer!.status} ${JSON.stringify(answer!.body)}`);
       }
       if (status === 'suspended') this.api.advance(this.rng.int(30)); // a while suspended
