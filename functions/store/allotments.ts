@@ -14,7 +14,7 @@ import { getAccountItem, listMembers, USABLE_CONDITION, usableAt, type AccountIt
 import { batchGetAll, plainItem } from './db.js';
 import { ORPHAN_GRACE_MS } from './compaction.js';
 import { lowBalanceAfter } from './serviceAccounts.js';
-import { allotmentFor, excessOverLimit, heldFromMain, roomUnderLimit } from '../domain/allotment.js';
+import { allotmentFor, excessOverLimit, heldFromMain, pastLimitMinor, roomUnderLimit } from '../domain/allotment.js';
 
 export type TakeResult = 'given' | 'moved' | 'insufficient' | 'limit' | 'inactive';
 
@@ -339,6 +339,21 @@ export async function applyConsumptionLimit(store: Store, accountId: string, lim
     const back = excessOverLimit(member.takenMinor ?? 0, limitMinor, unreservedMoney(member));
     if ((await returnAllotment(store, member, back)) === 'given') return;
   }
+}
+
+/**
+ * A member whose money-taking write was refused while past its consumptionLimit
+ * (WITHIN_LIMIT_CONDITION): what it holds beyond the limit and no session holds goes back to
+ * the main account now. `retry`: something went back (or the member moved under the give-back:
+ * the caller reads it again); `limit`: all it holds beyond the limit is still held by open
+ * sessions, so it may spend nothing new; null: it is within its limit.
+ */
+export async function settlePastLimit(store: Store, member: AccountItem): Promise<'retry' | 'limit' | null> {
+  if (!member.mainAccountId || pastLimitMinor(member.takenMinor ?? 0, member.consumptionLimit) === 0) return null;
+  const back = excessOverLimit(member.takenMinor ?? 0, member.consumptionLimit!, unreservedMoney(member));
+  if (back === 0) return 'limit';
+  await returnAllotment(store, member, back);
+  return 'retry';
 }
 
 export interface IdleReturn {

@@ -8,7 +8,8 @@ import { dueShardOf, key } from './table.js';
 import { cancellationReasons, isConditionFailure, plainItem, withConflictRetry, type Store } from './db.js';
 // Re-exported: callers import it from here.
 export { plainItem } from './db.js';
-import { getAccountItem, USABLE_CONDITION, usableAt, type AccountItem, type OpEntry } from './accounts.js';
+import { getAccountItem, USABLE_CONDITION, usableAt, WITHIN_LIMIT_CONDITION, type AccountItem, type OpEntry } from './accounts.js';
+import { pastLimitMinor } from '../domain/allotment.js';
 import type { Movement } from '../domain/session.js';
 import { askSweepSoon, BACKSTOP_THRESHOLD, claimRemovals, finishedCount, settleRemovals, type Removal } from './compaction.js';
 import { coverShortfall, hasCover, MAX_COVER_TRIES } from './cover.js';
@@ -111,11 +112,13 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
   // Only while the account may charge: any new operation, and a later step that grants (RFC
   // 8506: no quota for an account that expired or was suspended mid-session). A step that
   // grants nothing (a report refused its grant, a debit, an expiry) still charges its usage.
-  if (condition.kind === 'new' || (entry.amt > 0 && !entry.done)) {
+  if (authorizes(condition, entry)) {
     conditions.push(USABLE_CONDITION);
     names['#status'] = 'status';
     values[':active'] = 'active';
     values[':now'] = store.now().toISOString();
+    // A member past a lowered consumption limit spends nothing new (see the condition).
+    if (need > 0) conditions.push(WITHIN_LIMIT_CONDITION);
   }
   if (condition.kind === 'new') {
     conditions.push('attribute_not_exists(ops.#op)');
@@ -227,9 +230,16 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
   return { ok: true, account };
 }
 
-/** The write failed only because `available` was below `need`. */
+/** Whether the operation authorizes something new: any new operation, and a step that grants. */
+const authorizes = (condition: OpCondition, entry: OpEntry) => condition.kind === 'new' || (entry.amt > 0 && !entry.done);
+
+/**
+ * The write failed only because the account may not spend `need`: `available` was below it,
+ * or a member was past a lowered consumption limit (its cover gives the excess back first).
+ */
 function onlyMoneyShort(account: AccountItem, opId: string, condition: OpCondition, entry: OpEntry, need: number, now: Date): boolean {
-  if (account.available >= need) return false;
+  const pastLimit = need > 0 && authorizes(condition, entry) && pastLimitMinor(account.takenMinor ?? 0, account.consumptionLimit) > 0;
+  if (account.available >= need && !pastLimit) return false;
   const recorded = account.ops?.[opId];
   if (condition.kind === 'new') return !recorded && refusalOf(account, opId, now) === 'insufficient';
   // A step that grants needs a usable account, as its write does (opUpdate): no one pays for
