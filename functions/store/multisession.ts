@@ -16,13 +16,23 @@ import { combinedAdjustments, type CombinedRule } from '../domain/combined.js';
 interface EventMember { requestId: string; serviceId: string; accountId: string; askedBy?: string; clientId: string; charged: { units: number; amount: number }; at: string }
 
 async function members(store: Store, multiSessionId: string) {
-  const result = await store.db.send(new QueryCommand({
-    TableName: store.tableName,
-    KeyConditionExpression: 'pk = :pk',
-    ExpressionAttributeValues: { ':pk': `MS#${multiSessionId}` },
-    ConsistentRead: true,
-  }));
-  const items = (result.Items ?? []) as Array<Record<string, any>>;
+  // Every page: a query stops at 1 MB, and events sort before sessions, so a call with a
+  // few thousand events lost its sessions from the first page (fails before: the collation
+  // showed none and `final` while one was open, and its close settled without its discount;
+  // review 17 of stop 28).
+  const items: Array<Record<string, any>> = [];
+  let startKey: Record<string, unknown> | undefined;
+  do {
+    const page = await store.db.send(new QueryCommand({
+      TableName: store.tableName,
+      KeyConditionExpression: 'pk = :pk',
+      ExpressionAttributeValues: { ':pk': `MS#${multiSessionId}` },
+      ConsistentRead: true,
+      ExclusiveStartKey: startKey,
+    }));
+    items.push(...(page.Items ?? []));
+    startKey = page.LastEvaluatedKey;
+  } while (startKey);
   const sessionIds = items.filter((m) => String(m.sk).startsWith('SES#')).map((m) => m.sessionId as string);
   const events = items.filter((m) => String(m.sk).startsWith('EVT#')).map(({ pk: _p, sk: _s, ...e }) => e as EventMember);
   const sessions = (await Promise.all(sessionIds.map((id) => getSessionItem(store, id)))).filter((s): s is SessionItem => !!s);

@@ -4,8 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { captureNotifications, relayUntil, codeOf, interleavingStore, reconciled, testClock, testStore, twoWriteAndOneWriteStores } from '../helpers.js';
 import { manualRecharge, putServiceAccount } from '../../functions/store/serviceAccounts.js';
 import { countingDb, type Db, type Store } from '../../functions/store/db.js';
-import { GetCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
-import { dueShardOf } from '../../functions/store/table.js';
+import { BatchWriteCommand, GetCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { dueShardOf, key } from '../../functions/store/table.js';
 import { putService } from '../../functions/store/services.js';
 import { createAccount, requireAccount, topUp } from '../../functions/store/accounts.js';
 import { reserve, updateSession, debitSession, refundSession, requireSession, sessionIdFor } from '../../functions/store/sessions.js';
@@ -81,6 +81,31 @@ describe('the seed 001 message flow', () => {
     expect(await reconciled(store, 'sub')).toMatchObject({ balance: 10_000 - 31, reserved: 0 });
     const { entries } = await readLedger(store, 'sub');
     expect(entries.filter((e: any) => e.type === 'adjustment')).toEqual([expect.objectContaining({ amount: 4, sessionId: scscf.body.sessionId })]);
+  });
+
+  it('a call with more members than one query page (1 MB) is collated and settled whole (fails before: its session fell off the first page; review 17 of stop 28)', async () => {
+    const store = await testStore();
+    await seedServices(store);
+    const gs = 'GS-BIG';
+    const voice = await reserve(store, { requestId: 'big-v', accountId: 'sub', clientId: 'scscf', serviceId: 'ims-voice', requested: { units: 300 }, multiSessionId: gs }, 'h');
+    await directDebit(store, { requestId: 'big-data', accountId: 'sub', clientId: 'ggsn', serviceId: 'gprs-data', units: 100, multiSessionId: gs }, 'h');
+    // Events members as the event path lists them, large enough that together they pass 1 MB
+    // (events sort before sessions); written directly: charging 1,500 events is slow.
+    const pad = 'x'.repeat(800);
+    const events = Array.from({ length: 1_500 }, (_, i) => ({ ...key.multiSessionEvent(gs, `big-e-${String(i).padStart(4, '0')}`), requestId: `big-e-${i}`, serviceId: 'as-content', clientId: `as-${pad}`, accountId: 'sub', charged: { units: 0, amount: 0 }, at: '2030-01-01T00:00:00.000Z' }));
+    for (let i = 0; i < events.length; i += 25) {
+      await store.db.send(new BatchWriteCommand({ RequestItems: { [store.tableName]: events.slice(i, i + 25).map((Item) => ({ PutRequest: { Item } })) } }));
+    }
+    const open = await multiSessionView(store, gs);
+    expect(open.state).toBe('open');
+    expect(open.sessions.map((m) => m.sessionId)).toEqual([voice.body.sessionId]);
+    expect(open.events).toHaveLength(1_501);
+    // The close settles with data present: 20 % of the voice's 20 back.
+    await debitSession(store, voice.body.sessionId as string, { requestId: 'big-v-end', usedUnits: 120 }, 'h');
+    const closed = await multiSessionView(store, gs);
+    expect(closed).toMatchObject({ state: 'final', charged: { amount: 20 + 1 - 4 } });
+    const { entries } = await readLedger(store, 'sub');
+    expect(entries.filter((e: any) => e.type === 'adjustment')).toEqual([expect.objectContaining({ amount: 4, sessionId: voice.body.sessionId })]);
   });
 
   it('charges traffic reported by two domains once', async () => {
