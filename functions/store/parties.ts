@@ -56,6 +56,7 @@ export async function proposePartySession(store: Store, command: ProposeCommand,
     validatePrinciple(command.principle, command.parties);
     // { amount } is the units it buys at the service's price, as for a plain reserve.
     requestedUnits = optimisticGrant(command.requested, service.price)?.units ?? fail('validation_failed', 'requested must be at least one unit');
+    holdsFit(priceOf(requestedUnits, service.price), command.parties.length);
     const currencies: Record<string, string> = {};
     for (const accountId of command.parties) {
       const found = await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.account(accountId), ProjectionExpression: 'pk, #currency', ExpressionAttributeNames: { '#currency': 'currency' } }));
@@ -338,7 +339,14 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   const previous = replayOrConflict(session, command.requestId, bodyHash);
   if (previous) return previous;
   if (session.state === 'pending_agreement') {
-    if (kind !== 'release') fail('conflict', `session ${session.sessionId} waits for every party to agree`);
+    if (kind !== 'release') {
+      // Kept: its repeat once the game started must not grow the holds or close the game
+      // (API.md: the original answer; fails before: the repeat was applied; review 21 of stop 28).
+      const refusal: StoredAnswer = { status: 409, body: { code: 'conflict', detail: `session ${session.sessionId} waits for every party to agree` } };
+      const kept = await keepAnswer(store, session.sessionId, command.requestId, bodyHash, refusal);
+      if (kept === refusal) fail('conflict', refusal.body.detail as string);
+      return kept;
+    }
     const released = await closePending(store, session, 'released', command.requestId, bodyHash);
     // The last agreement came first: the release releases the game it started (fails before:
     // 409 conflict, kept nowhere, so its repeat released the game; review 4).
@@ -356,10 +364,13 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   let next: SessionItem;
   let answer: StoredAnswer;
   if (kind === 'update') {
-    // { amount } is the units it buys, as on a plain session.
-    const wanted = !command.requested ? 0 : 'units' in command.requested ? command.requested.units : optimisticGrant(command.requested, session.price)?.units ?? 0;
+    // { amount } is the units it buys, as on a plain session, where one that buys no block is
+    // refused before anything is written (fails before: 200 granting nothing; review 21 of stop 28).
+    const wanted = !command.requested ? 0 : 'units' in command.requested ? command.requested.units
+      : optimisticGrant(command.requested, session.price)?.units ?? fail('validation_failed', `requested: ${command.requested.amount} does not buy one block of ${session.serviceId}`);
     const grantedUnits = Math.max(session.hold.grantedUnits, usedUnits + wanted);
     if (!Number.isSafeInteger(grantedUnits)) fail('validation_failed', `requested.units brings the session's grant past 2^53-1 units`);
+    holdsFit(priceOf(grantedUnits, session.price), ids.length);
     const shares = mostPossibleShares(session.principle!, ids, priceOf(grantedUnits, session.price));
     // Money moves only at the end (who pays depends on the outcome): an update grows the
     // holds, never shrinks them, and the grant is all the holds cover: the usage so far plus
@@ -401,6 +412,17 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   }
   // The session moved (a duplicate, the sweep): decide again on what it is now.
   return partyStep(store, await requireSession(store, session.sessionId, command.requestId), kind, command, bodyHash, covers);
+}
+
+/**
+ * The parties' holds for a grant worth `amountMinor` must sum to a safe integer: under
+ * loser-pays each party holds the whole of it, and rounding adds up to a cent each (fails
+ * before: a 500 from the SDK's marshaller at the last agreement; review 21 of stop 28).
+ */
+function holdsFit(amountMinor: number, partyCount: number): void {
+  if (!Number.isSafeInteger(amountMinor * partyCount + partyCount)) {
+    fail('validation_failed', `requested: ${partyCount} parties would together hold more than 2^53-1 minor units`);
+  }
 }
 
 /**

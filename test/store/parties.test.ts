@@ -607,4 +607,56 @@ describe('answers kept for repeats, and the proposal window', () => {
     expect(await relayNotifications(store, capture.notifier)).toBe(0);
     expect(capture.published).toHaveLength(2);
   });
+
+  it('an update or a debit refused while the parties have not all agreed is refused alike once the game started (fails before: the repeats were applied; review 21 of stop 28)', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 1000 });
+    const proposed = await proposePartySession(store, { requestId: 'g1', parties: ['ann', 'ben'], principle: { type: 'split' }, clientId: 'g', serviceId: 'game', requested: { units: 10 } }, 'h');
+    const id = proposed.body.sessionId as string;
+    const update = { requestId: 'u-early', usedUnits: 4, requested: { units: 100 } };
+    const debit = { requestId: 'd-early', usedUnits: 35 };
+    expect(await codeOf(updateSession(store, id, update, 'h'))).toBe('conflict');
+    expect(await codeOf(debitSession(store, id, debit, 'h'))).toBe('conflict');
+    for (const accountId of ['ann', 'ben']) await agree(store, id, { requestId: `ag-${accountId}`, accountId }, 'h');
+    expect((await requireSession(store, id)).state).toBe('active');
+    for (const repeat of [updateSession(store, id, update, 'h'), debitSession(store, id, debit, 'h')]) {
+      expect(await repeat).toMatchObject({ status: 409, body: { code: 'conflict' } });
+    }
+    // The game is as the agreements left it: nothing grown, nothing charged.
+    expect(await requireSession(store, id)).toMatchObject({ state: 'active', hold: { grantedUnits: 10, usedUnits: 0, holdMinor: 10 } });
+    expect(await reconciled(store, 'ann')).toMatchObject({ balance: 1000, reserved: 5 });
+  });
+
+  it('an update asking an { amount } that buys no block is 400 with nothing written, as on a plain session (fails before: 200 granting nothing; review 21 of stop 28)', async () => {
+    const store = await testStore();
+    await players(store, { ann: 1000, ben: 1000 });
+    await putService(store, { ...game, serviceId: 'dear', price: { amountMinor: 10, perUnits: 60 } });
+    const proposed = await proposePartySession(store, { requestId: 'g1', parties: ['ann', 'ben'], principle: { type: 'split' }, clientId: 'g', serviceId: 'dear', requested: { units: 60 } }, 'h');
+    const id = proposed.body.sessionId as string;
+    for (const accountId of ['ann', 'ben']) await agree(store, id, { requestId: `ag-${accountId}`, accountId }, 'h');
+    const before = await requireSession(store, id);
+    expect(await codeOf(updateSession(store, id, { requestId: 'u1', usedUnits: 30, requested: { amount: 5 } }, 'h'))).toBe('validation_failed');
+    expect((await requireSession(store, id)).seq).toBe(before.seq);
+    expect((await updateSession(store, id, { requestId: 'u2', usedUnits: 30, requested: { amount: 10 } }, 'h')).status).toBe(200);
+  });
+
+  it.each<[string, Principle, number, string]>([
+    ['loser-pays between two, each holding the whole', { type: 'loser-pays' }, 2 ** 52 + 1, 'proposal'],
+    ['split among three, rounding up each part', { type: 'split' }, Number.MAX_SAFE_INTEGER, 'proposal'],
+    ['loser-pays, grown by an update', { type: 'loser-pays' }, 2 ** 52, 'update'],
+  ])('holds that would together pass 2^53-1 are 400, never a 500 (%s; fails before: the SDK refused the number; review 21 of stop 28)', async (_name, principle, units, where) => {
+    const store = await testStore();
+    const parties = principle.type === 'split' ? ['ann', 'ben', 'cid'] : ['ann', 'ben'];
+    await players(store, Object.fromEntries(parties.map((p) => [p, 1000])));
+    const propose = (requestedUnits: number) => proposePartySession(store, { requestId: 'g1', parties, principle, clientId: 'g', serviceId: 'game', requested: { units: requestedUnits } }, 'h');
+    if (where === 'proposal') {
+      expect(await codeOf(propose(units))).toBe('validation_failed');
+      expect(await getSessionItem(store, sessionIdFor('g1'))).toBeNull();
+      return;
+    }
+    const id = (await propose(10)).body.sessionId as string;
+    for (const accountId of parties) await agree(store, id, { requestId: `ag-${accountId}`, accountId }, 'h');
+    expect(await codeOf(updateSession(store, id, { requestId: 'u1', usedUnits: 1, requested: { units } }, 'h'))).toBe('validation_failed');
+    expect(await reconciled(store, 'ann')).toMatchObject({ balance: 1000, reserved: 10 });
+  });
 });
