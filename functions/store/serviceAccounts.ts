@@ -611,7 +611,7 @@ export async function runDueRecharges(store: Store, limitPerShard = 100): Promis
     byOwner.set(sa.ownerAccountId, list);
   }
   await Promise.all([...byOwner.entries()].map(async ([owner, list]) => {
-    list.push(...await waitingBefore(store, owner, list));
+    list.push(...await waitingBefore(store, owner, list, now.toISOString()));
     // Per service account, its schedule before its threshold ('SCHEDULE' < 'THRESHOLD'): a
     // scheduled recharge that lifts the level leaves the threshold one nothing to do.
     const order = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
@@ -626,14 +626,17 @@ export async function runDueRecharges(store: Store, limitPerShard = 100): Promis
 }
 
 /**
- * The owner's threshold recharges that wait for a retry (one the owner could not fund is
- * tried again after THRESHOLD_RETRY_SECONDS) and come before every recharge due now by
- * priority: tried first, in this run, so the owner's money goes to the lower priority number
+ * The owner's recharges that come before every recharge found due in this run by priority,
+ * yet were not found: threshold recharges that wait for a retry (one the owner could not fund
+ * is tried again after THRESHOLD_RETRY_SECONDS), and any recharge due now that the run's page
+ * of the due index left out (a shard with more than `limitPerShard` due, as on the first of
+ * a month). Tried first, in this run, so the owner's money goes to the lower priority number
  * first (fails before: a priority-2 recharge due now took the money a waiting priority-1 one
- * needed; review). One read of the owner, and of the markers and accounts of those before,
- * per owner with a recharge due: off the charging path.
+ * needed, review; and one on the page took what a priority-1 schedule left off it needed,
+ * review 18 of stop 28). One read of the owner, and of the markers and accounts of those
+ * before, per owner with a recharge due: off the charging path.
  */
-async function waitingBefore(store: Store, owner: string, due: Array<{ marker: DueMarker; sa: ServiceAccountItem }>):
+async function waitingBefore(store: Store, owner: string, due: Array<{ marker: DueMarker; sa: ServiceAccountItem }>, nowIso: string):
   Promise<Array<{ marker: DueMarker; sa: ServiceAccountItem }>> {
   const best = Math.min(...due.map((d) => d.sa.priority));
   const ownerItem = await getAccountItem(store, owner);
@@ -642,7 +645,9 @@ async function waitingBefore(store: Store, owner: string, due: Array<{ marker: D
     .filter(([classification, ref]) => ref.priority < best && !dueIds.has(serviceAccountId(owner, classification)))
     .map(([classification]) => serviceAccountId(owner, classification));
   if (before.length === 0) return [];
-  const waiting = ((await batchGetAll(store, before.map((id) => markerKey(id, 'THRESHOLD')), true)) as DueMarker[]).filter((m) => m.dueAt !== undefined);
+  const markerKeys = before.flatMap((id) => [markerKey(id, 'SCHEDULE'), markerKey(id, 'THRESHOLD')]);
+  const waiting = ((await batchGetAll(store, markerKeys, true)) as DueMarker[])
+    .filter((m) => m.dueAt !== undefined && (m.kind === 'THRESHOLD' || m.dueAt <= nowIso));
   if (waiting.length === 0) return [];
   const accounts = (await batchGetAll(store, waiting.map((m) => key.account(m.saId)), true)) as ServiceAccountItem[];
   return waiting.flatMap((marker) => {

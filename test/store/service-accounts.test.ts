@@ -7,7 +7,8 @@ import { applyConsumptionLimit } from '../../functions/store/allotments.js';
 import type { Db, Store } from '../../functions/store/db.js';
 import { GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
-import { key } from '../../functions/store/table.js';
+import { createHash } from 'node:crypto';
+import { DUE_SHARDS, key } from '../../functions/store/table.js';
 import { handler as rechargeTrigger } from '../../functions/handlers/recharge-trigger.js';
 import { useStore } from '../../functions/config.js';
 import { localEventLog } from '../../functions/notify.js';
@@ -304,6 +305,34 @@ describe('service accounts', () => {
     await Promise.all([runDueRecharges(store), runDueRecharges(store), runDueRecharges(store)]);
     expect(await failures(store)).toEqual([expect.objectContaining({ trigger, reason: 'insufficient_credit', amount: 500 })]);
     expect((await reconciled(store, 'alice')).balance).toBe(100);
+  });
+
+  it('a priority-1 schedule that the run\'s page of the due index left out still goes before a priority-2 one on the page (fails before: the priority-2 one took the money; review 18 of stop 28)', async () => {
+    let ms = Date.parse('2031-05-10T12:00:00Z');
+    const store = await testStore({ now: () => new Date(ms) });
+    const shardOf = (saId: string) => createHash('sha256').update(saId).digest()[0]! % DUE_SHARDS;
+    const names = Array.from({ length: 200 }, (_, i) => `c${i}`);
+    // tom's priority 1 shares a shard with zed's daily schedule, due first; its priority 2 is alone.
+    const first = names[0]!;
+    const second = names.find((c) => shardOf(serviceAccountId('tom', c)) !== shardOf(serviceAccountId('tom', first)))!;
+    const filler = names.find((c) => shardOf(serviceAccountId('zed', c)) === shardOf(serviceAccountId('tom', first)))!;
+    await owner(store, 100, 'tom');
+    await owner(store, 0, 'zed');
+    const monthly = { ...data, rechargeAmountMinor: 100, schedule: { every: 'month' as const, at: 1 } };
+    await putServiceAccount(store, 'tom', first, { ...monthly, priority: 1 });
+    await putServiceAccount(store, 'tom', second, { ...monthly, priority: 2 });
+    await putServiceAccount(store, 'zed', filler, { ...monthly, schedule: { every: 'day' } });
+    ms = Date.parse('2031-06-01T00:00:30Z'); // all three due; zed's since 11 May
+    // One marker per shard and run: tom's priority 1 is not on this run's page.
+    await runDueRecharges(store, 1);
+    expect((await reconciled(store, serviceAccountId('tom', first))).balance).toBe(1024);
+    expect((await reconciled(store, serviceAccountId('tom', second))).balance).toBe(0);
+    expect((await reconciled(store, 'tom')).balance).toBe(0);
+    // Later runs find nothing more to do for tom.
+    await runDueRecharges(store, 1);
+    await runDueRecharges(store, 1);
+    expect((await reconciled(store, serviceAccountId('tom', first))).balance).toBe(1024);
+    expect((await reconciled(store, serviceAccountId('tom', second))).balance).toBe(0);
   });
 
   it('a threshold recharge the owner cannot fund stays pending, is tried again after a while, notified once, and made once the owner tops up', async () => {
