@@ -63,7 +63,8 @@ export const esbuildOptions = {
    * DynamoDB command reads it), ~1 KB more; then the adaptive retry mode's rate limiter (the
    * functions retry in the standard mode) and the strict date grammars (no call of theirs
    * answers a date), ~6.5 KB more; then the invocation store (the runtime publishes its own),
-   * ~1.8 KB more. test/infra/bundle-size.test.ts runs bundled functions,
+   * ~1.8 KB more; then util-dynamodb's converters for Sets, typed arrays and wrapped numbers
+   * (the items hold none), ~2.2 KB more. test/infra/bundle-size.test.ts runs bundled functions,
    * and each stand-in, in a fresh Node process.
    */
   alias: {
@@ -76,6 +77,7 @@ export const esbuildOptions = {
     '@smithy/core/retry': resolve(repoRoot, 'infra/bundle-aliases/retry.ts'),
     '@smithy/core/serde': resolve(repoRoot, 'infra/bundle-aliases/serde.ts'),
     '@aws/lambda-invoke-store': resolve(repoRoot, 'infra/bundle-aliases/invoke-store.ts'),
+    '@aws-sdk/util-dynamodb': resolve(repoRoot, 'infra/bundle-aliases/util-dynamodb.ts'),
   } as Record<string, string>,
   /**
    * JSON files bundle as nothing. The only ones the functions import are the SDK clients'

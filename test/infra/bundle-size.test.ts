@@ -154,6 +154,8 @@ import { dateToUtcString, parseEpochTimestamp, parseRfc3339DateTime, parseRfc333
 import * as serdeDates from './node_modules/@smithy/core/dist-es/submodules/serde/date-utils.js';
 import { InvokeStore } from '@aws/lambda-invoke-store';
 import { InvokeStore as PackageInvokeStore } from './node_modules/@aws/lambda-invoke-store/dist-es/invoke-store.js';
+import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import * as packageDynamo from './node_modules/@aws-sdk/util-dynamodb/dist-es/index.js';
 const hex = (bytes) => Buffer.from(bytes).toString('hex');
 const out = {};
 const hash = new Sha256(); hash.update('abc'); hash.update(new Uint8Array([1, 2, 3]));
@@ -205,6 +207,22 @@ out.invokeStore.push(await InvokeStore.getInstanceAsync() === runtimeStore);
 delete globalThis.awslambda.InvokeStore;
 process.env.AWS_LAMBDA_MAX_CONCURRENCY = '4';
 out.invokeStore.push(await InvokeStore.getInstanceAsync().then(() => 'built a store', (error) => error.message.includes('not bundled')));
+// util-dynamodb: items of every kind the table holds marshal and unmarshal as the package's,
+// with the document client's options; what the package refuses, refused too.
+const docOptions = { removeUndefinedValues: true, convertClassInstanceToMap: true };
+class Row { constructor() { this.seq = 1; this.gone = undefined; } }
+const items = [
+  { pk: 'ACC#a', sk: 'A', balance: 0, reserved: -5, available: Number.MAX_SAFE_INTEGER, low: -Number.MAX_SAFE_INTEGER, status: 'active', ok: true, no: false, none: null, gone: undefined,
+    ops: { 'ses_1': { seq: 2, amt: 10, rid: 'r-1', done: 'closed', o: { n: 'x' } }, constructor: { seq: 1 } }, list: [1, 'two', null, undefined, [3], { x: 4 }], empty: {}, emptyList: [], text: '', unicode: 'é€😀' },
+  { pk: 'x', sk: 'y', row: new Row(), tags: new Set(['a', 'b']), counts: new Set([1, 2]) },
+];
+const deep = (v) => JSON.stringify(v, (_k, x) => (x instanceof Set ? { set: [...x] } : typeof x === 'bigint' ? String(x) + 'n' : x));
+out.utilDynamodb = items.map((item) => deep(marshall(item, docOptions)) === deep(packageDynamo.marshall(item, docOptions)));
+out.utilDynamodb.push(...items.map((item) => deep(unmarshall(packageDynamo.marshall(item, docOptions))) === deep(packageDynamo.unmarshall(packageDynamo.marshall(item, docOptions)))));
+out.utilDynamodb.push(deep(unmarshall({ big: { N: '9007199254740993' }, s: { S: 's' } })) === deep(packageDynamo.unmarshall({ big: { N: '9007199254740993' }, s: { S: 's' } })));
+for (const bad of [{ n: 2 ** 53 }, { n: -(2 ** 53) }, { n: NaN }, { n: Infinity }]) out.utilDynamodb.push(same(() => marshall(bad, docOptions), () => packageDynamo.marshall(bad, docOptions)) === true);
+out.utilDynamodb.push(same(() => marshall({ u: undefined }), () => packageDynamo.marshall({ u: undefined })) === true);
+out.utilDynamodb.push(same(() => marshall({ a: 1 }, { convertEmptyValues: true }), () => 'the package takes it') === 'only the stand-in threw');
 console.log(JSON.stringify(out));` },
         outfile: join(dir, 'stand-ins.mjs'),
         logLevel: 'silent',
@@ -217,6 +235,7 @@ console.log(JSON.stringify(out));` },
         dates: Array(22).fill(true),
         serde: ['string', 'b2s=', 'function'],
         invokeStore: ['object', true, true, true, true],
+        utilDynamodb: Array(11).fill(true),
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });
