@@ -52,9 +52,11 @@ export const keptRatingRefusalStatus: Partial<Record<ErrorCode, number>> = { ...
 /**
  * A step, refund or agreement refused because the session is closed is kept on it too: a
  * session never reopens, but the same requestId with another body went through (a refund),
- * and a repeat was told idempotency_conflict (review 11 of stop 27).
+ * and a repeat was told idempotency_conflict (review 11 of stop 27). So is one refused for
+ * the session's state otherwise: a game's update or debit before every party agreed must not
+ * be applied when repeated once the game started (review 21 of stop 28).
  */
-export const keptClosedRefusalStatus: Partial<Record<ErrorCode, number>> = { session_closed: 409 };
+export const keptSessionRefusalStatus: Partial<Record<ErrorCode, number>> = { session_closed: 409, conflict: 409 };
 
 /** The answer a refusal is kept as, or null when `error` is not one to keep. */
 export function keptRefusal(error: unknown, statuses = keptRefusalStatus): { status: number; body: Record<string, unknown> } | null {

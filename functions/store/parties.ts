@@ -14,7 +14,7 @@ import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
 import { getService, type Service } from './services.js';
 import { coverShortfall, hasCover, MAX_COVER_TRIES, type Covered } from './cover.js';
 import { lowBalanceAfter } from './serviceAccounts.js';
-import { answerKey, answerPut, expiryNotice, keepAnswer, keepingClosedRefusal, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
+import { answerKey, answerPut, expiryNotice, keepAnswer, keepingSessionRefusal, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
 import { USABLE_CONDITION, usableAt, WITHIN_LIMIT_CONDITION, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail, reusedRequestId } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
@@ -107,7 +107,7 @@ export async function proposePartySession(store: Store, command: ProposeCommand,
 // -------------------------------------------------------------------------------- agree
 
 export const agree = (store: Store, sessionId: string, command: { requestId: string; accountId: string }, bodyHash: string) =>
-  keepingClosedRefusal(store, sessionId, command.requestId, bodyHash, () => agreeOnce(store, sessionId, command, bodyHash));
+  keepingSessionRefusal(store, sessionId, command.requestId, bodyHash, () => agreeOnce(store, sessionId, command, bodyHash));
 
 async function agreeOnce(store: Store, sessionId: string, command: { requestId: string; accountId: string }, bodyHash: string, attempt = 0): Promise<StoredAnswer> {
   // Each new attempt follows a change of the session (agreed, activated, lapsed): a few suffice.
@@ -339,14 +339,8 @@ export async function partyStep(store: Store, session: SessionItem, kind: 'updat
   const previous = replayOrConflict(session, command.requestId, bodyHash);
   if (previous) return previous;
   if (session.state === 'pending_agreement') {
-    if (kind !== 'release') {
-      // Kept: its repeat once the game started must not grow the holds or close the game
-      // (API.md: the original answer; fails before: the repeat was applied; review 21 of stop 28).
-      const refusal: StoredAnswer = { status: 409, body: { code: 'conflict', detail: `session ${session.sessionId} waits for every party to agree` } };
-      const kept = await keepAnswer(store, session.sessionId, command.requestId, bodyHash, refusal);
-      if (kept === refusal) fail('conflict', refusal.body.detail as string);
-      return kept;
-    }
+    // Kept (keepingSessionRefusal): its repeat once the game started is refused alike.
+    if (kind !== 'release') fail('conflict', `session ${session.sessionId} waits for every party to agree`);
     const released = await closePending(store, session, 'released', command.requestId, bodyHash);
     // The last agreement came first: the release releases the game it started (fails before:
     // 409 conflict, kept nowhere, so its repeat released the game; review 4).

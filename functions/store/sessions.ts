@@ -22,7 +22,7 @@ import { expirePartySession, partyStep, refundPartySession, type PartyState } fr
 import { adoptFounder, founderToAdopt, settleMultiSession } from './multisession.js';
 import { coverableMinor } from './cover.js';
 import { getAccountItem, usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
-import { ChargingError, fail, keptClosedRefusalStatus, keptRatingRefusalStatus, keptRefundRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
+import { ChargingError, fail, keptSessionRefusalStatus, keptRatingRefusalStatus, keptRefundRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
 import { computeGrant, inServiceUnits, optimisticGrant, type Requested } from '../domain/reservation.js';
 import { isOpen, movementFor, releaseClosed, sessionClosed, shownState, rateUsage, chargeNothing, regrant, refundable, type Hold, type SessionState, type Movement, type Usage } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
@@ -671,6 +671,8 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
     let entry: OpEntry | null = null;
     let denied = false;
     let inactive = false;
+    // A service account's onEmpty as its refused write read it (see OpEntry `fa`).
+    let finalUnitNow: FinalUnit | undefined;
     // A service account's item holds no validity of its own: it spends only while the
     // accounts it spends for may (fails before: their updates were granted after expiry).
     const refusal = grant && grant.units > 0 && onServiceAccount ? await serviceAccountRefusal(store, session, now.toISOString()) : null;
@@ -684,6 +686,7 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
         ...(closing ? { done: kind === 'release' ? 'released' : 'closed' } as const : {}),
         ...(grant ? {} : { denied: true, ...(inactive ? { ia: true } : {}) }),
         ...(grant && requested && grant.units < wantedUnits ? { fu: true } : {}),
+        ...(finalUnitNow && (!grant || (requested && grant.units < wantedUnits)) && (finalUnitNow.action !== session.finalUnit?.action || finalUnitNow.redirectUrl !== session.finalUnit?.redirectUrl) ? { fa: finalUnitNow } : {}),
       };
       const movement = movementFor(session.hold, usage, newHold);
       if (oneWrite && tries === 0) {
@@ -719,6 +722,9 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
       if (!usableAt(result.account!, now.toISOString())) { grant = null; inactive = true; continue; }
       // Only the money was short: grant what fits, counting what cover can bring, or nothing.
       const account = result.account!;
+      // What is told on running dry is the service account's onEmpty now, not at the reserve
+      // (fails before: a PUT's new onEmpty went unheard by open sessions; review 18 of stop 28).
+      if (onServiceAccount) finalUnitNow = finalUnitActionOf(account as ServiceAccountItem);
       grant = regrant(requested, session.price, usage, account.available + await coverableMinor(store, account));
     }
     if (!entry) continue;
@@ -774,10 +780,10 @@ function stepRecord(store: Store, session: SessionItem, kind: StepKind, command:
     answer = denied && entry.ia
       ? { status: 403, body: { code: 'account_inactive', detail: `account ${publicAccountId(session.chargedAccountId)} is suspended or expired: no new grant; the reported usage was charged`, charged } }
       : denied
-      ? { status: 402, body: { code: 'insufficient_credit', detail: 'no credit left for another grant; the reported usage was charged', charged, ...finalUnitExtras(session.finalUnit) } }
+      ? { status: 402, body: { code: 'insufficient_credit', detail: 'no credit left for another grant; the reported usage was charged', charged, ...finalUnitExtras(entry.fa ?? session.finalUnit) } }
       : { status: 200, body: {
         granted: { units: entry.gu, amount: entry.amt }, validUntil: entry.vu, interimIntervalSeconds: intervalSeconds, charged,
-        ...(entry.fu ? { finalUnit: session.finalUnit ?? { action: 'terminate' } } : {}),
+        ...(entry.fu ? { finalUnit: entry.fa ?? session.finalUnit ?? { action: 'terminate' } } : {}),
       } };
   } else if (kind === 'debit') {
     answer = { status: 200, body: { state, charged, returned: { amount: remainder } } };
@@ -822,7 +828,8 @@ async function finishStep(store: Store, session: SessionItem, kind: StepKind, co
     if (!conditionFailedAt(error, 0)) throw error;
     // Someone (a concurrent duplicate of this request, a roll-forward) recorded the step first.
     const now = await requireSession(store, session.sessionId, command.requestId);
-    return replayOrConflict(now, command.requestId, bodyHash) ?? fail('conflict', 'the session moved on; retry');
+    // Not a refusal to keep (conflict): the step is this request's, recorded without its answer.
+    return replayOrConflict(now, command.requestId, bodyHash) ?? fail('temporarily_unavailable', 'the session moved on; retry with the same requestId');
   }
   if (closing) await afterClose(store, session, entry);
   return answer;
@@ -864,21 +871,21 @@ async function rollForwardExpiry(store: Store, session: SessionItem, recorded: O
 }
 
 export const updateSession = (store: Store, sessionId: string, command: StepCommand, bodyHash: string) =>
-  keepingClosedRefusal(store, sessionId, command.requestId, bodyHash, () => step(store, sessionId, 'update', command, bodyHash));
+  keepingSessionRefusal(store, sessionId, command.requestId, bodyHash, () => step(store, sessionId, 'update', command, bodyHash));
 
 export const debitSession = (store: Store, sessionId: string, command: StepCommand, bodyHash: string) =>
-  keepingClosedRefusal(store, sessionId, command.requestId, bodyHash, () => step(store, sessionId, 'debit', command, bodyHash));
+  keepingSessionRefusal(store, sessionId, command.requestId, bodyHash, () => step(store, sessionId, 'debit', command, bodyHash));
 
 /**
- * `run`'s answer; its `session_closed` refusal kept as the request's answer
- * (keptClosedRefusalStatus), and thrown as any refusal (a concurrent duplicate that kept it
+ * `run`'s answer; its refusal for the session's state (`session_closed`, `conflict`) kept as the request's answer
+ * (keptSessionRefusalStatus), and thrown as any refusal (a concurrent duplicate that kept it
  * first answers it).
  */
-export async function keepingClosedRefusal(store: Store, sessionId: string, requestId: string, bodyHash: string, run: () => Promise<StoredAnswer>): Promise<StoredAnswer> {
+export async function keepingSessionRefusal(store: Store, sessionId: string, requestId: string, bodyHash: string, run: () => Promise<StoredAnswer>): Promise<StoredAnswer> {
   try {
     return await run();
   } catch (error) {
-    const refusal = keptRefusal(error, keptClosedRefusalStatus);
+    const refusal = keptRefusal(error, keptSessionRefusalStatus);
     if (!refusal) throw error;
     const kept = await keepAnswer(store, sessionId, requestId, bodyHash, refusal);
     if (kept === refusal) throw error;
@@ -904,7 +911,7 @@ export async function keepAnswer(store: Store, sessionId: string, requestId: str
 }
 
 export const refundSession = (store: Store, sessionId: string, command: { requestId: string; amount?: number; reason?: string }, bodyHash: string) =>
-  keepingClosedRefusal(store, sessionId, command.requestId, bodyHash, () => refundOnce(store, sessionId, command, bodyHash));
+  keepingSessionRefusal(store, sessionId, command.requestId, bodyHash, () => refundOnce(store, sessionId, command, bodyHash));
 
 async function refundOnce(store: Store, sessionId: string, command: { requestId: string; amount?: number; reason?: string }, bodyHash: string): Promise<StoredAnswer> {
   const session = await requireSession(store, sessionId, command.requestId);

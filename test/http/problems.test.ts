@@ -1,7 +1,7 @@
 // The one table from outcomes to HTTP: expected outcomes keep their codes, DynamoDB being
 // busy or slow is a retryable 503 (with Retry-After), and only our own failures are 500s.
 import { describe, expect, it } from 'vitest';
-import { ChargingError, keptClosedRefusalStatus, keptRatingRefusalStatus, keptRechargeRefusalStatus, keptRefundRefusalStatus, keptRefusalStatus, type ErrorCode } from '../../functions/domain/errors.js';
+import { ChargingError, keptSessionRefusalStatus, keptRatingRefusalStatus, keptRechargeRefusalStatus, keptRefundRefusalStatus, keptRefusalStatus, type ErrorCode } from '../../functions/domain/errors.js';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { problemBody, problemResponse } from '../../functions/http/problem.js';
 
@@ -38,6 +38,6 @@ describe('problemResponse', () => {
 
 describe('kept refusals', () => {
   it('are stored with the status the one table maps their code to', () => {
-    for (const [code, status] of Object.entries({ ...keptRefusalStatus, ...keptRefundRefusalStatus, ...keptRechargeRefusalStatus, ...keptClosedRefusalStatus, ...keptRatingRefusalStatus })) expect(problemBody(code as ErrorCode, 'x').status).toBe(status);
+    for (const [code, status] of Object.entries({ ...keptRefusalStatus, ...keptRefundRefusalStatus, ...keptRechargeRefusalStatus, ...keptSessionRefusalStatus, ...keptRatingRefusalStatus })) expect(problemBody(code as ErrorCode, 'x').status).toBe(status);
   });
 });

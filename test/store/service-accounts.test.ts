@@ -201,6 +201,27 @@ describe('service accounts', () => {
     expect((await listNotifications(store, 'alice')).notifications[0]).toMatchObject({ type: 'recharge_failed', classification: 'portal' });
   });
 
+  it('an open session that runs its service account dry hears the onEmpty set since its reserve, on a 402 and on a partial grant (fails before: the one at its reserve; review 18 of stop 28)', async () => {
+    const store = await testStore();
+    await owner(store, 10_000);
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 300, interimIntervalSeconds: 60 });
+    await putServiceAccount(store, 'alice', 'data', { ...data, onEmpty: 'redirect', redirectUrl: 'https://old.example/buy' });
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r1', amountMinor: 100 }, 'h'); // 1024 KB
+    const dry = await reserve(store, { requestId: 's1', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 1024 } }, 'h');
+    expect(dry.body).toMatchObject({ granted: { units: 1024 } });
+    await putServiceAccount(store, 'alice', 'data', { ...data, onEmpty: 'deny' });
+    const refused = await updateSession(store, dry.body.sessionId as string, { requestId: 's1-u', usedUnits: 1024, requested: { units: 1024 } }, 'h');
+    expect(refused).toMatchObject({ status: 402, body: { code: 'insufficient_credit', finalUnitAction: 'terminate' } });
+    expect(refused.body.redirectUrl).toBeUndefined();
+    expect(await updateSession(store, dry.body.sessionId as string, { requestId: 's1-u', usedUnits: 1024, requested: { units: 1024 } }, 'h')).toEqual(refused);
+    // A partial grant names the new action too.
+    await manualRecharge(store, 'alice', 'data', { requestId: 'r2', amountMinor: 200 }, 'h'); // 2048 KB
+    const partial = await reserve(store, { requestId: 's2', accountId: 'alice', clientId: 'ggsn', serviceId: 'data', requested: { units: 1024 } }, 'h');
+    await putServiceAccount(store, 'alice', 'data', { ...data, onEmpty: 'restrict' });
+    const last = await updateSession(store, partial.body.sessionId as string, { requestId: 's2-u', usedUnits: 1024, requested: { units: 2048 } }, 'h');
+    expect(last).toMatchObject({ status: 200, body: { granted: { units: 1024 }, finalUnit: { action: 'restrict' } } });
+  });
+
   it('an owner short of a recharge with a sponsor (seed 003) is covered as its charges are: the sponsor pays the shortfall, once', async () => {
     const store = await testStore();
     await owner(store, 100);
