@@ -25,10 +25,11 @@ export function integer(min: number, max: number) {
 const IDENTIFIER = /^[A-Za-z0-9._:-]{1,128}$/;
 export const identifier = schema(() => v.pipe(v.string(), v.regex(IDENTIFIER, 'must match ^[A-Za-z0-9._:-]{1,128}$')));
 /**
- * An identifier a URL path can name: not dots alone (/multi-sessions/.. is /multi-sessions,
- * whatever the encoding): such a thing could be made but never read (review).
+ * An identifier a URL path can name: not `.` or `..` (/multi-sessions/.. is /multi-sessions,
+ * whatever the encoding): such a thing could be made but never read (review). `...` is a
+ * segment like any other (fails before: refused; review 24 of stop 28).
  */
-const reachable = schema(() => v.pipe(identifier, v.check((id) => !/^\.+$/.test(id), 'must not be dots alone: no URL could name it')));
+const reachable = schema(() => v.pipe(identifier, v.check((id) => id !== '.' && id !== '..', 'must not be . or ..: no URL could name it')));
 const count = schema(() => integer(0, Number.MAX_SAFE_INTEGER));
 const positive = schema(() => integer(1, Number.MAX_SAFE_INTEGER));
 /**

@@ -98,7 +98,9 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
     // Kept as a refusal of the account is (fails before: repeated after a PUT that would let
     // it through, it charged; review 12 of stop 27), for an account that exists only, as a 404
     // is not kept (one read, only here; review 15 of stop 27).
-    if (!(await getAccountItem(store, command.accountId))) fail(code, detail, extra);
+    // An unknown account is the refusal that comes first (fails before: a 400 or 409 its
+    // repeat could outgrow once the account and a PUT came; review 24 of stop 28).
+    if (!(await getAccountItem(store, command.accountId))) fail('not_found', `account ${command.accountId} does not exist`);
     const refusal = new ChargingError(code, detail, extra);
     return keepRefusal(store, command, bodyHash, keptRefusal(refusal, keptRatingRefusalStatus)!, refusal);
   };

@@ -33,6 +33,8 @@ describe('request schemas', () => {
     ['a consumption limit lifted', accountPatchBody, { consumptionLimit: null }, { consumptionLimit: null }],
     ['a consumption limit of 2^53-1, as POST /accounts takes it (fails before: 400 above 10^12; review 7 of stop 26)', accountPatchBody, { consumptionLimit: Number.MAX_SAFE_INTEGER }, { consumptionLimit: Number.MAX_SAFE_INTEGER }],
     ['an account suspended', accountPatchBody, { status: 'suspended' }, { status: 'suspended' }],
+    ['an account id of three dots, a path segment like any other (fails before; review 24 of stop 28)', accountBody, { ...account, accountId: '...' }, { ...account, accountId: '...' }],
+    ['a multiSessionId of three dots', reserveBody, { ...reserve, multiSessionId: '...' }, { ...reserve, multiSessionId: '...' }],
     ['a sponsor with a cap on each transfer', accountPatchBody, { sponsors: [{ accountId: 'mum', priority: 1, maxTransfer: 500 }] }, { sponsors: [{ accountId: 'mum', priority: 1, maxTransfer: 500 }] }],
   ] as const)('accepts %s', (_what, schema, value, expected) => {
     expect(parse(schema, value)).toEqual(expected);
