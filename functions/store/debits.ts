@@ -6,7 +6,7 @@ import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aw
 import { key } from './table.js';
 import { conditionFailedAt, isConditionFailure, lazyRead, withConflictRetry, type Store } from './db.js';
 import { adoptFounder, founderToAdopt } from './multisession.js';
-import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, refusalOf } from './ops.js';
+import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, refusalOf, tooManyOps } from './ops.js';
 import { ledgerPut } from './ledger.js';
 import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
 import { serviceFor } from './services.js';
@@ -219,6 +219,7 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
       if (refusal === 'not_found') fail('not_found', `${shown} does not exist`);
       if (refusal === 'account_inactive') fail('account_inactive', `${shown} is suspended or expired`);
       if (result.main === 'inactive') fail('account_inactive', `the main account of ${command.accountId} fails authorization`);
+      if (result.full) tooManyOps(store, shown);
       const { action, redirectUrl } = finalUnitActionOf(routed ? result.account as ServiceAccountItem : undefined);
       fail('insufficient_credit', `${shown} cannot pay ${entry.chg}${routed ? ` ${service.unit}` : ''}`, { finalUnitAction: action, ...(redirectUrl ? { redirectUrl } : {}) });
     }

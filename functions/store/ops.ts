@@ -11,6 +11,7 @@ export { plainItem } from './db.js';
 import { getAccountItem, USABLE_CONDITION, usableAt, WITHIN_LIMIT_CONDITION, type AccountItem, type OpEntry } from './accounts.js';
 import { pastLimitMinor } from '../domain/allotment.js';
 import type { Movement } from '../domain/session.js';
+import { fail } from '../domain/errors.js';
 import { askSweepSoon, BACKSTOP_THRESHOLD, claimRemovals, finishedCount, settleRemovals, type Removal } from './compaction.js';
 import { coverShortfall, hasCover, MAX_COVER_TRIES } from './cover.js';
 import { afterCharge, isServiceAccountId, serviceAccountId } from './serviceAccounts.js';
@@ -20,6 +21,22 @@ import { afterCharge, isServiceAccountId, serviceAccountId } from './serviceAcco
  * their `at`: two attempts within one clock millisecond share an `at`.
  */
 export const newNonce = (): string => randomBytes(6).toString('base64url');
+
+/**
+ * Operations an account's item records at once (its `ops` map: open ones, and finished ones
+ * the sweep has yet to remove), ~300 bytes each at most (a 128-character requestId): the item
+ * stays well under DynamoDB's 400 KB. A new operation past it is refused (`full`; fails
+ * before: past ~2,000 open sessions every reserve and event was a 500; review 22 of stop 28).
+ */
+export const MAX_RECORDED_OPS = 1000;
+/** The condition of a new operation's write that keeps `ops` under MAX_RECORDED_OPS (`:maxOps`). */
+export const ROOM_CONDITION = '(attribute_not_exists(ops) OR size(ops) < :maxOps)';
+export const maxOpsOf = (store: Store) => store.maxRecordedOps ?? MAX_RECORDED_OPS;
+/** The refusal of a new operation on a full account; not kept: a close, or the sweep's removal of finished ones, makes room. */
+export const tooManyOps = (store: Store, shown: string): never =>
+  fail('conflict', `${shown} has ${maxOpsOf(store)} operations open or awaiting cleanup: close some, or retry in a few minutes`);
+/** Whether `account` records as many operations as it may (opId's own entry aside). */
+export const opsFull = (store: Store, account: AccountItem, opId: string) => !account.ops?.[opId] && Object.keys(account.ops ?? {}).length >= maxOpsOf(store);
 
 export type OpCondition =
   /**
@@ -65,6 +82,8 @@ export type OpResult =
     route?: string;
     /** The account is attached to another main account than the condition named (now noted: knownMainAccount). */
     otherMain?: true;
+    /** The account records MAX_RECORDED_OPS operations: no new one fits. */
+    full?: true;
   };
 
 /** The parts of the account UpdateItem that records an operation (see applyOp). */
@@ -121,7 +140,8 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
     if (need > 0) conditions.push(WITHIN_LIMIT_CONDITION);
   }
   if (condition.kind === 'new') {
-    conditions.push('attribute_not_exists(ops.#op)');
+    conditions.push('attribute_not_exists(ops.#op)', ROOM_CONDITION);
+    values[':maxOps'] = maxOpsOf(store);
     // Into the due index, unless the account is there already: then nothing changes in the
     // index, so the hot path pays no index write (the sweep moves the mark, see compaction.ts).
     sets.push('dueShard = if_not_exists(dueShard, :shard)', 'dueAt = if_not_exists(dueAt, :due)');
@@ -182,6 +202,11 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     if (stale.length) return applyOp(store, accountId, opId, condition, movement, entry, tries, gave);
     if (account && condition.kind === 'new' && condition.mainAccountId !== undefined && (account.mainAccountId ?? null) !== condition.mainAccountId) {
       return { ok: false, account, otherMain: true };
+    }
+    if (condition.kind === 'new' && account && opsFull(store, account, opId)) {
+      // Finished ones among them go at the sweep's next visit, asked for now.
+      await askSweepSoon(store, accountId).catch(() => undefined);
+      return { ok: false, account, full: true };
     }
     // A service account spends for its owner: not for a suspended or expired one.
     if (condition.kind === 'new' && condition.serviceId && account && Object.hasOwn(account.serviceAccounts ?? {}, condition.serviceId)

@@ -8,7 +8,7 @@
 import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { dueShardOf, key, systemRequestId } from './table.js';
 import { cancellationReasons, conditionFailedAt, withConflictRetry, type Store } from './db.js';
-import { newNonce, plainItem } from './ops.js';
+import { maxOpsOf, newNonce, opsFull, plainItem, ROOM_CONDITION } from './ops.js';
 import { ledgerPut, stepEntry, type LedgerEntry } from './ledger.js';
 import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
 import { getService, type Service } from './services.js';
@@ -181,6 +181,8 @@ async function activate(store: Store, session: SessionItem, command: { requestId
     ? { status: 404, body: { code: 'not_found', detail: `account ${refused.accountId} does not exist`, accountId: refused.accountId } }
     : refused.reason === 'inactive'
       ? { status: 403, body: { code: 'account_inactive', detail: `party ${refused.accountId} is suspended or expired`, accountId: refused.accountId } }
+      : refused.reason === 'full'
+      ? { status: 409, body: { code: 'conflict', detail: `party ${refused.accountId} has ${maxOpsOf(store)} operations open or awaiting cleanup`, accountId: refused.accountId } }
       : { status: 402, body: { code: 'insufficient_credit', detail: `party ${refused.accountId} cannot pay its most possible share of ${refused.needMinor}`, accountId: refused.accountId, finalUnitAction: 'terminate' } };
   return keepAnswer(store, session.sessionId, requestId, bodyHash, problem);
 }
@@ -201,7 +203,7 @@ interface PartyStep {
   notices?: Array<ReturnType<typeof expiryNotice>>;
 }
 
-type RefusedParty = { accountId: string; reason: 'not_found' | 'inactive' | 'insufficient'; needMinor: number; account?: AccountItem };
+type RefusedParty = { accountId: string; reason: 'not_found' | 'inactive' | 'full' | 'insufficient'; needMinor: number; account?: AccountItem };
 type StepResult = { ok: true } | { ok: false; refusedParty?: RefusedParty };
 
 /**
@@ -256,7 +258,8 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     if (need > 0) { conditions.push('available >= :need'); values[':need'] = need; }
     const sets = ['balance = balance + :db', 'reserved = reserved + :dr', 'available = available + :da', 'ops.#op = :entry'];
     if (step.kind === 'activate') {
-      conditions.push('attribute_not_exists(ops.#op)', USABLE_CONDITION);
+      conditions.push('attribute_not_exists(ops.#op)', USABLE_CONDITION, ROOM_CONDITION);
+      values[':maxOps'] = maxOpsOf(store);
       if (need > 0) conditions.push(WITHIN_LIMIT_CONDITION); // a member past a lowered limit (accounts.ts)
       names['#status'] = 'status';
       values[':active'] = 'active';
@@ -321,7 +324,7 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     if (reasons[accountUpdates.length]?.Code === 'ConditionalCheckFailed' || refusedAt < 0) return { ok: false };
     const account = plainItem(reasons[refusedAt]!.Item) as AccountItem | undefined;
     const accountId = step.moves[refusedAt]!.accountId;
-    const reason = !account ? 'not_found' : !usableAt(account, step.at) ? 'inactive' : 'insufficient';
+    const reason = !account ? 'not_found' : !usableAt(account, step.at) ? 'inactive' : step.kind === 'activate' && opsFull(store, account, session.sessionId) ? 'full' : 'insufficient';
     if (step.kind !== 'activate' && account?.ops?.[session.sessionId]?.seq !== session.seq) return { ok: false }; // moved on
     return { ok: false, refusedParty: { accountId, reason, needMinor: accountUpdates[refusedAt]!.need, account } };
   }

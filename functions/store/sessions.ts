@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { GetCommand, PutCommand, QueryCommand, TransactGetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_INDEX, DUE_SHARDS, dueShardOf, key, systemRequestId } from './table.js';
 import { conditionFailedAt, isConditionFailure, lazyRead, withConflictRetry, type Store } from './db.js';
-import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, plainItem, refusalOf, type OpCondition } from './ops.js';
+import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, plainItem, refusalOf, tooManyOps, type OpCondition } from './ops.js';
 import { ledgerPut, stepEntry } from './ledger.js';
 import { markFinalized, ORPHAN_GRACE_MS, REVISIT_MAX_MS } from './compaction.js';
 import { getService, serviceFor, type Service } from './services.js';
@@ -439,6 +439,7 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
     if (refusal === 'not_found') fail('not_found', `${shown} does not exist`);
     if (refusal === 'account_inactive') fail('account_inactive', `${shown} is suspended or expired`);
     if (result.main === 'inactive') fail('account_inactive', `the main account of ${chargedAccountId} fails authorization`);
+    if (result.full) tooManyOps(store, shown);
     // What cover can bring counts as the account's own (coverableMinor: one read each of its
     // payers, only on a refusal, and none for an account no one pays for).
     const account = result.account!;
