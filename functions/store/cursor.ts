@@ -6,8 +6,8 @@ import { fail } from '../domain/errors.js';
 export const encodeCursor = (sk: string) => Buffer.from(sk, 'utf8').toString('base64url');
 export const decodeCursor = (cursor: string) => {
   const sk = Buffer.from(cursor, 'base64url').toString('utf8');
-  // Within DynamoDB's 1,024 bytes of a sort key, and whole UTF-8: else a query that DynamoDB
-  // (not DynamoDB Local) refuses, a 500 (review 24 of stop 28).
+  // Within DynamoDB's 1,024 bytes of a sort key (else a query DynamoDB refuses), and whole
+  // UTF-8 (else one that reads as another key: fails before, a 200; review 24 of stop 28).
   if (!/^\d{4}-\d\d-\d\dT[^#]+#.+$/.test(sk) || Buffer.byteLength(sk) > 1024 || sk.includes('\uFFFD')) fail('validation_failed', 'next is not a cursor this server gave');
   return sk;
 };
