@@ -614,6 +614,18 @@ describe('a member within its consumption limit, its main account empty and spon
     await expect(setAccountStatus(store, 'nobody', 'suspended')).rejects.toThrow(/does not exist/);
   });
 
+  it('a PATCH reaches every member of a large family, written 25 at a time (one at a time, ~2,000 would outlast the handler; review 22 of stop 28)', async () => {
+    const store = await testStore();
+    const members = Array.from({ length: 60 }, (_, i) => `kid${i}`);
+    await family(store, 10_000, members);
+    const shown = async () => Promise.all(members.map(async (id) => (await requireAccount(store, id)).mainStatus ?? 'active'));
+    await setAccountStatus(store, 'home', 'suspended');
+    expect(new Set(await shown())).toEqual(new Set(['suspended']));
+    expect((await requireAccount(store, 'home')).statusPendingSince).toBeUndefined();
+    await setAccountStatus(store, 'home', 'active');
+    expect(new Set(await shown())).toEqual(new Set(['active']));
+  });
+
   it('a suspension and a resumption racing leave every member as the main account\'s last status (review 7: members stayed suspended)', async () => {
     const { store, runBefore, pending } = await interleavingStore((command) => command instanceof UpdateCommand && JSON.stringify(command.input).includes('SET mainStatus = :suspended'));
     await family(store, 1000, ['kid']);
