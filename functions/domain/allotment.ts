@@ -50,14 +50,6 @@ export function allotmentFor(input: AllotmentInput): AllotmentDecision {
   return { refuse: room <= 0 ? 'limit' : 'insufficient' };
 }
 
-/**
- * How far a member's allotments are past its consumptionLimit: more than 0 only after the
- * limit was lowered below what it had taken while sessions held the difference.
- */
-export function pastLimitMinor(takenMinor: number, consumptionLimitMinor: number | undefined): number {
-  return consumptionLimitMinor === undefined ? 0 : Math.max(0, takenMinor - consumptionLimitMinor);
-}
-
 /** What a lowered consumption limit takes back at once: the unspent allotment beyond it. */
 export function excessOverLimit(takenMinor: number, limitMinor: number, memberAvailableMinor: number): number {
   return Math.max(0, Math.min(takenMinor - limitMinor, memberAvailableMinor));

@@ -131,16 +131,6 @@ export const USABLE_CONDITION = '#status = :active AND (attribute_not_exists(val
 export const usableAt = (account: AccountItem, at: string) =>
   account.status === 'active' && account.mainStatus === undefined && [account.validUntil, account.mainValidUntil].every((until) => until === undefined || until > at);
 
-/**
- * A member spends nothing new while it is past a lowered consumptionLimit (what it had taken
- * beyond the new limit was held by open sessions then, and stays its own only while they hold
- * it): a money-taking write requires this, and its refusal gives the excess back first
- * (allotments.ts settlePastLimit). Fails before: a session released after the limit was
- * lowered from 1,000 to 100 left 500 that the member then spent, 400 consumed (review 20).
- * Attributes compared with each other: no read on the hot path.
- */
-export const WITHIN_LIMIT_CONDITION = '(attribute_not_exists(consumptionLimit) OR attribute_not_exists(takenMinor) OR takenMinor <= consumptionLimit)';
-
 function settingsOf(input: AccountInput) {
   return {
     currency: input.currency,

@@ -14,7 +14,7 @@ import { getAccountItem, listMembers, USABLE_CONDITION, usableAt, type AccountIt
 import { batchGetAll, plainItem } from './db.js';
 import { ORPHAN_GRACE_MS } from './compaction.js';
 import { lowBalanceAfter } from './serviceAccounts.js';
-import { allotmentFor, excessOverLimit, heldFromMain, pastLimitMinor, roomUnderLimit } from '../domain/allotment.js';
+import { allotmentFor, excessOverLimit, heldFromMain, roomUnderLimit } from '../domain/allotment.js';
 
 export type TakeResult = 'given' | 'moved' | 'insufficient' | 'limit' | 'inactive';
 
@@ -342,18 +342,20 @@ export async function applyConsumptionLimit(store: Store, accountId: string, lim
 }
 
 /**
- * A member whose money-taking write was refused while past its consumptionLimit
- * (WITHIN_LIMIT_CONDITION): what it holds beyond the limit and no session holds goes back to
- * the main account now. `retry`: something went back (or the member moved under the give-back:
- * the caller reads it again); `limit`: all it holds beyond the limit is still held by open
- * sessions, so it may spend nothing new; null: it is within its limit.
+ * A member's hold went back (a release, a debit that used less, an expiry, an update that
+ * holds less) while it is past a lowered consumptionLimit: what it holds beyond the limit and
+ * no session holds goes back to the main account now, as the PATCH that lowered it gave back
+ * what was free then (fails before: it stayed the member's to spend, 400 consumed under a
+ * limit of 100; review 20 of stop 28). Money the member spent stays spent, and it may spend
+ * its own (a top-up, a sponsor's transfer) as before.
  */
-export async function settlePastLimit(store: Store, member: AccountItem): Promise<'retry' | 'limit' | null> {
-  if (!member.mainAccountId || pastLimitMinor(member.takenMinor ?? 0, member.consumptionLimit) === 0) return null;
-  const back = excessOverLimit(member.takenMinor ?? 0, member.consumptionLimit!, unreservedMoney(member));
-  if (back === 0) return 'limit';
-  await returnAllotment(store, member, back);
-  return 'retry';
+export async function giveBackPastLimit(store: Store, member: AccountItem): Promise<void> {
+  let current: AccountItem | null = member;
+  for (let attempt = 0; attempt < 4 && current?.mainAccountId && current.consumptionLimit !== undefined; attempt++) {
+    const back = excessOverLimit(current.takenMinor ?? 0, current.consumptionLimit, unreservedMoney(current));
+    if (back <= 0 || (await returnAllotment(store, current, back)) === 'given') return;
+    current = await getAccountItem(store, member.accountId); // it moved under the give-back
+  }
 }
 
 export interface IdleReturn {

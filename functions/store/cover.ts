@@ -3,11 +3,11 @@
 // (parties.ts) and service-account recharges (serviceAccounts.ts). Each asks the same
 // accounts in the same order, so an account is never refused on one path for what another
 // would cover.
-import { coverFromFamily, settlePastLimit, type TakeResult } from './allotments.js';
+import { coverFromFamily, type TakeResult } from './allotments.js';
 import { takeFromSponsors, type SponsoredAccount } from './sponsors.js';
 import type { Store } from './db.js';
 import { getAccountItem, usableAt, type AccountItem } from './accounts.js';
-import { pastLimitMinor, roomUnderLimit } from '../domain/allotment.js';
+import { roomUnderLimit } from '../domain/allotment.js';
 import { sponsorGives } from '../domain/serviceAccount.js';
 
 /**
@@ -89,8 +89,7 @@ export async function coverShortfall(store: Store, account: AccountItem, shortMi
  * Before, an empty account whose sponsor held 500 was refused an ask of 502 (review).
  */
 export async function coverableMinor(store: Store, account: AccountItem): Promise<number> {
-  // A member past a lowered consumption limit is covered by no one (coverMember).
-  if (!hasCover(account) || pastLimitMinor(account.takenMinor ?? 0, account.consumptionLimit) > 0) return 0;
+  if (!hasCover(account)) return 0;
   const at = store.now().toISOString();
   // As a transfer's condition has it (sponsors.ts): a usable sponsor, not attached.
   const mostOneSponsorGives = async (of: AccountItem) => {
@@ -109,10 +108,6 @@ export async function coverableMinor(store: Store, account: AccountItem): Promis
 const headroomOf = (member: AccountItem) => Math.max(0, roomUnderLimit(member.consumptionLimit, member.takenMinor ?? 0));
 
 async function coverMember(store: Store, member: AccountItem, shortMinor: number, coverKey: string, stillShort?: () => Promise<boolean>): Promise<Covered> {
-  // Past a lowered consumption limit: what it holds beyond it goes back first, and while
-  // sessions hold the rest, no one pays for it (WITHIN_LIMIT_CONDITION refuses its writes).
-  const pastLimit = await settlePastLimit(store, member);
-  if (pastLimit) return pastLimit === 'retry' ? { retry: true } : { retry: false, taken: 'limit' };
   const taken = (await coverFromFamily(store, member, shortMinor))!.taken!;
   // 'moved': the member took an allotment for another request meanwhile (its allotSeq
   // moved), or took part of the need from its siblings: the write may pass now.

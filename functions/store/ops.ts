@@ -8,8 +8,8 @@ import { dueShardOf, key } from './table.js';
 import { cancellationReasons, isConditionFailure, plainItem, withConflictRetry, type Store } from './db.js';
 // Re-exported: callers import it from here.
 export { plainItem } from './db.js';
-import { getAccountItem, USABLE_CONDITION, usableAt, WITHIN_LIMIT_CONDITION, type AccountItem, type OpEntry } from './accounts.js';
-import { pastLimitMinor } from '../domain/allotment.js';
+import { getAccountItem, USABLE_CONDITION, usableAt, type AccountItem, type OpEntry } from './accounts.js';
+import { giveBackPastLimit } from './allotments.js';
 import type { Movement } from '../domain/session.js';
 import { fail } from '../domain/errors.js';
 import { askSweepSoon, BACKSTOP_THRESHOLD, claimRemovals, finishedCount, settleRemovals, type Removal } from './compaction.js';
@@ -121,6 +121,9 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
     // A transaction returns no item, so what must look at the account after the write
     // (a threshold crossed, a service account's recharge) goes the two-write way.
     conditions.push('attribute_not_exists(lowBalanceThreshold)', 'attribute_not_exists(classification)');
+    // A hold going back on a member with a consumption limit: what it then holds beyond the
+    // limit must go back too (applyOp, giveBackPastLimit), which needs the item.
+    if (movement.reservedDelta < 0) conditions.push('attribute_not_exists(consumptionLimit)');
   }
   if (condition.kind === 'new' && typeof condition.mainAccountId === 'string') {
     conditions.push('mainAccountId = :main');
@@ -136,8 +139,6 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
     names['#status'] = 'status';
     values[':active'] = 'active';
     values[':now'] = store.now().toISOString();
-    // A member past a lowered consumption limit spends nothing new (see the condition).
-    if (need > 0) conditions.push(WITHIN_LIMIT_CONDITION);
   }
   if (condition.kind === 'new') {
     conditions.push('attribute_not_exists(ops.#op)', ROOM_CONDITION);
@@ -245,6 +246,13 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
   await afterCharge(store, account, movement).catch((error) => {
     console.error(JSON.stringify({ level: 'ERROR', message: 'threshold recharge not recorded', accountId, error: String(error) }));
   });
+  // A member's hold went back past a lowered consumption limit: the excess goes back to the
+  // main account now. After the write stands, as the threshold above.
+  if (movement.reservedDelta < 0 && account.consumptionLimit !== undefined && account.mainAccountId) {
+    await giveBackPastLimit(store, account).catch((error) => {
+      console.error(JSON.stringify({ level: 'ERROR', message: 'could not give back an allotment past the consumption limit', accountId, error: String(error) }));
+    });
+  }
   // The backstop, after the charge stands: like the threshold above, a failure here must not
   // fail the request (the account's own due mark brings the sweep within 5 minutes anyway).
   if (finishedCount(account) > BACKSTOP_THRESHOLD) {
@@ -258,13 +266,9 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
 /** Whether the operation authorizes something new: any new operation, and a step that grants. */
 const authorizes = (condition: OpCondition, entry: OpEntry) => condition.kind === 'new' || (entry.amt > 0 && !entry.done);
 
-/**
- * The write failed only because the account may not spend `need`: `available` was below it,
- * or a member was past a lowered consumption limit (its cover gives the excess back first).
- */
+/** The write failed only because `available` was below `need`. */
 function onlyMoneyShort(account: AccountItem, opId: string, condition: OpCondition, entry: OpEntry, need: number, now: Date): boolean {
-  const pastLimit = need > 0 && authorizes(condition, entry) && pastLimitMinor(account.takenMinor ?? 0, account.consumptionLimit) > 0;
-  if (account.available >= need && !pastLimit) return false;
+  if (account.available >= need) return false;
   const recorded = account.ops?.[opId];
   if (condition.kind === 'new') return !recorded && refusalOf(account, opId, now) === 'insufficient';
   // A step that grants needs a usable account, as its write does (opUpdate): no one pays for

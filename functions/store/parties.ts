@@ -15,7 +15,7 @@ import { getService, type Service } from './services.js';
 import { coverShortfall, hasCover, MAX_COVER_TRIES, type Covered } from './cover.js';
 import { lowBalanceAfter } from './serviceAccounts.js';
 import { answerKey, answerPut, expiryNotice, keepAnswer, keepingSessionRefusal, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
-import { USABLE_CONDITION, usableAt, WITHIN_LIMIT_CONDITION, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
+import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail, reusedRequestId } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
 import { apportion, charges, chargesWithoutOutcome, mostPossibleShares, validatePrinciple, type Outcome, type Principle } from '../domain/parties.js';
@@ -260,7 +260,6 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     if (step.kind === 'activate') {
       conditions.push('attribute_not_exists(ops.#op)', USABLE_CONDITION, ROOM_CONDITION);
       values[':maxOps'] = maxOpsOf(store);
-      if (need > 0) conditions.push(WITHIN_LIMIT_CONDITION); // a member past a lowered limit (accounts.ts)
       names['#status'] = 'status';
       values[':active'] = 'active';
       values[':now'] = step.at;
@@ -276,7 +275,6 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
       // (fails before: an expired party's hold grew with every update; review 4).
       if (step.kind === 'update' && reservedDelta > 0) {
         conditions.push(USABLE_CONDITION);
-        if (need > 0) conditions.push(WITHIN_LIMIT_CONDITION);
         names['#status'] = 'status';
         values[':active'] = 'active';
         values[':now'] = step.at;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { allotmentFor, excessOverLimit, heldFromMain, pastLimitMinor } from '../../functions/domain/allotment.js';
+import { allotmentFor, excessOverLimit, heldFromMain } from '../../functions/domain/allotment.js';
 
 describe('allotmentFor', () => {
   it.each([
@@ -21,11 +21,6 @@ describe('allotmentFor', () => {
 describe('excessOverLimit', () => {
   it.each([[100, 60, 50, 40], [100, 60, 10, 10], [50, 60, 50, 0]])('taken %i, limit %i, unspent %i: %i back', (taken, limit, unspent, back) =>
     expect(excessOverLimit(taken, limit, unspent)).toBe(back));
-});
-
-describe('pastLimitMinor', () => {
-  it.each([[500, 100, 400], [100, 100, 0], [50, 100, 0], [500, undefined, 0]] as const)('taken %i, limit %s: %i past it', (taken, limit, past) =>
-    expect(pastLimitMinor(taken, limit)).toBe(past));
 });
 
 describe('heldFromMain', () => {

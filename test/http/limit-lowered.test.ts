@@ -117,4 +117,36 @@ describe('a consumption limit lowered while a session held more', () => {
     expect(k.consumed).toBeLessThanOrEqual(100);
     expect((await get(main)).balance + k.consumed).toBe(10_000);
   });
+
+  it('money spent under the old limit stays spent: the member still spends its own top-up and its sponsor\'s money (review 25 of stop 28: the first fix gave its top-up to the main account, and asked no sponsor)', async () => {
+    const tag = 'own';
+    await api.call('POST', '/accounts', { accountId: `home-${tag}`, currency: 'EUR', kind: 'prepaid' });
+    await api.call('POST', `/accounts/home-${tag}/topup`, { requestId: `${tag}-topup`, amount: 10_000 });
+    await api.call('POST', '/accounts', { accountId: `kid-${tag}`, currency: 'EUR', kind: 'prepaid', mainAccountId: `home-${tag}`, consumptionLimit: 1000 });
+    await api.call('POST', '/accounts', { accountId: `aunt-${tag}`, currency: 'EUR', kind: 'prepaid' });
+    await api.call('POST', `/accounts/aunt-${tag}/topup`, { requestId: `${tag}-aunt`, amount: 1000 });
+    expect((await api.call('POST', '/debits', { requestId: `${tag}-e1`, accountId: `kid-${tag}`, clientId: 'app', serviceId: 'wallet', amount: 1000 })).status).toBe(201);
+    expect((await api.call('PATCH', `/accounts/kid-${tag}`, { consumptionLimit: 500 })).status).toBe(200);
+    // Its own money.
+    await api.call('POST', `/accounts/kid-${tag}/topup`, { requestId: `${tag}-kid-topup`, amount: 300 });
+    expect((await api.call('POST', '/debits', { requestId: `${tag}-e2`, accountId: `kid-${tag}`, clientId: 'app', serviceId: 'wallet', amount: 100 })).status).toBe(201);
+    expect((await get(`kid-${tag}`)).balance).toBe(200);
+    expect((await get(`home-${tag}`)).balance).toBe(9_000);
+    // Its sponsor's, once its own is spent; never the main account's.
+    expect((await api.call('PATCH', `/accounts/kid-${tag}`, { sponsors: [{ accountId: `aunt-${tag}`, priority: 1 }] })).status).toBe(200);
+    expect((await api.call('POST', '/debits', { requestId: `${tag}-e3`, accountId: `kid-${tag}`, clientId: 'app', serviceId: 'wallet', amount: 250 })).status).toBe(201);
+    expect((await get(`aunt-${tag}`)).balance).toBe(950);
+    expect((await get(`home-${tag}`)).balance).toBe(9_000);
+  });
+
+  it('what went back cannot be spent another way: a service account\'s recharge is held to the limit too (review 25 of stop 28)', async () => {
+    const { main, kid, sessionId } = await familyWithHeldSession('sa');
+    await api.call('POST', `/sessions/${sessionId}/refund`, { requestId: 'sa-release' });
+    expect((await api.call('PUT', `/accounts/${kid}/service-accounts/data`, { unit: 'kilobytes', rate: { amount: 1, units: 1 }, priority: 1, onEmpty: 'deny' })).status).toBe(201);
+    expect(await api.call('POST', `/accounts/${kid}/service-accounts/data/recharge`, { requestId: 'sa-r1', amount: 400 })).toMatchObject({ status: 402 });
+    expect((await api.call('POST', `/accounts/${kid}/service-accounts/data/recharge`, { requestId: 'sa-r2', amount: 100 })).status).toBe(200);
+    const k = await get(kid);
+    expect(k.consumed).toBeLessThanOrEqual(100);
+    expect((await get(main)).balance + k.consumed).toBe(10_000);
+  });
 });
