@@ -56,12 +56,6 @@ export interface OpEntry {
    */
   fu?: boolean;
   /**
-   * A service account's step that could not grant all it was asked (`denied` or `fu`): its
-   * onEmpty as the refused write read it, when it differs from what the session recorded at
-   * its reserve (a PUT changed it since). Its answer's finalUnit is this one.
-   */
-  fa?: { action: 'terminate' | 'redirect' | 'restrict'; redirectUrl?: string };
-  /**
    * A released orphan only (done 'expired', seq 2): the hold its reserve took before dying
    * ahead of its session write, so a late retry of that reserve can still record it.
    */

@@ -673,7 +673,7 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
     let entry: OpEntry | null = null;
     let denied = false;
     let inactive = false;
-    // A service account's onEmpty as its refused write read it (see OpEntry `fa`).
+    // A service account's onEmpty as its refused write read it (see finishStep).
     let finalUnitNow: FinalUnit | undefined;
     // A service account's item holds no validity of its own: it spends only while the
     // accounts it spends for may (fails before: their updates were granted after expiry).
@@ -688,7 +688,6 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
         ...(closing ? { done: kind === 'release' ? 'released' : 'closed' } as const : {}),
         ...(grant ? {} : { denied: true, ...(inactive ? { ia: true } : {}) }),
         ...(grant && requested && grant.units < wantedUnits ? { fu: true } : {}),
-        ...(finalUnitNow && (!grant || (requested && grant.units < wantedUnits)) && (finalUnitNow.action !== session.finalUnit?.action || finalUnitNow.redirectUrl !== session.finalUnit?.redirectUrl) ? { fa: finalUnitNow } : {}),
       };
       const movement = movementFor(session.hold, usage, newHold);
       if (oneWrite && tries === 0) {
@@ -730,7 +729,7 @@ async function step(store: Store, sessionId: string, kind: StepKind, command: St
       grant = regrant(requested, session.price, usage, account.available + await coverableMinor(store, account));
     }
     if (!entry) continue;
-    return finishStep(store, session, kind, command, bodyHash, entry, denied);
+    return finishStep(store, session, kind, command, bodyHash, entry, denied, finalUnitNow);
   }
   // Nothing of this request was applied (each try that found its step applied returned).
   throw new ChargingError('temporarily_unavailable', `session ${sessionId} changed too often to apply this request; retry it with the same requestId`);
@@ -769,7 +768,7 @@ async function serviceAccountRefusal(store: Store, session: SessionItem, at: str
  * What a step records once the account applied it: the answer, and the transaction items of
  * the session's move from its seq to the step's, the step's ledger entries and its answer item.
  */
-function stepRecord(store: Store, session: SessionItem, kind: StepKind, command: StepCommand, bodyHash: string, entry: OpEntry, denied: boolean, answerOnlyIfNew = false) {
+function stepRecord(store: Store, session: SessionItem, kind: StepKind, command: StepCommand, bodyHash: string, entry: OpEntry, denied: boolean, answerOnlyIfNew = false, finalUnit = session.finalUnit) {
   const previous = session.hold;
   const chargeMinor = entry.chg - previous.chargedMinor;
   const remainder = previous.holdMinor - chargeMinor;
@@ -782,10 +781,10 @@ function stepRecord(store: Store, session: SessionItem, kind: StepKind, command:
     answer = denied && entry.ia
       ? { status: 403, body: { code: 'account_inactive', detail: `account ${publicAccountId(session.chargedAccountId)} is suspended or expired: no new grant; the reported usage was charged`, charged } }
       : denied
-      ? { status: 402, body: { code: 'insufficient_credit', detail: 'no credit left for another grant; the reported usage was charged', charged, ...finalUnitExtras(entry.fa ?? session.finalUnit) } }
+      ? { status: 402, body: { code: 'insufficient_credit', detail: 'no credit left for another grant; the reported usage was charged', charged, ...finalUnitExtras(finalUnit) } }
       : { status: 200, body: {
         granted: { units: entry.gu, amount: entry.amt }, validUntil: entry.vu, interimIntervalSeconds: intervalSeconds, charged,
-        ...(entry.fu ? { finalUnit: entry.fa ?? session.finalUnit ?? { action: 'terminate' } } : {}),
+        ...(entry.fu ? { finalUnit: finalUnit ?? { action: 'terminate' } } : {}),
       } };
   } else if (kind === 'debit') {
     answer = { status: 200, body: { state, charged, returned: { amount: remainder } } };
@@ -819,8 +818,18 @@ function stepRecord(store: Store, session: SessionItem, kind: StepKind, command:
   return { answer, items, closing };
 }
 
-async function finishStep(store: Store, session: SessionItem, kind: StepKind, command: StepCommand, bodyHash: string, entry: OpEntry, denied: boolean): Promise<StoredAnswer> {
-  const { answer, items, closing } = stepRecord(store, session, kind, command, bodyHash, entry, denied);
+/**
+ * `finalUnit`: a service account's onEmpty as the step's refused write read it. A step of a
+ * service-account session that ran dry (a 402, a last grant) tells what the account says
+ * now, not what it said at the reserve (fails before: a PUT's new onEmpty went unheard by open
+ * sessions; review 18 of stop 28): read here when the step was applied unseen (a retry, a
+ * roll-forward), whose answer nobody has had yet. Not kept in the ops entry: a redirectUrl
+ * of 2 KB there would take the account's item past 400 KB (review 25 of stop 28).
+ */
+async function finishStep(store: Store, session: SessionItem, kind: StepKind, command: StepCommand, bodyHash: string, entry: OpEntry, denied: boolean, finalUnit?: FinalUnit): Promise<StoredAnswer> {
+  const dry = kind === 'update' && (entry.fu || (denied && !entry.ia)) && isServiceAccountId(session.chargedAccountId);
+  const told = !dry ? session.finalUnit : finalUnit ?? finalUnitActionOf((await getAccountItem(store, session.chargedAccountId)) as ServiceAccountItem | undefined);
+  const { answer, items, closing } = stepRecord(store, session, kind, command, bodyHash, entry, denied, false, told);
   try {
     await withConflictRetry(() => store.db.send(new TransactWriteCommand({ TransactItems: items as any })));
   } catch (error) {

@@ -220,6 +220,14 @@ describe('service accounts', () => {
     await putServiceAccount(store, 'alice', 'data', { ...data, onEmpty: 'restrict' });
     const last = await updateSession(store, partial.body.sessionId as string, { requestId: 's2-u', usedUnits: 1024, requested: { units: 2048 } }, 'h');
     expect(last).toMatchObject({ status: 200, body: { granted: { units: 1024 }, finalUnit: { action: 'restrict' } } });
+    // The step's entry on the account keeps no copy of the settings: a 2 KB redirectUrl in each
+    // of many sessions' entries took the item past 400 KB (review 25 of stop 28).
+    const longUrl = `https://shop.example/${'x'.repeat(2000)}`;
+    await putServiceAccount(store, 'alice', 'data', { ...data, onEmpty: 'redirect', redirectUrl: longUrl });
+    expect(await updateSession(store, partial.body.sessionId as string, { requestId: 's2-u2', usedUnits: 1024, requested: { units: 1024 } }, 'h'))
+      .toMatchObject({ status: 402, body: { finalUnitAction: 'redirect', redirectUrl: longUrl } });
+    const item = (await store.db.send(new GetCommand({ TableName: store.tableName, Key: key.account(serviceAccountId('alice', 'data')) }))).Item!;
+    expect(JSON.stringify(item.ops)).not.toContain('xxxxxxxx');
   });
 
   it('an owner short of a recharge with a sponsor (seed 003) is covered as its charges are: the sponsor pays the shortfall, once', async () => {
