@@ -264,7 +264,12 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
 }
 
 /** Whether the operation authorizes something new: any new operation, and a step that grants. */
-const authorizes = (condition: OpCondition, entry: OpEntry) => condition.kind === 'new' || (entry.amt > 0 && !entry.done);
+const authorizes = (condition: OpCondition, entry: OpEntry) => condition.kind === 'new' || grantsUnits(entry);
+/**
+ * A step that grants units, also within a block already paid (no money held for it): fails
+ * before, an expired account's update was granted 500 KB of a paid block (review 23 of stop 28).
+ */
+const grantsUnits = (entry: OpEntry) => (entry.gu > 0 || entry.amt > 0) && !entry.done;
 
 /** The write failed only because `available` was below `need`. */
 function onlyMoneyShort(account: AccountItem, opId: string, condition: OpCondition, entry: OpEntry, need: number, now: Date): boolean {
@@ -274,7 +279,7 @@ function onlyMoneyShort(account: AccountItem, opId: string, condition: OpConditi
   // A step that grants needs a usable account, as its write does (opUpdate): no one pays for
   // a suspended or expired one (fails before: a main account's sponsor paid for an update
   // answered 403; review). One that grants nothing still charges its usage.
-  const grants = entry.amt > 0 && !entry.done;
+  const grants = grantsUnits(entry);
   return recorded?.seq === condition.seq && !recorded.done && (!grants || usableAt(account, now.toISOString()));
 }
 

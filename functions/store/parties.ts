@@ -271,9 +271,10 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     } else {
       conditions.push('ops.#op.seq = :seq');
       values[':seq'] = session.seq;
-      // A hold grows only on an account that may still spend, as a plain session's grant
-      // (fails before: an expired party's hold grew with every update; review 4).
-      if (step.kind === 'update' && reservedDelta > 0) {
+      // A hold grows, or the grant does (within what the holds cover), only while the account
+      // may still spend, as a plain session's grant (fails before: an expired party's hold
+      // grew with every update, review 4; its grant, review 23 of stop 28).
+      if (step.kind === 'update' && (reservedDelta > 0 || step.next.hold.grantedUnits > session.hold.grantedUnits)) {
         conditions.push(USABLE_CONDITION);
         names['#status'] = 'status';
         values[':active'] = 'active';

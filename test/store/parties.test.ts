@@ -659,4 +659,21 @@ describe('answers kept for repeats, and the proposal window', () => {
     expect(await codeOf(updateSession(store, id, { requestId: 'u1', usedUnits: 1, requested: { units } }, 'h'))).toBe('validation_failed');
     expect(await reconciled(store, 'ann')).toMatchObject({ balance: 1000, reserved: 10 });
   });
+
+  it('a party past its validUntil stops the game growing its grant, also within what the holds cover (fails before: granted 9,216 units more; review 23 of stop 28)', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await putService(store, { ...game, serviceId: 'blocky', price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 3600 });
+    await createAccount(store, { accountId: 'ann', currency: 'EUR', kind: 'prepaid' });
+    await topUp(store, 'ann', 't-ann', 1000, 'h');
+    await createAccount(store, { accountId: 'ben', currency: 'EUR', kind: 'prepaid', validUntil: new Date(clock.now().getTime() + 60_000).toISOString() });
+    await topUp(store, 'ben', 't-ben', 1000, 'h');
+    const proposed = await proposePartySession(store, { requestId: 'g1', parties: ['ann', 'ben'], principle: { type: 'split' }, clientId: 'g', serviceId: 'blocky', requested: { units: 100 } }, 'h');
+    const id = proposed.body.sessionId as string;
+    for (const accountId of ['ann', 'ben']) await agree(store, id, { requestId: `ag-${accountId}`, accountId }, 'h');
+    clock.advanceSeconds(120); // ben's validUntil has passed
+    const refused = await updateSession(store, id, { requestId: 'u1', usedUnits: 100, requested: { units: 500 } }, 'h');
+    expect(refused).toMatchObject({ status: 403, body: { code: 'account_inactive', accountId: 'ben' } });
+    expect((await requireSession(store, id)).hold.grantedUnits).toBe(100);
+  });
 });

@@ -261,6 +261,19 @@ describe('an account whose validity ends mid-session', () => {
     expect((await debitSession(store, sessionId, { requestId: 'd', usedUnits: 30 }, 'h')).body).toMatchObject({ state: 'closed', charged: { units: 150, amount: 4 } });
     expect(await reconciled(store, 'ends')).toMatchObject({ balance: 1000 - 4, reserved: 0 });
   });
+
+  it.each(writePaths)('gets no new grant within a block already paid either (fails before: 500 KB more of a paid 1 MB block; review 23 of stop 28) (%s)', async (_label, twoWriteSteps) => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now, twoWriteSteps });
+    await putService(store, { serviceId: 'data', unit: 'kilobytes', price: { amountMinor: 100, perUnits: 1024 }, validitySeconds: 3600, interimIntervalSeconds: 60 });
+    await createAccount(store, { accountId: 'ends', currency: 'EUR', kind: 'prepaid', validUntil: new Date(clock.now().getTime() + 120_000).toISOString() });
+    await topUp(store, 'ends', 't', 1000, 'h');
+    const sessionId = (await reserve(store, { requestId: 'r1', accountId: 'ends', clientId: 'ggsn', serviceId: 'data', requested: { units: 100 } }, 'h')).body.sessionId as string;
+    clock.advanceSeconds(180); // past its validUntil
+    const refused = await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 100, requested: { units: 500 } }, 'h');
+    expect(refused).toMatchObject({ status: 403, body: { code: 'account_inactive', charged: { units: 100, amount: 100 } } });
+    expect(await reconciled(store, 'ends')).toMatchObject({ balance: 900, reserved: 0 });
+  });
 });
 
 describe('idempotency', () => {
