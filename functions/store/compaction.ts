@@ -78,6 +78,14 @@ function unqueue(store: Store, accountId: string, opId: string): void {
 }
 
 export const BACKSTOP_THRESHOLD = 64;
+/**
+ * Operations an account's item records at once (its `ops` map: open ones, and finished ones
+ * not removed yet), ~300 bytes each at most (a 128-character requestId): the item stays well
+ * under DynamoDB's 400 KB. A new operation past it is refused (ops.ts; fails before: past
+ * ~2,000 open sessions every reserve and event was a 500; review 22 of stop 28).
+ */
+export const MAX_RECORDED_OPS = 1000;
+export const maxOpsOf = (store: Store) => store.maxRecordedOps ?? MAX_RECORDED_OPS;
 /** Finished entries younger than this are left to the queue of the process that finished them. */
 export const FINISHED_AGE_MS = 5 * 60_000;
 /** A hold still live this long after its validUntil, with no session item, is an orphan. */
@@ -132,11 +140,15 @@ export async function sweepAccount(store: Store, accountId: string): Promise<Acc
   const result: AccountSweep = { released: 0, removed: 0, voided: 0, next: null, account };
   if (!account) return result;
   const nowMs = store.now().getTime();
+  // Near its cap (ops.ts refuses new operations there and asks for this visit), finished
+  // entries go at once, not after FINISHED_AGE_MS: a full account waited 5 minutes for room
+  // (review 25 of stop 28). Their records are made sure of first, as always.
+  const crowded = Object.keys(account.ops ?? {}).length >= maxOpsOf(store) - 16;
   let next = Infinity;
   const later = (atMs: number) => { next = Math.min(next, Math.max(nowMs + REVISIT_MIN_MS, Math.min(atMs, nowMs + REVISIT_MAX_MS))); };
   const visit = async (opId: string, entry: OpEntry) => {
     if (entry.done) {
-      const dueMs = Date.parse(entry.at) + (entry.o ? RELEASED_AGE_MS : FINISHED_AGE_MS);
+      const dueMs = Date.parse(entry.at) + (entry.o ? RELEASED_AGE_MS : crowded ? 0 : FINISHED_AGE_MS);
       if (dueMs > nowMs) { later(dueMs); return; }
       const state = await ensureRecorded(store, account, opId, entry);
       if (state === 'recorded' && (await removeEntry(store, accountId, opId, entry))) result.removed++;

@@ -12,7 +12,7 @@ import { getAccountItem, USABLE_CONDITION, usableAt, type AccountItem, type OpEn
 import { giveBackPastLimit } from './allotments.js';
 import type { Movement } from '../domain/session.js';
 import { fail } from '../domain/errors.js';
-import { askSweepSoon, BACKSTOP_THRESHOLD, claimRemovals, finishedCount, settleRemovals, type Removal } from './compaction.js';
+import { askSweepSoon, BACKSTOP_THRESHOLD, claimRemovals, finishedCount, maxOpsOf, settleRemovals, type Removal } from './compaction.js';
 import { coverShortfall, hasCover, MAX_COVER_TRIES } from './cover.js';
 import { afterCharge, isServiceAccountId, serviceAccountId } from './serviceAccounts.js';
 
@@ -22,16 +22,13 @@ import { afterCharge, isServiceAccountId, serviceAccountId } from './serviceAcco
  */
 export const newNonce = (): string => randomBytes(6).toString('base64url');
 
+// Re-exported: callers import them from here (see compaction.ts).
+export { MAX_RECORDED_OPS, maxOpsOf } from './compaction.js';
 /**
- * Operations an account's item records at once (its `ops` map: open ones, and finished ones
- * the sweep has yet to remove), ~300 bytes each at most (a 128-character requestId): the item
- * stays well under DynamoDB's 400 KB. A new operation past it is refused (`full`; fails
- * before: past ~2,000 open sessions every reserve and event was a 500; review 22 of stop 28).
+ * The condition of a new operation's write that keeps `ops` under MAX_RECORDED_OPS
+ * (`:maxOps`: that, plus the finished entries the write removes as it lands).
  */
-export const MAX_RECORDED_OPS = 1000;
-/** The condition of a new operation's write that keeps `ops` under MAX_RECORDED_OPS (`:maxOps`). */
 export const ROOM_CONDITION = '(attribute_not_exists(ops) OR size(ops) < :maxOps)';
-export const maxOpsOf = (store: Store) => store.maxRecordedOps ?? MAX_RECORDED_OPS;
 /** The refusal of a new operation on a full account; not kept: a close, or the sweep's removal of finished ones, makes room. */
 export const tooManyOps = (store: Store, shown: string): never =>
   fail('conflict', `${shown} has ${maxOpsOf(store)} operations open or awaiting cleanup: close some, or retry in a few minutes`);
@@ -142,7 +139,10 @@ export function opUpdate(store: Store, accountId: string, opId: string, conditio
   }
   if (condition.kind === 'new') {
     conditions.push('attribute_not_exists(ops.#op)', ROOM_CONDITION);
-    values[':maxOps'] = maxOpsOf(store);
+    // A close in this process makes room at once: its removal rides on this very write
+    // (fails before: counted as still there, the write failed and the removal with it;
+    // review 25 of stop 28).
+    values[':maxOps'] = maxOpsOf(store) + removals.length;
     // Into the due index, unless the account is there already: then nothing changes in the
     // index, so the hot path pays no index write (the sweep moves the mark, see compaction.ts).
     sets.push('dueShard = if_not_exists(dueShard, :shard)', 'dueAt = if_not_exists(dueAt, :due)');
@@ -204,15 +204,16 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
     if (account && condition.kind === 'new' && condition.mainAccountId !== undefined && (account.mainAccountId ?? null) !== condition.mainAccountId) {
       return { ok: false, account, otherMain: true };
     }
+    // A service account spends for its owner: not for a suspended or expired one. First: the
+    // owner's item being full says nothing of the service account's (review 25 of stop 28).
+    if (condition.kind === 'new' && condition.serviceId && account && Object.hasOwn(account.serviceAccounts ?? {}, condition.serviceId)
+      && refusalOf(account, opId, store.now()) !== 'account_inactive') {
+      return { ok: false, account, route: serviceAccountId(accountId, condition.serviceId) };
+    }
     if (condition.kind === 'new' && account && opsFull(store, account, opId)) {
       // Finished ones among them go at the sweep's next visit, asked for now.
       await askSweepSoon(store, accountId).catch(() => undefined);
       return { ok: false, account, full: true };
-    }
-    // A service account spends for its owner: not for a suspended or expired one.
-    if (condition.kind === 'new' && condition.serviceId && account && Object.hasOwn(account.serviceAccounts ?? {}, condition.serviceId)
-      && refusalOf(account, opId, store.now()) !== 'account_inactive') {
-      return { ok: false, account, route: serviceAccountId(accountId, condition.serviceId) };
     }
     // Short of money only: whoever pays for the account is asked (coverShortfall). Again
     // after a write refused once more: a retry may find the money taken by a concurrent
