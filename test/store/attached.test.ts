@@ -231,6 +231,29 @@ describe('attached accounts', () => {
     expect((await reconciled(store, 'S')).balance).toBe(10_000);
   });
 
+  it('a give-back that a member\'s new hold overtook gives back nothing that hold needs (review 23 of stop 28: with its guard loosened to OR, every test passed)', async () => {
+    let holdFirst: (() => Promise<unknown>) | null = null;
+    const store = await testStore({ db: (inner: Db): Db => ({
+      send: async (command: any) => {
+        // The member takes a hold between the give-back's read and its write.
+        const items = command instanceof TransactWriteCommand ? command.input.TransactItems ?? [] : [];
+        const giveBack = items[1]?.Update?.Key?.pk === 'ACC#m' && items[0]?.Update?.ExpressionAttributeValues?.[':dx'] < 0;
+        if (giveBack && holdFirst) { const hold = holdFirst; holdFirst = null; await hold(); }
+        return inner.send(command);
+      },
+    }) });
+    await family(store, 1000, ['m']);
+    await directDebit(store, { requestId: 'm0', accountId: 'm', clientId: 'c', serviceId: 'voice', units: 3000 }, 'h'); // 100: m holds the rest of a chunk
+    const held = (await requireAccount(store, 'm')).balance;
+    expect(held).toBeGreaterThan(0);
+    holdFirst = () => reserve(store, call('m-hold', 'm', (held * 60) / 2), 'h');
+    await directDebit(store, { requestId: 'big', accountId: 'home', clientId: 'c', serviceId: 'voice', units: 60_000 }, 'h').catch(() => null);
+    expect(holdFirst).toBeNull();
+    const m = await reconciled(store, 'm');
+    expect(m.balance).toBeGreaterThanOrEqual(m.reserved);
+    expect(m.reserved).toBe(held);
+  });
+
   it('a main account\'s charge its family cannot pay is refused after a bounded number of writes while a member keeps spending (review: 33 writes)', async () => {
     let busy: (() => Promise<unknown>) | null = null;
     let mainChargeWrites = 0;
