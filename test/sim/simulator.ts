@@ -2396,7 +2396,11 @@ class Client {
     const other = otherRid ? this.api.newReq('refund', s.accountId, otherRid, `/sessions/${s.sid}/refund`, { requestId: otherRid, amount: this.rng.range(1, left), reason: 'goodwill' }, s.sid) : null;
     if (other) other.amount = other.body.amount as number;
     const otherTrace: string[] = [];
+    // While both are in flight, neither answer's refundedTotal can tell whether the other's
+    // refund landed first: the session counts them in doubt meanwhile (seed 2811, op 3,561).
+    if (other) { s.inDoubt.add(req.rid); s.inDoubt.add(other.rid); }
     const [answer, otherAnswer] = await Promise.all([this.exchange(req, trace), other ? this.exchange(other, otherTrace) : null]);
+    if (other) for (const r of [req, other]) if (!r.inDoubt) s.inDoubt.delete(r.rid);
     if (other) trace.push(`and at once ${this.describe(other)}: ${otherTrace.join(' ')}`);
     if (answer && amount > left && s.inDoubt.size === 0 && answer.status !== 409) this.api.fail('refund', `refund of ${amount} > refundable ${left} answered ${answer.status}`);
     if (other && answer?.status === 200 && otherAnswer?.status === 200 && amount + other.amount! > left && s.inDoubt.size === 0) {
