@@ -343,19 +343,27 @@ export async function applyConsumptionLimit(store: Store, accountId: string, lim
 
 /**
  * A member's hold went back (a release, a debit that used less, an expiry, an update that
- * holds less) while it is past a lowered consumptionLimit: what it holds beyond the limit and
- * no session holds goes back to the main account now, as the PATCH that lowered it gave back
- * what was free then (fails before: it stayed the member's to spend, 400 consumed under a
- * limit of 100; review 20 of stop 28). Money the member spent stays spent, and it may spend
- * its own (a top-up, a sponsor's transfer) as before.
+ * holds less, a game's end) or a charge came back (a refund) while it is past a lowered
+ * consumptionLimit: what it holds beyond the limit and no session holds goes back to the main
+ * account now, as the PATCH that lowered it gave back what was free then (fails before: it
+ * stayed the member's to spend, 400 consumed under a limit of 100; review 20 of stop 28).
+ * Only for a member whose money is all its main account's: one that was ever topped up or
+ * sponsored (`ownMoney`) holds money of its own too, which its item does not tell apart
+ * (fails before, when it did: its top-up went to the main account; reviews 25 and 26).
  */
 export async function giveBackPastLimit(store: Store, member: AccountItem): Promise<void> {
   let current: AccountItem | null = member;
-  for (let attempt = 0; attempt < 4 && current?.mainAccountId && current.consumptionLimit !== undefined; attempt++) {
+  for (let attempt = 0; attempt < 4 && current?.mainAccountId && current.consumptionLimit !== undefined && !current.ownMoney; attempt++) {
     const back = excessOverLimit(current.takenMinor ?? 0, current.consumptionLimit, unreservedMoney(current));
     if (back <= 0 || (await returnAllotment(store, current, back)) === 'given') return;
     current = await getAccountItem(store, member.accountId); // it moved under the give-back
   }
+}
+
+/** giveBackPastLimit for an account known by id only (a refund's, a game party's): one read. */
+export async function giveBackPastLimitOf(store: Store, accountId: string): Promise<void> {
+  const account = await getAccountItem(store, accountId);
+  if (account?.mainAccountId && account.consumptionLimit !== undefined) await giveBackPastLimit(store, account);
 }
 
 export interface IdleReturn {

@@ -14,7 +14,8 @@ import { markFinalized, REVISIT_MAX_MS } from './compaction.js';
 import { getService, type Service } from './services.js';
 import { coverShortfall, hasCover, MAX_COVER_TRIES, type Covered } from './cover.js';
 import { lowBalanceAfter } from './serviceAccounts.js';
-import { answerKey, answerPut, expiryNotice, keepAnswer, keepingSessionRefusal, expiryNoticePut, getSessionItem, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
+import { answerKey, answerPut, expiryNotice, keepAnswer, keepingSessionRefusal, expiryNoticePut, getSessionItem, logGiveBackFailure, replayOrConflict, requireSession, sessionIdFor, sessionView, type SessionItem } from './sessions.js';
+import { giveBackPastLimitOf } from './allotments.js';
 import { USABLE_CONDITION, usableAt, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
 import { ChargingError, fail, reusedRequestId } from '../domain/errors.js';
 import { optimisticGrant, type Requested } from '../domain/reservation.js';
@@ -274,7 +275,11 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
       // A hold grows, or the grant does (within what the holds cover), only while the account
       // may still spend, as a plain session's grant (fails before: an expired party's hold
       // grew with every update, review 4; its grant, review 23 of stop 28).
-      if (step.kind === 'update' && (reservedDelta > 0 || step.next.hold.grantedUnits > session.hold.grantedUnits)) {
+      // An update that answers a grant (units left of it): a game's grant is cumulative, so one
+      // that grows nothing still grants the rest again, with a new validUntil (fails before: 200
+      // with 900 units for an expired party; review 26 of stop 28). Not the step that records a
+      // refused update's usage (its answer is the refusal).
+      if (step.kind === 'update' && step.answer?.status === 200 && (reservedDelta > 0 || step.next.hold.grantedUnits > step.next.hold.usedUnits)) {
         conditions.push(USABLE_CONDITION);
         names['#status'] = 'status';
         values[':active'] = 'active';
@@ -328,6 +333,13 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     return { ok: false, refusedParty: { accountId, reason, needMinor: accountUpdates[refusedAt]!.need, account } };
   }
   if (closing) step.moves.forEach((m) => markFinalized(store, m.accountId, session.sessionId, { n: nonce }));
+  // A party whose hold came back past a lowered consumption limit gives the excess back to its
+  // main account (one read per such party, at the game's end only; fails before: spent at
+  // once past the limit, review 26 of stop 28).
+  if (closing) {
+    await Promise.all(step.moves.map((m, i) => (m.chargeMinor < parties[i]!.holdMinor
+      ? giveBackPastLimitOf(store, m.accountId).catch(logGiveBackFailure(m.accountId)) : undefined)));
+  }
   // Each party whose available money went down: its threshold, as a plain charge's (fails
   // before: a game never told a party it crossed; review 8). One read each, only then.
   await Promise.all(accountUpdates.map(({ need }, i) => (need > 0 ? lowBalanceAfter(store, step.moves[i]!.accountId, need, 'a game\'s step') : undefined)));

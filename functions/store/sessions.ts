@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { GetCommand, PutCommand, QueryCommand, TransactGetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_INDEX, DUE_SHARDS, dueShardOf, key, systemRequestId } from './table.js';
 import { conditionFailedAt, isConditionFailure, lazyRead, withConflictRetry, type Store } from './db.js';
+import { giveBackPastLimitOf } from './allotments.js';
 import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, plainItem, refusalOf, tooManyOps, type OpCondition } from './ops.js';
 import { ledgerPut, stepEntry } from './ledger.js';
 import { markFinalized, ORPHAN_GRACE_MS, REVISIT_MAX_MS } from './compaction.js';
@@ -1020,8 +1021,16 @@ async function refundCharged(store: Store, session: SessionItem, command: { requ
     if (conditionFailedAt(error, 1)) fail('validation_failed', `amount: the balance would pass ${MAX_BALANCE_MINOR}`, { maxBalance: MAX_BALANCE_MINOR });
     throw error;
   }
+  // A member's refund past a lowered consumption limit goes back to its main account (one read,
+  // only for a member's session; fails before: spent past the limit, review 26 of stop 28).
+  if (session.payerAccountId) await giveBackPastLimitOf(store, session.chargedAccountId).catch(logGiveBackFailure(session.chargedAccountId));
   return answer;
 }
+
+/** A give-back after a write that stands must not fail its request: the sweep's idle give-back is the backstop. */
+export const logGiveBackFailure = (accountId: string) => (error: unknown) => {
+  console.error(JSON.stringify({ level: 'ERROR', message: 'could not give back an allotment past the consumption limit', accountId, error: String(error) }));
+};
 
 // ------------------------------------------------------------------------- expiry (sweep)
 

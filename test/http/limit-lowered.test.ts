@@ -149,4 +149,49 @@ describe('a consumption limit lowered while a session held more', () => {
     expect(k.consumed).toBeLessThanOrEqual(100);
     expect((await get(main)).balance + k.consumed).toBe(10_000);
   });
+
+  it('a member ever topped up keeps its own money when a hold comes back (review 26 of stop 28: it went to the main account)', async () => {
+    const tag = 'own2';
+    await api.call('POST', '/accounts', { accountId: `home-${tag}`, currency: 'EUR', kind: 'prepaid' });
+    await api.call('POST', `/accounts/home-${tag}/topup`, { requestId: `${tag}-topup`, amount: 10_000 });
+    await api.call('POST', '/accounts', { accountId: `kid-${tag}`, currency: 'EUR', kind: 'prepaid', mainAccountId: `home-${tag}`, consumptionLimit: 1000 });
+    expect((await api.call('POST', '/debits', { requestId: `${tag}-e1`, accountId: `kid-${tag}`, clientId: 'app', serviceId: 'wallet', amount: 1000 })).status).toBe(201);
+    await api.call('PATCH', `/accounts/kid-${tag}`, { consumptionLimit: 500 });
+    await api.call('POST', `/accounts/kid-${tag}/topup`, { requestId: `${tag}-kid-topup`, amount: 300 });
+    const opened = await api.call('POST', '/sessions', { requestId: `${tag}-s`, accountId: `kid-${tag}`, clientId: 'app', serviceId: 'wallet', requested: { amount: 100 } });
+    expect(opened.status).toBe(201);
+    expect((await api.call('POST', `/sessions/${opened.body.sessionId}/debit`, { requestId: `${tag}-end`, used: { units: 50 } })).status).toBe(200);
+    expect((await get(`kid-${tag}`)).balance).toBe(250);
+    expect((await get(`home-${tag}`)).balance).toBe(9_000);
+  });
+
+  it('a refund of a member\'s closed session past its lowered limit goes back to the main account (review 26 of stop 28: it was spent past the limit)', async () => {
+    const { main, kid, sessionId } = await familyWithHeldSession('ref');
+    expect((await api.call('POST', `/sessions/${sessionId}/debit`, { requestId: 'ref-end', used: { units: 500 } })).status).toBe(200);
+    expect((await api.call('POST', `/sessions/${sessionId}/refund`, { requestId: 'ref-back', amount: 300 })).status).toBe(200);
+    // 500 taken, 200 of it spent for good: nothing past the limit of 100 is left to spend.
+    expect((await api.call('POST', '/debits', { requestId: 'ref-e1', accountId: kid, clientId: 'app', serviceId: 'wallet', amount: 1 })).status).toBe(402);
+    const [m, k] = [await get(main), await get(kid)];
+    expect(k).toMatchObject({ balance: 0, consumed: 200 });
+    expect(m.balance + k.consumed).toBe(10_000);
+  });
+
+  it('a game\'s end gives a member party\'s excess back at once (review 26 of stop 28: it was spent at once past the limit)', async () => {
+    const tag = 'g2';
+    await api.call('POST', '/accounts', { accountId: `home-${tag}`, currency: 'EUR', kind: 'prepaid' });
+    await api.call('POST', `/accounts/home-${tag}/topup`, { requestId: `${tag}-topup`, amount: 10_000 });
+    await api.call('POST', '/accounts', { accountId: `kid-${tag}`, currency: 'EUR', kind: 'prepaid', mainAccountId: `home-${tag}`, consumptionLimit: 1000 });
+    await api.call('POST', '/accounts', { accountId: `pal-${tag}`, currency: 'EUR', kind: 'prepaid' });
+    await api.call('POST', `/accounts/pal-${tag}/topup`, { requestId: `${tag}-pal`, amount: 10_000 });
+    const proposed = await api.call('POST', '/sessions', { requestId: `${tag}-p`, parties: [{ accountId: `kid-${tag}` }, { accountId: `pal-${tag}` }], principle: { type: 'split' }, clientId: 'game', serviceId: 'voice', requested: { units: 1000 } });
+    const game = proposed.body.sessionId as string;
+    for (const p of [`kid-${tag}`, `pal-${tag}`]) expect((await api.call('POST', `/sessions/${game}/agree`, { requestId: `${tag}-a-${p}`, accountId: p })).status).toBe(200);
+    await api.call('PATCH', `/accounts/kid-${tag}`, { consumptionLimit: 100 });
+    expect((await api.call('POST', `/sessions/${game}/debit`, { requestId: `${tag}-end`, used: { units: 100 } })).status).toBe(200);
+    expect((await api.call('POST', '/debits', { requestId: `${tag}-e1`, accountId: `kid-${tag}`, clientId: 'app', serviceId: 'wallet', amount: 400 })).status).toBe(402);
+    expect((await api.call('POST', '/debits', { requestId: `${tag}-e2`, accountId: `kid-${tag}`, clientId: 'app', serviceId: 'wallet', amount: 50 })).status).toBe(201);
+    const [m, k] = [await get(`home-${tag}`), await get(`kid-${tag}`)];
+    expect(k.consumed).toBe(100);
+    expect(m.balance + k.consumed).toBe(10_000);
+  });
 });

@@ -227,8 +227,10 @@ describe('a party whose account expires mid-game (review: its hold grew with eve
     expect(await updateSession(store, sessionId, { requestId: 'u1', usedUnits: 40, requested: { units: 600 } }, 'h')).toEqual(updated);
     expect(await reconciled(store, 'ann')).toMatchObject({ balance: 60, reserved: 50 });
     expect(await reconciled(store, 'ben')).toMatchObject({ balance: 1000, reserved: 50 });
-    // An update within the holds grows nothing: it is granted.
-    expect(await updateSession(store, sessionId, { requestId: 'u2', usedUnits: 10, requested: { units: 10 } }, 'h')).toMatchObject({ status: 200 });
+    // An update within the holds grows nothing, yet it would grant again what is left, with a
+    // new validUntil: refused alike, its usage recorded (until stop 28 it was granted, unlike a
+    // plain session's; review 26).
+    expect(await updateSession(store, sessionId, { requestId: 'u2', usedUnits: 10, requested: { units: 10 } }, 'h')).toMatchObject({ status: 403, body: { charged: { units: 50 } } });
     const closed = await debitSession(store, sessionId, { requestId: 'd1', usedUnits: 10 }, 'h');
     expect(closed.body).toMatchObject({ state: 'closed', charged: { units: 60, amount: 60 } });
     expect(await reconciled(store, 'ann')).toMatchObject({ balance: 30, reserved: 0 });
@@ -675,5 +677,26 @@ describe('answers kept for repeats, and the proposal window', () => {
     const refused = await updateSession(store, id, { requestId: 'u1', usedUnits: 100, requested: { units: 500 } }, 'h');
     expect(refused).toMatchObject({ status: 403, body: { code: 'account_inactive', accountId: 'ben' } });
     expect((await requireSession(store, id)).hold.grantedUnits).toBe(100);
+  });
+
+  it('a party past its validUntil is granted nothing again, also what is left of the game\'s grant (fails before: 200 with 900 units and a new validUntil; review 26 of stop 28)', async () => {
+    const clock = testClock();
+    const store = await testStore({ now: clock.now });
+    await putService(store, { ...game, validitySeconds: 3600 });
+    await createAccount(store, { accountId: 'ann', currency: 'EUR', kind: 'prepaid' });
+    await topUp(store, 'ann', 't-ann', 1000, 'h');
+    await createAccount(store, { accountId: 'ben', currency: 'EUR', kind: 'prepaid', validUntil: new Date(clock.now().getTime() + 60_000).toISOString() });
+    await topUp(store, 'ben', 't-ben', 1000, 'h');
+    const proposed = await proposePartySession(store, { requestId: 'g1', parties: ['ann', 'ben'], principle: { type: 'split' }, clientId: 'g', serviceId: 'game', requested: { units: 1000 } }, 'h');
+    const id = proposed.body.sessionId as string;
+    for (const accountId of ['ann', 'ben']) await agree(store, id, { requestId: `ag-${accountId}`, accountId }, 'h');
+    clock.advanceSeconds(120);
+    const before = await requireSession(store, id);
+    for (const [rid, requested] of [['u1', { units: 100 }], ['u2', undefined]] as const) {
+      const answer = await updateSession(store, id, { requestId: rid, usedUnits: 100, ...(requested ? { requested } : {}) }, 'h');
+      expect(answer).toMatchObject({ status: 403, body: { code: 'account_inactive', accountId: 'ben' } });
+    }
+    // The usage is recorded, the game lives no longer for it than the refusal's validitySeconds.
+    expect(await requireSession(store, id)).toMatchObject({ hold: { grantedUnits: before.hold.grantedUnits, usedUnits: 200 } });
   });
 });
