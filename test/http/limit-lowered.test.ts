@@ -19,13 +19,18 @@ afterAll(() => api.stop());
 
 const get = async (accountId: string) => (await api.call('GET', `/accounts/${accountId}`)).body;
 
-/** A main account holding 10,000 and a member limited to 1,000 that holds a session of 500, then limited to 100. */
+/** `home-<tag>` holding 10,000, and `kid-<tag>` attached to it, limited to 1,000. */
+async function family(tag: string) {
+  await api.call('POST', '/accounts', { accountId: `home-${tag}`, currency: 'EUR', kind: 'prepaid' });
+  await api.call('POST', `/accounts/home-${tag}/topup`, { requestId: `${tag}-topup`, amount: 10_000 });
+  expect((await api.call('POST', '/accounts', { accountId: `kid-${tag}`, currency: 'EUR', kind: 'prepaid', mainAccountId: `home-${tag}`, consumptionLimit: 1000 })).status).toBe(201);
+}
+
+/** A family (see `family`) whose member holds a session of 500, then is limited to 100. */
 async function familyWithHeldSession(tag: string) {
   const main = `home-${tag}`;
   const kid = `kid-${tag}`;
-  await api.call('POST', '/accounts', { accountId: main, currency: 'EUR', kind: 'prepaid' });
-  await api.call('POST', `/accounts/${main}/topup`, { requestId: `${tag}-topup`, amount: 10_000 });
-  expect((await api.call('POST', '/accounts', { accountId: kid, currency: 'EUR', kind: 'prepaid', mainAccountId: main, consumptionLimit: 1000 })).status).toBe(201);
+  await family(tag);
   const opened = await api.call('POST', '/sessions', { requestId: `${tag}-s`, accountId: kid, clientId: 'app', serviceId: 'wallet', requested: { amount: 500 } });
   expect(opened).toMatchObject({ status: 201, body: { granted: { amount: 500 } } });
   expect(await api.call('PATCH', `/accounts/${kid}`, { consumptionLimit: 100 })).toMatchObject({ status: 200, body: { consumed: 0, consumptionLimit: 100 } });
@@ -120,9 +125,7 @@ describe('a consumption limit lowered while a session held more', () => {
 
   it('money spent under the old limit stays spent: the member still spends its own top-up and its sponsor\'s money (review 25 of stop 28: the first fix gave its top-up to the main account, and asked no sponsor)', async () => {
     const tag = 'own';
-    await api.call('POST', '/accounts', { accountId: `home-${tag}`, currency: 'EUR', kind: 'prepaid' });
-    await api.call('POST', `/accounts/home-${tag}/topup`, { requestId: `${tag}-topup`, amount: 10_000 });
-    await api.call('POST', '/accounts', { accountId: `kid-${tag}`, currency: 'EUR', kind: 'prepaid', mainAccountId: `home-${tag}`, consumptionLimit: 1000 });
+    await family(tag);
     await api.call('POST', '/accounts', { accountId: `aunt-${tag}`, currency: 'EUR', kind: 'prepaid' });
     await api.call('POST', `/accounts/aunt-${tag}/topup`, { requestId: `${tag}-aunt`, amount: 1000 });
     expect((await api.call('POST', '/debits', { requestId: `${tag}-e1`, accountId: `kid-${tag}`, clientId: 'app', serviceId: 'wallet', amount: 1000 })).status).toBe(201);
@@ -152,9 +155,7 @@ describe('a consumption limit lowered while a session held more', () => {
 
   it('a member ever topped up keeps its own money when a hold comes back (review 26 of stop 28: it went to the main account)', async () => {
     const tag = 'own2';
-    await api.call('POST', '/accounts', { accountId: `home-${tag}`, currency: 'EUR', kind: 'prepaid' });
-    await api.call('POST', `/accounts/home-${tag}/topup`, { requestId: `${tag}-topup`, amount: 10_000 });
-    await api.call('POST', '/accounts', { accountId: `kid-${tag}`, currency: 'EUR', kind: 'prepaid', mainAccountId: `home-${tag}`, consumptionLimit: 1000 });
+    await family(tag);
     expect((await api.call('POST', '/debits', { requestId: `${tag}-e1`, accountId: `kid-${tag}`, clientId: 'app', serviceId: 'wallet', amount: 1000 })).status).toBe(201);
     await api.call('PATCH', `/accounts/kid-${tag}`, { consumptionLimit: 500 });
     await api.call('POST', `/accounts/kid-${tag}/topup`, { requestId: `${tag}-kid-topup`, amount: 300 });
@@ -178,9 +179,7 @@ describe('a consumption limit lowered while a session held more', () => {
 
   it('a game\'s end gives a member party\'s excess back at once (review 26 of stop 28: it was spent at once past the limit)', async () => {
     const tag = 'g2';
-    await api.call('POST', '/accounts', { accountId: `home-${tag}`, currency: 'EUR', kind: 'prepaid' });
-    await api.call('POST', `/accounts/home-${tag}/topup`, { requestId: `${tag}-topup`, amount: 10_000 });
-    await api.call('POST', '/accounts', { accountId: `kid-${tag}`, currency: 'EUR', kind: 'prepaid', mainAccountId: `home-${tag}`, consumptionLimit: 1000 });
+    await family(tag);
     await api.call('POST', '/accounts', { accountId: `pal-${tag}`, currency: 'EUR', kind: 'prepaid' });
     await api.call('POST', `/accounts/pal-${tag}/topup`, { requestId: `${tag}-pal`, amount: 10_000 });
     const proposed = await api.call('POST', '/sessions', { requestId: `${tag}-p`, parties: [{ accountId: `kid-${tag}` }, { accountId: `pal-${tag}` }], principle: { type: 'split' }, clientId: 'game', serviceId: 'voice', requested: { units: 1000 } });
