@@ -360,6 +360,11 @@ export async function giveBackPastLimit(store: Store, member: AccountItem): Prom
   }
 }
 
+/** A give-back after a write that stands must not fail its request: the sweep's idle give-back is the backstop. */
+export const logGiveBackFailure = (accountId: string) => (error: unknown) => {
+  console.error(JSON.stringify({ level: 'ERROR', message: 'could not give back an allotment past the consumption limit', accountId, error: String(error) }));
+};
+
 /** giveBackPastLimit for an account known by id only (a refund's, a game party's): one read. */
 export async function giveBackPastLimitOf(store: Store, accountId: string): Promise<void> {
   const account = await getAccountItem(store, accountId);

@@ -9,7 +9,7 @@ import { cancellationReasons, isConditionFailure, plainItem, withConflictRetry, 
 // Re-exported: callers import it from here.
 export { plainItem } from './db.js';
 import { getAccountItem, USABLE_CONDITION, usableAt, type AccountItem, type OpEntry } from './accounts.js';
-import { giveBackPastLimit } from './allotments.js';
+import { giveBackPastLimit, logGiveBackFailure } from './allotments.js';
 import type { Movement } from '../domain/session.js';
 import { fail } from '../domain/errors.js';
 import { askSweepSoon, BACKSTOP_THRESHOLD, claimRemovals, finishedCount, maxOpsOf, settleRemovals, type Removal } from './compaction.js';
@@ -250,9 +250,7 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
   // A member's hold went back past a lowered consumption limit: the excess goes back to the
   // main account now. After the write stands, as the threshold above.
   if (movement.reservedDelta < 0 && account.consumptionLimit !== undefined && account.mainAccountId) {
-    await giveBackPastLimit(store, account).catch((error) => {
-      console.error(JSON.stringify({ level: 'ERROR', message: 'could not give back an allotment past the consumption limit', accountId, error: String(error) }));
-    });
+    await giveBackPastLimit(store, account).catch(logGiveBackFailure(accountId));
   }
   // The backstop, after the charge stands: like the threshold above, a failure here must not
   // fail the request (the account's own due mark brings the sweep within 5 minutes anyway).

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { GetCommand, PutCommand, QueryCommand, TransactGetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DUE_INDEX, DUE_SHARDS, dueShardOf, key, systemRequestId } from './table.js';
 import { conditionFailedAt, isConditionFailure, lazyRead, withConflictRetry, type Store } from './db.js';
-import { giveBackPastLimitOf } from './allotments.js';
+import { giveBackPastLimitOf, logGiveBackFailure } from './allotments.js';
 import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed, plainItem, refusalOf, tooManyOps, type OpCondition } from './ops.js';
 import { ledgerPut, stepEntry } from './ledger.js';
 import { markFinalized, ORPHAN_GRACE_MS, REVISIT_MAX_MS } from './compaction.js';
@@ -1027,10 +1027,6 @@ async function refundCharged(store: Store, session: SessionItem, command: { requ
   return answer;
 }
 
-/** A give-back after a write that stands must not fail its request: the sweep's idle give-back is the backstop. */
-export const logGiveBackFailure = (accountId: string) => (error: unknown) => {
-  console.error(JSON.stringify({ level: 'ERROR', message: 'could not give back an allotment past the consumption limit', accountId, error: String(error) }));
-};
 
 // ------------------------------------------------------------------------- expiry (sweep)
 
