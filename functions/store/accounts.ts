@@ -8,7 +8,7 @@ import { batchGetAll, cancellationReasons, conditionFailedAt, isConditionFailure
 import { heldFromMain, type Holding } from '../domain/allotment.js';
 import { ledgerPut } from './ledger.js';
 import { plainItem } from './db.js';
-import { fail, reusedRequestId } from '../domain/errors.js';
+import { fail, keptRatingRefusalStatus, keptRefusal, reusedRequestId, type ChargingError } from '../domain/errors.js';
 import { MAX_BALANCE_MINOR } from '../domain/rating.js';
 
 export interface AccountInput {
@@ -401,6 +401,18 @@ export async function withMembers(store: Store, stored: AccountItem): Promise<{ 
   })));
   const [main, ...items] = (read.Responses ?? []).map((r: { Item?: AccountItem }) => r.Item);
   return { account: main ?? account, members: items.filter(attached) };
+}
+
+/**
+ * How a reserve's or an event's refusal against today's rating or routing is kept (a PUT may
+ * change them; fails before: a repeat after one that would let it through was applied; review
+ * 12 of stop 27): only for an account that exists, one read, only on such a refusal. An
+ * unknown account is the refusal that comes first, and is not kept (else anyone could leave
+ * refusals naming any id; reviews 15 of stop 27 and 24 of stop 28).
+ */
+export async function keptRatingRefusal(store: Store, accountId: string, refusal: ChargingError): Promise<StoredAnswer> {
+  if (!(await getAccountItem(store, accountId))) fail('not_found', `account ${accountId} does not exist`);
+  return keptRefusal(refusal, keptRatingRefusalStatus)!;
 }
 
 export interface StoredAnswer {

@@ -368,7 +368,7 @@ export const logGiveBackFailure = (accountId: string) => (error: unknown) => {
 /** giveBackPastLimit for an account known by id only (a refund's, a game party's): one read. */
 export async function giveBackPastLimitOf(store: Store, accountId: string): Promise<void> {
   const account = await getAccountItem(store, accountId);
-  if (account?.mainAccountId && account.consumptionLimit !== undefined) await giveBackPastLimit(store, account);
+  if (account) await giveBackPastLimit(store, account);
 }
 
 export interface IdleReturn {

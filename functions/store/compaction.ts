@@ -41,12 +41,18 @@ export function markFinalized(store: Store, accountId: string, opId: string, ent
 }
 
 /**
+ * Finished entries one write carries away at most (claimRemovals). Within this of its cap an
+ * account is crowded: what its writes carry may no longer make room (sweepAccount).
+ */
+const REMOVALS_PER_WRITE = 16;
+
+/**
  * Takes up to `max` queued removals (never `except`) for the next write to carry. They leave
  * the queue while that write is in flight, so a concurrent write in this process (the local
  * server runs requests concurrently) never carries them too; `settleRemovals` says what
  * became of them.
  */
-export function claimRemovals(store: Store, accountId: string, except: string, max = 16): Removal[] {
+export function claimRemovals(store: Store, accountId: string, except: string, max = REMOVALS_PER_WRITE): Removal[] {
   const k = queueKey(store, accountId);
   const entries = queue.get(k);
   if (!entries) return [];
@@ -143,7 +149,7 @@ export async function sweepAccount(store: Store, accountId: string): Promise<Acc
   // Near its cap (ops.ts refuses new operations there and asks for this visit), finished
   // entries go at once, not after FINISHED_AGE_MS: a full account waited 5 minutes for room
   // (review 25 of stop 28). Their records are made sure of first, as always.
-  const crowded = Object.keys(account.ops ?? {}).length >= maxOpsOf(store) - 16;
+  const crowded = Object.keys(account.ops ?? {}).length >= maxOpsOf(store) - REMOVALS_PER_WRITE;
   let next = Infinity;
   const later = (atMs: number) => { next = Math.min(next, Math.max(nowMs + REVISIT_MIN_MS, Math.min(atMs, nowMs + REVISIT_MAX_MS))); };
   const visit = async (opId: string, entry: OpEntry) => {

@@ -38,6 +38,10 @@ const sponsored = (account: AccountItem) => !!(account as SponsoredAccount).spon
  */
 export type Covered = { retry: true; gave?: true } | { retry: false; taken?: Exclude<TakeResult, 'given' | 'moved'> };
 
+/** What a sponsor's answer tells the caller: write again (`gave`: it transferred), or null when it gave nothing. */
+const bySponsor = (given: 'given' | 'moved' | 'none'): Covered | null =>
+  (given === 'none' ? null : given === 'given' ? { retry: true, gave: true } : { retry: true });
+
 /**
  * `account`, as read, is short of `shortMinor`. In order:
  * - an attached account takes an allotment from its main account (its charges are its main
@@ -76,7 +80,7 @@ export async function coverShortfall(store: Store, account: AccountItem, shortMi
   // would otherwise keep the sponsors from ever being asked (fails before: a 503; review).
   if (family && (reclaimedMinor > 0 || (family.contended && tries < FAMILY_FIRST_TRIES && ((await getAccountItem(store, account.accountId))?.available ?? 0) - account.available + family.spareMinor! >= shortMinor))) return { retry: true };
   const given = sponsored(account) ? await takeFromSponsors(store, account as SponsoredAccount, shortMinor, coverKey, stillShort) : 'none';
-  return given === 'given' ? { retry: true, gave: true } : (family?.retry && firstRound) || given === 'moved' ? { retry: true } : { retry: false };
+  return bySponsor(given) ?? (family?.retry && firstRound ? { retry: true } : { retry: false });
 }
 
 /**
@@ -124,11 +128,10 @@ async function coverMember(store: Store, member: AccountItem, shortMinor: number
     // reserves of a member refused so, while the money sat in the main account).
     if (main && mainShortMinor <= 0 && headroomMinor > 0) return { retry: true };
     if (main && sponsored(main) && mainShortMinor > 0) {
-      const given = await takeFromSponsors(store, main as SponsoredAccount, mainShortMinor, coverKey, stillShort);
-      if (given !== 'none') return given === 'given' ? { retry: true, gave: true } : { retry: true };
+      const covered = bySponsor(await takeFromSponsors(store, main as SponsoredAccount, mainShortMinor, coverKey, stillShort));
+      if (covered) return covered;
     }
   }
-  const given = sponsored(member) ? await takeFromSponsors(store, member as SponsoredAccount, shortMinor, coverKey, stillShort) : 'none';
-  if (given !== 'none') return given === 'given' ? { retry: true, gave: true } : { retry: true };
-  return { retry: false, taken };
+  const covered = sponsored(member) ? bySponsor(await takeFromSponsors(store, member as SponsoredAccount, shortMinor, coverKey, stillShort)) : null;
+  return covered ?? { retry: false, taken };
 }

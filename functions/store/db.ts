@@ -25,7 +25,7 @@ export interface Store {
    * For tests of the two-write path's recovery, and for tables whose accounts are all hot.
    */
   twoWriteSteps?: boolean;
-  /** Operations an account records at once (ops.ts MAX_RECORDED_OPS unless told: tests reach it sooner). */
+  /** Operations an account records at once (compaction.ts MAX_RECORDED_OPS unless told: tests reach it sooner). */
   maxRecordedOps?: number;
 }
 

@@ -10,8 +10,8 @@ import { applyOp, applyOpWithRecord, knownMainAccount, newNonce, oneWriteAllowed
 import { ledgerPut } from './ledger.js';
 import { FINISHED_AGE_MS, markFinalized } from './compaction.js';
 import { serviceFor } from './services.js';
-import { getAccountItem, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
-import { ChargingError, fail, keptRatingRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
+import { getAccountItem, keptRatingRefusal, type AccountItem, type OpEntry, type StoredAnswer } from './accounts.js';
+import { ChargingError, fail, keptRefusal, reusedRequestId } from '../domain/errors.js';
 import { priceOrNull, unitsAffordable } from '../domain/rating.js';
 import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { isServiceAccountId, mainAccountRoute, otherUnitDetail, publicAccountId, serviceAccountId, type ServiceAccountItem, type ServiceAccountRef } from './serviceAccounts.js';
@@ -95,14 +95,9 @@ async function debitOnce(store: Store, command: DirectDebitCommand, bodyHash: st
   const refuse = async (code: 'validation_failed' | 'insufficient_credit' | 'conflict', detail: string, extra?: Record<string, unknown>) => {
     const replay = await storedAnswer(store, command.requestId, bodyHash);
     if (replay) return replay;
-    // Kept as a refusal of the account is (fails before: repeated after a PUT that would let
-    // it through, it charged; review 12 of stop 27), for an account that exists only, as a 404
-    // is not kept (one read, only here; review 15 of stop 27).
-    // An unknown account is the refusal that comes first (fails before: a 400 or 409 its
-    // repeat could outgrow once the account and a PUT came; review 24 of stop 28).
-    if (!(await getAccountItem(store, command.accountId))) fail('not_found', `account ${command.accountId} does not exist`);
+    // Kept (keptRatingRefusal).
     const refusal = new ChargingError(code, detail, extra);
-    return keepRefusal(store, command, bodyHash, keptRefusal(refusal, keptRatingRefusalStatus)!, refusal);
+    return keepRefusal(store, command, bodyHash, await keptRatingRefusal(store, command.accountId, refusal), refusal);
   };
   // { amount } is the units it buys at the service's price, as on a reserve (whole blocks;
   // what is charged is their price, never more than the amount).

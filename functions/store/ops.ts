@@ -249,9 +249,7 @@ export async function applyOp(store: Store, accountId: string, opId: string, con
   });
   // A member's hold went back past a lowered consumption limit: the excess goes back to the
   // main account now. After the write stands, as the threshold above.
-  if (movement.reservedDelta < 0 && account.consumptionLimit !== undefined && account.mainAccountId) {
-    await giveBackPastLimit(store, account).catch(logGiveBackFailure(accountId));
-  }
+  if (movement.reservedDelta < 0) await giveBackPastLimit(store, account).catch(logGiveBackFailure(accountId));
   // The backstop, after the charge stands: like the threshold above, a failure here must not
   // fail the request (the account's own due mark brings the sweep within 5 minutes anyway).
   if (finishedCount(account) > BACKSTOP_THRESHOLD) {

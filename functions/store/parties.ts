@@ -272,13 +272,12 @@ async function partyTransaction(store: Store, session: SessionItem, step: PartyS
     } else {
       conditions.push('ops.#op.seq = :seq');
       values[':seq'] = session.seq;
-      // A hold grows, or the grant does (within what the holds cover), only while the account
-      // may still spend, as a plain session's grant (fails before: an expired party's hold
-      // grew with every update, review 4; its grant, review 23 of stop 28).
-      // An update that answers a grant (units left of it): a game's grant is cumulative, so one
-      // that grows nothing still grants the rest again, with a new validUntil (fails before: 200
-      // with 900 units for an expired party; review 26 of stop 28). Not the step that records a
-      // refused update's usage (its answer is the refusal).
+      // An update that answers a grant (its hold grows, or units of the cumulative grant are
+      // left, which it grants again with a new validUntil) needs every party able to spend, as
+      // a plain session's grant (fails before: an expired party's hold grew with every update,
+      // review 4; its grant grew, review 23 of stop 28; what was left was granted again, 200
+      // with 900 units, review 26). Not the step that records a refused update's usage: its
+      // answer is the refusal.
       if (step.kind === 'update' && step.answer?.status === 200 && (reservedDelta > 0 || step.next.hold.grantedUnits > step.next.hold.usedUnits)) {
         conditions.push(USABLE_CONDITION);
         names['#status'] = 'status';

@@ -22,8 +22,8 @@ import { finalUnitActionOf } from '../domain/serviceAccount.js';
 import { expirePartySession, partyStep, refundPartySession, type PartyState } from './parties.js';
 import { adoptFounder, founderToAdopt, settleMultiSession } from './multisession.js';
 import { coverableMinor } from './cover.js';
-import { getAccountItem, usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
-import { ChargingError, fail, keptSessionRefusalStatus, keptRatingRefusalStatus, keptRefundRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
+import { getAccountItem, keptRatingRefusal, usableAt, type OpEntry, type StoredAnswer } from './accounts.js';
+import { ChargingError, fail, keptSessionRefusalStatus, keptRefundRefusalStatus, keptRefusal, reusedRequestId } from '../domain/errors.js';
 import { computeGrant, inServiceUnits, optimisticGrant, type Requested } from '../domain/reservation.js';
 import { isOpen, movementFor, releaseClosed, sessionClosed, shownState, rateUsage, chargeNothing, regrant, refundable, type Hold, type SessionState, type Movement, type Usage } from '../domain/session.js';
 import type { Outcome, Principle } from '../domain/parties.js';
@@ -282,20 +282,14 @@ async function reserveOnce(store: Store, command: ReserveCommand, bodyHash: stri
   /**
    * A refusal against today's rating or routing (a PUT may have changed either since) first
    * looks for a session under this requestId: a repeat is answered as before, another body is
-   * idempotency_conflict. Only refusals pay the read. Then it is kept as a refusal of the
-   * account is (fails before: repeated after a PUT that would let it through, it opened a
-   * session; review 12 of stop 27).
+   * idempotency_conflict. Only refusals pay the read. Then it is kept (keptRatingRefusal).
    */
   const refuse = async (code: 'validation_failed' | 'conflict', detail: string): Promise<StoredAnswer> => {
     const existing = await getSessionItem(store, sessionId);
     const replay = existing && replayOrConflict(existing, command.requestId, bodyHash);
     if (replay) return replay;
-    // Of an account that exists, as a 404 is not kept (one read, only here: else anyone could
-    // leave refused sessions naming any id; review 15 of stop 27). An unknown account is the
-    // refusal that comes first (fails before: a 400 its repeat could outgrow; review 24 of stop 28).
-    if (!(await getAccountItem(store, command.accountId))) fail('not_found', `account ${command.accountId} does not exist`);
     const refusal = new ChargingError(code, detail, { sessionId });
-    return keepRefusal(store, command, bodyHash, service, keptRefusal(refusal, keptRatingRefusalStatus)!, refusal);
+    return keepRefusal(store, command, bodyHash, service, await keptRatingRefusal(store, command.accountId, refusal), refusal);
   };
   const firstGrant = optimisticGrant(command.requested, price);
   if (!firstGrant) return refuse('validation_failed', 'requested must be at least one unit');
@@ -1026,7 +1020,6 @@ async function refundCharged(store: Store, session: SessionItem, command: { requ
   if (session.payerAccountId) await giveBackPastLimitOf(store, session.chargedAccountId).catch(logGiveBackFailure(session.chargedAccountId));
   return answer;
 }
-
 
 // ------------------------------------------------------------------------- expiry (sweep)
 
